@@ -1,0 +1,717 @@
+"""Stimulus decoding and model inputs.
+
+Video files (mp4, mov, mkv, avi, webm with H.264, HEVC, VP9, MPEG-4 ... streams),
+audio-only files (wav, flac, mp3, ogg) and still images (png, jpg, ...) are decoded
+with PyAV. Model inputs follow an :class:`InputRecipe`:
+
+* **visual**: a grayscale face image of ``image_size x image_size`` pixels. The
+  ``n_frames`` frames taken at evenly spaced times (the middle frame when
+  ``n_frames=1``) are converted to gray (ITU-R BT.601 luma weights), averaged,
+  cropped to a square (the centred largest square, or a crop box given per
+  stimulus) and resized by area averaging. Values lie in [-0.5, 0.5] (gray level
+  / 255 - 0.5).
+* **auditory**: a log-mel spectrogram (natural log of the mel power + 1e-6) of the
+  mono mix of the audio track, resampled to ``sample_rate`` with torchaudio, over a
+  window of ``duration_s`` seconds: a longer track is cut to its central window, a
+  shorter one is zero-padded equally on both sides (``align="center"``), or the window
+  starts at the beginning of the track (``align="start"``, padding at the end). Shape
+  ``(1, n_mels, n_time)`` with ``n_time = 1 + round(duration_s * sample_rate) // hop``.
+
+A stimulus that lacks a modality the recipe needs is handled as follows: an audio-only
+file gets a blank (mid-gray, i.e. all-zero) face; a still image gets silence; a video
+without an audio track raises :class:`StimulusError` naming the file (a silent video is
+almost always a mistake in an audio-visual study). Pass ``missing="blank"`` to accept it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".m4a", ".aac", ".opus")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MODALITIES = ("visual", "auditory")
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LOG_FLOOR = 1e-6
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "MODALITIES",
+    "VIDEO_EXTENSIONS",
+    "Clip",
+    "InputRecipe",
+    "StimulusError",
+    "face_input",
+    "load_inputs",
+    "logmel_input",
+    "prepare_inputs",
+    "read_clip",
+    "stimulus_kind",
+    "write_clip",
+]
+
+
+class StimulusError(ValueError):
+    """A stimulus file cannot be decoded or lacks what the recipe needs."""
+
+
+@dataclass(frozen=True)
+class InputRecipe:
+    """How stimuli become model inputs.
+
+    Parameters
+    ----------
+    modalities : tuple of {"visual", "auditory"}
+        Inputs the model takes, in the order of its ``forward`` arguments.
+    image_size : int
+        Side of the square grayscale face image in pixels.
+    n_frames : int
+        Number of evenly spaced video frames averaged into the face image
+        (1: the middle frame).
+    sample_rate : int
+        Audio sampling rate in Hz after resampling.
+    duration_s : float
+        Length of the audio window in seconds.
+    n_mels : int
+        Number of mel bands.
+    n_fft : int
+        FFT size in samples.
+    win_ms, hop_ms : float
+        Analysis window and hop in milliseconds.
+    f_min_hz, f_max_hz : float
+        Mel filter bank range in Hz (``f_max_hz=None``: Nyquist).
+    align : {"center", "start"}
+        Where the audio window sits in a longer clip and where padding goes in a
+        shorter one.
+    """
+
+    modalities: tuple[str, ...] = MODALITIES
+    image_size: int = 64
+    n_frames: int = 1
+    sample_rate: int = 16000
+    duration_s: float = 3.0
+    n_mels: int = 80
+    n_fft: int = 512
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    f_min_hz: float = 0.0
+    f_max_hz: float | None = None
+    align: str = "center"
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        mods = tuple(self.modalities)
+        object.__setattr__(self, "modalities", mods)
+        bad = [m for m in mods if m not in MODALITIES]
+        if bad or not mods:
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}; got {mods!r}")
+        for name in ("image_size", "n_frames", "sample_rate", "n_mels", "n_fft"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not self.duration_s > 0:
+            raise ValueError(f"duration_s must be positive; got {self.duration_s!r}")
+        if self.align not in ("center", "start"):
+            raise ValueError(f"align must be 'center' or 'start'; got {self.align!r}")
+        if self.win_samples > self.n_fft:
+            raise ValueError(
+                f"win_ms={self.win_ms} gives {self.win_samples} samples, more than n_fft={self.n_fft}"
+            )
+
+    @property
+    def n_samples(self) -> int:
+        """Audio window length in samples."""
+        return int(round(self.duration_s * self.sample_rate))
+
+    @property
+    def win_samples(self) -> int:
+        return int(round(self.win_ms * self.sample_rate / 1000))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.hop_ms * self.sample_rate / 1000))
+
+    @property
+    def n_time(self) -> int:
+        """Number of spectrogram frames."""
+        return 1 + self.n_samples // self.hop_samples
+
+    @property
+    def visual_shape(self) -> tuple[int, int, int]:
+        """Shape of one visual input, ``(1, image_size, image_size)``."""
+        return (1, self.image_size, self.image_size)
+
+    @property
+    def auditory_shape(self) -> tuple[int, int, int]:
+        """Shape of one auditory input, ``(1, n_mels, n_time)``."""
+        return (1, self.n_mels, self.n_time)
+
+    def input_shape(self, modality: str) -> tuple[int, ...]:
+        if modality == "visual":
+            return self.visual_shape
+        if modality == "auditory":
+            return self.auditory_shape
+        raise ValueError(f"modality must be one of {MODALITIES}; got {modality!r}")
+
+    def to_dict(self) -> dict:
+        """Plain-type dictionary (JSON and checkpoint friendly)."""
+        out = dataclasses.asdict(self)
+        out["modalities"] = list(self.modalities)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> InputRecipe:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown recipe fields {unknown}")
+        data = dict(data)
+        if "modalities" in data:
+            data["modalities"] = tuple(data["modalities"])
+        return cls(**data)
+
+    def key(self) -> str:
+        """Stable text identifying the recipe (used in cache keys)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@dataclass
+class Clip:
+    """Decoded stimulus.
+
+    Attributes
+    ----------
+    frames : ndarray of shape (n_frames, height, width, 3), uint8, or None
+        RGB video frames (a still image is one frame); None for audio-only files.
+    fps : float or None
+        Frame rate.
+    audio : ndarray of shape (n_samples,), float32, or None
+        Mono mix of the audio track in [-1, 1]; None when there is none.
+    sample_rate : int or None
+        Audio sampling rate in Hz.
+    path : str
+    """
+
+    frames: np.ndarray | None
+    fps: float | None
+    audio: np.ndarray | None
+    sample_rate: int | None
+    path: str = ""
+
+
+def stimulus_kind(path: str | os.PathLike) -> str:
+    """Return ``"video"``, ``"audio"`` or ``"image"`` from the file extension.
+
+    Unknown extensions are treated as video containers (PyAV probes the content).
+    """
+    ext = Path(path).suffix.lower()
+    if ext in AUDIO_EXTENSIONS:
+        return "audio"
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    return "video"
+
+
+# --------------------------------------------------------------------------- writing
+def write_clip(
+    path: str | os.PathLike,
+    frames,
+    fps: float,
+    audio=None,
+    sample_rate: int | None = None,
+    *,
+    video_codec: str = "libx264",
+    audio_codec: str = "aac",
+    crf: int = 18,
+) -> Path:
+    """Encode RGB frames and a mono waveform into a video file with PyAV.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file; the container follows the extension (mp4, mov, mkv, avi...).
+    frames : ndarray of shape (n_frames, height, width, 3), uint8
+        RGB frames. Height and width must be even (4:2:0 chroma subsampling).
+    fps : float
+        Frame rate.
+    audio : ndarray of shape (n_samples,), float, or None
+        Mono waveform in [-1, 1]; None writes a video without audio.
+    sample_rate : int
+        Audio sampling rate in Hz (required with ``audio``).
+    video_codec, audio_codec : str
+        FFmpeg encoder names (e.g. ``"libx264"``, ``"libx265"``, ``"libvpx-vp9"``,
+        ``"mpeg4"``; ``"aac"``, ``"flac"``, ``"libopus"``, ``"mp3"``).
+    crf : int
+        Constant rate factor for x264/x265 (lower is better quality).
+
+    Returns
+    -------
+    Path
+        The written file (written under a temporary name, then renamed).
+    """
+    import av
+
+    from ._io import _tmp_name
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (n_frames, height, width, 3); got {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8; got {frames.dtype}")
+    n_frames, height, width, _ = frames.shape
+    if n_frames < 1:
+        raise ValueError("frames must contain at least one frame")
+    if height % 2 or width % 2:
+        raise ValueError(f"frame height and width must be even; got {height}x{width}")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive; got {fps!r}")
+    if audio is not None:
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"audio must have shape (n_samples,); got {audio.shape}")
+        if sample_rate is None or int(sample_rate) < 1:
+            raise ValueError(f"sample_rate must be a positive integer; got {sample_rate!r}")
+        sample_rate = int(sample_rate)
+
+    from fractions import Fraction
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path, path.suffix)
+    try:
+        with av.open(str(tmp), mode="w", format=_container_format(path)) as container:
+            rate = Fraction(fps).limit_denominator(1001)
+            vstream = container.add_stream(video_codec, rate=rate)
+            vstream.width, vstream.height = width, height
+            vstream.pix_fmt = "yuv420p"
+            if video_codec in ("libx264", "libx265"):
+                vstream.options = {"crf": str(crf), "preset": "fast"}
+                if video_codec == "libx265":
+                    vstream.options["x265-params"] = "log-level=error"
+            elif video_codec in ("libvpx-vp9", "libvpx"):
+                vstream.options = {"crf": str(crf + 12), "b": "0", "deadline": "realtime"}
+            else:
+                vstream.bit_rate = max(2_000_000, width * height * 40)
+            astream = None
+            if audio is not None:
+                astream = container.add_stream(audio_codec, rate=sample_rate)
+                astream.layout = "mono"
+            for i in range(n_frames):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
+                frame.pts = i
+                frame.time_base = 1 / rate
+                for packet in vstream.encode(frame):
+                    container.mux(packet)
+            for packet in vstream.encode():
+                container.mux(packet)
+            if astream is not None:
+                fmt = astream.codec_context.format.name if astream.codec_context.format else "fltp"
+                block = 4096
+                for start in range(0, len(audio), block):
+                    chunk = audio[start : start + block]
+                    aframe = _audio_frame(chunk, fmt)
+                    aframe.sample_rate = sample_rate
+                    aframe.pts = start
+                    aframe.time_base = Fraction(1, sample_rate)
+                    for packet in astream.encode(aframe):
+                        container.mux(packet)
+                for packet in astream.encode():
+                    container.mux(packet)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    return path
+
+
+def _container_format(path: Path) -> str | None:
+    ext = path.suffix.lower()
+    return {
+        ".mp4": "mp4",
+        ".m4v": "mp4",
+        ".mov": "mov",
+        ".mkv": "matroska",
+        ".webm": "webm",
+        ".avi": "avi",
+    }.get(ext)
+
+
+def _audio_frame(chunk: np.ndarray, fmt: str):
+    import av
+
+    packed = fmt.rstrip("p")
+    if packed == "s16":
+        data = np.clip(np.round(chunk * 32767.0), -32768, 32767).astype(np.int16)
+    elif packed == "s32":
+        data = np.clip(np.round(chunk * 2147483647.0), -2147483648, 2147483647).astype(np.int32)
+    elif packed == "dbl":
+        data = chunk.astype(np.float64)
+    else:
+        fmt, data = "fltp", chunk.astype(np.float32)
+    return av.AudioFrame.from_ndarray(data[None, :], format=fmt, layout="mono")
+
+
+# --------------------------------------------------------------------------- reading
+def _open(path: Path):
+    import av
+
+    if not path.is_file():
+        raise StimulusError(f"stimulus file not found: {path}")
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise StimulusError(f"cannot open stimulus file {path}: {exc}") from exc
+
+
+def _decode_audio(container, path: Path) -> tuple[np.ndarray, int] | tuple[None, None]:
+    import av
+
+    if not container.streams.audio:
+        return None, None
+    stream = container.streams.audio[0]
+    chunks = []
+    rate = stream.codec_context.sample_rate or stream.rate
+    try:
+        container.seek(0)
+        for frame in container.decode(stream):
+            arr = frame.to_ndarray()
+            fmt = frame.format
+            if not fmt.is_planar:
+                arr = arr.reshape(-1, len(frame.layout.channels)).T
+            arr = _to_float(arr, fmt.name.rstrip("p"))
+            chunks.append(arr.mean(axis=0, dtype=np.float64).astype(np.float32))
+            rate = frame.sample_rate
+    except av.error.FFmpegError as exc:
+        raise StimulusError(f"cannot decode the audio of {path}: {exc}") from exc
+    if not chunks:
+        raise StimulusError(f"the audio track of {path} holds no samples")
+    return np.concatenate(chunks), int(rate)
+
+
+def _to_float(arr: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt == "s16":
+        return arr.astype(np.float32) / 32768.0
+    if fmt == "s32":
+        return arr.astype(np.float32) / 2147483648.0
+    if fmt == "u8":
+        return (arr.astype(np.float32) - 128.0) / 128.0
+    return arr.astype(np.float32)
+
+
+def _decode_video_frames(container, path: Path, select=None):
+    """Decode RGB frames; with ``select(n_total) -> indices`` convert only those."""
+    import av
+
+    if not container.streams.video:
+        return None, None
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    fps = float(stream.average_rate) if stream.average_rate else None
+    try:
+        container.seek(0)
+        decoded = list(container.decode(stream))
+    except av.error.FFmpegError as exc:
+        raise StimulusError(f"cannot decode the video of {path}: {exc}") from exc
+    if not decoded:
+        raise StimulusError(f"the video stream of {path} holds no frames")
+    indices = range(len(decoded)) if select is None else select(len(decoded))
+    frames = np.stack([decoded[i].to_ndarray(format="rgb24") for i in indices])
+    return frames, fps
+
+
+def read_clip(path: str | os.PathLike) -> Clip:
+    """Decode a video, audio or image file.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    Clip
+        All RGB frames (uint8, ``(n_frames, height, width, 3)``) and the mono audio
+        track (float32, ``(n_samples,)``) at its original rate.
+
+    Raises
+    ------
+    StimulusError
+        When the file is missing, unreadable or holds neither video nor audio.
+    """
+    path = Path(path)
+    kind = stimulus_kind(path)
+    if kind == "image":
+        frame = _read_image(path)
+        return Clip(frame[None], None, None, None, str(path))
+    with _open(path) as container:
+        frames, fps = _decode_video_frames(container, path) if kind == "video" else (None, None)
+        audio, rate = _decode_audio(container, path)
+    if frames is None and audio is None:
+        raise StimulusError(f"{path} holds neither a video nor an audio stream")
+    return Clip(frames, fps, audio, rate, str(path))
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise StimulusError(f"stimulus file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise StimulusError(f"cannot read image {path}: {exc}") from exc
+
+
+def _frame_indices(n_total: int, n_frames: int) -> np.ndarray:
+    """Evenly spaced frame indices (the centres of ``n_frames`` equal segments)."""
+    idx = np.floor((np.arange(n_frames) + 0.5) * n_total / n_frames).astype(int)
+    return np.clip(idx, 0, n_total - 1)
+
+
+# --------------------------------------------------------------------------- inputs
+def face_input(
+    frames,
+    recipe: InputRecipe | None = None,
+    crop_box: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Grayscale face image from RGB frames.
+
+    Parameters
+    ----------
+    frames : ndarray of shape (n_frames, height, width, 3) or (height, width, 3), uint8
+        The frames to average (already selected).
+    recipe : InputRecipe, optional
+    crop_box : (x0, y0, x1, y1), optional
+        Pixel box (x1, y1 exclusive) to crop before resizing; default the centred
+        largest square.
+
+    Returns
+    -------
+    ndarray of shape (1, image_size, image_size), float32
+        Gray level / 255 - 0.5.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    recipe = recipe or InputRecipe()
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (n, height, width, 3); got {frames.shape}")
+    gray = (frames.astype(np.float32) @ _LUMA).mean(axis=0) / 255.0
+    height, width = gray.shape
+    if crop_box is None:
+        side = min(height, width)
+        y0, x0 = (height - side) // 2, (width - side) // 2
+        x1, y1 = x0 + side, y0 + side
+    else:
+        x0, y0, x1, y1 = (int(v) for v in crop_box)
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(
+                f"crop_box must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}; "
+                f"got {tuple(crop_box)!r}"
+            )
+    crop = torch.from_numpy(np.ascontiguousarray(gray[y0:y1, x0:x1]))[None, None]
+    size = recipe.image_size
+    if crop.shape[-2:] != (size, size):
+        if crop.shape[-1] >= size and crop.shape[-2] >= size:
+            crop = F.adaptive_avg_pool2d(crop, (size, size))
+        else:
+            crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
+    return (crop[0].numpy() - 0.5).astype(np.float32)
+
+
+def _fit_window(audio: np.ndarray, n_samples: int, align: str) -> np.ndarray:
+    n = audio.shape[-1]
+    if n >= n_samples:
+        start = (n - n_samples) // 2 if align == "center" else 0
+        return audio[start : start + n_samples]
+    pad = n_samples - n
+    before = pad // 2 if align == "center" else 0
+    return np.pad(audio, (before, pad - before))
+
+
+def logmel_input(audio, sample_rate: int, recipe: InputRecipe | None = None) -> np.ndarray:
+    """Log-mel spectrogram of a mono waveform.
+
+    Parameters
+    ----------
+    audio : ndarray of shape (n_samples,)
+        Mono waveform in [-1, 1].
+    sample_rate : int
+        Its sampling rate in Hz (resampled to ``recipe.sample_rate`` if different).
+    recipe : InputRecipe, optional
+
+    Returns
+    -------
+    ndarray of shape (1, n_mels, n_time), float32
+        ``log(mel power + 1e-6)`` over the recipe's window.
+    """
+    import torch
+    import torchaudio
+
+    recipe = recipe or InputRecipe()
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must have shape (n_samples,); got {audio.shape}")
+    wave = torch.from_numpy(audio)
+    if int(sample_rate) != recipe.sample_rate:
+        wave = torchaudio.functional.resample(wave, int(sample_rate), recipe.sample_rate)
+    wave = torch.from_numpy(_fit_window(wave.numpy(), recipe.n_samples, recipe.align))
+    mel = _mel_transform(recipe)(wave)
+    return torch.log(mel + _LOG_FLOOR)[None].numpy().astype(np.float32)
+
+
+_MEL_CACHE: dict = {}
+
+
+def _mel_transform(recipe: InputRecipe):
+    import torchaudio
+
+    key = (
+        recipe.sample_rate,
+        recipe.n_fft,
+        recipe.win_samples,
+        recipe.hop_samples,
+        recipe.n_mels,
+        recipe.f_min_hz,
+        recipe.f_max_hz,
+    )
+    if key not in _MEL_CACHE:
+        _MEL_CACHE[key] = torchaudio.transforms.MelSpectrogram(
+            sample_rate=recipe.sample_rate,
+            n_fft=recipe.n_fft,
+            win_length=recipe.win_samples,
+            hop_length=recipe.hop_samples,
+            f_min=recipe.f_min_hz,
+            f_max=recipe.f_max_hz,
+            n_mels=recipe.n_mels,
+            power=2.0,
+            center=True,
+        )
+    return _MEL_CACHE[key]
+
+
+def load_inputs(
+    path: str | os.PathLike,
+    recipe: InputRecipe | None = None,
+    crop_box: Sequence[int] | None = None,
+    *,
+    missing: str = "error",
+) -> dict[str, np.ndarray]:
+    """Decode one stimulus into the inputs a recipe asks for.
+
+    Parameters
+    ----------
+    path : path-like
+        Video, audio or image file.
+    recipe : InputRecipe, optional
+    crop_box : (x0, y0, x1, y1), optional
+        Face crop in pixels.
+    missing : {"error", "blank"}
+        What to do when a video lacks an audio track the recipe needs.
+
+    Returns
+    -------
+    dict
+        ``{"visual": (1, image_size, image_size), "auditory": (1, n_mels, n_time)}``
+        (only the recipe's modalities), float32.
+    """
+    recipe = recipe or InputRecipe()
+    if missing not in ("error", "blank"):
+        raise ValueError(f"missing must be 'error' or 'blank'; got {missing!r}")
+    path = Path(path)
+    kind = stimulus_kind(path)
+    need_visual = "visual" in recipe.modalities
+    need_audio = "auditory" in recipe.modalities
+    frames = audio = rate = None
+    if kind == "image":
+        if need_visual:
+            frames = _read_image(path)[None]
+    else:
+        with _open(path) as container:
+            if kind == "video" and need_visual:
+                frames, _ = _decode_video_frames(
+                    container, path, select=lambda n: _frame_indices(n, recipe.n_frames)
+                )
+                if frames is None:
+                    raise StimulusError(f"{path} holds no video stream")
+            if need_audio:
+                audio, rate = _decode_audio(container, path)
+                if audio is None and kind == "audio":
+                    raise StimulusError(f"{path} holds no audio stream")
+                if audio is None and missing == "error":
+                    raise StimulusError(
+                        f"{path} has no audio track, but the input recipe needs auditory input "
+                        "(pass missing='blank' to use silence)"
+                    )
+    out = {}
+    if need_visual:
+        out["visual"] = (
+            face_input(frames, recipe, crop_box)
+            if frames is not None
+            else np.zeros(recipe.visual_shape, np.float32)
+        )
+    if need_audio:
+        if audio is None:
+            audio, rate = np.zeros(recipe.n_samples, np.float32), recipe.sample_rate
+        out["auditory"] = logmel_input(audio, rate, recipe)
+    return {m: out[m] for m in recipe.modalities}
+
+
+def prepare_inputs(
+    paths: Sequence[str | os.PathLike],
+    recipe: InputRecipe | None = None,
+    crop_boxes: Sequence[Sequence[int] | None] | None = None,
+    *,
+    missing: str = "error",
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Decode many stimuli into stacked model inputs.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+    recipe : InputRecipe, optional
+    crop_boxes : sequence of (x0, y0, x1, y1) or None, optional
+        One face crop per stimulus.
+    missing : {"error", "blank"}
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        modality -> ndarray of shape (n_stimuli, *recipe.input_shape(modality)), float32.
+    """
+    recipe = recipe or InputRecipe()
+    paths = list(paths)
+    if crop_boxes is not None and len(crop_boxes) != len(paths):
+        raise ValueError(
+            f"crop_boxes must have one entry per stimulus ({len(paths)}); got {len(crop_boxes)}"
+        )
+    out = {m: np.empty((len(paths), *recipe.input_shape(m)), np.float32) for m in recipe.modalities}
+    iterator = enumerate(paths)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=len(paths), desc="decoding", unit="stim")
+    for i, path in iterator:
+        box = None if crop_boxes is None else crop_boxes[i]
+        for m, arr in load_inputs(path, recipe, box, missing=missing).items():
+            out[m][i] = arr
+    return out
