@@ -1,0 +1,1 @@
+"""The dnnrsa BIDS App: command line, run configuration, workflows."""

@@ -1,0 +1,554 @@
+"""Representational dissimilarity matrices: computation, comparison, conversion, files.
+
+Conventions (identical to rsatoolbox, so results can be compared directly):
+
+* An RDM is stored as its upper triangle, row-major: the order of
+  ``numpy.triu_indices(n, 1)`` and of :func:`scipy.spatial.distance.squareform`.
+* ``correlation``: 1 - Pearson r between condition patterns, each centred across
+  its channels.
+* ``euclidean``: squared Euclidean distance divided by the number of channels.
+* ``cosine``: 1 - cosine similarity (uncentred), as :func:`scipy.spatial.distance.cosine`.
+* ``mahalanobis``: ``d P d^T / n_channels`` with ``P`` the noise precision matrix.
+* ``crossnobis``: for each run, the difference vectors of that run's condition
+  means are multiplied (through ``P``) with those of the mean of all other runs'
+  observations; the result is averaged over runs and divided by the number of
+  channels. Unbiased: its expectation is zero for conditions that do not differ.
+
+Every function works on numpy or CuPy arrays; the module is chosen from the inputs
+or passed as ``xp``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from .backend import get_namespace, to_numpy
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("correlation", "euclidean", "cosine", "mahalanobis", "crossnobis")
+COMPARATORS = ("spearman", "pearson", "kendall_tau_a", "cosine")
+
+
+# --------------------------------------------------------------------------- helpers
+def n_conditions_from_pairs(n_pairs: int) -> int:
+    """Number of conditions ``n`` with ``n * (n - 1) / 2 == n_pairs``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_pairs`` is not a triangular number of at least 3 conditions' worth.
+    """
+    n = int(round((1 + np.sqrt(1 + 8 * int(n_pairs))) / 2))
+    if n * (n - 1) // 2 != int(n_pairs) or n < 2:
+        raise ValueError(
+            f"an RDM vector must have n*(n-1)/2 entries for some number of conditions n; "
+            f"got {n_pairs} entries"
+        )
+    return n
+
+
+def pair_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the upper triangle, in RDM vector order."""
+    return np.triu_indices(n, 1)
+
+
+def vector_to_squareform(vec, *, xp=None):
+    """Square symmetric matrix (zero diagonal) from an RDM vector.
+
+    Parameters
+    ----------
+    vec : array of shape (n_pairs,) or (n_rdms, n_pairs)
+
+    Returns
+    -------
+    array of shape (n, n) or (n_rdms, n, n)
+    """
+    xp = xp or get_namespace(vec)
+    vec = xp.asarray(vec)
+    n = n_conditions_from_pairs(vec.shape[-1])
+    iu, ju = pair_indices(n)
+    out = xp.zeros(vec.shape[:-1] + (n, n), dtype=vec.dtype)
+    out[..., iu, ju] = vec
+    out[..., ju, iu] = vec
+    return out
+
+
+def squareform_to_vector(square, *, xp=None, check_symmetric: bool = True):
+    """RDM vector (upper triangle, row-major) from a square matrix.
+
+    Parameters
+    ----------
+    square : array of shape (n, n) or (n_rdms, n, n)
+    check_symmetric : bool
+        Raise if the matrix is not symmetric (NaN-aware, relative tolerance 1e-8).
+    """
+    xp = xp or get_namespace(square)
+    square = xp.asarray(square)
+    if square.ndim < 2 or square.shape[-1] != square.shape[-2]:
+        raise ValueError(f"square RDM must have shape (n, n); got {tuple(square.shape)}")
+    n = square.shape[-1]
+    if check_symmetric:
+        sq = to_numpy(square)
+        if not np.allclose(sq, np.swapaxes(sq, -1, -2), rtol=1e-8, atol=1e-10, equal_nan=True):
+            raise ValueError("square RDM is not symmetric")
+    iu, ju = pair_indices(n)
+    return square[..., iu, ju]
+
+
+def rankdata(x, *, axis: int = -1, xp=None):
+    """Tie-averaged ranks (1-based) along ``axis``, for many vectors at once.
+
+    Equal to ``scipy.stats.rankdata(x, method="average", axis=axis)`` for finite
+    input; works on numpy and CuPy arrays without a Python loop over vectors.
+
+    Parameters
+    ----------
+    x : array of any shape
+    axis : int
+        Axis along which to rank.
+
+    Returns
+    -------
+    array of float64 with the shape of ``x``
+    """
+    xp = xp or get_namespace(x)
+    x = xp.asarray(x)
+    x = xp.moveaxis(x, axis, -1)
+    shape = x.shape
+    n = shape[-1]
+    if n == 0:
+        return xp.moveaxis(xp.zeros(shape, dtype=xp.float64), -1, axis)
+    flat = x.reshape(-1, n)
+    n_rows = flat.shape[0]
+    order = xp.argsort(flat, axis=1)
+    sorted_vals = xp.take_along_axis(flat, order, axis=1)
+    starts = xp.ones(flat.shape, dtype=bool)
+    starts[:, 1:] = sorted_vals[:, 1:] != sorted_vals[:, :-1]
+    starts_flat = starts.ravel()
+    group = xp.cumsum(starts_flat) - 1  # global group id of each sorted element
+    first = xp.flatnonzero(starts_flat)
+    last = xp.concatenate([first[1:], xp.asarray([starts_flat.size], dtype=first.dtype)]) - 1
+    row_offset = (first // n) * n
+    avg_rank = (first + last).astype(xp.float64) / 2.0 - row_offset + 1.0
+    ranks_sorted = avg_rank[group]
+    out = xp.empty(n_rows * n, dtype=xp.float64)
+    target = (xp.arange(n_rows)[:, None] * n + order).ravel()
+    out[target] = ranks_sorted
+    return xp.moveaxis(out.reshape(shape), -1, axis)
+
+
+# --------------------------------------------------------------------------- computation
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}; got {metric!r}")
+
+
+def _condition_means(patterns, conditions, xp):
+    """Average rows by condition label; labels ordered like numpy.unique."""
+    labels, inverse = np.unique(np.asarray(conditions), return_inverse=True)
+    inverse = inverse.ravel()
+    n_cond = labels.size
+    onehot = np.zeros((n_cond, inverse.size))
+    onehot[inverse, np.arange(inverse.size)] = 1.0
+    onehot /= onehot.sum(axis=1, keepdims=True)
+    return xp.asarray(onehot, dtype=patterns.dtype) @ patterns, labels
+
+
+def _validate_patterns(patterns, xp):
+    patterns = xp.asarray(patterns)
+    if patterns.ndim != 2:
+        raise ValueError(
+            "patterns must be a 2-D array of shape (n_observations, n_channels); "
+            f"got shape {tuple(patterns.shape)}"
+        )
+    if patterns.shape[1] < 1:
+        raise ValueError("patterns must have at least one channel; got 0")
+    if not xp.issubdtype(patterns.dtype, xp.floating):
+        patterns = patterns.astype(xp.float64)
+    return patterns
+
+
+def _pairwise_from_kernel(kernel, xp):
+    """d_ij = k_ii + k_jj - k_ij - k_ji, upper triangle as a vector."""
+    diag = xp.diagonal(kernel, axis1=-2, axis2=-1)
+    full = diag[..., :, None] + diag[..., None, :] - kernel - xp.swapaxes(kernel, -1, -2)
+    iu, ju = pair_indices(kernel.shape[-1])
+    return full[..., iu, ju]
+
+
+def _check_noise(noise, n_channels, xp, name="noise"):
+    if noise is None:
+        return None
+    noise = xp.asarray(noise, dtype=xp.float64)
+    if noise.shape != (n_channels, n_channels):
+        raise ValueError(
+            f"{name} must be a precision matrix of shape ({n_channels}, {n_channels}); "
+            f"got shape {tuple(noise.shape)}"
+        )
+    return noise
+
+
+def compute_rdm(
+    patterns,
+    metric: str = "correlation",
+    *,
+    conditions: Sequence | None = None,
+    runs: Sequence | None = None,
+    noise=None,
+    xp=None,
+):
+    """Compute one RDM from activity patterns.
+
+    Parameters
+    ----------
+    patterns : array of shape (n_observations, n_channels)
+        One row per observation (a condition in a run, a stimulus...), one column
+        per channel (voxel, unit).
+    metric : {"correlation", "euclidean", "cosine", "mahalanobis", "crossnobis"}
+        Dissimilarity measure (see the module docstring for exact definitions).
+    conditions : sequence of shape (n_observations,), optional
+        Condition label of each row. Rows with the same label are averaged
+        (crossnobis: within each run), and conditions are ordered like
+        :func:`numpy.unique`. Default: every row is its own condition.
+    runs : sequence of shape (n_observations,), optional
+        Run (fold) label of each row; required for ``crossnobis``.
+    noise : array of shape (n_channels, n_channels), optional
+        Noise precision matrix for ``mahalanobis`` (required) and ``crossnobis``
+        (optional; identity when omitted).
+    xp : module, optional
+        numpy or cupy; inferred from ``patterns`` by default.
+
+    Returns
+    -------
+    rdm : array of shape (n_pairs,)
+        Upper triangle, row-major, ``n_pairs = n_conditions * (n_conditions - 1) / 2``.
+    """
+    _check_metric(metric)
+    xp = xp or get_namespace(patterns)
+    patterns = _validate_patterns(patterns, xp)
+    n_obs, n_channels = patterns.shape
+    if conditions is None:
+        conditions = np.arange(n_obs)
+    conditions = np.asarray(to_numpy(conditions))
+    if conditions.shape != (n_obs,):
+        raise ValueError(
+            f"conditions must have one label per row of patterns ({n_obs}); "
+            f"got shape {conditions.shape}"
+        )
+    labels = np.unique(conditions)
+    if labels.size < 3:
+        raise ValueError(
+            f"an RDM needs at least 3 conditions; got {labels.size} ({labels.tolist()!r})"
+        )
+
+    if metric == "crossnobis":
+        return _crossnobis(patterns, conditions, runs, noise, xp)
+    if runs is not None:
+        logger.debug("runs are ignored for metric %r", metric)
+
+    means, _ = _condition_means(patterns, conditions, xp)
+    if metric == "correlation":
+        centred = means - means.mean(axis=1, keepdims=True)
+        norms = xp.sqrt(xp.einsum("ij,ij->i", centred, centred))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit = centred / norms[:, None]
+        sim = unit @ unit.T
+        iu, ju = pair_indices(means.shape[0])
+        return 1.0 - sim[iu, ju]
+    if metric == "cosine":
+        norms = xp.sqrt(xp.einsum("ij,ij->i", means, means))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit = means / norms[:, None]
+        sim = unit @ unit.T
+        iu, ju = pair_indices(means.shape[0])
+        return 1.0 - sim[iu, ju]
+    if metric == "euclidean":
+        kernel = means @ means.T
+        return _pairwise_from_kernel(kernel, xp) / n_channels
+    # mahalanobis
+    if noise is None:
+        raise ValueError("metric 'mahalanobis' needs noise, a precision matrix; got None")
+    precision = _check_noise(noise, n_channels, xp)
+    kernel = means @ precision @ means.T
+    return _pairwise_from_kernel(kernel, xp) / n_channels
+
+
+def _crossnobis(patterns, conditions, runs, noise, xp):
+    n_obs, n_channels = patterns.shape
+    if runs is None:
+        raise ValueError("metric 'crossnobis' needs runs (one run label per row); got None")
+    runs = np.asarray(to_numpy(runs))
+    if runs.shape != (n_obs,):
+        raise ValueError(
+            f"runs must have one label per row of patterns ({n_obs}); got shape {runs.shape}"
+        )
+    run_labels = np.unique(runs)
+    if run_labels.size < 2:
+        raise ValueError(
+            f"metric 'crossnobis' needs at least 2 runs; got {run_labels.size} ({run_labels.tolist()!r})"
+        )
+    labels = np.unique(conditions)
+    for run in run_labels:
+        present = np.unique(conditions[runs == run])
+        missing = np.setdiff1d(labels, present)
+        if missing.size:
+            raise ValueError(
+                f"every condition must occur in every run for crossnobis; run {run.item()!r} "
+                f"lacks condition(s) {missing.tolist()!r}"
+            )
+    precision = _check_noise(noise, n_channels, xp)
+    acc = None
+    for run in run_labels:  # a loop over runs (folds), never over condition pairs
+        test_rows = np.flatnonzero(runs == run)
+        train_rows = np.flatnonzero(runs != run)
+        test, _ = _condition_means(patterns[xp.asarray(test_rows)], conditions[test_rows], xp)
+        train, _ = _condition_means(patterns[xp.asarray(train_rows)], conditions[train_rows], xp)
+        kernel = train @ (precision @ test.T if precision is not None else test.T)
+        fold = _pairwise_from_kernel(kernel, xp)
+        acc = fold if acc is None else acc + fold
+    return acc / (run_labels.size * n_channels)
+
+
+def compute_rdms(
+    patterns_list,
+    metric: str = "correlation",
+    *,
+    conditions: Sequence | None = None,
+    runs: Sequence | None = None,
+    noise=None,
+    xp=None,
+):
+    """Compute one RDM per pattern set (for example one per DNN layer).
+
+    Parameters
+    ----------
+    patterns_list : sequence of arrays of shape (n_observations, n_channels_k), or
+        array of shape (n_sets, n_observations, n_channels)
+
+    Returns
+    -------
+    rdms : array of shape (n_sets, n_pairs)
+    """
+    xp = xp or get_namespace(
+        *(patterns_list if isinstance(patterns_list, list) else [patterns_list])
+    )
+    rows = [
+        compute_rdm(p, metric, conditions=conditions, runs=runs, noise=noise, xp=xp)
+        for p in patterns_list
+    ]
+    return xp.stack(rows)
+
+
+# --------------------------------------------------------------------------- comparison
+def _as_rdm_matrix(rdms, xp, name):
+    rdms = xp.asarray(rdms, dtype=xp.float64)
+    if rdms.ndim == 1:
+        rdms = rdms[None, :]
+    if rdms.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape (n_pairs,) or (n_rdms, n_pairs); got {tuple(rdms.shape)}"
+        )
+    return rdms
+
+
+def _standardise_rows(x, xp, centre=True):
+    if centre:
+        x = x - x.mean(axis=1, keepdims=True)
+    norms = xp.sqrt(xp.einsum("ij,ij->i", x, x))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = x / norms[:, None]
+    return xp.where(norms[:, None] > 0, out, 0.0)
+
+
+def _kendall_tau_a_block(a, b, xp, budget_bytes=256 * 2**20):
+    """Tau-a of every row of ``a`` against every row of ``b`` (no NaN), by sign products."""
+    n_a, m = a.shape
+    n_b = b.shape[0]
+    chunk = max(1, int(budget_bytes // (8 * m * (n_a + n_b))))
+    acc = xp.zeros((n_a, n_b), dtype=xp.float64)
+    for start in range(0, m, chunk):  # loop over blocks of entries, vectorised inside
+        stop = min(m, start + chunk)
+        sa = xp.sign(a[:, start:stop, None] - a[:, None, :]).reshape(n_a, -1)
+        sb = xp.sign(b[:, start:stop, None] - b[:, None, :]).reshape(n_b, -1)
+        acc += sa @ sb.T
+    # every unordered pair was counted twice (i, j) and (j, i)
+    return acc / (m * (m - 1))
+
+
+def _compare_dense(a, b, method, xp):
+    if method == "spearman":
+        a, b = rankdata(a, xp=xp), rankdata(b, xp=xp)
+        return _standardise_rows(a, xp) @ _standardise_rows(b, xp).T
+    if method == "pearson":
+        return _standardise_rows(a, xp) @ _standardise_rows(b, xp).T
+    if method == "cosine":
+        return _standardise_rows(a, xp, centre=False) @ _standardise_rows(b, xp, centre=False).T
+    return _kendall_tau_a_block(a, b, xp)
+
+
+def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
+    """Compare every RDM in ``rdms_a`` with every RDM in ``rdms_b``.
+
+    Parameters
+    ----------
+    rdms_a : array of shape (n_a, n_pairs) or (n_pairs,)
+    rdms_b : array of shape (n_b, n_pairs) or (n_pairs,)
+    method : {"spearman", "pearson", "kendall_tau_a", "cosine"}
+        ``spearman``: Pearson r of tie-averaged ranks. ``pearson``: Pearson r.
+        ``kendall_tau_a``: (concordant - discordant) / (n(n-1)/2), ties count as
+        neither. ``cosine``: uncentred cosine similarity (0 for a zero vector).
+    xp : module, optional
+
+    Returns
+    -------
+    similarity : array of shape (n_a, n_b)
+
+    Notes
+    -----
+    An entry that is NaN in either RDM of a pair is dropped from both before the
+    comparison (ranks are computed on the remaining entries). A constant RDM has
+    no correlation with anything: the result is NaN for spearman and pearson.
+    """
+    if method not in COMPARATORS:
+        raise ValueError(f"method must be one of {sorted(COMPARATORS)}; got {method!r}")
+    xp = xp or get_namespace(rdms_a, rdms_b)
+    a = _as_rdm_matrix(rdms_a, xp, "rdms_a")
+    b = _as_rdm_matrix(rdms_b, xp, "rdms_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"rdms_a and rdms_b must have the same number of pairs; got {a.shape[1]} and {b.shape[1]}"
+        )
+    nan_a = xp.isnan(a)
+    nan_b = xp.isnan(b)
+    any_nan = bool(nan_a.any()) or bool(nan_b.any())
+    if not any_nan:
+        out = _compare_dense(a, b, method, xp)
+    else:
+        out = xp.full((a.shape[0], b.shape[0]), xp.nan)
+        # Group RDMs by their NaN pattern, so that identical patterns stay vectorised.
+        keys_a = _group_by_mask(to_numpy(nan_a))
+        keys_b = _group_by_mask(to_numpy(nan_b))
+        for rows_a, mask_a in keys_a:
+            for rows_b, mask_b in keys_b:
+                keep = np.flatnonzero(~(mask_a | mask_b))
+                if keep.size < 2:
+                    continue
+                keep_x = xp.asarray(keep)
+                sub = _compare_dense(
+                    a[xp.asarray(rows_a)][:, keep_x], b[xp.asarray(rows_b)][:, keep_x], method, xp
+                )
+                out[np.ix_(rows_a, rows_b)] = sub
+    if method in ("spearman", "pearson"):
+        # a constant vector has zero norm after centring: undefined correlation
+        const_a = _is_constant(a, xp)
+        const_b = _is_constant(b, xp)
+        out = xp.where(const_a[:, None] | const_b[None, :], xp.nan, out)
+    return out
+
+
+def _is_constant(x, xp):
+    with np.errstate(invalid="ignore"):
+        lo = xp.nanmin(x, axis=1)
+        hi = xp.nanmax(x, axis=1)
+    return ~(hi > lo)
+
+
+def _group_by_mask(mask: np.ndarray):
+    groups: dict[bytes, list[int]] = {}
+    for i, row in enumerate(mask):
+        groups.setdefault(np.packbits(row).tobytes(), []).append(i)
+    return [(np.asarray(idx), mask[idx[0]]) for idx in groups.values()]
+
+
+# --------------------------------------------------------------------------- files
+def write_rdm_tsv(path: str | os.PathLike, vector, labels: Sequence) -> None:
+    """Write an RDM as a square, labelled, tab-separated table.
+
+    The first row holds ``condition`` followed by the labels; each following row
+    a label and that condition's dissimilarities. The file is written atomically.
+
+    Parameters
+    ----------
+    path : path-like
+    vector : array of shape (n_pairs,)
+    labels : sequence of str of length n_conditions
+    """
+    from ._io import atomic_write
+
+    vec = to_numpy(vector).astype(np.float64)
+    square = vector_to_squareform(vec, xp=np)
+    labels = [str(lab) for lab in labels]
+    if len(labels) != square.shape[0]:
+        raise ValueError(
+            f"labels must have one entry per condition ({square.shape[0]}); got {len(labels)}"
+        )
+    for lab in labels:
+        if "\t" in lab or "\n" in lab:
+            raise ValueError(f"labels must not contain tabs or newlines; got {lab!r}")
+    lines = ["\t".join(["condition", *labels])]
+    for lab, row in zip(labels, square, strict=True):
+        lines.append("\t".join([lab, *(repr(float(v)) if np.isfinite(v) else "n/a" for v in row)]))
+    with atomic_write(path) as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def read_rdm_tsv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """Read a square, labelled RDM table (as written by :func:`write_rdm_tsv`).
+
+    The first column and the header row hold the condition labels (in the same
+    order); the name of the first header cell is free. Missing values may be
+    written ``n/a`` or ``NaN``.
+
+    Returns
+    -------
+    vector : ndarray of shape (n_pairs,)
+    labels : list of str
+    """
+    import pandas as pd
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"RDM file not found: {path}")
+    try:
+        table = pd.read_csv(path, sep="\t", index_col=0, dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises several parser errors
+        raise ValueError(f"{path}: cannot be read as a tab-separated table ({exc})") from exc
+    rows = [str(r) for r in table.index]
+    cols = [str(c) for c in table.columns]
+    if len(rows) != len(cols):
+        raise ValueError(
+            f"{path}: a square RDM needs as many rows as columns; got {len(rows)} rows "
+            f"and {len(cols)} columns"
+        )
+    if rows != cols:
+        raise ValueError(f"{path}: row labels {rows} differ from column labels {cols}")
+    if len(rows) < 3:
+        raise ValueError(f"{path}: an RDM needs at least 3 conditions; got {len(rows)}")
+    try:
+        values = table.replace({"n/a": "nan", "": "nan"}).to_numpy(dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{path}: RDM entries must be numbers or n/a ({exc})") from exc
+    if not np.allclose(values, values.T, rtol=1e-6, atol=1e-12, equal_nan=True):
+        raise ValueError(f"{path}: the RDM is not symmetric")
+    return squareform_to_vector(values, xp=np, check_symmetric=False), rows
+
+
+__all__ = [
+    "COMPARATORS",
+    "METRICS",
+    "compare_rdms",
+    "compute_rdm",
+    "compute_rdms",
+    "n_conditions_from_pairs",
+    "pair_indices",
+    "rankdata",
+    "read_rdm_tsv",
+    "squareform_to_vector",
+    "vector_to_squareform",
+    "write_rdm_tsv",
+]

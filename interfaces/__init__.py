@@ -1,0 +1,1 @@
+"""Nipype interfaces wrapping the dnnrsa core functions (load, call one function, save)."""
