@@ -1,0 +1,190 @@
+"""Cluster labelling, TFCE and cluster measures for batches of maps.
+
+All functions take a batch of maps in mask order, ``(n_maps, n_voxels)``, scatter
+them into the bounding box of the mask and label every map of the batch in one
+call of ``ndimage.label`` (scipy, or cupyx on the GPU) on a 4-D array whose
+structuring element does not connect neighbouring maps.
+
+Conventions follow nilearn's ``permuted_ols`` (and fslmaths for the TFCE step):
+face connectivity (6 neighbours) by default, TFCE with ``E=0.5``, ``H=2`` and 100
+equal steps from 0 to the map's maximum, with the step height left out of the
+sum; clusters are formed by values strictly above the cluster-forming threshold
+and their mass is the sum of ``|t| - threshold`` over the cluster.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CONNECTIVITIES = {6: 1, 18: 2, 26: 3}
+
+
+def _ndimage(xp):
+    if xp is np:
+        from scipy import ndimage  # noqa: PLC0415
+    else:  # pragma: no cover - needs a GPU
+        from cupyx.scipy import ndimage  # noqa: PLC0415
+    return ndimage
+
+
+class VolumeLayout:
+    """Where the voxels of a mask sit inside the mask's bounding box.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (nx, ny, nz)
+    connectivity : {6, 18, 26}
+        Neighbourhood that joins voxels into clusters (faces, edges, corners).
+    xp : module
+        numpy or cupy.
+    """
+
+    def __init__(self, mask: np.ndarray, connectivity: int = 6, xp=np):
+        if connectivity not in CONNECTIVITIES:
+            raise ValueError(
+                f"connectivity must be one of {sorted(CONNECTIVITIES)}; got {connectivity!r}"
+            )
+        mask = np.asarray(mask, dtype=bool)
+        if mask.ndim != 3:
+            raise ValueError(f"mask must be 3-D; got shape {mask.shape}")
+        idx = np.nonzero(mask)
+        if idx[0].size == 0:
+            raise ValueError("mask has no voxel")
+        lo = [int(i.min()) for i in idx]
+        hi = [int(i.max()) + 1 for i in idx]
+        self.box_shape = tuple(h - low for low, h in zip(lo, hi, strict=True))
+        self.n_voxels = int(idx[0].size)
+        # flat index of every mask voxel inside the bounding box
+        local = tuple(i - low for i, low in zip(idx, lo, strict=True))
+        self.flat_index = xp.asarray(np.ravel_multi_index(local, self.box_shape))
+        self.box_size = int(np.prod(self.box_shape))
+        from scipy.ndimage import generate_binary_structure  # noqa: PLC0415
+
+        struct3 = generate_binary_structure(3, CONNECTIVITIES[connectivity])
+        struct4 = np.zeros((3, 3, 3, 3), dtype=bool)
+        struct4[1] = struct3  # no link between maps of a batch
+        self.structure = xp.asarray(struct4)
+        self.connectivity = connectivity
+        self.xp = xp
+
+    def label(self, supra):
+        """Label clusters of every map of a batch.
+
+        Parameters
+        ----------
+        supra : array of bool, shape (n_maps, n_voxels)
+
+        Returns
+        -------
+        labels : array of int, shape (n_maps, n_voxels)
+            0 for voxels outside any cluster; labels are unique across the batch.
+        n_labels : int
+        """
+        xp = self.xp
+        n_maps = supra.shape[0]
+        vol = xp.zeros((n_maps, self.box_size), dtype=bool)
+        vol[:, self.flat_index] = supra
+        vol = vol.reshape((n_maps, *self.box_shape))
+        labels, n_labels = _ndimage(xp).label(vol, structure=self.structure)
+        labels = labels.reshape(n_maps, self.box_size)[:, self.flat_index]
+        return labels, int(n_labels)
+
+
+def _cluster_sizes(labels, n_labels, xp):
+    counts = xp.bincount(labels.ravel(), minlength=n_labels + 1)
+    counts[0] = 0
+    return counts
+
+
+def tfce(
+    maps,
+    layout: VolumeLayout,
+    *,
+    two_sided: bool = False,
+    e: float = 0.5,
+    h: float = 2.0,
+    n_steps: int = 100,
+):
+    """Threshold-free cluster enhancement of a batch of maps.
+
+    Parameters
+    ----------
+    maps : array of shape (n_maps, n_voxels)
+        Statistic maps in mask order (NaN counts as 0).
+    layout : VolumeLayout
+    two_sided : bool
+        Also enhance negative clusters (returned with a negative sign).
+    e, h : float
+        Extent and height exponents.
+    n_steps : int
+        Number of thresholds, equally spaced from ``max / n_steps`` to the map's
+        maximum (of ``|map|`` when two-sided), as fslmaths and nilearn do.
+
+    Returns
+    -------
+    array of shape (n_maps, n_voxels)
+        TFCE scores, ``sum_h size(h)**e * h**h`` (not multiplied by the step).
+    """
+    xp = layout.xp
+    maps = xp.nan_to_num(maps, nan=0.0)
+    top = xp.max(xp.abs(maps), axis=1) if two_sided else xp.max(maps, axis=1)
+    top = xp.maximum(top, 0.0)
+    # the thresholds of numpy.linspace(0, top, n_steps + 1)[1:], computed the same way
+    steps = xp.arange(1, n_steps + 1, dtype=maps.dtype)
+    threshs = steps[None, :] * (top[:, None] / n_steps)
+    threshs[:, -1] = top
+    out = xp.zeros_like(maps)
+    signs = (1.0, -1.0) if two_sided else (1.0,)
+    for sign in signs:
+        values = maps * sign
+        for k in range(n_steps):
+            thr = threshs[:, k : k + 1]
+            supra = (values >= thr) & (values != 0) & (thr > 0)
+            if not bool(supra.any()):
+                break
+            labels, n_labels = layout.label(supra)
+            sizes = _cluster_sizes(labels, n_labels, xp).astype(maps.dtype)
+            out += sign * (sizes[labels] ** e) * (thr**h) * supra
+    return out
+
+
+def cluster_measures(maps, layout: VolumeLayout, threshold: float, *, two_sided: bool = False):
+    """Clusters above a threshold: per-voxel size and mass, and each map's maxima.
+
+    Parameters
+    ----------
+    maps : array of shape (n_maps, n_voxels)
+    layout : VolumeLayout
+    threshold : float
+        Cluster-forming threshold on the statistic (voxels strictly above it; below
+        ``-threshold`` for negative clusters when two-sided).
+    two_sided : bool
+
+    Returns
+    -------
+    size, mass : arrays of shape (n_maps, n_voxels)
+        Size (voxels) and mass (sum of ``|t| - threshold``) of the cluster each voxel
+        belongs to; 0 outside clusters.
+    max_size, max_mass : arrays of shape (n_maps,)
+    """
+    xp = layout.xp
+    maps = xp.nan_to_num(maps, nan=0.0)
+    size = xp.zeros(maps.shape, dtype=maps.dtype)
+    mass = xp.zeros(maps.shape, dtype=maps.dtype)
+    signs = (1.0, -1.0) if two_sided else (1.0,)
+    for sign in signs:
+        values = maps * sign
+        supra = values > threshold
+        if not bool(supra.any()):
+            continue
+        labels, n_labels = layout.label(supra)
+        flat = labels.ravel()
+        counts = _cluster_sizes(labels, n_labels, xp).astype(maps.dtype)
+        weights = xp.where(supra, values - threshold, 0.0).ravel()
+        masses = xp.bincount(flat, weights=weights, minlength=n_labels + 1)
+        masses[0] = 0
+        size += counts[labels]
+        mass += masses[labels]
+    max_size = xp.max(size, axis=1) if size.shape[1] else xp.zeros(size.shape[0])
+    max_mass = xp.max(mass, axis=1) if mass.shape[1] else xp.zeros(mass.shape[0])
+    return size, mass, max_size, max_mass

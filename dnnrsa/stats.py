@@ -1,0 +1,672 @@
+"""Group statistics: one-sample sign-flip permutation tests on subject maps.
+
+The engine works on a matrix of subject maps, ``(n_subjects, n_voxels)``, in mask
+order. Every permutation is a row of a sign matrix ``S`` of shape
+``(n_permutations, n_subjects)``; the permuted sums are one matrix product
+``S @ data`` per batch (the sum of squares does not change under sign flips), so
+the permuted t maps of a whole batch come out of a few array operations, on numpy
+or CuPy. From them the test collects
+
+- the uncorrected t map, its z (same tail probability under the t distribution
+  with ``n_subjects - 1`` degrees of freedom) and parametric p;
+- voxel-level family-wise error (FWE) p from the distribution of the maximum t;
+- threshold-free cluster enhancement (TFCE) and its FWE p;
+- cluster-size and cluster-mass FWE p for a cluster-forming threshold.
+
+Conventions follow nilearn's ``permuted_ols`` so that results agree with
+``nilearn.glm.second_level.non_parametric_inference``: p-values are
+``(1 + #{null >= observed}) / (1 + n_permutations)`` for random sign flips, and
+``#{null >= observed} / 2**n_subjects`` when all sign patterns are enumerated
+(the identity is then one of them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from . import _tfce
+from .backend import get_namespace, to_numpy
+
+logger = logging.getLogger(__name__)
+
+THRESHOLD_TYPES = ("p", "t")
+
+__all__ = [
+    "LayerComparisonResult",
+    "SignFlipResult",
+    "compare_best_layers",
+    "fisher_z",
+    "sign_flip_matrix",
+    "sign_flip_test",
+    "sign_flip_test_imgs",
+    "t_to_z",
+    "winner_take_all",
+]
+
+
+def fisher_z(r, *, clip: float = 1.0 - 1e-7, xp=None):
+    """Fisher z transform of correlation-type scores, ``arctanh(r)``.
+
+    Parameters
+    ----------
+    r : array-like of any shape
+        Correlations (Pearson, Spearman, Kendall, cosine). NaN stays NaN.
+    clip : float
+        Values are clipped to ``[-clip, clip]`` first, so that ``|r| = 1`` gives a
+        large finite z instead of infinity.
+    xp : module or None
+        numpy or cupy; inferred from ``r`` when None.
+
+    Returns
+    -------
+    array of the same shape as ``r``
+    """
+    if not 0 < clip < 1:
+        raise ValueError(f"clip must lie in (0, 1); got {clip!r}")
+    xp = xp or get_namespace(r)
+    r = xp.asarray(r, dtype=xp.float64)
+    return xp.arctanh(xp.clip(r, -clip, clip))
+
+
+def t_to_z(t, df: float) -> np.ndarray:
+    """Convert t values to z values with the same tail probability.
+
+    Uses log tail probabilities, so that large t give finite, accurate z.
+
+    Parameters
+    ----------
+    t : array-like
+    df : float
+        Degrees of freedom.
+
+    Returns
+    -------
+    ndarray of the same shape as ``t`` (sign kept; NaN stays NaN)
+    """
+    from scipy import special, stats  # noqa: PLC0415
+
+    t = np.asarray(t, dtype=np.float64)
+    log_sf = stats.t.logsf(np.abs(t), df)
+    return np.sign(t) * -special.ndtri_exp(log_sf)
+
+
+def sign_flip_matrix(
+    n_subjects: int, n_permutations: int, *, random_state=None
+) -> tuple[np.ndarray, bool]:
+    """Sign patterns for a one-sample permutation test.
+
+    Parameters
+    ----------
+    n_subjects : int
+    n_permutations : int
+        Number of random sign patterns wanted. When ``2**n_subjects`` is not
+        larger, every pattern is enumerated instead (the first row is all +1).
+    random_state : int, numpy.random.Generator or None
+
+    Returns
+    -------
+    signs : ndarray of float64, shape (n_patterns, n_subjects)
+        Entries are +1 or -1.
+    exhaustive : bool
+        Whether ``signs`` holds all ``2**n_subjects`` patterns.
+    """
+    if n_subjects < 2:
+        raise ValueError(f"n_subjects must be at least 2; got {n_subjects!r}")
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be positive; got {n_permutations!r}")
+    if n_subjects < 63 and 2**n_subjects <= n_permutations:
+        codes = np.arange(2**n_subjects, dtype=np.int64)[:, None]
+        bits = (codes >> np.arange(n_subjects, dtype=np.int64)) & 1
+        return 1.0 - 2.0 * bits, True
+    rng = np.random.default_rng(random_state)
+    return 1.0 - 2.0 * rng.integers(0, 2, size=(n_permutations, n_subjects)), False
+
+
+@dataclasses.dataclass
+class SignFlipResult:
+    """Outcome of :func:`sign_flip_test`; every map has shape ``(n_voxels,)``.
+
+    Attributes
+    ----------
+    t, z, p : ndarray
+        Uncorrected t, its z, and parametric p (one- or two-sided).
+    p_perm : ndarray
+        Uncorrected permutation p of every voxel.
+    p_fwe : ndarray
+        Voxel-level FWE p from the maximum statistic (max |t| when two-sided).
+    h0_max_t : ndarray of shape (n_permutations,)
+        Null distribution of the maximum statistic.
+    tfce, p_tfce_fwe, h0_max_tfce : ndarray or None
+        TFCE scores of the observed map (signed when two-sided), their FWE p, and
+        the null distribution of the maximum |TFCE|.
+    cluster_threshold_t : float or None
+        Cluster-forming threshold on the t scale.
+    cluster_size, cluster_mass : ndarray or None
+        Size (voxels) and mass of the cluster each voxel belongs to (0 outside).
+    p_cluster_size_fwe, p_cluster_mass_fwe : ndarray or None
+        Cluster-level FWE p for every voxel of a cluster (1 outside clusters).
+    h0_max_size, h0_max_mass : ndarray or None
+        Null distributions of the largest cluster size and mass.
+    n_permutations : int
+        Number of sign patterns used.
+    exhaustive : bool
+        Whether all ``2**n_subjects`` patterns were enumerated.
+    two_sided : bool
+    df : int
+        Degrees of freedom, ``n_subjects - 1``.
+    """
+
+    t: np.ndarray
+    z: np.ndarray
+    p: np.ndarray
+    p_perm: np.ndarray
+    p_fwe: np.ndarray
+    h0_max_t: np.ndarray
+    n_permutations: int
+    exhaustive: bool
+    two_sided: bool
+    df: int
+    tfce: np.ndarray | None = None
+    p_tfce_fwe: np.ndarray | None = None
+    h0_max_tfce: np.ndarray | None = None
+    cluster_threshold_t: float | None = None
+    cluster_size: np.ndarray | None = None
+    cluster_mass: np.ndarray | None = None
+    p_cluster_size_fwe: np.ndarray | None = None
+    p_cluster_mass_fwe: np.ndarray | None = None
+    h0_max_size: np.ndarray | None = None
+    h0_max_mass: np.ndarray | None = None
+
+    MAP_FIELDS = (
+        "t",
+        "z",
+        "p",
+        "p_perm",
+        "p_fwe",
+        "tfce",
+        "p_tfce_fwe",
+        "cluster_size",
+        "cluster_mass",
+        "p_cluster_size_fwe",
+        "p_cluster_mass_fwe",
+    )
+
+    def to_images(self, mask_img) -> dict[str, Any]:
+        """Every available voxel map as a 3-D NIfTI image on ``mask_img``'s grid.
+
+        Parameters
+        ----------
+        mask_img : nibabel image or path
+            The mask whose voxels (in C order) the maps describe.
+
+        Returns
+        -------
+        dict of str to nibabel.Nifti1Image
+            Keys are the names in :attr:`MAP_FIELDS` that are not None; voxels
+            outside the mask are 0.
+        """
+        from nilearn.masking import unmask  # noqa: PLC0415
+
+        mask_img = _load_mask_img(mask_img)
+        return {
+            name: unmask(np.asarray(getattr(self, name), dtype=np.float32), mask_img)
+            for name in self.MAP_FIELDS
+            if getattr(self, name) is not None
+        }
+
+
+def _load_mask_img(mask):
+    import nibabel as nib  # noqa: PLC0415
+
+    if isinstance(mask, str | os.PathLike):
+        mask = nib.load(mask)
+    data = np.asanyarray(mask.dataobj) != 0
+    return nib.Nifti1Image(data.astype(np.uint8), mask.affine)
+
+
+def _mask_array(mask) -> np.ndarray | None:
+    if mask is None:
+        return None
+    if isinstance(mask, np.ndarray):
+        return mask.astype(bool)
+    return np.asanyarray(_load_mask_img(mask).dataobj).astype(bool)
+
+
+def _p_from_counts(counts, n_null: int, exhaustive: bool):
+    return counts / n_null if exhaustive else (counts + 1.0) / (n_null + 1.0)
+
+
+def _with_tolerance(ref, xp):
+    """Lower a reference statistic by a relative tolerance.
+
+    A permuted statistic that equals the observed one in exact arithmetic (the
+    identity pattern, or its mirror image in a two-sided test) may come out a few
+    units in the last place below it; it must still count as "at least as large".
+    """
+    return ref - _REL_TOL * xp.maximum(xp.abs(ref), 1.0)
+
+
+_REL_TOL = 1e-9
+
+
+def _batch_size(n_columns: int, budget_mb: float, bytes_per_cell: int, n_rows: int) -> int:
+    per_row = max(1, n_columns * bytes_per_cell)
+    return int(max(1, min(n_rows, (budget_mb * 2**20) // per_row)))
+
+
+def sign_flip_test(
+    data,
+    *,
+    mask=None,
+    n_permutations: int = 5000,
+    two_sided: bool = False,
+    tfce: bool = False,
+    cluster_forming_threshold: float | None = None,
+    threshold_type: str = "p",
+    connectivity: int = 6,
+    tfce_e: float = 0.5,
+    tfce_h: float = 2.0,
+    tfce_n_steps: int = 100,
+    random_state=None,
+    sign_flips=None,
+    device: str | None = None,
+    max_memory_mb: float = 512.0,
+) -> SignFlipResult:
+    """One-sample test across subjects by sign-flip permutation.
+
+    Parameters
+    ----------
+    data : array of shape (n_subjects, n_voxels)
+        One map per subject (for example Fisher z of searchlight correlations), in
+        the C order of ``mask``'s voxels. Voxels with a non-finite value in any
+        subject, or no variance, get NaN statistics and p = 1 and take no part in
+        the maxima.
+    mask : nibabel image, path, ndarray of bool of shape (nx, ny, nz), or None
+        Needed for TFCE and clusters, which are formed on this grid.
+    n_permutations : int
+        Random sign patterns to draw; all ``2**n_subjects`` patterns are used
+        instead when there are no more than this.
+    two_sided : bool
+        Test both signs (maxima of |t|, negative clusters too).
+    tfce : bool
+        Compute TFCE and its FWE p (requires ``mask``).
+    cluster_forming_threshold : float or None
+        Compute cluster-size and cluster-mass FWE p for clusters formed above this
+        threshold (requires ``mask``).
+    threshold_type : {"p", "t"}
+        Whether ``cluster_forming_threshold`` is an uncorrected p (converted with
+        the t distribution, halved when two-sided, as nilearn does) or a t value.
+    connectivity : {6, 18, 26}
+        Voxel neighbourhood for clusters and TFCE (6, faces, as in nilearn).
+    tfce_e, tfce_h, tfce_n_steps : float, float, int
+        TFCE extent and height exponents and number of thresholds.
+    random_state : int, numpy.random.Generator or None
+        Seed of the sign patterns.
+    sign_flips : array of shape (n_permutations, n_subjects) or None
+        Explicit random sign patterns (entries +1 or -1), used instead of drawing
+        them; useful to reproduce another tool's permutations exactly.
+    device : {"auto", "cpu", "cuda"} or None
+        Where to compute; None follows ``data`` (cupy array -> GPU).
+    max_memory_mb : float
+        Memory budget for one batch of permuted maps.
+
+    Returns
+    -------
+    SignFlipResult
+        Maps of shape (n_voxels,) as numpy arrays.
+    """
+    from scipy import stats  # noqa: PLC0415
+
+    if threshold_type not in THRESHOLD_TYPES:
+        raise ValueError(
+            f"threshold_type must be one of {list(THRESHOLD_TYPES)}; got {threshold_type!r}"
+        )
+    xp = get_namespace(data, device=device)
+    host = to_numpy(data).astype(np.float64, copy=False)
+    if host.ndim != 2:
+        raise ValueError(f"data must have shape (n_subjects, n_voxels); got {host.shape}")
+    n_subjects, n_voxels = host.shape
+    if n_subjects < 2:
+        raise ValueError(f"data needs at least 2 subjects; got {n_subjects}")
+    mask_arr = _mask_array(mask)
+    if (tfce or cluster_forming_threshold is not None) and mask_arr is None:
+        raise ValueError("mask is required when tfce=True or cluster_forming_threshold is set")
+    if mask_arr is not None and int(mask_arr.sum()) != n_voxels:
+        raise ValueError(f"mask has {int(mask_arr.sum())} voxels but data has {n_voxels} columns")
+    df = n_subjects - 1
+
+    # -- observed statistics (numpy, exact) --------------------------------------
+    finite = np.isfinite(host).all(axis=0)
+    clean = np.where(finite, host, 0.0)
+    sd = clean.std(axis=0, ddof=1)
+    valid = finite & (sd > 0)
+    t_obs = np.full(n_voxels, np.nan)
+    t_obs[valid] = clean[:, valid].mean(axis=0) / (sd[valid] / math.sqrt(n_subjects))
+    z_obs = t_to_z(t_obs, df)
+    p_par = 2 * stats.t.sf(np.abs(t_obs), df) if two_sided else stats.t.sf(t_obs, df)
+
+    # -- sign patterns -------------------------------------------------------------
+    if sign_flips is not None:
+        signs = np.asarray(sign_flips, dtype=np.float64)
+        if signs.ndim != 2 or signs.shape[1] != n_subjects or not np.all(np.abs(signs) == 1):
+            raise ValueError(
+                f"sign_flips must be an array of +1/-1 of shape (n_permutations, {n_subjects})"
+            )
+        exhaustive = False
+    else:
+        signs, exhaustive = sign_flip_matrix(n_subjects, n_permutations, random_state=random_state)
+    n_perm = signs.shape[0]
+
+    cluster_t = None
+    if cluster_forming_threshold is not None:
+        if threshold_type == "p":
+            if not 0 < cluster_forming_threshold < 1:
+                raise ValueError(
+                    "cluster_forming_threshold must lie in (0, 1) when threshold_type='p'; "
+                    f"got {cluster_forming_threshold!r}"
+                )
+            tail = cluster_forming_threshold / 2 if two_sided else cluster_forming_threshold
+            cluster_t = float(stats.t.isf(tail, df))
+        else:
+            cluster_t = float(cluster_forming_threshold)
+
+    n_valid = int(valid.sum())
+    x = xp.asarray(clean[:, valid])
+    sumsq = xp.sum(x * x, axis=0)
+    s_dev = xp.asarray(signs)
+    t_valid = xp.asarray(t_obs[valid])
+    t_ref = _with_tolerance(xp.abs(t_valid) if two_sided else t_valid, xp)
+
+    layout = None
+    if tfce or cluster_t is not None:
+        valid_mask = np.zeros(mask_arr.shape, dtype=bool)
+        valid_mask[tuple(c[valid] for c in np.nonzero(mask_arr))] = True
+        layout = _tfce.VolumeLayout(valid_mask, connectivity=connectivity, xp=xp)
+
+    tfce_obs = tfce_ref = None
+    if tfce:
+        tfce_obs = _tfce.tfce(
+            t_valid[None, :],
+            layout,
+            two_sided=two_sided,
+            e=tfce_e,
+            h=tfce_h,
+            n_steps=tfce_n_steps,
+        )[0]
+        tfce_ref = _with_tolerance(xp.abs(tfce_obs), xp)
+    size_obs = mass_obs = None
+    if cluster_t is not None:
+        size_obs, mass_obs, _, _ = _tfce.cluster_measures(
+            t_valid[None, :], layout, cluster_t, two_sided=two_sided
+        )
+        size_obs, mass_obs = size_obs[0], mass_obs[0]
+
+    h0_t = np.empty(n_perm)
+    h0_tfce = np.empty(n_perm) if tfce else None
+    h0_size = np.empty(n_perm) if cluster_t is not None else None
+    h0_mass = np.empty(n_perm) if cluster_t is not None else None
+    count_vox = xp.zeros(n_valid)
+    count_fwe = xp.zeros(n_valid)
+    count_tfce = xp.zeros(n_valid) if tfce else None
+
+    bytes_per_cell = 40
+    if layout is not None:
+        bytes_per_cell = max(bytes_per_cell, 16 * layout.box_size // max(n_valid, 1) + 40)
+    batch = _batch_size(n_valid, max_memory_mb, bytes_per_cell, n_perm)
+    logger.info(
+        "sign-flip test: %d subjects, %d voxels, %d permutations (%s), batches of %d",
+        n_subjects,
+        n_voxels,
+        n_perm,
+        "exhaustive" if exhaustive else "random",
+        batch,
+    )
+    scale = math.sqrt(n_subjects)
+    for start in range(0, n_perm, batch):
+        stop = min(start + batch, n_perm)
+        mean = (s_dev[start:stop] @ x) / n_subjects
+        var = (sumsq[None, :] - n_subjects * mean * mean) / df
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_perm = mean * scale / xp.sqrt(xp.maximum(var, 0.0))
+        del mean, var
+        stat = xp.abs(t_perm) if two_sided else t_perm
+        max_t = xp.max(stat, axis=1) if n_valid else xp.full(stop - start, -xp.inf)
+        h0_t[start:stop] = to_numpy(max_t)
+        count_vox += xp.sum(stat >= t_ref[None, :], axis=0)
+        count_fwe += xp.sum(max_t[:, None] >= t_ref[None, :], axis=0)
+        del stat
+        if tfce:
+            scores = xp.abs(
+                _tfce.tfce(
+                    t_perm,
+                    layout,
+                    two_sided=two_sided,
+                    e=tfce_e,
+                    h=tfce_h,
+                    n_steps=tfce_n_steps,
+                )
+            )
+            max_tfce = xp.max(scores, axis=1)
+            h0_tfce[start:stop] = to_numpy(max_tfce)
+            count_tfce += xp.sum(max_tfce[:, None] >= tfce_ref[None, :], axis=0)
+            del scores
+        if cluster_t is not None:
+            _, _, max_size, max_mass = _tfce.cluster_measures(
+                t_perm, layout, cluster_t, two_sided=two_sided
+            )
+            h0_size[start:stop] = to_numpy(max_size)
+            h0_mass[start:stop] = to_numpy(max_mass)
+        del t_perm
+
+    def full(values, fill):
+        out = np.full(n_voxels, fill, dtype=np.float64)
+        out[valid] = to_numpy(values)
+        return out
+
+    result = SignFlipResult(
+        t=t_obs,
+        z=z_obs,
+        p=np.where(valid, p_par, 1.0),
+        p_perm=full(_p_from_counts(count_vox, n_perm, exhaustive), 1.0),
+        p_fwe=full(_p_from_counts(count_fwe, n_perm, exhaustive), 1.0),
+        h0_max_t=h0_t,
+        n_permutations=n_perm,
+        exhaustive=exhaustive,
+        two_sided=two_sided,
+        df=df,
+    )
+    if tfce:
+        result.tfce = full(tfce_obs, 0.0)
+        result.p_tfce_fwe = full(_p_from_counts(count_tfce, n_perm, exhaustive), 1.0)
+        result.h0_max_tfce = h0_tfce
+    if cluster_t is not None:
+        size_h = to_numpy(size_obs)
+        mass_h = to_numpy(mass_obs)
+        sorted_size = np.sort(h0_size)
+        sorted_mass = np.sort(h0_mass)
+        n_ge_size = n_perm - np.searchsorted(sorted_size, size_h - 0.5, side="left")
+        n_ge_mass = n_perm - np.searchsorted(sorted_mass, _with_tolerance(mass_h, np), side="left")
+        in_cluster = size_h > 0
+        p_size = np.where(in_cluster, _p_from_counts(n_ge_size, n_perm, exhaustive), 1.0)
+        p_mass = np.where(in_cluster, _p_from_counts(n_ge_mass, n_perm, exhaustive), 1.0)
+        result.cluster_threshold_t = cluster_t
+        result.cluster_size = full(size_h, 0.0)
+        result.cluster_mass = full(mass_h, 0.0)
+        result.p_cluster_size_fwe = full(p_size, 1.0)
+        result.p_cluster_mass_fwe = full(p_mass, 1.0)
+        result.h0_max_size = h0_size
+        result.h0_max_mass = h0_mass
+    return result
+
+
+def sign_flip_test_imgs(imgs, mask_img, **kwargs) -> tuple[SignFlipResult, dict[str, Any]]:
+    """:func:`sign_flip_test` on a list of 3-D images.
+
+    Parameters
+    ----------
+    imgs : list of nibabel images or paths, length n_subjects
+        Subject maps on the grid of ``mask_img``.
+    mask_img : nibabel image or path
+    **kwargs
+        Passed to :func:`sign_flip_test` (``mask`` is set from ``mask_img``).
+
+    Returns
+    -------
+    result : SignFlipResult
+    images : dict of str to nibabel.Nifti1Image
+        :meth:`SignFlipResult.to_images` of the result.
+    """
+    import nibabel as nib  # noqa: PLC0415
+
+    mask_img = _load_mask_img(mask_img)
+    mask = np.asanyarray(mask_img.dataobj).astype(bool)
+    rows = []
+    for img in imgs:
+        img = nib.load(img) if isinstance(img, str | os.PathLike) else img
+        if img.shape[:3] != mask.shape or not np.allclose(img.affine, mask_img.affine):
+            raise ValueError(
+                f"every image must be on the mask's grid {mask.shape}; got {img.shape}"
+            )
+        rows.append(np.asarray(img.get_fdata(dtype=np.float64)).reshape(mask.shape)[mask])
+    result = sign_flip_test(np.stack(rows), mask=mask, **kwargs)
+    return result, result.to_images(mask_img)
+
+
+# -- layers compared with each other ---------------------------------------------
+
+
+def winner_take_all(maps, *, xp=None):
+    """Which layer has the highest group-mean score at every voxel.
+
+    Parameters
+    ----------
+    maps : array of shape (n_subjects, n_layers, n_voxels)
+        Subject maps per layer (e.g. Fisher z of searchlight correlations).
+    xp : module or None
+
+    Returns
+    -------
+    winner : ndarray of int64, shape (n_voxels,)
+        Index of the best layer (-1 where every layer's mean is NaN).
+    margin : ndarray of float64, shape (n_voxels,)
+        Group mean of the best layer minus that of the second best.
+    """
+    xp = xp or get_namespace(maps)
+    maps = xp.asarray(maps, dtype=xp.float64)
+    if maps.ndim != 3 or maps.shape[1] < 2:
+        raise ValueError(
+            f"maps must have shape (n_subjects, n_layers >= 2, n_voxels); got {maps.shape}"
+        )
+    mean = xp.nanmean(maps, axis=0) if xp is np else xp.mean(maps, axis=0)
+    filled = xp.where(xp.isnan(mean), -xp.inf, mean)
+    order = xp.argsort(-filled, axis=0)
+    best, second = order[0], order[1]
+    cols = xp.arange(mean.shape[1])
+    margin = filled[best, cols] - filled[second, cols]
+    winner = xp.where(xp.isfinite(filled[best, cols]), best, -1)
+    return to_numpy(winner).astype(np.int64), to_numpy(margin).astype(np.float64)
+
+
+@dataclasses.dataclass
+class LayerComparisonResult:
+    """Outcome of :func:`compare_best_layers`; maps have shape ``(n_voxels,)``.
+
+    Attributes
+    ----------
+    winner, runner_up : ndarray of int64
+        Best and second-best layer by the mean of all subjects.
+    margin : ndarray
+        Group-mean difference between them.
+    selection_subjects, test_subjects : ndarray of int64
+        Indices of the subjects that chose the two layers tested at each voxel, and
+        of the (other) subjects whose differences were tested.
+    selected_best, selected_second : ndarray of int64
+        The two layers chosen by the selection subjects.
+    differences : ndarray of shape (n_test_subjects, n_voxels)
+        Best-minus-second difference of every test subject.
+    test : SignFlipResult
+        One-sided sign-flip test of ``differences``.
+    """
+
+    winner: np.ndarray
+    runner_up: np.ndarray
+    margin: np.ndarray
+    selection_subjects: np.ndarray
+    test_subjects: np.ndarray
+    selected_best: np.ndarray
+    selected_second: np.ndarray
+    differences: np.ndarray
+    test: SignFlipResult
+
+
+def compare_best_layers(
+    maps, *, selection_fraction: float = 0.5, random_state=None, **kwargs
+) -> LayerComparisonResult:
+    """Winner-take-all map of layers with a test of best against second best.
+
+    Choosing the two layers and testing their difference on the same subjects
+    favours the winner (the difference is positive by construction), and so does
+    choosing them without each subject in turn (the differences are then no longer
+    independent). Here a random subset of subjects chooses, at every voxel, the
+    best and second-best layer, and the remaining subjects test the difference by
+    a one-sided sign-flip test: valid, because the two sets of subjects are
+    independent. The winner-take-all map itself uses all subjects.
+
+    Parameters
+    ----------
+    maps : array of shape (n_subjects, n_layers, n_voxels)
+        Subject maps per layer (for example Fisher z of searchlight correlations).
+    selection_fraction : float
+        Fraction of subjects used to choose the layers (at least one subject each
+        way).
+    random_state : int, numpy.random.Generator or None
+        Seeds the split of subjects and the sign patterns.
+    **kwargs
+        Passed to :func:`sign_flip_test` (``two_sided`` is False).
+
+    Returns
+    -------
+    LayerComparisonResult
+    """
+    host = to_numpy(maps).astype(np.float64, copy=False)
+    if host.ndim != 3 or host.shape[0] < 4 or host.shape[1] < 2:
+        raise ValueError(
+            f"maps must have shape (n_subjects >= 4, n_layers >= 2, n_voxels); got {host.shape}"
+        )
+    if not 0 < selection_fraction < 1:
+        raise ValueError(f"selection_fraction must lie in (0, 1); got {selection_fraction!r}")
+    n_subjects, _, n_voxels = host.shape
+    rng = np.random.default_rng(random_state)
+    n_select = min(max(1, round(selection_fraction * n_subjects)), n_subjects - 2)
+    order = rng.permutation(n_subjects)
+    select, test_subj = np.sort(order[:n_select]), np.sort(order[n_select:])
+
+    def top_two(block):
+        mean = block.mean(axis=0)
+        ranking = np.argsort(-np.where(np.isnan(mean), -np.inf, mean), axis=0)
+        return ranking[0], ranking[1]
+
+    winner, margin = winner_take_all(host, xp=np)
+    _, runner_up = top_two(host)
+    best, second = top_two(host[select])
+    cols = np.arange(n_voxels)
+    diffs = host[test_subj][:, best, cols] - host[test_subj][:, second, cols]
+    kwargs["two_sided"] = False
+    test = sign_flip_test(diffs, random_state=rng, **kwargs)
+    return LayerComparisonResult(
+        winner=winner,
+        runner_up=runner_up.astype(np.int64),
+        margin=margin,
+        selection_subjects=select.astype(np.int64),
+        test_subjects=test_subj.astype(np.int64),
+        selected_best=best.astype(np.int64),
+        selected_second=second.astype(np.int64),
+        differences=diffs,
+        test=test,
+    )
