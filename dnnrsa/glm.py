@@ -633,16 +633,60 @@ def estimate_patterns(
 def _lss(y, frame_times, events, conf, order, codes, output, glm_kwargs):
     """Least squares separate: one model per trial, averaged per condition."""
     n_trials = len(events)
-    trial_estimates = np.empty((n_trials, y.shape[1]))
+    designs = []
     for trial in range(n_trials):
         lss_events = events.copy()
         labels = np.full(n_trials, "lssothers", dtype=object)
         labels[trial] = "lsstarget"
         lss_events["trial_type"] = labels
-        design = _design(frame_times, lss_events, conf, glm_kwargs)
-        trial_estimates[trial] = _fit_contrasts(y, design, ["lsstarget"], output, glm_kwargs)[0]
+        designs.append(_design(frame_times, lss_events, conf, glm_kwargs))
+    if glm_kwargs["noise_model"] == "ols":
+        trial_estimates = _lss_ols(y, designs, output)
+    else:
+        trial_estimates = np.empty((n_trials, y.shape[1]))
+        for trial, design in enumerate(designs):
+            trial_estimates[trial] = _fit_contrasts(y, design, ["lsstarget"], output, glm_kwargs)[0]
     trial_codes = events["trial_type"].to_numpy()
     out = np.empty((len(order), y.shape[1]))
     for k, label in enumerate(order):
         out[k] = trial_estimates[trial_codes == codes[label]].mean(axis=0)
     return out
+
+
+def _lss_ols(y, designs, output):
+    """LSS trial estimates for an OLS noise model, without one GLM fit per trial.
+
+    With ordinary least squares the target trial's effect is one row of the
+    design's pseudo-inverse applied to the data, so the effects of all trials are
+    a single matrix product. The t statistic divides by the standard error
+    ``sqrt(rss / dof * (X'X)^+_tt)``, with the residual sum of squares obtained by
+    projecting the data on the design's column space. These are the quantities
+    nilearn's OLS model and ``compute_contrast`` produce.
+    """
+    n_scans = y.shape[0]
+    rows = np.empty((len(designs), n_scans))
+    var_factor = np.empty(len(designs))
+    bases, dofs = [], []
+    for trial, design in enumerate(designs):
+        x = design.to_numpy()
+        col = list(design.columns).index("lsstarget")
+        pinv = np.linalg.pinv(x)
+        rows[trial] = pinv[col]
+        var_factor[trial] = pinv[col] @ pinv[col]
+        if output == "t":
+            u, sv, _ = np.linalg.svd(x, full_matrices=False)
+            rank = int(np.sum(sv > sv.max() * max(x.shape) * np.finfo(float).eps))
+            bases.append(u[:, :rank])
+            dofs.append(n_scans - rank)
+    effects = rows @ y
+    if output == "effect":
+        return effects
+    total_ss = np.einsum("ij,ij->j", y, y)
+    stats = np.empty_like(effects)
+    for trial, basis in enumerate(bases):
+        proj = basis.T @ y
+        rss = np.clip(total_ss - np.einsum("ij,ij->j", proj, proj), 0.0, None)
+        variance = rss / dofs[trial] * var_factor[trial]
+        # nilearn floors the variance at a tiny value in the same way
+        stats[trial] = effects[trial] / np.sqrt(np.maximum(variance, 1e-50))
+    return stats

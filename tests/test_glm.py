@@ -95,23 +95,28 @@ def test_lss_close_to_lsa_for_separated_trials():
     assert r_true > 0.9
 
 
-def test_lss_trial_estimate_matches_a_direct_lss_model():
-    """One trial per condition: LSS pattern of a condition = its own 2-regressor model."""
+@pytest.mark.parametrize(
+    ("noise_model", "output"), [("ols", "effect"), ("ols", "t"), ("ar1", "effect")]
+)
+def test_lss_equals_direct_nilearn_lss_models(noise_model, output):
+    """LSS pattern of each trial = nilearn's own model with that trial against the rest."""
     from nilearn.glm.first_level import FirstLevelModel
     from nilearn.masking import apply_mask
 
     imgs, events, mask, conditions, _ = _simulate(seed=3, n_runs=1, n_conditions=4, n_scans=80)
-    res = estimate_patterns(imgs, events, t_r=T_R, mask_img=mask, method="lss", noise_model="ols")
-    target = sorted(conditions)[2]
-    ev = events[0].copy()
-    ev["trial_type"] = np.where(ev["stim_file"] == target, "target", "others")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        flm = FirstLevelModel(t_r=T_R, mask_img=mask, noise_model="ols").fit(
-            imgs[0], ev[["onset", "duration", "trial_type"]]
-        )
-        ref = apply_mask(flm.compute_contrast("target", output_type="effect_size"), mask)
-    np.testing.assert_allclose(res.patterns[2], np.ravel(ref), rtol=1e-8, atol=1e-10)
+    res = estimate_patterns(
+        imgs, events, t_r=T_R, mask_img=mask, method="lss", noise_model=noise_model, output=output
+    )
+    for k, target in enumerate(sorted(conditions)):
+        ev = events[0].copy()
+        ev["trial_type"] = np.where(ev["stim_file"] == target, "target", "others")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flm = FirstLevelModel(t_r=T_R, mask_img=mask, noise_model=noise_model, random_state=0)
+            flm.fit(imgs[0], ev[["onset", "duration", "trial_type"]])
+            output_type = "effect_size" if output == "effect" else "stat"
+            ref = apply_mask(flm.compute_contrast("target", output_type=output_type), mask)
+        np.testing.assert_allclose(res.patterns[k], np.ravel(ref), rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("output", ["effect", "t"])
