@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"dnnrsa {__version__} demo: 72 stimuli, 3 simulated regions, 3 category models")
     print(f"{'region (planted label)':<26}" + "".join(f"{m:>10}" for m in labels))
-    for region, label in zip(("STS", "FFA", "A1"), ("emotion", "identity", "sentence"), strict=True):
+    for region, label in zip(
+        ("STS", "FFA", "A1"), ("emotion", "identity", "sentence"), strict=True
+    ):
         codes = rng.normal(size=(labels[label].max() + 1, 120))
         patterns = codes[labels[label]] + 1.5 * rng.normal(size=(72, 120))
         neural = compute_rdm(patterns, "correlation")

@@ -1,0 +1,361 @@
+"""Finding the inputs of each participant with pybids, and checking them.
+
+All BIDS queries live here; the core library never sees a BIDS layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DatasetInvalid, InputMissing, NothingSelected, UsageError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DERIV_SPACE = "MNI152NLin2009cAsym"
+NATIVE_SPACE = "native"
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """The files of one BOLD run."""
+
+    run: str
+    bold: Path
+    events: Path
+    t_r: float
+    confounds: Path | None = None
+    mask: Path | None = None
+
+
+@dataclass(frozen=True)
+class SubjectInputs:
+    """All runs of one participant, with the conditions they present."""
+
+    subject: str
+    task: str
+    space: str
+    runs: tuple[RunInputs, ...]
+    conditions: tuple[str, ...]
+    stim_files: tuple[str, ...]
+    mask: Path | None = None
+
+
+def _layout(bids_dir: Path, derivatives, subjects, database_dir: Path | None):
+    from bids import BIDSLayout, BIDSLayoutIndexer
+
+    ignore = [
+        "code",
+        "stimuli",
+        "sourcedata",
+        "models",
+        "derivatives",
+        re.compile(r"^/\."),
+        re.compile(r"sub-[a-zA-Z0-9]+(/ses-[a-zA-Z0-9]+)?/(anat|beh|dwi|eeg|ieeg|meg|perf|fmap)"),
+    ]
+    if subjects:
+        alternatives = "|".join(map(re.escape, subjects))
+        ignore.append(re.compile(rf"^/sub-(?!(?:{alternatives})(?:/|$))"))
+    indexer = BIDSLayoutIndexer(validate=False, ignore=ignore)
+    db = None
+    if database_dir is not None:
+        key = json.dumps([str(bids_dir), sorted(subjects), [str(d) for d in derivatives]])
+        db = database_dir / hashlib.sha1(key.encode()).hexdigest()[:12]
+    try:
+        return BIDSLayout(
+            str(bids_dir),
+            validate=False,
+            indexer=indexer,
+            derivatives=[str(d) for d in derivatives] or False,
+            database_path=str(db) if db else None,
+        )
+    except Exception as exc:  # pybids raises several error types for broken data sets
+        raise DatasetInvalid(f"cannot index the BIDS data set {bids_dir}: {exc}") from exc
+
+
+def run_validator(bids_dir: Path) -> None:
+    """Run ``bids-validator-deno`` on the data set; raise DatasetInvalid on errors."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("bids-validator-deno")
+    if exe is None:
+        raise DatasetInvalid(
+            "the BIDS validator (bids-validator-deno) is not installed; install it or pass "
+            "--skip-bids-validation"
+        )
+    proc = subprocess.run(
+        [exe, str(bids_dir), "--ignoreWarnings", "--ignoreNiftiHeaders"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+        raise DatasetInvalid(f"the BIDS validator found errors in {bids_dir}:\n{tail}")
+
+
+def _t_r(layout, bold: Path, entities: dict | None = None) -> float:
+    import nibabel as nib
+
+    meta = layout.get_metadata(str(bold)) or {}
+    t_r = meta.get("RepetitionTime")
+    if t_r is None and entities:
+        # preprocessed BOLD: fall back on the raw run's sidecar (inheritance applies there)
+        raw = layout.get(scope="raw", suffix="bold", extension=[".nii", ".nii.gz"], **entities)
+        if raw:
+            t_r = (layout.get_metadata(raw[0].path) or {}).get("RepetitionTime")
+    if t_r is None:
+        zooms = nib.load(str(bold)).header.get_zooms()
+        unit = nib.load(str(bold)).header.get_xyzt_units()[1]
+        if len(zooms) > 3 and zooms[3] > 0 and unit in ("sec", "unknown"):
+            t_r = float(zooms[3])
+            logger.warning(
+                "%s: RepetitionTime missing from the sidecar; using the header (%s s)",
+                bold.name,
+                t_r,
+            )
+    if t_r is None or not float(t_r) > 0:
+        raise DatasetInvalid(
+            f"{bold}: the repetition time is missing (no RepetitionTime in the JSON sidecar "
+            "and none in the NIfTI header)"
+        )
+    return float(t_r)
+
+
+def _check_bold(bold: Path) -> None:
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(bold))
+    except Exception as exc:
+        raise DatasetInvalid(f"{bold}: cannot be read as NIfTI ({exc})") from exc
+    if len(img.shape) != 4 or img.shape[3] < 2:
+        raise DatasetInvalid(
+            f"{bold}: BOLD must be a 4D image with more than one volume; got shape {img.shape}"
+        )
+
+
+def _check_mask(mask: Path) -> None:
+    import nibabel as nib
+
+    data = np.asarray(nib.load(str(mask)).dataobj)
+    if not np.any(data > 0):
+        raise DatasetInvalid(f"{mask}: the brain mask is empty (no voxel above 0)")
+
+
+def resolve_stim_file(bids_dir: Path, value: str, events: Path) -> Path:
+    """Resolve an events ``stim_file`` inside ``bids_dir/stimuli`` (never outside it)."""
+    stimuli_root = (bids_dir / "stimuli").resolve()
+    text = str(value).strip()
+    candidate = Path(text)
+    if candidate.is_absolute() or ".." in candidate.parts:
+        raise DatasetInvalid(
+            f"{events}: stim_file {text!r} must be a path relative to {stimuli_root} "
+            "without '..' components"
+        )
+    path = (stimuli_root / candidate).resolve()
+    if stimuli_root not in path.parents:
+        raise DatasetInvalid(f"{events}: stim_file {text!r} resolves outside {stimuli_root}")
+    if not path.is_file():
+        raise InputMissing(f"{events}: stim_file {text!r} not found (looked for {path})")
+    return path
+
+
+def collect_inputs(config) -> dict[str, SubjectInputs]:
+    """Query the data set for each selected participant's runs.
+
+    Raises
+    ------
+    NothingSelected
+        When the participant labels, task or filters select no BOLD run.
+    InputMissing
+        When an events file or a stimulus file is missing.
+    DatasetInvalid
+        On a 3D BOLD image, a missing repetition time, or conditions that differ
+        between runs.
+    """
+    bids_dir = config.bids_dir
+    layout = _layout(
+        bids_dir, config.derivatives, config.participant_label, config.work_dir / "bids_db"
+    )
+    all_subjects = layout.get_subjects()
+    subjects = list(config.participant_label) or sorted(all_subjects)
+    unknown = [s for s in subjects if s not in all_subjects]
+    if unknown:
+        on_disk = sorted(p.name[4:] for p in bids_dir.glob("sub-*") if p.is_dir())
+        raise NothingSelected(
+            f"participant label(s) {unknown} not found in {bids_dir}; available: {on_disk}"
+        )
+    if not subjects:
+        raise NothingSelected(f"no participants found in {bids_dir}")
+    tasks = layout.get_tasks()
+    task = config.task
+    if task is None:
+        if len(tasks) != 1:
+            raise UsageError(f"--task is required when the data set has several tasks: {tasks}")
+        task = tasks[0]
+    elif task not in tasks:
+        raise NothingSelected(f"--task {task!r} not found in {bids_dir}; available: {tasks}")
+
+    filters = dict(config.bids_filters.get("bold", {}))
+    use_derivs = bool(config.derivatives)
+    space = config.space or (DEFAULT_DERIV_SPACE if use_derivs else NATIVE_SPACE)
+    out: dict[str, SubjectInputs] = {}
+    for subject in subjects:
+        query = {
+            "subject": subject,
+            "task": task,
+            "suffix": "bold",
+            "extension": [".nii", ".nii.gz"],
+        }
+        query.update(filters)
+        if use_derivs:
+            bolds = layout.get(scope="derivatives", desc="preproc", space=space, **query)
+        else:
+            bolds = layout.get(scope="raw", **query)
+        if not bolds:
+            where = (
+                f"derivatives {[str(d) for d in config.derivatives]} (space {space})"
+                if use_derivs
+                else str(bids_dir)
+            )
+            raise NothingSelected(f"no BOLD runs for sub-{subject}, task {task!r} in {where}")
+        runs = []
+        for bold_file in sorted(bolds, key=lambda f: f.path):
+            ents = bold_file.get_entities()
+            bold = Path(bold_file.path)
+            _check_bold(bold)
+            ev_query = {
+                k: v
+                for k, v in ents.items()
+                if k in ("subject", "session", "task", "run", "acquisition")
+            }
+            events = layout.get(scope="raw", suffix="events", extension=".tsv", **ev_query)
+            if not events:
+                raise InputMissing(f"{bold}: no events.tsv found for this run ({ev_query})")
+            confounds = mask = None
+            if use_derivs:
+                conf = layout.get(
+                    scope="derivatives",
+                    desc="confounds",
+                    suffix="timeseries",
+                    extension=".tsv",
+                    **ev_query,
+                )
+                confounds = Path(conf[0].path) if conf else None
+                mask_q = {k: v for k, v in ev_query.items()}
+                masks = layout.get(
+                    scope="derivatives",
+                    desc="brain",
+                    suffix="mask",
+                    space=space,
+                    extension=[".nii", ".nii.gz"],
+                    **mask_q,
+                )
+                mask = Path(masks[0].path) if masks else None
+                if mask is not None:
+                    _check_mask(mask)
+            run_label = (
+                "".join(f"{k}-{ents[k]}" for k in ("session", "run", "acquisition") if k in ents)
+                or bold.name.split("_bold")[0]
+            )
+            runs.append(
+                RunInputs(
+                    run=run_label,
+                    bold=bold,
+                    events=Path(events[0].path),
+                    t_r=_t_r(layout, bold, ev_query if use_derivs else None),
+                    confounds=confounds,
+                    mask=mask,
+                )
+            )
+        conditions, stim_files = _check_events(bids_dir, runs, config.condition_column)
+        mask = next((r.mask for r in runs if r.mask is not None), None)
+        out[subject] = SubjectInputs(
+            subject=subject,
+            task=task,
+            space=space,
+            runs=tuple(runs),
+            conditions=conditions,
+            stim_files=stim_files,
+            mask=mask,
+        )
+    # every participant must present the same conditions (one set of layer RDMs)
+    first = next(iter(out.values()))
+    for inputs in out.values():
+        if inputs.conditions != first.conditions:
+            diff = sorted(set(inputs.conditions) ^ set(first.conditions))
+            raise DatasetInvalid(
+                f"sub-{inputs.subject} presents different conditions from sub-{first.subject}: {diff[:10]}"
+            )
+    return out
+
+
+def _check_events(bids_dir: Path, runs, condition_column: str):
+    import pandas as pd
+
+    sets = []
+    stim_files: set[str] = set()
+    for run in runs:
+        if not run.events.is_file():
+            raise InputMissing(f"events file not found: {run.events}")
+        table = pd.read_csv(run.events, sep="\t", dtype={condition_column: str, "stim_file": str})
+        for column in ("onset", "duration", condition_column):
+            if column not in table.columns:
+                raise DatasetInvalid(
+                    f"{run.events}: column {column!r} missing (columns: {list(table.columns)})"
+                )
+        table = table[table[condition_column].notna() & (table[condition_column] != "n/a")]
+        if "stim_file" in table.columns:
+            for value in table["stim_file"].dropna().unique():
+                if value == "n/a":
+                    continue
+                resolve_stim_file(bids_dir, value, run.events)
+                stim_files.add(str(value))
+        elif condition_column == "stim_file":
+            raise DatasetInvalid(f"{run.events}: column 'stim_file' missing")
+        sets.append((run, frozenset(table[condition_column].astype(str))))
+    reference_run, reference = sets[0]
+    for run, conds in sets[1:]:
+        if conds != reference:
+            only_here = sorted(conds - reference)[:5]
+            only_there = sorted(reference - conds)[:5]
+            raise DatasetInvalid(
+                f"the stimuli differ between runs: {run.events.name} has {only_here} not in "
+                f"{reference_run.events.name}, which has {only_there} not in the former"
+            )
+    if len(reference) < 3:
+        raise DatasetInvalid(
+            f"{reference_run.events}: at least 3 conditions are needed in column "
+            f"{condition_column!r}; got {sorted(reference)}"
+        )
+    return tuple(sorted(reference)), tuple(sorted(stim_files))
+
+
+def stimulus_table(bids_dir: Path, subject_inputs: dict[str, SubjectInputs], condition_column: str):
+    """One row per stimulus file: its condition and any label columns of the events."""
+    import pandas as pd
+
+    frames = []
+    for inputs in subject_inputs.values():
+        for run in inputs.runs:
+            frames.append(pd.read_csv(run.events, sep="\t", dtype=str))
+    table = pd.concat(frames, ignore_index=True)
+    if "stim_file" not in table.columns:
+        return None
+    table = table[table["stim_file"].notna() & (table["stim_file"] != "n/a")]
+    keep = [
+        c
+        for c in table.columns
+        if c not in ("onset", "duration", "response_time", "sample", "value", "HED")
+    ]
+    table = table[keep].drop_duplicates("stim_file").sort_values("stim_file")
+    cols = ["stim_file"] + [c for c in table.columns if c != "stim_file"]
+    return table[cols].reset_index(drop=True)

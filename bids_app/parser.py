@@ -1,0 +1,226 @@
+"""The command line of the BIDS App: a pure ``build_parser()``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from .. import __version__
+from .errors import UsageError
+
+LEVELS = ("participant", "group")
+CONFOUND_STRATEGIES = {
+    "none": (),
+    "motion6": ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"),
+    "motion6+wmcsf": (
+        "trans_x",
+        "trans_y",
+        "trans_z",
+        "rot_x",
+        "rot_y",
+        "rot_z",
+        "white_matter",
+        "csf",
+    ),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises :class:`UsageError` (exit code 64) instead of exiting 2."""
+
+    def error(self, message):  # noqa: D102
+        raise UsageError(f"{self.prog}: error: {message}\n\n{self.format_usage().strip()}")
+
+
+def _positive_float(name):
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number; got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{name} must be positive; got {text!r}")
+        return value
+
+    return check
+
+
+def _positive_int(name):
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer; got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be at least 1; got {text!r}")
+        return value
+
+    return check
+
+
+def _memory_gb(text: str) -> float:
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)[bB]?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"--mem must look like 16, 16G or 16000M; got {text!r}")
+    value, unit = float(match.group(1)), match.group(2).upper() or "G"
+    return value * {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "T": 1024.0}[unit]
+
+
+def _label(text: str) -> str:
+    label = text[4:] if text.startswith("sub-") else text
+    if not re.fullmatch(r"[A-Za-z0-9]+", label):
+        raise argparse.ArgumentTypeError(
+            f"participant labels must be alphanumeric (with or without 'sub-'); got {text!r}"
+        )
+    return label
+
+
+def _model_rdm(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"--model-rdm must be NAME=FILE.tsv; got {text!r}")
+    if not re.fullmatch(r"[A-Za-z0-9]+", name):
+        raise argparse.ArgumentTypeError(
+            f"--model-rdm NAME must be alphanumeric (it becomes a BIDS entity label); got {name!r}"
+        )
+    return name, Path(path).expanduser().absolute()
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser().absolute()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the command-line parser (no side effects)."""
+    from dnnrsa.rdm import COMPARATORS
+
+    parser = _Parser(
+        prog="dnnrsa",
+        description=(
+            "dnnrsa: compare the layers of deep neural networks with fMRI by searchlight "
+            "representational similarity analysis (a BIDS App)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=_path, help="root of the BIDS data set (never written to)")
+    parser.add_argument("output_dir", type=_path, help="folder of the BIDS derivatives written")
+    parser.add_argument(
+        "analysis_level", help="'participant' (per-subject maps) or 'group' (inference and reports)"
+    )
+    parser.add_argument("--version", action="version", version=f"dnnrsa {__version__}")
+    parser.add_argument("-v", "--verbose", dest="verbosity", action="count", default=0)
+
+    g = parser.add_argument_group("selecting data")
+    g.add_argument(
+        "--participant-label",
+        "--participant_label",
+        dest="participant_label",
+        nargs="+",
+        type=_label,
+        default=[],
+        help="subjects to analyse, with or without 'sub-' (default: all)",
+    )
+    g.add_argument("--task", help="task label (default: the only task in the data set)")
+    g.add_argument(
+        "--space",
+        help="space of preprocessed BOLD in the derivatives (default MNI152NLin2009cAsym with -d, "
+        "'native' for raw BOLD)",
+    )
+    g.add_argument(
+        "-d",
+        "--derivatives",
+        nargs="+",
+        type=_path,
+        default=[],
+        help="preprocessed derivatives (fMRIPrep outputs): BOLD, brain mask and confounds",
+    )
+    g.add_argument("--bids-filter-file", type=_path, help="JSON of pybids filters per query (bold)")
+    g.add_argument(
+        "--skip-bids-validation", action="store_true", help="do not run the BIDS validator"
+    )
+    g.add_argument(
+        "--conditions-from",
+        dest="condition_column",
+        default="stim_file",
+        help="events.tsv column naming the conditions (e.g. trial_type for category designs)",
+    )
+
+    g = parser.add_argument_group("models")
+    g.add_argument("--model", default="crosschannel", help="registered DNN model")
+    g.add_argument(
+        "--checkpoint",
+        nargs="+",
+        type=_path,
+        default=[],
+        help="trained checkpoint(s) of the model; one per training regime (its layers become models)",
+    )
+    g.add_argument(
+        "--layers", nargs="+", default=[], help="layers to use (default: all named layers)"
+    )
+    g.add_argument(
+        "--model-rdm",
+        action="append",
+        type=_model_rdm,
+        default=[],
+        metavar="NAME=FILE.tsv",
+        help="a model RDM of your own: square TSV with condition labels (repeatable)",
+    )
+    g.add_argument(
+        "--dnn-metric",
+        default="correlation",
+        choices=["correlation", "euclidean", "cosine"],
+        help="dissimilarity of layer activations",
+    )
+
+    g = parser.add_argument_group("fMRI patterns")
+    g.add_argument("--glm", dest="glm_method", choices=["lsa", "lss"], default="lsa")
+    g.add_argument("--glm-output", choices=["effect", "t"], default="effect")
+    g.add_argument(
+        "--noise-normalisation",
+        action="store_true",
+        help="multivariate noise normalisation from the GLM residuals",
+    )
+    g.add_argument(
+        "--confounds",
+        nargs="+",
+        default=["motion6"],
+        help=f"confound strategy ({', '.join(CONFOUND_STRATEGIES)}) or column names of the "
+        "fMRIPrep confounds file (used only with -d)",
+    )
+    g.add_argument("--smoothing-fwhm", type=_positive_float("--smoothing-fwhm"), default=None)
+
+    g = parser.add_argument_group("searchlight")
+    g.add_argument(
+        "--metric",
+        choices=["correlation", "euclidean", "crossnobis"],
+        default="correlation",
+        help="neural dissimilarity",
+    )
+    g.add_argument("--comparator", choices=list(COMPARATORS), default="spearman")
+    g.add_argument("--radius-mm", type=_positive_float("--radius-mm"), default=6.0)
+    g.add_argument("--min-voxels", type=_positive_int("--min-voxels"), default=10)
+    g.add_argument(
+        "--searchlight-memory-mb",
+        type=_positive_int("--searchlight-memory-mb"),
+        default=1024,
+        help="memory budget of one searchlight chunk (CPU RAM or GPU memory)",
+    )
+
+    g = parser.add_argument_group("group level")
+    g.add_argument("--n-permutations", type=_positive_int("--n-permutations"), default=1000)
+    g.add_argument("--tfce", action="store_true", help="threshold-free cluster enhancement")
+    g.add_argument(
+        "--cluster-threshold", type=_positive_float("--cluster-threshold"), default=0.001
+    )
+    g.add_argument("--no-reports", dest="reports", action="store_false", help="skip HTML reports")
+
+    g = parser.add_argument_group("execution")
+    g.add_argument("-w", "--work-dir", type=_path, help="work directory (reused on rerun)")
+    g.add_argument("--nprocs", "--nthreads", type=_positive_int("--nprocs"), default=None)
+    g.add_argument("--mem", "--mem-gb", dest="mem_gb", type=_memory_gb, default=None)
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    g.add_argument("--plugin", default="MultiProc", help="nipype execution plugin (e.g. SLURM)")
+    g.add_argument("--plugin-args", type=_path, help="JSON file of arguments for the plugin")
+    g.add_argument("--seed", type=int, default=0, help="random seed of every random step")
+    return parser

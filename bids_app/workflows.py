@@ -1,0 +1,290 @@
+"""Workflow factories: nipype workflows built from the dnnrsa interfaces.
+
+Each factory takes the frozen :class:`~dnnrsa.bids_app.config.RunConfig` explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from ..interfaces.bids import WriteDerivative, WriteLayerRDMs, WriteSubjectMaps
+from ..interfaces.dnn import (
+    DNNAnalyses,
+    ExtractFeatures,
+    LayerRDMs,
+    MergeBanks,
+    UserModelRDMs,
+)
+from ..interfaces.glm import EstimatePatterns
+from ..interfaces.searchlight import SearchlightRSA
+from .collect import SubjectInputs
+from .parser import CONFOUND_STRATEGIES
+
+
+def checkpoint_label(path: Path) -> str:
+    """Model label of a checkpoint in file names: its regime if recorded, else its file name."""
+    from dnnrsa.models import load_checkpoint
+
+    try:
+        regime = load_checkpoint(path).get("regime")
+    except Exception:  # an unreadable checkpoint is reported by the extraction step
+        regime = None
+    text = regime or Path(path).name.split(".")[0]
+    return re.sub(r"[^A-Za-z0-9]", "", text) or "dnn"
+
+
+def init_dnn_wf(
+    config,
+    *,
+    stim_paths: list[str],
+    stim_labels: list[str],
+    stim_conditions: list[str],
+    conditions: list[str],
+    stimulus_table: str,
+    task: str,
+    name: str = "dnn_wf",
+):
+    """Dataset-level models: layer RDMs of each checkpoint and the user's model RDMs.
+
+    Inputs
+    ------
+    (none: stimuli come from ``config`` and the arguments)
+
+    Outputs
+    -------
+    bank_file
+        The model bank (npz) compared in every participant's searchlight.
+    """
+    wf = pe.Workflow(name=name)
+    outputnode = pe.Node(niu.IdentityInterface(fields=["bank_file"]), name="outputnode")
+    n_banks = len(config.checkpoints) + (1 if config.model_rdms else 0)
+    merge_list = pe.Node(niu.Merge(n_banks), name="merge_list")
+    merge = pe.Node(MergeBanks(), name="merge_banks")
+    wf.connect(merge_list, "out", merge, "bank_files")
+    wf.connect(merge, "bank_file", outputnode, "bank_file")
+    gpu = _use_gpu(config)
+    out_dir = str(config.output_dir)
+    for k, ckpt in enumerate(config.checkpoints):
+        label = checkpoint_label(ckpt)
+        extract = pe.Node(
+            ExtractFeatures(
+                stim_files=stim_paths,
+                model=config.model,
+                checkpoint=str(ckpt),
+                cache_dir=str(config.work_dir / "feature_cache"),
+                device=config.device,
+                seed=config.seed,
+                use_gpu=gpu,
+            ),
+            name=f"extract_{label}",
+        )
+        if config.layers:
+            extract.inputs.layers = list(config.layers)
+        rdms = pe.Node(
+            LayerRDMs(
+                stim_labels=stim_labels,
+                conditions=stim_conditions,
+                model_label=label,
+                metric=config.dnn_metric,
+            ),
+            name=f"layer_rdms_{label}",
+        )
+        write = pe.Node(
+            WriteLayerRDMs(
+                output_dir=out_dir,
+                task=task,
+                extra={"Checkpoint": str(ckpt), "Model": config.model},
+            ),
+            name=f"write_rdms_{label}",
+        )
+        write.overwrite = True
+        analyses = pe.Node(
+            DNNAnalyses(
+                stimulus_table=stimulus_table,
+                n_permutations=min(config.n_permutations, 1000),
+                seed=config.seed,
+            ),
+            name=f"dnn_analyses_{label}",
+        )
+        wf.connect(
+            [
+                (extract, rdms, [("features_file", "features_file")]),
+                (rdms, write, [("bank_file", "bank_file")]),
+                (rdms, analyses, [("bank_file", "bank_file")]),
+                (rdms, merge_list, [("bank_file", f"in{k + 1}")]),
+            ]
+        )
+        stem = f"task-{task}_model-{label}"
+        for field, suffix in (
+            ("category_index", "desc-categoryindex_stats.tsv"),
+            ("layer_similarity", "desc-layersimilarity_matrix.tsv"),
+            ("varpart", "desc-varpart_stats.tsv"),
+        ):
+            sink = pe.Node(
+                WriteDerivative(out_path=str(config.output_dir / f"{stem}_{suffix}")),
+                name=f"write_{field}_{label}",
+            )
+            sink.overwrite = True
+            wf.connect(analyses, field, sink, "in_file")
+    if config.model_rdms:
+        user = pe.Node(
+            UserModelRDMs(
+                names=[n for n, _ in config.model_rdms],
+                rdm_files=[str(p) for _, p in config.model_rdms],
+                conditions=conditions,
+            ),
+            name="user_model_rdms",
+        )
+        write_user = pe.Node(WriteLayerRDMs(output_dir=out_dir, task=task), name="write_user_rdms")
+        write_user.overwrite = True
+        wf.connect(
+            [
+                (user, merge_list, [("bank_file", f"in{n_banks}")]),
+                (user, write_user, [("bank_file", "bank_file")]),
+            ]
+        )
+    return wf
+
+
+def _use_gpu(config) -> bool:
+    from dnnrsa.backend import resolve_device
+
+    return resolve_device(config.device) == "cuda"
+
+
+def confound_columns(config) -> list[str]:
+    """Columns of the fMRIPrep confounds file selected by ``--confounds``."""
+    columns: list[str] = []
+    for item in config.confounds:
+        columns.extend(CONFOUND_STRATEGIES.get(item, (item,)))
+    return list(dict.fromkeys(columns))
+
+
+def init_participant_wf(config, inputs: SubjectInputs, *, name: str | None = None):
+    """Per-participant workflow: patterns by GLM, searchlight RSA, derivatives.
+
+    Inputs
+    ------
+    bank_file
+        Model bank (npz) of the model RDMs to compare.
+
+    Outputs
+    -------
+    map_files
+        The per-model statistic maps written to the derivatives.
+    """
+    s = inputs.subject
+    wf = pe.Workflow(name=name or f"sub_{s}_wf")
+    inputnode = pe.Node(niu.IdentityInterface(fields=["bank_file"]), name="inputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(fields=["map_files", "patterns_file"]), name="outputnode"
+    )
+    t_rs = {r.t_r for r in inputs.runs}
+    if len(t_rs) != 1:
+        from .errors import DatasetInvalid
+
+        raise DatasetInvalid(f"sub-{s}: runs have different repetition times {sorted(t_rs)}")
+    patterns = pe.Node(
+        EstimatePatterns(
+            bold_files=[str(r.bold) for r in inputs.runs],
+            events_files=[str(r.events) for r in inputs.runs],
+            t_r=t_rs.pop(),
+            method=config.glm_method,
+            output=config.glm_output,
+            condition_column=config.condition_column,
+            noise_normalisation=config.noise_normalisation,
+            seed=config.seed,
+        ),
+        name="estimate_patterns",
+        mem_gb=2.0,
+    )
+    if inputs.mask is not None:
+        patterns.inputs.mask_file = str(inputs.mask)
+    confounds = [r.confounds for r in inputs.runs]
+    columns = confound_columns(config)
+    if columns and all(c is not None for c in confounds):
+        patterns.inputs.confounds_files = [str(c) for c in confounds]
+        patterns.inputs.confound_columns = columns
+    if config.smoothing_fwhm:
+        patterns.inputs.smoothing_fwhm = config.smoothing_fwhm
+    searchlight = pe.Node(
+        SearchlightRSA(
+            radius_mm=config.radius_mm,
+            metric=config.metric,
+            comparator=config.comparator,
+            min_voxels=config.min_voxels,
+            device=config.device,
+            memory_mb=config.searchlight_memory_mb,
+            use_gpu=_use_gpu(config),
+        ),
+        name="searchlight",
+        mem_gb=config.searchlight_memory_mb / 1024 + 1.0,
+    )
+    func = config.output_dir / f"sub-{s}" / "func"
+    stem = f"sub-{s}_task-{inputs.task}_space-{inputs.space}"
+    write_patterns = pe.Node(
+        WriteDerivative(
+            out_path=str(
+                func / f"{stem}_desc-{config.glm_method}_stat-{config.glm_output}_statmap.nii.gz"
+            ),
+            sidecar={
+                "Method": config.glm_method,
+                "Output": config.glm_output,
+                "ConditionColumn": config.condition_column,
+                "Conditions": list(inputs.conditions),
+                "Runs": [r.run for r in inputs.runs],
+                "VolumeOrder": "run-major: every condition of the first run, then the next run",
+                "Sources": [str(r.bold) for r in inputs.runs],
+            },
+        ),
+        name="write_patterns",
+    )
+    write_patterns.overwrite = True
+    write_maps = pe.Node(
+        WriteSubjectMaps(
+            output_dir=str(config.output_dir),
+            subject=s,
+            task=inputs.task,
+            space=inputs.space,
+            comparator=config.comparator,
+            metric=config.metric,
+            radius_mm=config.radius_mm,
+            sources=[str(r.bold) for r in inputs.runs],
+        ),
+        name="write_maps",
+    )
+    write_maps.overwrite = True
+    wf.connect(
+        [
+            (inputnode, searchlight, [("bank_file", "bank_file")]),
+            (inputnode, write_maps, [("bank_file", "bank_file")]),
+            (
+                patterns,
+                searchlight,
+                [
+                    ("patterns_file", "patterns_file"),
+                    ("conditions_file", "conditions_file"),
+                    ("mask_file", "mask_file"),
+                ],
+            ),
+            (patterns, write_patterns, [("patterns_file", "in_file")]),
+            (searchlight, write_maps, [("maps_file", "maps_file")]),
+            (write_maps, outputnode, [("out_files", "map_files")]),
+            (write_patterns, outputnode, [("out_file", "patterns_file")]),
+        ]
+    )
+    return wf
+
+
+def init_dnnrsa_participant_wf(config, subjects: dict[str, SubjectInputs], dnn_kwargs: dict):
+    """The participant level: dataset-level models plus one sub-workflow per participant."""
+    wf = pe.Workflow(name="dnnrsa_participant_wf", base_dir=str(config.work_dir))
+    dnn = init_dnn_wf(config, **dnn_kwargs)
+    for subject, inputs in subjects.items():
+        sub_wf = init_participant_wf(config, inputs, name=f"sub_{subject}_wf")
+        wf.connect(dnn, "outputnode.bank_file", sub_wf, "inputnode.bank_file")
+    return wf

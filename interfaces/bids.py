@@ -1,0 +1,206 @@
+"""Nipype interfaces that write BIDS derivatives (atomically) into the output folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from dnnrsa._io import atomic_save_nifti, atomic_write
+
+from ._bank import entity_stem, load_bank
+
+
+def software_versions() -> dict:
+    """Versions of dnnrsa and the libraries whose numbers it reports."""
+    from importlib import metadata
+
+    out = {}
+    for dist in ("dnnrsa", "numpy", "scipy", "nilearn", "nibabel", "nipype", "torch", "pybids"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_json(path, payload: dict) -> None:
+    """Write a JSON sidecar atomically."""
+    with atomic_write(path) as fh:
+        json.dump(payload, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+
+
+def copy_atomic(src, dst) -> None:
+    """Copy a file onto ``dst`` atomically."""
+    dst = Path(dst)
+    with atomic_write(dst, "wb") as out, open(src, "rb") as inp:
+        shutil.copyfileobj(inp, out)
+
+
+class _WriteDerivativeInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True)
+    out_path = traits.Str(mandatory=True, desc="destination path")
+    sidecar = traits.Dict(usedefault=True, desc="JSON sidecar written next to the file")
+
+
+class _WriteDerivativeOutputSpec(TraitedSpec):
+    out_file = File(exists=True)
+
+
+class WriteDerivative(SimpleInterface):
+    """Copy one file into the derivatives (atomically), with an optional JSON sidecar."""
+
+    input_spec = _WriteDerivativeInputSpec
+    output_spec = _WriteDerivativeOutputSpec
+
+    def _run_interface(self, runtime):
+        out = Path(self.inputs.out_path)
+        copy_atomic(self.inputs.in_file, out)
+        if self.inputs.sidecar:
+            write_json(
+                _sidecar_path(out), {**self.inputs.sidecar, "SoftwareVersions": software_versions()}
+            )
+        self._results["out_file"] = str(out)
+        return runtime
+
+
+def _sidecar_path(path: Path) -> Path:
+    name = path.name
+    for ext in (".nii.gz", ".nii", ".tsv", ".npz"):
+        if name.endswith(ext):
+            return path.with_name(name[: -len(ext)] + ".json")
+    return path.with_suffix(".json")
+
+
+class _WriteLayerRDMsInputSpec(BaseInterfaceInputSpec):
+    bank_file = File(exists=True, mandatory=True)
+    output_dir = traits.Str(mandatory=True)
+    task = traits.Str(mandatory=True)
+    extra = traits.Dict(usedefault=True, desc="extra sidecar fields (checkpoint, regime...)")
+
+
+class _MultiOutputSpec(TraitedSpec):
+    out_files = OutputMultiObject(File(exists=True))
+
+
+class WriteLayerRDMs(SimpleInterface):
+    """Write each RDM of a model bank as ``task-<t>_model-<m>[_layer-<l>]_rdm.tsv`` + JSON."""
+
+    input_spec = _WriteLayerRDMsInputSpec
+    output_spec = _MultiOutputSpec
+
+    def _run_interface(self, runtime):
+        from dnnrsa.rdm import write_rdm_tsv
+
+        bank = load_bank(self.inputs.bank_file)
+        out_dir = Path(self.inputs.output_dir)
+        files = []
+        for i, rdm in enumerate(bank["rdms"]):
+            stem = f"task-{self.inputs.task}_{entity_stem(bank['model_labels'][i], bank['layer_labels'][i])}"
+            path = out_dir / f"{stem}_rdm.tsv"
+            write_rdm_tsv(path, rdm, bank["conditions"])
+            write_json(
+                out_dir / f"{stem}_rdm.json",
+                {
+                    "LayerName": bank["layer_names"][i],
+                    "Part": bank["parts"][i],
+                    "LayerIndex": i,
+                    "Metric": bank["metrics"][i],
+                    "Conditions": bank["conditions"],
+                    **dict(self.inputs.extra),
+                    "SoftwareVersions": software_versions(),
+                },
+            )
+            files.append(str(path))
+        self._results["out_files"] = files
+        return runtime
+
+
+class _WriteSubjectMapsInputSpec(BaseInterfaceInputSpec):
+    maps_file = File(exists=True, mandatory=True, desc="4D searchlight maps, one volume per model")
+    bank_file = File(exists=True, mandatory=True)
+    output_dir = traits.Str(mandatory=True)
+    subject = traits.Str(mandatory=True)
+    task = traits.Str(mandatory=True)
+    space = traits.Str(mandatory=True)
+    comparator = traits.Str(mandatory=True)
+    metric = traits.Str(mandatory=True)
+    radius_mm = traits.Float(mandatory=True)
+    sources = traits.List(traits.Str)
+
+
+class WriteSubjectMaps(SimpleInterface):
+    """Split searchlight maps into one statmap per model/layer, with sidecars."""
+
+    input_spec = _WriteSubjectMapsInputSpec
+    output_spec = _MultiOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nib
+
+        bank = load_bank(self.inputs.bank_file)
+        img = nib.load(self.inputs.maps_file)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        if data.ndim == 3:
+            data = data[..., None]
+        if data.shape[3] != len(bank["model_labels"]):
+            raise ValueError(
+                f"{self.inputs.maps_file} has {data.shape[3]} volumes; the model bank has "
+                f"{len(bank['model_labels'])} models"
+            )
+        s = self.inputs.subject
+        func = Path(self.inputs.output_dir) / f"sub-{s}" / "func"
+        files = []
+        for i in range(data.shape[3]):
+            stem = (
+                f"sub-{s}_task-{self.inputs.task}_space-{self.inputs.space}_"
+                f"{entity_stem(bank['model_labels'][i], bank['layer_labels'][i])}_"
+                f"stat-{_stat_label(self.inputs.comparator)}_statmap"
+            )
+            out = func / f"{stem}.nii.gz"
+            vol = nib.Nifti1Image(data[..., i], img.affine)
+            vol.header.set_xyzt_units("mm")
+            atomic_save_nifti(vol, out)
+            write_json(
+                func / f"{stem}.json",
+                {
+                    "LayerName": bank["layer_names"][i],
+                    "Part": bank["parts"][i],
+                    "LayerIndex": i,
+                    "Comparator": self.inputs.comparator,
+                    "Metric": self.inputs.metric,
+                    "RadiusMm": self.inputs.radius_mm,
+                    "ModelMetric": bank["metrics"][i],
+                    "Conditions": bank["conditions"],
+                    "Sources": list(self.inputs.sources),
+                    "SoftwareVersions": software_versions(),
+                },
+            )
+            files.append(str(out))
+        self._results["out_files"] = files
+        return runtime
+
+
+def _stat_label(comparator: str) -> str:
+    return "".join(ch for ch in comparator if ch.isalnum())
+
+
+__all__ = [
+    "WriteDerivative",
+    "WriteLayerRDMs",
+    "WriteSubjectMaps",
+    "copy_atomic",
+    "software_versions",
+    "write_json",
+]

@@ -1,0 +1,78 @@
+"""Nipype interface for searchlight RSA."""
+
+from __future__ import annotations
+
+import os
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from ._bank import load_bank
+
+
+class _SearchlightInputSpec(BaseInterfaceInputSpec):
+    patterns_file = File(exists=True, mandatory=True, desc="4D patterns, one volume per row")
+    conditions_file = File(
+        exists=True, mandatory=True, desc="TSV with run and condition per volume"
+    )
+    mask_file = File(exists=True, mandatory=True)
+    bank_file = File(exists=True, mandatory=True, desc="model bank (npz)")
+    radius_mm = traits.Float(6.0, usedefault=True)
+    metric = traits.Enum("correlation", "euclidean", "crossnobis", usedefault=True)
+    comparator = traits.Enum("spearman", "pearson", "kendall_tau_a", "cosine", usedefault=True)
+    min_voxels = traits.Int(10, usedefault=True)
+    device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
+    memory_mb = traits.Int(1024, usedefault=True)
+    use_gpu = traits.Bool(
+        False, usedefault=True, desc="runs on a GPU (nipype schedules it on a GPU slot)"
+    )
+
+
+class _SearchlightOutputSpec(TraitedSpec):
+    maps_file = File(exists=True, desc="4D image: one volume per model of the bank")
+
+
+class SearchlightRSA(SimpleInterface):
+    """Compare every searchlight sphere's RDM with every model RDM
+    (:func:`dnnrsa.searchlight.searchlight_rsa`)."""
+
+    input_spec = _SearchlightInputSpec
+    output_spec = _SearchlightOutputSpec
+
+    def _run_interface(self, runtime):
+        import pandas as pd
+
+        from dnnrsa._io import atomic_save_nifti
+        from dnnrsa.searchlight import searchlight_rsa
+
+        bank = load_bank(self.inputs.bank_file)
+        table = pd.read_csv(self.inputs.conditions_file, sep="\t", dtype={"condition": str})
+        present = sorted(set(table["condition"]))
+        if present != sorted(bank["conditions"]):
+            raise ValueError(
+                f"the patterns' conditions ({len(present)}) differ from the model RDMs' "
+                f"({len(bank['conditions'])}): {sorted(set(present) ^ set(bank['conditions']))[:5]}"
+            )
+        img = searchlight_rsa(
+            self.inputs.patterns_file,
+            self.inputs.mask_file,
+            bank["rdms"],
+            radius_mm=self.inputs.radius_mm,
+            metric=self.inputs.metric,
+            comparator=self.inputs.comparator,
+            conditions=table["condition"].to_numpy(),
+            runs=table["run"].to_numpy(),
+            min_voxels=self.inputs.min_voxels,
+            device=self.inputs.device,
+            memory_budget_mb=self.inputs.memory_mb,
+            progress=False,
+        )
+        out = os.path.join(runtime.cwd, "searchlight_maps.nii.gz")
+        atomic_save_nifti(img, out)
+        self._results["maps_file"] = out
+        return runtime

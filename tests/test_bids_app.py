@@ -1,0 +1,507 @@
+"""The BIDS App at participant level: outputs, values, reruns and the exit-code contract."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from dnnrsa.bids_app.run import main
+
+from .bids_fixtures import make_small_bids
+from .conftest import shared_data
+
+SL = ["--radius-mm", "6", "--min-voxels", "5", "--nprocs", "2"]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return make_small_bids(tmp_path_factory.mktemp("small") / "bids")
+
+
+@pytest.fixture(scope="module")
+def participant_run(small, tmp_path_factory):
+    base = tmp_path_factory.mktemp("run")
+    out, work = base / "out", base / "work"
+    argv = [
+        str(small.root),
+        str(out),
+        "participant",
+        "-w",
+        str(work),
+        "--model-rdm",
+        f"category={small.model_rdm}",
+        *SL,
+    ]
+    rc = main(argv)
+    return rc, out, work, argv
+
+
+def test_participant_outputs(small, participant_run):
+    rc, out, _work, _ = participant_run
+    assert rc == 0
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert desc["GeneratedBy"][0]["Name"] == "dnnrsa"
+    assert "*_statmap.nii.gz" in (out / ".bidsignore").read_text()
+    assert 'comparator = "spearman"' in (out / "dnnrsa_config.toml").read_text()
+    for s in ("01", "02"):
+        func = out / f"sub-{s}" / "func"
+        stat = func / f"sub-{s}_task-cat_space-native_model-category_stat-spearman_statmap.nii.gz"
+        patterns = func / f"sub-{s}_task-cat_space-native_desc-lsa_stat-effect_statmap.nii.gz"
+        assert stat.is_file() and patterns.is_file()
+        side = json.loads(stat.with_name(stat.name.replace(".nii.gz", ".json")).read_text())
+        assert side["Comparator"] == "spearman" and side["Metric"] == "correlation"
+        assert side["RadiusMm"] == 6.0
+        assert side["Conditions"] == sorted(small.stim_files)
+        assert "dnnrsa" in side["SoftwareVersions"]
+        assert nib.load(patterns).shape[3] == 2 * len(small.stim_files)
+    rdm_side = json.loads((out / "task-cat_model-category_rdm.json").read_text())
+    assert rdm_side["Part"] == "model" and rdm_side["Conditions"] == sorted(small.stim_files)
+    # nothing temporary is left behind
+    assert not list(out.rglob("*.part"))
+
+
+def test_output_passes_bids_validator(participant_run):
+    exe = shutil.which("bids-validator-deno")
+    if exe is None:
+        pytest.skip("bids-validator-deno is not installed")
+    _rc, out, _work, _ = participant_run
+    proc = subprocess.run([exe, str(out), "--ignoreWarnings"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_values_equal_core_functions(small, participant_run):
+    from dnnrsa.glm import estimate_patterns
+    from dnnrsa.rdm import read_rdm_tsv
+    from dnnrsa.searchlight import searchlight_rsa
+
+    _rc, out, _work, _ = participant_run
+    func = small.root / "sub-01" / "func"
+    runs = sorted(func.glob("*_bold.nii.gz"))
+    events = [Path(str(r).replace("_bold.nii.gz", "_events.tsv")) for r in runs]
+    res = estimate_patterns(
+        [str(r) for r in runs], [str(e) for e in events], t_r=2.0, random_state=0
+    )
+    model, _labels = read_rdm_tsv(small.model_rdm)
+    expected = searchlight_rsa(
+        res.to_img(),
+        res.mask_img,
+        model[None],
+        radius_mm=6.0,
+        min_voxels=5,
+        conditions=res.conditions,
+        runs=res.runs,
+        progress=False,
+    )
+    got = nib.load(
+        out / "sub-01/func/sub-01_task-cat_space-native_model-category_stat-spearman_statmap.nii.gz"
+    )
+    exp = np.asarray(expected.dataobj)[..., 0]
+    np.testing.assert_allclose(np.asarray(got.dataobj), exp, atol=1e-6, equal_nan=True)
+    # the planted category geometry is found where it was planted
+    inside = exp[small.region_mask & np.isfinite(exp)]
+    outside = exp[~small.region_mask & np.isfinite(exp)]
+    assert inside.mean() > 0.4
+    assert inside.mean() > outside.mean() + 0.3
+
+
+def test_rerun_recomputes_nothing(small, participant_run):
+    rc, out, work, argv = participant_run
+    node_dirs = [
+        work / "dnnrsa_participant_wf" / "sub_01_wf" / "estimate_patterns",
+        work / "dnnrsa_participant_wf" / "sub_01_wf" / "searchlight",
+    ]
+    stamps = {p: (p / f"result_{p.name}.pklz").stat().st_mtime_ns for p in node_dirs}
+    assert main(argv) == 0
+    for p, stamp in stamps.items():
+        assert (p / f"result_{p.name}.pklz").stat().st_mtime_ns == stamp, f"{p.name} was recomputed"
+
+
+# ----------------------------------------------------------------- exit codes
+def _copy(small, tmp_path):
+    root = tmp_path / "bids"
+    shutil.copytree(small.root, root)
+    return root
+
+
+def test_output_inside_bids_is_refused(small, tmp_path):
+    before = sorted(p.name for p in small.root.iterdir())
+    rc = main(
+        [
+            str(small.root),
+            str(small.root / "derivatives" / "dnnrsa"),
+            "participant",
+            "--model-rdm",
+            f"category={small.model_rdm}",
+        ]
+    )
+    assert rc == 64
+    assert sorted(p.name for p in small.root.iterdir()) == before  # nothing written into bids_dir
+
+
+def test_unknown_level_and_usage(small, tmp_path):
+    assert main([str(small.root), str(tmp_path / "o"), "subject"]) == 17
+    assert main([str(small.root), str(tmp_path / "o"), "participant", "--radius-mm", "-3"]) == 64
+    assert main(["--version"]) == 0
+    # nothing to compare
+    assert (
+        main([str(small.root), str(tmp_path / "o"), "participant", "--skip-bids-validation"]) == 64
+    )
+
+
+def test_unknown_participant_exits_18(small, tmp_path, capsys):
+    rc = main(
+        [
+            str(small.root),
+            str(tmp_path / "o"),
+            "participant",
+            "--participant-label",
+            "sub-99",
+            "--model-rdm",
+            f"category={small.model_rdm}",
+            "--skip-bids-validation",
+            "-w",
+            str(tmp_path / "w"),
+        ]
+    )
+    assert rc == 18
+    err = capsys.readouterr().err
+    assert "99" in err and "available" in err
+
+
+def test_unknown_model_and_layer_exit_64(small, tmp_path, capsys):
+    ckpt = tmp_path / "fake.pt"
+    ckpt.write_bytes(b"x")
+    rc = main(
+        [
+            str(small.root),
+            str(tmp_path / "o"),
+            "participant",
+            "--checkpoint",
+            str(ckpt),
+            "--model",
+            "nosuchnet",
+            "--skip-bids-validation",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 64 and "crosschannel" in err
+    capsys.readouterr()
+    rc = main(
+        [
+            str(small.root),
+            str(tmp_path / "o"),
+            "participant",
+            "--checkpoint",
+            str(ckpt),
+            "--layers",
+            "conv99",
+            "--skip-bids-validation",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 64 and "conv99" in err and "valid layers" in err
+
+
+def test_missing_events_exits_66(small, tmp_path, capsys):
+    root = _copy(small, tmp_path)
+    victim = root / "sub-01" / "func" / "sub-01_task-cat_run-2_events.tsv"
+    victim.unlink()
+    rc = main(
+        [
+            str(root),
+            str(tmp_path / "o"),
+            "participant",
+            "--model-rdm",
+            f"category={small.model_rdm}",
+            "--skip-bids-validation",
+            "-w",
+            str(tmp_path / "w"),
+        ]
+    )
+    assert rc == 66
+    err = capsys.readouterr().err
+    assert "run-2_bold" in err and "events" in err
+
+
+def test_missing_stim_file_exits_66(small, tmp_path, capsys):
+    root = _copy(small, tmp_path)
+    (root / "stimuli" / small.stim_files[4]).unlink()
+    rc = main(
+        [
+            str(root),
+            str(tmp_path / "o"),
+            "participant",
+            "--model-rdm",
+            f"category={small.model_rdm}",
+            "--skip-bids-validation",
+            "-w",
+            str(tmp_path / "w"),
+        ]
+    )
+    assert rc == 66
+    err = capsys.readouterr().err
+    assert small.stim_files[4] in err
+
+
+def test_stim_file_escaping_stimuli_is_rejected(small, tmp_path, capsys):
+    root = _copy(small, tmp_path)
+    ev = root / "sub-01" / "func" / "sub-01_task-cat_run-1_events.tsv"
+    table = pd.read_csv(ev, sep="\t")
+    table.loc[0, "stim_file"] = "../participants.tsv"
+    table.to_csv(ev, sep="\t", index=False)
+    rc = main(
+        [
+            str(root),
+            str(tmp_path / "o"),
+            "participant",
+            "--model-rdm",
+            f"category={small.model_rdm}",
+            "--skip-bids-validation",
+            "-w",
+            str(tmp_path / "w"),
+        ]
+    )
+    assert rc == 16
+    err = capsys.readouterr().err
+    assert "../participants.tsv" in err
+
+
+def test_stimuli_differ_between_runs_exits_16(small, tmp_path, capsys):
+    root = _copy(small, tmp_path)
+    ev = root / "sub-02" / "func" / "sub-02_task-cat_run-2_events.tsv"
+    table = pd.read_csv(ev, sep="\t")
+    table = table[table["stim_file"] != small.stim_files[0]]
+    table.to_csv(ev, sep="\t", index=False)
+    rc = main(
+        [
+            str(root),
+            str(tmp_path / "o"),
+            "participant",
+            "--model-rdm",
+            f"category={small.model_rdm}",
+            "--skip-bids-validation",
+            "-w",
+            str(tmp_path / "w"),
+        ]
+    )
+    assert rc == 16
+    err = capsys.readouterr().err
+    assert "differ between runs" in err
+
+
+def test_3d_bold_and_missing_tr_exit_16(small, tmp_path, capsys):
+    root = _copy(small, tmp_path)
+    bold = root / "sub-01" / "func" / "sub-01_task-cat_run-1_bold.nii.gz"
+    img = nib.load(bold)
+    nib.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine).to_filename(bold)
+    args = [
+        "participant",
+        "--model-rdm",
+        f"category={small.model_rdm}",
+        "--skip-bids-validation",
+        "-w",
+        str(tmp_path / "w"),
+    ]
+    assert main([str(root), str(tmp_path / "o"), *args]) == 16
+    err = capsys.readouterr().err
+    assert "4D" in err and "run-1_bold" in err
+    capsys.readouterr()
+    root2 = tmp_path / "bids2"
+    shutil.copytree(small.root, root2)
+    (root2 / "task-cat_bold.json").write_text(json.dumps({"TaskName": "cat"}))
+    for bold in root2.rglob("*_bold.nii.gz"):
+        img = nib.load(bold)
+        img.header["pixdim"][4] = 0.0
+        nib.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header).to_filename(bold)
+    assert main([str(root2), str(tmp_path / "o2"), *args]) == 16
+    err = capsys.readouterr().err
+    assert "repetition time is missing" in err
+
+
+def test_empty_mask_exits_16(small, tmp_path, capsys):
+    root = _copy(small, tmp_path)
+    deriv = tmp_path / "prep"
+    (deriv).mkdir()
+    (deriv / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "prep",
+                "BIDSVersion": "1.10.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [{"Name": "test"}],
+            }
+        )
+    )
+    for bold in root.rglob("*_bold.nii.gz"):
+        rel = bold.relative_to(root)
+        target = (
+            deriv
+            / rel.parent
+            / bold.name.replace("_bold", "_space-MNI152NLin2009cAsym_desc-preproc_bold")
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(bold, target)
+        img = nib.load(bold)
+        mask = nib.Nifti1Image(np.zeros(img.shape[:3], dtype=np.uint8), img.affine)
+        mask.to_filename(str(target).replace("desc-preproc_bold", "desc-brain_mask"))
+    rc = main(
+        [
+            str(root),
+            str(tmp_path / "o"),
+            "participant",
+            "-d",
+            str(deriv),
+            "--confounds",
+            "none",
+            "--model-rdm",
+            f"category={small.model_rdm}",
+            "--skip-bids-validation",
+            "-w",
+            str(tmp_path / "w"),
+        ]
+    )
+    assert rc == 16
+    err = capsys.readouterr().err
+    assert "mask" in err and "empty" in err
+
+
+def test_unwritable_output_exits_73(small, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    rc = main(
+        [
+            str(small.root),
+            str(blocker / "out"),
+            "participant",
+            "--model-rdm",
+            f"category={small.model_rdm}",
+            "--skip-bids-validation",
+        ]
+    )
+    assert rc == 73
+
+
+# ----------------------------------------------------------------- real data
+def _haxby_to_bids(root: Path, deriv: Path) -> None:
+    """Haxby 2001 subject 1 as raw BIDS plus a preprocessed-derivatives layout (mask, motion)."""
+    src = shared_data("haxby2001", "sub001")
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "haxby", "BIDSVersion": "1.10.0"})
+    )
+    (root / "task-objects_bold.json").write_text(
+        json.dumps({"TaskName": "objects", "RepetitionTime": 2.5})
+    )
+    (deriv / "sub-1" / "func").mkdir(parents=True)
+    (deriv / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "prep",
+                "BIDSVersion": "1.10.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [{"Name": "test"}],
+            }
+        )
+    )
+    func = root / "sub-1" / "func"
+    func.mkdir(parents=True)
+    motion = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
+    for run_dir in sorted((src / "BOLD").glob("task001_run*")):
+        stem = f"sub-1_task-objects_run-{int(run_dir.name[-3:]):02d}"
+        shutil.copy(run_dir / "bold_25mm.nii.gz", func / f"{stem}_bold.nii.gz")
+        shutil.copy(run_dir / "bold_events.tsv", func / f"{stem}_events.tsv")
+        prep = deriv / "sub-1" / "func"
+        shutil.copy(
+            run_dir / "bold_25mm.nii.gz", prep / f"{stem}_space-haxby25mm_desc-preproc_bold.nii.gz"
+        )
+        shutil.copy(
+            src / "masks" / "25mm" / "brain.nii.gz",
+            prep / f"{stem}_space-haxby25mm_desc-brain_mask.nii.gz",
+        )
+        moest = np.loadtxt(run_dir / "bold_moest.txt")
+        pd.DataFrame(moest, columns=motion).to_csv(
+            prep / f"{stem}_desc-confounds_timeseries.tsv", sep="\t", index=False
+        )
+
+
+def test_haxby_participant_with_category_model(tmp_path):
+    from dnnrsa.rdm import compute_rdm, vector_to_squareform, write_rdm_tsv
+
+    root, deriv = tmp_path / "haxby", tmp_path / "prep"
+    _haxby_to_bids(root, deriv)
+    cats = ["bottle", "cat", "chair", "face", "house", "scissors", "scrambledpix", "shoe"]
+    # a user model RDM that predicts only the face/house distinction
+    iu, ju = np.triu_indices(len(cats), 1)
+    model = np.array(
+        [float({cats[i], cats[j]} == {"face", "house"}) for i, j in zip(iu, ju, strict=True)]
+    )
+    write_rdm_tsv(tmp_path / "facehouse.tsv", model, cats)
+    out = tmp_path / "out"
+    rc = main(
+        [
+            str(root),
+            str(out),
+            "participant",
+            "-d",
+            str(deriv),
+            "--space",
+            "haxby25mm",
+            "--conditions-from",
+            "trial_type",
+            "--metric",
+            "crossnobis",
+            "--confounds",
+            "motion6",
+            "--glm-output",
+            "t",
+            "--comparator",
+            "pearson",
+            "--model-rdm",
+            f"facehouse={tmp_path / 'facehouse.tsv'}",
+            "--radius-mm",
+            "25",
+            "--min-voxels",
+            "3",
+            "-w",
+            str(tmp_path / "w"),
+            "--nprocs",
+            "2",
+            "--no-reports",
+        ]
+    )
+    assert rc == 0
+    func = out / "sub-1" / "func"
+    img = nib.load(
+        func / "sub-1_task-objects_space-haxby25mm_model-facehouse_stat-pearson_statmap.nii.gz"
+    )
+    data = np.asarray(img.dataobj)
+    mask = (
+        np.asarray(
+            nib.load(
+                deriv
+                / "sub-1/func/sub-1_task-objects_run-01_space-haxby25mm_desc-brain_mask.nii.gz"
+            ).dataobj
+        )
+        > 0
+    )
+    assert np.isfinite(data[mask]).all() and not np.isfinite(data[~mask]).any()
+    assert np.nanmax(data) > 0.5  # somewhere, faces and houses are far apart relative to the rest
+    # the (noise-normalised) pattern maps written for the subject carry the face/house
+    # distinction: its crossnobis distance is positive and above the median pair
+    pat_file = func / "sub-1_task-objects_space-haxby25mm_desc-lsa_stat-t_statmap.nii.gz"
+    side = json.loads(pat_file.with_name(pat_file.name.replace(".nii.gz", ".json")).read_text())
+    assert side["Conditions"] == cats and len(side["Runs"]) == 12
+    patterns = np.asarray(nib.load(pat_file).dataobj)[mask].T  # (12 * 8, n_voxels), run-major
+    conds = np.tile(cats, 12)
+    runs = np.repeat(np.arange(12), 8)
+    square = vector_to_squareform(compute_rdm(patterns, "crossnobis", conditions=conds, runs=runs))
+    face_house = square[cats.index("face"), cats.index("house")]
+    assert face_house > 0
+    assert face_house > np.median(square[iu, ju])
