@@ -1,0 +1,134 @@
+"""The BIDS App at group level, on participant maps with a planted effect in MNI space."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from dnnrsa.bids_app.run import main
+from scipy import stats
+
+PEAK_MM = np.array([-46.0, -22.0, 8.0])  # left Heschl's gyrus / planum temporale
+
+
+@pytest.fixture(scope="module")
+def derivatives(tmp_path_factory):
+    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.image import resample_img
+
+    base = tmp_path_factory.mktemp("group")
+    out = base / "out"
+    bids = base / "bids"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text(
+        json.dumps({"Name": "x", "BIDSVersion": "1.10.0"})
+    )
+    mask = load_mni152_brain_mask(resolution=2)
+    mask = resample_img(
+        mask,
+        target_affine=np.diag([8.0, 8.0, 8.0]),
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
+    )
+    inside = np.asarray(mask.dataobj) > 0
+    ijk = np.argwhere(np.ones(inside.shape, bool))
+    xyz = nib.affines.apply_affine(mask.affine, ijk).reshape(*inside.shape, 3)
+    blob = np.linalg.norm(xyz - PEAK_MM, axis=-1) <= 12.0
+    rng = np.random.default_rng(7)
+    n_sub = 8
+    for s in range(1, n_sub + 1):
+        func = out / f"sub-{s:02d}" / "func"
+        func.mkdir(parents=True)
+        for layer, strength, idx in (("conv1", 0.15, 0), ("fc1", 0.45, 1)):
+            data = 0.08 * rng.normal(size=inside.shape)
+            data[blob] += strength
+            data[~inside] = np.nan
+            stem = f"sub-{s:02d}_task-emo_space-MNI152NLin2009cAsym_model-emotion_layer-{layer}_stat-spearman_statmap"
+            nib.Nifti1Image(np.tanh(data).astype(np.float32), mask.affine).to_filename(
+                func / f"{stem}.nii.gz"
+            )
+            (func / f"{stem}.json").write_text(
+                json.dumps(
+                    {
+                        "LayerName": f"net.{layer}",
+                        "Part": "crossmodal",
+                        "LayerIndex": idx,
+                        "Comparator": "spearman",
+                    }
+                )
+            )
+    rc = main(
+        [
+            str(bids),
+            str(out),
+            "group",
+            "--n-permutations",
+            "200",
+            "-w",
+            str(base / "work"),
+            "--nprocs",
+            "2",
+            "--seed",
+            "3",
+        ]
+    )
+    return rc, out, inside, blob, mask
+
+
+def test_group_outputs_and_inference(derivatives):
+    rc, out, inside, blob, _mask = derivatives
+    assert rc == 0
+    stem = "task-emo_space-MNI152NLin2009cAsym_model-emotion_layer-fc1"
+    t_img = nib.load(out / f"{stem}_stat-t_statmap.nii.gz")
+    p = np.asarray(nib.load(out / f"{stem}_stat-p_statmap.nii.gz").dataobj)
+    assert (p[blob & inside] < 0.05).mean() > 0.8  # the planted effect survives FWE correction
+    assert (p[~blob & inside] < 0.05).mean() < 0.01  # and little else does
+    side = json.loads((out / f"{stem}_stat-p_statmap.json").read_text())
+    assert side["NumberOfPermutations"] == 200 and len(side["Subjects"]) == 8
+    # the t map is the one-sample t of Fisher z across subjects
+    subj = np.stack(
+        [
+            np.arctanh(np.asarray(nib.load(f).dataobj, dtype=np.float64))
+            for f in sorted(out.glob("sub-*/func/*layer-fc1_stat-spearman_statmap.nii.gz"))
+        ]
+    )
+    expected = stats.ttest_1samp(subj[:, inside], 0.0).statistic
+    np.testing.assert_allclose(np.asarray(t_img.dataobj)[inside], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_cluster_table_names_the_region(derivatives):
+    _rc, out, *_ = derivatives
+    table = pd.read_csv(
+        out / "task-emo_space-MNI152NLin2009cAsym_model-emotion_layer-fc1_clusters.tsv", sep="\t"
+    )
+    assert len(table) >= 1
+    top = table.iloc[0]
+    text = " ".join(str(v) for v in top.values).lower()
+    assert "heschl" in text or "planum" in text or "temporal" in text
+    peak = np.array(
+        [top[c] for c in table.columns if c.startswith("peak_") and c[-1] in "xyz"][:3], float
+    )
+    assert np.linalg.norm(peak - PEAK_MM) <= 16.0
+
+
+def test_winner_take_all_prefers_the_stronger_layer(derivatives):
+    _rc, out, inside, blob, _ = derivatives
+    stem = "task-emo_space-MNI152NLin2009cAsym_model-emotion"
+    winner = np.asarray(nib.load(out / f"{stem}_desc-winner_statmap.nii.gz").dataobj)
+    side = json.loads((out / f"{stem}_desc-winner_statmap.json").read_text())
+    assert side["Layers"] == ["conv1", "fc1"]
+    assert (winner[blob & inside] == 1).mean() > 0.9
+    assert (winner[~inside] == -1).all()
+
+
+def test_group_without_participant_maps_exits_18(tmp_path):
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text(
+        json.dumps({"Name": "x", "BIDSVersion": "1.10.0"})
+    )
+    assert main([str(bids), str(tmp_path / "out"), "group"]) == 18
