@@ -17,6 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 CONNECTIVITIES = {6: 1, 18: 2, 26: 3}
+# From this many mask voxels on, the CPU labels clusters as components of the graph
+# of supra-threshold neighbours, which costs in proportion to the voxels above the
+# threshold rather than to the bounding box of the mask.
+GRAPH_MIN_VOXELS = 20_000
 
 
 def _ndimage(xp):
@@ -66,6 +70,40 @@ class VolumeLayout:
         self.structure = xp.asarray(struct4)
         self.connectivity = connectivity
         self.xp = xp
+        self._mask = mask
+        self._edges = None
+
+    @property
+    def use_graph(self) -> bool:
+        """Whether to label by graph components (large masks on the CPU)."""
+        return self.xp is np and self.n_voxels >= GRAPH_MIN_VOXELS
+
+    @property
+    def edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs of neighbouring mask voxels (indices in mask order), each pair once."""
+        if self._edges is None:
+            from scipy.ndimage import generate_binary_structure  # noqa: PLC0415
+
+            mask = self._mask
+            index = np.full(mask.shape, -1, dtype=np.int64)
+            index[mask] = np.arange(self.n_voxels)
+            struct = generate_binary_structure(3, CONNECTIVITIES[self.connectivity])
+            us, vs = [], []
+            for offset in np.argwhere(struct) - 1:
+                if tuple(offset) <= (0, 0, 0):
+                    continue  # each undirected pair once, no self loop
+                src = tuple(
+                    slice(max(0, -o), mask.shape[d] - max(0, o)) for d, o in enumerate(offset)
+                )
+                dst = tuple(
+                    slice(max(0, o), mask.shape[d] - max(0, -o)) for d, o in enumerate(offset)
+                )
+                a, b = index[src], index[dst]
+                keep = (a >= 0) & (b >= 0)
+                us.append(a[keep])
+                vs.append(b[keep])
+            self._edges = (np.concatenate(us), np.concatenate(vs))
+        return self._edges
 
     def label(self, supra):
         """Label clusters of every map of a batch.
@@ -88,6 +126,63 @@ class VolumeLayout:
         labels, n_labels = _ndimage(xp).label(vol, structure=self.structure)
         labels = labels.reshape(n_maps, self.box_size)[:, self.flat_index]
         return labels, int(n_labels)
+
+
+def _components(n_nodes: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Connected component of each of ``n_nodes`` nodes given undirected edges."""
+    from scipy.sparse import coo_matrix  # noqa: PLC0415
+    from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
+
+    graph = coo_matrix((np.ones(len(u), dtype=np.int8), (u, v)), shape=(n_nodes, n_nodes)).tocsr()
+    return connected_components(graph, directed=False)[1]
+
+
+def _tfce_graph(values: np.ndarray, threshs: np.ndarray, layout: VolumeLayout, e, h):
+    """TFCE contributions of one map and one sign, by components of sorted prefixes.
+
+    Nodes are ranked by decreasing value and edges by decreasing ``min`` of their
+    two ends, so the supra-threshold graph at any threshold is a prefix of both.
+    """
+    out = np.zeros_like(values)
+    lowest = threshs[0]
+    if not lowest > 0:
+        return out
+    order = np.argsort(-values, kind="stable")
+    n_live = int(np.count_nonzero(values >= lowest))
+    order = order[:n_live]
+    rank = np.full(values.shape, -1, dtype=np.int64)
+    rank[order] = np.arange(n_live)
+    sorted_values = values[order]
+    u, v = layout.edges
+    birth = np.minimum(values[u], values[v])
+    live = birth >= lowest
+    u, v, birth = rank[u[live]], rank[v[live]], birth[live]
+    edge_order = np.argsort(-birth, kind="stable")
+    u, v, birth = u[edge_order], v[edge_order], birth[edge_order]
+    for thr in threshs:
+        n_nodes = int(np.searchsorted(-sorted_values, -thr, side="right"))
+        if n_nodes == 0:
+            break
+        n_edges = int(np.searchsorted(-birth, -thr, side="right"))
+        comp = _components(n_nodes, u[:n_edges], v[:n_edges])
+        sizes = np.bincount(comp).astype(values.dtype)
+        out[order[:n_nodes]] += sizes[comp] ** e * thr**h
+    return out
+
+
+def _label_graph(supra: np.ndarray, layout: VolumeLayout):
+    """Label clusters of one map by graph components; 0 outside clusters."""
+    labels = np.zeros(supra.shape, dtype=np.int64)
+    nodes = np.flatnonzero(supra)
+    if nodes.size == 0:
+        return labels, 0
+    rank = np.full(supra.shape, -1, dtype=np.int64)
+    rank[nodes] = np.arange(nodes.size)
+    u, v = layout.edges
+    keep = supra[u] & supra[v]
+    comp = _components(nodes.size, rank[u[keep]], rank[v[keep]])
+    labels[nodes] = comp + 1
+    return labels, int(comp.max()) + 1
 
 
 def _cluster_sizes(labels, n_labels, xp):
@@ -135,6 +230,11 @@ def tfce(
     threshs[:, -1] = top
     out = xp.zeros_like(maps)
     signs = (1.0, -1.0) if two_sided else (1.0,)
+    if layout.use_graph:
+        for i in range(maps.shape[0]):
+            for sign in signs:
+                out[i] += sign * _tfce_graph(maps[i] * sign, threshs[i], layout, e, h)
+        return out
     for sign in signs:
         values = maps * sign
         for k in range(n_steps):
@@ -177,7 +277,15 @@ def cluster_measures(maps, layout: VolumeLayout, threshold: float, *, two_sided:
         supra = values > threshold
         if not bool(supra.any()):
             continue
-        labels, n_labels = layout.label(supra)
+        if layout.use_graph:
+            labels = np.zeros(supra.shape, dtype=np.int64)
+            n_labels = 0
+            for i in range(supra.shape[0]):
+                lab, n = _label_graph(supra[i], layout)
+                labels[i] = np.where(lab > 0, lab + n_labels, 0)
+                n_labels += n
+        else:
+            labels, n_labels = layout.label(supra)
         flat = labels.ravel()
         counts = _cluster_sizes(labels, n_labels, xp).astype(maps.dtype)
         weights = xp.where(supra, values - threshold, 0.0).ravel()

@@ -242,6 +242,12 @@ def _p_from_counts(counts, n_null: int, exhaustive: bool):
     return counts / n_null if exhaustive else (counts + 1.0) / (n_null + 1.0)
 
 
+def _p_from_null(null: np.ndarray, ref: np.ndarray, exhaustive: bool) -> np.ndarray:
+    """p of each reference value against a null distribution of maxima."""
+    n_ge = null.size - np.searchsorted(np.sort(null), ref, side="left")
+    return _p_from_counts(n_ge.astype(np.float64), null.size, exhaustive)
+
+
 def _with_tolerance(ref, xp):
     """Lower a reference statistic by a relative tolerance.
 
@@ -412,8 +418,6 @@ def sign_flip_test(
     h0_size = np.empty(n_perm) if cluster_t is not None else None
     h0_mass = np.empty(n_perm) if cluster_t is not None else None
     count_vox = xp.zeros(n_valid)
-    count_fwe = xp.zeros(n_valid)
-    count_tfce = xp.zeros(n_valid) if tfce else None
 
     bytes_per_cell = 40
     if layout is not None:
@@ -427,34 +431,32 @@ def sign_flip_test(
         "exhaustive" if exhaustive else "random",
         batch,
     )
-    scale = math.sqrt(n_subjects)
+    factor = math.sqrt(df / n_subjects)
     for start in range(0, n_perm, batch):
         stop = min(start + batch, n_perm)
-        mean = (s_dev[start:stop] @ x) / n_subjects
-        var = (sumsq[None, :] - n_subjects * mean * mean) / df
+        # t = s * sqrt(df / n) / sqrt(sum(x**2) - s**2 / n), with s the signed sum;
+        # in place, to keep the number of passes over the batch small
+        total = s_dev[start:stop] @ x
+        t_perm = total * total
+        t_perm *= -1.0 / n_subjects
+        t_perm += sumsq[None, :]
+        xp.maximum(t_perm, 0.0, out=t_perm)
+        xp.sqrt(t_perm, out=t_perm)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t_perm = mean * scale / xp.sqrt(xp.maximum(var, 0.0))
-        del mean, var
+            xp.divide(total, t_perm, out=t_perm)
+        t_perm *= factor
+        del total
         stat = xp.abs(t_perm) if two_sided else t_perm
-        max_t = xp.max(stat, axis=1) if n_valid else xp.full(stop - start, -xp.inf)
-        h0_t[start:stop] = to_numpy(max_t)
-        count_vox += xp.sum(stat >= t_ref[None, :], axis=0)
-        count_fwe += xp.sum(max_t[:, None] >= t_ref[None, :], axis=0)
+        h0_t[start:stop] = to_numpy(xp.max(stat, axis=1) if n_valid else -np.inf)
+        count_vox += xp.count_nonzero(stat >= t_ref[None, :], axis=0)
         del stat
         if tfce:
             scores = xp.abs(
                 _tfce.tfce(
-                    t_perm,
-                    layout,
-                    two_sided=two_sided,
-                    e=tfce_e,
-                    h=tfce_h,
-                    n_steps=tfce_n_steps,
+                    t_perm, layout, two_sided=two_sided, e=tfce_e, h=tfce_h, n_steps=tfce_n_steps
                 )
             )
-            max_tfce = xp.max(scores, axis=1)
-            h0_tfce[start:stop] = to_numpy(max_tfce)
-            count_tfce += xp.sum(max_tfce[:, None] >= tfce_ref[None, :], axis=0)
+            h0_tfce[start:stop] = to_numpy(xp.max(scores, axis=1))
             del scores
         if cluster_t is not None:
             _, _, max_size, max_mass = _tfce.cluster_measures(
@@ -474,7 +476,7 @@ def sign_flip_test(
         z=z_obs,
         p=np.where(valid, p_par, 1.0),
         p_perm=full(_p_from_counts(count_vox, n_perm, exhaustive), 1.0),
-        p_fwe=full(_p_from_counts(count_fwe, n_perm, exhaustive), 1.0),
+        p_fwe=full(_p_from_null(h0_t, to_numpy(t_ref), exhaustive), 1.0),
         h0_max_t=h0_t,
         n_permutations=n_perm,
         exhaustive=exhaustive,
@@ -483,7 +485,7 @@ def sign_flip_test(
     )
     if tfce:
         result.tfce = full(tfce_obs, 0.0)
-        result.p_tfce_fwe = full(_p_from_counts(count_tfce, n_perm, exhaustive), 1.0)
+        result.p_tfce_fwe = full(_p_from_null(h0_tfce, to_numpy(tfce_ref), exhaustive), 1.0)
         result.h0_max_tfce = h0_tfce
     if cluster_t is not None:
         size_h = to_numpy(size_obs)

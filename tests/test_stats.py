@@ -425,3 +425,37 @@ def test_cupy_matches_numpy(rng):
     for name in ("t", "p_fwe", "p_perm", "tfce", "p_tfce_fwe", "cluster_mass"):
         np.testing.assert_allclose(getattr(gpu, name), getattr(cpu, name), rtol=1e-8, atol=1e-8)
     assert isinstance(gpu.t, np.ndarray)
+
+
+@pytest.mark.parametrize("connectivity", [6, 26])
+def test_graph_labelling_matches_volume_labelling(rng, monkeypatch, connectivity):
+    """Large masks on the CPU label clusters as graph components: same results."""
+    from dnnrsa import _tfce
+
+    shape = (16, 18, 14)
+    mask = _box_mask(shape)
+    mask[6:10, 6:10, :] = False  # a hole, so that clusters must go around it
+    maps = _smooth_noise(rng, 4, shape, sigma=1.2)[:, mask] * 2.0
+    layout = _tfce.VolumeLayout(mask, connectivity=connectivity)
+    assert not layout.use_graph
+    by_volume = _tfce.tfce(maps, layout, two_sided=True)
+    clusters_by_volume = _tfce.cluster_measures(maps, layout, 1.5, two_sided=True)
+    monkeypatch.setattr(_tfce, "GRAPH_MIN_VOXELS", 1)
+    assert layout.use_graph
+    by_graph = _tfce.tfce(maps, layout, two_sided=True)
+    clusters_by_graph = _tfce.cluster_measures(maps, layout, 1.5, two_sided=True)
+    assert np.abs(by_volume).max() > 100
+    np.testing.assert_allclose(by_graph, by_volume, rtol=1e-12)
+    for a, b in zip(clusters_by_graph, clusters_by_volume, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    # cluster sizes agree with scipy.ndimage on the full volume
+    vol = np.zeros(shape)
+    vol[mask] = maps[0]
+    labels, _ = ndimage.label(
+        vol > 1.5, ndimage.generate_binary_structure(3, {6: 1, 26: 3}[connectivity])
+    )
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    np.testing.assert_array_equal(
+        clusters_by_graph[0][0][maps[0] > 1.5], sizes[labels[mask]][maps[0] > 1.5]
+    )
