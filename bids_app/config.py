@@ -38,7 +38,7 @@ class RunConfig:
     condition_column: str = "stim_file"
     glm_method: str = "lsa"
     glm_output: str = "effect"
-    noise_normalisation: bool = False
+    noise_normalisation: str = "none"
     confounds: tuple[str, ...] = ()
     smoothing_fwhm: float | None = None
     # searchlight

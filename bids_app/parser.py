@@ -178,8 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--glm-output", choices=["effect", "t"], default="effect")
     g.add_argument(
         "--noise-normalisation",
-        action="store_true",
-        help="multivariate noise normalisation from the GLM residuals",
+        choices=["none", "univariate", "multivariate"],
+        default="none",
+        help="noise normalisation of the patterns from the GLM residuals (multivariate needs a "
+        "dense voxel covariance: masks up to 20,000 voxels)",
     )
     g.add_argument(
         "--confounds",

@@ -26,7 +26,7 @@ class _EstimatePatternsInputSpec(BaseInterfaceInputSpec):
     method = traits.Enum("lsa", "lss", usedefault=True)
     output = traits.Enum("effect", "t", usedefault=True)
     condition_column = traits.Str("stim_file", usedefault=True)
-    noise_normalisation = traits.Bool(False, usedefault=True)
+    noise_normalisation = traits.Enum("none", "univariate", "multivariate", usedefault=True)
     smoothing_fwhm = traits.Float(desc="spatial smoothing (mm)")
     seed = traits.Int(0, usedefault=True)
 
@@ -74,7 +74,9 @@ class EstimatePatterns(SimpleInterface):
             method=self.inputs.method,
             condition_column=self.inputs.condition_column,
             output=self.inputs.output,
-            noise_normalisation=self.inputs.noise_normalisation,
+            noise_normalisation=(
+                False if self.inputs.noise_normalisation == "none" else self.inputs.noise_normalisation
+            ),
             smoothing_fwhm=self.inputs.smoothing_fwhm
             if isdefined(self.inputs.smoothing_fwhm)
             else None,
