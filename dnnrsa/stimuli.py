@@ -10,12 +10,15 @@ with PyAV. Model inputs follow an :class:`InputRecipe`:
   cropped to a square (the centred largest square, or a crop box given per
   stimulus) and resized by area averaging. Values lie in [-0.5, 0.5] (gray level
   / 255 - 0.5).
-* **auditory**: a log-mel spectrogram (natural log of the mel power + 1e-6) of the
-  mono mix of the audio track, resampled to ``sample_rate`` with torchaudio, over a
+* **auditory**: a log-mel spectrogram of the mono mix of the audio track, resampled to ``sample_rate`` with torchaudio, over a
   window of ``duration_s`` seconds: a longer track is cut to its central window, a
   shorter one is zero-padded equally on both sides (``align="center"``), or the window
   starts at the beginning of the track (``align="start"``, padding at the end). Shape
   ``(1, n_mels, n_time)`` with ``n_time = 1 + round(duration_s * sample_rate) // hop``.
+  Values are ``(log(mel power + 1e-6) - mel_center) / mel_scale``; the fixed
+  constants (default -9 and 4.5, close to the mean and standard deviation of speech
+  recorded at ordinary levels, padding included) bring inputs near unit scale
+  without per-clip normalisation, so loudness differences between stimuli remain.
 
 A stimulus that lacks a modality the recipe needs is handled as follows: an audio-only
 file gets a blank (mid-gray, i.e. all-zero) face; a still image gets silence; a video
@@ -30,7 +33,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +97,8 @@ class InputRecipe:
     align : {"center", "start"}
         Where the audio window sits in a longer clip and where padding goes in a
         shorter one.
+    mel_center, mel_scale : float
+        Fixed shift and scale applied to the natural-log mel power.
     """
 
     modalities: tuple[str, ...] = MODALITIES
@@ -108,7 +113,8 @@ class InputRecipe:
     f_min_hz: float = 0.0
     f_max_hz: float | None = None
     align: str = "center"
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    mel_center: float = -9.0
+    mel_scale: float = 4.5
 
     def __post_init__(self):
         mods = tuple(self.modalities)
@@ -122,6 +128,8 @@ class InputRecipe:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
         if not self.duration_s > 0:
             raise ValueError(f"duration_s must be positive; got {self.duration_s!r}")
+        if not self.mel_scale > 0:
+            raise ValueError(f"mel_scale must be positive; got {self.mel_scale!r}")
         if self.align not in ("center", "start"):
             raise ValueError(f"align must be 'center' or 'start'; got {self.align!r}")
         if self.win_samples > self.n_fft:
@@ -559,7 +567,7 @@ def logmel_input(audio, sample_rate: int, recipe: InputRecipe | None = None) -> 
     Returns
     -------
     ndarray of shape (1, n_mels, n_time), float32
-        ``log(mel power + 1e-6)`` over the recipe's window.
+        ``(log(mel power + 1e-6) - mel_center) / mel_scale`` over the recipe's window.
     """
     import torch
     import torchaudio
@@ -573,7 +581,8 @@ def logmel_input(audio, sample_rate: int, recipe: InputRecipe | None = None) -> 
         wave = torchaudio.functional.resample(wave, int(sample_rate), recipe.sample_rate)
     wave = torch.from_numpy(_fit_window(wave.numpy(), recipe.n_samples, recipe.align))
     mel = _mel_transform(recipe)(wave)
-    return torch.log(mel + _LOG_FLOOR)[None].numpy().astype(np.float32)
+    logmel = (torch.log(mel + _LOG_FLOOR) - recipe.mel_center) / recipe.mel_scale
+    return logmel[None].numpy().astype(np.float32)
 
 
 _MEL_CACHE: dict = {}

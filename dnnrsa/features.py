@@ -1,0 +1,391 @@
+"""Layer activations of a registered model, with an on-disk cache.
+
+:func:`extract_activations` works on arrays: forward hooks record the output of
+every requested named layer while batches of inputs pass through the model.
+:func:`extract_features` works on stimulus files: it decodes them with the model's
+input recipe (:mod:`dnnrsa.stimuli`) and caches every stimulus's activations in
+``cache_dir`` under a key made of the SHA-256 of the stimulus file's contents, the
+model key (SHA-256 of the checkpoint file, or of the parameters of a randomly
+initialised model), the recipe and the crop box. A second run with unchanged
+inputs reads the cache and decodes nothing.
+
+:func:`replace_input` temporarily feeds a module a fixed tensor instead of its
+input (used by :func:`dnnrsa.train.evaluate_lesions`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .stimuli import InputRecipe
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FeatureSet",
+    "extract_activations",
+    "extract_features",
+    "file_sha256",
+    "replace_input",
+    "torch_device",
+]
+
+_CACHE_VERSION = 1
+
+
+def torch_device(device: str = "auto") -> str:
+    """Resolve ``"auto"``, ``"cpu"`` or ``"cuda"`` to the torch device to use.
+
+    Raises
+    ------
+    ValueError
+        On an unknown device name.
+    RuntimeError
+        If ``"cuda"`` is requested and torch sees no CUDA device.
+    """
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be one of ['auto', 'cpu', 'cuda']; got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was requested but torch finds no CUDA device")
+    return device
+
+
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 of a file's contents."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk_bytes), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _ordered_inputs(inputs, modalities: Sequence[str] | None) -> list[np.ndarray]:
+    if isinstance(inputs, Mapping):
+        if modalities is None:
+            modalities = list(inputs)
+        missing = [m for m in modalities if m not in inputs]
+        if missing:
+            raise ValueError(f"inputs lack modalities {missing}; got {sorted(inputs)}")
+        arrays = [inputs[m] for m in modalities]
+    elif isinstance(inputs, (list, tuple)):
+        arrays = list(inputs)
+    else:
+        arrays = [inputs]
+    n = {len(a) for a in arrays}
+    if len(n) != 1:
+        raise ValueError(f"all inputs must have the same number of stimuli; got {sorted(n)}")
+    return arrays
+
+
+@contextlib.contextmanager
+def replace_input(model, module: str, value):
+    """Feed ``model.get_submodule(module)`` a fixed tensor instead of its input.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    module : str
+        Dotted submodule path.
+    value : torch.Tensor of shape (1, ...) or (...)
+        The replacement; broadcast over the batch.
+    """
+    target = model.get_submodule(module)
+
+    def pre_hook(_mod, args):
+        x = args[0]
+        v = value.to(device=x.device, dtype=x.dtype)
+        if v.dim() == x.dim() - 1:
+            v = v.unsqueeze(0)
+        return (v.expand_as(x).contiguous(), *args[1:])
+
+    handle = target.register_forward_pre_hook(pre_hook)
+    try:
+        yield model
+    finally:
+        handle.remove()
+
+
+def extract_activations(
+    model,
+    inputs,
+    modules: Mapping[str, str] | Sequence[str],
+    *,
+    modalities: Sequence[str] | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+    dtype=np.float32,
+) -> dict[str, np.ndarray]:
+    """Record the outputs of named submodules for a set of inputs.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Run in eval mode (its mode is restored afterwards).
+    inputs : mapping of modality to ndarray, or sequence of ndarrays
+        Model inputs, each of shape ``(n_stimuli, ...)``, passed to ``forward`` in
+        ``modalities`` order (mapping) or in the given order (sequence).
+    modules : mapping of layer name to submodule path, or sequence of paths
+        What to record.
+    modalities : sequence of str, optional
+        Order of the forward arguments when ``inputs`` is a mapping.
+    batch_size : int
+    device : {"auto", "cpu", "cuda"}
+    dtype : numpy dtype
+        Dtype of the returned arrays.
+
+    Returns
+    -------
+    dict
+        Layer name -> ndarray of shape ``(n_stimuli, *layer_shape)``.
+    """
+    import torch
+
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+    if not isinstance(modules, Mapping):
+        modules = {m: m for m in modules}
+    arrays = _ordered_inputs(inputs, modalities)
+    n = len(arrays[0])
+    dev = torch.device(torch_device(device))
+    outputs: dict[str, list] = {name: [] for name in modules}
+    calls: dict[str, int] = {}
+
+    def make_hook(name):
+        def hook(_mod, _args, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            calls[name] = calls.get(name, 0) + 1
+            outputs[name].append(output.detach().to("cpu", torch.float32).numpy().astype(dtype))
+
+        return hook
+
+    handles = []
+    was_training = model.training
+    model.eval()
+    model.to(dev)
+    try:
+        for name, path in modules.items():
+            handles.append(model.get_submodule(path).register_forward_hook(make_hook(name)))
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                calls.clear()
+                batch = [
+                    torch.as_tensor(
+                        np.asarray(a[start : start + batch_size]), dtype=torch.float32
+                    ).to(dev)
+                    for a in arrays
+                ]
+                model(*batch)
+                bad = {k: v for k, v in calls.items() if v != 1}
+                if bad or len(calls) != len(modules):
+                    raise RuntimeError(
+                        "each recorded module must run exactly once per forward pass; "
+                        f"calls: { {k: calls.get(k, 0) for k in modules} }"
+                    )
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {
+        name: np.concatenate(chunks) if chunks else np.empty((0,), dtype)
+        for name, chunks in outputs.items()
+    }
+
+
+@dataclass
+class FeatureSet:
+    """Activations of a model's named layers for a list of stimuli.
+
+    Attributes
+    ----------
+    activations : dict of str to ndarray of shape (n_stimuli, ...)
+        In model layer order.
+    stimuli : list of str
+        Stimulus files, in row order.
+    parts : dict of str to str
+        Layer name -> part.
+    model : str
+        Registry name.
+    model_key : str
+        SHA-256 identifying the weights.
+    labels : list of str
+        Output labels of the checkpoint (empty for random weights).
+    """
+
+    activations: dict[str, np.ndarray]
+    stimuli: list[str]
+    parts: dict[str, str]
+    model: str
+    model_key: str
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self.activations)
+
+    def flattened(self) -> dict[str, np.ndarray]:
+        """Layer name -> ndarray of shape (n_stimuli, n_features)."""
+        return {k: v.reshape(len(v), -1) for k, v in self.activations.items()}
+
+
+def _cache_name(stim_hash: str, recipe: InputRecipe, crop_box, missing: str) -> str:
+    extra = json.dumps(
+        {
+            "recipe": recipe.to_dict(),
+            "crop": None if crop_box is None else [int(v) for v in crop_box],
+            "missing": missing,
+            "v": _CACHE_VERSION,
+        },
+        sort_keys=True,
+    )
+    return f"{stim_hash}-{hashlib.sha256(extra.encode()).hexdigest()[:16]}.npz"
+
+
+def _load_cached(path: Path, names: Sequence[str]) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            if not all(name in data.files for name in names):
+                return None
+            return {name: data[name] for name in names}
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable cache file %s: %s", path, exc)
+        return None
+
+
+def extract_features(
+    stimuli: Sequence[str | os.PathLike],
+    model: str = "crosschannel",
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    layers: Sequence[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    crop_boxes: Sequence[Sequence[int] | None] | None = None,
+    missing: str = "error",
+    seed: int = 0,
+    progress: bool = False,
+) -> FeatureSet:
+    """Activations of every named layer of a registered model for stimulus files.
+
+    Parameters
+    ----------
+    stimuli : sequence of path-like
+        Video, audio or image files.
+    model : str
+        Registered model name (see :func:`dnnrsa.models.available_models`); with a
+        checkpoint, it must match the checkpoint's model.
+    checkpoint : path-like, optional
+        Trained weights; without one the model has seeded random weights.
+    layers : sequence of str, optional
+        Layer names to return (default all, in model order). All layers are cached.
+    cache_dir : path-like, optional
+        Folder for cached activations (one ``.npz`` per stimulus in a sub-folder
+        per model key). Without it nothing is cached.
+    batch_size : int
+    device : {"auto", "cpu", "cuda"}
+    crop_boxes : sequence of (x0, y0, x1, y1) or None, optional
+        Face crop per stimulus.
+    missing : {"error", "blank"}
+        What to do with a video without audio (see :func:`dnnrsa.stimuli.load_inputs`).
+    seed : int
+        Seed of the random weights (without a checkpoint).
+    progress : bool
+
+    Returns
+    -------
+    FeatureSet
+        ``activations[layer]`` of shape ``(n_stimuli, *layer_shape)``, float32.
+    """
+    from .models import load_model, model_fingerprint
+    from .stimuli import prepare_inputs
+
+    paths = [Path(p) for p in stimuli]
+    if not paths:
+        raise ValueError("stimuli must list at least one file")
+    if crop_boxes is not None and len(crop_boxes) != len(paths):
+        raise ValueError(
+            f"crop_boxes must have one entry per stimulus ({len(paths)}); got {len(crop_boxes)}"
+        )
+    net, spec, info = load_model(model if checkpoint is None else None, checkpoint, seed=seed)
+    if checkpoint is not None and model is not None and model != spec.name:
+        raise ValueError(f"checkpoint {checkpoint} holds model {spec.name!r}, not {model!r}")
+    recipe: InputRecipe = info["recipe"]
+    all_layers = spec.layers
+    wanted = [layer.name for layer in spec.select_layers(layers)]
+    if checkpoint is not None:
+        model_key = "ckpt-" + file_sha256(checkpoint)
+    else:
+        model_key = f"init-{spec.name}-" + model_fingerprint(net)
+    cache_root = None
+    if cache_dir is not None:
+        cache_root = Path(cache_dir) / f"{spec.name}-{model_key[:40]}"
+        cache_root.mkdir(parents=True, exist_ok=True)
+
+    rows: list[dict[str, np.ndarray] | None] = [None] * len(paths)
+    cache_files: list[Path | None] = [None] * len(paths)
+    all_names = [layer.name for layer in all_layers]
+    if cache_root is not None:
+        for i, path in enumerate(paths):
+            if not path.is_file():
+                raise FileNotFoundError(f"stimulus file not found: {path}")
+            box = None if crop_boxes is None else crop_boxes[i]
+            cache_files[i] = cache_root / _cache_name(file_sha256(path), recipe, box, missing)
+            rows[i] = _load_cached(cache_files[i], wanted)
+    todo = [i for i, row in enumerate(rows) if row is None]
+    logger.info(
+        "%s: %d of %d stimuli from the cache, %d to compute",
+        spec.name,
+        len(paths) - len(todo),
+        len(paths),
+        len(todo),
+    )
+    if todo:
+        inputs = prepare_inputs(
+            [paths[i] for i in todo],
+            recipe,
+            None if crop_boxes is None else [crop_boxes[i] for i in todo],
+            missing=missing,
+            progress=progress,
+        )
+        modules = {layer.name: layer.module for layer in all_layers}
+        acts = extract_activations(
+            net,
+            inputs,
+            modules,
+            modalities=recipe.modalities,
+            batch_size=batch_size,
+            device=device,
+        )
+        from ._io import atomic_write
+
+        for j, i in enumerate(todo):
+            row = {name: acts[name][j] for name in all_names}
+            if cache_files[i] is not None:
+                with atomic_write(cache_files[i], "wb") as fh:
+                    np.savez(fh, **row)
+            rows[i] = {name: row[name] for name in wanted}
+    activations = {name: np.stack([row[name] for row in rows]) for name in wanted}
+    return FeatureSet(
+        activations=activations,
+        stimuli=[str(p) for p in paths],
+        parts={name: spec.parts[name] for name in wanted},
+        model=spec.name,
+        model_key=model_key,
+        labels=list(info.get("labels") or []),
+    )

@@ -1,0 +1,386 @@
+"""Model registry.
+
+A model is described by a :class:`ModelSpec`: a factory that builds the torch
+module, its ordered named layers (each with the submodule whose output is recorded
+and the part of the network it belongs to), and the input recipe that turns
+stimuli into its inputs. Models are found through the entry point group
+``dnnrsa.models``; each entry point names a :class:`ModelSpec` (or a callable
+returning one). Another package registers a model by declaring, in its own
+metadata::
+
+    [options.entry_points]
+    dnnrsa.models =
+        mynet = mypackage.mynet:registration
+
+The cross-channel CNN (``crosschannel``) registers itself the same way.
+
+Checkpoints are plain dictionaries of tensors and metadata written with
+``torch.save`` and read with ``torch.load(..., weights_only=True)``; see
+:func:`save_checkpoint` and :func:`load_checkpoint`.
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..stimuli import InputRecipe
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "dnnrsa.models"
+CHECKPOINT_FORMAT = "dnnrsa-checkpoint"
+CHECKPOINT_VERSION = 1
+_BUILTIN = {"crosschannel": "dnnrsa.models.crosschannel:registration"}
+_RUNTIME: dict[str, ModelSpec] = {}
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "ENTRY_POINT_GROUP",
+    "LayerSpec",
+    "ModelSpec",
+    "available_models",
+    "build_model",
+    "get_model",
+    "load_checkpoint",
+    "load_model",
+    "model_fingerprint",
+    "register_model",
+    "save_checkpoint",
+]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One named layer of a model.
+
+    Parameters
+    ----------
+    name : str
+        Public layer name (used in file names and tables).
+    module : str
+        Dotted path of the submodule whose output is the layer's activation
+        (``torch.nn.Module.get_submodule``).
+    part : str
+        Part of the network (for the cross-channel CNN: ``"visual"``,
+        ``"auditory"`` or ``"crossmodal"``).
+    description : str
+    """
+
+    name: str
+    module: str
+    part: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model.
+
+    Parameters
+    ----------
+    name : str
+        Registry name.
+    factory : callable
+        ``factory(n_outputs: int) -> torch.nn.Module``; the module's ``forward``
+        takes one tensor per modality of ``recipe.modalities``, in that order, each
+        of shape ``(batch, *recipe.input_shape(modality))``, and returns logits of
+        shape ``(batch, n_outputs)``.
+    layers : sequence of LayerSpec
+        The named layers, in order.
+    recipe : InputRecipe
+        Default input recipe.
+    arms : mapping of str to str, optional
+        For lesion analyses: arm name -> dotted path of the submodule whose
+        *input* is that arm's contribution to the shared (cross-modal) part.
+    default_outputs : int
+        Number of outputs when none is given.
+    description : str
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    layers: tuple[LayerSpec, ...]
+    recipe: InputRecipe = field(default_factory=InputRecipe)
+    arms: Mapping[str, str] = field(default_factory=dict)
+    default_outputs: int = 6
+    description: str = ""
+
+    def __post_init__(self):
+        layers = tuple(self.layers)
+        object.__setattr__(self, "layers", layers)
+        names = [layer.name for layer in layers]
+        if not names:
+            raise ValueError(f"model {self.name!r} must declare at least one layer")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model {self.name!r} declares duplicate layer names {dupes}")
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    @property
+    def parts(self) -> dict[str, str]:
+        """Layer name -> part."""
+        return {layer.name: layer.part for layer in self.layers}
+
+    def select_layers(self, layers: Sequence[str] | None = None) -> tuple[LayerSpec, ...]:
+        """The named layers (all by default), in model order."""
+        if layers is None:
+            return self.layers
+        known = {layer.name: layer for layer in self.layers}
+        unknown = [name for name in layers if name not in known]
+        if unknown:
+            raise ValueError(
+                f"layers must be names of model {self.name!r} ({self.layer_names}); got {unknown}"
+            )
+        wanted = set(layers)
+        return tuple(layer for layer in self.layers if layer.name in wanted)
+
+    def build(self, n_outputs: int | None = None):
+        """Instantiate the torch module (random weights)."""
+        return self.factory(n_outputs=int(n_outputs or self.default_outputs))
+
+
+def register_model(spec: ModelSpec, *, overwrite: bool = False) -> None:
+    """Register a model for this process (entry points are the persistent way)."""
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"spec must be a ModelSpec; got {type(spec).__name__}")
+    if spec.name in _RUNTIME and not overwrite:
+        raise ValueError(f"a model named {spec.name!r} is already registered")
+    _RUNTIME[spec.name] = spec
+
+
+def _entry_points() -> dict[str, str]:
+    found = dict(_BUILTIN)
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.value
+    return found
+
+
+def available_models() -> list[str]:
+    """Names of all registered models (entry points and runtime registrations)."""
+    return sorted(set(_entry_points()) | set(_RUNTIME))
+
+
+def get_model(name: str | ModelSpec) -> ModelSpec:
+    """Look up a registered model.
+
+    Parameters
+    ----------
+    name : str or ModelSpec
+        Registry name (a ModelSpec is returned unchanged).
+
+    Returns
+    -------
+    ModelSpec
+    """
+    if isinstance(name, ModelSpec):
+        return name
+    if name in _RUNTIME:
+        return _RUNTIME[name]
+    targets = _entry_points()
+    if name not in targets:
+        raise ValueError(f"model must be one of {available_models()}; got {name!r}")
+    module_name, _, attr = targets[name].partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else []:
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(
+            f"cannot load model {name!r} from entry point {targets[name]!r}: {exc}"
+        ) from exc
+    spec = obj if isinstance(obj, ModelSpec) else obj()
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(
+            f"entry point {targets[name]!r} for model {name!r} must give a ModelSpec; "
+            f"got {type(spec).__name__}"
+        )
+    return spec
+
+
+def build_model(name: str | ModelSpec, n_outputs: int | None = None, *, seed: int | None = 0):
+    """Instantiate a registered model with seeded random weights, in eval mode."""
+    import torch
+
+    spec = get_model(name)
+    if seed is None:
+        module = spec.build(n_outputs)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = spec.build(n_outputs)
+    return module.eval()
+
+
+# --------------------------------------------------------------------------- checkpoints
+def save_checkpoint(
+    path: str | os.PathLike,
+    model,
+    spec: ModelSpec | str,
+    *,
+    labels: Sequence[str] = (),
+    regime: str | None = None,
+    recipe: InputRecipe | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint: state dict, label set, recipe and plain metadata.
+
+    Parameters
+    ----------
+    path : path-like
+    model : torch.nn.Module
+    spec : ModelSpec or str
+    labels : sequence of str
+        Class names in output order.
+    regime : str, optional
+        Training target (e.g. ``"emotion"``).
+    recipe : InputRecipe, optional
+        Recipe the model was trained with (default: the spec's).
+    extra : mapping, optional
+        More plain metadata (numbers, strings, lists, dicts).
+    """
+    import torch
+
+    from .._io import atomic_write
+
+    spec = get_model(spec)
+    recipe = recipe or spec.recipe
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "model": spec.name,
+        "n_outputs": len(labels) if labels else _n_outputs(model),
+        "labels": [str(label) for label in labels],
+        "regime": regime,
+        "recipe": recipe.to_dict(),
+        "state_dict": state,
+        "extra": dict(extra or {}),
+    }
+    path = Path(path)
+    with atomic_write(path, "wb") as fh:
+        torch.save(payload, fh)
+    return path
+
+
+def _n_outputs(model) -> int:
+    last = None
+    for module in model.modules():
+        if hasattr(module, "out_features"):
+            last = module.out_features
+    return int(last) if last is not None else 0
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint safely (``weights_only=True``) and check its format.
+
+    Returns
+    -------
+    dict
+        Keys ``model``, ``n_outputs``, ``labels``, ``regime``, ``recipe`` (an
+        :class:`InputRecipe`), ``state_dict``, ``extra``.
+
+    Raises
+    ------
+    ValueError
+        When the file is not a dnnrsa checkpoint of a supported format version.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise ValueError(
+            f"{path} is not a loadable dnnrsa checkpoint (only tensors and plain metadata "
+            f"are accepted): {exc}"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a dnnrsa checkpoint (format {CHECKPOINT_FORMAT!r})")
+    version = payload.get("format_version")
+    if version != CHECKPOINT_VERSION:
+        raise ValueError(
+            f"checkpoint {path} has format_version {version!r}; this dnnrsa reads version "
+            f"{CHECKPOINT_VERSION}"
+        )
+    out = dict(payload)
+    out["recipe"] = InputRecipe.from_dict(payload["recipe"])
+    return out
+
+
+def load_model(
+    name: str | ModelSpec | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    n_outputs: int | None = None,
+    seed: int = 0,
+):
+    """Build a model, from a checkpoint or with seeded random weights.
+
+    Parameters
+    ----------
+    name : str or ModelSpec, optional
+        Registered model; taken from the checkpoint when omitted.
+    checkpoint : path-like, optional
+    n_outputs : int, optional
+        Output size for a randomly initialised model.
+    seed : int
+        Seed for random initialisation (ignored with a checkpoint).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode, on CPU.
+    spec : ModelSpec
+    info : dict
+        Checkpoint metadata (``labels``, ``regime``, ``recipe``...), or for random
+        weights ``{"recipe": spec.recipe, "labels": [], "seed": seed}``.
+    """
+    if checkpoint is None:
+        if name is None:
+            raise ValueError("give a model name or a checkpoint")
+        spec = get_model(name)
+        model = build_model(spec, n_outputs, seed=seed)
+        return model, spec, {"recipe": spec.recipe, "labels": [], "regime": None, "seed": seed}
+    info = load_checkpoint(checkpoint)
+    spec = get_model(name if name is not None else info["model"])
+    if spec.name != info["model"]:
+        raise ValueError(
+            f"checkpoint {checkpoint} holds model {info['model']!r}, not {spec.name!r}"
+        )
+    model = spec.build(info["n_outputs"])
+    try:
+        model.load_state_dict(info["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fit model {spec.name!r}: {exc}"
+        ) from exc
+    info.pop("state_dict")
+    return model.eval(), spec, info
+
+
+def model_fingerprint(model, extra: str = "") -> str:
+    """SHA-256 of a model's parameters and buffers (names, shapes, dtypes, values)."""
+    h = hashlib.sha256(extra.encode())
+    for key, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()

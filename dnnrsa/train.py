@@ -1,0 +1,722 @@
+"""Training a registered model for one regime, and arm-lesion evaluation.
+
+:func:`fit` trains a torch model on arrays (the work); :func:`train_model` reads a
+folder of stimuli and a labels table, splits off a validation set by a chosen
+column, calls :func:`fit` and writes a checkpoint with the label set and the input
+recipe; ``dnnrsa-train`` is its command line (:func:`main`).
+
+Training is seeded: on CPU two runs with the same seed give identical weights
+(initialisation, shuffling, augmentation and dropout all draw from seeded
+generators).
+
+Augmentation (training batches only), drawn per stimulus:
+
+* visual: horizontal flip (p = 0.5), translation by up to 4 pixels (zero fill),
+  contrast x [0.8, 1.2] and brightness +-0.1;
+* auditory: time shift by up to 20 frames (filled with the spectrogram's minimum,
+  i.e. silence), a level shift of +-0.3 (about +-6 dB with the default recipe's
+  scale), one time mask (up to 20 frames) and one frequency mask (up to 8 bands)
+  set to the spectrogram mean.
+
+:func:`evaluate_lesions` measures which arm decides: the accuracy when one arm's
+input to the cross-modal part is replaced by its mean over the evaluated stimuli,
+and the drop from the intact accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+LABEL_COLUMNS = ("file", "emotion", "identity", "gender", "sentence")
+REGIMES = ("emotion", "identity", "gender", "sentence")
+
+__all__ = [
+    "LABEL_COLUMNS",
+    "REGIMES",
+    "TrainResult",
+    "augment_batch",
+    "build_parser",
+    "cli",
+    "evaluate",
+    "evaluate_lesions",
+    "fit",
+    "main",
+    "predict",
+    "read_labels",
+    "train_model",
+]
+
+
+# --------------------------------------------------------------------------- arrays
+def augment_batch(batch, modalities: Sequence[str], generator) -> list:
+    """Randomly perturb a training batch (see the module docstring).
+
+    Parameters
+    ----------
+    batch : sequence of torch.Tensor
+        One tensor per modality, shapes ``(n, 1, H, W)`` (visual) and
+        ``(n, 1, n_mels, n_time)`` (auditory).
+    modalities : sequence of {"visual", "auditory"}
+    generator : torch.Generator
+
+    Returns
+    -------
+    list of torch.Tensor
+    """
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for x, modality in zip(batch, modalities, strict=True):
+        n = x.shape[0]
+        dev = x.device
+
+        def rand(*shape, dev=dev):
+            return torch.rand(*shape, generator=generator).to(dev)
+
+        def randint(high, size, dev=dev):
+            return torch.randint(0, high, size, generator=generator).to(dev)
+
+        if modality == "visual":
+            flip = rand(n) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            pad = 4
+            padded = F.pad(x, (pad, pad, pad, pad))
+            dy, dx = randint(2 * pad + 1, (n,)), randint(2 * pad + 1, (n,))
+            h, w = x.shape[-2:]
+            rows = (dy.view(-1, 1) + torch.arange(h, device=dev)).view(n, 1, h, 1)
+            cols = (dx.view(-1, 1) + torch.arange(w, device=dev)).view(n, 1, 1, w)
+            idx_n = torch.arange(n, device=dev).view(n, 1, 1, 1)
+            x = padded[idx_n, torch.zeros_like(idx_n), rows, cols]
+            contrast = 0.8 + 0.4 * rand(n, 1, 1, 1)
+            bright = 0.2 * rand(n, 1, 1, 1) - 0.1
+            x = x * contrast + bright
+        elif modality == "auditory":
+            n_mels, n_time = x.shape[-2:]
+            max_shift = 20
+            shift = randint(2 * max_shift + 1, (n,)) - max_shift
+            floor = x.amin(dim=(1, 2, 3), keepdim=True)
+            padded = torch.cat(
+                [floor.expand(n, 1, n_mels, max_shift), x, floor.expand(n, 1, n_mels, max_shift)],
+                dim=-1,
+            )
+            cols = (max_shift - shift).view(-1, 1) + torch.arange(n_time, device=dev)
+            x = torch.gather(padded, -1, cols.view(n, 1, 1, n_time).expand(n, 1, n_mels, n_time))
+            x = x + (0.6 * rand(n, 1, 1, 1) - 0.3)
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            t_len, t0 = randint(21, (n,)), rand(n)
+            t_start = (t0 * (n_time - t_len).clamp(min=1)).long()
+            t = torch.arange(n_time, device=dev).view(1, -1)
+            t_mask = (t >= t_start.view(-1, 1)) & (t < (t_start + t_len).view(-1, 1))
+            f_len, f0 = randint(9, (n,)), rand(n)
+            f_start = (f0 * (n_mels - f_len).clamp(min=1)).long()
+            f = torch.arange(n_mels, device=dev).view(1, -1)
+            f_mask = (f >= f_start.view(-1, 1)) & (f < (f_start + f_len).view(-1, 1))
+            mask = t_mask.view(n, 1, 1, n_time) | f_mask.view(n, 1, n_mels, 1)
+            x = torch.where(mask, mean.expand_as(x), x)
+        out.append(x)
+    return out
+
+
+def _to_tensors(inputs, modalities):
+    import torch
+
+    if isinstance(inputs, Mapping):
+        arrays = [inputs[m] for m in modalities]
+    else:
+        arrays = list(inputs)
+    return [torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in arrays]
+
+
+def predict(
+    model,
+    inputs,
+    *,
+    modalities: Sequence[str] = ("visual", "auditory"),
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Logits for a set of inputs.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : mapping of modality to ndarray of shape (n, ...), or sequence
+    modalities : sequence of str
+        Forward argument order when ``inputs`` is a mapping.
+
+    Returns
+    -------
+    ndarray of shape (n, n_outputs)
+    """
+    import torch
+
+    from .features import torch_device
+
+    dev = torch.device(torch_device(device))
+    tensors = _to_tensors(inputs, modalities)
+    was_training = model.training
+    model.eval().to(dev)
+    chunks = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(tensors[0]), batch_size):
+                batch = [t[start : start + batch_size].to(dev) for t in tensors]
+                chunks.append(model(*batch).float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(chunks)
+
+
+def evaluate(model, inputs, targets, **kwargs) -> float:
+    """Classification accuracy (fraction correct) of ``model`` on ``inputs``."""
+    logits = predict(model, inputs, **kwargs)
+    return float(np.mean(logits.argmax(axis=1) == np.asarray(targets)))
+
+
+def fit(
+    model,
+    inputs,
+    targets,
+    *,
+    modalities: Sequence[str] = ("visual", "auditory"),
+    validation: tuple | None = None,
+    epochs: int = 20,
+    batch_size: int = 16,
+    learning_rate: float = 1e-4,
+    weight_decay: float = 1e-4,
+    augment: bool = True,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+    freeze: Sequence[str] = (),
+    on_epoch=None,
+) -> list[dict]:
+    """Train a classifier with Adam and cross-entropy.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Modified in place.
+    inputs : mapping of modality to ndarray of shape (n, ...), or sequence
+    targets : ndarray of shape (n,), int
+        Class indices.
+    modalities : sequence of str
+        Forward argument order.
+    validation : (inputs, targets), optional
+        Held-out set evaluated after each epoch.
+    epochs, batch_size : int
+    learning_rate, weight_decay : float
+    augment : bool
+        Apply :func:`augment_batch` to training batches.
+    seed : int
+        Seeds shuffling, augmentation and dropout.
+    device : {"auto", "cpu", "cuda"}
+    progress : bool
+        Show a progress bar.
+    freeze : sequence of str
+        Dotted paths of submodules (e.g. ``"visual"``) kept fixed: their parameters
+        are not updated and their batch-norm statistics stay as they are.
+    on_epoch : callable, optional
+        Called as ``on_epoch(record)`` after each epoch.
+
+    Returns
+    -------
+    list of dict
+        Per epoch: ``epoch``, ``loss``, ``train_accuracy``, ``val_accuracy``
+        (NaN without validation), ``seconds``.
+    """
+    import time
+
+    import torch
+    from torch.nn import functional as F
+
+    from .features import torch_device
+
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    dev = torch.device(torch_device(device))
+    tensors = _to_tensors(inputs, modalities)
+    y = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    n = len(y)
+    if any(len(t) != n for t in tensors):
+        raise ValueError("inputs and targets must have the same number of stimuli")
+    generator = torch.Generator().manual_seed(int(seed))
+    model.to(dev)
+    frozen = [model.get_submodule(path) for path in freeze]
+    frozen_ids = {id(p) for module in frozen for p in module.parameters()}
+    trainable = [p for p in model.parameters() if id(p) not in frozen_ids]
+    if not trainable:
+        raise ValueError(f"freeze={list(freeze)!r} leaves no parameter to train")
+    optimiser = torch.optim.Adam(trainable, lr=learning_rate, weight_decay=weight_decay)
+    grad_flags = {id(p): p.requires_grad for p in model.parameters()}
+    for module in frozen:
+        module.requires_grad_(False)
+    history = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc="training", unit="epoch")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            for module in frozen:
+                module.eval()
+            order = torch.randperm(n, generator=generator)
+            total_loss, correct = 0.0, 0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                if len(idx) < 2 and n > 1:
+                    continue  # batch norm needs at least two samples
+                batch = [t[idx].to(dev) for t in tensors]
+                if augment:
+                    batch = augment_batch(batch, modalities, generator)
+                target = y[idx].to(dev)
+                logits = model(*batch)
+                loss = F.cross_entropy(logits, target)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                total_loss += float(loss.detach()) * len(idx)
+                correct += int((logits.detach().argmax(1) == target).sum())
+            record = {
+                "epoch": epoch,
+                "loss": total_loss / n,
+                "train_accuracy": correct / n,
+                "val_accuracy": float("nan"),
+            }
+            if validation is not None:
+                record["val_accuracy"] = evaluate(
+                    model, validation[0], validation[1], modalities=modalities, device=str(dev)
+                )
+            record["seconds"] = time.perf_counter() - t0
+            history.append(record)
+            logger.info(
+                "epoch %d: loss %.4f, train accuracy %.3f, validation accuracy %.3f",
+                epoch,
+                record["loss"],
+                record["train_accuracy"],
+                record["val_accuracy"],
+            )
+            if bar is not None:
+                bar.set_postfix(
+                    loss=f"{record['loss']:.3f}",
+                    acc=f"{record['train_accuracy']:.2f}",
+                    val=f"{record['val_accuracy']:.2f}",
+                )
+                bar.update()
+            if on_epoch is not None:
+                on_epoch(record)
+    if bar is not None:
+        bar.close()
+    for p in model.parameters():
+        p.requires_grad_(grad_flags[id(p)])
+    model.eval()
+    return history
+
+
+def evaluate_lesions(
+    model,
+    inputs,
+    targets,
+    spec=None,
+    *,
+    arms: Mapping[str, str] | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> dict:
+    """Accuracy with each arm's input to the cross-modal part replaced by its mean.
+
+    For every arm, the input of the arm's entry module into the shared part (for
+    the cross-channel CNN: the flattened output of the visual or auditory arm,
+    entering ``crossmodal.visual_dense`` or ``crossmodal.auditory_dense``) is
+    recorded for all stimuli, averaged over stimuli, and that mean is fed to the
+    module for every stimulus, so the arm carries no stimulus information.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : mapping of modality to ndarray of shape (n_stimuli, ...)
+    targets : ndarray of shape (n_stimuli,), int
+    spec : ModelSpec or str, optional
+        Supplies ``arms`` and the modality order (default: cross-channel CNN).
+    arms : mapping of arm name to module path, optional
+        Overrides ``spec.arms``.
+    batch_size : int
+    device : {"auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (intact), ``lesioned`` (arm -> accuracy), ``drop``
+        (arm -> intact minus lesioned accuracy), ``n_stimuli``.
+    """
+    import torch
+
+    from .features import replace_input
+    from .models import get_model
+
+    spec = get_model(spec or "crosschannel")
+    arms = dict(arms if arms is not None else spec.arms)
+    if not arms:
+        raise ValueError(f"model {spec.name!r} declares no arms to lesion")
+    modalities = spec.recipe.modalities
+    targets = np.asarray(targets)
+    kwargs = {"modalities": modalities, "batch_size": batch_size, "device": device}
+    intact = evaluate(model, inputs, targets, **kwargs)
+    lesioned = {}
+    for arm, module in arms.items():
+        arm_inputs = _module_inputs(model, module, inputs, modalities, batch_size, device)
+        mean = torch.as_tensor(arm_inputs.mean(axis=0, dtype=np.float64), dtype=torch.float32)
+        with replace_input(model, module, mean):
+            lesioned[arm] = evaluate(model, inputs, targets, **kwargs)
+    return {
+        "accuracy": intact,
+        "lesioned": lesioned,
+        "drop": {arm: intact - acc for arm, acc in lesioned.items()},
+        "n_stimuli": int(len(targets)),
+    }
+
+
+def _module_inputs(model, module, inputs, modalities, batch_size, device) -> np.ndarray:
+    import torch
+
+    from .features import torch_device
+
+    captured = []
+    target = model.get_submodule(module)
+    handle = target.register_forward_pre_hook(
+        lambda _m, args: captured.append(args[0].detach().float().cpu().numpy())
+    )
+    dev = torch.device(torch_device(device))
+    tensors = _to_tensors(inputs, modalities)
+    was_training = model.training
+    model.eval().to(dev)
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(tensors[0]), batch_size):
+                model(*[t[start : start + batch_size].to(dev) for t in tensors])
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return np.concatenate(captured)
+
+
+# --------------------------------------------------------------------------- files
+def read_labels(path: str | os.PathLike, regime: str | None = None):
+    """Read a labels table (TSV with a ``file`` column and one column per label).
+
+    Parameters
+    ----------
+    path : path-like
+        Tab-separated; columns ``file``, ``emotion``, ``identity``, ``gender``,
+        ``sentence`` (others are kept). All values are read as text.
+    regime : str, optional
+        A column that must be present and complete.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import pandas as pd
+
+    path = Path(path)
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if "file" not in table.columns:
+        raise ValueError(
+            f"labels table {path} must have a 'file' column; got {list(table.columns)}"
+        )
+    if regime is not None:
+        if regime not in table.columns:
+            raise ValueError(
+                f"regime {regime!r} is not a column of {path} (columns: {list(table.columns)})"
+            )
+        empty = table[regime].str.strip() == ""
+        if empty.any():
+            raise ValueError(f"{path}: column {regime!r} is empty for {int(empty.sum())} rows")
+    return table
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_model`.
+
+    Attributes
+    ----------
+    checkpoint : Path
+    labels : list of str
+        Class names in output order.
+    history : list of dict
+        Per-epoch records (see :func:`fit`).
+    train_files, val_files : list of str
+    """
+
+    checkpoint: Path
+    labels: list[str]
+    history: list[dict]
+    train_files: list[str] = field(default_factory=list)
+    val_files: list[str] = field(default_factory=list)
+
+    @property
+    def val_accuracy(self) -> float:
+        return self.history[-1]["val_accuracy"] if self.history else float("nan")
+
+
+def train_model(
+    stimulus_dir: str | os.PathLike,
+    labels: str | os.PathLike,
+    regime: str,
+    output: str | os.PathLike,
+    *,
+    model: str = "crosschannel",
+    validation_column: str | None = None,
+    validation_values: Sequence[str] | None = None,
+    epochs: int = 20,
+    batch_size: int = 16,
+    learning_rate: float = 1e-4,
+    weight_decay: float = 1e-4,
+    augment: bool = True,
+    seed: int = 0,
+    device: str = "auto",
+    missing: str = "error",
+    freeze: Sequence[str] = (),
+    progress: bool = True,
+) -> TrainResult:
+    """Train a registered model for one regime from stimulus files.
+
+    Parameters
+    ----------
+    stimulus_dir : path-like
+        Folder the ``file`` column is relative to.
+    labels : path-like
+        Labels table (see :func:`read_labels`).
+    regime : str
+        Column to learn (``emotion``, ``identity``, ``gender``, ``sentence`` or any
+        other column of the table).
+    output : path-like
+        Checkpoint file to write (rewritten after every epoch); the per-epoch
+        history goes to ``<output stem>_history.tsv`` beside it.
+    model : str
+        Registered model name.
+    validation_column : str, optional
+        Column whose values define the validation split.
+    validation_values : sequence of str, optional
+        Values of ``validation_column`` held out for validation (default: the last
+        of its sorted unique values).
+    epochs, batch_size, learning_rate, weight_decay, augment, seed, device, progress
+        See :func:`fit`.
+    missing : {"error", "blank"}
+        Videos without audio (see :func:`dnnrsa.stimuli.load_inputs`).
+    freeze : sequence of str
+        Submodules kept fixed (see :func:`fit`), e.g. ``("visual",)`` to train the
+        auditory arm and the cross-modal part on audio-only stimuli.
+
+    Returns
+    -------
+    TrainResult
+    """
+    import pandas as pd
+
+    from ._io import atomic_write
+    from .models import build_model, get_model, save_checkpoint
+    from .stimuli import prepare_inputs
+
+    spec = get_model(model)
+    table = read_labels(labels, regime)
+    stimulus_dir = Path(stimulus_dir)
+    if validation_column is not None:
+        if validation_column not in table.columns:
+            raise ValueError(
+                f"validation_column {validation_column!r} is not a column of {labels} "
+                f"(columns: {list(table.columns)})"
+            )
+        values = sorted(table[validation_column].unique())
+        held = [str(v) for v in validation_values] if validation_values else values[-1:]
+        unknown = sorted(set(held) - set(values))
+        if unknown:
+            raise ValueError(
+                f"validation_values {unknown} do not occur in column {validation_column!r} "
+                f"(values: {values})"
+            )
+        is_val = table[validation_column].isin(held).to_numpy()
+        if is_val.all():
+            raise ValueError("the validation split leaves no training stimuli")
+    else:
+        is_val = np.zeros(len(table), bool)
+    label_set = sorted(table[regime].unique())
+    y = table[regime].map({v: i for i, v in enumerate(label_set)}).to_numpy()
+    files = [stimulus_dir / f for f in table["file"]]
+    recipe = spec.recipe
+    logger.info(
+        "training %s for %s: %d classes, %d training and %d validation stimuli",
+        spec.name,
+        regime,
+        len(label_set),
+        int((~is_val).sum()),
+        int(is_val.sum()),
+    )
+    inputs = prepare_inputs(files, recipe, missing=missing, progress=progress)
+    train_in = {m: a[~is_val] for m, a in inputs.items()}
+    val = None
+    if is_val.any():
+        val = ({m: a[is_val] for m, a in inputs.items()}, y[is_val])
+    net = build_model(spec, len(label_set), seed=seed)
+    output = Path(output)
+    history_path = output.with_name(output.stem + "_history.tsv")
+    meta = {
+        "seed": int(seed),
+        "epochs": int(epochs),
+        "validation_column": validation_column,
+        "freeze": list(freeze),
+        "validation_values": sorted({str(v) for v in table.loc[is_val, validation_column]})
+        if validation_column
+        else [],
+    }
+    history: list[dict] = []
+
+    def on_epoch(record):
+        history.append(record)
+        save_checkpoint(
+            output,
+            net,
+            spec,
+            labels=label_set,
+            regime=regime,
+            recipe=recipe,
+            extra={**meta, "history": [dict(r) for r in history]},
+        )
+        with atomic_write(history_path) as fh:
+            pd.DataFrame(history).to_csv(fh, sep="\t", index=False)
+
+    fit(
+        net,
+        train_in,
+        y[~is_val],
+        modalities=recipe.modalities,
+        validation=val,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        augment=augment,
+        seed=seed,
+        device=device,
+        progress=progress,
+        freeze=freeze,
+        on_epoch=on_epoch,
+    )
+    return TrainResult(
+        checkpoint=output,
+        labels=label_set,
+        history=history,
+        train_files=[str(f) for f, v in zip(files, is_val, strict=True) if not v],
+        val_files=[str(f) for f, v in zip(files, is_val, strict=True) if v],
+    )
+
+
+# --------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    """Parser of ``dnnrsa-train``."""
+    parser = argparse.ArgumentParser(
+        prog="dnnrsa-train",
+        description="Train a registered model (default: the cross-channel CNN) for one regime "
+        "from a folder of stimuli and a labels table.",
+    )
+    parser.add_argument("stimulus_dir", type=Path, help="folder the 'file' column is relative to")
+    parser.add_argument(
+        "labels", type=Path, help="TSV with columns file, emotion, identity, gender, sentence"
+    )
+    parser.add_argument("output", type=Path, help="checkpoint file to write (.pt)")
+    parser.add_argument("--regime", required=True, help="label column to learn, e.g. emotion")
+    parser.add_argument("--model", default="crosschannel", help="registered model name")
+    parser.add_argument("--validation-column", help="column defining the validation split")
+    parser.add_argument(
+        "--validation-values", nargs="+", help="values of that column held out for validation"
+    )
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument(
+        "--freeze", nargs="+", default=[], help="submodules kept fixed, e.g. visual"
+    )
+    parser.add_argument("--no-augment", action="store_true", help="disable augmentation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--allow-silent-video", action="store_true", help="use silence for videos without audio"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dnnrsa-train``; returns the exit code (0 success, 64 usage, 66 missing input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 64
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(message)s"
+    )
+    if not args.stimulus_dir.is_dir():
+        print(f"dnnrsa-train: stimulus folder not found: {args.stimulus_dir}", file=sys.stderr)
+        return 66
+    if not args.labels.is_file():
+        print(f"dnnrsa-train: labels table not found: {args.labels}", file=sys.stderr)
+        return 66
+    from .stimuli import StimulusError
+
+    try:
+        result = train_model(
+            args.stimulus_dir,
+            args.labels,
+            args.regime,
+            args.output,
+            model=args.model,
+            validation_column=args.validation_column,
+            validation_values=args.validation_values,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            weight_decay=args.weight_decay,
+            augment=not args.no_augment,
+            seed=args.seed,
+            device=args.device,
+            missing="blank" if args.allow_silent_video else "error",
+            freeze=args.freeze,
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, StimulusError) as exc:
+        print(f"dnnrsa-train: {exc}", file=sys.stderr)
+        return 66
+    except ValueError as exc:
+        print(f"dnnrsa-train: {exc}", file=sys.stderr)
+        return 64
+    last = result.history[-1]
+    print(
+        f"wrote {result.checkpoint}: {len(result.labels)} classes, train accuracy "
+        f"{last['train_accuracy']:.3f}, validation accuracy {last['val_accuracy']:.3f}"
+    )
+    return 0
+
+
+def cli() -> None:
+    """Console entry point ``dnnrsa-train``."""
+    sys.exit(main())
