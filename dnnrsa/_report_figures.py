@@ -534,8 +534,14 @@ def brain_map_figure(
     cmap: str = "cold_hot",
     colorbar_label: str = "",
     vmax: float | None = None,
+    template_space: bool = True,
 ):
-    """Orthogonal slices at the peak (left) and a glass brain (right) of one map."""
+    """Orthogonal slices at the peak (left) and a glass brain (right) of one map.
+
+    Outside a template space (``template_space=False``) the MNI background and the
+    glass brain would mislead: the map is drawn on its own, ortho slices and axial
+    slices.
+    """
     from nilearn import plotting
 
     data = np.asarray(img.dataobj, dtype=np.float64)
@@ -550,12 +556,14 @@ def brain_map_figure(
     left = fig.add_axes((0.0, 0.0, 0.5, 0.88))
     right = fig.add_axes((0.5, 0.0, 0.5, 0.88))
     clean = _nan_to_zero(img)
+    background = {} if template_space else {"bg_img": None, "black_bg": False}
     plotting.plot_stat_map(
         clean,
         cut_coords=cut,
         display_mode="ortho",
         axes=left,
         figure=fig,
+        **background,
         threshold=threshold,
         cmap=cmap,
         vmax=vmax,
@@ -563,6 +571,24 @@ def brain_map_figure(
         draw_cross=False,
         colorbar=True,
     )
+    if not template_space:
+        plotting.plot_stat_map(
+            clean,
+            display_mode="z",
+            cut_coords=5,
+            axes=right,
+            figure=fig,
+            bg_img=None,
+            black_bg=False,
+            threshold=threshold,
+            cmap=cmap,
+            vmax=vmax,
+            colorbar=True,
+        )
+        fig.suptitle(
+            title + (f"  ({colorbar_label})" if colorbar_label else ""), fontsize=10, y=0.99
+        )
+        return fig
     plotting.plot_glass_brain(
         clean,
         axes=right,

@@ -40,7 +40,7 @@ __all__ = ["build_group_report", "build_subject_report", "condition_order"]
 _LABEL_RE = re.compile(r"^[a-zA-Z0-9]+$")
 _ORDER_PREFERENCE = ("emotion", "identity")
 _PART_ORDER = ("visual", "auditory", "crossmodal")
-_NON_LABEL_COLUMNS = {"stim_file", "onset", "duration", "trial_type", "condition"}
+_NON_LABEL_COLUMNS = {"stim_file", "onset", "duration"}
 _MAX_TABLE_ROWS = 25
 _ALPHA = 0.05
 
@@ -237,8 +237,11 @@ def _discover_models(output_dir: Path, task: str, space: str, model: str | None)
     found: dict[str, dict[str, _Layer]] = {}
 
     def add(path: Path, entities: dict[str, str], meta: dict, fallback_index: int) -> None:
-        m, label = entities.get("model"), entities.get("layer")
-        if m is None or label is None or (model is not None and m != model):
+        if "desc" in entities:
+            return
+        m = entities.get("model")
+        label = entities.get("layer", m)  # a model without layers is its own layer
+        if m is None or (model is not None and m != model):
             return
         layers = found.setdefault(m, {})
         if label in layers:
@@ -257,10 +260,10 @@ def _discover_models(output_dir: Path, task: str, space: str, model: str | None)
             rdm_path=path if path.name.endswith("_rdm.tsv") else None,
         )
 
-    candidates = sorted(output_dir.glob(f"task-{task}_model-*_layer-*_rdm.tsv"))
-    candidates += sorted(output_dir.glob(f"task-{task}_space-{space}_model-*_layer-*_statmap.nii*"))
+    candidates = sorted(output_dir.glob(f"task-{task}_model-*_rdm.tsv"))
+    candidates += sorted(output_dir.glob(f"task-{task}_space-{space}_model-*_statmap.nii*"))
     candidates += sorted(
-        output_dir.glob(f"sub-*/func/sub-*_task-{task}_space-{space}_model-*_layer-*_statmap.nii*")
+        output_dir.glob(f"sub-*/func/sub-*_task-{task}_space-{space}_model-*_statmap.nii*")
     )
     for k, path in enumerate(candidates):
         entities, _ = _entities(path.name)
@@ -295,7 +298,12 @@ def _read_stimuli(output_dir: Path, task: str):
 
 
 def _label_columns(stimuli) -> list[str]:
-    return [c for c in stimuli.columns if c not in _NON_LABEL_COLUMNS]
+    """Columns that group the stimuli (some value repeats); not stim_file, onset, duration."""
+    return [
+        c
+        for c in stimuli.columns
+        if c not in _NON_LABEL_COLUMNS and stimuli[c].nunique() < len(stimuli)
+    ]
 
 
 def _aligned_labels(stimuli, conditions: Sequence[str]):
@@ -482,7 +490,7 @@ def _section_rdms(ctx: _Context) -> str:
         else:
             out.append(_note("Model RDMs use different conditions; not drawn together."))
     if not out:
-        return _missing(f"task-{ctx.task}_model-*_layer-*_rdm.tsv", "layer RDMs")
+        return _missing(f"task-{ctx.task}_model-*[_layer-*]_rdm.tsv", "layer RDMs")
     return "".join(out)
 
 
@@ -578,7 +586,9 @@ def _section_mds(ctx: _Context) -> str:
             )
         )
     if not out:
-        return _missing(f"task-{ctx.task}_model-*_layer-*_rdm.tsv", "layer RDMs")
+        return _missing(
+            f"task-{ctx.task}_model-*_layer-*_rdm.tsv", "network layer RDMs (MDS is drawn for them)"
+        )
     return "".join(out)
 
 
@@ -800,16 +810,29 @@ def _map_sets(ctx: _Context, folder: Path, prefix: str, stats: Sequence[str] | N
     sets = []
     for model in ctx.models:
         by_stat: dict[str, dict[str, Path]] = {}
-        pattern = f"{prefix}task-{ctx.task}_space-{ctx.space}_model-{model.label}_layer-*_stat-*"
+        pattern = f"{prefix}task-{ctx.task}_space-{ctx.space}_model-{model.label}_*stat-*"
         for path in sorted(folder.glob(pattern + "_statmap.nii*")):
             entities, _ = _entities(path.name)
-            if stats is not None and entities.get("stat") not in stats:
+            if "desc" in entities or "stat" not in entities:
                 continue
-            by_stat.setdefault(entities["stat"], {})[entities["layer"]] = path
+            if stats is not None and entities["stat"] not in stats:
+                continue
+            layer = entities.get("layer", model.label)
+            by_stat.setdefault(entities["stat"], {})[layer] = path
         for stat, paths in sorted(by_stat.items()):
             layers = [la for la in model.layers if la.label in paths]
             sets.append(_MapSet(model, stat, layers, paths))
     return sets
+
+
+def _is_template(space: str) -> bool:
+    """Whether maps in this space can be drawn on the MNI template and a glass brain."""
+    return space.upper().startswith("MNI")
+
+
+def _layer_entity(model: _Model, layer: _Layer) -> str:
+    """``_layer-<l>`` for figure names; empty for a model without layers."""
+    return "" if layer.label == model.label else f"_layer-{layer.label}"
 
 
 def _map_scores(path: Path) -> tuple[float, float]:
@@ -833,17 +856,19 @@ def _subject_brain_section(ctx: _Context, subject: str) -> str:
     if not sets:
         return _missing(
             f"sub-{subject}/func/sub-{subject}_task-{ctx.task}_space-{ctx.space}"
-            "_model-*_layer-*_stat-*_statmap.nii.gz",
+            "_model-*[_layer-*]_stat-*_statmap.nii.gz",
             "searchlight maps",
         )
-    out = [
-        _note(
-            "Every layer is summarised in the bar charts; brain maps are drawn for the "
-            "best layer of each network part (highest 99th-percentile score)"
-            + (" and the layers asked for" if ctx.layers_requested else "")
-            + "."
+    out = []
+    if any(len(ms.layers) > 1 for ms in sets):
+        out.append(
+            _note(
+                "Every layer is summarised in the bar charts; brain maps are drawn for the "
+                "best layer of each network part (highest 99th-percentile score)"
+                + (" and the layers asked for" if ctx.layers_requested else "")
+                + "."
+            )
         )
-    ]
     for ms in sets:
         scores = {la.label: _map_scores(ms.paths[la.label]) for la in ms.layers}
         names = [la.name for la in ms.layers]
@@ -879,25 +904,35 @@ def _subject_brain_section(ctx: _Context, subject: str) -> str:
             img = nib.load(path)
             data = np.asarray(img.dataobj, dtype=np.float64)
             positive = data[np.isfinite(data) & (data > 0)]
-            threshold = float(np.percentile(positive, 95)) if positive.size else None
+            threshold = None
+            # Native-space maps are drawn whole (on no template); template maps from
+            # their 95th percentile, kept below the maximum so tied maxima stay visible.
+            if positive.size and _is_template(ctx.space):
+                threshold = float(min(np.percentile(positive, 95), 0.999 * positive.max()))
             radius = meta.get("RadiusMm")
             out.append(
                 ctx.figures.html(
-                    f"{stem}_layer-{layer.label}_stat-{ms.stat}_desc-searchlight",
+                    f"{stem}{_layer_entity(ms.model, layer)}_stat-{ms.stat}_desc-searchlight",
                     lambda img=img, t=threshold, la=layer, st=ms.stat: rf.brain_map_figure(
                         img,
                         title=f"{la.name} ({la.part})",
                         threshold=t,
                         colorbar_label=f"{st} score",
+                        template_space=_is_template(ctx.space),
                     ),
                     f"Searchlight RSA map of layer {_e(layer.name)} ({_e(layer.part)}): "
                     f"{_e(ms.stat)} correlation between neural and layer RDMs"
                     + (f" in {_e(radius)} mm spheres" if radius is not None else "")
-                    + "; orthogonal slices through the peak (left) and glass brain (right); "
+                    + (
+                        "; orthogonal slices through the peak (left) and glass brain (right); "
+                        if _is_template(ctx.space)
+                        else "; orthogonal slices through the peak (left) and axial slices "
+                        "(right); "
+                    )
                     + (
                         f"voxels above the map's 95th percentile of positive scores ({threshold:.3g})."
                         if threshold is not None
-                        else "no positive scores."
+                        else "all voxels."
                     ),
                     inputs=[path],
                 )
@@ -915,17 +950,20 @@ def _group_brain_section(ctx: _Context) -> str:
     )
     if not z_sets:
         return _missing(
-            f"task-{ctx.task}_space-{ctx.space}_model-*_layer-*_stat-z_statmap.nii.gz", "group maps"
+            f"task-{ctx.task}_space-{ctx.space}_model-*[_layer-*]_stat-z_statmap.nii.gz",
+            "group maps",
         )
     p_sets = {s.model.label: s for s in _map_sets(ctx, ctx.output_dir, "", ("p",))}
-    out = [
-        _note(
-            "Every layer is summarised in the bar charts; brain maps are drawn for the "
-            f"layer with the highest peak {z_sets[0].stat} of each network part"
-            + (" and the layers asked for" if ctx.layers_requested else "")
-            + "."
+    out = []
+    if any(len(ms.layers) > 1 for ms in z_sets):
+        out.append(
+            _note(
+                "Every layer is summarised in the bar charts; brain maps are drawn for the "
+                f"layer with the highest peak {z_sets[0].stat} of each network part"
+                + (" and the layers asked for" if ctx.layers_requested else "")
+                + "."
+            )
         )
-    ]
     for ms in z_sets:
         p_set = p_sets.get(ms.model.label)
         peaks, n_sig, masked = {}, {}, {}
@@ -1002,7 +1040,7 @@ def _group_brain_section(ctx: _Context) -> str:
             vmax = float(np.nanmax(np.abs(z)))
             out.append(
                 ctx.figures.html(
-                    f"{stem}_layer-{layer.label}_stat-{ms.stat}_desc-groupmap",
+                    f"{stem}{_layer_entity(ms.model, layer)}_stat-{ms.stat}_desc-groupmap",
                     lambda im=shown_img, t=threshold, la=layer, vm=vmax, st=ms.stat: (
                         rf.brain_map_figure(
                             im,
@@ -1010,6 +1048,7 @@ def _group_brain_section(ctx: _Context) -> str:
                             threshold=t,
                             colorbar_label=st,
                             vmax=vm,
+                            template_space=_is_template(ctx.space),
                         )
                     ),
                     f"Group {_e(ms.stat)} map of layer {_e(layer.name)} ({_e(layer.part)}): {how}; "
@@ -1023,8 +1062,10 @@ def _group_brain_section(ctx: _Context) -> str:
 def _group_cluster_section(ctx: _Context) -> str:
     out = []
     for model in ctx.models:
-        pattern = f"task-{ctx.task}_space-{ctx.space}_model-{model.label}_layer-*_clusters.tsv"
-        paths = {_entities(p.name)[0]["layer"]: p for p in ctx.output_dir.glob(pattern)}
+        stem = f"task-{ctx.task}_space-{ctx.space}_model-{model.label}"
+        found = sorted(ctx.output_dir.glob(f"{stem}_clusters.tsv"))
+        found += sorted(ctx.output_dir.glob(f"{stem}_layer-*_clusters.tsv"))
+        paths = {_entities(p.name)[0].get("layer", model.label): p for p in found}
         if not paths:
             continue
         out.append(f"<h3>model {_e(model.label)}</h3>")
@@ -1045,7 +1086,7 @@ def _group_cluster_section(ctx: _Context) -> str:
             out.append(_note("No clusters for: " + ", ".join(_e(n) for n in empty) + "."))
     if not out:
         return _missing(
-            f"task-{ctx.task}_space-{ctx.space}_model-*_layer-*_clusters.tsv", "cluster tables"
+            f"task-{ctx.task}_space-{ctx.space}_model-*[_layer-*]_clusters.tsv", "cluster tables"
         )
     return "".join(out)
 
@@ -1063,29 +1104,43 @@ def _group_winner_section(ctx: _Context) -> str:
         if not path.is_file():
             continue
         meta = _sidecar(path)
-        keys = next(
-            (
-                meta[k]
-                for k in ("Layers", "LayerNames", "Labels", "Levels")
-                if isinstance(meta.get(k), list)
-            ),
-            [la.label for la in model.layers],
-        )
-        base = int(meta.get("IndexBase", 1))
-        names, parts = _layer_meta(model, [str(k) for k in keys])
+        keys = meta.get("Layers")
+        if not isinstance(keys, list) or not keys:
+            keys = [la.label for la in model.layers]
+        keys = [str(k) for k in keys]
+        names, parts = _layer_meta(model, keys)
+        for field_name, values in (("LayerNames", names), ("Parts", parts)):
+            given = meta.get(field_name)
+            if isinstance(given, list) and len(given) == len(keys):
+                for i, value in enumerate(given):
+                    if model.lookup(keys[i]) is None:
+                        values[i] = str(value)
+        # Voxel values index "Layers" from IndexBase (0 unless stated); others: no winner.
+        base = int(meta.get("IndexBase", 0))
         img = nib.load(path)
-        if base != 1:
-            data = np.asarray(img.dataobj, dtype=np.float64) - base + 1
-            img = nib.Nifti1Image(data.astype(np.float32), img.affine)
+        data = np.asarray(img.dataobj, dtype=np.float64) - base + 1
+        inputs = [path]
+        how = "every voxel with a winner"
+        p_path = path.with_name(path.name.replace("_desc-winner_", "_desc-winner_stat-p_"))
+        if p_path.is_file():
+            p_values = np.asarray(nib.load(p_path).dataobj, dtype=np.float64)
+            keep = np.isfinite(p_values) & (p_values < _ALPHA)
+            if keep.any():
+                data = np.where(keep, data, 0.0)
+                how = f"voxels where the winning layer beats the others at p &lt; {_ALPHA:g}"
+            else:
+                how = f"no voxel's winner reaches p &lt; {_ALPHA:g}; every winner shown"
+            inputs.append(p_path)
+        img = nib.Nifti1Image(np.nan_to_num(data).astype(np.float32), img.affine)
         out.append(f"<h3>model {_e(model.label)}</h3>")
         out.append(
             ctx.figures.html(
                 f"task-{ctx.task}_space-{ctx.space}_model-{model.label}_desc-winner",
                 lambda im=img, n=names, p=parts: rf.winner_figure(im, n, p),
-                f"Winner-take-all map of model {_e(model.label)}: the layer whose map is highest "
-                "in each voxel (colours: shades of the network part, lighter for earlier layers), "
-                "and the number of voxels each layer wins.",
-                inputs=[path],
+                f"Winner-take-all map of model {_e(model.label)} ({how}): the layer with the "
+                "highest group score in each voxel (colours: shades of the network part, lighter "
+                "for earlier layers), and the number of voxels each layer wins.",
+                inputs=inputs,
             )
         )
     if not out:

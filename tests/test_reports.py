@@ -327,8 +327,9 @@ def _write_maps(root: Path, rng) -> None:
             data[~mask] = 0.0
             scores.setdefault(label, []).append(data)
             model = "emotionmodel" if part == "model" else "emotion"
+            entity = "" if part == "model" else f"_layer-{label}"
             stem = func / (
-                f"sub-{subject}_task-{TASK}_space-{SPACE}_model-{model}_layer-{label}"
+                f"sub-{subject}_task-{TASK}_space-{SPACE}_model-{model}{entity}"
                 "_stat-spearman_statmap"
             )
             nib.save(nib.Nifti1Image(data.astype(np.float32), affine), f"{stem}.nii.gz")
@@ -357,7 +358,9 @@ def _write_maps(root: Path, rng) -> None:
         p_fwe = (null_max[None, :] >= t[:, None]).mean(1)
         z = stats.norm.isf(stats.t.sf(t, n - 1))
         model = "emotionmodel" if part == "model" else "emotion"
-        stem = f"task-{TASK}_space-{SPACE}_model-{model}_layer-{label}"
+        stem = f"task-{TASK}_space-{SPACE}_model-{model}" + (
+            "" if part == "model" else f"_layer-{label}"
+        )
         vols = {}
         for stat, values, outside in (("t", t, 0.0), ("z", z, 0.0), ("p", p_fwe, 1.0)):
             vol = np.full(mask.shape, outside, dtype=np.float32)
@@ -401,7 +404,8 @@ def _write_maps(root: Path, rng) -> None:
         if part != "model":
             winner_z.append(np.where(significant, vols["z"], -np.inf))
     winner_z = np.stack(winner_z)
-    winner = np.where(np.isfinite(winner_z.max(0)), winner_z.argmax(0) + 1, 0)
+    # 0-based index into "Layers"; -1 where no layer is significant.
+    winner = np.where(np.isfinite(winner_z.max(0)), winner_z.argmax(0), -1)
     stem = f"task-{TASK}_space-{SPACE}_model-emotion_desc-winner_statmap"
     nib.save(nib.Nifti1Image(winner.astype(np.int16), affine), root / f"{stem}.nii.gz")
     _write_json(root / f"{stem}.json", {"Layers": [lab for p, _, lab in layers if p != "model"]})
@@ -427,10 +431,11 @@ def build_derivatives(root: Path, seed: int = 20261126) -> Path:
     stimuli.to_csv(root / f"task-{TASK}_stimuli.tsv", sep="\t", index=False)
     _write_model(root, "emotion", stimuli, rng)
     _write_model(root, "identity", stimuli, rng)
-    # A user-supplied model RDM: same emotion 0, different 1.
+    # Same emotion 0, different 1.
     codes = pd.factorize(stimuli["emotion"])[0]
     iu, ju = np.triu_indices(72, 1)
-    stem = root / f"task-{TASK}_model-emotionmodel_layer-emotionmodel_rdm"
+    # A user-supplied model RDM (a model without layers: no layer entity).
+    stem = root / f"task-{TASK}_model-emotionmodel_rdm"
     write_rdm_tsv(
         stem.with_suffix(".tsv"), (codes[iu] != codes[ju]).astype(float), list(stimuli["stim_file"])
     )
