@@ -629,6 +629,26 @@ def test_selected_layers_are_the_planted_best(reports):
     assert f"task-{TASK}_space-{SPACE}_model-emotion_desc-winner_figure.png" in figures
 
 
+def test_requested_layers_are_drawn_too(reports):
+    root, _, _ = reports
+    path = build_subject_report(
+        root, "02", task=TASK, space=SPACE, model="emotion", layers=["visual.conv1_1"]
+    )
+    page = _parse(path)
+    drawn = sorted(
+        img["data-file"]
+        for img in page.images
+        if img["data-file"].endswith("searchlight_figure.png")
+    )
+    expected = [
+        f"figures/sub-02_task-{TASK}_space-{SPACE}_model-emotion_layer-{label}"
+        "_stat-spearman_desc-searchlight_figure.png"
+        for label in ("auditorypool2", "crossmodaldense", "visualconv11", "visualpool4")
+    ]
+    assert drawn == expected  # model= leaves out the user model's map
+    assert "identity" not in {img["data-file"].split("_model-")[-1][:8] for img in page.images}
+
+
 def test_configuration_and_cluster_tables_shown(reports):
     import pandas as pd
 
