@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Debian packages the test suite uses: headless Chromium (report rendering test).
+# Debian packages the test suite uses: headless Chromium (report rendering test), and SLURM
+# (slurm-wlm) with munge for the single-node cluster of tests/test_slurm.py
+# (scripts/slurm_cluster.sh).
 # Installs only what is missing; without root it says what to install and carries on
 # (the tests that need a package then skip with a reason).
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+for exe in slurmctld slurmd sbatch; do
+    command -v "$exe" >/dev/null 2>&1 || { need+=(slurm-wlm); break; }
+done
+command -v munged >/dev/null 2>&1 || need+=(munge)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
