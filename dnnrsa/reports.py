@@ -192,7 +192,7 @@ class _FigureStore:
                 fh.write(png)
         self.saved.append(path)
         uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        alt = html.escape(re.sub(r"<[^>]+>", "", caption).split(".")[0], quote=True)
+        alt = html.escape(re.sub(r"<[^>]+>", "", caption).split(". ")[0].split(": ")[0], quote=True)
         return (
             f'<figure><img src="{uri}" alt="{alt}" data-file="figures/{html.escape(path.name)}">'
             f"<figcaption>{caption}</figcaption></figure>"
