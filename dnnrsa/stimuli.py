@@ -570,7 +570,6 @@ def logmel_input(audio, sample_rate: int, recipe: InputRecipe | None = None) -> 
         ``(log(mel power + 1e-6) - mel_center) / mel_scale`` over the recipe's window.
     """
     import torch
-    import torchaudio
 
     recipe = recipe or InputRecipe()
     audio = np.asarray(audio, dtype=np.float32)
@@ -578,7 +577,7 @@ def logmel_input(audio, sample_rate: int, recipe: InputRecipe | None = None) -> 
         raise ValueError(f"audio must have shape (n_samples,); got {audio.shape}")
     wave = torch.from_numpy(audio)
     if int(sample_rate) != recipe.sample_rate:
-        wave = torchaudio.functional.resample(wave, int(sample_rate), recipe.sample_rate)
+        wave = _resampler(int(sample_rate), recipe.sample_rate)(wave)
     wave = torch.from_numpy(_fit_window(wave.numpy(), recipe.n_samples, recipe.align))
     mel = _mel_transform(recipe)(wave)
     logmel = (torch.log(mel + _LOG_FLOOR) - recipe.mel_center) / recipe.mel_scale
@@ -586,6 +585,17 @@ def logmel_input(audio, sample_rate: int, recipe: InputRecipe | None = None) -> 
 
 
 _MEL_CACHE: dict = {}
+_RESAMPLE_CACHE: dict = {}
+
+
+def _resampler(orig_hz: int, new_hz: int):
+    """torchaudio's band-limited sinc resampler, its kernel computed once per rate pair."""
+    import torchaudio
+
+    key = (orig_hz, new_hz)
+    if key not in _RESAMPLE_CACHE:
+        _RESAMPLE_CACHE[key] = torchaudio.transforms.Resample(orig_hz, new_hz)
+    return _RESAMPLE_CACHE[key]
 
 
 def _mel_transform(recipe: InputRecipe):
@@ -689,6 +699,7 @@ def prepare_inputs(
     *,
     missing: str = "error",
     progress: bool = False,
+    n_jobs: int = -1,
 ) -> dict[str, np.ndarray]:
     """Decode many stimuli into stacked model inputs.
 
@@ -701,6 +712,9 @@ def prepare_inputs(
     missing : {"error", "blank"}
     progress : bool
         Show a progress bar.
+    n_jobs : int
+        Number of decoding threads (PyAV and torch release the GIL); -1 (default)
+        for one per CPU. Results do not depend on it.
 
     Returns
     -------
@@ -714,13 +728,36 @@ def prepare_inputs(
             f"crop_boxes must have one entry per stimulus ({len(paths)}); got {len(crop_boxes)}"
         )
     out = {m: np.empty((len(paths), *recipe.input_shape(m)), np.float32) for m in recipe.modalities}
-    iterator = enumerate(paths)
+    n_jobs = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer or -1; got {n_jobs!r}")
+
+    def work(i):
+        box = None if crop_boxes is None else crop_boxes[i]
+        return i, load_inputs(paths[i], recipe, box, missing=missing)
+
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, total=len(paths), desc="decoding", unit="stim")
-    for i, path in iterator:
-        box = None if crop_boxes is None else crop_boxes[i]
-        for m, arr in load_inputs(path, recipe, box, missing=missing).items():
-            out[m][i] = arr
+        bar = tqdm(total=len(paths), desc="decoding", unit="stim")
+    if n_jobs == 1:
+        results = map(work, range(len(paths)))
+        pool = None
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=n_jobs)
+        results = pool.map(work, range(len(paths)))
+    try:
+        for i, arrays in results:
+            for m, arr in arrays.items():
+                out[m][i] = arr
+            if bar is not None:
+                bar.update()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        if bar is not None:
+            bar.close()
     return out
