@@ -162,6 +162,13 @@ def _load_paths(data_dir: Path, seed: int, setting: str):
     return DemoPaths(**kwargs)
 
 
+def _voxel_size_mm(fmriprep_dir: Path) -> float:
+    import nibabel as nib
+
+    bold = next(Path(fmriprep_dir).rglob("*_desc-preproc_bold.nii.gz"))
+    return float(max(nib.load(bold).header.get_zooms()[:3]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnnrsa-demo",
@@ -247,6 +254,7 @@ def run_demo(
 
     deriv = output_dir / "derivatives" / "dnnrsa"
     work = output_dir / "work"
+    radius_mm = 2.0 * _voxel_size_mm(paths.fmriprep_dir)  # spheres of 33 voxels on any grid
     common = [
         "-w",
         str(work),
@@ -268,6 +276,8 @@ def run_demo(
             str(paths.fmriprep_dir),
             "--checkpoint",
             str(ckpt),
+            "--radius-mm",
+            f"{radius_mm:g}",
             *common,
         ]
     )

@@ -203,11 +203,27 @@ def init_group_wf(config: RunConfig, groups: list[MapGroup], *, name: str = "dnn
     return wf
 
 
+def _has_common_voxels(group: MapGroup) -> bool:
+    import nibabel as nib
+    import numpy as np
+
+    finite = None
+    for f in group.files:
+        ok = np.isfinite(np.asarray(nib.load(f).dataobj))
+        finite = ok if finite is None else finite & ok
+    if finite is None or not finite.any():
+        logger.warning("%s: no voxel is finite in every subject's map; left out of the group level", group.stem)
+        return False
+    return True
+
+
 def run_group(config: RunConfig) -> None:
     """Find participant maps, run the group workflow, build the group report."""
     from .run import run_workflow
 
-    groups = find_subject_maps(config)
+    groups = [g for g in find_subject_maps(config) if _has_common_voxels(g)]
+    if not groups:
+        raise NothingSelected("no participant-level map has a voxel that is finite in every subject")
     few = [g for g in groups if len(g.files) < 2]
     if few:
         raise NothingSelected(

@@ -50,6 +50,26 @@ def prepare_stimuli(config: RunConfig, subjects) -> dict:
     }
 
 
+def _check_sphere_size(config: RunConfig, subjects) -> None:
+    """Refuse a radius whose spheres cannot reach ``min_voxels`` on the data's grid."""
+    import nibabel as nib
+
+    from dnnrsa.searchlight import sphere_offsets
+
+    from .errors import UsageError
+
+    bold = next(iter(subjects.values())).runs[0].bold
+    affine = nib.load(str(bold)).affine
+    largest = len(sphere_offsets(affine, config.radius_mm))
+    if largest < config.min_voxels:
+        zooms = [round(float(z), 2) for z in nib.load(str(bold)).header.get_zooms()[:3]]
+        raise UsageError(
+            f"--radius-mm {config.radius_mm} holds at most {largest} voxels of {zooms} mm on the "
+            f"grid of {bold.name}, fewer than --min-voxels {config.min_voxels}: every sphere would "
+            "be empty; increase --radius-mm or lower --min-voxels"
+        )
+
+
 def run_participant(config: RunConfig) -> None:
     """Validate, collect inputs, build and run the participant workflow."""
     from .run import run_workflow, write_dataset_description
@@ -59,6 +79,7 @@ def run_participant(config: RunConfig) -> None:
         logger.info("validating %s with the BIDS validator", config.bids_dir)
         run_validator(config.bids_dir)
     subjects = collect_inputs(config)
+    _check_sphere_size(config, subjects)
     logger.info(
         "participants: %s; %d conditions; models: %d checkpoint(s), %d model RDM(s)",
         ", ".join(f"sub-{s}" for s in subjects),

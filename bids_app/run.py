@@ -217,6 +217,27 @@ def write_dataset_description(config: RunConfig) -> None:
         fh.write(config.to_toml())
 
 
+def _worker_logging(config: RunConfig) -> None:
+    """Give nipype's worker processes the same log levels as this process.
+
+    Workers started by a fresh multiprocessing context read nipype's configuration
+    file anew; point them at one in the work directory (unless the user set one).
+    """
+    if "NIPYPE_CONFIG_DIR" in os.environ and not os.environ.get("DNNRSA_NIPYPE_CONFIG"):
+        return
+    folder = config.work_dir / "nipype_config"
+    folder.mkdir(parents=True, exist_ok=True)
+    level = "INFO" if config.verbosity > 0 else "WARNING"
+    (folder / "nipype.cfg").write_text(
+        "[logging]\n"
+        f"workflow_level = {level}\n"
+        f"interface_level = {'INFO' if config.verbosity > 1 else 'WARNING'}\n"
+        "[execution]\ncheck_version = false\n"
+    )
+    os.environ["NIPYPE_CONFIG_DIR"] = str(folder)
+    os.environ["DNNRSA_NIPYPE_CONFIG"] = "1"
+
+
 def run_workflow(wf, config: RunConfig) -> None:
     """Run a nipype workflow with the configured plugin; name the failing step on error."""
     logs = config.output_dir / "logs"
@@ -234,6 +255,10 @@ def run_workflow(wf, config: RunConfig) -> None:
         if config.mem_gb:
             plugin_args.setdefault("memory_gb", config.mem_gb)
         plugin_args.setdefault("raise_insufficient", False)
+        # Fresh worker processes: forking a process whose torch/OpenMP thread pools are
+        # already running (training, a test session) can deadlock the child.
+        plugin_args.setdefault("mp_context", "forkserver")
+    _worker_logging(config)
     before = set(logs.glob("crash-*"))
     try:
         wf.run(plugin=config.plugin, plugin_args=plugin_args)

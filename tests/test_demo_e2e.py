@@ -1,0 +1,33 @@
+"""End to end on the demo data set (fast setting): the pipeline recovers the planted ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dnnrsa.bids_app.demo import roc_auc, run_demo
+
+
+def test_roc_auc_known_answers():
+    assert roc_auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1], bool)) == 1.0
+    assert roc_auc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1], bool)) == 0.0
+    assert roc_auc(np.array([1.0, 1.0, 1.0, 1.0]), np.array([0, 1, 0, 1], bool)) == 0.5
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    s, y = rng.normal(size=200), rng.random(200) > 0.7
+    assert roc_auc(s, y) == pytest.approx(roc_auc_score(y, s))
+
+
+@pytest.mark.slow
+def test_fast_demo_recovers_ground_truth(tmp_path):
+    result = run_demo(tmp_path / "demo", setting="fast", nprocs=2, device="cpu")
+    auc = result["auc"]
+    print(auc.round(3).to_string())
+    print({k: round(v, 1) for k, v in result["timings"].items()})
+    # each part of the network maps onto the region that carries its kind of features
+    for part in ("visual", "auditory", "crossmodal"):
+        assert auc.loc[part, part] >= 0.9, f"{part} layers: AUC {auc.loc[part, part]:.3f} in their region"
+    assert result["report"].is_file()
+    html = result["report"].read_text()
+    assert "data:image/png;base64," in html
