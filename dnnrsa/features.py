@@ -280,6 +280,7 @@ def extract_features(
     missing: str = "error",
     seed: int = 0,
     progress: bool = False,
+    n_jobs: int = -1,
 ) -> FeatureSet:
     """Activations of every named layer of a registered model for stimulus files.
 
@@ -306,6 +307,8 @@ def extract_features(
     seed : int
         Seed of the random weights (without a checkpoint).
     progress : bool
+    n_jobs : int
+        Decoding threads (-1: one per CPU); see :func:`dnnrsa.stimuli.prepare_inputs`.
 
     Returns
     -------
@@ -362,6 +365,7 @@ def extract_features(
             None if crop_boxes is None else [crop_boxes[i] for i in todo],
             missing=missing,
             progress=progress,
+            n_jobs=n_jobs,
         )
         modules = {layer.name: layer.module for layer in all_layers}
         acts = extract_activations(

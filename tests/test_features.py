@@ -245,3 +245,15 @@ def test_plugin_model_through_entry_points(clips, tmp_path, monkeypatch):
     for key, ref in (("fc1", h1), ("fc2", h2), ("fc3", h3), ("logprob", logprob)):
         np.testing.assert_allclose(feats.activations[key], ref.numpy(), rtol=1e-5, atol=1e-6)
     assert not np.allclose(feats.activations["fc3"][0], feats.activations["fc3"][1])
+
+
+@pytest.mark.gpu
+def test_extraction_on_gpu_matches_cpu(clips):
+    if not torch.cuda.is_available():
+        pytest.skip("torch finds no CUDA device")
+    cpu = extract_features(clips[:3], device="cpu")
+    gpu = extract_features(clips[:3], device="cuda")
+    for name in cpu.layer_names:
+        np.testing.assert_allclose(
+            gpu.activations[name], cpu.activations[name], rtol=1e-3, atol=1e-3
+        )

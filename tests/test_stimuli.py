@@ -183,6 +183,24 @@ def test_audio_and_image_stimuli(tmp_path):
     assert list(both) == ["auditory"] and both["auditory"].shape == (2, 1, 80, 301)
 
 
+def test_threaded_decoding_gives_identical_inputs(tmp_path):
+    paths = [
+        write_clip(
+            tmp_path / f"c{k}.mp4",
+            _frames(8) // (k + 1),
+            25,
+            _tone(200 * (k + 1), 0.5, 22050),
+            22050,
+        )
+        for k in range(4)
+    ]
+    one = prepare_inputs(paths, n_jobs=1)
+    three = prepare_inputs(paths, n_jobs=3)
+    for m in one:
+        np.testing.assert_array_equal(one[m], three[m])
+    assert not np.allclose(one["visual"][0], one["visual"][1])
+
+
 def test_real_speech_wav():
     if not RAVDESS.is_dir():
         pytest.skip(f"real test data not found at {RAVDESS} (../shared/data is absent)")
