@@ -150,6 +150,14 @@ def extract_activations(
     -------
     dict
         Layer name -> ndarray of shape ``(n_stimuli, *layer_shape)``.
+
+    Notes
+    -----
+    Each recorded module must run exactly once per forward pass and return a
+    batch-first tensor (for a tuple output, its first element is recorded). The
+    output is copied when the hook fires, so a later in-place operation (e.g.
+    ``ReLU(inplace=True)``) does not change what is recorded. The model is moved to
+    ``device``.
     """
     import torch
 

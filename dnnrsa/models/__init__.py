@@ -70,7 +70,8 @@ class LayerSpec:
         Public layer name (used in file names and tables).
     module : str
         Dotted path of the submodule whose output is the layer's activation
-        (``torch.nn.Module.get_submodule``).
+        (``torch.nn.Module.get_submodule``). It must run once per forward pass and
+        return a batch-first tensor (or a tuple whose first element is one).
     part : str
         Part of the network (for the cross-channel CNN: ``"visual"``,
         ``"auditory"`` or ``"crossmodal"``).
