@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.dnnrsa-installed
 DEMO_DIR ?= demo_output
 
-.PHONY: demo test install system-deps lint clean
+.PHONY: demo test install system-deps lint docs clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest

@@ -187,11 +187,13 @@ def init_group_wf(config: RunConfig, groups: list[MapGroup], *, name: str = "dnn
             "Description": "index into Layers of the layer with the highest group-mean (Fisher z) score; -1 outside",
         }
         stem = f"task-{task}_space-{space}_model-{model}"
-        for field, fname in (
+        sinks = [
             ("winner_file", f"{stem}_desc-winner_statmap.nii.gz"),
             ("margin_file", f"{stem}_desc-winnermargin_statmap.nii.gz"),
-            ("p_file", f"{stem}_desc-winner_stat-p_statmap.nii.gz"),
-        ):
+        ]
+        if len(common) >= 4:  # the best-vs-second test splits the subjects in two
+            sinks.append(("p_file", f"{stem}_desc-winner_stat-p_statmap.nii.gz"))
+        for field, fname in sinks:
             sink = pe.Node(
                 WriteDerivative(out_path=str(out / fname), sidecar=side),
                 name=f"write_{field}_{tag}",
@@ -212,7 +214,9 @@ def _has_common_voxels(group: MapGroup) -> bool:
         ok = np.isfinite(np.asarray(nib.load(f).dataobj))
         finite = ok if finite is None else finite & ok
     if finite is None or not finite.any():
-        logger.warning("%s: no voxel is finite in every subject's map; left out of the group level", group.stem)
+        logger.warning(
+            "%s: no voxel is finite in every subject's map; left out of the group level", group.stem
+        )
         return False
     return True
 
@@ -223,7 +227,9 @@ def run_group(config: RunConfig) -> None:
 
     groups = [g for g in find_subject_maps(config) if _has_common_voxels(g)]
     if not groups:
-        raise NothingSelected("no participant-level map has a voxel that is finite in every subject")
+        raise NothingSelected(
+            "no participant-level map has a voxel that is finite in every subject"
+        )
     few = [g for g in groups if len(g.files) < 2]
     if few:
         raise NothingSelected(
