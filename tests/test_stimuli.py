@@ -214,3 +214,20 @@ def test_real_speech_wav():
     # speech energy lies in the low bands; the loudest frames are well above silence
     assert spec[:40].mean() > spec[60:].mean()
     assert spec.max() > 2.0
+
+
+def test_stereo_audio_is_mixed_to_mono(tmp_path):
+    import wave
+
+    sr = 22050
+    left = _tone(500.0, 0.5, sr, amplitude=0.6)
+    right = np.zeros_like(left)
+    pcm = np.round(np.stack([left, right], axis=1) * 32767).astype("<i2")
+    with wave.open(str(tmp_path / "stereo.wav"), "wb") as fh:
+        fh.setnchannels(2)
+        fh.setsampwidth(2)
+        fh.setframerate(sr)
+        fh.writeframes(pcm.tobytes())
+    clip = read_clip(tmp_path / "stereo.wav")
+    assert clip.sample_rate == sr and clip.frames is None
+    np.testing.assert_allclose(clip.audio, left / 2, atol=1e-4)
