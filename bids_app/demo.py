@@ -31,8 +31,8 @@ from .. import __version__
 PARTS = ("visual", "auditory", "crossmodal")
 DEMO_SETTINGS = {
     # epochs of emotion training; permutations at group level
-    "full": {"epochs": 12, "n_permutations": 1000},
-    "fast": {"epochs": 6, "n_permutations": 200},
+    "full": {"epochs": 10, "n_permutations": 1000, "learning_rate": 3e-4},
+    "fast": {"epochs": 6, "n_permutations": 200, "learning_rate": 3e-4},
 }
 
 
@@ -57,47 +57,52 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 
 def evaluate_groundtruth(derivatives: Path, groundtruth: dict[str, Path], *, task: str, space: str):
-    """AUC of each part's mean group z map against every planted region mask.
+    """AUC of each part's group-mean map against every planted region mask.
+
+    The group-mean map of a part is the mean over subjects and over that part's
+    layers of the Fisher z of the participants' searchlight scores.
 
     Parameters
     ----------
     derivatives : Path
-        Output folder of the group level.
-    groundtruth : dict of part -> path of the planted region mask
+        Output folder of the BIDS App.
+    groundtruth : dict of region -> path of the planted region mask
     task, space : str
 
     Returns
     -------
     pandas.DataFrame
         Rows: layer groups (visual, auditory, crossmodal); columns: the planted
-        regions; values: AUC (voxels in the region against all other brain voxels).
+        regions; values: AUC (voxels in the region against all other voxels that
+        have a score).
     """
     import nibabel as nib
     import pandas as pd
 
-    maps: dict[str, list[np.ndarray]] = {p: [] for p in PARTS}
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
     affine = shape = None
-    for z_file in sorted(
-        derivatives.glob(f"task-{task}_space-{space}_model-*_layer-*_stat-z_statmap.nii.gz")
-    ):
-        side = json.loads(z_file.with_name(z_file.name.replace(".nii.gz", ".json")).read_text())
+    pattern = f"sub-*/func/sub-*_task-{task}_space-{space}_model-*_layer-*_statmap.nii.gz"
+    for path in sorted(derivatives.glob(pattern)):
+        side = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
         part = side.get("Part")
-        if part in maps:
-            img = nib.load(z_file)
-            affine, shape = img.affine, img.shape
-            maps[part].append(np.asarray(img.dataobj, dtype=np.float64))
-    rows = {}
-    for part, layer_maps in maps.items():
-        if not layer_maps:
+        if part not in PARTS:
             continue
-        mean = np.mean(layer_maps, axis=0)
-        brain = np.isfinite(mean) & (mean != 0)
+        img = nib.load(path)
+        affine, shape = img.affine, img.shape[:3]
+        z = np.arctanh(np.clip(np.asarray(img.dataobj, dtype=np.float64), -0.999999, 0.999999))
+        sums[part] = sums.get(part, 0.0) + z
+        counts[part] = counts.get(part, 0) + 1
+    rows = {}
+    for part in PARTS:
+        if part not in sums:
+            continue
+        mean = sums[part] / counts[part]
+        scored = np.isfinite(mean)
         row = {}
         for region, mask_path in groundtruth.items():
             mask_img = nib.load(mask_path)
-            if mask_img.shape[:3] != shape[:3] or not np.allclose(
-                mask_img.affine, affine, atol=1e-3
-            ):
+            if mask_img.shape[:3] != shape or not np.allclose(mask_img.affine, affine, atol=1e-3):
                 from nilearn.image import resample_to_img
 
                 mask_img = resample_to_img(
@@ -108,7 +113,7 @@ def evaluate_groundtruth(derivatives: Path, groundtruth: dict[str, Path], *, tas
                     copy_header=True,
                 )
             region_mask = np.asarray(mask_img.dataobj) > 0
-            row[region] = roc_auc(mean[brain], region_mask[brain])
+            row[region] = roc_auc(mean[scored], region_mask[scored])
         rows[part] = row
     return pd.DataFrame(rows).T.rename_axis("layers")
 
@@ -245,6 +250,7 @@ def run_demo(
             ckpt,
             validation_column="sentence",
             epochs=n_epochs,
+            learning_rate=opts["learning_rate"],
             seed=seed,
             device=device,
             progress=True,
