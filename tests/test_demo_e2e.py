@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from dnnrsa.bids_app.demo import roc_auc, run_demo
 
 
