@@ -79,12 +79,20 @@ def _layout(bids_dir: Path, derivatives, subjects, database_dir: Path | None):
         raise DatasetInvalid(f"cannot index the BIDS data set {bids_dir}: {exc}") from exc
 
 
+def validator_executable() -> str | None:
+    """The ``bids-validator-deno`` next to this Python (a virtual environment), or on PATH."""
+    import shutil
+    import sys
+
+    local = Path(sys.executable).parent / "bids-validator-deno"
+    return str(local) if local.is_file() else shutil.which("bids-validator-deno")
+
+
 def run_validator(bids_dir: Path) -> None:
     """Run ``bids-validator-deno`` on the data set; raise DatasetInvalid on errors."""
-    import shutil
     import subprocess
 
-    exe = shutil.which("bids-validator-deno")
+    exe = validator_executable()
     if exe is None:
         raise DatasetInvalid(
             "the BIDS validator (bids-validator-deno) is not installed; install it or pass "

@@ -35,8 +35,11 @@ BIDSIGNORE = [
     "*_clusters.tsv",
     "*_stimuli.tsv",
     "*.html",
-    "figures/",
-    "logs/",
+    "figures",
+    "figures/**",
+    "logs",
+    "logs/**",
+    "*_auc.tsv",
     "dnnrsa_config.toml",
 ]
 

@@ -68,7 +68,9 @@ def test_participant_outputs(small, participant_run):
 
 
 def test_output_passes_bids_validator(participant_run):
-    exe = shutil.which("bids-validator-deno")
+    from dnnrsa.bids_app.collect import validator_executable
+
+    exe = validator_executable()
     if exe is None:
         pytest.skip("bids-validator-deno is not installed")
     _rc, out, _work, _ = participant_run
