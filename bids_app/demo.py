@@ -30,9 +30,9 @@ from .. import __version__
 
 PARTS = ("visual", "auditory", "crossmodal")
 DEMO_SETTINGS = {
-    # epochs of emotion training; permutations at group level
-    "full": {"epochs": 10, "n_permutations": 1000, "learning_rate": 3e-4},
-    "fast": {"epochs": 6, "n_permutations": 200, "learning_rate": 3e-4},
+    # per setting: emotion training (epochs, learning rate), group permutations, participants
+    "full": {"epochs": 10, "n_permutations": 1000, "learning_rate": 3e-4, "n_subjects": 6},
+    "fast": {"epochs": 6, "n_permutations": 200, "learning_rate": 3e-4, "n_subjects": 2},
 }
 
 
@@ -227,9 +227,15 @@ def run_demo(
         "1/4 generating the demo data set (stimuli, training clips, BIDS fMRI, ground truth)", start
     )
     paths = _load_paths(data_dir, seed, setting)
-    if paths is None:
+    if paths is None or len(paths.subjects) != opts["n_subjects"]:
         paths = make_demo_dataset(
-            data_dir, seed=seed, setting=setting, n_jobs=nprocs, progress=True, overwrite=True
+            data_dir,
+            seed=seed,
+            setting=setting,
+            n_subjects=opts["n_subjects"],
+            n_jobs=nprocs,
+            progress=True,
+            overwrite=True,
         )
         _save_paths(data_dir, paths, seed, setting)
     else:
