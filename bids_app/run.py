@@ -252,6 +252,8 @@ def run_workflow(wf, config: RunConfig) -> None:
         "stop_on_first_crash": "true",
         "hash_method": "content",
     }
+    if config.plugin == "MultiProc":  # local workers: poll often (a scheduler is polled less)
+        wf.config["execution"]["poll_sleep_duration"] = "0.2"
     plugin_args = dict(config.plugin_args)
     if config.plugin == "MultiProc":
         plugin_args.setdefault("n_procs", config.nprocs)
