@@ -132,6 +132,18 @@ def _copy(small, tmp_path):
     return root
 
 
+def _participant(small, root, tmp_path, *extra):
+    """Participant level on ``root`` with the category model, no validation."""
+    argv = [
+        str(root),
+        str(tmp_path / "o"),
+        "participant",
+        "--model-rdm",
+        f"category={small.model_rdm}",
+    ]
+    return main([*argv, "--skip-bids-validation", "-w", str(tmp_path / "w"), *extra])
+
+
 def test_output_inside_bids_is_refused(small, tmp_path):
     before = sorted(p.name for p in small.root.iterdir())
     rc = main(
@@ -158,20 +170,7 @@ def test_unknown_level_and_usage(small, tmp_path):
 
 
 def test_unknown_participant_exits_18(small, tmp_path, capsys):
-    rc = main(
-        [
-            str(small.root),
-            str(tmp_path / "o"),
-            "participant",
-            "--participant-label",
-            "sub-99",
-            "--model-rdm",
-            f"category={small.model_rdm}",
-            "--skip-bids-validation",
-            "-w",
-            str(tmp_path / "w"),
-        ]
-    )
+    rc = _participant(small, small.root, tmp_path, "--participant-label", "sub-99")
     assert rc == 18
     err = capsys.readouterr().err
     assert "99" in err and "available" in err
@@ -215,18 +214,7 @@ def test_missing_events_exits_66(small, tmp_path, capsys):
     root = _copy(small, tmp_path)
     victim = root / "sub-01" / "func" / "sub-01_task-cat_run-2_events.tsv"
     victim.unlink()
-    rc = main(
-        [
-            str(root),
-            str(tmp_path / "o"),
-            "participant",
-            "--model-rdm",
-            f"category={small.model_rdm}",
-            "--skip-bids-validation",
-            "-w",
-            str(tmp_path / "w"),
-        ]
-    )
+    rc = _participant(small, root, tmp_path)
     assert rc == 66
     err = capsys.readouterr().err
     assert "run-2_bold" in err and "events" in err
@@ -235,18 +223,7 @@ def test_missing_events_exits_66(small, tmp_path, capsys):
 def test_missing_stim_file_exits_66(small, tmp_path, capsys):
     root = _copy(small, tmp_path)
     (root / "stimuli" / small.stim_files[4]).unlink()
-    rc = main(
-        [
-            str(root),
-            str(tmp_path / "o"),
-            "participant",
-            "--model-rdm",
-            f"category={small.model_rdm}",
-            "--skip-bids-validation",
-            "-w",
-            str(tmp_path / "w"),
-        ]
-    )
+    rc = _participant(small, root, tmp_path)
     assert rc == 66
     err = capsys.readouterr().err
     assert small.stim_files[4] in err
@@ -258,18 +235,7 @@ def test_stim_file_escaping_stimuli_is_rejected(small, tmp_path, capsys):
     table = pd.read_csv(ev, sep="\t")
     table.loc[0, "stim_file"] = "../participants.tsv"
     table.to_csv(ev, sep="\t", index=False)
-    rc = main(
-        [
-            str(root),
-            str(tmp_path / "o"),
-            "participant",
-            "--model-rdm",
-            f"category={small.model_rdm}",
-            "--skip-bids-validation",
-            "-w",
-            str(tmp_path / "w"),
-        ]
-    )
+    rc = _participant(small, root, tmp_path)
     assert rc == 16
     err = capsys.readouterr().err
     assert "../participants.tsv" in err
@@ -281,18 +247,7 @@ def test_stimuli_differ_between_runs_exits_16(small, tmp_path, capsys):
     table = pd.read_csv(ev, sep="\t")
     table = table[table["stim_file"] != small.stim_files[0]]
     table.to_csv(ev, sep="\t", index=False)
-    rc = main(
-        [
-            str(root),
-            str(tmp_path / "o"),
-            "participant",
-            "--model-rdm",
-            f"category={small.model_rdm}",
-            "--skip-bids-validation",
-            "-w",
-            str(tmp_path / "w"),
-        ]
-    )
+    rc = _participant(small, root, tmp_path)
     assert rc == 16
     err = capsys.readouterr().err
     assert "differ between runs" in err
@@ -303,15 +258,7 @@ def test_3d_bold_and_missing_tr_exit_16(small, tmp_path, capsys):
     bold = root / "sub-01" / "func" / "sub-01_task-cat_run-1_bold.nii.gz"
     img = nib.load(bold)
     nib.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine).to_filename(bold)
-    args = [
-        "participant",
-        "--model-rdm",
-        f"category={small.model_rdm}",
-        "--skip-bids-validation",
-        "-w",
-        str(tmp_path / "w"),
-    ]
-    assert main([str(root), str(tmp_path / "o"), *args]) == 16
+    assert _participant(small, root, tmp_path) == 16
     err = capsys.readouterr().err
     assert "4D" in err and "run-1_bold" in err
     capsys.readouterr()
@@ -322,7 +269,7 @@ def test_3d_bold_and_missing_tr_exit_16(small, tmp_path, capsys):
         img = nib.load(bold)
         img.header["pixdim"][4] = 0.0
         nib.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header).to_filename(bold)
-    assert main([str(root2), str(tmp_path / "o2"), *args]) == 16
+    assert _participant(small, root2, tmp_path / "second") == 16
     err = capsys.readouterr().err
     assert "repetition time is missing" in err
 
@@ -353,22 +300,7 @@ def test_empty_mask_exits_16(small, tmp_path, capsys):
         img = nib.load(bold)
         mask = nib.Nifti1Image(np.zeros(img.shape[:3], dtype=np.uint8), img.affine)
         mask.to_filename(str(target).replace("desc-preproc_bold", "desc-brain_mask"))
-    rc = main(
-        [
-            str(root),
-            str(tmp_path / "o"),
-            "participant",
-            "-d",
-            str(deriv),
-            "--confounds",
-            "none",
-            "--model-rdm",
-            f"category={small.model_rdm}",
-            "--skip-bids-validation",
-            "-w",
-            str(tmp_path / "w"),
-        ]
-    )
+    rc = _participant(small, root, tmp_path, "-d", str(deriv), "--confounds", "none")
     assert rc == 16
     err = capsys.readouterr().err
     assert "mask" in err and "empty" in err
