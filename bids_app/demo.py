@@ -30,9 +30,24 @@ from .. import __version__
 
 PARTS = ("visual", "auditory", "crossmodal")
 DEMO_SETTINGS = {
-    # per setting: emotion training (epochs, learning rate), group permutations, participants
-    "full": {"epochs": 10, "n_permutations": 1000, "learning_rate": 3e-4, "n_subjects": 6},
-    "fast": {"epochs": 6, "n_permutations": 200, "learning_rate": 3e-4, "n_subjects": 2},
+    # per setting: emotion training (epochs, learning rate, renditions of each clip in the
+    # training set), group permutations, participants, planted signal-to-noise ratio
+    "full": {
+        "epochs": 10,
+        "n_permutations": 1000,
+        "learning_rate": 3e-4,
+        "n_subjects": 6,
+        "n_training_takes": 5,
+        "snr": 2.0,
+    },
+    "fast": {
+        "epochs": 15,
+        "n_permutations": 200,
+        "learning_rate": 3e-4,
+        "n_subjects": 2,
+        "n_training_takes": 3,
+        "snr": 3.0,  # fewer, larger voxels and two participants: a stronger planted signal
+    },
 }
 
 
@@ -127,7 +142,12 @@ def _save_paths(data_dir: Path, paths, seed: int, setting: str) -> None:
 
     from .._io import atomic_write
 
-    payload = {"seed": seed, "setting": setting, "version": __version__}
+    payload = {
+        "seed": seed,
+        "setting": setting,
+        "version": __version__,
+        "options": DEMO_SETTINGS[setting],
+    }
     for f in dataclasses.fields(paths):
         value = getattr(paths, f.name)
         if isinstance(value, dict):
@@ -148,11 +168,9 @@ def _load_paths(data_dir: Path, seed: int, setting: str):
     if not record.is_file():
         return None
     payload = json.loads(record.read_text())
-    if (
-        payload.pop("seed") != seed
-        or payload.pop("setting") != setting
-        or payload.pop("version") != __version__
-    ):
+    recorded = (payload.pop("seed"), payload.pop("setting"), payload.pop("version"))
+    options = payload.pop("options", None)
+    if recorded != (seed, setting, __version__) or options != DEMO_SETTINGS[setting]:
         return None
     kwargs = {}
     for key, value in payload.items():
@@ -227,12 +245,14 @@ def run_demo(
         "1/4 generating the demo data set (stimuli, training clips, BIDS fMRI, ground truth)", start
     )
     paths = _load_paths(data_dir, seed, setting)
-    if paths is None or len(paths.subjects) != opts["n_subjects"]:
+    if paths is None:
         paths = make_demo_dataset(
             data_dir,
             seed=seed,
             setting=setting,
             n_subjects=opts["n_subjects"],
+            n_training_takes=opts["n_training_takes"],
+            snr=opts["snr"],
             n_jobs=nprocs,
             progress=True,
             overwrite=True,
