@@ -13,6 +13,7 @@ from nipype.pipeline import engine as pe
 
 from ..interfaces.bids import WriteDerivative, WriteLayerRDMs, WriteSubjectMaps
 from ..interfaces.dnn import (
+    ArmLesion,
     DNNAnalyses,
     ExtractFeatures,
     LayerRDMs,
@@ -119,6 +120,25 @@ def init_dnn_wf(
             ]
         )
         stem = f"task-{task}_model-{label}"
+        if _lesion_possible(ckpt, stimulus_table):
+            lesion = pe.Node(
+                ArmLesion(
+                    stim_files=stim_paths,
+                    stim_labels=stim_labels,
+                    checkpoint=str(ckpt),
+                    stimulus_table=stimulus_table,
+                    device=config.device,
+                ),
+                name=f"arm_lesion_{label}",
+            )
+            write_lesion = pe.Node(
+                WriteDerivative(
+                    out_path=str(config.output_dir / f"{stem}_desc-armlesion_stats.tsv")
+                ),
+                name=f"write_arm_lesion_{label}",
+            )
+            write_lesion.overwrite = True
+            wf.connect(lesion, "lesion_file", write_lesion, "in_file")
         for field, suffix in (
             ("category_index", "desc-categoryindex_stats.tsv"),
             ("layer_similarity", "desc-layersimilarity_matrix.tsv"),
@@ -148,6 +168,21 @@ def init_dnn_wf(
             ]
         )
     return wf
+
+
+def _lesion_possible(ckpt: Path, stimulus_table: str) -> bool:
+    """Whether the arm lesion can be scored: the checkpoint's regime labels the stimuli."""
+    import pandas as pd
+
+    from dnnrsa.models import get_model, load_checkpoint
+
+    try:
+        info = load_checkpoint(ckpt)
+        columns = pd.read_csv(stimulus_table, sep="\t", nrows=0).columns
+    except (OSError, ValueError):
+        return False
+    regime = info.get("regime")
+    return bool(regime) and regime in columns and bool(get_model(info["model"]).arms)
 
 
 def _use_gpu(config) -> bool:

@@ -298,3 +298,58 @@ class DNNAnalyses(SimpleInterface):
             pd.DataFrame(rows).to_csv(vp_path, sep="\t", index=False, float_format="%.6f")
             self._results["varpart"] = vp_path
         return runtime
+
+
+class _ArmLesionInputSpec(BaseInterfaceInputSpec):
+    stim_files = InputMultiObject(File(exists=True), mandatory=True, desc="stimulus files")
+    stim_labels = traits.List(traits.Str, mandatory=True, desc="stim_file of each, as in the table")
+    checkpoint = File(
+        exists=True, mandatory=True, desc="trained checkpoint (its regime names the labels)"
+    )
+    stimulus_table = File(exists=True, mandatory=True, desc="TSV: stim_file and label columns")
+    device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
+
+
+class _ArmLesionOutputSpec(TraitedSpec):
+    lesion_file = File(desc="TSV: arm (none, or the lesioned arm), accuracy, accuracy_drop")
+
+
+class ArmLesion(SimpleInterface):
+    """Accuracy of a trained network with each arm's input to the shared part replaced by
+    its mean over the stimuli (:func:`dnnrsa.train.evaluate_lesions`).
+
+    Needs the checkpoint's regime (e.g. ``emotion``) as a column of the stimulus table;
+    without it nothing is written.
+    """
+
+    input_spec = _ArmLesionInputSpec
+    output_spec = _ArmLesionOutputSpec
+
+    def _run_interface(self, runtime):
+        import pandas as pd
+
+        from dnnrsa.models import load_model
+        from dnnrsa.stimuli import prepare_inputs
+        from dnnrsa.train import evaluate_lesions
+
+        net, spec, info = load_model(None, self.inputs.checkpoint)
+        regime, classes = info.get("regime"), [str(c) for c in info.get("labels", [])]
+        table = pd.read_csv(self.inputs.stimulus_table, sep="\t", dtype=str).set_index("stim_file")
+        if not regime or regime not in table.columns or not spec.arms:
+            return runtime
+        values = table[regime].reindex(list(self.inputs.stim_labels))
+        keep = [i for i, v in enumerate(values) if isinstance(v, str) and v in classes]
+        if len(keep) < 2:
+            return runtime
+        inputs = prepare_inputs([self.inputs.stim_files[i] for i in keep], info["recipe"])
+        targets = np.array([classes.index(values.iloc[i]) for i in keep])
+        result = evaluate_lesions(net, inputs, targets, spec, device=self.inputs.device)
+        rows = [{"arm": "none", "accuracy": result["accuracy"], "accuracy_drop": 0.0}]
+        rows += [
+            {"arm": arm, "accuracy": acc, "accuracy_drop": result["drop"][arm]}
+            for arm, acc in result["lesioned"].items()
+        ]
+        out = os.path.join(runtime.cwd, "armlesion.tsv")
+        pd.DataFrame(rows).to_csv(out, sep="\t", index=False, float_format="%.6f")
+        self._results["lesion_file"] = out
+        return runtime

@@ -26,7 +26,19 @@ def test_fast_demo_recovers_ground_truth(tmp_path):
     print({k: round(v, 1) for k, v in result["timings"].items()})
     # each part of the network maps onto the region that carries its kind of features
     for part in ("visual", "auditory", "crossmodal"):
-        assert auc.loc[part, part] >= 0.9, f"{part} layers: AUC {auc.loc[part, part]:.3f} in their region"
+        assert auc.loc[part, part] >= 0.9, (
+            f"{part} layers: AUC {auc.loc[part, part]:.3f} in their region"
+        )
+    # arm relevance: the trained network needs both arms (lesions written by the participant level)
+    import pandas as pd
+
+    lesion = pd.read_csv(
+        result["derivatives"] / "task-emotion_model-emotion_desc-armlesion_stats.tsv", sep="\t"
+    ).set_index("arm")
+    assert set(lesion.index) == {"none", "visual", "auditory"}
+    intact = lesion.loc["none", "accuracy"]
+    assert intact > 1 / 6 + 0.2  # well above chance on the 72 fMRI stimuli
+    np.testing.assert_allclose(lesion["accuracy_drop"], intact - lesion["accuracy"], atol=1e-5)
     assert result["report"].is_file()
     html = result["report"].read_text()
     assert "data:image/png;base64," in html
