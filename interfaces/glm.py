@@ -75,7 +75,9 @@ class EstimatePatterns(SimpleInterface):
             condition_column=self.inputs.condition_column,
             output=self.inputs.output,
             noise_normalisation=(
-                False if self.inputs.noise_normalisation == "none" else self.inputs.noise_normalisation
+                False
+                if self.inputs.noise_normalisation == "none"
+                else self.inputs.noise_normalisation
             ),
             smoothing_fwhm=self.inputs.smoothing_fwhm
             if isdefined(self.inputs.smoothing_fwhm)
