@@ -252,21 +252,15 @@ def compute_rdm(
         logger.debug("runs are ignored for metric %r", metric)
 
     means, _ = _condition_means(patterns, conditions, xp)
-    if metric == "correlation":
-        centred = means - means.mean(axis=1, keepdims=True)
-        norms = xp.sqrt(xp.einsum("ij,ij->i", centred, centred))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            unit = centred / norms[:, None]
-        sim = unit @ unit.T
-        iu, ju = pair_indices(means.shape[0])
-        return 1.0 - sim[iu, ju]
-    if metric == "cosine":
+    if metric in ("correlation", "cosine"):
+        # 1 - cosine of the patterns; correlation centres each pattern first
+        if metric == "correlation":
+            means = means - means.mean(axis=1, keepdims=True)
         norms = xp.sqrt(xp.einsum("ij,ij->i", means, means))
         with np.errstate(invalid="ignore", divide="ignore"):
             unit = means / norms[:, None]
-        sim = unit @ unit.T
         iu, ju = pair_indices(means.shape[0])
-        return 1.0 - sim[iu, ju]
+        return 1.0 - (unit @ unit.T)[iu, ju]
     if metric == "euclidean":
         kernel = means @ means.T
         return _pairwise_from_kernel(kernel, xp) / n_channels
