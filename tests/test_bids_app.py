@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
 from dnnrsa.bids_app.run import main
 
 from .bids_fixtures import make_small_bids

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from dnnrsa.bids_app.demo import roc_auc, run_demo
 
 

@@ -8,8 +8,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from dnnrsa.bids_app.run import main
 from scipy import stats
+
+from dnnrsa.bids_app.run import main
 
 PEAK_MM = np.array([-46.0, -22.0, 8.0])  # left Heschl's gyrus / planum temporale
 

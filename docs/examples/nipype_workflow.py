@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nipype.pipeline import engine as pe
+
 from dnnrsa.interfaces.dnn import UserModelRDMs
 from dnnrsa.interfaces.glm import EstimatePatterns
 from dnnrsa.interfaces.searchlight import SearchlightRSA
-from nipype.pipeline import engine as pe
 
 
 def init_searchlight_wf(
