@@ -142,43 +142,79 @@ def rankdata(x, *, axis: int = -1, xp=None):
     return xp.moveaxis(out.reshape(shape), -1, axis)
 
 
-# --------------------------------------------------------------------------- computation
-def _check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {sorted(METRICS)}; got {metric!r}")
+# --------------------------------------------------------------------------- checks
+# The input checks and condition averaging below are shared with dnnrsa.searchlight,
+# so that both give the same errors and the same condition order.
+def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
+    """Raise if ``value`` is not one of ``allowed``, naming the parameter."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}; got {value!r}")
 
 
-def _condition_means(patterns, conditions, xp):
-    """Average rows by condition label; labels ordered like numpy.unique."""
-    labels, inverse = np.unique(np.asarray(conditions), return_inverse=True)
-    inverse = inverse.ravel()
-    n_cond = labels.size
-    onehot = np.zeros((n_cond, inverse.size))
-    onehot[inverse, np.arange(inverse.size)] = 1.0
-    onehot /= onehot.sum(axis=1, keepdims=True)
-    return xp.asarray(onehot, dtype=patterns.dtype) @ patterns, labels
-
-
-def _validate_patterns(patterns, xp):
+def _check_patterns(patterns, xp, column: str = "channel"):
+    """A 2-D floating array of shape (n_observations, n_<column>s)."""
     patterns = xp.asarray(patterns)
     if patterns.ndim != 2:
         raise ValueError(
-            "patterns must be a 2-D array of shape (n_observations, n_channels); "
+            f"patterns must be a 2-D array of shape (n_observations, n_{column}s); "
             f"got shape {tuple(patterns.shape)}"
         )
     if patterns.shape[1] < 1:
-        raise ValueError("patterns must have at least one channel; got 0")
+        raise ValueError(f"patterns must have at least one {column}; got 0")
     if not xp.issubdtype(patterns.dtype, xp.floating):
         patterns = patterns.astype(xp.float64)
     return patterns
 
 
-def _pairwise_from_kernel(kernel, xp):
-    """d_ij = k_ii + k_jj - k_ij - k_ji, upper triangle as a vector."""
-    diag = xp.diagonal(kernel, axis1=-2, axis2=-1)
-    full = diag[..., :, None] + diag[..., None, :] - kernel - xp.swapaxes(kernel, -1, -2)
-    iu, ju = pair_indices(kernel.shape[-1])
-    return full[..., iu, ju]
+def _check_labels(values, n_obs: int, name: str) -> np.ndarray:
+    """One label per row of patterns, as a numpy array."""
+    arr = np.asarray(to_numpy(values))
+    if arr.shape != (n_obs,):
+        raise ValueError(
+            f"{name} must have one label per row of patterns ({n_obs}); got shape {arr.shape}"
+        )
+    return arr
+
+
+def _check_conditions(conditions, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Condition labels in numpy.unique order and the index of each row's condition.
+
+    Default: every row is its own condition. At least 3 conditions are needed.
+    """
+    if conditions is None:
+        conditions = np.arange(n_obs)
+    labels, inverse = np.unique(_check_labels(conditions, n_obs, "conditions"), return_inverse=True)
+    if labels.size < 3:
+        raise ValueError(
+            f"an RDM needs at least 3 conditions; got {labels.size} ({labels.tolist()!r})"
+        )
+    return labels, inverse.ravel()
+
+
+def _check_crossnobis_runs(runs, labels, inverse) -> tuple[np.ndarray, np.ndarray]:
+    """Run labels for crossnobis and the index of each row's run.
+
+    At least 2 runs are needed, and every condition must occur in every run.
+    """
+    if runs is None:
+        raise ValueError("metric 'crossnobis' needs runs (one run label per row); got None")
+    run_labels, run_inverse = np.unique(
+        _check_labels(runs, inverse.size, "runs"), return_inverse=True
+    )
+    run_inverse = run_inverse.ravel()
+    if run_labels.size < 2:
+        raise ValueError(
+            f"metric 'crossnobis' needs at least 2 runs; got {run_labels.size} "
+            f"({run_labels.tolist()!r})"
+        )
+    for r, run in enumerate(run_labels):
+        missing = np.setdiff1d(np.arange(labels.size), inverse[run_inverse == r])
+        if missing.size:
+            raise ValueError(
+                f"every condition must occur in every run for crossnobis; run {run.item()!r} "
+                f"lacks condition(s) {labels[missing].tolist()!r}"
+            )
+    return run_labels, run_inverse
 
 
 def _check_noise(noise, n_channels, xp, name="noise"):
@@ -191,6 +227,29 @@ def _check_noise(noise, n_channels, xp, name="noise"):
             f"got shape {tuple(noise.shape)}"
         )
     return noise
+
+
+# --------------------------------------------------------------------------- computation
+def _condition_means(patterns, inverse: np.ndarray, n_conditions: int, xp, select=None):
+    """Mean pattern of each condition, shape (n_conditions, n_channels).
+
+    ``inverse`` holds each row's condition index; with ``select`` (a boolean mask
+    of rows) only those rows are averaged. A condition without rows gets zeros.
+    """
+    weights = np.zeros((n_conditions, inverse.size))
+    rows = np.arange(inverse.size) if select is None else np.flatnonzero(select)
+    weights[inverse[rows], rows] = 1.0
+    counts = weights.sum(axis=1, keepdims=True)
+    weights /= np.where(counts > 0, counts, 1.0)
+    return xp.asarray(weights, dtype=patterns.dtype) @ patterns
+
+
+def _pairwise_from_kernel(kernel, xp):
+    """d_ij = k_ii + k_jj - k_ij - k_ji, upper triangle as a vector."""
+    diag = xp.diagonal(kernel, axis1=-2, axis2=-1)
+    full = diag[..., :, None] + diag[..., None, :] - kernel - xp.swapaxes(kernel, -1, -2)
+    iu, ju = pair_indices(kernel.shape[-1])
+    return full[..., iu, ju]
 
 
 def compute_rdm(
@@ -228,30 +287,18 @@ def compute_rdm(
     rdm : array of shape (n_pairs,)
         Upper triangle, row-major, ``n_pairs = n_conditions * (n_conditions - 1) / 2``.
     """
-    _check_metric(metric)
+    _check_choice("metric", metric, METRICS)
     xp = xp or get_namespace(patterns)
-    patterns = _validate_patterns(patterns, xp)
-    n_obs, n_channels = patterns.shape
-    if conditions is None:
-        conditions = np.arange(n_obs)
-    conditions = np.asarray(to_numpy(conditions))
-    if conditions.shape != (n_obs,):
-        raise ValueError(
-            f"conditions must have one label per row of patterns ({n_obs}); "
-            f"got shape {conditions.shape}"
-        )
-    labels = np.unique(conditions)
-    if labels.size < 3:
-        raise ValueError(
-            f"an RDM needs at least 3 conditions; got {labels.size} ({labels.tolist()!r})"
-        )
+    patterns = _check_patterns(patterns, xp)
+    n_channels = patterns.shape[1]
+    labels, inverse = _check_conditions(conditions, patterns.shape[0])
 
     if metric == "crossnobis":
-        return _crossnobis(patterns, conditions, runs, noise, xp)
+        return _crossnobis(patterns, labels, inverse, runs, noise, xp)
     if runs is not None:
         logger.debug("runs are ignored for metric %r", metric)
 
-    means, _ = _condition_means(patterns, conditions, xp)
+    means = _condition_means(patterns, inverse, labels.size, xp)
     if metric in ("correlation", "cosine"):
         # 1 - cosine of the patterns; correlation centres each pattern first
         if metric == "correlation":
@@ -272,36 +319,15 @@ def compute_rdm(
     return _pairwise_from_kernel(kernel, xp) / n_channels
 
 
-def _crossnobis(patterns, conditions, runs, noise, xp):
-    n_obs, n_channels = patterns.shape
-    if runs is None:
-        raise ValueError("metric 'crossnobis' needs runs (one run label per row); got None")
-    runs = np.asarray(to_numpy(runs))
-    if runs.shape != (n_obs,):
-        raise ValueError(
-            f"runs must have one label per row of patterns ({n_obs}); got shape {runs.shape}"
-        )
-    run_labels = np.unique(runs)
-    if run_labels.size < 2:
-        raise ValueError(
-            f"metric 'crossnobis' needs at least 2 runs; got {run_labels.size} ({run_labels.tolist()!r})"
-        )
-    labels = np.unique(conditions)
-    for run in run_labels:
-        present = np.unique(conditions[runs == run])
-        missing = np.setdiff1d(labels, present)
-        if missing.size:
-            raise ValueError(
-                f"every condition must occur in every run for crossnobis; run {run.item()!r} "
-                f"lacks condition(s) {missing.tolist()!r}"
-            )
+def _crossnobis(patterns, labels, inverse, runs, noise, xp):
+    n_channels = patterns.shape[1]
+    run_labels, run_inverse = _check_crossnobis_runs(runs, labels, inverse)
     precision = _check_noise(noise, n_channels, xp)
     acc = None
-    for run in run_labels:  # a loop over runs (folds), never over condition pairs
-        test_rows = np.flatnonzero(runs == run)
-        train_rows = np.flatnonzero(runs != run)
-        test, _ = _condition_means(patterns[xp.asarray(test_rows)], conditions[test_rows], xp)
-        train, _ = _condition_means(patterns[xp.asarray(train_rows)], conditions[train_rows], xp)
+    for r in range(run_labels.size):  # a loop over runs (folds), never over condition pairs
+        in_run = run_inverse == r
+        test = _condition_means(patterns, inverse, labels.size, xp, select=in_run)
+        train = _condition_means(patterns, inverse, labels.size, xp, select=~in_run)
         kernel = train @ (precision @ test.T if precision is not None else test.T)
         fold = _pairwise_from_kernel(kernel, xp)
         acc = fold if acc is None else acc + fold
@@ -408,8 +434,7 @@ def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
     comparison (ranks are computed on the remaining entries). A constant RDM has
     no correlation with anything: the result is NaN for spearman and pearson.
     """
-    if method not in COMPARATORS:
-        raise ValueError(f"method must be one of {sorted(COMPARATORS)}; got {method!r}")
+    _check_choice("method", method, COMPARATORS)
     xp = xp or get_namespace(rdms_a, rdms_b)
     a = _as_rdm_matrix(rdms_a, xp, "rdms_a")
     b = _as_rdm_matrix(rdms_b, xp, "rdms_b")

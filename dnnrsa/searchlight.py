@@ -35,7 +35,22 @@ import numpy as np
 
 from ._neighbourhoods import Neighbourhoods, mask_neighbourhoods, sphere_offsets
 from .backend import get_namespace, resolve_device, to_numpy
-from .rdm import COMPARATORS, compare_rdms, n_conditions_from_pairs, rankdata
+from .rdm import (
+    COMPARATORS,
+    _as_rdm_matrix,
+    _check_choice,
+    _check_conditions,
+    _check_crossnobis_runs,
+    _check_labels,
+    _check_patterns,
+    _condition_means,
+    _is_constant,
+    _standardise_rows,
+    compare_rdms,
+    n_conditions_from_pairs,
+    pair_indices,
+    rankdata,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,16 +98,6 @@ def volume_neighbourhoods(mask_img: Any, radius_mm: float = 6.0) -> Neighbourhoo
 
 
 # --------------------------------------------------------------------------- validation
-def _check_metric(metric: str) -> None:
-    if metric not in SEARCHLIGHT_METRICS:
-        raise ValueError(f"metric must be one of {sorted(SEARCHLIGHT_METRICS)}; got {metric!r}")
-
-
-def _check_comparator(comparator: str) -> None:
-    if comparator not in COMPARATORS:
-        raise ValueError(f"comparator must be one of {sorted(COMPARATORS)}; got {comparator!r}")
-
-
 def _as_neighbourhoods(neighbourhoods: Any, n_voxels: int) -> Neighbourhoods:
     if isinstance(neighbourhoods, Neighbourhoods):
         if neighbourhoods.n_voxels != n_voxels:
@@ -117,15 +122,6 @@ def _choose_namespace(patterns: Any, xp: Any, device: str | None):
     return get_namespace(patterns)
 
 
-def _labels(values: Any, n_obs: int, name: str) -> np.ndarray:
-    arr = np.asarray(to_numpy(values))
-    if arr.shape != (n_obs,):
-        raise ValueError(
-            f"{name} must have one label per row of patterns ({n_obs}); got shape {arr.shape}"
-        )
-    return arr
-
-
 # --------------------------------------------------------------------------- voxel data
 def _usable_voxels(patterns, xp):
     """Voxels that are finite in every observation and not constant across them."""
@@ -135,33 +131,19 @@ def _usable_voxels(patterns, xp):
     return finite & varying
 
 
-def _averaging_matrix(select: np.ndarray, inverse: np.ndarray, n_groups: int) -> np.ndarray:
-    """(n_groups, n_obs) matrix whose product with patterns averages the selected rows."""
-    weights = np.zeros((n_groups, inverse.size))
-    rows = np.flatnonzero(select)
-    weights[inverse[rows], rows] = 1.0
-    counts = weights.sum(axis=1, keepdims=True)
-    return weights / np.where(counts > 0, counts, 1.0)
-
-
-def _prepare_voxel_data(patterns, metric, conditions, runs, usable, xp):
+def _prepare_voxel_data(patterns, metric, labels, inverse, runs, usable, xp):
     """Per-voxel data that the engine gathers sphere by sphere.
 
     Returns ``left`` and ``right`` of shape (n_voxels + 1, n_folds, n_conditions)
     (the same array unless crossnobis), with zero rows for unusable voxels and
     one extra zero row that padding slots point to, and the number of folds.
     """
-    n_obs, n_voxels = patterns.shape
-    labels, inverse = np.unique(conditions, return_inverse=True)
-    inverse = inverse.ravel()
+    n_voxels = patterns.shape[1]
     n_cond = labels.size
-    if n_cond < 3:
-        raise ValueError(f"an RDM needs at least 3 conditions; got {n_cond} ({list(labels)!r})")
     clean = xp.where(usable[None, :], patterns, 0.0)
 
     if metric != "crossnobis":
-        avg = xp.asarray(_averaging_matrix(np.ones(n_obs, bool), inverse, n_cond))
-        means = avg @ clean  # (n_cond, n_voxels)
+        means = _condition_means(clean, inverse, n_cond, xp)  # (n_cond, n_voxels)
         if metric == "euclidean":
             # Distances do not change when a voxel's mean over conditions is removed;
             # removing it keeps the Gram-matrix form free of cancellation.
@@ -177,27 +159,14 @@ def _prepare_voxel_data(patterns, metric, conditions, runs, usable, xp):
         data[:n_voxels, 0, :] = means.T
         return data, data, 1
 
-    if runs is None:
-        raise ValueError("metric 'crossnobis' needs runs (one run label per row); got None")
-    run_labels, run_inverse = np.unique(runs, return_inverse=True)
-    run_inverse = run_inverse.ravel()
+    run_labels, run_inverse = _check_crossnobis_runs(runs, labels, inverse)
     n_runs = run_labels.size
-    if n_runs < 2:
-        raise ValueError(
-            f"metric 'crossnobis' needs at least 2 runs; got {n_runs} ({list(run_labels)!r})"
-        )
     test = xp.zeros((n_voxels + 1, n_runs, n_cond), dtype=xp.float64)
     train = xp.zeros((n_voxels + 1, n_runs, n_cond), dtype=xp.float64)
     for r in range(n_runs):  # a loop over folds, never over spheres or pairs
         in_run = run_inverse == r
-        missing = np.setdiff1d(np.arange(n_cond), inverse[in_run])
-        if missing.size:
-            raise ValueError(
-                f"every condition must occur in every run for crossnobis; run "
-                f"{run_labels[r]!r} lacks condition(s) {list(labels[missing])!r}"
-            )
-        a = xp.asarray(_averaging_matrix(in_run, inverse, n_cond)) @ clean
-        b = xp.asarray(_averaging_matrix(~in_run, inverse, n_cond)) @ clean
+        a = _condition_means(clean, inverse, n_cond, xp, select=in_run)
+        b = _condition_means(clean, inverse, n_cond, xp, select=~in_run)
         # The cross-validated distance is unchanged when a voxel's mean over
         # conditions is removed within each fold.
         test[:n_voxels, r, :] = (a - a.mean(axis=0, keepdims=True)).T
@@ -212,7 +181,7 @@ class _PairIndex:
     """Flat indices into (n_cond * n_cond) Gram matrices for the RDM entries."""
 
     def __init__(self, n_cond: int, keep: np.ndarray | None, xp):
-        iu, ju = np.triu_indices(n_cond, 1)
+        iu, ju = pair_indices(n_cond)
         if keep is not None:
             iu, ju = iu[keep], ju[keep]
         self.n_pairs = iu.size
@@ -315,15 +284,10 @@ class _Models:
             base = rankdata(models, xp=xp)
         else:
             base = models
-        if comparator in ("spearman", "pearson"):
-            base = base - base.mean(axis=1, keepdims=True)
-        norms = xp.sqrt(xp.sum(base * base, axis=1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            unit = base / norms[:, None]
-        self.unit_t = xp.ascontiguousarray(xp.where(norms[:, None] > 0, unit, 0.0).T)
-        lo, hi = xp.min(models, axis=1), xp.max(models, axis=1)
+        correlation = comparator in ("spearman", "pearson")
+        self.unit_t = xp.ascontiguousarray(_standardise_rows(base, xp, centre=correlation).T)
         # A constant model has no correlation with anything (cosine: zero vector -> 0).
-        self.undefined = ~(hi > lo) if comparator in ("spearman", "pearson") else None
+        self.undefined = _is_constant(models, xp) if correlation else None
 
 
 def _compare_block(rdms, models: _Models, xp):
@@ -345,7 +309,7 @@ def _compare_block(rdms, models: _Models, xp):
         elif comparator == "pearson":
             centred = rdms - rdms.mean(axis=1, keepdims=True)
             norms = xp.sqrt(xp.sum(centred * centred, axis=1))
-            constant = ~(xp.max(rdms, axis=1) > xp.min(rdms, axis=1))
+            constant = _is_constant(rdms, xp)
             scores = (centred @ models.unit_t) / norms[:, None]
             scores = xp.where(constant[:, None], xp.nan, scores)
         else:  # cosine
@@ -357,13 +321,7 @@ def _compare_block(rdms, models: _Models, xp):
 
 
 def _prepare_models(model_rdms, n_cond, xp):
-    models = xp.asarray(model_rdms, dtype=xp.float64)
-    if models.ndim == 1:
-        models = models[None, :]
-    if models.ndim != 2:
-        raise ValueError(
-            f"model_rdms must have shape (n_models, n_pairs) or (n_pairs,); got {tuple(models.shape)}"
-        )
+    models = _as_rdm_matrix(model_rdms, xp, "model_rdms")
     n_model_cond = n_conditions_from_pairs(models.shape[1])
     if n_model_cond != n_cond:
         raise ValueError(
@@ -377,8 +335,8 @@ def _prepare_models(model_rdms, n_cond, xp):
 class _Engine:
     """Per-voxel data and index arrays shared by all blocks of one searchlight run."""
 
-    def __init__(self, patterns, nb, *, metric, conditions, runs, min_voxels, xp, keep_pairs):
-        n_obs, n_voxels = patterns.shape
+    def __init__(self, patterns, nb, *, metric, labels, inverse, runs, min_voxels, xp, keep_pairs):
+        n_voxels = patterns.shape[1]
         usable = _usable_voxels(patterns, xp)
         n_unusable = n_voxels - int(usable.sum())
         if n_unusable:
@@ -386,7 +344,7 @@ class _Engine:
                 "%d of %d voxels are constant or non-finite and excluded", n_unusable, n_voxels
             )
         self.left, self.right, self.n_folds = _prepare_voxel_data(
-            patterns, metric, conditions, runs, usable, xp
+            patterns, metric, labels, inverse, runs, usable, xp
         )
         self.n_cond = self.left.shape[2]
         self.pairs = _PairIndex(self.n_cond, keep_pairs, xp)
@@ -443,10 +401,8 @@ def _single_threaded_blas(xp):
     """
     if xp is not np:
         return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # threadpoolctl comes with scikit-learn (a nilearn dependency)
-        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=1, user_api="blas")
 
 
@@ -487,24 +443,17 @@ def _run_blocks(engine: _Engine, n_models, work, *, budget_bytes, n_jobs, progre
 
 
 def _check_common(patterns, neighbourhoods, metric, conditions, runs, min_voxels, xp):
-    _check_metric(metric)
-    patterns = xp.asarray(patterns)
-    if patterns.ndim != 2:
-        raise ValueError(
-            "patterns must be a 2-D array of shape (n_observations, n_voxels); "
-            f"got shape {tuple(patterns.shape)}"
-        )
-    patterns = patterns.astype(xp.float64, copy=False)
+    """Checked inputs, with the condition labels and each row's index into them."""
+    _check_choice("metric", metric, SEARCHLIGHT_METRICS)
+    patterns = _check_patterns(patterns, xp, "voxel").astype(xp.float64, copy=False)
     n_obs, n_voxels = patterns.shape
     nb = _as_neighbourhoods(neighbourhoods, n_voxels)
-    conditions = (
-        np.arange(n_obs) if conditions is None else _labels(conditions, n_obs, "conditions")
-    )
+    labels, inverse = _check_conditions(conditions, n_obs)
     if runs is not None:
-        runs = _labels(runs, n_obs, "runs")
+        runs = _check_labels(runs, n_obs, "runs")
     if int(min_voxels) < 1:
         raise ValueError(f"min_voxels must be >= 1; got {min_voxels!r}")
-    return patterns, nb, conditions, runs
+    return patterns, nb, labels, inverse, runs
 
 
 def _budget(memory_budget_mb, xp):
@@ -571,14 +520,15 @@ def searchlight_rdms(
         Upper triangles, row-major; NaN rows for spheres below ``min_voxels``.
     """
     xp = _choose_namespace(patterns, xp, device)
-    patterns, nb, conditions, runs = _check_common(
+    patterns, nb, labels, inverse, runs = _check_common(
         patterns, neighbourhoods, metric, conditions, runs, min_voxels, xp
     )
     engine = _Engine(
         patterns,
         nb,
         metric=metric,
-        conditions=conditions,
+        labels=labels,
+        inverse=inverse,
         runs=runs,
         min_voxels=min_voxels,
         xp=xp,
@@ -652,13 +602,12 @@ def searchlight_rsa_array(
     ``correlation``, a condition whose pattern is constant within a sphere gives
     NaN entries, which are dropped from that sphere's comparison.
     """
-    _check_comparator(comparator)
+    _check_choice("comparator", comparator, COMPARATORS)
     xp = _choose_namespace(patterns, xp, device)
-    patterns, nb, conditions, runs = _check_common(
+    patterns, nb, labels, inverse, runs = _check_common(
         patterns, neighbourhoods, metric, conditions, runs, min_voxels, xp
     )
-    n_cond = np.unique(conditions).size
-    models, model_nan = _prepare_models(model_rdms, n_cond, xp)
+    models, model_nan = _prepare_models(model_rdms, labels.size, xp)
     keep_pairs = None
     per_block_fallback = False
     if model_nan.any():
@@ -675,7 +624,8 @@ def searchlight_rsa_array(
         patterns,
         nb,
         metric=metric,
-        conditions=conditions,
+        labels=labels,
+        inverse=inverse,
         runs=runs,
         min_voxels=min_voxels,
         xp=xp,
@@ -757,8 +707,8 @@ def _run_images(
 ):
     import nibabel as nib
 
-    _check_metric(metric)
-    _check_comparator(comparator)
+    _check_choice("metric", metric, SEARCHLIGHT_METRICS)
+    _check_choice("comparator", comparator, COMPARATORS)
     imgs, mask_img = _load_inputs(patterns_img, mask_img)
     mask = np.asanyarray(mask_img.dataobj) != 0
     nb = mask_neighbourhoods(mask, mask_img.affine, radius_mm)
