@@ -112,26 +112,8 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def asarray(x: Any, xp=np, dtype=None):
-    """Convert ``x`` to an array of module ``xp`` (moving it between devices)."""
-    if xp is np:
-        out = to_numpy(x)
-        return out.astype(dtype, copy=False) if dtype is not None else out
-    return xp.asarray(x, dtype=dtype)
-
-
-def free_memory_bytes(xp=np) -> int | None:
-    """Free device memory for cupy (None for numpy, where the OS decides)."""
-    if xp is np:
-        return None
-    free, _total = xp.cuda.runtime.memGetInfo()
-    return int(free)
-
-
 __all__ = [
     "DEVICES",
-    "asarray",
-    "free_memory_bytes",
     "get_namespace",
     "gpu_available",
     "is_cupy_array",
