@@ -526,7 +526,8 @@ def test_condition_order_rejects_unknown_label_set():
 
 
 def test_rdm_order_follows_stimulus_table_and_groups_emotions(reports):
-    from dnnrsa.reports import _aligned_labels, _read_stimuli
+    from dnnrsa.reports.discovery import aligned_labels as _aligned_labels
+    from dnnrsa.reports.discovery import read_stimuli as _read_stimuli
 
     root, _, _ = reports
     stimuli = _read_stimuli(root, TASK)
@@ -551,7 +552,8 @@ def test_rdm_order_follows_stimulus_table_and_groups_emotions(reports):
 
 
 def test_labels_follow_rdm_conditions_not_table_rows(reports):
-    from dnnrsa.reports import _aligned_labels, _read_stimuli
+    from dnnrsa.reports.discovery import aligned_labels as _aligned_labels
+    from dnnrsa.reports.discovery import read_stimuli as _read_stimuli
 
     root, _, _ = reports
     stimuli = _read_stimuli(root, TASK)

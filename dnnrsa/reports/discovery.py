@@ -1,0 +1,351 @@
+"""Finding what a dnnrsa derivatives folder holds, for the reports.
+
+Parses BIDS-like file names, reads sidecars and tables, lists the models and
+their layers (from the RDM sidecars, or the map sidecars when RDMs are absent),
+the stimulus table and its label sets, and the statistical maps of a subject or
+of the group. Nothing here draws or writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_LABEL_RE = re.compile(r"^[a-zA-Z0-9]+$")
+_ORDER_PREFERENCE = ("emotion", "identity")
+_NON_LABEL_COLUMNS = {"stim_file", "onset", "duration"}
+
+
+# --------------------------------------------------------------------------- condition order
+def condition_order(labels, by: str | Sequence[str]) -> np.ndarray:
+    """Order conditions by one or more label sets (stable, categories in order of appearance).
+
+    Conditions are sorted by the first label set, ties by the second and so on;
+    categories keep the order in which they first appear in ``labels`` and
+    conditions that tie on every key keep their original order.
+
+    Parameters
+    ----------
+    labels : pandas.DataFrame or mapping of str to sequence of length n_conditions
+        Label sets of the conditions, one column each, rows in RDM condition order.
+    by : str or sequence of str
+        Names of the label sets to sort by.
+
+    Returns
+    -------
+    order : ndarray of shape (n_conditions,)
+        Condition indices in display order: ``rdm_square[np.ix_(order, order)]``.
+    """
+    keys = [by] if isinstance(by, str) else list(by)
+    if not keys:
+        raise ValueError("by must name at least one label set; got an empty sequence")
+    columns = {}
+    for key in keys:
+        if key not in labels:
+            raise ValueError(f"by names {key!r}, which is not a label set; have {list(labels)}")
+        columns[key] = [str(v) for v in labels[key]]
+    n = len(columns[keys[0]])
+    codes = []
+    for key in keys:
+        seen: dict[str, int] = {}
+        codes.append(np.array([seen.setdefault(v, len(seen)) for v in columns[key]]))
+        if len(codes[-1]) != n:
+            raise ValueError(f"label set {key!r} has {len(codes[-1])} entries; expected {n}")
+    # np.lexsort sorts by the last key first and is stable.
+    return np.lexsort(tuple(reversed(codes))).astype(np.intp)
+
+
+# --------------------------------------------------------------------------- file discovery
+def parse_entities(name: str) -> tuple[dict[str, str], str]:
+    """BIDS-like entities and suffix of a file name."""
+    stem = name.split(".", 1)[0]
+    parts = stem.split("_")
+    entities = {}
+    for part in parts[:-1]:
+        key, sep, value = part.partition("-")
+        if sep:
+            entities[key] = value
+    return entities, parts[-1]
+
+
+def check_label(value: str | None, name: str, *, prefix: str = "") -> str | None:
+    if value is None:
+        return None
+    value = str(value)
+    if prefix and value.startswith(prefix):
+        value = value[len(prefix) :]
+    if not _LABEL_RE.match(value):
+        raise ValueError(f"{name} must be an alphanumeric BIDS label; got {value!r}")
+    return value
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read %s (%s); ignoring it", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def sidecar(path: Path) -> dict:
+    name = path.name
+    for ext in (".nii.gz", ".nii", ".tsv"):
+        if name.endswith(ext):
+            return read_json(path.with_name(name[: -len(ext)] + ".json"))
+    return {}
+
+
+def read_tsv(path: Path):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, sep="\t", na_values=["n/a"])
+    except Exception as exc:  # pandas raises several parser errors
+        logger.warning("cannot read %s (%s); its section is skipped", path, exc)
+        return None
+
+
+@dataclass
+class Layer:
+    """A layer as the derivatives name it (a model without layers is its own layer)."""
+
+    label: str
+    name: str
+    part: str
+    index: int
+    rdm_path: Path | None = None
+
+
+@dataclass
+class Model:
+    """A model (a trained network or a user model RDM) and its layers in network order."""
+
+    label: str
+    layers: list[Layer] = field(default_factory=list)
+
+    @property
+    def is_dnn(self) -> bool:
+        return any(layer.part != "model" for layer in self.layers)
+
+    def lookup(self, key: str) -> Layer | None:
+        for layer in self.layers:
+            if key in (layer.label, layer.name):
+                return layer
+        return None
+
+
+@dataclass
+class Context:
+    """What a report is built from: the folder, its models and stimuli, the figure store."""
+
+    output_dir: Path
+    task: str
+    space: str
+    models: list[Model]
+    stimuli: object  # pandas.DataFrame or None
+    figures: object  # a render.FigureStore
+    layers_requested: tuple[str, ...] = ()
+    alpha: float = 0.05
+    _rdms: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+
+    def dataset_file(self, *entities: str, suffix: str) -> Path:
+        return self.output_dir / "_".join([f"task-{self.task}", *entities, suffix])
+
+    def rdms(self, model: Model) -> tuple[np.ndarray, list[str]]:
+        """Layer RDM vectors (n_layers_with_rdm, n_pairs) and condition labels."""
+        from ..rdm import read_rdm_tsv
+
+        if model.label not in self._rdms:
+            vectors, conditions = [], None
+            for layer in model.layers:
+                vec, labels = read_rdm_tsv(layer.rdm_path)
+                if conditions is None:
+                    conditions = labels
+                elif labels != conditions:
+                    raise ValueError(
+                        f"{layer.rdm_path.name}: conditions differ from the model's other RDMs"
+                    )
+                vectors.append(vec)
+            self._rdms[model.label] = (np.vstack(vectors), conditions or [])
+        return self._rdms[model.label]
+
+
+def discover_models(output_dir: Path, task: str, space: str, model: str | None) -> list[Model]:
+    """Models and their layers, from RDM sidecars (or map sidecars when RDMs are absent)."""
+    found: dict[str, dict[str, Layer]] = {}
+
+    def add(path: Path, entities: dict[str, str], meta: dict, fallback_index: int) -> None:
+        if "desc" in entities:
+            return
+        m = entities.get("model")
+        label = entities.get("layer", m)  # a model without layers is its own layer
+        if m is None or (model is not None and m != model):
+            return
+        layers = found.setdefault(m, {})
+        if label in layers:
+            if path.name.endswith("_rdm.tsv"):
+                layers[label].rdm_path = path
+            return
+        try:
+            index = int(meta.get("LayerIndex", fallback_index))
+        except (TypeError, ValueError):
+            index = fallback_index
+        layers[label] = Layer(
+            label=label,
+            name=str(meta.get("LayerName", label)),
+            part=str(meta.get("Part", "model" if m == label else "layer")),
+            index=index,
+            rdm_path=path if path.name.endswith("_rdm.tsv") else None,
+        )
+
+    candidates = sorted(output_dir.glob(f"task-{task}_model-*_rdm.tsv"))
+    candidates += sorted(output_dir.glob(f"task-{task}_space-{space}_model-*_statmap.nii*"))
+    candidates += sorted(
+        output_dir.glob(f"sub-*/func/sub-*_task-{task}_space-{space}_model-*_statmap.nii*")
+    )
+    for k, path in enumerate(candidates):
+        entities, _ = parse_entities(path.name)
+        add(path, entities, sidecar(path), 10_000 + k)
+    # Models with analysis tables only (no layer files) still get their sections.
+    for path in output_dir.glob(f"task-{task}_model-*_desc-*"):
+        m = parse_entities(path.name)[0].get("model")
+        if m and (model is None or m == model):
+            found.setdefault(m, {})
+    models = []
+    for label in sorted(found):
+        layers = sorted(found[label].values(), key=lambda la: (la.index, la.label))
+        models.append(Model(label, layers))
+    return models
+
+
+def read_stimuli(output_dir: Path, task: str):
+    path = output_dir / f"task-{task}_stimuli.tsv"
+    if not path.is_file():
+        return None
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises several parser errors
+        logger.warning("cannot read %s (%s)", path, exc)
+        return None
+    if "stim_file" not in table:
+        logger.warning("%s has no stim_file column; stimulus labels are not used", path)
+        return None
+    return table
+
+
+def label_columns(stimuli) -> list[str]:
+    """Columns that group the stimuli (some value repeats); not stim_file, onset, duration."""
+    return [
+        c
+        for c in stimuli.columns
+        if c not in _NON_LABEL_COLUMNS and stimuli[c].nunique() < len(stimuli)
+    ]
+
+
+def aligned_labels(stimuli, conditions: Sequence[str]):
+    """Stimulus label table reordered to the RDM's conditions (None if they do not match)."""
+    if stimuli is None:
+        return None
+    files = [str(f) for f in stimuli["stim_file"]]
+    lookup = {f: i for i, f in enumerate(files)}
+    lookup.update({Path(f).stem: i for i, f in enumerate(files)})
+    lookup.update({Path(f).name: i for i, f in enumerate(files)})
+    rows = [lookup.get(c, lookup.get(Path(c).stem)) for c in conditions]
+    if any(r is None for r in rows):
+        if len(files) == len(conditions):
+            logger.warning(
+                "RDM condition labels do not name the stimuli in stim_file; "
+                "assuming they follow the stimuli table's order"
+            )
+            rows = list(range(len(files)))
+        else:
+            logger.warning("RDM conditions do not match the stimuli table; labels unused")
+            return None
+    return stimuli.iloc[rows].reset_index(drop=True)
+
+
+def ordering_sets(labels) -> list[str]:
+    columns = label_columns(labels)
+    preferred = [c for c in _ORDER_PREFERENCE if c in columns]
+    return preferred or columns[:2]
+
+
+def category_table(ctx: Context, model: Model):
+    path = ctx.dataset_file(f"model-{model.label}", "desc-categoryindex", suffix="stats.tsv")
+    if not path.is_file():
+        return None, path
+    table = read_tsv(path)
+    if table is None or not {"layer", "label_set", "index"} <= set(table.columns):
+        logger.warning("%s lacks the columns layer, label_set, index; skipped", path)
+        return None, path
+    return table, path
+
+
+@dataclass
+class MapSet:
+    """The maps of one model and one statistic, by layer label."""
+
+    model: Model
+    stat: str
+    layers: list[Layer]
+    paths: dict[str, Path]
+
+
+def map_sets(ctx: Context, folder: Path, prefix: str, stats: Sequence[str] | None) -> list:
+    sets = []
+    for model in ctx.models:
+        by_stat: dict[str, dict[str, Path]] = {}
+        pattern = f"{prefix}task-{ctx.task}_space-{ctx.space}_model-{model.label}_*stat-*"
+        for path in sorted(folder.glob(pattern + "_statmap.nii*")):
+            entities, _ = parse_entities(path.name)
+            if "desc" in entities or "stat" not in entities:
+                continue
+            if stats is not None and entities["stat"] not in stats:
+                continue
+            layer = entities.get("layer", model.label)
+            by_stat.setdefault(entities["stat"], {})[layer] = path
+        for stat, paths in sorted(by_stat.items()):
+            layers = [la for la in model.layers if la.label in paths]
+            sets.append(MapSet(model, stat, layers, paths))
+    return sets
+
+
+def open_context(
+    output_dir, task, space, model, layers, figures, *, alpha: float = 0.05
+) -> Context:
+    """Check the labels and collect the models and stimuli of ``output_dir``."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"output_dir does not exist or is not a folder: {output_dir}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie strictly between 0 and 1; got {alpha!r}")
+    task = check_label(task, "task", prefix="task-")
+    space = check_label(space, "space", prefix="space-")
+    model = check_label(model, "model", prefix="model-")
+    models = discover_models(output_dir, task, space, model)
+    if model is not None and not models:
+        logger.warning("no files for model %r in %s", model, output_dir)
+    requested = tuple(str(x) for x in (layers or ()))
+    return Context(
+        output_dir,
+        task,
+        space,
+        models,
+        read_stimuli(output_dir, task),
+        figures,
+        requested,
+        float(alpha),
+    )
