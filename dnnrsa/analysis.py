@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from dnnrsa.rdm import COMPARATORS, compare_rdms, compute_rdm, n_conditions_from_pairs
+from dnnrsa.rdm import (
+    COMPARATORS,
+    _check_choice,
+    compare_rdms,
+    compute_rdm,
+    n_conditions_from_pairs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -568,9 +574,9 @@ def mds(
     top eigenvectors scaled by the square roots of their eigenvalues. For
     Euclidean distances it recovers the configuration exactly (up to rotation,
     reflection and translation). ``method="smacof"`` then refines the embedding
-    by minimising the raw stress with the SMACOF (Guttman transform) iterations,
-    starting from the classical solution, or from random points when
-    ``random_state`` is given.
+    by minimising the raw stress with :func:`sklearn.manifold.smacof` (Guttman
+    transforms), starting from the classical solution, or from random points
+    when ``random_state`` is given.
 
     Each axis is given a deterministic sign (its largest absolute coordinate is
     positive).
@@ -592,14 +598,13 @@ def mds(
     max_iter : int, default=300
         SMACOF iterations.
     tol : float, default=1e-9
-        SMACOF stops when the relative stress decrease is below this.
+        SMACOF convergence tolerance (``eps`` of :func:`sklearn.manifold.smacof`).
 
     Returns
     -------
     MDSResult
     """
-    if method not in ("classical", "smacof"):
-        raise ValueError(f"method must be one of ['classical', 'smacof']; got {method!r}")
+    _check_choice("method", method, ("classical", "smacof"))
     vec = _as_rdm_vector(rdm)
     if not np.all(np.isfinite(vec)):
         raise ValueError("rdm must not contain NaN or infinite values for mds")
@@ -626,10 +631,21 @@ def mds(
     coords = evecs[:, order] * np.sqrt(np.clip(evals, 0.0, None))
 
     if method == "smacof":
+        from sklearn.manifold import smacof
+
         if random_state is not None:
             rng = _check_random_state(random_state)
             coords = rng.standard_normal((n, k)) * dist_vec.std()
-        coords = _smacof(dist, coords, max_iter=int(max_iter), tol=float(tol))
+        coords, _ = smacof(
+            dist,
+            metric=True,
+            n_components=k,
+            init=coords,
+            n_init=1,
+            max_iter=int(max_iter),
+            eps=float(tol),
+            normalized_stress=False,
+        )
         coords = coords - coords.mean(axis=0)
 
     # Deterministic sign for every axis.
@@ -641,23 +657,3 @@ def mds(
     denom = float(np.sum(dist_vec**2))
     stress = float(np.sqrt(np.sum((dist_vec - fitted) ** 2) / denom)) if denom > 0 else 0.0
     return MDSResult(coords, evals, stress, method)
-
-
-def _smacof(dist: np.ndarray, coords: np.ndarray, *, max_iter: int, tol: float) -> np.ndarray:
-    """Minimise raw stress with Guttman transforms (unit weights)."""
-    n = dist.shape[0]
-    iu = np.triu_indices(n, 1)
-    old_stress = np.inf
-    for _ in range(max_iter):
-        current = _pairwise_distances(coords)
-        stress = float(np.sum((current[iu] - dist[iu]) ** 2))
-        if old_stress - stress <= tol * max(old_stress, 1e-300) and np.isfinite(old_stress):
-            break
-        old_stress = stress
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(current > 0, dist / current, 0.0)
-        bmat = -ratio
-        np.fill_diagonal(bmat, 0.0)
-        np.fill_diagonal(bmat, -bmat.sum(axis=1))
-        coords = bmat @ coords / n
-    return coords
