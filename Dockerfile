@@ -1,29 +1,36 @@
-# dnnrsa with its GPU extra (CuPy) on a CUDA runtime image.
+# dnnrsa with its GPU extra (CuPy) on a Debian 12 base.
 #
 #   docker build -t dnnrsa .
 #   docker run --rm --gpus all -v /data:/data dnnrsa /data/bids /data/out participant \
 #       --model-rdm category=/data/category.tsv
 #   docker run --rm --gpus all --entrypoint bash dnnrsa scripts/container_selftest.sh
 #
-# The image installs dnnrsa the way `make install` does (a Python 3.11 virtual environment,
-# `pip install ".[test,gpu]"`), runs scripts/container_selftest.sh while building, and has
-# `dnnrsa` as its entry point. Without --gpus all everything runs on the CPU.
-ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
-FROM ${CUDA_IMAGE}
+# Debian 12 ships Python 3.11. The CUDA libraries (runtime, cuBLAS, cuDNN, NVRTC...) arrive as
+# wheels of the locked environment (requirements/lock.txt, the one `make install` uses) and the
+# GPU driver comes from the host (`--gpus all`), so the base needs no CUDA. Without a GPU
+# everything runs on the CPU. BASE_IMAGE may name any Debian 12 image, for example one
+# bootstrapped locally from the Debian archive (scripts/container_check.sh).
+ARG BASE_IMAGE=docker.io/library/debian:12-slim
+FROM ${BASE_IMAGE}
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MPLBACKEND=Agg \
     DNNRSA_CONTAINER=docker \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     PATH=/opt/venv/bin:$PATH
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends software-properties-common gpg-agent ca-certificates \
-    && add-apt-repository -y ppa:deadsnakes/ppa \
-    && apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
     && rm -rf /var/lib/apt/lists/*
+
+# The locked environment first: it changes rarely, so this layer is reused across code changes.
+COPY requirements /src/requirements
+RUN python3.11 -m venv /opt/venv \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes -r /src/requirements/bootstrap.txt \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes -r /src/requirements/lock.txt
 
 COPY setup.cfg pyproject.toml README.md /src/
 COPY dnnrsa /src/dnnrsa
@@ -32,9 +39,8 @@ COPY bids_app /src/bids_app
 COPY tests /src/tests
 COPY scripts /src/scripts
 
-RUN python3.11 -m venv /opt/venv \
-    && /opt/venv/bin/python -m pip install --no-cache-dir --upgrade pip setuptools wheel \
-    && /opt/venv/bin/python -m pip install --no-cache-dir "/src[test,gpu]"
+RUN /opt/venv/bin/python -m pip install --no-cache-dir --no-deps --no-build-isolation /src \
+    && rm -rf /src/build
 
 RUN bash /src/scripts/container_selftest.sh
 

@@ -1,7 +1,7 @@
 """The container recipes: they parse, install dnnrsa the way the Makefile does, and self-test.
 
-No container engine runs here, so the recipes are checked statically (spython parses both the
-Apptainer definition and the Dockerfile) against the Makefile, setup.cfg and the docs, and the
+The recipes are checked statically (spython parses both the Apptainer definition and the
+Dockerfile) against the Makefile, setup.cfg and the docs, and the
 self-test script the images run is run on the installed package.
 """
 
@@ -58,35 +58,61 @@ def _pip_installs(commands: list[str]) -> list[str]:
     return [c for c in commands if re.search(r"-m (pip install|venv) ", c)]
 
 
+def _make_variables(text: str) -> dict[str, str]:
+    variables = {}
+    for m in re.finditer(r"^([A-Z_]+)\s*\??=\s*(.*)$", text, re.M):
+        variables.setdefault(m.group(1), m.group(2).strip())
+    return variables
+
+
+def _expand(command: str, variables: dict[str, str]) -> str:
+    for _ in range(5):
+        command = re.sub(
+            r"\$\(([A-Z_]+)\)", lambda m: variables.get(m.group(1), m.group(0)), command
+        )
+    return command
+
+
 def _makefile_install() -> tuple[str, list[str]]:
     """The Makefile's interpreter and its venv/pip commands (the README's `make` route)."""
     text = (REPO / "Makefile").read_text()
     python = re.search(r"^PYTHON \?= .*?command -v (python3\.\d+)", text, re.M).group(1)
+    variables = _make_variables(text)
     recipe = text.split("$(STAMP):", 1)[1].split("\n\n", 1)[0]
-    commands = [ln.strip().lstrip("@") for ln in recipe.splitlines()[1:] if ln.strip()]
-    return python, [c for c in commands if "pip install" in c or "venv" in c]
+    commands = [
+        _expand(ln.strip().lstrip("@"), variables) for ln in recipe.splitlines()[1:] if ln.strip()
+    ]
+    return python, [c for c in commands if "pip install" in c or "-m venv" in c]
 
 
-def _normalise_pip(command: str) -> tuple[str, tuple[str, ...]]:
-    """('upgrade' | 'project', the packages or extras), ignoring quiet/cache/editable flags."""
-    args = [a for a in shlex.split(command) if not a.startswith("-") and "python" not in a]
-    args = [a for a in args if a not in ("pip", "install")]
-    if "--upgrade" in command:
-        return "upgrade", tuple(sorted(args))
-    (target,) = args
-    extras = re.fullmatch(r".*\[([a-z,]+)\]", target).group(1)
-    return "project", tuple(sorted(extras.split(",")))
+def _normalise_pip(command: str) -> tuple[str, ...]:
+    """('requirements', file) or ('project',), ignoring quiet, cache and editable flags."""
+    args = shlex.split(command)
+    if "-r" in args:
+        path = args[args.index("-r") + 1].removeprefix("/src/")
+        return ("requirements", path)
+    assert "--no-deps" in args, f"the project must be installed without dependencies: {command}"
+    return ("project",)
 
 
-def test_recipes_parse_on_a_cuda_runtime_base(apptainer, docker):
-    assert apptainer.fromHeader == docker.fromHeader
-    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-cudnn-runtime-ubuntu\d+\.\d+", docker.fromHeader)
-    # CUDA major version of the base image = the one CuPy is built for (the gpu extra)
+def test_recipes_start_from_debian_12_with_what_the_gpu_needs(apptainer, docker):
+    # the same Debian 12 image: Docker's default build argument and the Apptainer base
+    assert docker.fromHeader == "docker.io/library/" + apptainer.fromHeader
+    assert apptainer.fromHeader == "debian:12-slim"
+    text = DOCKERFILE.read_text()
+    assert "ARG BASE_IMAGE=docker.io/library/debian:12-slim" in text
+    assert "FROM ${BASE_IMAGE}" in text
+    for environ in (docker.environ, apptainer.environ):
+        assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in environ
+        assert "NVIDIA_VISIBLE_DEVICES=all" in environ
+    # CUDA comes from the locked wheels: CuPy for the CUDA major version torch is built for
+    lock = (REPO / "requirements" / "lock.txt").read_text()
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
-    gpu = cfg["options.extras_require"]["gpu"]
-    major = docker.fromHeader.split(":")[1].split(".")[0]
-    assert f"cupy-cuda{major}x" in gpu
+    (cupy,) = [r.strip() for r in cfg["options.extras_require"]["gpu"].split() if r.strip()]
+    major = re.fullmatch(r"cupy-cuda(\d+)x", cupy).group(1)
+    assert re.search(rf"^{cupy}==", lock, re.M)
+    assert re.search(rf"^nvidia-cuda-runtime=={major}\.", lock, re.M), "torch's CUDA is not CuPy's"
 
 
 def test_recipes_install_like_the_makefile(apptainer, docker):
@@ -95,12 +121,17 @@ def test_recipes_install_like_the_makefile(apptainer, docker):
     dock = _pip_installs(_commands(docker.install))
     assert app == dock, "the Dockerfile and the Apptainer definition install differently"
     assert app[0] == f"{make_python} -m venv /opt/venv"
-    assert [_normalise_pip(c) for c in app[1:]] == [
-        _normalise_pip(c) for c in make_cmds if "pip install" in c
+    make_pip = [_normalise_pip(c) for c in make_cmds if "pip install" in c]
+    assert [_normalise_pip(c) for c in app[1:]] == make_pip
+    # the lock file (the gpu and test extras are in it) is what all of them install
+    assert make_pip == [
+        ("requirements", "requirements/bootstrap.txt"),
+        ("requirements", "requirements/lock.txt"),
+        ("project",),
     ]
-    # and the gpu extra is among them
-    assert ("project", ("gpu", "test")) in [_normalise_pip(c) for c in app[1:]]
-    # the interpreter the venv is made from is installed first
+    for command in app + make_cmds:
+        assert " -r " not in command or "--require-hashes" in command, command
+    # the interpreter the venv is made from is installed first, from Debian
     for recipe in (apptainer, docker):
         apt = next(c for c in _commands(recipe.install) if make_python + "-venv" in c)
         assert f"{make_python} " in apt + " "
@@ -125,12 +156,22 @@ def test_recipes_copy_what_the_install_needs(apptainer, docker):
         assert dst == f"/src/{src}"
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
+    # the top-level folders of the packages (dnnrsa.interfaces lives in interfaces/, ...)
     package_dirs = {
-        line.split("=")[1].strip().split("/")[0]
-        for line in cfg["options"]["package_dir"].strip().splitlines()
+        p.removeprefix("dnnrsa.").split(".")[0]
+        if p.startswith(("dnnrsa.interfaces", "dnnrsa.bids_app"))
+        else p.split(".")[0]
+        for p in cfg["options"]["packages"].split()
     }
     long_description = cfg["metadata"]["long_description"].removeprefix("file:").strip()
-    needed = package_dirs | {"setup.cfg", "pyproject.toml", long_description, "scripts", "tests"}
+    needed = package_dirs | {
+        "setup.cfg",
+        "pyproject.toml",
+        long_description,
+        "scripts",
+        "tests",
+        "requirements",
+    }
     assert needed <= set(app), f"missing from the recipes: {sorted(needed - set(app))}"
     # the Docker build context holds exactly these paths
     allowed = {
@@ -153,7 +194,7 @@ def test_entry_point_is_dnnrsa(apptainer, docker):
     # provenance: the derivatives record the container type (dataset_description.json)
     assert "DNNRSA_CONTAINER=apptainer" in apptainer.environ
     assert "DNNRSA_CONTAINER=docker" in docker.environ
-    assert "DNNRSA_CONTAINER" in (REPO / "bids_app" / "run.py").read_text()
+    assert any("DNNRSA_CONTAINER" in f.read_text() for f in (REPO / "bids_app").glob("*.py"))
 
 
 def test_recipes_run_the_same_self_test(apptainer, docker):

@@ -96,6 +96,7 @@ def test_torchaudio_loads_with_the_installed_torch():
     mel = np.asarray(out["mel"])
     reference = _reference_mel()
     assert mel.shape == reference.shape, versions
+
     # Known answer: away from the padded ends, the tone's energy peaks in the mel band
     # whose centre frequency is nearest 440 Hz (band 7 of 40 up to 8 kHz, centre 445 Hz).
     def hz_to_mel(f):

@@ -20,7 +20,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # where each top-level folder is installed
-INSTALLED_AS = {"dnnrsa": "dnnrsa", "interfaces": "dnnrsa.interfaces", "bids_app": "dnnrsa.bids_app"}
+INSTALLED_AS = {
+    "dnnrsa": "dnnrsa",
+    "interfaces": "dnnrsa.interfaces",
+    "bids_app": "dnnrsa.bids_app",
+}
 NOISE = ("Package would be ignored", "BuildBackendWarning", "Editable installation", "!!")
 
 
@@ -47,8 +51,12 @@ def _source_packages() -> dict[str, Path]:
 def test_every_package_is_declared():
     source = set(_source_packages())
     declared = _declared_packages()
-    assert source - declared == set(), f"folders missing from setup.cfg packages: {source - declared}"
-    assert declared - source == set(), f"setup.cfg lists packages with no folder: {declared - source}"
+    assert source - declared == set(), (
+        f"folders missing from setup.cfg packages: {source - declared}"
+    )
+    assert declared - source == set(), (
+        f"setup.cfg lists packages with no folder: {declared - source}"
+    )
 
 
 def test_editable_build_is_quiet(tmp_path):
@@ -67,7 +75,9 @@ def test_editable_build_is_quiet(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     output = proc.stdout + proc.stderr
-    noisy = [ln for ln in output.splitlines() if ln.startswith("WARNING") or any(n in ln for n in NOISE)]
+    noisy = [
+        ln for ln in output.splitlines() if ln.startswith("WARNING") or any(n in ln for n in NOISE)
+    ]
     assert not noisy, "\n".join(noisy)
 
 
@@ -75,7 +85,16 @@ def test_editable_build_is_quiet(tmp_path):
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     proc = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(out),
+            str(REPO),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -109,7 +128,9 @@ def test_wheel_works_without_the_source_tree(wheel, tmp_path):
     )
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     # the dependencies of the running environment, as a plain path entry: its .pth files (among
     # them the editable link to this checkout) are not processed
