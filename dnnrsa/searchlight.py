@@ -88,13 +88,18 @@ def volume_neighbourhoods(mask_img: Any, radius_mm: float = 6.0) -> Neighbourhoo
         One sphere per in-mask voxel, in the C order of the mask's voxels (the
         order of ``data[mask]`` and of nilearn's maskers).
     """
+    mask_img, mask = _load_mask(mask_img)
+    return mask_neighbourhoods(mask, mask_img.affine, radius_mm)
+
+
+def _load_mask(mask_img: Any):
+    """The loaded 3-D mask image and its boolean voxel array (non-zero: in the mask)."""
     from nilearn.image import load_img
 
     mask_img = load_img(mask_img)
     if len(mask_img.shape) != 3:
         raise ValueError(f"mask_img must be a 3-D image; got shape {mask_img.shape}")
-    mask = np.asanyarray(mask_img.dataobj) != 0
-    return mask_neighbourhoods(mask, mask_img.affine, radius_mm)
+    return mask_img, np.asanyarray(mask_img.dataobj) != 0
 
 
 # --------------------------------------------------------------------------- validation
@@ -674,9 +679,7 @@ def _load_inputs(patterns_img, mask_img):
         imgs = nib.Nifti1Image(np.asanyarray(imgs.dataobj)[..., None], imgs.affine, imgs.header)
     if len(imgs.shape) != 4:
         raise ValueError(f"patterns_img must be a 4-D image; got shape {imgs.shape}")
-    mask = load_img(mask_img)
-    if len(mask.shape) != 3:
-        raise ValueError(f"mask_img must be a 3-D image; got shape {mask.shape}")
+    mask, mask_data = _load_mask(mask_img)
     if tuple(mask.shape) != tuple(imgs.shape[:3]) or not np.allclose(
         mask.affine, imgs.affine, atol=1e-4
     ):
@@ -686,7 +689,7 @@ def _load_inputs(patterns_img, mask_img):
             f"{np.round(mask.affine, 4).tolist()} and {np.round(imgs.affine, 4).tolist()} "
             "(resample one onto the other first, e.g. with nilearn.image.resample_to_img)"
         )
-    return imgs, mask
+    return imgs, mask, mask_data
 
 
 def _run_images(
@@ -709,8 +712,7 @@ def _run_images(
 
     _check_choice("metric", metric, SEARCHLIGHT_METRICS)
     _check_choice("comparator", comparator, COMPARATORS)
-    imgs, mask_img = _load_inputs(patterns_img, mask_img)
-    mask = np.asanyarray(mask_img.dataobj) != 0
+    imgs, mask_img, mask = _load_inputs(patterns_img, mask_img)
     nb = mask_neighbourhoods(mask, mask_img.affine, radius_mm)
     data = np.asanyarray(imgs.dataobj)[mask].T.astype(np.float64)  # (n_obs, n_voxels)
     xp = get_namespace(device=resolve_device(device))
