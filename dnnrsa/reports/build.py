@@ -83,6 +83,8 @@ def build_subject_report(
         drawing it again (the dataset-level figures are shared by all reports).
     alpha : float, default=0.05
         Significance level of the p-values shown (filled category index markers).
+        A figure reused from ``figures/`` keeps the level it was drawn with: pass
+        ``reuse_figures=False`` after changing it.
 
     Returns
     -------
@@ -150,7 +152,9 @@ def build_group_report(
         Reuse a PNG under ``figures/`` that is newer than all its inputs.
     alpha : float, default=0.05
         Family-wise error level of the group maps and the winner map, and level of
-        the category index p-values (the run configuration's ``fwe_alpha``).
+        the category index p-values (the run configuration's ``fwe_alpha``). A
+        figure reused from ``figures/`` keeps the level it was drawn with: pass
+        ``reuse_figures=False`` after changing it.
 
     Returns
     -------
