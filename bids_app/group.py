@@ -9,13 +9,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from nipype.interfaces import utility as niu
-from nipype.pipeline import engine as pe
-
-from ..interfaces.bids import WriteDerivative
-from ..interfaces.stats import GroupSignFlipTest, LayerWinner
 from .config import RunConfig
 from .errors import NothingSelected
+from .execution import run_workflow
+from .workflows import init_group_wf
 
 logger = logging.getLogger("dnnrsa.group")
 
@@ -92,119 +89,6 @@ def find_subject_maps(config: RunConfig) -> list[MapGroup]:
     return groups
 
 
-def init_group_wf(config: RunConfig, groups: list[MapGroup], *, name: str = "dnnrsa_group_wf"):
-    """Group workflow: a sign-flip test per model/layer, and a layer winner map per network.
-
-    Outputs are written into ``config.output_dir`` with the names of the data flow
-    (``task-<t>_space-<sp>_model-<m>_layer-<l>_stat-<t|z|p>_statmap.nii.gz`` and
-    ``_clusters.tsv``).
-    """
-    wf = pe.Workflow(name=name, base_dir=str(config.work_dir))
-    out = config.output_dir
-    for g in groups:
-        tag = re.sub(r"[^A-Za-z0-9]", "", f"{g.task}{g.space}{g.model}{g.layer or ''}")
-        test = pe.Node(
-            GroupSignFlipTest(
-                in_files=[str(f) for f in g.files],
-                comparator=config.comparator,
-                n_permutations=config.n_permutations,
-                tfce=config.tfce,
-                cluster_threshold=config.cluster_threshold,
-                seed=config.seed,
-                device=config.device,
-            ),
-            name=f"test_{tag}",
-        )
-        sidecar = {
-            "LayerName": g.layer_name,
-            "Part": g.part,
-            "LayerIndex": g.layer_index,
-            "Comparator": config.comparator,
-            "FisherZ": config.comparator in ("spearman", "pearson", "kendall_tau_a", "cosine"),
-            "Test": "one-sample sign-flip permutation test across subjects (one-sided, > 0)",
-            "NumberOfPermutations": config.n_permutations,
-            "Subjects": list(g.subjects),
-            "Sources": [str(f) for f in g.files],
-        }
-        outputs = [
-            ("t_file", f"{g.stem}_stat-t_statmap.nii.gz", {"Statistic": "t"}),
-            ("z_file", f"{g.stem}_stat-z_statmap.nii.gz", {"Statistic": "z of the uncorrected t"}),
-            (
-                "p_file",
-                f"{g.stem}_stat-p_statmap.nii.gz",
-                {"Statistic": "voxel-level FWE p (max-T)"},
-            ),
-            ("clusters_file", f"{g.stem}_clusters.tsv", None),
-        ]
-        if config.tfce:
-            outputs.append(
-                (
-                    "p_tfce_file",
-                    f"{g.stem}_desc-tfce_stat-p_statmap.nii.gz",
-                    {"Statistic": "TFCE FWE p"},
-                )
-            )
-        for field, fname, extra in outputs:
-            sink = pe.Node(
-                WriteDerivative(
-                    out_path=str(out / fname), sidecar={**sidecar, **extra} if extra else {}
-                ),
-                name=f"write_{field}_{tag}",
-            )
-            sink.overwrite = True
-            wf.connect(test, field, sink, "in_file")
-    # winner-take-all across the layers of each network
-    networks: dict[tuple, list[MapGroup]] = defaultdict(list)
-    for g in groups:
-        if g.layer:
-            networks[(g.task, g.space, g.model)].append(g)
-    for (task, space, model), layers in networks.items():
-        if len(layers) < 2:
-            continue
-        layers = sorted(layers, key=lambda g: g.layer_index)
-        common = sorted(set.intersection(*(set(g.subjects) for g in layers)))
-        if len(common) < 2:
-            continue
-        per_layer = [
-            [str(f) for s, f in zip(g.subjects, g.files, strict=True) if s in common]
-            for g in layers
-        ]
-        tag = re.sub(r"[^A-Za-z0-9]", "", f"{task}{space}{model}")
-        winner = pe.Node(
-            LayerWinner(
-                in_files=per_layer,
-                comparator=config.comparator,
-                n_permutations=config.n_permutations,
-                seed=config.seed,
-            ),
-            name=f"winner_{tag}",
-        )
-        side = {
-            "Layers": [g.layer for g in layers],
-            "LayerNames": [g.layer_name for g in layers],
-            "Parts": [g.part for g in layers],
-            "Subjects": common,
-            "Description": "index into Layers of the layer with the highest group-mean (Fisher z) score; -1 outside",
-        }
-        stem = f"task-{task}_space-{space}_model-{model}"
-        sinks = [
-            ("winner_file", f"{stem}_desc-winner_statmap.nii.gz"),
-            ("margin_file", f"{stem}_desc-winnermargin_statmap.nii.gz"),
-        ]
-        if len(common) >= 4:  # the best-vs-second test splits the subjects in two
-            sinks.append(("p_file", f"{stem}_desc-winner_stat-p_statmap.nii.gz"))
-        for field, fname in sinks:
-            sink = pe.Node(
-                WriteDerivative(out_path=str(out / fname), sidecar=side),
-                name=f"write_{field}_{tag}",
-            )
-            sink.overwrite = True
-            wf.connect(winner, field, sink, "in_file")
-    if not wf._graph.nodes():
-        wf.add_nodes([pe.Node(niu.IdentityInterface(fields=["x"]), name="empty")])
-    return wf
-
-
 def _has_common_voxels(group: MapGroup) -> bool:
     import nibabel as nib
     import numpy as np
@@ -223,8 +107,6 @@ def _has_common_voxels(group: MapGroup) -> bool:
 
 def run_group(config: RunConfig) -> None:
     """Find participant maps, run the group workflow, build the group report."""
-    from .run import run_workflow
-
     groups = [g for g in find_subject_maps(config) if _has_common_voxels(g)]
     if not groups:
         raise NothingSelected(

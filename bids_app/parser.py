@@ -1,4 +1,8 @@
-"""The command line of the BIDS App: a pure ``build_parser()``."""
+"""The command line of the BIDS App: a pure ``build_parser()``.
+
+:class:`DefaultsFormatter` is the help formatter of every dnnrsa command: it states
+an option's default once, and only where the default is a value worth printing.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import re
 from pathlib import Path
 
 from .. import __version__
-from .errors import UsageError
+from .errors import CommandParser
 
 LEVELS = ("participant", "group")
 CONFOUND_STRATEGIES = {
@@ -26,11 +30,27 @@ CONFOUND_STRATEGIES = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises :class:`UsageError` (exit code 64) instead of exiting 2."""
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that states each option's default once.
 
-    def error(self, message):  # noqa: D102
-        raise UsageError(f"{self.prog}: error: {message}\n\n{self.format_usage().strip()}")
+    ``(default: <value>)`` is appended to an option whose default is a number or a
+    word and whose help does not already mention its default. Options whose default
+    is absent (``None``), an empty list or a flag's on/off state say in words what
+    happens without them (``"(default: all)"``).
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text.lower()
+            or isinstance(default, bool)
+            or not isinstance(default, int | float | str)
+            or default is argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _positive_float(name):
@@ -95,13 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the command-line parser (no side effects)."""
     from dnnrsa.rdm import COMPARATORS
 
-    parser = _Parser(
+    parser = CommandParser(
         prog="dnnrsa",
         description=(
             "dnnrsa: compare the layers of deep neural networks with fMRI by searchlight "
             "representational similarity analysis (a BIDS App)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     parser.add_argument("bids_dir", type=_path, help="root of the BIDS data set (never written to)")
     parser.add_argument("output_dir", type=_path, help="folder of the BIDS derivatives written")
@@ -109,7 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
         "analysis_level", help="'participant' (per-subject maps) or 'group' (inference and reports)"
     )
     parser.add_argument("--version", action="version", version=f"dnnrsa {__version__}")
-    parser.add_argument("-v", "--verbose", dest="verbosity", action="count", default=0)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="count",
+        default=0,
+        help="log more: -v adds debug messages, nipype's workflow messages and the traceback of "
+        "an unexpected error, -vv also nipype's interface messages (default: progress messages)",
+    )
 
     g = parser.add_argument_group("selecting data")
     g.add_argument(
@@ -124,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task", help="task label (default: the only task in the data set)")
     g.add_argument(
         "--space",
-        help="space of preprocessed BOLD in the derivatives (default MNI152NLin2009cAsym with -d, "
-        "'native' for raw BOLD)",
+        help="space of preprocessed BOLD in the derivatives (default: MNI152NLin2009cAsym with "
+        "-d, 'native' for raw BOLD)",
     )
     g.add_argument(
         "-d",
@@ -133,11 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=_path,
         default=[],
-        help="preprocessed derivatives (fMRIPrep outputs): BOLD, brain mask and confounds",
+        help="preprocessed derivatives (fMRIPrep outputs): BOLD, brain mask and confounds "
+        "(default: none; the raw BOLD of bids_dir is used)",
     )
-    g.add_argument("--bids-filter-file", type=_path, help="JSON of pybids filters per query (bold)")
     g.add_argument(
-        "--skip-bids-validation", action="store_true", help="do not run the BIDS validator"
+        "--bids-filter-file",
+        type=_path,
+        help="JSON of pybids filters per query (bold) (default: no filters)",
+    )
+    g.add_argument(
+        "--skip-bids-validation",
+        action="store_true",
+        help="do not run the BIDS validator (default: the validator runs)",
     )
     g.add_argument(
         "--conditions-from",
@@ -153,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=_path,
         default=[],
-        help="trained checkpoint(s) of the model; one per training regime (its layers become models)",
+        help="trained checkpoint(s) of the model; one per training regime (its layers become "
+        "models) (default: none; then --model-rdm is needed)",
     )
     g.add_argument(
         "--layers", nargs="+", default=[], help="layers to use (default: all named layers)"
@@ -164,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_model_rdm,
         default=[],
         metavar="NAME=FILE.tsv",
-        help="a model RDM of your own: square TSV with condition labels (repeatable)",
+        help="a model RDM of your own: square TSV with condition labels (repeatable; "
+        "default: none)",
     )
     g.add_argument(
         "--dnn-metric",
@@ -174,8 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     g = parser.add_argument_group("fMRI patterns")
-    g.add_argument("--glm", dest="glm_method", choices=["lsa", "lss"], default="lsa")
-    g.add_argument("--glm-output", choices=["effect", "t"], default="effect")
+    g.add_argument(
+        "--glm",
+        dest="glm_method",
+        choices=["lsa", "lss"],
+        default="lsa",
+        help="pattern estimation: lsa fits one regressor per condition and run (least squares "
+        "all), lss one model per event (least squares separate)",
+    )
+    g.add_argument(
+        "--glm-output",
+        choices=["effect", "t"],
+        default="effect",
+        help="pattern values: effect sizes or t statistics",
+    )
     g.add_argument(
         "--noise-normalisation",
         choices=["none", "univariate", "multivariate"],
@@ -188,9 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["motion6"],
         help=f"confound strategy ({', '.join(CONFOUND_STRATEGIES)}) or column names of the "
-        "fMRIPrep confounds file (used only with -d)",
+        "fMRIPrep confounds file, used only with -d (default: motion6)",
     )
-    g.add_argument("--smoothing-fwhm", type=_positive_float("--smoothing-fwhm"), default=None)
+    g.add_argument(
+        "--smoothing-fwhm",
+        type=_positive_float("--smoothing-fwhm"),
+        default=None,
+        help="smooth the BOLD before the GLM, FWHM in mm (default: no smoothing)",
+    )
 
     g = parser.add_argument_group("searchlight")
     g.add_argument(
@@ -199,9 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
         default="correlation",
         help="neural dissimilarity",
     )
-    g.add_argument("--comparator", choices=list(COMPARATORS), default="spearman")
-    g.add_argument("--radius-mm", type=_positive_float("--radius-mm"), default=6.0)
-    g.add_argument("--min-voxels", type=_positive_int("--min-voxels"), default=10)
+    g.add_argument(
+        "--comparator",
+        choices=list(COMPARATORS),
+        default="spearman",
+        help="how each sphere's neural RDM is compared with every model RDM",
+    )
+    g.add_argument(
+        "--radius-mm",
+        type=_positive_float("--radius-mm"),
+        default=6.0,
+        help="searchlight sphere radius in mm: every in-mask voxel whose centre lies within it",
+    )
+    g.add_argument(
+        "--min-voxels",
+        type=_positive_int("--min-voxels"),
+        default=10,
+        help="spheres with fewer usable voxels get NaN",
+    )
     g.add_argument(
         "--searchlight-memory-mb",
         type=_positive_int("--searchlight-memory-mb"),
@@ -210,19 +279,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     g = parser.add_argument_group("group level")
-    g.add_argument("--n-permutations", type=_positive_int("--n-permutations"), default=1000)
-    g.add_argument("--tfce", action="store_true", help="threshold-free cluster enhancement")
     g.add_argument(
-        "--cluster-threshold", type=_positive_float("--cluster-threshold"), default=0.001
+        "--n-permutations",
+        type=_positive_int("--n-permutations"),
+        default=1000,
+        help="permutations of the sign-flip tests",
     )
-    g.add_argument("--no-reports", dest="reports", action="store_false", help="skip HTML reports")
+    g.add_argument(
+        "--tfce",
+        action="store_true",
+        help="add threshold-free cluster enhancement FWE p maps (default: off)",
+    )
+    g.add_argument(
+        "--cluster-threshold",
+        type=_positive_float("--cluster-threshold"),
+        default=0.001,
+        help="cluster-forming p (uncorrected) of the cluster tables",
+    )
+    g.add_argument(
+        "--no-reports",
+        dest="reports",
+        action="store_false",
+        help="skip the HTML reports of both levels (default: reports are written)",
+    )
 
     g = parser.add_argument_group("execution")
-    g.add_argument("-w", "--work-dir", type=_path, help="work directory (reused on rerun)")
-    g.add_argument("--nprocs", "--nthreads", type=_positive_int("--nprocs"), default=None)
-    g.add_argument("--mem", "--mem-gb", dest="mem_gb", type=_memory_gb, default=None)
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    g.add_argument(
+        "-w",
+        "--work-dir",
+        type=_path,
+        help="work directory, reused on rerun (default: <output_dir>_work beside output_dir)",
+    )
+    g.add_argument(
+        "--nprocs",
+        "--nthreads",
+        type=_positive_int("--nprocs"),
+        default=None,
+        help="parallel nipype nodes (MultiProc) (default: the CPUs this process may use)",
+    )
+    g.add_argument(
+        "--mem",
+        "--mem-gb",
+        dest="mem_gb",
+        type=_memory_gb,
+        default=None,
+        help="memory nipype may schedule (MultiProc), e.g. 16, 16G or 16000M "
+        "(default: nipype's, 90%% of the machine's memory)",
+    )
+    g.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where the network, the searchlight and the group tests run; auto uses a CUDA GPU "
+        "when there is one",
+    )
     g.add_argument("--plugin", default="MultiProc", help="nipype execution plugin (e.g. SLURM)")
-    g.add_argument("--plugin-args", type=_path, help="JSON file of arguments for the plugin")
+    g.add_argument(
+        "--plugin-args",
+        type=_path,
+        help="JSON file of arguments for the plugin (default: none)",
+    )
     g.add_argument("--seed", type=int, default=0, help="random seed of every random step")
     return parser

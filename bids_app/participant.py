@@ -7,7 +7,9 @@ import logging
 from .._io import atomic_write
 from .collect import collect_inputs, resolve_stim_file, run_validator, stimulus_table
 from .config import RunConfig
-from .errors import InputMissing
+from .errors import InputMissing, UsageError
+from .execution import run_workflow, write_dataset_description
+from .workflows import init_dnnrsa_participant_wf
 
 logger = logging.getLogger("dnnrsa.participant")
 
@@ -56,8 +58,6 @@ def _check_sphere_size(config: RunConfig, subjects) -> None:
 
     from dnnrsa.searchlight import sphere_offsets
 
-    from .errors import UsageError
-
     bold = next(iter(subjects.values())).runs[0].bold
     affine = nib.load(str(bold)).affine
     largest = len(sphere_offsets(affine, config.radius_mm))
@@ -72,9 +72,6 @@ def _check_sphere_size(config: RunConfig, subjects) -> None:
 
 def run_participant(config: RunConfig) -> None:
     """Validate, collect inputs, build and run the participant workflow."""
-    from .run import run_workflow, write_dataset_description
-    from .workflows import init_dnnrsa_participant_wf
-
     if not config.skip_bids_validation:
         logger.info("validating %s with the BIDS validator", config.bids_dir)
         run_validator(config.bids_dir)

@@ -9,39 +9,23 @@ import sys
 import time
 from pathlib import Path
 
-from .. import __version__
+from nipype import config as nipype_config
+from nipype import logging as nipype_logging
+
 from .config import RunConfig
 from .errors import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    AppError,
     CannotWrite,
     DatasetInvalid,
     InputMissing,
     UnknownLevel,
     UsageError,
+    handle_errors,
 )
+from .group import run_group
 from .parser import LEVELS, build_parser
+from .participant import run_participant
 
 logger = logging.getLogger("dnnrsa")
-
-BIDSIGNORE = [
-    "*_statmap.nii.gz",
-    "*_statmap.json",
-    "*_rdm.tsv",
-    "*_rdm.json",
-    "*_stats.tsv",
-    "*_matrix.tsv",
-    "*_clusters.tsv",
-    "*_stimuli.tsv",
-    "*.html",
-    "figures",
-    "figures/**",
-    "logs",
-    "logs/**",
-    "*_auc.tsv",
-    "dnnrsa_config.toml",
-]
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -54,9 +38,6 @@ def _setup_logging(verbosity: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    from nipype import config as nipype_config
-    from nipype import logging as nipype_logging
-
     nipype_config.set("logging", "workflow_level", "INFO" if verbosity > 0 else "WARNING")
     nipype_config.set("logging", "interface_level", "INFO" if verbosity > 1 else "WARNING")
     nipype_config.set("execution", "check_version", "false")
@@ -193,127 +174,20 @@ def _check_model_and_layers(model: str, layers) -> None:
             )
 
 
-def write_dataset_description(config: RunConfig) -> None:
-    """``dataset_description.json`` and ``.bidsignore`` of the derivatives."""
-    from .._io import atomic_write
-    from ..interfaces.bids import write_json
-
-    write_json(
-        config.output_dir / "dataset_description.json",
-        {
-            "Name": "dnnrsa: searchlight RSA of deep neural network layers",
-            "BIDSVersion": "1.10.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": [
-                {
-                    "Name": "dnnrsa",
-                    "Version": __version__,
-                    "Container": {"Type": os.environ.get("DNNRSA_CONTAINER", "none")},
-                }
-            ],
-            "SourceDatasets": [{"URL": config.bids_dir.as_uri()}],
-        },
-    )
-    with atomic_write(config.output_dir / ".bidsignore") as fh:
-        fh.write("\n".join(BIDSIGNORE) + "\n")
-    with atomic_write(config.output_dir / "dnnrsa_config.toml") as fh:
-        fh.write(config.to_toml())
-
-
-def _worker_logging(config: RunConfig) -> None:
-    """Give nipype's worker processes the same log levels as this process.
-
-    Workers started by a fresh multiprocessing context read nipype's configuration
-    file anew; point them at one in the work directory (unless the user set one).
-    """
-    if "NIPYPE_CONFIG_DIR" in os.environ and not os.environ.get("DNNRSA_NIPYPE_CONFIG"):
-        return
-    folder = config.work_dir / "nipype_config"
-    folder.mkdir(parents=True, exist_ok=True)
-    level = "INFO" if config.verbosity > 0 else "WARNING"
-    (folder / "nipype.cfg").write_text(
-        "[logging]\n"
-        f"workflow_level = {level}\n"
-        f"interface_level = {'INFO' if config.verbosity > 1 else 'WARNING'}\n"
-        "[execution]\ncheck_version = false\n"
-    )
-    os.environ["NIPYPE_CONFIG_DIR"] = str(folder)
-    os.environ["DNNRSA_NIPYPE_CONFIG"] = "1"
-
-
-def run_workflow(wf, config: RunConfig) -> None:
-    """Run a nipype workflow with the configured plugin; name the failing step on error."""
-    logs = config.output_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    wf.config["execution"] = {
-        "crashdump_dir": str(logs),
-        "crashfile_format": "txt",
-        "remove_unnecessary_outputs": "false",
-        "stop_on_first_crash": "true",
-        "hash_method": "content",
-    }
-    if config.plugin == "MultiProc":  # local workers: poll often (a scheduler is polled less)
-        wf.config["execution"]["poll_sleep_duration"] = "0.2"
-    plugin_args = dict(config.plugin_args)
-    if config.plugin == "MultiProc":
-        plugin_args.setdefault("n_procs", config.nprocs)
-        if config.mem_gb:
-            plugin_args.setdefault("memory_gb", config.mem_gb)
-        plugin_args.setdefault("raise_insufficient", False)
-        # Fresh worker processes: forking a process whose torch/OpenMP thread pools are
-        # already running (training, a test session) can deadlock the child.
-        plugin_args.setdefault("mp_context", "forkserver")
-    _worker_logging(config)
-    before = set(logs.glob("crash-*"))
-    try:
-        wf.run(plugin=config.plugin, plugin_args=plugin_args)
-    except Exception as exc:
-        crashes = sorted(set(logs.glob("crash-*")) - before)
-        detail = ""
-        for crash in crashes[:3]:
-            text = crash.read_text(errors="replace")
-            node = next(
-                (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Node:")),
-                "?",
-            )
-            last = [ln for ln in text.strip().splitlines() if ln.strip()][-1:]
-            detail += f"\n  step {node} failed: {last[0] if last else ''}\n  crash report: {crash}"
-        raise RuntimeError(f"the workflow failed ({exc.__class__.__name__}){detail}") from exc
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the BIDS App; return the exit code (see :mod:`dnnrsa.bids_app.errors`)."""
-    parser = build_parser()
-    try:
-        opts = parser.parse_args(argv)
-    except UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return exc.exit_code
-    except SystemExit as exc:  # --help and --version
-        return int(exc.code or 0)
-    _setup_logging(opts.verbosity)
-    start = time.perf_counter()
-    try:
+    with handle_errors("dnnrsa") as outcome:
+        opts = build_parser().parse_args(argv)
+        _setup_logging(opts.verbosity)
+        outcome.log, outcome.traceback = logger, opts.verbosity > 0
+        start = time.perf_counter()
         config = config_from_options(opts)
         if config.analysis_level == "participant":
-            from .participant import run_participant
-
             run_participant(config)
         else:
-            from .group import run_group
-
             run_group(config)
-    except AppError as exc:
-        logger.error("%s", exc)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        logger.error("interrupted; completed outputs are kept, nothing half-written is left")
-        return 130
-    except Exception as exc:
-        logger.error("%s", exc, exc_info=opts.verbosity > 0)
-        return EXIT_FAILURE
-    logger.info("%s level finished in %.1f s", opts.analysis_level, time.perf_counter() - start)
-    return EXIT_OK
+        logger.info("%s level finished in %.1f s", opts.analysis_level, time.perf_counter() - start)
+    return outcome.exit_code
 
 
 def cli() -> None:

@@ -6,7 +6,9 @@ Each factory takes the frozen :class:`~dnnrsa.bids_app.config.RunConfig` explici
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
@@ -22,8 +24,13 @@ from ..interfaces.dnn import (
 )
 from ..interfaces.glm import EstimatePatterns
 from ..interfaces.searchlight import SearchlightRSA
+from ..interfaces.stats import GroupSignFlipTest, LayerWinner
 from .collect import SubjectInputs
+from .errors import DatasetInvalid
 from .parser import CONFOUND_STRATEGIES
+
+if TYPE_CHECKING:
+    from .group import MapGroup
 
 
 def checkpoint_label(path: Path) -> str:
@@ -220,8 +227,6 @@ def init_participant_wf(config, inputs: SubjectInputs, *, name: str | None = Non
     )
     t_rs = {r.t_r for r in inputs.runs}
     if len(t_rs) != 1:
-        from .errors import DatasetInvalid
-
         raise DatasetInvalid(f"sub-{s}: runs have different repetition times {sorted(t_rs)}")
     patterns = pe.Node(
         EstimatePatterns(
@@ -322,4 +327,117 @@ def init_dnnrsa_participant_wf(config, subjects: dict[str, SubjectInputs], dnn_k
     for subject, inputs in subjects.items():
         sub_wf = init_participant_wf(config, inputs, name=f"sub_{subject}_wf")
         wf.connect(dnn, "outputnode.bank_file", sub_wf, "inputnode.bank_file")
+    return wf
+
+
+def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_wf"):
+    """Group workflow: a sign-flip test per model/layer, and a layer winner map per network.
+
+    Outputs are written into ``config.output_dir`` with the names of the data flow
+    (``task-<t>_space-<sp>_model-<m>_layer-<l>_stat-<t|z|p>_statmap.nii.gz`` and
+    ``_clusters.tsv``).
+    """
+    wf = pe.Workflow(name=name, base_dir=str(config.work_dir))
+    out = config.output_dir
+    for g in groups:
+        tag = re.sub(r"[^A-Za-z0-9]", "", f"{g.task}{g.space}{g.model}{g.layer or ''}")
+        test = pe.Node(
+            GroupSignFlipTest(
+                in_files=[str(f) for f in g.files],
+                comparator=config.comparator,
+                n_permutations=config.n_permutations,
+                tfce=config.tfce,
+                cluster_threshold=config.cluster_threshold,
+                seed=config.seed,
+                device=config.device,
+            ),
+            name=f"test_{tag}",
+        )
+        sidecar = {
+            "LayerName": g.layer_name,
+            "Part": g.part,
+            "LayerIndex": g.layer_index,
+            "Comparator": config.comparator,
+            "FisherZ": config.comparator in ("spearman", "pearson", "kendall_tau_a", "cosine"),
+            "Test": "one-sample sign-flip permutation test across subjects (one-sided, > 0)",
+            "NumberOfPermutations": config.n_permutations,
+            "Subjects": list(g.subjects),
+            "Sources": [str(f) for f in g.files],
+        }
+        outputs = [
+            ("t_file", f"{g.stem}_stat-t_statmap.nii.gz", {"Statistic": "t"}),
+            ("z_file", f"{g.stem}_stat-z_statmap.nii.gz", {"Statistic": "z of the uncorrected t"}),
+            (
+                "p_file",
+                f"{g.stem}_stat-p_statmap.nii.gz",
+                {"Statistic": "voxel-level FWE p (max-T)"},
+            ),
+            ("clusters_file", f"{g.stem}_clusters.tsv", None),
+        ]
+        if config.tfce:
+            outputs.append(
+                (
+                    "p_tfce_file",
+                    f"{g.stem}_desc-tfce_stat-p_statmap.nii.gz",
+                    {"Statistic": "TFCE FWE p"},
+                )
+            )
+        for field, fname, extra in outputs:
+            sink = pe.Node(
+                WriteDerivative(
+                    out_path=str(out / fname), sidecar={**sidecar, **extra} if extra else {}
+                ),
+                name=f"write_{field}_{tag}",
+            )
+            sink.overwrite = True
+            wf.connect(test, field, sink, "in_file")
+    # winner-take-all across the layers of each network
+    networks: dict[tuple, list[MapGroup]] = defaultdict(list)
+    for g in groups:
+        if g.layer:
+            networks[(g.task, g.space, g.model)].append(g)
+    for (task, space, model), layers in networks.items():
+        if len(layers) < 2:
+            continue
+        layers = sorted(layers, key=lambda g: g.layer_index)
+        common = sorted(set.intersection(*(set(g.subjects) for g in layers)))
+        if len(common) < 2:
+            continue
+        per_layer = [
+            [str(f) for s, f in zip(g.subjects, g.files, strict=True) if s in common]
+            for g in layers
+        ]
+        tag = re.sub(r"[^A-Za-z0-9]", "", f"{task}{space}{model}")
+        winner = pe.Node(
+            LayerWinner(
+                in_files=per_layer,
+                comparator=config.comparator,
+                n_permutations=config.n_permutations,
+                seed=config.seed,
+            ),
+            name=f"winner_{tag}",
+        )
+        side = {
+            "Layers": [g.layer for g in layers],
+            "LayerNames": [g.layer_name for g in layers],
+            "Parts": [g.part for g in layers],
+            "Subjects": common,
+            "Description": "index into Layers of the layer with the highest group-mean (Fisher z) score; -1 outside",
+        }
+        stem = f"task-{task}_space-{space}_model-{model}"
+        sinks = [
+            ("winner_file", f"{stem}_desc-winner_statmap.nii.gz"),
+            ("margin_file", f"{stem}_desc-winnermargin_statmap.nii.gz"),
+        ]
+        if len(common) >= 4:  # the best-vs-second test splits the subjects in two
+            sinks.append(("p_file", f"{stem}_desc-winner_stat-p_statmap.nii.gz"))
+        for field, fname in sinks:
+            sink = pe.Node(
+                WriteDerivative(out_path=str(out / fname), sidecar=side),
+                name=f"write_{field}_{tag}",
+            )
+            sink.overwrite = True
+            wf.connect(winner, field, sink, "in_file")
+    if not wf.list_node_names():  # nipype cannot run a workflow without nodes
+        wf.add_nodes([pe.Node(niu.IdentityInterface(fields=["x"]), name="empty")])
     return wf

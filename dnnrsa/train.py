@@ -3,7 +3,7 @@
 :func:`fit` trains a torch model on arrays (the work); :func:`train_model` reads a
 folder of stimuli and a labels table, splits off a validation set by a chosen
 column, calls :func:`fit` and writes a checkpoint with the label set and the input
-recipe; ``dnnrsa-train`` is its command line (:func:`main`).
+recipe; the command ``dnnrsa-train`` calls it.
 
 Training is seeded: on CPU two runs with the same seed give identical weights
 (initialisation, shuffling, augmentation and dropout all draw from seeded
@@ -25,10 +25,8 @@ and the drop from the intact accuracy.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +43,9 @@ __all__ = [
     "REGIMES",
     "TrainResult",
     "augment_batch",
-    "build_parser",
-    "cli",
     "evaluate",
     "evaluate_lesions",
     "fit",
-    "main",
     "predict",
     "read_labels",
     "train_model",
@@ -626,97 +621,3 @@ def train_model(
         train_files=[str(f) for f, v in zip(files, is_val, strict=True) if not v],
         val_files=[str(f) for f, v in zip(files, is_val, strict=True) if v],
     )
-
-
-# --------------------------------------------------------------------------- command line
-def build_parser() -> argparse.ArgumentParser:
-    """Parser of ``dnnrsa-train``."""
-    parser = argparse.ArgumentParser(
-        prog="dnnrsa-train",
-        description="Train a registered model (default: the cross-channel CNN) for one regime "
-        "from a folder of stimuli and a labels table.",
-    )
-    parser.add_argument("stimulus_dir", type=Path, help="folder the 'file' column is relative to")
-    parser.add_argument(
-        "labels", type=Path, help="TSV with columns file, emotion, identity, gender, sentence"
-    )
-    parser.add_argument("output", type=Path, help="checkpoint file to write (.pt)")
-    parser.add_argument("--regime", required=True, help="label column to learn, e.g. emotion")
-    parser.add_argument("--model", default="crosschannel", help="registered model name")
-    parser.add_argument("--validation-column", help="column defining the validation split")
-    parser.add_argument(
-        "--validation-values", nargs="+", help="values of that column held out for validation"
-    )
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument(
-        "--freeze", nargs="+", default=[], help="submodules kept fixed, e.g. visual"
-    )
-    parser.add_argument("--no-augment", action="store_true", help="disable augmentation")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--allow-silent-video", action="store_true", help="use silence for videos without audio"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``dnnrsa-train``; returns the exit code (0 success, 64 usage, 66 missing input)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return 0 if exc.code == 0 else 64
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(message)s"
-    )
-    if not args.stimulus_dir.is_dir():
-        print(f"dnnrsa-train: stimulus folder not found: {args.stimulus_dir}", file=sys.stderr)
-        return 66
-    if not args.labels.is_file():
-        print(f"dnnrsa-train: labels table not found: {args.labels}", file=sys.stderr)
-        return 66
-    from .stimuli import StimulusError
-
-    try:
-        result = train_model(
-            args.stimulus_dir,
-            args.labels,
-            args.regime,
-            args.output,
-            model=args.model,
-            validation_column=args.validation_column,
-            validation_values=args.validation_values,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            weight_decay=args.weight_decay,
-            augment=not args.no_augment,
-            seed=args.seed,
-            device=args.device,
-            missing="blank" if args.allow_silent_video else "error",
-            freeze=args.freeze,
-            progress=not args.no_progress,
-        )
-    except (FileNotFoundError, StimulusError) as exc:
-        print(f"dnnrsa-train: {exc}", file=sys.stderr)
-        return 66
-    except ValueError as exc:
-        print(f"dnnrsa-train: {exc}", file=sys.stderr)
-        return 64
-    last = result.history[-1]
-    print(
-        f"wrote {result.checkpoint}: {len(result.labels)} classes, train accuracy "
-        f"{last['train_accuracy']:.3f}, validation accuracy {last['val_accuracy']:.3f}"
-    )
-    return 0
-
-
-def cli() -> None:
-    """Console entry point ``dnnrsa-train``."""
-    sys.exit(main())

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
+from dnnrsa.bids_app.train_cli import main
 from dnnrsa.features import extract_features
 from dnnrsa.models import load_model
 from dnnrsa.models.crosschannel import CrossChannelCNN
 from dnnrsa.stimuli import InputRecipe, write_clip
-from dnnrsa.train import augment_batch, fit, main, read_labels, train_model
+from dnnrsa.train import augment_batch, fit, read_labels, train_model
 
 RAVDESS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ravdess"
 

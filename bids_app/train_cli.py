@@ -1,0 +1,147 @@
+"""``dnnrsa-train``: train a registered model for one regime from the command line.
+
+The work is done by :func:`dnnrsa.train.train_model`; this module parses the
+options, checks the input paths and reports errors with the exit codes of
+:mod:`dnnrsa.bids_app.errors` (0 success, 64 usage error, 66 required input
+missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dnnrsa.stimuli import StimulusError
+from dnnrsa.train import train_model
+
+from .errors import EXIT_INPUT_MISSING, EXIT_USAGE, CommandParser, InputMissing, handle_errors
+from .parser import DefaultsFormatter
+
+PROG = "dnnrsa-train"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Parser of ``dnnrsa-train`` (no side effects)."""
+    parser = CommandParser(
+        prog=PROG,
+        description="Train a registered model (default: the cross-channel CNN) for one regime "
+        "from a folder of stimuli and a labels table.",
+        formatter_class=DefaultsFormatter,
+    )
+    parser.add_argument("stimulus_dir", type=Path, help="folder the 'file' column is relative to")
+    parser.add_argument(
+        "labels", type=Path, help="TSV with columns file, emotion, identity, gender, sentence"
+    )
+    parser.add_argument("output", type=Path, help="checkpoint file to write (.pt)")
+    parser.add_argument(
+        "--regime", required=True, help="label column to learn, e.g. emotion (required)"
+    )
+    parser.add_argument("--model", default="crosschannel", help="registered model name")
+    parser.add_argument(
+        "--validation-column",
+        help="column defining the validation split (default: none; every stimulus trains)",
+    )
+    parser.add_argument(
+        "--validation-values",
+        nargs="+",
+        help="values of that column held out for validation (default: its last value in "
+        "sorted order)",
+    )
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the training set")
+    parser.add_argument("--batch-size", type=int, default=16, help="stimuli per training step")
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-4, help="learning rate of the Adam optimiser"
+    )
+    parser.add_argument(
+        "--weight-decay", type=float, default=1e-4, help="L2 weight decay of the optimiser"
+    )
+    parser.add_argument(
+        "--freeze",
+        nargs="+",
+        default=[],
+        help="submodules kept fixed, e.g. visual (default: none; every weight trains)",
+    )
+    parser.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="disable augmentation of the training batches (default: augmentation on)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation"
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the network trains; auto uses a CUDA GPU when there is one",
+    )
+    parser.add_argument(
+        "--allow-silent-video",
+        action="store_true",
+        help="use silence for videos without audio (default: such a video is an error)",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide the progress bar (default: shown)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more: -v info messages, -vv debug messages (default: warnings only)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dnnrsa-train``; return the exit code (0 success, 64 usage, 66 missing input)."""
+    also = {FileNotFoundError: EXIT_INPUT_MISSING, StimulusError: EXIT_INPUT_MISSING}
+    also[ValueError] = EXIT_USAGE  # after StimulusError, which is a ValueError
+    with handle_errors(PROG, also=also) as outcome:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(message)s"
+        )
+        if not args.stimulus_dir.is_dir():
+            raise InputMissing(f"stimulus folder not found: {args.stimulus_dir}")
+        if not args.labels.is_file():
+            raise InputMissing(f"labels table not found: {args.labels}")
+        result = train_model(
+            args.stimulus_dir,
+            args.labels,
+            args.regime,
+            args.output,
+            model=args.model,
+            validation_column=args.validation_column,
+            validation_values=args.validation_values,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            weight_decay=args.weight_decay,
+            augment=not args.no_augment,
+            seed=args.seed,
+            device=args.device,
+            missing="blank" if args.allow_silent_video else "error",
+            freeze=args.freeze,
+            progress=not args.no_progress,
+        )
+        last = result.history[-1]
+        print(
+            f"wrote {result.checkpoint}: {len(result.labels)} classes, train accuracy "
+            f"{last['train_accuracy']:.3f}, validation accuracy {last['val_accuracy']:.3f}"
+        )
+    return outcome.exit_code
+
+
+def cli() -> None:
+    """Console entry point ``dnnrsa-train``."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()
