@@ -3,16 +3,18 @@
 One table of exit codes serves ``dnnrsa`` (the BIDS App), ``dnnrsa-train`` and the
 demo commands. A command reports an error the same way everywhere: it raises one of
 the :class:`AppError` subclasses below (or lets a library exception through), and
-its ``main`` runs inside :class:`handle_errors`, which prints one clear message and
+its ``main`` runs inside :func:`handle_errors`, which prints one clear message and
 turns the exception into the exit code.
 
 How a command uses it::
 
-    from .errors import CommandParser, InputMissing, handle_errors
+    from .errors import EXIT_USAGE, CommandParser, InputMissing, handle_errors
+    from .parser import DefaultsFormatter
 
 
     def build_parser():
-        parser = CommandParser(prog="dnnrsa-mycommand")  # usage errors exit with 64
+        # usage errors exit with 64; every option's help states its default once
+        parser = CommandParser(prog="dnnrsa-mycommand", formatter_class=DefaultsFormatter)
         parser.add_argument("folder", type=Path, help="...")
         return parser
 
@@ -28,7 +30,8 @@ How a command uses it::
 Inside the block, ``outcome.log`` (a :class:`logging.Logger`) and
 ``outcome.traceback`` may be set once the command has configured its logging: from
 then on messages go through that logger, and unexpected errors carry their traceback
-when ``traceback`` is true.
+when ``traceback`` is true. Add the new parser to ``PARSERS`` in
+``tests/test_cli_help.py``, which checks every option's help.
 """
 
 from __future__ import annotations
