@@ -131,6 +131,10 @@ def run_group(config: RunConfig) -> None:
         tasks_spaces = sorted({(g.task, g.space) for g in groups})
         for task, space in tasks_spaces:
             for subject in sorted({s for g in groups for s in g.subjects}):
-                build_subject_report(config.output_dir, subject, task=task, space=space)
-            path = build_group_report(config.output_dir, task=task, space=space)
+                build_subject_report(
+                    config.output_dir, subject, task=task, space=space, alpha=config.fwe_alpha
+                )
+            path = build_group_report(
+                config.output_dir, task=task, space=space, alpha=config.fwe_alpha
+            )
             logger.info("group report: %s", path)

@@ -95,6 +95,10 @@ def run_participant(config: RunConfig) -> None:
             return
         for subject, inputs in subjects.items():
             path = build_subject_report(
-                config.output_dir, subject, task=inputs.task, space=inputs.space
+                config.output_dir,
+                subject,
+                task=inputs.task,
+                space=inputs.space,
+                alpha=config.fwe_alpha,
             )
             logger.info("report: %s", path)
