@@ -13,7 +13,7 @@ modules that need them. Submodules:
 ``analysis``    DNN-side analyses (category index, layer similarity, arm relevance)
 ``glm``         per-stimulus fMRI patterns with nilearn
 ``stats``       group statistics (sign-flip permutations, TFCE, clusters)
-``datasets``    the built-in demo data set
+``demo``        the built-in demo data set
 """
 
 from ._version import __version__

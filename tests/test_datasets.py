@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnnrsa.datasets import (
+from dnnrsa.bids_app.demo_data import main as cli
+from dnnrsa.demo import (
     EMOTIONS,
     IDENTITIES,
     REGIONS,
     SENTENCES,
-    cli,
     make_demo_dataset,
     stimulus_table,
 )
@@ -359,7 +359,7 @@ def test_same_seed_gives_identical_files(demo, tmp_path):
 
 
 def test_other_seed_gives_other_data(tmp_path):
-    from dnnrsa.datasets import _actors, _clip_job
+    from dnnrsa.demo.clips import _actors, _clip_job
 
     paths = []
     for seed in (SEED, SEED + 1):

@@ -8,7 +8,7 @@ curvature, opening and width, teeth, nose wrinkle) that builds up over the first
 half second and then varies a little over time. Nothing here depends on the
 sentence, so the sentence cannot be read from the face.
 
-Clips are encoded with :func:`dnnrsa.stimuli.write_clip`.
+Clips are encoded with :func:`dnnrsa.stimuli.write_clip` (see :mod:`dnnrsa.demo.clips`).
 """
 
 from __future__ import annotations
@@ -252,6 +252,255 @@ class _Canvas:
         return alpha
 
 
+@dataclass(frozen=True)
+class _Head:
+    """Where and how one rendition of a face is drawn (per-frame values are (T, 1, 1))."""
+
+    face: FaceParams
+    tracks: dict
+    scale: float
+    cx: np.ndarray
+    cy: np.ndarray
+    fw: float
+    fh: float
+    light: float
+    skin: np.ndarray
+    hair: np.ndarray
+
+    def track(self, name: str) -> np.ndarray:
+        return _col(self.tracks[name])
+
+
+def _col(v) -> np.ndarray:
+    return np.asarray(v, dtype=np.float32).reshape(-1, 1, 1)
+
+
+def _place_head(cv: _Canvas, face: FaceParams, tracks: dict, rng: np.random.Generator) -> _Head:
+    """Draw the rendition's head position, size, motion, lighting and background."""
+    n = cv.rgb.shape[1]
+    t = np.arange(n) / n
+    scale = rng.uniform(0.92, 1.06)
+    cx = _col(rng.uniform(-0.03, 0.03) + 0.012 * np.sin(2 * np.pi * (t * rng.uniform(0.5, 1.5))))
+    cy = _col(
+        rng.uniform(-0.01, 0.04) + 0.008 * np.sin(2 * np.pi * (t * rng.uniform(0.5, 1.5) + 0.3))
+    )
+    light = rng.uniform(0.88, 1.08)
+    bg = rng.uniform(0.3, 0.65) * np.array([1.0, rng.uniform(0.95, 1.05), rng.uniform(0.9, 1.1)])
+    gradient = 1.0 - 0.25 * (cv.coords + 0.5)
+    cv.rgb[:] = (bg[:, None, None, None] * gradient[None, None, :, None]).astype(np.float32)
+    return _Head(
+        face=face,
+        tracks=tracks,
+        scale=scale,
+        cx=cx,
+        cy=cy,
+        fw=face.face_half_width * scale,
+        fh=face.face_half_height * scale,
+        light=light,
+        skin=np.asarray(face.skin, dtype=np.float32),
+        hair=np.asarray(face.hair, dtype=np.float32),
+    )
+
+
+def _paint_body(cv: _Canvas, h: _Head) -> None:
+    """Long hair behind the head, neck, shoulders and (short hair only) ears."""
+    face, cx, cy, fw, fh = h.face, h.cx, h.cy, h.fw, h.fh
+    if face.hair_length > 0:
+        top = cy - fh * 1.08
+        bottom = cy + fh * face.hair_length
+        cv.paint(
+            lambda x, y: np.minimum(
+                _ellipse(x, y, cx, (top + bottom) / 2, fw * 1.28, (bottom - top) / 2),
+                _ellipse(x, y, cx, cy, fw * 1.3, fh * 2.0),
+            ),
+            h.hair,
+            (cx - fw * 1.3, cx + fw * 1.3, top, bottom),
+        )
+    cv.paint(
+        lambda x, y: _capsule(x, y, cx, cy + fh * 0.6, cx, cy + fh * 1.6, fw * 0.42),
+        h.skin * 0.85,
+        (cx - fw * 0.45, cx + fw * 0.45, cy + fh * 0.1, 0.5),
+    )
+    cv.paint(
+        lambda x, y: _ellipse(x, y, cx, cy + fh * 2.05, fw * 2.4, fh * 0.7),
+        np.array([0.2, 0.25, 0.35]) * h.light,
+        (-0.5, 0.5, cy + fh * 1.3, 0.5),
+    )
+    if face.hair_length == 0:
+        for side in (-1, 1):
+            ex = cx + side * fw * 0.98
+            cv.paint(
+                lambda x, y, ex=ex: _ellipse(x, y, ex, cy - fh * 0.05, fw * 0.13, fh * 0.2),
+                h.skin * 0.92,
+                (ex - fw * 0.14, ex + fw * 0.14, cy - fh * 0.3, cy + fh * 0.2),
+            )
+
+
+def _paint_face(cv: _Canvas, h: _Head) -> None:
+    """The face (an ellipse narrowing towards the jaw, shaded sides), stubble, hair on top."""
+    face, cx, cy, fw, fh = h.face, h.cx, h.cy, h.fw, h.fh
+
+    def face_sd(x, y):
+        below = np.clip((y - cy) / fh, 0.0, 1.0)
+        half_w = fw * (1 - (1 - face.jaw) * below**1.6)
+        return (1 - np.sqrt(((x - cx) / half_w) ** 2 + ((y - cy) / fh) ** 2)) * fw
+
+    face_box = (cx - fw, cx + fw, cy - fh, cy + fh)
+    cv.paint(face_sd, h.skin * h.light, face_box)
+    cv.paint(
+        lambda x, y: face_sd(x, y) - 0.55 * fw * (1 - np.abs(x - cx) / fw),
+        h.skin * h.light * 0.82,
+        face_box,
+        opacity=0.4,
+    )
+    if face.stubble > 0:
+        cv.paint(
+            lambda x, y: np.minimum(face_sd(x, y), y - cy - fh * 0.3),
+            h.skin * 0.45,
+            (cx - fw, cx + fw, cy + fh * 0.2, cy + fh),
+            opacity=face.stubble,
+        )
+    cv.paint(
+        lambda x, y: np.minimum(
+            _ellipse(x, y, cx, cy - fh * 0.08, fw * 1.07, fh * 1.02),
+            (cy - fh * face.hairline) - y + 0.04 * np.abs(x - cx) / fw * fh,
+        ),
+        h.hair * h.light,
+        (cx - fw * 1.1, cx + fw * 1.1, cy - fh * 1.12, cy),
+    )
+
+
+def _eye_y(h: _Head) -> np.ndarray:
+    return h.cy - h.fh * 0.12
+
+
+def _paint_eyes(cv: _Canvas, h: _Head) -> None:
+    """Eyes (white, iris, pupil; a lid line when closed) and brows."""
+    cx, fw, fh, px = h.cx, h.fw, h.fh, cv.px
+    eye_y = _eye_y(h)
+    eye_w = fw * 0.2
+    eye_h = fh * 0.075 * h.track("eye_open")
+    open_eye = (eye_h > fh * 0.012).astype(np.float32)
+    brow_gap = fh * (0.13 + 0.07 * h.track("brow_raise"))
+    for side in (-1, 1):
+        ex = cx + side * fw * h.face.eye_spacing
+        box = (ex - eye_w, ex + eye_w, eye_y - fh * 0.2, eye_y + fh * 0.2)
+        cv.paint(
+            lambda x, y, ex=ex: _ellipse(x, y, ex, eye_y, eye_w, np.maximum(eye_h, 1e-3)),
+            [0.95, 0.95, 0.93],
+            box,
+            opacity=open_eye,
+        )
+
+        def in_eye(sd, ex=ex):
+            return lambda x, y: np.minimum(
+                sd(x, y), _ellipse(x, y, ex, eye_y, eye_w, np.maximum(eye_h, 1e-3))
+            )
+
+        iris = in_eye(lambda x, y, ex=ex: _ellipse(x, y, ex, eye_y, fw * 0.085, fw * 0.085))
+        cv.paint(iris, h.face.iris, box, opacity=open_eye)
+        pupil = in_eye(lambda x, y, ex=ex: _ellipse(x, y, ex, eye_y, fw * 0.035, fw * 0.035))
+        cv.paint(pupil, [0.03, 0.03, 0.03], box, opacity=open_eye)
+        cv.paint(
+            lambda x, y, ex=ex: _capsule(x, y, ex - eye_w, eye_y, ex + eye_w, eye_y, px * 0.6),
+            h.skin * 0.5,
+            box,
+            opacity=1.0 - open_eye,
+        )
+        _paint_brow(cv, h, ex, side, eye_w, brow_gap)
+
+
+def _paint_brow(cv: _Canvas, h: _Head, ex, side: int, eye_w, brow_gap) -> None:
+    """One brow: the inner end moves with the tilt, the whole brow with the raise."""
+    fh, eye_y = h.fh, _eye_y(h)
+    inner_x, outer_x = ex - side * eye_w * 1.05, ex + side * eye_w * 1.25
+    inner_y = eye_y - brow_gap - fh * 0.06 * h.track("brow_tilt")
+    outer_y = eye_y - brow_gap + fh * 0.01
+    thick = h.face.brow_thickness * h.scale
+    cv.paint(
+        lambda x, y, a=inner_x, b=inner_y, c=outer_x, d=outer_y, w=thick: _capsule(
+            x, y, a, b, c, d, w
+        ),
+        h.hair * 0.7,
+        (
+            np.minimum(inner_x, outer_x) - thick,
+            np.maximum(inner_x, outer_x) + thick,
+            np.minimum(inner_y, outer_y) - thick,
+            np.maximum(inner_y, outer_y) + thick,
+        ),
+    )
+
+
+def _paint_nose(cv: _Canvas, h: _Head) -> np.ndarray:
+    """Nose, nostrils and wrinkles at its root; returns the wrinkle track (T, 1, 1)."""
+    cx, cy, fw, fh, px = h.cx, h.cy, h.fw, h.fh, cv.px
+    eye_y = _eye_y(h)
+    nose_box = (cx - fw * 0.15, cx + fw * 0.15, eye_y, cy + fh * 0.3)
+    cv.paint(
+        lambda x, y: _capsule(
+            x, y, cx, eye_y + fh * 0.05, cx + fw * 0.03, cy + fh * 0.25, px * 0.7
+        ),
+        h.skin * 0.6,
+        nose_box,
+        opacity=0.6,
+    )
+    cv.paint(
+        lambda x, y: np.maximum(
+            _ellipse(x, y, cx - fw * 0.08, cy + fh * 0.27, fw * 0.05, fh * 0.02),
+            _ellipse(x, y, cx + fw * 0.08, cy + fh * 0.27, fw * 0.05, fh * 0.02),
+        ),
+        h.skin * 0.45,
+        nose_box,
+        opacity=0.7,
+    )
+    wrinkle = np.clip(h.track("wrinkle"), 0, 1)
+    if float(wrinkle.max()) > 0.01:
+        for k in (-1, 1):
+            wy = eye_y + k * fh * 0.03
+            cv.paint(
+                lambda x, y, wy=wy: _capsule(
+                    x, y, cx - fw * 0.12, wy, cx + fw * 0.12, wy, px * 0.6
+                ),
+                h.skin * 0.55,
+                (cx - fw * 0.15, cx + fw * 0.15, wy - fh * 0.03, wy + fh * 0.03),
+                opacity=wrinkle,
+            )
+    return wrinkle
+
+
+def _paint_mouth(cv: _Canvas, h: _Head, wrinkle: np.ndarray) -> None:
+    """Lips around an opening whose centre line bends with the curvature, and teeth."""
+    cx, cy, fw, fh, px = h.cx, h.cy, h.fw, h.fh, cv.px
+    mouth_y = cy + fh * 0.5 - fh * 0.05 * wrinkle
+    mw = fw * 0.36 * h.track("mouth_width")
+    curve = h.track("mouth_curve")
+    half_open_max = fh * 0.11 * h.track("mouth_open")
+
+    def centre_and_open(x):
+        u = np.clip((x - cx) / mw, -1.5, 1.5)
+        lens = np.clip(1 - u**2, 0, 1)
+        return mouth_y - curve * fh * 0.09 * u**2, half_open_max * lens + px * 0.4, lens
+
+    def lips(x, y):
+        centre, half_open, lens = centre_and_open(x)
+        lip = half_open + fh * 0.035 * lens + px * 0.5 - np.abs(y - centre)
+        return np.minimum(lip, mw - np.abs(x - cx))
+
+    def opening(x, y):
+        centre, half_open, _ = centre_and_open(x)
+        return np.minimum(half_open - np.abs(y - centre), mw - np.abs(x - cx))
+
+    def teeth(x, y):
+        centre, half_open, _ = centre_and_open(x)
+        return np.minimum(opening(x, y), (centre - half_open * 0.2) - y)
+
+    reach = fh * 0.09 * np.abs(curve) + half_open_max + fh * 0.05
+    mouth_box = (cx - mw, cx + mw, mouth_y - reach, mouth_y + reach)
+    cv.paint(lips, h.face.lip_colour, mouth_box)
+    cv.paint(opening, [0.25, 0.05, 0.06], mouth_box)
+    cv.paint(teeth, [0.93, 0.92, 0.88], mouth_box, opacity=np.clip(h.track("teeth"), 0, 1))
+
+
 def render_face_clip(
     face: FaceParams,
     tracks: dict[str, np.ndarray],
@@ -276,203 +525,13 @@ def render_face_clip(
     -------
     frames : ndarray of shape (n_frames, size, size, 3), dtype uint8
     """
-    n = len(tracks["eye_open"])
-    cv = _Canvas(n, size)
-    px = cv.px
-
-    def col(v):
-        return np.asarray(v, dtype=np.float32).reshape(-1, 1, 1)
-
-    def track(name):
-        return col(tracks[name])
-
-    t = np.arange(n) / n
-    scale = rng.uniform(0.92, 1.06)
-    cx = col(rng.uniform(-0.03, 0.03) + 0.012 * np.sin(2 * np.pi * (t * rng.uniform(0.5, 1.5))))
-    cy = col(
-        rng.uniform(-0.01, 0.04) + 0.008 * np.sin(2 * np.pi * (t * rng.uniform(0.5, 1.5) + 0.3))
-    )
-    fw = face.face_half_width * scale
-    fh = face.face_half_height * scale
-    light = rng.uniform(0.88, 1.08)
-    bg = rng.uniform(0.3, 0.65) * np.array([1.0, rng.uniform(0.95, 1.05), rng.uniform(0.9, 1.1)])
-    gradient = 1.0 - 0.25 * (cv.coords + 0.5)
-    cv.rgb[:] = (bg[:, None, None, None] * gradient[None, None, :, None]).astype(np.float32)
-
-    skin = np.asarray(face.skin, dtype=np.float32)
-    hair = np.asarray(face.hair, dtype=np.float32)
-    # long hair behind the head
-    if face.hair_length > 0:
-        top = cy - fh * 1.08
-        bottom = cy + fh * face.hair_length
-        cv.paint(
-            lambda x, y: np.minimum(
-                _ellipse(x, y, cx, (top + bottom) / 2, fw * 1.28, (bottom - top) / 2),
-                _ellipse(x, y, cx, cy, fw * 1.3, fh * 2.0),
-            ),
-            hair,
-            (cx - fw * 1.3, cx + fw * 1.3, top, bottom),
-        )
-    # neck and shoulders
-    cv.paint(
-        lambda x, y: _capsule(x, y, cx, cy + fh * 0.6, cx, cy + fh * 1.6, fw * 0.42),
-        skin * 0.85,
-        (cx - fw * 0.45, cx + fw * 0.45, cy + fh * 0.1, 0.5),
-    )
-    cv.paint(
-        lambda x, y: _ellipse(x, y, cx, cy + fh * 2.05, fw * 2.4, fh * 0.7),
-        np.array([0.2, 0.25, 0.35]) * light,
-        (-0.5, 0.5, cy + fh * 1.3, 0.5),
-    )
-    # ears (short hair only)
-    if face.hair_length == 0:
-        for side in (-1, 1):
-            ex = cx + side * fw * 0.98
-            cv.paint(
-                lambda x, y, ex=ex: _ellipse(x, y, ex, cy - fh * 0.05, fw * 0.13, fh * 0.2),
-                skin * 0.92,
-                (ex - fw * 0.14, ex + fw * 0.14, cy - fh * 0.3, cy + fh * 0.2),
-            )
-
-    # face: an ellipse that narrows towards the jaw, shaded towards its sides
-    def face_sd(x, y):
-        below = np.clip((y - cy) / fh, 0.0, 1.0)
-        half_w = fw * (1 - (1 - face.jaw) * below**1.6)
-        return (1 - np.sqrt(((x - cx) / half_w) ** 2 + ((y - cy) / fh) ** 2)) * fw
-
-    face_box = (cx - fw, cx + fw, cy - fh, cy + fh)
-    cv.paint(face_sd, skin * light, face_box)
-    cv.paint(
-        lambda x, y: face_sd(x, y) - 0.55 * fw * (1 - np.abs(x - cx) / fw),
-        skin * light * 0.82,
-        face_box,
-        opacity=0.4,
-    )
-    if face.stubble > 0:
-        cv.paint(
-            lambda x, y: np.minimum(face_sd(x, y), y - cy - fh * 0.3),
-            skin * 0.45,
-            (cx - fw, cx + fw, cy + fh * 0.2, cy + fh),
-            opacity=face.stubble,
-        )
-    # hair on top of the head, down to the hairline
-    cv.paint(
-        lambda x, y: np.minimum(
-            _ellipse(x, y, cx, cy - fh * 0.08, fw * 1.07, fh * 1.02),
-            (cy - fh * face.hairline) - y + 0.04 * np.abs(x - cx) / fw * fh,
-        ),
-        hair * light,
-        (cx - fw * 1.1, cx + fw * 1.1, cy - fh * 1.12, cy),
-    )
-
-    eye_y = cy - fh * 0.12
-    eye_w = fw * 0.2
-    eye_h = fh * 0.075 * track("eye_open")
-    open_eye = (eye_h > fh * 0.012).astype(np.float32)
-    brow_gap = fh * (0.13 + 0.07 * track("brow_raise"))
-    for side in (-1, 1):
-        ex = cx + side * fw * face.eye_spacing
-        box = (ex - eye_w, ex + eye_w, eye_y - fh * 0.2, eye_y + fh * 0.2)
-        cv.paint(
-            lambda x, y, ex=ex: _ellipse(x, y, ex, eye_y, eye_w, np.maximum(eye_h, 1e-3)),
-            [0.95, 0.95, 0.93],
-            box,
-            opacity=open_eye,
-        )
-
-        def in_eye(sd, ex=ex):
-            return lambda x, y: np.minimum(
-                sd(x, y), _ellipse(x, y, ex, eye_y, eye_w, np.maximum(eye_h, 1e-3))
-            )
-
-        iris = in_eye(lambda x, y, ex=ex: _ellipse(x, y, ex, eye_y, fw * 0.085, fw * 0.085))
-        cv.paint(iris, face.iris, box, opacity=open_eye)
-        pupil = in_eye(lambda x, y, ex=ex: _ellipse(x, y, ex, eye_y, fw * 0.035, fw * 0.035))
-        cv.paint(pupil, [0.03, 0.03, 0.03], box, opacity=open_eye)
-        cv.paint(
-            lambda x, y, ex=ex: _capsule(x, y, ex - eye_w, eye_y, ex + eye_w, eye_y, px * 0.6),
-            skin * 0.5,
-            box,
-            opacity=1.0 - open_eye,
-        )
-        # brow: the inner end moves with the tilt, the whole brow with the raise
-        inner_x, outer_x = ex - side * eye_w * 1.05, ex + side * eye_w * 1.25
-        inner_y = eye_y - brow_gap - fh * 0.06 * track("brow_tilt")
-        outer_y = eye_y - brow_gap + fh * 0.01
-        thick = face.brow_thickness * scale
-        cv.paint(
-            lambda x, y, a=inner_x, b=inner_y, c=outer_x, d=outer_y, w=thick: _capsule(
-                x, y, a, b, c, d, w
-            ),
-            hair * 0.7,
-            (
-                np.minimum(inner_x, outer_x) - thick,
-                np.maximum(inner_x, outer_x) + thick,
-                np.minimum(inner_y, outer_y) - thick,
-                np.maximum(inner_y, outer_y) + thick,
-            ),
-        )
-    # nose, nostrils and wrinkles at the root of the nose
-    nose_box = (cx - fw * 0.15, cx + fw * 0.15, eye_y, cy + fh * 0.3)
-    cv.paint(
-        lambda x, y: _capsule(
-            x, y, cx, eye_y + fh * 0.05, cx + fw * 0.03, cy + fh * 0.25, px * 0.7
-        ),
-        skin * 0.6,
-        nose_box,
-        opacity=0.6,
-    )
-    cv.paint(
-        lambda x, y: np.maximum(
-            _ellipse(x, y, cx - fw * 0.08, cy + fh * 0.27, fw * 0.05, fh * 0.02),
-            _ellipse(x, y, cx + fw * 0.08, cy + fh * 0.27, fw * 0.05, fh * 0.02),
-        ),
-        skin * 0.45,
-        nose_box,
-        opacity=0.7,
-    )
-    wrinkle = np.clip(track("wrinkle"), 0, 1)
-    if float(wrinkle.max()) > 0.01:
-        for k in (-1, 1):
-            wy = eye_y + k * fh * 0.03
-            cv.paint(
-                lambda x, y, wy=wy: _capsule(
-                    x, y, cx - fw * 0.12, wy, cx + fw * 0.12, wy, px * 0.6
-                ),
-                skin * 0.55,
-                (cx - fw * 0.15, cx + fw * 0.15, wy - fh * 0.03, wy + fh * 0.03),
-                opacity=wrinkle,
-            )
-    # mouth: lips around an opening whose centre line bends with the curvature
-    mouth_y = cy + fh * 0.5 - fh * 0.05 * wrinkle
-    mw = fw * 0.36 * track("mouth_width")
-    curve = track("mouth_curve")
-    half_open_max = fh * 0.11 * track("mouth_open")
-
-    def centre_and_open(x):
-        u = np.clip((x - cx) / mw, -1.5, 1.5)
-        lens = np.clip(1 - u**2, 0, 1)
-        return mouth_y - curve * fh * 0.09 * u**2, half_open_max * lens + px * 0.4, lens
-
-    def lips(x, y):
-        centre, half_open, lens = centre_and_open(x)
-        lip = half_open + fh * 0.035 * lens + px * 0.5 - np.abs(y - centre)
-        return np.minimum(lip, mw - np.abs(x - cx))
-
-    def opening(x, y):
-        centre, half_open, _ = centre_and_open(x)
-        return np.minimum(half_open - np.abs(y - centre), mw - np.abs(x - cx))
-
-    def teeth(x, y):
-        centre, half_open, _ = centre_and_open(x)
-        return np.minimum(opening(x, y), (centre - half_open * 0.2) - y)
-
-    reach = fh * 0.09 * np.abs(curve) + half_open_max + fh * 0.05
-    mouth_box = (cx - mw, cx + mw, mouth_y - reach, mouth_y + reach)
-    cv.paint(lips, face.lip_colour, mouth_box)
-    cv.paint(opening, [0.25, 0.05, 0.06], mouth_box)
-    cv.paint(teeth, [0.93, 0.92, 0.88], mouth_box, opacity=np.clip(track("teeth"), 0, 1))
-
+    cv = _Canvas(len(tracks["eye_open"]), size)
+    head = _place_head(cv, face, tracks, rng)
+    _paint_body(cv, head)
+    _paint_face(cv, head)
+    _paint_eyes(cv, head)
+    wrinkle = _paint_nose(cv, head)
+    _paint_mouth(cv, head, wrinkle)
     frames = cv.rgb
     frames += rng.standard_normal(size=frames.shape, dtype=np.float32) * np.float32(0.008)
     np.clip(frames, 0.0, 1.0, out=frames)

@@ -178,6 +178,116 @@ def _smooth(x: np.ndarray, width: int) -> np.ndarray:
     return uniform_filter1d(uniform_filter1d(x, half, mode="nearest"), half, mode="nearest")
 
 
+def _syllable_bounds(syllables, pros, duration_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Start of every syllable and end of the last (s): rate, durations and start vary."""
+    rate = float(pros["rate"]) * rng.uniform(0.93, 1.07)
+    base = 0.26 / rate
+    durations = np.array([s[2] for s in syllables]) * base * rng.uniform(0.9, 1.1, len(syllables))
+    start = rng.uniform(0.15, 0.35)
+    total = durations.sum()
+    limit = duration_s - start - 0.15
+    if total > limit:
+        durations *= limit / total
+    return start + np.concatenate([[0.0], np.cumsum(durations)])
+
+
+def _pitch(voice: VoiceParams, syllables, pros, bounds, t, sr: int, rng) -> np.ndarray:
+    """F0 (Hz) of every sample: level, contour, accents on stressed syllables, tremor, jitter."""
+    n = len(t)
+    f0_st = float(pros["f0_st"]) + rng.normal(0.0, 0.4)
+    progress = np.clip((t - bounds[0]) / (bounds[-1] - bounds[0]), 0.0, 1.0)
+    contour = {
+        "fall": -3.0 * progress,
+        "rise": -1.0 * progress + 7.0 * np.clip((progress - 0.7) / 0.3, 0, 1) ** 2,
+        "risefall": 3.0 * np.sin(np.pi * progress) - 1.5 * progress,
+        "flat": -0.5 * progress,
+    }[str(pros["contour"])]
+    accents = np.zeros(n)
+    range_st = float(pros["range_st"]) * rng.uniform(0.8, 1.2)
+    for (_, _, _, stressed), t0, t1 in zip(syllables, bounds[:-1], bounds[1:], strict=True):
+        if stressed:
+            centre = t0 + 0.6 * (t1 - t0)
+            accents += range_st * np.exp(-0.5 * ((t - centre) / (0.35 * (t1 - t0))) ** 2)
+    tremor = float(pros["tremor_st"]) * np.sin(2 * np.pi * rng.uniform(5.0, 7.0) * t)
+    jitter = (
+        _smooth(rng.standard_normal(n), max(int(sr / voice.f0_hz), 2)) * 12 * float(pros["jitter"])
+    )
+    semitones = f0_st + contour + accents + tremor + jitter
+    return voice.f0_hz * 2.0 ** (semitones / 12.0)
+
+
+def _glottal_source(voice: VoiceParams, pros, f0: np.ndarray, sr: int, rng) -> np.ndarray:
+    """Rosenberg pulses, differentiated (lip radiation), with shimmer, aspiration and tilt."""
+    from scipy.signal import lfilter
+
+    n = len(f0)
+    phase = np.cumsum(f0 / sr) + rng.uniform()
+    frac = phase - np.floor(phase)
+    oq = voice.open_quotient + 0.1 * float(pros["breath"])
+    tp, tn = 0.65 * oq, 0.35 * oq
+    pulse = np.where(
+        frac < tp,
+        0.5 * (1 - np.cos(np.pi * frac / tp)),
+        np.where(frac < tp + tn, np.cos(0.5 * np.pi * (frac - tp) / tn), 0.0),
+    )
+    source = np.diff(pulse, prepend=0.0) * (f0 / 120.0) ** -0.5
+    shimmer = 1 + 0.3 * float(pros["jitter"]) * 10 * _smooth(rng.standard_normal(n), 80)
+    source *= shimmer
+    breath = voice.breathiness + float(pros["breath"])
+    aspiration = rng.standard_normal(n) * (0.3 + 0.7 * pulse) * breath * 0.04
+    source = source + aspiration
+    # spectral tilt: a one-pole low-pass mixed with the bright source
+    tilt = float(pros["tilt"])
+    return (1 - tilt) * source + tilt * lfilter([0.35], [1.0, -0.65], source)
+
+
+def _envelopes(syllables, bounds, n: int, sr: int, rng):
+    """Amplitude envelopes of voicing, consonant noise and nasal murmur, and vowel weights."""
+    voicing = np.zeros(n)
+    noise = np.zeros(n)
+    vowel_weight = {v: np.zeros(n) for v in sorted({s[1] for s in syllables})}
+    nasal = np.zeros(n)
+    for (onset, vowel, _, stressed), t0, t1 in zip(syllables, bounds[:-1], bounds[1:], strict=True):
+        dur = t1 - t0
+        cons = {"stop": 0.25, "s": 0.3, "sh": 0.3, "nasal": 0.25, "none": 0.05}[onset] * dur
+        i0, ic, i1 = (int(round(v * sr)) for v in (t0, t0 + cons, t1))
+        seg = np.arange(i1 - ic)
+        attack = np.clip(seg / (0.02 * sr), 0, 1)
+        release = np.clip((i1 - ic - seg) / (0.03 * sr), 0, 1)
+        voicing[ic:i1] = attack * release * (1.0 if stressed else 0.7)
+        vowel_weight[vowel][i0:i1] = 1.0
+        if onset == "stop":
+            burst = int(0.015 * sr)
+            noise[ic - burst : ic] += _bandpass_noise(rng, burst, 1500, 6000, sr) * 0.6
+        elif onset in ("s", "sh"):
+            low, high = (4000, 7500) if onset == "s" else (2000, 4000)
+            m = ic - i0
+            env = np.sin(np.pi * np.arange(m) / max(m, 1)) ** 0.5
+            noise[i0:ic] += _bandpass_noise(rng, m, low, high, sr) * env * 0.35
+        elif onset == "nasal":
+            m = ic - i0
+            nasal[i0:ic] = np.sin(np.pi * np.arange(m) / max(m, 1)) ** 0.5 * 0.6
+    return voicing, noise, nasal, vowel_weight
+
+
+def _vocal_tract(voice: VoiceParams, source, voicing, noise, nasal, vowel_weight, sr, rng):
+    """A formant cascade per vowel, cross-faded over time (co-articulation), plus murmur."""
+    smooth = int(0.03 * sr)
+    weights = {v: _smooth(w, smooth) for v, w in vowel_weight.items()}
+    norm = np.maximum(sum(weights.values()), 1e-6)
+    voiced = source * _smooth(voicing, int(0.01 * sr))
+    scale = voice.formant_scale * rng.uniform(0.985, 1.015)
+    speech = np.zeros(len(source))
+    for vowel, w in weights.items():
+        y = voiced
+        for f, b in zip(VOWELS[vowel], _BANDWIDTHS, strict=True):
+            y = _resonator(y, f * scale, b, sr)
+        speech += y * (w / norm)
+    murmur = _resonator(_resonator(source * nasal, 250 * scale, 100, sr), 2200 * scale, 300, sr)
+    speech += 0.5 * murmur + noise * 0.05
+    return speech
+
+
 def synthesize_voice(
     voice: VoiceParams,
     emotion: str,
@@ -206,6 +316,8 @@ def synthesize_voice(
     -------
     waveform : ndarray of shape (round(duration_s * sample_rate),), float32 in [-1, 1]
     """
+    from scipy.signal import sosfilt
+
     if emotion not in PROSODY:
         raise ValueError(f"emotion must be one of {sorted(PROSODY)}; got {emotion!r}")
     if sentence not in SENTENCES:
@@ -214,108 +326,12 @@ def synthesize_voice(
     n = int(round(duration_s * sr))
     pros = PROSODY[emotion]
     syllables = SENTENCES[sentence]
-
-    # --- timing of the syllables
-    rate = float(pros["rate"]) * rng.uniform(0.93, 1.07)
-    base = 0.26 / rate
-    durations = np.array([s[2] for s in syllables]) * base * rng.uniform(0.9, 1.1, len(syllables))
-    start = rng.uniform(0.15, 0.35)
-    total = durations.sum()
-    limit = duration_s - start - 0.15
-    if total > limit:
-        durations *= limit / total
-    bounds = start + np.concatenate([[0.0], np.cumsum(durations)])
-    t = np.arange(n) / sr
-
-    # --- pitch contour (semitones re the actor's mean)
-    f0_st = float(pros["f0_st"]) + rng.normal(0.0, 0.4)
-    progress = np.clip((t - bounds[0]) / (bounds[-1] - bounds[0]), 0.0, 1.0)
-    contour = {
-        "fall": -3.0 * progress,
-        "rise": -1.0 * progress + 7.0 * np.clip((progress - 0.7) / 0.3, 0, 1) ** 2,
-        "risefall": 3.0 * np.sin(np.pi * progress) - 1.5 * progress,
-        "flat": -0.5 * progress,
-    }[str(pros["contour"])]
-    accents = np.zeros(n)
-    range_st = float(pros["range_st"]) * rng.uniform(0.8, 1.2)
-    for (_, _, _, stressed), t0, t1 in zip(syllables, bounds[:-1], bounds[1:], strict=True):
-        if stressed:
-            centre = t0 + 0.6 * (t1 - t0)
-            accents += range_st * np.exp(-0.5 * ((t - centre) / (0.35 * (t1 - t0))) ** 2)
-    tremor = float(pros["tremor_st"]) * np.sin(2 * np.pi * rng.uniform(5.0, 7.0) * t)
-    jitter = (
-        _smooth(rng.standard_normal(n), max(int(sr / voice.f0_hz), 2)) * 12 * float(pros["jitter"])
-    )
-    semitones = f0_st + contour + accents + tremor + jitter
-    f0 = voice.f0_hz * 2.0 ** (semitones / 12.0)
-
-    # --- glottal source: Rosenberg pulses, differentiated (lip radiation)
-    phase = np.cumsum(f0 / sr) + rng.uniform()
-    frac = phase - np.floor(phase)
-    oq = voice.open_quotient + 0.1 * float(pros["breath"])
-    tp, tn = 0.65 * oq, 0.35 * oq
-    pulse = np.where(
-        frac < tp,
-        0.5 * (1 - np.cos(np.pi * frac / tp)),
-        np.where(frac < tp + tn, np.cos(0.5 * np.pi * (frac - tp) / tn), 0.0),
-    )
-    source = np.diff(pulse, prepend=0.0) * (f0 / 120.0) ** -0.5
-    shimmer = 1 + 0.3 * float(pros["jitter"]) * 10 * _smooth(rng.standard_normal(n), 80)
-    source *= shimmer
-    breath = voice.breathiness + float(pros["breath"])
-    aspiration = rng.standard_normal(n) * (0.3 + 0.7 * pulse) * breath * 0.04
-    source = source + aspiration
-    # spectral tilt: a one-pole low-pass mixed with the bright source
-    from scipy.signal import lfilter
-
-    tilt = float(pros["tilt"])
-    source = (1 - tilt) * source + tilt * lfilter([0.35], [1.0, -0.65], source)
-
-    # --- amplitude envelopes of voicing and consonant noise
-    voicing = np.zeros(n)
-    noise = np.zeros(n)
-    vowel_weight = {v: np.zeros(n) for v in sorted({s[1] for s in syllables})}
-    nasal = np.zeros(n)
-    for (onset, vowel, _, stressed), t0, t1 in zip(syllables, bounds[:-1], bounds[1:], strict=True):
-        dur = t1 - t0
-        cons = {"stop": 0.25, "s": 0.3, "sh": 0.3, "nasal": 0.25, "none": 0.05}[onset] * dur
-        i0, ic, i1 = (int(round(v * sr)) for v in (t0, t0 + cons, t1))
-        seg = np.arange(i1 - ic)
-        attack = np.clip(seg / (0.02 * sr), 0, 1)
-        release = np.clip((i1 - ic - seg) / (0.03 * sr), 0, 1)
-        voicing[ic:i1] = attack * release * (1.0 if stressed else 0.7)
-        vowel_weight[vowel][i0:i1] = 1.0
-        if onset == "stop":
-            burst = int(0.015 * sr)
-            noise[ic - burst : ic] += _bandpass_noise(rng, burst, 1500, 6000, sr) * 0.6
-        elif onset in ("s", "sh"):
-            low, high = (4000, 7500) if onset == "s" else (2000, 4000)
-            m = ic - i0
-            env = np.sin(np.pi * np.arange(m) / max(m, 1)) ** 0.5
-            noise[i0:ic] += _bandpass_noise(rng, m, low, high, sr) * env * 0.35
-        elif onset == "nasal":
-            m = ic - i0
-            nasal[i0:ic] = np.sin(np.pi * np.arange(m) / max(m, 1)) ** 0.5 * 0.6
-    # smooth transitions between vowels (co-articulation)
-    smooth = int(0.03 * sr)
-    weights = {v: _smooth(w, smooth) for v, w in vowel_weight.items()}
-    norm = np.maximum(sum(weights.values()), 1e-6)
-
-    # --- vocal tract: a formant cascade per vowel, cross-faded over time
-    voiced = source * _smooth(voicing, int(0.01 * sr))
-    scale = voice.formant_scale * rng.uniform(0.985, 1.015)
-    speech = np.zeros(n)
-    for vowel, w in weights.items():
-        y = voiced
-        for f, b in zip(VOWELS[vowel], _BANDWIDTHS, strict=True):
-            y = _resonator(y, f * scale, b, sr)
-        speech += y * (w / norm)
-    murmur = _resonator(_resonator(source * nasal, 250 * scale, 100, sr), 2200 * scale, 300, sr)
-    speech += 0.5 * murmur + noise * 0.05
-
-    # --- loudness, room noise, and a gentle high-pass against DC
-    from scipy.signal import sosfilt
-
+    bounds = _syllable_bounds(syllables, pros, duration_s, rng)
+    f0 = _pitch(voice, syllables, pros, bounds, np.arange(n) / sr, sr, rng)
+    source = _glottal_source(voice, pros, f0, sr, rng)
+    voicing, noise, nasal, vowel_weight = _envelopes(syllables, bounds, n, sr, rng)
+    speech = _vocal_tract(voice, source, voicing, noise, nasal, vowel_weight, sr, rng)
+    # loudness, room noise, and a gentle high-pass against DC
     speech = sosfilt(_highpass(sr), speech)
     rms = np.sqrt(np.mean(speech[voicing > 0.5] ** 2)) if np.any(voicing > 0.5) else 1.0
     gain_db = float(pros["gain_db"]) + rng.normal(0.0, 0.7)
