@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from dnnrsa.bidsnames import is_label, model_stem, parse_name, read_json, sidecar_path
 
 from .config import RunConfig
 from .errors import NothingSelected
@@ -16,11 +16,21 @@ from .workflows import init_group_wf
 
 logger = logging.getLogger("dnnrsa.group")
 
-_MAP = re.compile(
-    r"sub-(?P<sub>[A-Za-z0-9]+)_task-(?P<task>[A-Za-z0-9]+)_space-(?P<space>[A-Za-z0-9]+)_"
-    r"model-(?P<model>[A-Za-z0-9]+)(?:_layer-(?P<layer>[A-Za-z0-9]+))?_stat-(?P<stat>[A-Za-z0-9]+)"
-    r"_statmap\.nii\.gz$"
+# the entities of a participant-level searchlight map, in file order
+_MAP_ENTITIES = (
+    ["sub", "task", "space", "model", "stat"],
+    ["sub", "task", "space", "model", "layer", "stat"],
 )
+
+
+def _subject_map(path: Path) -> dict[str, str | None] | None:
+    """The entities of a participant-level map file name, or None for any other file."""
+    name = parse_name(path)
+    if name.suffix != "statmap" or name.extension != ".nii.gz":
+        return None
+    if list(name.entities) not in _MAP_ENTITIES or not all(map(is_label, name.entities.values())):
+        return None
+    return {"layer": None, **name.entities}
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,7 @@ class MapGroup:
 
     @property
     def stem(self) -> str:
-        layer = f"_layer-{self.layer}" if self.layer else ""
-        return f"task-{self.task}_space-{self.space}_model-{self.model}{layer}"
+        return f"task-{self.task}_space-{self.space}_" + model_stem(self.model, self.layer)
 
 
 def find_subject_maps(config: RunConfig) -> list[MapGroup]:
@@ -49,8 +58,8 @@ def find_subject_maps(config: RunConfig) -> list[MapGroup]:
     found: dict[tuple, list[tuple[str, Path, dict]]] = defaultdict(list)
     wanted = set(config.participant_label)
     for path in sorted(config.output_dir.glob("sub-*/func/*_statmap.nii.gz")):
-        m = _MAP.search(path.name)
-        if not m or "_desc-" in path.name:
+        m = _subject_map(path)
+        if m is None:
             continue
         if wanted and m["sub"] not in wanted:
             continue
@@ -58,8 +67,7 @@ def find_subject_maps(config: RunConfig) -> list[MapGroup]:
             continue
         if config.space and m["space"] != config.space:
             continue
-        side = path.with_name(path.name.replace(".nii.gz", ".json"))
-        meta = json.loads(side.read_text()) if side.is_file() else {}
+        meta = read_json(sidecar_path(path))
         key = (m["task"], m["space"], m["model"], m["layer"], m["stat"])
         found[key].append((m["sub"], path, meta))
     if not found:

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from .. import __version__
+from ..bidsnames import check_label, is_label
 from .errors import CommandParser
 
 LEVELS = ("participant", "group")
@@ -88,19 +89,19 @@ def _memory_gb(text: str) -> float:
 
 
 def _label(text: str) -> str:
-    label = text[4:] if text.startswith("sub-") else text
-    if not re.fullmatch(r"[A-Za-z0-9]+", label):
+    try:
+        return check_label(text, "participant label", prefix="sub-")
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"participant labels must be alphanumeric (with or without 'sub-'); got {text!r}"
-        )
-    return label
+        ) from None
 
 
 def _model_rdm(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"--model-rdm must be NAME=FILE.tsv; got {text!r}")
-    if not re.fullmatch(r"[A-Za-z0-9]+", name):
+    if not is_label(name):
         raise argparse.ArgumentTypeError(
             f"--model-rdm NAME must be alphanumeric (it becomes a BIDS entity label); got {name!r}"
         )

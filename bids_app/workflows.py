@@ -5,13 +5,14 @@ Each factory takes the frozen :class:`~dnnrsa.bids_app.config.RunConfig` explici
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
+
+from dnnrsa.bidsnames import to_label
 
 from ..interfaces.bids import WriteDerivative, WriteLayerRDMs, WriteSubjectMaps
 from ..interfaces.dnn import (
@@ -41,8 +42,7 @@ def checkpoint_label(path: Path) -> str:
         regime = load_checkpoint(path).get("regime")
     except Exception:  # an unreadable checkpoint is reported by the extraction step
         regime = None
-    text = regime or Path(path).name.split(".")[0]
-    return re.sub(r"[^A-Za-z0-9]", "", text) or "dnn"
+    return to_label(regime or Path(path).name.split(".")[0], fallback="dnn")
 
 
 def init_dnn_wf(
@@ -340,7 +340,7 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
     wf = pe.Workflow(name=name, base_dir=str(config.work_dir))
     out = config.output_dir
     for g in groups:
-        tag = re.sub(r"[^A-Za-z0-9]", "", f"{g.task}{g.space}{g.model}{g.layer or ''}")
+        tag = to_label(f"{g.task}{g.space}{g.model}{g.layer or ''}", fallback="")
         test = pe.Node(
             GroupSignFlipTest(
                 in_files=[str(f) for f in g.files],
@@ -407,7 +407,7 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
             [str(f) for s, f in zip(g.subjects, g.files, strict=True) if s in common]
             for g in layers
         ]
-        tag = re.sub(r"[^A-Za-z0-9]", "", f"{task}{space}{model}")
+        tag = to_label(f"{task}{space}{model}", fallback="")
         winner = pe.Node(
             LayerWinner(
                 in_files=per_layer,

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bidsnames import parse_name
 from . import brain_figures as bf
 from . import figures as rf
-from .discovery import Context, Layer, MapSet, Model, map_sets, parse_entities, read_tsv, sidecar
+from .discovery import Context, Layer, MapSet, Model, map_sets, read_tsv, sidecar
 from .render import escape, missing, note, table_html
 from .sections import add_requested, best_per_part, layer_meta, layer_position
 
@@ -271,7 +272,7 @@ def clusters_section(ctx: Context) -> str:
         stem = f"task-{ctx.task}_space-{ctx.space}_model-{model.label}"
         found = sorted(ctx.output_dir.glob(f"{stem}_clusters.tsv"))
         found += sorted(ctx.output_dir.glob(f"{stem}_layer-*_clusters.tsv"))
-        paths = {parse_entities(p.name)[0].get("layer", model.label): p for p in found}
+        paths = {parse_name(p).get("layer", model.label): p for p in found}
         if not paths:
             continue
         out.append(f"<h3>model {escape(model.label)}</h3>")

@@ -13,13 +13,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..bidsnames import check_label
 from .brain_sections import (
     clusters_section,
     group_maps_section,
     subject_maps_section,
     winner_section,
 )
-from .discovery import check_label, open_context
+from .discovery import open_context
 from .render import FigureStore, escape, render_page
 from .sections import (
     arm_relevance_section,

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..bidsnames import check_label, parse_name, sidecar_path
+
 logger = logging.getLogger(__name__)
 
-_LABEL_RE = re.compile(r"^[a-zA-Z0-9]+$")
 _ORDER_PREFERENCE = ("emotion", "identity")
 _NON_LABEL_COLUMNS = {"stim_file", "onset", "duration"}
 
@@ -64,29 +64,6 @@ def condition_order(labels, by: str | Sequence[str]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- file discovery
-def parse_entities(name: str) -> tuple[dict[str, str], str]:
-    """BIDS-like entities and suffix of a file name."""
-    stem = name.split(".", 1)[0]
-    parts = stem.split("_")
-    entities = {}
-    for part in parts[:-1]:
-        key, sep, value = part.partition("-")
-        if sep:
-            entities[key] = value
-    return entities, parts[-1]
-
-
-def check_label(value: str | None, name: str, *, prefix: str = "") -> str | None:
-    if value is None:
-        return None
-    value = str(value)
-    if prefix and value.startswith(prefix):
-        value = value[len(prefix) :]
-    if not _LABEL_RE.match(value):
-        raise ValueError(f"{name} must be an alphanumeric BIDS label; got {value!r}")
-    return value
-
-
 def read_json(path: Path) -> dict:
     if not path.is_file():
         return {}
@@ -99,11 +76,8 @@ def read_json(path: Path) -> dict:
 
 
 def sidecar(path: Path) -> dict:
-    name = path.name
-    for ext in (".nii.gz", ".nii", ".tsv"):
-        if name.endswith(ext):
-            return read_json(path.with_name(name[: -len(ext)] + ".json"))
-    return {}
+    """The JSON sidecar of a data file, {} when it is absent or unreadable."""
+    return read_json(sidecar_path(path))
 
 
 def read_tsv(path: Path):
@@ -215,11 +189,11 @@ def discover_models(output_dir: Path, task: str, space: str, model: str | None) 
         output_dir.glob(f"sub-*/func/sub-*_task-{task}_space-{space}_model-*_statmap.nii*")
     )
     for k, path in enumerate(candidates):
-        entities, _ = parse_entities(path.name)
+        entities = parse_name(path).entities
         add(path, entities, sidecar(path), 10_000 + k)
     # Models with analysis tables only (no layer files) still get their sections.
     for path in output_dir.glob(f"task-{task}_model-*_desc-*"):
-        m = parse_entities(path.name)[0].get("model")
+        m = parse_name(path).get("model")
         if m and (model is None or m == model):
             found.setdefault(m, {})
     models = []
@@ -310,7 +284,7 @@ def map_sets(ctx: Context, folder: Path, prefix: str, stats: Sequence[str] | Non
         by_stat: dict[str, dict[str, Path]] = {}
         pattern = f"{prefix}task-{ctx.task}_space-{ctx.space}_model-{model.label}_*stat-*"
         for path in sorted(folder.glob(pattern + "_statmap.nii*")):
-            entities, _ = parse_entities(path.name)
+            entities = parse_name(path).entities
             if "desc" in entities or "stat" not in entities:
                 continue
             if stats is not None and entities["stat"] not in stats:
