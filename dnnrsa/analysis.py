@@ -12,6 +12,9 @@ the labels needed to draw them (layer names, label-set names, condition order).
 - :func:`variance_partitioning`: unique and shared variance of a target RDM
   explained by two predictor RDMs (the visual and the auditory arm).
 - :func:`mds`: a low-dimensional embedding of an RDM for plotting.
+- :func:`dnn_analysis_tables`: the category index, layer similarity and variance
+  partitioning tables of one network's model bank, with the label sets
+  (:func:`condition_label_sets`) and arm layers (:func:`arm_layers`) it uses.
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CategoryIndexTable",
     "MDSResult",
+    "arm_layers",
     "category_index",
     "category_index_table",
     "category_index_test",
+    "condition_label_sets",
+    "dnn_analysis_tables",
     "layer_rdms",
     "layer_similarity",
     "mds",
@@ -657,3 +663,129 @@ def mds(
     denom = float(np.sum(dist_vec**2))
     stress = float(np.sqrt(np.sum((dist_vec - fitted) ** 2) / denom)) if denom > 0 else 0.0
     return MDSResult(coords, evals, stress, method)
+
+
+# ---------------------------------------------------------------------------
+# the DNN analysis tables of one network
+# ---------------------------------------------------------------------------
+
+_NOT_LABELS = ("stim_file", "trial_type")
+
+
+def condition_label_sets(
+    stimulus_table: Any, conditions: Sequence[str], label_columns: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """The labellings of the conditions that a category index can test.
+
+    Parameters
+    ----------
+    stimulus_table : pandas.DataFrame
+        One row per stimulus with a ``condition`` column and label columns; the first
+        row of each condition gives its labels.
+    conditions : sequence of str
+        Condition order of the RDMs.
+    label_columns : sequence of str, optional
+        Columns to use; default every column except ``stim_file``, ``trial_type``
+        and ``condition``.
+
+    Returns
+    -------
+    dict of str to ndarray of shape (n_conditions,)
+        The chosen columns, in the order of ``conditions``, that group the
+        conditions: with at least two values and fewer values than conditions.
+    """
+    conditions = [str(c) for c in conditions]
+    by_cond = stimulus_table.drop_duplicates("condition").set_index("condition")
+    missing = [c for c in conditions if c not in by_cond.index]
+    if missing:
+        raise ValueError(f"the stimulus table has no labels for conditions {missing[:5]}")
+    by_cond = by_cond.loc[conditions]
+    columns = list(label_columns or [c for c in by_cond.columns if c not in _NOT_LABELS])
+    unknown = [c for c in columns if c not in by_cond.columns]
+    if unknown:
+        raise ValueError(f"label columns {unknown} not in the stimulus table")
+    return {c: by_cond[c].to_numpy() for c in columns if 1 < by_cond[c].nunique() < len(conditions)}
+
+
+def arm_layers(parts: Sequence[str]) -> tuple[int, int, list[int]] | None:
+    """Which layers variance partitioning compares, from the part of every layer.
+
+    Returns
+    -------
+    (visual, auditory, crossmodal) or None
+        The last layer of the visual arm, the last of the auditory arm and every
+        cross-modal layer (indices into ``parts``); None unless the network has all
+        three parts.
+    """
+    vis = [i for i, p in enumerate(parts) if p == "visual"]
+    aud = [i for i, p in enumerate(parts) if p == "auditory"]
+    cross = [i for i, p in enumerate(parts) if p == "crossmodal"]
+    if not (vis and aud and cross):
+        return None
+    return vis[-1], aud[-1], cross
+
+
+def dnn_analysis_tables(
+    bank: Any,
+    stimulus_table: Any,
+    *,
+    label_columns: Sequence[str] | None = None,
+    n_permutations: int = 1000,
+    random_state: Any = 0,
+) -> dict[str, Any]:
+    """Category index, layer similarity and variance partitioning of one network.
+
+    Parameters
+    ----------
+    bank : dnnrsa.modelbank.ModelBank
+        Layer RDMs of one network (with layer names, labels and parts).
+    stimulus_table : pandas.DataFrame
+        A ``condition`` column and label columns (:func:`condition_label_sets`).
+    label_columns : sequence of str, optional
+        Label sets to test (default: every label column that groups the conditions).
+    n_permutations : int
+    random_state : None, int or numpy.random.Generator
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``category_index`` (columns ``layer`` (label), ``part``, ``label_set``,
+        ``index``, ``p_value``; :func:`category_index_table`), ``layer_similarity``
+        (layer by layer, indexed by layer label; :func:`layer_similarity`) and, for a
+        network with visual, auditory and cross-modal parts, ``varpart`` (one row per
+        cross-modal layer explained by the last layers of the two arms;
+        :func:`variance_partitioning`).
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    names, labels, parts = list(bank.layer_names), list(bank.layer_labels), list(bank.parts)
+    label_sets = condition_label_sets(stimulus_table, bank.conditions, label_columns)
+    ci = category_index_table(
+        bank.rdms,
+        label_sets,
+        layer_names=names,
+        n_permutations=n_permutations,
+        random_state=random_state,
+    ).to_frame()
+    ci.insert(1, "part", ci["layer"].map(dict(zip(names, parts, strict=True))))
+    ci["layer"] = ci["layer"].map(dict(zip(names, labels, strict=True)))
+    tables = {
+        "category_index": ci,
+        "layer_similarity": pd.DataFrame(
+            layer_similarity(bank.rdms), index=labels, columns=labels
+        ).rename_axis("layer"),
+    }
+    arms = arm_layers(parts)
+    if arms is not None:
+        vis, aud, cross = arms
+        rows = []
+        for i in cross:
+            res = variance_partitioning(bank.rdms[i], bank.rdms[vis], bank.rdms[aud])
+            rows.append(
+                {
+                    "layer": labels[i],
+                    **{k: res[k] for k in ("unique_visual", "unique_auditory", "shared", "total")},
+                }
+            )
+        tables["varpart"] = pd.DataFrame(rows)
+    return tables

@@ -38,10 +38,13 @@ logger = logging.getLogger(__name__)
 THRESHOLD_TYPES = ("p", "t")
 
 __all__ = [
+    "GroupTestResult",
     "LayerComparisonResult",
     "SignFlipResult",
     "compare_best_layers",
     "fisher_z",
+    "group_test_imgs",
+    "layer_winner_imgs",
     "sign_flip_matrix",
     "sign_flip_test",
     "sign_flip_test_imgs",
@@ -672,3 +675,193 @@ def compare_best_layers(
         differences=diffs,
         test=test,
     )
+
+
+# -- group tests on images ----------------------------------------------------------
+
+
+def _stack_imgs(imgs, *, atol: float = 1e-4):
+    """Subject images as a (n_subjects, nx, ny, nz) float64 array, and the first image."""
+    import nibabel as nib  # noqa: PLC0415
+
+    imgs = [nib.load(i) if isinstance(i, str | os.PathLike) else i for i in imgs]
+    if not imgs:
+        raise ValueError("no images given")
+    ref = imgs[0]
+    shape = ref.shape[:3]
+    for k, img in enumerate(imgs):
+        if img.shape[:3] != shape or not np.allclose(img.affine, ref.affine, atol=atol):
+            raise ValueError(
+                f"image {k} (shape {img.shape}) is not on the grid of the first image {shape}"
+            )
+    data = np.stack([np.asarray(img.dataobj, dtype=np.float64).reshape(shape) for img in imgs])
+    return data, ref
+
+
+@dataclasses.dataclass
+class GroupTestResult:
+    """Outcome of :func:`group_test_imgs`.
+
+    Attributes
+    ----------
+    test : SignFlipResult
+        The test on the voxels of ``mask_img``.
+    images : dict of str to nibabel.Nifti1Image
+        :meth:`SignFlipResult.to_images`, with every p map set to 1 outside the mask.
+    mask_img : nibabel.Nifti1Image
+        The voxels finite in every subject map (uint8).
+    clusters : pandas.DataFrame or None
+        Clusters of the z map above the cluster-forming threshold (as a z), with the
+        smallest voxel-level FWE p of each (:func:`dnnrsa.atlas.cluster_table`).
+    """
+
+    test: SignFlipResult
+    images: dict[str, Any]
+    mask_img: Any
+    clusters: Any = None
+
+
+def group_test_imgs(
+    imgs,
+    *,
+    n_permutations: int = 5000,
+    tfce: bool = False,
+    cluster_forming_threshold: float = 0.001,
+    atlas: str | tuple[str, ...] | None = "harvard_oxford",
+    random_state=None,
+    device: str | None = None,
+    **kwargs,
+) -> GroupTestResult:
+    """One-sample group test of subject score maps, from images to images.
+
+    The maps (correlation-type scores, one image per subject) are Fisher z
+    transformed (:func:`fisher_z`) and tested on the voxels finite in every subject by
+    :func:`sign_flip_test` (one-sided, voxel-level max-T FWE, cluster-size FWE for an
+    uncorrected cluster-forming p, TFCE on request). Outside those voxels every p map
+    is 1 (never 0, which would read as significant) and the other maps 0.
+
+    Parameters
+    ----------
+    imgs : list of nibabel images or paths, length n_subjects >= 2
+        Subject maps on one grid (affines equal to 1e-4).
+    n_permutations : int
+    tfce : bool
+    cluster_forming_threshold : float
+        Uncorrected p that forms clusters (for the cluster-size FWE p and the cluster
+        table).
+    atlas : str, tuple of str or None
+        Atlas(es) naming the clusters; None skips the cluster table.
+    random_state : int, numpy.random.Generator or None
+    device : {"auto", "cpu", "cuda"} or None
+    **kwargs
+        Passed to :func:`sign_flip_test`.
+
+    Returns
+    -------
+    GroupTestResult
+    """
+    import nibabel as nib  # noqa: PLC0415
+    from scipy import stats  # noqa: PLC0415
+
+    imgs = list(imgs)
+    if len(imgs) < 2:
+        raise ValueError(f"a group test needs at least 2 subject maps; got {len(imgs)}")
+    data, ref = _stack_imgs(imgs)
+    mask = np.all(np.isfinite(data), axis=0)
+    if not mask.any():
+        raise ValueError(f"no voxel is finite in all {len(imgs)} subject maps")
+    mask_img = nib.Nifti1Image(mask.astype(np.uint8), ref.affine)
+    result = sign_flip_test(
+        fisher_z(data[:, mask]),
+        mask=mask_img,
+        n_permutations=n_permutations,
+        tfce=tfce,
+        cluster_forming_threshold=cluster_forming_threshold,
+        threshold_type="p",
+        random_state=random_state,
+        device=device,
+        **kwargs,
+    )
+    images = result.to_images(mask_img)
+    for name, img in images.items():
+        if name.startswith("p"):
+            vals = np.asarray(img.dataobj, dtype=np.float32)
+            vals[~mask] = 1.0
+            images[name] = nib.Nifti1Image(vals, img.affine)
+    clusters = None
+    if atlas is not None:
+        from .atlas import cluster_table  # noqa: PLC0415
+
+        clusters = cluster_table(
+            images["z"],
+            float(stats.norm.isf(cluster_forming_threshold)),
+            two_sided=False,
+            p_img=images["p_fwe"],
+            atlas=atlas,
+        )
+    return GroupTestResult(test=result, images=images, mask_img=mask_img, clusters=clusters)
+
+
+def layer_winner_imgs(
+    imgs, *, n_permutations: int = 1000, random_state=None, min_test_subjects: int = 4, **kwargs
+) -> dict[str, Any]:
+    """Winner-take-all map of layers from subject images, with a test where possible.
+
+    The maps are Fisher z transformed (:func:`fisher_z`); at every voxel finite in all
+    maps the best layer and its margin over the second come from all subjects, and,
+    with at least ``min_test_subjects`` subjects, :func:`compare_best_layers` tests
+    best against second best on subjects independent of those that chose them.
+
+    Parameters
+    ----------
+    imgs : sequence (layers) of sequences (subjects) of images or paths
+        ``imgs[l][s]``: the map of subject ``s`` for layer ``l``, all on one grid.
+    n_permutations : int
+    random_state : int, numpy.random.Generator or None
+    min_test_subjects : int
+        Fewest subjects for the test (the split needs at least 4).
+    **kwargs
+        Passed to :func:`compare_best_layers`.
+
+    Returns
+    -------
+    dict of str to nibabel.Nifti1Image
+        ``winner`` (int16, index of the best layer, -1 outside), ``margin`` (float32,
+        0 outside) and, when tested, ``p`` (float32 FWE p, 1 outside).
+    """
+    import nibabel as nib  # noqa: PLC0415
+
+    per_layer = [list(files) for files in imgs]
+    if len(per_layer) < 2:
+        raise ValueError(f"a winner map needs at least 2 layers; got {len(per_layer)}")
+    n_sub = len(per_layer[0])
+    if any(len(files) != n_sub for files in per_layer):
+        raise ValueError("every layer needs the same subjects")
+    data, ref = _stack_imgs([f for files in per_layer for f in files])
+    shape = ref.shape[:3]
+    # (n_subjects, n_layers, n_voxels)
+    maps = fisher_z(data.reshape(len(per_layer), n_sub, -1).transpose(1, 0, 2))
+    inside = np.all(np.isfinite(maps), axis=(0, 1))
+    comparison = None
+    if n_sub >= max(4, min_test_subjects):
+        comparison = compare_best_layers(
+            maps[:, :, inside],
+            random_state=random_state,
+            n_permutations=n_permutations,
+            **kwargs,
+        )
+        w, m = comparison.winner, comparison.margin
+    else:
+        w, m = winner_take_all(maps[:, :, inside])
+    winner = np.full(inside.size, -1, dtype=np.int16)
+    margin = np.zeros(inside.size, dtype=np.float32)
+    winner[inside], margin[inside] = w, m
+    out = {
+        "winner": nib.Nifti1Image(winner.reshape(shape), ref.affine),
+        "margin": nib.Nifti1Image(margin.reshape(shape), ref.affine),
+    }
+    if comparison is not None:
+        p = np.ones(inside.size, dtype=np.float32)
+        p[inside] = comparison.test.p_fwe
+        out["p"] = nib.Nifti1Image(p.reshape(shape), ref.affine)
+    return out

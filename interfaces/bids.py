@@ -13,12 +13,11 @@ from nipype.interfaces.base import (
     OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
 from dnnrsa._io import atomic_save_nifti, atomic_write
-
-from ._bank import entity_stem, load_bank
 
 
 def software_versions() -> dict:
@@ -101,23 +100,24 @@ class WriteLayerRDMs(SimpleInterface):
     output_spec = _MultiOutputSpec
 
     def _run_interface(self, runtime):
+        from dnnrsa.modelbank import ModelBank
         from dnnrsa.rdm import write_rdm_tsv
 
-        bank = load_bank(self.inputs.bank_file)
+        bank = ModelBank.load(self.inputs.bank_file)
         out_dir = Path(self.inputs.output_dir)
         files = []
-        for i, rdm in enumerate(bank["rdms"]):
-            stem = f"task-{self.inputs.task}_{entity_stem(bank['model_labels'][i], bank['layer_labels'][i])}"
+        for i, rdm in enumerate(bank.rdms):
+            stem = f"task-{self.inputs.task}_{bank.entity_stem(i)}"
             path = out_dir / f"{stem}_rdm.tsv"
-            write_rdm_tsv(path, rdm, bank["conditions"])
+            write_rdm_tsv(path, rdm, bank.conditions)
             write_json(
                 out_dir / f"{stem}_rdm.json",
                 {
-                    "LayerName": bank["layer_names"][i],
-                    "Part": bank["parts"][i],
+                    "LayerName": bank.layer_names[i],
+                    "Part": bank.parts[i],
                     "LayerIndex": i,
-                    "Metric": bank["metrics"][i],
-                    "Conditions": bank["conditions"],
+                    "Metric": bank.metrics[i],
+                    "Conditions": bank.conditions,
                     **dict(self.inputs.extra),
                     "SoftwareVersions": software_versions(),
                 },
@@ -149,15 +149,17 @@ class WriteSubjectMaps(SimpleInterface):
     def _run_interface(self, runtime):
         import nibabel as nib
 
-        bank = load_bank(self.inputs.bank_file)
+        from dnnrsa.modelbank import ModelBank
+
+        bank = ModelBank.load(self.inputs.bank_file)
         img = nib.load(self.inputs.maps_file)
         data = np.asarray(img.dataobj, dtype=np.float32)
         if data.ndim == 3:
             data = data[..., None]
-        if data.shape[3] != len(bank["model_labels"]):
+        if data.shape[3] != bank.n_models:
             raise ValueError(
                 f"{self.inputs.maps_file} has {data.shape[3]} volumes; the model bank has "
-                f"{len(bank['model_labels'])} models"
+                f"{bank.n_models} models"
             )
         s = self.inputs.subject
         func = Path(self.inputs.output_dir) / f"sub-{s}" / "func"
@@ -165,7 +167,7 @@ class WriteSubjectMaps(SimpleInterface):
         for i in range(data.shape[3]):
             stem = (
                 f"sub-{s}_task-{self.inputs.task}_space-{self.inputs.space}_"
-                f"{entity_stem(bank['model_labels'][i], bank['layer_labels'][i])}_"
+                f"{bank.entity_stem(i)}_"
                 f"stat-{_stat_label(self.inputs.comparator)}_statmap"
             )
             out = func / f"{stem}.nii.gz"
@@ -175,15 +177,15 @@ class WriteSubjectMaps(SimpleInterface):
             write_json(
                 func / f"{stem}.json",
                 {
-                    "LayerName": bank["layer_names"][i],
-                    "Part": bank["parts"][i],
+                    "LayerName": bank.layer_names[i],
+                    "Part": bank.parts[i],
                     "LayerIndex": i,
                     "Comparator": self.inputs.comparator,
                     "Metric": self.inputs.metric,
                     "RadiusMm": self.inputs.radius_mm,
-                    "ModelMetric": bank["metrics"][i],
-                    "Conditions": bank["conditions"],
-                    "Sources": list(self.inputs.sources),
+                    "ModelMetric": bank.metrics[i],
+                    "Conditions": bank.conditions,
+                    "Sources": list(self.inputs.sources) if isdefined(self.inputs.sources) else [],
                     "SoftwareVersions": software_versions(),
                 },
             )

@@ -17,16 +17,6 @@ from nipype.interfaces.base import (
 
 from dnnrsa._io import atomic_save_npz
 
-from ._bank import load_bank, save_bank
-
-
-def _label(text: str) -> str:
-    """A BIDS entity label: the alphanumeric characters of ``text``."""
-    out = "".join(ch for ch in str(text) if ch.isalnum())
-    if not out:
-        raise ValueError(f"cannot make a BIDS label from {text!r}")
-    return out
-
 
 class _ExtractFeaturesInputSpec(BaseInterfaceInputSpec):
     stim_files = InputMultiObject(
@@ -107,27 +97,23 @@ class LayerRDMs(SimpleInterface):
     output_spec = _LayerRDMsOutputSpec
 
     def _run_interface(self, runtime):
-        from dnnrsa.analysis import layer_rdms
+        from dnnrsa.modelbank import layer_bank
 
         with np.load(self.inputs.features_file) as data:
             names = [str(n) for n in data["layer_names"]]
             parts = [str(p) for p in data["parts"]]
             acts = {n: data[f"layer{i:03d}"] for i, n in enumerate(names)}
-        conditions = np.asarray(self.inputs.conditions)
-        if len(conditions) != len(self.inputs.stim_labels):
+        if len(self.inputs.conditions) != len(self.inputs.stim_labels):
             raise ValueError("conditions must have one entry per stimulus")
-        names, rdms = layer_rdms(acts, self.inputs.metric, conditions=conditions)
-        out = os.path.join(runtime.cwd, "layer_rdms.npz")
-        save_bank(
-            out,
-            rdms=rdms,
-            model_labels=[_label(self.inputs.model_label)] * len(names),
-            layer_labels=[_label(n) for n in names],
-            layer_names=names,
+        bank = layer_bank(
+            acts,
             parts=parts,
-            conditions=list(np.unique(conditions)),
+            model_label=self.inputs.model_label,
+            conditions=list(self.inputs.conditions),
             metric=self.inputs.metric,
         )
+        out = os.path.join(runtime.cwd, "layer_rdms.npz")
+        bank.save(out)
         self._results["bank_file"] = out
         return runtime
 
@@ -143,38 +129,23 @@ class _UserModelRDMsOutputSpec(TraitedSpec):
 
 
 class UserModelRDMs(SimpleInterface):
-    """Read square, labelled model RDMs and reorder them to the analysis' conditions."""
+    """Read square, labelled model RDMs and reorder them to the analysis' conditions
+    (:func:`dnnrsa.modelbank.user_model_bank`)."""
 
     input_spec = _UserModelRDMsInputSpec
     output_spec = _UserModelRDMsOutputSpec
 
     def _run_interface(self, runtime):
-        from dnnrsa.rdm import read_rdm_tsv, squareform_to_vector, vector_to_squareform
+        from dnnrsa.modelbank import user_model_bank
+        from dnnrsa.rdm import read_rdm_tsv
 
-        conditions = list(self.inputs.conditions)
-        rows = []
-        for name, path in zip(self.inputs.names, self.inputs.rdm_files, strict=True):
-            vec, labels = read_rdm_tsv(path)
-            missing = [c for c in conditions if c not in labels]
-            if missing:
-                raise ValueError(
-                    f"model RDM {name!r} ({path}) lacks condition(s) {missing[:10]}; "
-                    f"its labels are {labels[:10]}..."
-                )
-            order = [labels.index(c) for c in conditions]
-            square = vector_to_squareform(vec)[np.ix_(order, order)]
-            rows.append(squareform_to_vector(square, check_symmetric=False))
-        out = os.path.join(runtime.cwd, "user_rdms.npz")
-        save_bank(
-            out,
-            rdms=np.stack(rows),
-            model_labels=[_label(n) for n in self.inputs.names],
-            layer_labels=[""] * len(rows),
-            layer_names=list(self.inputs.names),
-            parts=["model"] * len(rows),
-            conditions=conditions,
-            metric="user",
+        paths = list(self.inputs.rdm_files)
+        rdms, labels = zip(*(read_rdm_tsv(p) for p in paths), strict=True)
+        bank = user_model_bank(
+            list(self.inputs.names), rdms, labels, list(self.inputs.conditions), sources=paths
         )
+        out = os.path.join(runtime.cwd, "user_rdms.npz")
+        bank.save(out)
         self._results["bank_file"] = out
         return runtime
 
@@ -184,29 +155,19 @@ class _MergeBanksInputSpec(BaseInterfaceInputSpec):
 
 
 class MergeBanks(SimpleInterface):
-    """Concatenate model banks that share one condition order."""
+    """Concatenate model banks that share one condition order
+    (:func:`dnnrsa.modelbank.merge_banks`)."""
 
     input_spec = _MergeBanksInputSpec
     output_spec = _UserModelRDMsOutputSpec
 
     def _run_interface(self, runtime):
-        banks = [load_bank(f) for f in self.inputs.bank_files]
-        conditions = banks[0]["conditions"]
-        for f, bank in zip(self.inputs.bank_files, banks, strict=True):
-            if bank["conditions"] != conditions:
-                raise ValueError(f"{f}: condition order differs from {self.inputs.bank_files[0]}")
-        merged = {
-            key: [v for b in banks for v in b[key]]
-            for key in ("model_labels", "layer_labels", "layer_names", "parts", "metrics")
-        }
+        from dnnrsa.modelbank import ModelBank, merge_banks
+
+        files = list(self.inputs.bank_files)
+        bank = merge_banks([ModelBank.load(f) for f in files], sources=files)
         out = os.path.join(runtime.cwd, "model_bank.npz")
-        save_bank(
-            out,
-            rdms=np.concatenate([b["rdms"] for b in banks]),
-            conditions=conditions,
-            metric=merged.pop("metrics"),
-            **merged,
-        )
+        bank.save(out)
         self._results["bank_file"] = out
         return runtime
 
@@ -226,7 +187,8 @@ class _DNNAnalysesOutputSpec(TraitedSpec):
 
 
 class DNNAnalyses(SimpleInterface):
-    """Category index per layer, layer-by-layer similarity and variance partitioning."""
+    """Category index per layer, layer-by-layer similarity and variance partitioning
+    (:func:`dnnrsa.analysis.dnn_analysis_tables`)."""
 
     input_spec = _DNNAnalysesInputSpec
     output_spec = _DNNAnalysesOutputSpec
@@ -234,69 +196,25 @@ class DNNAnalyses(SimpleInterface):
     def _run_interface(self, runtime):
         import pandas as pd
 
-        from dnnrsa.analysis import category_index_table, layer_similarity, variance_partitioning
+        from dnnrsa.analysis import dnn_analysis_tables
+        from dnnrsa.modelbank import ModelBank
 
-        bank = load_bank(self.inputs.bank_file)
-        table = pd.read_csv(self.inputs.stimulus_table, sep="\t", dtype=str)
-        conditions = bank["conditions"]
-        by_cond = table.drop_duplicates("condition").set_index("condition")
-        missing = [c for c in conditions if c not in by_cond.index]
-        if missing:
-            raise ValueError(
-                f"{self.inputs.stimulus_table}: no labels for conditions {missing[:5]}"
-            )
-        by_cond = by_cond.loc[conditions]
-        columns = self.inputs.label_columns or [
-            c
-            for c in by_cond.columns
-            if c not in ("stim_file", "trial_type") and by_cond[c].nunique() > 1
-        ]
-        label_sets = {
-            c: by_cond[c].to_numpy()
-            for c in columns
-            if by_cond[c].nunique() > 1 and by_cond[c].nunique() < len(conditions)
-        }
-        names = bank["layer_names"]
-        parts = bank["parts"]
-        ci = category_index_table(
-            bank["rdms"],
-            label_sets,
-            layer_names=names,
+        tables = dnn_analysis_tables(
+            ModelBank.load(self.inputs.bank_file),
+            pd.read_csv(self.inputs.stimulus_table, sep="\t", dtype=str),
+            label_columns=self.inputs.label_columns or None,
             n_permutations=self.inputs.n_permutations,
             random_state=self.inputs.seed,
-        ).to_frame()
-        ci.insert(1, "part", ci["layer"].map(dict(zip(names, parts, strict=True))))
-        ci["layer"] = ci["layer"].map(dict(zip(names, bank["layer_labels"], strict=True)))
-        ci_path = os.path.join(runtime.cwd, "categoryindex.tsv")
-        ci.to_csv(ci_path, sep="\t", index=False, na_rep="n/a")
-        sim = layer_similarity(bank["rdms"])
-        sim_path = os.path.join(runtime.cwd, "layersimilarity.tsv")
-        pd.DataFrame(sim, index=bank["layer_labels"], columns=bank["layer_labels"]).rename_axis(
-            "layer"
-        ).to_csv(sim_path, sep="\t", float_format="%.6f")
-        self._results["category_index"] = ci_path
-        self._results["layer_similarity"] = sim_path
-        vis = [i for i, p in enumerate(parts) if p == "visual"]
-        aud = [i for i, p in enumerate(parts) if p == "auditory"]
-        cross = [i for i, p in enumerate(parts) if p == "crossmodal"]
-        if vis and aud and cross:
-            rows = []
-            for i in cross:
-                res = variance_partitioning(
-                    bank["rdms"][i], bank["rdms"][vis[-1]], bank["rdms"][aud[-1]]
-                )
-                rows.append(
-                    {
-                        "layer": bank["layer_labels"][i],
-                        "unique_visual": res["unique_visual"],
-                        "unique_auditory": res["unique_auditory"],
-                        "shared": res["shared"],
-                        "total": res["total"],
-                    }
-                )
-            vp_path = os.path.join(runtime.cwd, "varpart.tsv")
-            pd.DataFrame(rows).to_csv(vp_path, sep="\t", index=False, float_format="%.6f")
-            self._results["varpart"] = vp_path
+        )
+        for key, name, kwargs in (
+            ("category_index", "categoryindex", {"index": False, "na_rep": "n/a"}),
+            ("layer_similarity", "layersimilarity", {"float_format": "%.6f"}),
+            ("varpart", "varpart", {"index": False, "float_format": "%.6f"}),
+        ):
+            if key in tables:
+                path = os.path.join(runtime.cwd, f"{name}.tsv")
+                tables[key].to_csv(path, sep="\t", **kwargs)
+                self._results[key] = path
         return runtime
 
 

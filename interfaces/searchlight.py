@@ -12,8 +12,6 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ._bank import load_bank
-
 
 class _SearchlightInputSpec(BaseInterfaceInputSpec):
     patterns_file = File(exists=True, mandatory=True, desc="4D patterns, one volume per row")
@@ -48,20 +46,16 @@ class SearchlightRSA(SimpleInterface):
         import pandas as pd
 
         from dnnrsa._io import atomic_save_nifti
+        from dnnrsa.modelbank import ModelBank
         from dnnrsa.searchlight import searchlight_rsa
 
-        bank = load_bank(self.inputs.bank_file)
+        bank = ModelBank.load(self.inputs.bank_file)
         table = pd.read_csv(self.inputs.conditions_file, sep="\t", dtype={"condition": str})
-        present = sorted(set(table["condition"]))
-        if present != sorted(bank["conditions"]):
-            raise ValueError(
-                f"the patterns' conditions ({len(present)}) differ from the model RDMs' "
-                f"({len(bank['conditions'])}): {sorted(set(present) ^ set(bank['conditions']))[:5]}"
-            )
+        bank.check_conditions(table["condition"])
         img = searchlight_rsa(
             self.inputs.patterns_file,
             self.inputs.mask_file,
-            bank["rdms"],
+            bank.rdms,
             radius_mm=self.inputs.radius_mm,
             metric=self.inputs.metric,
             comparator=self.inputs.comparator,
