@@ -11,7 +11,7 @@ import os
 
 from .. import __version__
 from .._io import atomic_write
-from ..interfaces.bids import write_json
+from ..bidsnames import write_json
 from .config import RunConfig
 
 #: File patterns of the derivatives that are not (yet) BIDS, listed in ``.bidsignore``.

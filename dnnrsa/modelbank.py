@@ -17,12 +17,11 @@ from typing import Any
 import numpy as np
 
 from ._io import atomic_save_npz
+from .bidsnames import model_stem, to_label
 from .rdm import squareform_to_vector, vector_to_squareform
 
 __all__ = [
     "ModelBank",
-    "bids_label",
-    "entity_stem",
     "layer_bank",
     "merge_banks",
     "reorder_rdm",
@@ -30,19 +29,6 @@ __all__ = [
 ]
 
 _LISTS = ("model_labels", "layer_labels", "layer_names", "parts", "conditions", "metrics")
-
-
-def bids_label(text: str) -> str:
-    """A BIDS entity label: the alphanumeric characters of ``text``."""
-    out = "".join(ch for ch in str(text) if ch.isalnum())
-    if not out:
-        raise ValueError(f"cannot make a BIDS label from {text!r}")
-    return out
-
-
-def entity_stem(model_label: str, layer_label: str) -> str:
-    """``model-<m>_layer-<l>`` (or ``model-<m>`` for a model without layers)."""
-    return f"model-{model_label}" + (f"_layer-{layer_label}" if layer_label else "")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -110,7 +96,7 @@ class ModelBank:
 
     def entity_stem(self, i: int) -> str:
         """``model-<m>[_layer-<l>]`` of model ``i``."""
-        return entity_stem(self.model_labels[i], self.layer_labels[i])
+        return model_stem(self.model_labels[i], self.layer_labels[i] or None)
 
     def check_conditions(self, conditions: Sequence[str]) -> None:
         """Raise ValueError unless ``conditions`` (in any order, with repeats) are the bank's."""
@@ -176,7 +162,7 @@ def user_model_bank(
     ]
     return ModelBank(
         rdms=np.stack(rows),
-        model_labels=[bids_label(n) for n in names],
+        model_labels=[to_label(n) for n in names],
         layer_labels=[""] * len(rows),
         layer_names=names,
         parts=["model"] * len(rows),
@@ -219,8 +205,8 @@ def layer_bank(
     names, rdms = layer_rdms(activations, metric, conditions=conditions)
     return ModelBank(
         rdms=rdms,
-        model_labels=[bids_label(model_label)] * len(names),
-        layer_labels=[bids_label(n) for n in names],
+        model_labels=[to_label(model_label)] * len(names),
+        layer_labels=[to_label(n) for n in names],
         layer_names=names,
         parts=list(parts),
         conditions=[str(c) for c in np.unique(conditions)],

@@ -42,6 +42,7 @@ __all__ = [
     "LABEL_COLUMNS",
     "REGIMES",
     "TrainResult",
+    "arm_lesion_table",
     "augment_batch",
     "evaluate",
     "evaluate_lesions",
@@ -385,6 +386,60 @@ def evaluate_lesions(
         "drop": {arm: intact - acc for arm, acc in lesioned.items()},
         "n_stimuli": int(len(targets)),
     }
+
+
+def arm_lesion_table(
+    checkpoint,
+    stim_files: Sequence[str],
+    stim_labels: Sequence[str],
+    stimulus_table,
+    *,
+    device: str = "cpu",
+):
+    """Arm lesions of a trained network on the stimuli it can be scored on.
+
+    The stimuli scored are those whose value in the column of ``stimulus_table`` named
+    after the checkpoint's regime is one of the network's classes.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        A checkpoint written by training (records regime, class labels, input recipe).
+    stim_files, stim_labels : sequences of str
+        Stimulus files and their ``stim_file`` keys in ``stimulus_table``, in the same order.
+    stimulus_table : pandas.DataFrame
+        Indexed by ``stim_file``, with one column per label set.
+    device : {"auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        Columns ``arm`` (``none`` for the intact network), ``accuracy``, ``accuracy_drop``;
+        None when the network has no arms, its regime is not a column of the table, or
+        fewer than two stimuli carry one of its classes.
+    """
+    import pandas as pd
+
+    from .models import load_model
+    from .stimuli import prepare_inputs
+
+    net, spec, info = load_model(None, checkpoint)
+    regime, classes = info.get("regime"), [str(c) for c in info.get("labels", [])]
+    if not regime or regime not in stimulus_table.columns or not spec.arms:
+        return None
+    values = stimulus_table[regime].reindex(list(stim_labels))
+    keep = [i for i, v in enumerate(values) if isinstance(v, str) and v in classes]
+    if len(keep) < 2:
+        return None
+    inputs = prepare_inputs([stim_files[i] for i in keep], info["recipe"])
+    targets = np.array([classes.index(values.iloc[i]) for i in keep])
+    result = evaluate_lesions(net, inputs, targets, spec, device=device)
+    rows = [{"arm": "none", "accuracy": result["accuracy"], "accuracy_drop": 0.0}]
+    rows += [
+        {"arm": arm, "accuracy": acc, "accuracy_drop": result["drop"][arm]}
+        for arm, acc in result["lesioned"].items()
+    ]
+    return pd.DataFrame(rows)
 
 
 def _module_inputs(model, module, inputs, modalities, batch_size, device) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from nipype.interfaces.base import (
 )
 
 from dnnrsa._io import atomic_save_nifti, atomic_write
+from dnnrsa.bidsnames import to_label, write_json
 
 
 def software_versions() -> dict:
@@ -31,13 +31,6 @@ def software_versions() -> dict:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def write_json(path, payload: dict) -> None:
-    """Write a JSON sidecar atomically."""
-    with atomic_write(path) as fh:
-        json.dump(payload, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
 
 
 def copy_atomic(src, dst) -> None:
@@ -168,7 +161,7 @@ class WriteSubjectMaps(SimpleInterface):
             stem = (
                 f"sub-{s}_task-{self.inputs.task}_space-{self.inputs.space}_"
                 f"{bank.entity_stem(i)}_"
-                f"stat-{_stat_label(self.inputs.comparator)}_statmap"
+                f"stat-{to_label(self.inputs.comparator)}_statmap"
             )
             out = func / f"{stem}.nii.gz"
             vol = nib.Nifti1Image(data[..., i], img.affine)
@@ -192,10 +185,6 @@ class WriteSubjectMaps(SimpleInterface):
             files.append(str(out))
         self._results["out_files"] = files
         return runtime
-
-
-def _stat_label(comparator: str) -> str:
-    return "".join(ch for ch in comparator if ch.isalnum())
 
 
 __all__ = [

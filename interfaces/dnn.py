@@ -246,28 +246,19 @@ class ArmLesion(SimpleInterface):
     def _run_interface(self, runtime):
         import pandas as pd
 
-        from dnnrsa.models import load_model
-        from dnnrsa.stimuli import prepare_inputs
-        from dnnrsa.train import evaluate_lesions
+        from dnnrsa.train import arm_lesion_table
 
-        net, spec, info = load_model(None, self.inputs.checkpoint)
-        regime, classes = info.get("regime"), [str(c) for c in info.get("labels", [])]
         table = pd.read_csv(self.inputs.stimulus_table, sep="\t", dtype=str).set_index("stim_file")
-        if not regime or regime not in table.columns or not spec.arms:
+        lesions = arm_lesion_table(
+            self.inputs.checkpoint,
+            list(self.inputs.stim_files),
+            list(self.inputs.stim_labels),
+            table,
+            device=self.inputs.device,
+        )
+        if lesions is None:
             return runtime
-        values = table[regime].reindex(list(self.inputs.stim_labels))
-        keep = [i for i, v in enumerate(values) if isinstance(v, str) and v in classes]
-        if len(keep) < 2:
-            return runtime
-        inputs = prepare_inputs([self.inputs.stim_files[i] for i in keep], info["recipe"])
-        targets = np.array([classes.index(values.iloc[i]) for i in keep])
-        result = evaluate_lesions(net, inputs, targets, spec, device=self.inputs.device)
-        rows = [{"arm": "none", "accuracy": result["accuracy"], "accuracy_drop": 0.0}]
-        rows += [
-            {"arm": arm, "accuracy": acc, "accuracy_drop": result["drop"][arm]}
-            for arm, acc in result["lesioned"].items()
-        ]
         out = os.path.join(runtime.cwd, "armlesion.tsv")
-        pd.DataFrame(rows).to_csv(out, sep="\t", index=False, float_format="%.6f")
+        lesions.to_csv(out, sep="\t", index=False, float_format="%.6f")
         self._results["lesion_file"] = out
         return runtime

@@ -292,7 +292,7 @@ def test_arm_lesion(clips, tmp_path):
     from dnnrsa.interfaces.dnn import ArmLesion
     from dnnrsa.models import build_model, get_model, load_model, save_checkpoint
     from dnnrsa.stimuli import prepare_inputs
-    from dnnrsa.train import evaluate_lesions
+    from dnnrsa.train import arm_lesion_table, evaluate_lesions
 
     torch.manual_seed(0)
     spec = get_model("crosschannel")
@@ -325,6 +325,10 @@ def test_arm_lesion(clips, tmp_path):
     for arm, acc in direct["lesioned"].items():
         assert got.loc[arm, "accuracy"] == pytest.approx(acc, abs=1e-6)
         assert got.loc[arm, "accuracy_drop"] == pytest.approx(direct["drop"][arm], abs=1e-6)
+    # the node writes exactly the core's table (the stimulus labelled "other" is not scored)
+    core = arm_lesion_table(ckpt, clips, names, table.set_index("stim_file").astype(str))
+    expected = core.to_csv(sep="\t", index=False, float_format="%.6f")
+    assert open(out.lesion_file).read() == expected
 
 
 # -- searchlight.py -------------------------------------------------------------------

@@ -18,10 +18,9 @@ from dnnrsa.analysis import (
     layer_similarity,
     variance_partitioning,
 )
+from dnnrsa.bidsnames import model_stem, to_label
 from dnnrsa.modelbank import (
     ModelBank,
-    bids_label,
-    entity_stem,
     layer_bank,
     merge_banks,
     reorder_rdm,
@@ -88,12 +87,12 @@ def test_bank_rejects_inconsistent_fields():
 
 
 def test_entity_stem_and_labels():
-    assert entity_stem("emotion", "conv1") == "model-emotion_layer-conv1"
-    assert entity_stem("category", "") == "model-category"
+    assert model_stem("emotion", "conv1") == "model-emotion_layer-conv1"
+    assert model_stem("category", "") == "model-category"
     assert _bank().entity_stem(1) == "model-net_layer-l1"
-    assert bids_label("visual.conv1_1") == "visualconv11"
+    assert to_label("visual.conv1_1") == "visualconv11"
     with pytest.raises(ValueError, match="BIDS label"):
-        bids_label("._-")
+        to_label("._-")
 
 
 def test_check_conditions():

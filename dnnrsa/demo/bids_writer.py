@@ -6,12 +6,12 @@ the same way every time, so the same arguments give byte-identical files.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .._version import __version__
+from ..bidsnames import write_json
 from .bold import SPACE
 from .design import EMOTIONS, IDENTITIES, SENTENCES, TASK
 
@@ -76,14 +76,6 @@ _CONFOUND_DESCRIPTIONS = {
 
 
 # --------------------------------------------------------------------------- primitives
-def write_json(path: Path, content: dict) -> None:
-    """Write ``content`` as indented JSON, atomically."""
-    from .._io import atomic_write
-
-    with atomic_write(path) as fh:
-        fh.write(json.dumps(content, indent=2, sort_keys=False) + "\n")
-
-
 def write_tsv(path: Path, columns: dict[str, list]) -> None:
     """Write columns (name -> values) as TSV, atomically; floats rounded, NaN as n/a."""
     from .._io import atomic_write

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bidsnames import write_json
 from .bids_writer import (
     SPATIAL_REFERENCE,
     description,
     save_nifti,
     sidecar,
-    write_json,
     write_text,
     write_tsv,
 )
