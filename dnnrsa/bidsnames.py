@@ -104,8 +104,8 @@ def parse_name(name: str | os.PathLike) -> BidsName:
     return BidsName(entities, parts[-1], extension)
 
 
-def build_name(entities: dict[str, str | None], suffix: str, extension: str = "") -> str:
-    """``key-value_..._suffix.ext`` from ordered entities; None values are left out.
+def build_stem(entities: dict[str, str | None]) -> str:
+    """``key-value_...`` from ordered entities, without a suffix; None values are left out.
 
     Every value must already be a BIDS label (use :func:`to_label` to make one).
     """
@@ -114,14 +114,28 @@ def build_name(entities: dict[str, str | None], suffix: str, extension: str = ""
         if value is None or value == "":
             continue
         parts.append(f"{key}-{check_label(value, f'BIDS entity {key!r}')}")
+    return "_".join(parts)
+
+
+def build_name(entities: dict[str, str | None], suffix: str, extension: str = "") -> str:
+    """``key-value_..._suffix.ext`` from ordered entities; None values are left out.
+
+    Every value must already be a BIDS label (use :func:`to_label` to make one).
+    """
     if not is_label(suffix):
         raise ValueError(f"BIDS suffix must be alphanumeric; got {suffix!r}")
-    return "_".join([*parts, suffix]) + extension
+    stem = build_stem(entities)
+    return (f"{stem}_{suffix}" if stem else suffix) + extension
 
 
 def model_stem(model: str, layer: str | None = None) -> str:
     """``model-<m>_layer-<l>`` (or ``model-<m>`` for a model without layers)."""
-    return build_name({"model": model, "layer": layer}, "x")[: -len("_x")]
+    return build_stem({"model": model, "layer": layer})
+
+
+def subject_dir(root: str | os.PathLike, subject: str, datatype: str = "func") -> Path:
+    """``<root>/sub-<subject>/<datatype>``, the folder of a participant's files."""
+    return Path(root) / build_stem({"sub": subject}) / datatype
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -154,6 +168,7 @@ __all__ = [
     "BidsName",
     "LABEL_RE",
     "build_name",
+    "build_stem",
     "check_label",
     "is_label",
     "model_stem",
@@ -161,6 +176,7 @@ __all__ = [
     "read_json",
     "sidecar_path",
     "split_extension",
+    "subject_dir",
     "to_label",
     "write_json",
 ]

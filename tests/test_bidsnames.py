@@ -8,12 +8,14 @@ import pytest
 
 from dnnrsa.bidsnames import (
     build_name,
+    build_stem,
     check_label,
     model_stem,
     parse_name,
     read_json,
     sidecar_path,
     split_extension,
+    subject_dir,
     to_label,
     write_json,
 )
@@ -70,6 +72,20 @@ def test_model_stem_and_extensions():
     assert split_extension("a_rdm.tsv") == ("a_rdm", ".tsv")
     assert sidecar_path("/x/a_statmap.nii.gz").as_posix() == "/x/a_statmap.json"
     assert sidecar_path("/x/a_rdm.tsv").as_posix() == "/x/a_rdm.json"
+
+
+def test_build_stem_and_subject_dir():
+    stem = build_stem({"task": "av", "space": "MNI", "model": "emotion", "layer": None})
+    assert stem == "task-av_space-MNI_model-emotion"
+    assert build_stem({"layer": None}) == ""
+    assert build_name({"layer": None}, "stimuli", ".tsv") == "stimuli.tsv"
+    assert build_name({"task": "av"}, "stimuli", ".tsv") == "task-av_stimuli.tsv"
+    with pytest.raises(ValueError, match="'desc'"):
+        build_stem({"desc": "a_b"})
+    assert subject_dir("/out", "01").as_posix() == "/out/sub-01/func"
+    assert subject_dir("/out", "01", "anat").as_posix() == "/out/sub-01/anat"
+    with pytest.raises(ValueError, match="'sub'"):
+        subject_dir("/out", "0/1")
 
 
 def test_json_round_trip(tmp_path):
