@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bidsnames import build_stem, parse_name
 from .errors import DatasetInvalid, InputMissing, NothingSelected, UsageError
 
 logger = logging.getLogger(__name__)
@@ -270,10 +271,9 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
                 mask = Path(masks[0].path) if masks else None
                 if mask is not None:
                     _check_mask(mask)
-            run_label = (
-                "".join(f"{k}-{ents[k]}" for k in ("session", "run", "acquisition") if k in ents)
-                or bold.name.split("_bold")[0]
-            )
+            run_label = "".join(
+                f"{k}-{ents[k]}" for k in ("session", "run", "acquisition") if k in ents
+            ) or build_stem(parse_name(bold).entities)
             runs.append(
                 RunInputs(
                     run=run_label,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from dnnrsa.bidsnames import to_label
+from dnnrsa.bidsnames import build_name, subject_dir, to_label
 
 from ..interfaces.bids import WriteDerivative, WriteLayerRDMs, WriteSubjectMaps
 from ..interfaces.dnn import (
@@ -126,7 +126,7 @@ def init_dnn_wf(
                 (rdms, merge_list, [("bank_file", f"in{k + 1}")]),
             ]
         )
-        stem = f"task-{task}_model-{label}"
+        entities = {"task": task, "model": label}
         if _lesion_possible(ckpt, stimulus_table):
             lesion = pe.Node(
                 ArmLesion(
@@ -140,19 +140,23 @@ def init_dnn_wf(
             )
             write_lesion = pe.Node(
                 WriteDerivative(
-                    out_path=str(config.output_dir / f"{stem}_desc-armlesion_stats.tsv")
+                    out_path=str(
+                        config.output_dir
+                        / build_name({**entities, "desc": "armlesion"}, "stats", ".tsv")
+                    )
                 ),
                 name=f"write_arm_lesion_{label}",
             )
             write_lesion.overwrite = True
             wf.connect(lesion, "lesion_file", write_lesion, "in_file")
-        for field, suffix in (
-            ("category_index", "desc-categoryindex_stats.tsv"),
-            ("layer_similarity", "desc-layersimilarity_matrix.tsv"),
-            ("varpart", "desc-varpart_stats.tsv"),
+        for field, desc, suffix in (
+            ("category_index", "categoryindex", "stats"),
+            ("layer_similarity", "layersimilarity", "matrix"),
+            ("varpart", "varpart", "stats"),
         ):
+            fname = build_name({**entities, "desc": desc}, suffix, ".tsv")
             sink = pe.Node(
-                WriteDerivative(out_path=str(config.output_dir / f"{stem}_{suffix}")),
+                WriteDerivative(out_path=str(config.output_dir / fname)),
                 name=f"write_{field}_{label}",
             )
             sink.overwrite = True
@@ -264,12 +268,12 @@ def init_participant_wf(config, inputs: SubjectInputs, *, name: str | None = Non
         name="searchlight",
         mem_gb=config.searchlight_memory_mb / 1024 + 1.0,
     )
-    func = config.output_dir / f"sub-{s}" / "func"
-    stem = f"sub-{s}_task-{inputs.task}_space-{inputs.space}"
+    entities = {"sub": s, "task": inputs.task, "space": inputs.space}
+    entities |= {"desc": config.glm_method, "stat": config.glm_output}
     write_patterns = pe.Node(
         WriteDerivative(
             out_path=str(
-                func / f"{stem}_desc-{config.glm_method}_stat-{config.glm_output}_statmap.nii.gz"
+                subject_dir(config.output_dir, s) / build_name(entities, "statmap", ".nii.gz")
             ),
             sidecar={
                 "Method": config.glm_method,
@@ -364,21 +368,26 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
             "Subjects": list(g.subjects),
             "Sources": [str(f) for f in g.files],
         }
+        ents = {"task": g.task, "space": g.space, "model": g.model, "layer": g.layer}
         outputs = [
-            ("t_file", f"{g.stem}_stat-t_statmap.nii.gz", {"Statistic": "t"}),
-            ("z_file", f"{g.stem}_stat-z_statmap.nii.gz", {"Statistic": "z of the uncorrected t"}),
+            ("t_file", build_name({**ents, "stat": "t"}, "statmap", ".nii.gz"), {"Statistic": "t"}),
+            (
+                "z_file",
+                build_name({**ents, "stat": "z"}, "statmap", ".nii.gz"),
+                {"Statistic": "z of the uncorrected t"},
+            ),
             (
                 "p_file",
-                f"{g.stem}_stat-p_statmap.nii.gz",
+                build_name({**ents, "stat": "p"}, "statmap", ".nii.gz"),
                 {"Statistic": "voxel-level FWE p (max-T)"},
             ),
-            ("clusters_file", f"{g.stem}_clusters.tsv", None),
+            ("clusters_file", build_name(ents, "clusters", ".tsv"), None),
         ]
         if config.tfce:
             outputs.append(
                 (
                     "p_tfce_file",
-                    f"{g.stem}_desc-tfce_stat-p_statmap.nii.gz",
+                    build_name({**ents, "desc": "tfce", "stat": "p"}, "statmap", ".nii.gz"),
                     {"Statistic": "TFCE FWE p"},
                 )
             )
@@ -424,13 +433,14 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
             "Subjects": common,
             "Description": "index into Layers of the layer with the highest group-mean (Fisher z) score; -1 outside",
         }
-        stem = f"task-{task}_space-{space}_model-{model}"
+        ents = {"task": task, "space": space, "model": model}
         sinks = [
-            ("winner_file", f"{stem}_desc-winner_statmap.nii.gz"),
-            ("margin_file", f"{stem}_desc-winnermargin_statmap.nii.gz"),
+            ("winner_file", build_name({**ents, "desc": "winner"}, "statmap", ".nii.gz")),
+            ("margin_file", build_name({**ents, "desc": "winnermargin"}, "statmap", ".nii.gz")),
         ]
         if len(common) >= 4:  # the best-vs-second test splits the subjects in two
-            sinks.append(("p_file", f"{stem}_desc-winner_stat-p_statmap.nii.gz"))
+            p_name = build_name({**ents, "desc": "winner", "stat": "p"}, "statmap", ".nii.gz")
+            sinks.append(("p_file", p_name))
         for field, fname in sinks:
             sink = pe.Node(
                 WriteDerivative(out_path=str(out / fname), sidecar=side),

@@ -17,7 +17,7 @@ from nipype.interfaces.base import (
 )
 
 from dnnrsa._io import atomic_save_nifti, atomic_write
-from dnnrsa.bidsnames import to_label, write_json
+from dnnrsa.bidsnames import build_name, sidecar_path, subject_dir, to_label, write_json
 
 
 def software_versions() -> dict:
@@ -61,18 +61,15 @@ class WriteDerivative(SimpleInterface):
         copy_atomic(self.inputs.in_file, out)
         if self.inputs.sidecar:
             write_json(
-                _sidecar_path(out), {**self.inputs.sidecar, "SoftwareVersions": software_versions()}
+                sidecar_path(out), {**self.inputs.sidecar, "SoftwareVersions": software_versions()}
             )
         self._results["out_file"] = str(out)
         return runtime
 
 
-def _sidecar_path(path: Path) -> Path:
-    name = path.name
-    for ext in (".nii.gz", ".nii", ".tsv", ".npz"):
-        if name.endswith(ext):
-            return path.with_name(name[: -len(ext)] + ".json")
-    return path.with_suffix(".json")
+def _model(bank, i: int) -> dict[str, str | None]:
+    """The model and layer entities of model ``i`` of a bank (no layer for a user's model)."""
+    return {"model": bank.model_labels[i], "layer": bank.layer_labels[i] or None}
 
 
 class _WriteLayerRDMsInputSpec(BaseInterfaceInputSpec):
@@ -100,11 +97,12 @@ class WriteLayerRDMs(SimpleInterface):
         out_dir = Path(self.inputs.output_dir)
         files = []
         for i, rdm in enumerate(bank.rdms):
-            stem = f"task-{self.inputs.task}_{bank.entity_stem(i)}"
-            path = out_dir / f"{stem}_rdm.tsv"
+            path = out_dir / build_name(
+                {"task": self.inputs.task, **_model(bank, i)}, "rdm", ".tsv"
+            )
             write_rdm_tsv(path, rdm, bank.conditions)
             write_json(
-                out_dir / f"{stem}_rdm.json",
+                sidecar_path(path),
                 {
                     "LayerName": bank.layer_names[i],
                     "Part": bank.parts[i],
@@ -155,20 +153,17 @@ class WriteSubjectMaps(SimpleInterface):
                 f"{bank.n_models} models"
             )
         s = self.inputs.subject
-        func = Path(self.inputs.output_dir) / f"sub-{s}" / "func"
+        func = subject_dir(self.inputs.output_dir, s)
         files = []
         for i in range(data.shape[3]):
-            stem = (
-                f"sub-{s}_task-{self.inputs.task}_space-{self.inputs.space}_"
-                f"{bank.entity_stem(i)}_"
-                f"stat-{to_label(self.inputs.comparator)}_statmap"
-            )
-            out = func / f"{stem}.nii.gz"
+            entities = {"sub": s, "task": self.inputs.task, "space": self.inputs.space}
+            entities |= {**_model(bank, i), "stat": to_label(self.inputs.comparator)}
+            out = func / build_name(entities, "statmap", ".nii.gz")
             vol = nib.Nifti1Image(data[..., i], img.affine)
             vol.header.set_xyzt_units("mm")
             atomic_save_nifti(vol, out)
             write_json(
-                func / f"{stem}.json",
+                sidecar_path(out),
                 {
                     "LayerName": bank.layer_names[i],
                     "Part": bank.parts[i],
