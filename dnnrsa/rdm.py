@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 METRICS = ("correlation", "euclidean", "cosine", "mahalanobis", "crossnobis")
 COMPARATORS = ("spearman", "pearson", "kendall_tau_a", "cosine")
+#: Whitened comparators (RDM covariance under the null, Diedrichsen et al. 2021):
+#: accepted by :func:`compare_rdms` and :mod:`dnnrsa.inference`, not by the searchlight.
+WHITENED_COMPARATORS = ("corr_cov", "cosine_cov")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -411,6 +414,77 @@ def _compare_dense(a, b, method, xp):
     return _kendall_tau_a_block(a, b, xp)
 
 
+def _whitening_terms(x, q, c, xp):
+    """The parts of the whitened inner product of RDM vectors under pair weights.
+
+    With ``Q`` the symmetric matrix of pair weights ``q`` (zero diagonal) and ``c``
+    the weights of the conditions, the whitened inner product of two RDM vectors
+    ``x`` and ``y`` (rsatoolbox's ``_cov_weighting`` with ``sigma_k=None``: the RDM
+    turned into a double-centred second-moment matrix, off-diagonal entries counted
+    twice) is ``2 * sum_p q_p x_p y_p - rhs(x) @ inv(A) @ rhs(y)``, where
+    ``rhs(x)_i = sum_j Q_ij x_ij`` and ``A = (diag(Q 1) + Q) / 2 + diag(c)``.
+    Pair weights 1 on the finite entries and 0 on the NaN ones with ``c = 1`` give
+    rsatoolbox's result with missing entries; a bootstrap sample that drew condition
+    ``i`` ``w_i`` times gives ``q_ij = w_i w_j`` and ``c = w``.
+
+    Parameters
+    ----------
+    x : array (B or 1, K, n_pairs)
+    q : array (B, n_pairs)
+    c : array (B, n_conditions)
+
+    Returns
+    -------
+    rhs : array (B, K, n_conditions)
+    a_inv_rhs : array (B, n_conditions, K), ``inv(A) @ rhs.T``
+    """
+    n = c.shape[-1]
+    iu, ju = pair_indices(n)
+    iu_x, ju_x = xp.asarray(iu), xp.asarray(ju)
+    big_q = xp.zeros((q.shape[0], n, n), dtype=xp.float64)
+    big_q[:, iu_x, ju_x] = q
+    big_q[:, ju_x, iu_x] = q
+    x_sq = xp.zeros(x.shape[:-1] + (n, n), dtype=xp.float64)
+    x_sq[..., iu_x, ju_x] = x
+    x_sq[..., ju_x, iu_x] = x
+    if x_sq.shape[0] == 1:
+        rhs = xp.einsum("bij,kij->bki", big_q, x_sq[0])
+    else:
+        rhs = xp.einsum("bij,bkij->bki", big_q, x_sq)
+    diag = big_q.sum(axis=-1) / 2.0 + c
+    a = big_q / 2.0
+    idx = xp.arange(n)
+    a[:, idx, idx] = xp.where(diag > 0, diag, 1.0)  # an absent condition: alpha = 0
+    return rhs, xp.linalg.solve(a, xp.swapaxes(rhs, -1, -2))
+
+
+def _compare_whitened(a, b, method, keep, xp):
+    """corr_cov / cosine_cov of every row of ``a`` with every row of ``b``.
+
+    ``keep`` is the boolean mask of the entries used (finite in both).
+    """
+    n = n_conditions_from_pairs(a.shape[1])
+    q = xp.asarray(keep, dtype=xp.float64)[None, :]
+    a = xp.where(q > 0, a, 0.0)
+    b = xp.where(q > 0, b, 0.0)
+    if method == "corr_cov":
+        n_keep = q.sum()
+        a = xp.where(q > 0, a - (a * q).sum(axis=1, keepdims=True) / n_keep, 0.0)
+        b = xp.where(q > 0, b - (b * q).sum(axis=1, keepdims=True) / n_keep, 0.0)
+    c = xp.ones((1, n), dtype=xp.float64)
+    rhs_a, sol_a = _whitening_terms(a[None], q, c, xp)
+    rhs_b, sol_b = _whitening_terms(b[None], q, c, xp)
+    inner = 2.0 * (a * q) @ b.T - rhs_a[0] @ sol_b[0]
+    norm_a = 2.0 * (a * a * q).sum(axis=1) - xp.einsum("ki,ik->k", rhs_a[0], sol_a[0])
+    norm_b = 2.0 * (b * b * q).sum(axis=1) - xp.einsum("ki,ik->k", rhs_b[0], sol_b[0])
+    norm_a = xp.sqrt(xp.maximum(norm_a, 0.0))
+    norm_b = xp.sqrt(xp.maximum(norm_b, 0.0))
+    ok = (norm_a[:, None] > 0) & (norm_b[None, :] > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = inner / (norm_a[:, None] * norm_b[None, :])
+    return xp.where(ok, out, 0.0)
+
+
 def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
     """Compare every RDM in ``rdms_a`` with every RDM in ``rdms_b``.
 
@@ -418,10 +492,15 @@ def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
     ----------
     rdms_a : array of shape (n_a, n_pairs) or (n_pairs,)
     rdms_b : array of shape (n_b, n_pairs) or (n_pairs,)
-    method : {"spearman", "pearson", "kendall_tau_a", "cosine"}
+    method : {"spearman", "pearson", "kendall_tau_a", "cosine", "corr_cov", "cosine_cov"}
         ``spearman``: Pearson r of tie-averaged ranks. ``pearson``: Pearson r.
         ``kendall_tau_a``: (concordant - discordant) / (n(n-1)/2), ties count as
         neither. ``cosine``: uncentred cosine similarity (0 for a zero vector).
+        ``cosine_cov`` and ``corr_cov``: cosine and Pearson r after whitening with
+        the covariance of RDM entries under the null (i.i.d. pattern noise), as
+        rsatoolbox's ``compare_cosine_cov_weighted`` and
+        ``compare_correlation_cov_weighted`` with ``sigma_k=None`` (Diedrichsen et
+        al. 2021); 0 for a zero vector, like rsatoolbox.
     xp : module, optional
 
     Returns
@@ -434,7 +513,7 @@ def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
     comparison (ranks are computed on the remaining entries). A constant RDM has
     no correlation with anything: the result is NaN for spearman and pearson.
     """
-    _check_choice("method", method, COMPARATORS)
+    _check_choice("method", method, COMPARATORS + WHITENED_COMPARATORS)
     xp = xp or get_namespace(rdms_a, rdms_b)
     a = _as_rdm_matrix(rdms_a, xp, "rdms_a")
     b = _as_rdm_matrix(rdms_b, xp, "rdms_b")
@@ -445,6 +524,19 @@ def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
     nan_a = xp.isnan(a)
     nan_b = xp.isnan(b)
     any_nan = bool(nan_a.any()) or bool(nan_b.any())
+    if method in WHITENED_COMPARATORS:
+        n_conditions_from_pairs(a.shape[1])
+        out = xp.full((a.shape[0], b.shape[0]), xp.nan)
+        for rows_a, mask_a in _group_by_mask(to_numpy(nan_a)):
+            for rows_b, mask_b in _group_by_mask(to_numpy(nan_b)):
+                keep = ~(mask_a | mask_b)
+                if keep.sum() < 2:
+                    continue
+                sub = _compare_whitened(
+                    a[xp.asarray(rows_a)], b[xp.asarray(rows_b)], method, keep, xp
+                )
+                out[np.ix_(rows_a, rows_b)] = sub
+        return out
     if not any_nan:
         out = _compare_dense(a, b, method, xp)
     else:
@@ -560,6 +652,7 @@ def read_rdm_tsv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
 __all__ = [
     "COMPARATORS",
     "METRICS",
+    "WHITENED_COMPARATORS",
     "compare_rdms",
     "compute_rdm",
     "compute_rdms",

@@ -1,0 +1,675 @@
+"""Model inference for RSA: noise ceilings, bootstrap model evaluation, weighted models.
+
+Arrays in, arrays out. Subject RDMs are a matrix ``(n_subjects, n_pairs)`` and model
+RDMs a matrix ``(n_models, n_pairs)``, both upper triangles in the order of
+:func:`dnnrsa.rdm.pair_indices`. The definitions follow rsatoolbox (3.x) so that results
+can be compared number for number; the computation is batched over bootstrap samples,
+subjects and models (numpy, or CuPy when the inputs are CuPy arrays or ``device="cuda"``).
+
+* :func:`noise_ceiling`: lower bound = each subject against the pooled RDM of the
+  others, upper bound = each subject against the pooled RDM of all, averaged over
+  subjects (rsatoolbox ``boot_noise_ceiling``; pooling as rsatoolbox ``pool_rdm``:
+  mean ranks for Spearman, mean of z-scored RDMs for Pearson and ``corr_cov``, mean
+  of RMS-normalised RDMs for cosine and ``cosine_cov``).
+* :func:`evaluate_models`: bootstrap over subjects, over stimuli or over both (the
+  corrected two-factor variance of Schütt et al. 2023, rsatoolbox
+  ``eval_dual_bootstrap``), with tests against zero, against the lower noise ceiling
+  and between all pairs of models (FDR or Bonferroni).
+* :func:`fit_weights` and :func:`crossvalidate`: non-negative weighted combinations of
+  model RDMs, fitted on training subjects/conditions and evaluated on held-out ones
+  (rsatoolbox ``ModelWeighted`` with ``fit_regress_nn``, ``sets_k_fold``, ``crossval``).
+
+A stimulus bootstrap sample draws conditions with replacement. As in rsatoolbox
+(``RDMs.subsample_pattern``), the dissimilarity between two copies of the same
+condition is dropped, and every other pair ``(i, j)`` enters ``w_i * w_j`` times, where
+``w_i`` is how often condition ``i`` was drawn. dnnrsa never builds the resampled RDMs:
+every comparator is computed with these pair weights (weighted ranks for Spearman,
+weighted inner products otherwise), which gives rsatoolbox's numbers exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from .backend import get_namespace, to_numpy
+from .rdm import (
+    _whitening_terms,
+    n_conditions_from_pairs,
+    pair_indices,
+)
+
+#: Comparators supported by the inference functions.
+INFERENCE_COMPARATORS = ("spearman", "pearson", "cosine", "corr_cov", "cosine_cov")
+#: The same comparators under rsatoolbox's names.
+RSATOOLBOX_NAMES = {
+    "spearman": "spearman",
+    "pearson": "corr",
+    "cosine": "cosine",
+    "corr_cov": "corr_cov",
+    "cosine_cov": "cosine_cov",
+}
+#: Bootstrap modes of :func:`evaluate_models`.
+MODES = ("subjects", "stimuli", "both")
+#: Multiple-comparison corrections.
+CORRECTIONS = ("fdr", "bonferroni", "none")
+
+_BUDGET_BYTES = 192 * 2**20
+_EPS = np.finfo(float).eps
+
+
+# --------------------------------------------------------------------------- checks
+def _check_method(method: str) -> None:
+    if method not in INFERENCE_COMPARATORS:
+        raise ValueError(
+            f"method must be one of {list(INFERENCE_COMPARATORS)}; got {method!r} "
+            "(kendall_tau_a has no batched bootstrap: use spearman)"
+        )
+
+
+def _as_matrix(x, name: str, xp):
+    x = xp.asarray(x, dtype=xp.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (n_rdms, n_pairs); got {tuple(x.shape)}")
+    return x
+
+
+def _check_inputs(model_rdms, data_rdms, xp, *, min_subjects=2, allow_nan=False):
+    data = _as_matrix(data_rdms, "data_rdms", xp)
+    models = None if model_rdms is None else _as_matrix(model_rdms, "model_rdms", xp)
+    n_pairs = data.shape[1]
+    if models is not None and models.shape[1] != n_pairs:
+        raise ValueError(
+            f"model_rdms and data_rdms must have the same number of pairs; "
+            f"got {models.shape[1]} and {n_pairs}"
+        )
+    n_cond = n_conditions_from_pairs(n_pairs)
+    if n_cond < 3:
+        raise ValueError(f"at least 3 conditions are needed; got {n_cond}")
+    if data.shape[0] < min_subjects:
+        raise ValueError(f"at least {min_subjects} subject RDMs are needed; got {data.shape[0]}")
+    if not allow_nan:
+        for name, arr in (("data_rdms", data), ("model_rdms", models)):
+            if arr is not None and not bool(xp.isfinite(arr).all()):
+                raise ValueError(f"{name} contains NaN or infinite entries")
+    return models, data, n_cond
+
+
+# --------------------------------------------------------------------------- weighted ranks
+def _weighted_ranks(x, q, xp):
+    """Tie-averaged ranks of each row of ``x`` when entry ``p`` is repeated ``q_p`` times.
+
+    Parameters
+    ----------
+    x : array (Bx, R, P)
+    q : array (Bq, P), non-negative integer-valued weights (0 = entry absent)
+
+    Returns
+    -------
+    array (max(Bx, Bq), R, P): the rank every copy of the entry gets in the
+    expanded vector (meaningless where ``q`` is 0).
+    """
+    bx, r, p = x.shape
+    order = xp.argsort(x, axis=-1)
+    xs = xp.take_along_axis(x, order, axis=-1)
+    new = xp.ones(xs.shape, dtype=bool)
+    new[..., 1:] = xs[..., 1:] != xs[..., :-1]
+    flat = new.reshape(-1)
+    gid = xp.cumsum(flat) - 1
+    first = xp.flatnonzero(flat)
+    last = xp.concatenate([first[1:], xp.asarray([flat.size], dtype=first.dtype)]) - 1
+    offset = (xp.arange(flat.size) // p) * p
+    start = (first[gid] - offset).reshape(xs.shape)
+    end = (last[gid] - offset).reshape(xs.shape)
+    b = max(bx, q.shape[0])
+    qs = xp.take_along_axis(xp.broadcast_to(q[:, None, :], (q.shape[0], r, p)), order, axis=-1)
+    qs = xp.broadcast_to(qs, (b, r, p))
+    cum = xp.cumsum(qs, axis=-1)
+    start_b = xp.broadcast_to(start, (b, r, p))
+    end_b = xp.broadcast_to(end, (b, r, p))
+    before = xp.take_along_axis(cum, start_b, axis=-1) - xp.take_along_axis(qs, start_b, axis=-1)
+    total = xp.take_along_axis(cum, end_b, axis=-1) - before
+    ranks_sorted = before + (total + 1.0) / 2.0
+    inverse = xp.argsort(order, axis=-1)
+    return xp.take_along_axis(ranks_sorted, xp.broadcast_to(inverse, (b, r, p)), axis=-1)
+
+
+def _wcentre(x, q, xp):
+    """Centre rows of ``x`` (B, R, P) on their ``q``-weighted mean (q: (Bq, P))."""
+    n = q.sum(axis=-1)[:, None, None]
+    return x - (x * q[:, None, :]).sum(axis=-1, keepdims=True) / n
+
+
+def _safe_ratio(num, den, xp):
+    ok = den > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / xp.sqrt(xp.where(ok, den, 1.0))
+    return xp.where(ok, out, 0.0)
+
+
+# --------------------------------------------------------------------------- the engine
+@dataclass
+class _Engine:
+    """Evaluations and noise ceilings for batches of bootstrap weights."""
+
+    models: object  # (M, P) or None
+    data: object  # (S, P)
+    method: str
+    xp: object
+    n_cond: int
+    base: object = field(init=False)
+
+    def __post_init__(self):
+        xp = self.xp
+        parts = [self.data]
+        if self.models is not None:
+            parts.append(self.models)
+        base = xp.concatenate(parts, axis=0)
+        if self.method in ("pearson", "corr_cov"):
+            # a shift by a constant is undone by the centring below; it keeps
+            # the Gram matrices free of cancellation
+            base = base - base.mean(axis=1, keepdims=True)
+        ones = xp.ones((1, base.shape[1]), dtype=xp.float64)
+        self.base = xp.concatenate([base, ones], axis=0)
+        self.n_sub = self.data.shape[0]
+        self.n_mod = 0 if self.models is None else self.models.shape[0]
+
+    # ----------------------------------------------------------------- Gram path
+    def _metric(self, q, c):
+        """Metric Gram matrix of subjects and models (Bq, S+M, S+M) and pooling scales."""
+        xp = self.xp
+        x = self.base
+        k1 = x.shape[0] - 1
+        gp = xp.matmul(x[None] * q[:, None, :], x.T)  # (Bq, K, K)
+        if self.method in ("corr_cov", "cosine_cov"):
+            rhs, sol = _whitening_terms(x[None], q, c, xp)
+            g = 2.0 * gp - xp.matmul(rhs, sol)
+        else:
+            g = gp
+        n = gp[:, k1, k1]
+        if self.method in ("pearson", "corr_cov"):
+            mu = gp[:, :, k1] / n[:, None]  # q-weighted mean of every base vector
+            t = xp.broadcast_to(xp.eye(k1 + 1), gp.shape).copy()
+            t[:, :, k1] -= mu
+            g = xp.matmul(xp.matmul(t, g), xp.swapaxes(t, 1, 2))
+            gpc = xp.matmul(xp.matmul(t, gp), xp.swapaxes(t, 1, 2))
+            spread = xp.einsum("bii->bi", gpc)[:, : self.n_sub] / n[:, None]
+        else:
+            spread = xp.einsum("bii->bi", gp)[:, : self.n_sub] / n[:, None]
+        with np.errstate(divide="ignore"):
+            scale = xp.where(spread > 0, 1.0 / xp.sqrt(xp.where(spread > 0, spread, 1.0)), 0.0)
+        return g[:, :k1, :k1], scale
+
+    def _gram_batch(self, q, c, cnt):
+        xp = self.xp
+        s = self.n_sub
+        gm, scale = self._metric(q, c)
+        diag = xp.einsum("bii->bi", gm)
+        ds = diag[:, :s]
+        evals = None
+        if self.n_mod:
+            sim = _safe_ratio(gm[:, s:, :s], diag[:, s:, None] * ds[:, None, :], xp)
+            evals = (sim * cnt[:, None, :]).sum(axis=-1) / s
+        gss = gm[:, :s, :s]
+        a = cnt * scale
+        ga = xp.einsum("bst,bt->bs", gss, a)
+        aga = (a * ga).sum(axis=-1)
+        upper = _safe_ratio(ga, aga[:, None] * ds, xp)
+        lower = _safe_ratio(ga - a * ds, (aga[:, None] - 2 * a * ga + a * a * ds) * ds, xp)
+        lower = xp.where(cnt >= s, upper, lower)
+        return evals, lower, upper
+
+    # ----------------------------------------------------------------- rank path
+    def _rank_batch(self, q, cnt):
+        xp = self.xp
+        s = self.n_sub
+        rs = _weighted_ranks(self.data[None], q, xp)
+        zs = _wcentre(rs, q, xp)
+        qx = q[:, None, :]
+        ns = (zs * zs * qx).sum(axis=-1)  # (Bq, S)
+        evals = None
+        if self.n_mod:
+            zm = _wcentre(_weighted_ranks(self.models[None], q, xp), q, xp)
+            nm = (zm * zm * qx).sum(axis=-1)
+            inner = xp.matmul(zm * qx, xp.swapaxes(zs, 1, 2))
+            sim = _safe_ratio(inner, nm[:, :, None] * ns[:, None, :], xp)
+            evals = (sim * cnt[:, None, :]).sum(axis=-1) / s
+        pool = xp.einsum("bs,bsp->bp", cnt, xp.broadcast_to(rs, (cnt.shape[0],) + rs.shape[1:]))
+        upper = self._paired_rank_corr(pool[:, None, :], zs, ns, q)
+        others = pool[:, None, :] - cnt[:, :, None] * rs
+        lower = self._paired_rank_corr(others, zs, ns, q)
+        lower = xp.where(cnt >= s, upper, lower)
+        return evals, lower, upper
+
+    def _paired_rank_corr(self, pooled, zs, ns, q):
+        xp = self.xp
+        rp = _wcentre(_weighted_ranks(pooled, q, xp), q, xp)
+        qx = q[:, None, :]
+        inner = (rp * qx * zs).sum(axis=-1)
+        npool = (rp * rp * qx).sum(axis=-1)
+        return _safe_ratio(inner, npool * ns, xp)
+
+    # ----------------------------------------------------------------- public
+    def batch(self, q, c, cnt):
+        """Model evaluations (B, M) and noise ceiling (B, 2) for pair weights ``q``
+        (Bq, P), condition weights ``c`` (Bq, n) and subject counts ``cnt`` (B, S)."""
+        xp = self.xp
+        if self.method == "spearman":
+            evals, lower, upper = self._rank_batch(q, cnt)
+        else:
+            evals, lower, upper = self._gram_batch(q, c, cnt)
+        present = (cnt > 0).astype(xp.float64)
+        n_present = present.sum(axis=-1)
+        nc = xp.stack(
+            [(lower * present).sum(-1) / n_present, (upper * present).sum(-1) / n_present], axis=-1
+        )
+        return evals, nc
+
+    def per_sample_bytes(self) -> int:
+        k = self.base.shape[0]
+        p = self.base.shape[1]
+        factor = 10 if self.method == "spearman" else 2
+        return int(8 * p * k * factor + 8 * (k * k * 4 + self.n_cond**2 * (k + 2)))
+
+
+def _pair_weights(w, xp):
+    """Pair weights ``w_i * w_j`` (B, P) from condition counts ``w`` (B, n)."""
+    iu, ju = pair_indices(w.shape[1])
+    return w[:, xp.asarray(iu)] * w[:, xp.asarray(ju)]
+
+
+# --------------------------------------------------------------------------- noise ceiling
+def noise_ceiling(data_rdms, method: str = "spearman", *, device: str | None = None):
+    """Lower and upper bound of the noise ceiling of a set of subject RDMs.
+
+    Lower bound: each subject compared with the pooled RDM of all other subjects;
+    upper bound: each subject compared with the pooled RDM of all subjects; both
+    averaged over subjects. Identical to rsatoolbox's
+    ``boot_noise_ceiling(rdms, method)`` (Nili et al. 2014).
+
+    Parameters
+    ----------
+    data_rdms : array (n_subjects, n_pairs)
+        Entries that are NaN in any subject are dropped from all.
+    method : {"spearman", "pearson", "cosine", "corr_cov", "cosine_cov"}
+    device : {"auto", "cpu", "cuda"}, optional
+
+    Returns
+    -------
+    (lower, upper) : tuple of float
+    """
+    _check_method(method)
+    xp = get_namespace(data_rdms, device=device)
+    _, data, n_cond = _check_inputs(None, data_rdms, xp, allow_nan=True)
+    keep = xp.isfinite(data).all(axis=0)
+    q = keep.astype(xp.float64)[None, :]
+    data = xp.where(keep[None, :], data, 0.0)
+    engine = _Engine(None, data, method, xp, n_cond)
+    _, nc = engine.batch(q, xp.ones((1, n_cond)), xp.ones((1, data.shape[0])))
+    nc = to_numpy(nc)[0]
+    return float(nc[0]), float(nc[1])
+
+
+# --------------------------------------------------------------------------- corrections
+def adjust_pvalues(p, correction: str = "fdr"):
+    """Adjusted p-values for a family of tests (NaN entries are left out).
+
+    ``"fdr"``: Benjamini-Hochberg step-up; ``"bonferroni"``: ``min(1, m p)``;
+    ``"none"``: unchanged. Reject where the adjusted p-value is at most alpha.
+    """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {list(CORRECTIONS)}; got {correction!r}")
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    vals = p[ok]
+    m = vals.size
+    if m == 0 or correction == "none":
+        out[ok] = vals
+        return out
+    if correction == "bonferroni":
+        out[ok] = np.minimum(1.0, vals * m)
+        return out
+    order = np.argsort(vals)
+    ranked = vals[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    adj = np.empty(m)
+    adj[order] = np.minimum(ranked, 1.0)
+    out[ok] = adj
+    return out
+
+
+# --------------------------------------------------------------------------- result
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """Evaluation of model RDMs against subject RDMs with bootstrap statistics.
+
+    Arrays over models have length ``n_models``; pairwise arrays are
+    ``(n_models, n_models)`` with ``p_pairwise[i, j]`` testing model i against j.
+    """
+
+    method: str
+    mode: str
+    model_names: tuple
+    point: np.ndarray  #: evaluation on the full data (mean over subjects)
+    mean: np.ndarray  #: mean over bootstrap samples (rsatoolbox's ``get_means``)
+    se: np.ndarray  #: bootstrap standard error (corrected as rsatoolbox)
+    ci: np.ndarray  #: (2, n_models) t-based confidence interval around ``mean``
+    p_zero: np.ndarray  #: one-sided t-test of mean > 0
+    p_noise_ceiling: np.ndarray  #: two-sided t-test of mean vs lower noise ceiling
+    p_pairwise: np.ndarray  #: two-sided t-tests of all model differences
+    p_zero_adjusted: np.ndarray
+    p_noise_ceiling_adjusted: np.ndarray
+    p_pairwise_adjusted: np.ndarray
+    noise_ceiling: np.ndarray  #: (lower, upper), mean over bootstrap samples
+    noise_ceiling_point: np.ndarray  #: (lower, upper) on the full data
+    variance: np.ndarray  #: model variances (as ``se**2``)
+    diff_variance: np.ndarray  #: (n_models, n_models) variances of differences
+    nc_variance: np.ndarray  #: (n_models, 2) variances of model - noise ceiling
+    dof: int
+    correction: str
+    alpha: float
+    ci_level: float
+    n_boot: int  #: usable bootstrap samples
+    samples: np.ndarray  #: (n_boot, n_models) evaluations, both factors resampled
+    nc_samples: np.ndarray  #: (n_boot, 2)
+
+    @property
+    def significant_pairwise(self) -> np.ndarray:
+        """Boolean (n_models, n_models): pairs that differ after correction."""
+        return np.nan_to_num(self.p_pairwise_adjusted, nan=1.0) <= self.alpha
+
+    def better_than(self) -> np.ndarray:
+        """Boolean (n_models, n_models): model i significantly better than model j."""
+        diff = self.mean[:, None] - self.mean[None, :]
+        return self.significant_pairwise & (diff > 0)
+
+    def table(self):
+        """One row per model: a pandas DataFrame."""
+        import pandas as pd  # noqa: PLC0415
+
+        return pd.DataFrame(
+            {
+                "model": list(self.model_names),
+                "point": self.point,
+                "mean": self.mean,
+                "se": self.se,
+                "ci_low": self.ci[0],
+                "ci_high": self.ci[1],
+                "p_zero": self.p_zero,
+                "p_zero_adjusted": self.p_zero_adjusted,
+                "p_noise_ceiling": self.p_noise_ceiling,
+                "p_noise_ceiling_adjusted": self.p_noise_ceiling_adjusted,
+            }
+        )
+
+    def pairwise_table(self):
+        """One row per pair of models (i < j): a pandas DataFrame."""
+        import pandas as pd  # noqa: PLC0415
+
+        i, j = np.triu_indices(len(self.model_names), 1)
+        names = np.asarray(self.model_names, dtype=object)
+        return pd.DataFrame(
+            {
+                "model_a": names[i],
+                "model_b": names[j],
+                "difference": self.mean[i] - self.mean[j],
+                "se": np.sqrt(np.maximum(self.diff_variance[i, j], 0.0)),
+                "p": self.p_pairwise[i, j],
+                "p_adjusted": self.p_pairwise_adjusted[i, j],
+                "significant": self.significant_pairwise[i, j],
+            }
+        )
+
+
+# --------------------------------------------------------------------------- variances
+def _variance_parts(cov, n_mod):
+    """Model variances, variances of pairwise differences, of model - noise ceiling."""
+    model_var = np.diagonal(cov, axis1=-2, axis2=-1)[..., :n_mod]
+    cmm = cov[..., :n_mod, :n_mod]
+    dmm = np.diagonal(cmm, axis1=-2, axis2=-1)
+    diff_var = dmm[..., :, None] + dmm[..., None, :] - 2 * cmm
+    nc_var = (
+        model_var[..., :, None]
+        - 2 * cov[..., :n_mod, n_mod:]
+        + np.diagonal(cov, axis1=-2, axis2=-1)[..., None, n_mod:]
+    )
+    return model_var, diff_var, nc_var
+
+
+def _dual(v, n_rdm, n_pattern):
+    """rsatoolbox's two-factor combination (``_dual_bootstrap``, small-sample form)."""
+    fr = n_rdm / (n_rdm - 1)
+    fp = n_pattern / (n_pattern - 1)
+    out = fr * v[1] + fp * v[2] - fr * fp * (v[0] - v[1] - v[2])
+    out = np.maximum(np.maximum(out, fr * v[1]), fp * v[2])
+    return np.minimum(out, v[0])
+
+
+def _cov(x):
+    x = x - x.mean(axis=0, keepdims=True)
+    return x.T @ x / (x.shape[0] - 1)
+
+
+# --------------------------------------------------------------------------- bootstrap
+def bootstrap_counts(n_boot: int, n_subjects: int, n_conditions: int, mode: str, seed=None):
+    """Draw bootstrap samples as counts: how often each subject and condition is drawn.
+
+    Returns
+    -------
+    subject_counts : int array (n_boot, n_subjects) (all ones for ``"stimuli"``)
+    condition_counts : int array (n_boot, n_conditions) (all ones for ``"subjects"``)
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}; got {mode!r}")
+    rng = np.random.default_rng(seed)
+    rows = np.arange(n_boot)[:, None]
+    cnt = np.ones((n_boot, n_subjects), dtype=np.int64)
+    w = np.ones((n_boot, n_conditions), dtype=np.int64)
+    if mode in ("subjects", "both"):
+        cnt = np.zeros((n_boot, n_subjects), dtype=np.int64)
+        np.add.at(cnt, (rows, rng.integers(0, n_subjects, (n_boot, n_subjects))), 1)
+    if mode in ("stimuli", "both"):
+        w = np.zeros((n_boot, n_conditions), dtype=np.int64)
+        np.add.at(w, (rows, rng.integers(0, n_conditions, (n_boot, n_conditions))), 1)
+    return cnt, w
+
+
+def evaluate_samples(
+    model_rdms, data_rdms, subject_counts, condition_counts, method="spearman", *, device=None
+):
+    """Evaluations and noise ceilings for given bootstrap samples (batched).
+
+    Parameters
+    ----------
+    model_rdms : array (n_models, n_pairs)
+    data_rdms : array (n_subjects, n_pairs)
+    subject_counts : int array (B, n_subjects)
+        How often each subject is in each sample.
+    condition_counts : int array (B, n_conditions) or None
+        How often each condition is in each sample (None: every condition once).
+    method : str
+
+    Returns
+    -------
+    evaluations : array (B, n_models)
+        Mean over the resampled subjects of each model's comparison with them,
+        NaN for samples with fewer than 3 distinct conditions.
+    noise_ceiling : array (B, 2)
+    """
+    _check_method(method)
+    xp = get_namespace(model_rdms, data_rdms, device=device)
+    models, data, n_cond = _check_inputs(model_rdms, data_rdms, xp)
+    engine = _Engine(models, data, method, xp, n_cond)
+    cnt = np.asarray(subject_counts, dtype=np.float64)
+    w = None if condition_counts is None else np.asarray(condition_counts, dtype=np.float64)
+    return _run(engine, cnt, w)
+
+
+def _run(engine, cnt, w, chunk: int | None = None):
+    """Evaluate all samples in chunks; ``w`` None means all conditions once."""
+    xp = engine.xp
+    b = cnt.shape[0]
+    chunk = chunk or max(1, _BUDGET_BYTES // engine.per_sample_bytes())
+    evals = np.full((b, engine.n_mod), np.nan)
+    nc = np.full((b, 2), np.nan)
+    if w is None:
+        q1 = xp.ones((1, engine.base.shape[1]))
+        c1 = xp.ones((1, engine.n_cond))
+    for start in range(0, b, chunk):  # chunks of samples, batched inside
+        stop = min(b, start + chunk)
+        cnt_x = xp.asarray(cnt[start:stop])
+        if w is None:
+            ev, n = engine.batch(q1, c1, cnt_x)
+            valid = np.ones(stop - start, dtype=bool)
+        else:
+            w_x = xp.asarray(w[start:stop])
+            ev, n = engine.batch(_pair_weights(w_x, xp), w_x, cnt_x)
+            valid = (w[start:stop] > 0).sum(axis=1) >= 3
+        if ev is not None:
+            evals[start:stop] = np.where(valid[:, None], to_numpy(ev), np.nan)
+        nc[start:stop] = np.where(valid[:, None], to_numpy(n), np.nan)
+    return evals, nc
+
+
+def evaluate_models(
+    model_rdms,
+    data_rdms,
+    method: str = "spearman",
+    *,
+    mode: str = "both",
+    n_boot: int = 1000,
+    seed=None,
+    model_names: Sequence[str] | None = None,
+    correction: str = "fdr",
+    alpha: float = 0.05,
+    ci: float = 0.95,
+    device: str | None = None,
+) -> ModelEvaluation:
+    """Evaluate model RDMs against subject RDMs with a bootstrap.
+
+    Parameters
+    ----------
+    model_rdms : array (n_models, n_pairs)
+    data_rdms : array (n_subjects, n_pairs)
+        One RDM per subject; finite.
+    method : {"spearman", "pearson", "cosine", "corr_cov", "cosine_cov"}
+    mode : {"subjects", "stimuli", "both"}
+        What is treated as a random effect. ``"subjects"``: resample subjects
+        (rsatoolbox ``eval_bootstrap_rdm``); ``"stimuli"``: resample conditions
+        (``eval_bootstrap_pattern``); ``"both"``: resample both and combine the
+        variances of the three bootstraps (both, subjects only, stimuli only) into
+        the corrected two-factor estimate of Schütt et al. (2023), as rsatoolbox's
+        ``eval_dual_bootstrap``.
+    n_boot : int
+    seed : int or numpy Generator, optional
+    model_names : sequence of str, optional
+    correction : {"fdr", "bonferroni", "none"}
+        Control over the family of pairwise tests (and, separately, over the
+        tests against zero and against the noise ceiling across models).
+    alpha, ci : float
+        Significance level of the corrected tests; confidence level.
+    device : {"auto", "cpu", "cuda"}, optional
+
+    Returns
+    -------
+    ModelEvaluation
+
+    Notes
+    -----
+    Variances are the bootstrap covariances of the evaluations (and of the noise
+    ceiling bounds) multiplied by ``n / (n - 1)`` for the resampled factor, as in
+    rsatoolbox; t-tests use ``n - 1`` degrees of freedom (``min(n_subjects,
+    n_conditions) - 1`` for two factors). For ``"both"``, ``mean`` is the average of
+    the three bootstraps' means, as in rsatoolbox.
+    """
+    _check_method(method)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}; got {mode!r}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {list(CORRECTIONS)}; got {correction!r}")
+    if not 0 < ci < 1 or not 0 < alpha < 1:
+        raise ValueError("ci and alpha must lie strictly between 0 and 1")
+    if int(n_boot) < 2:
+        raise ValueError(f"n_boot must be at least 2; got {n_boot}")
+    xp = get_namespace(model_rdms, data_rdms, device=device)
+    models, data, n_cond = _check_inputs(model_rdms, data_rdms, xp)
+    n_sub, n_mod = data.shape[0], models.shape[0]
+    if model_names is None:
+        model_names = tuple(f"model{i + 1}" for i in range(n_mod))
+    model_names = tuple(str(m) for m in model_names)
+    if len(model_names) != n_mod:
+        raise ValueError(f"model_names has {len(model_names)} names for {n_mod} models")
+    engine = _Engine(models, data, method, xp, n_cond)
+    point, nc_point = _run(engine, np.ones((1, n_sub)), None)
+
+    cnt, w = bootstrap_counts(int(n_boot), n_sub, n_cond, mode, seed)
+    if mode == "subjects":
+        ev, nc = _run(engine, cnt.astype(float), None)
+        kinds = [(ev, nc)]
+    elif mode == "stimuli":
+        kinds = [_run(engine, cnt.astype(float), w.astype(float))]
+    else:
+        kinds = [
+            _run(engine, cnt.astype(float), w.astype(float)),
+            _run(engine, cnt.astype(float), None),
+            _run(engine, np.ones_like(cnt, dtype=float), w.astype(float)),
+        ]
+    ok = np.all([np.isfinite(k[0][:, 0]) for k in kinds], axis=0)
+    if ok.sum() < 2:
+        raise ValueError("fewer than 2 usable bootstrap samples")
+    covs = np.stack([_cov(np.concatenate([e[ok], n[ok]], axis=1)) for e, n in kinds])
+    parts = _variance_parts(covs, n_mod)
+    if mode == "both":
+        model_var, diff_var, nc_var = (_dual(v, n_sub, n_cond) for v in parts)
+        dof = min(n_sub, n_cond) - 1
+    else:
+        n_factor = n_sub if mode == "subjects" else n_cond
+        f = n_factor / (n_factor - 1)
+        model_var, diff_var, nc_var = (v[0] * f for v in parts)
+        dof = n_factor - 1
+    mean = np.mean([e[ok].mean(axis=0) for e, _ in kinds], axis=0)
+    nc_mean = np.mean([n[ok].mean(axis=0) for _, n in kinds], axis=0)
+    se = np.sqrt(np.maximum(model_var, 0.0))
+    tcrit = stats.t.ppf(1 - (1 - ci) / 2, dof)
+    p_zero = stats.t.sf(mean / np.sqrt(np.maximum(model_var, _EPS)), dof)
+    p_nc = 2 * stats.t.sf(np.abs(mean - nc_mean[0]) / np.sqrt(np.maximum(nc_var[:, 0], _EPS)), dof)
+    diff = mean[:, None] - mean[None, :]
+    p_pair = 2 * stats.t.sf(np.abs(diff) / np.sqrt(np.maximum(diff_var, _EPS)), dof)
+    np.fill_diagonal(p_pair, np.nan)
+    iu = np.triu_indices(n_mod, 1)
+    p_pair_adj = np.full_like(p_pair, np.nan)
+    p_pair_adj[iu] = adjust_pvalues(p_pair[iu], correction)
+    p_pair_adj.T[iu] = p_pair_adj[iu]
+    return ModelEvaluation(
+        method=method,
+        mode=mode,
+        model_names=model_names,
+        point=point[0],
+        mean=mean,
+        se=se,
+        ci=np.stack([mean - tcrit * se, mean + tcrit * se]),
+        p_zero=p_zero,
+        p_noise_ceiling=p_nc,
+        p_pairwise=p_pair,
+        p_zero_adjusted=adjust_pvalues(p_zero, correction),
+        p_noise_ceiling_adjusted=adjust_pvalues(p_nc, correction),
+        p_pairwise_adjusted=p_pair_adj,
+        noise_ceiling=nc_mean,
+        noise_ceiling_point=nc_point[0],
+        variance=model_var,
+        diff_variance=diff_var,
+        nc_variance=nc_var,
+        dof=int(dof),
+        correction=correction,
+        alpha=float(alpha),
+        ci_level=float(ci),
+        n_boot=int(ok.sum()),
+        samples=kinds[0][0][ok],
+        nc_samples=kinds[0][1][ok],
+    )

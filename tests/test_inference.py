@@ -1,0 +1,243 @@
+"""Known-answer tests for dnnrsa.inference (and the whitened comparators of dnnrsa.rdm)
+against rsatoolbox on identical inputs, plus planted effects."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from rsatoolbox.inference import (
+    boot_noise_ceiling,
+    eval_bootstrap_pattern,
+    eval_bootstrap_rdm,
+    eval_dual_bootstrap,
+)
+from rsatoolbox.model import ModelFixed
+from rsatoolbox.rdm import RDMs, compare
+from scipy import stats
+
+from dnnrsa import inference as inf
+from dnnrsa.rdm import compare_rdms
+
+METHODS = inf.INFERENCE_COMPARATORS
+
+
+def _problem(rng, n_cond=12, n_sub=7, n_mod=3, noise=0.5, ties=False):
+    n_pairs = n_cond * (n_cond - 1) // 2
+    truth = rng.random(n_pairs)
+    data = truth + noise * rng.random((n_sub, n_pairs))
+    models = np.vstack([truth + 0.4 * rng.random(n_pairs) for _ in range(n_mod)])
+    if ties:  # tied dissimilarities exercise the tie-averaged ranks
+        data[:, : n_pairs // 3] = np.round(data[:, : n_pairs // 3], 1)
+        models[0] = np.round(models[0], 1)
+    return models, data
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+# ----------------------------------------------------------------- whitened comparators
+@pytest.mark.parametrize("method", ["corr_cov", "cosine_cov"])
+@pytest.mark.parametrize("n_cond", [4, 12, 25])
+def test_whitened_comparators_equal_rsatoolbox(rng, method, n_cond):
+    n_pairs = n_cond * (n_cond - 1) // 2
+    a = rng.random((3, n_pairs))
+    b = rng.random((5, n_pairs))
+    np.testing.assert_allclose(
+        compare_rdms(a, b, method), compare(RDMs(a), RDMs(b), method), atol=1e-10
+    )
+    # missing entries (same positions in both, as rsatoolbox requires)
+    a[:, [0, 3]] = np.nan
+    b[:, [0, 3]] = np.nan
+    np.testing.assert_allclose(
+        compare_rdms(a, b, method), compare(RDMs(a), RDMs(b), method), atol=1e-10
+    )
+
+
+def test_whitened_comparators_leave_the_others_unchanged(rng):
+    a = rng.random((2, 45))
+    b = rng.random((3, 45))
+    np.testing.assert_allclose(compare_rdms(a, b, "cosine"), compare(RDMs(a), RDMs(b), "cosine"))
+    np.testing.assert_allclose(compare_rdms(a, b, "pearson"), compare(RDMs(a), RDMs(b), "corr"))
+    with pytest.raises(ValueError, match="method"):
+        compare_rdms(a, b, "cov")
+
+
+# ----------------------------------------------------------------- noise ceilings
+@pytest.mark.parametrize("method", METHODS)
+def test_noise_ceiling_equals_rsatoolbox(rng, method):
+    _, data = _problem(rng, n_sub=8, ties=True)
+    ref = _quiet(boot_noise_ceiling, RDMs(data), method=inf.RSATOOLBOX_NAMES[method])
+    np.testing.assert_allclose(inf.noise_ceiling(data, method), ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_noise_ceiling_with_missing_entries(rng, method):
+    _, data = _problem(rng, n_sub=6)
+    data[:, [2, 7, 11]] = np.nan
+    ref = _quiet(boot_noise_ceiling, RDMs(data), method=inf.RSATOOLBOX_NAMES[method])
+    np.testing.assert_allclose(inf.noise_ceiling(data, method), ref, atol=1e-10)
+
+
+def test_noise_ceiling_bounds_order(rng):
+    _, data = _problem(rng, n_sub=10)
+    for method in METHODS:
+        lower, upper = inf.noise_ceiling(data, method)
+        assert lower <= upper <= 1.0
+
+
+# ----------------------------------------------------------------- bootstrap samples
+@pytest.mark.parametrize("method", METHODS)
+def test_resampled_evaluations_equal_rsatoolbox(rng, method):
+    """Each bootstrap sample (duplicated subjects and conditions) gives rsatoolbox's numbers."""
+    n_cond, n_sub = 12, 7
+    models, data = _problem(rng, n_cond=n_cond, n_sub=n_sub, ties=True)
+    name = inf.RSATOOLBOX_NAMES[method]
+    sidx = rng.integers(0, n_sub, (4, n_sub))
+    pidx = rng.integers(0, n_cond, (4, n_cond))
+    sidx[0] = 2  # a single subject, drawn n times
+    cnt = np.stack([np.bincount(s, minlength=n_sub) for s in sidx])
+    w = np.stack([np.bincount(p, minlength=n_cond) for p in pidx])
+    ev, nc = inf.evaluate_samples(models, data, cnt, w, method)
+    for k in range(4):
+        sample = RDMs(data).subsample("index", sidx[k]).subsample_pattern("index", pidx[k])
+        ref = [
+            np.mean(compare(RDMs(m[None]).subsample_pattern("index", pidx[k]), sample, name))
+            for m in models
+        ]
+        np.testing.assert_allclose(ev[k], ref, atol=1e-10)
+        ref_nc = _quiet(boot_noise_ceiling, sample, method=name)
+        np.testing.assert_allclose(nc[k], ref_nc, atol=1e-10)
+
+
+def test_too_few_conditions_in_a_sample_give_nan(rng):
+    models, data = _problem(rng, n_cond=6, n_sub=6)
+    w = np.array([[3, 3, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+    ev, nc = inf.evaluate_samples(models, data, np.ones((2, 6)), w, "pearson")
+    assert np.isnan(ev[0]).all() and np.isnan(nc[0]).all()
+    assert np.isfinite(ev[1]).all()
+
+
+# ----------------------------------------------------------------- bootstrap statistics
+def _mc_spread(models, data, method, mode, n_boot, reps=12):
+    runs = [
+        inf.evaluate_models(models, data, method, mode=mode, n_boot=n_boot, seed=s)
+        for s in range(reps)
+    ]
+    means = np.array([r.mean for r in runs])
+    ses = np.array([r.se for r in runs])
+    return runs[0], means.std(axis=0, ddof=1), ses.std(axis=0, ddof=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "mode,rsa_fn",
+    [
+        ("subjects", eval_bootstrap_rdm),
+        ("stimuli", eval_bootstrap_pattern),
+        ("both", eval_dual_bootstrap),
+    ],
+)
+def test_bootstrap_mean_and_se_match_rsatoolbox(mode, rsa_fn):
+    """Means and SEs within three Monte Carlo SEs of rsatoolbox at 2,000 samples.
+
+    The Monte Carlo SE of each tool's estimate is measured from independent replicates
+    of dnnrsa's bootstrap (the same estimator); the difference of two independent
+    estimates has sqrt(2) times that SE.
+    """
+    rng = np.random.default_rng(7)
+    models, data = _problem(rng, n_cond=9, n_sub=6, n_mod=2, noise=0.8)
+    n_boot = 2000
+    ours, mc_mean, mc_se = _mc_spread(models, data, "pearson", mode, n_boot)
+    fixed = [ModelFixed(f"m{i}", RDMs(m[None])) for i, m in enumerate(models)]
+    np.random.seed(11)  # noqa: NPY002 (rsatoolbox draws from numpy's global generator)
+    ref = _quiet(rsa_fn, fixed, RDMs(data), method="corr", N=n_boot)
+    tol = 3 * np.sqrt(2)
+    assert np.all(np.abs(ours.mean - ref.get_means()) <= tol * mc_mean), (
+        ours.mean,
+        ref.get_means(),
+    )
+    assert np.all(np.abs(ours.se - ref.get_sem()) <= tol * mc_se), (ours.se, ref.get_sem())
+
+
+def test_subject_bootstrap_se_close_to_analytic(rng):
+    """Subject bootstrap SE ~ the SE of the mean over subjects (n/(n-1) corrected)."""
+    models, data = _problem(rng, n_cond=10, n_sub=12, n_mod=2)
+    res = inf.evaluate_models(models, data, "pearson", mode="subjects", n_boot=4000, seed=1)
+    per_subject = compare_rdms(models, data, "pearson")
+    analytic = per_subject.std(axis=1, ddof=1) / np.sqrt(data.shape[0])
+    np.testing.assert_allclose(res.se, analytic, rtol=0.1)
+    np.testing.assert_allclose(res.point, per_subject.mean(axis=1), atol=1e-12)
+
+
+def test_tests_follow_rsatoolbox_formulas(rng):
+    models, data = _problem(rng, n_cond=10, n_sub=8, n_mod=4)
+    res = inf.evaluate_models(models, data, "cosine", mode="both", n_boot=300, seed=3)
+    t = res.mean / res.se
+    np.testing.assert_allclose(res.p_zero, 1 - stats.t.cdf(t, res.dof), atol=1e-12)
+    i, j = 0, 2
+    tij = (res.mean[i] - res.mean[j]) / np.sqrt(res.diff_variance[i, j])
+    np.testing.assert_allclose(res.p_pairwise[i, j], 2 * (1 - stats.t.cdf(abs(tij), res.dof)))
+    assert res.dof == min(8, 10) - 1
+    tcrit = stats.t.ppf(0.975, res.dof)
+    np.testing.assert_allclose(res.ci[1] - res.mean, tcrit * res.se)
+    assert res.samples.shape == (res.n_boot, 4)
+    assert list(res.table()["model"]) == list(res.model_names)
+    assert len(res.pairwise_table()) == 6
+
+
+def test_adjust_pvalues_matches_scipy(rng):
+    p = rng.random(40) ** 3
+    np.testing.assert_allclose(inf.adjust_pvalues(p, "fdr"), stats.false_discovery_control(p))
+    np.testing.assert_allclose(inf.adjust_pvalues(p, "bonferroni"), np.minimum(1, p * 40))
+    q = p.copy()
+    q[3] = np.nan
+    out = inf.adjust_pvalues(q, "fdr")
+    assert np.isnan(out[3])
+    np.testing.assert_allclose(np.delete(out, 3), stats.false_discovery_control(np.delete(p, 3)))
+
+
+@pytest.mark.parametrize("mode", inf.MODES)
+def test_planted_effect_beats_null_model(mode):
+    """A model equal to the true RDM plus noise beats a null model in the pairwise test."""
+    rng = np.random.default_rng(5)
+    n_cond, n_sub = 16, 8
+    n_pairs = n_cond * (n_cond - 1) // 2
+    truth = rng.random(n_pairs)
+    data = truth + 0.7 * rng.standard_normal((n_sub, n_pairs))
+    good = truth + 0.3 * rng.standard_normal(n_pairs)
+    null = rng.random(n_pairs)
+    for method in METHODS:
+        res = inf.evaluate_models(
+            np.vstack([good, null]),
+            data,
+            method,
+            mode=mode,
+            n_boot=500,
+            seed=2,
+            model_names=["good", "null"],
+        )
+        assert res.better_than()[0, 1], (method, res.p_pairwise_adjusted)
+        assert not res.better_than()[1, 0]
+        assert res.p_zero_adjusted[0] < 0.05
+        assert res.noise_ceiling[0] <= res.noise_ceiling[1]
+
+
+def test_input_checks(rng):
+    models, data = _problem(rng, n_cond=6, n_sub=6)
+    with pytest.raises(ValueError, match="method"):
+        inf.evaluate_models(models, data, "kendall_tau_a")
+    with pytest.raises(ValueError, match="mode"):
+        inf.evaluate_models(models, data, mode="runs")
+    with pytest.raises(ValueError, match="pairs"):
+        inf.evaluate_models(models[:, :10], data)
+    bad = data.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        inf.evaluate_models(models, bad)
+    with pytest.raises(ValueError, match="subject"):
+        inf.noise_ceiling(data[:1])
