@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bidsnames import parse_name
+from ..bidsnames import build_name, build_stem, parse_name, subject_dir
 from . import brain_figures as bf
 from . import figures as rf
 from .discovery import Context, Layer, MapSet, Model, map_sets, read_tsv, sidecar
@@ -26,9 +26,9 @@ def _is_template(space: str) -> bool:
     return space.upper().startswith("MNI")
 
 
-def _layer_entity(model: Model, layer: Layer) -> str:
-    """``_layer-<l>`` for figure names; empty for a model without layers."""
-    return "" if layer.label == model.label else f"_layer-{layer.label}"
+def _layer_entity(model: Model, layer: Layer) -> str | None:
+    """The layer entity of figure names; None for a model without layers."""
+    return None if layer.label == model.label else layer.label
 
 
 def _load(path: Path) -> np.ndarray:
@@ -62,7 +62,7 @@ def _chosen_note(ctx: Context, sets: list[MapSet], rule: str) -> list[str]:
 # --------------------------------------------------------------------------- participant maps
 def subject_maps_section(ctx: Context, subject: str) -> str:
     """A participant's searchlight maps: per-layer scores, and maps of the chosen layers."""
-    folder = ctx.output_dir / f"sub-{subject}" / "func"
+    folder = subject_dir(ctx.output_dir, subject)
     sets = map_sets(ctx, folder, f"sub-{subject}_", None)
     sets = [s for s in sets if s.stat not in ("effect",)]
     if not sets:
@@ -78,12 +78,12 @@ def subject_maps_section(ctx: Context, subject: str) -> str:
         p99 = np.array([scores[la.label][1] for la in ms.layers])
         chosen = best_per_part(ms.layers, {k: v[1] for k, v in scores.items()})
         chosen = add_requested(ctx, ms.model, chosen, ms.layers)
-        stem = f"sub-{subject}_task-{ctx.task}_space-{ctx.space}_model-{ms.model.label}"
+        ents = {"sub": subject, "task": ctx.task, "space": ctx.space, "model": ms.model.label}
         out.append(f"<h3>model {escape(ms.model.label)}, {escape(ms.stat)}</h3>")
         if len(ms.layers) > 1:
             out.append(
                 ctx.figures.html(
-                    f"{stem}_stat-{ms.stat}_desc-layersummary",
+                    build_stem({**ents, "stat": ms.stat, "desc": "layersummary"}),
                     lambda ms=ms, a=peak, b=p99, c=chosen: rf.layer_summary_figure(
                         [la.name for la in ms.layers],
                         [la.part for la in ms.layers],
@@ -96,11 +96,11 @@ def subject_maps_section(ctx: Context, subject: str) -> str:
                     inputs=list(ms.paths.values()),
                 )
             )
-        out += [_subject_map(ctx, stem, ms, layer) for layer in chosen]
+        out += [_subject_map(ctx, ents, ms, layer) for layer in chosen]
     return "".join(out)
 
 
-def _subject_map(ctx: Context, stem: str, ms: MapSet, layer: Layer) -> str:
+def _subject_map(ctx: Context, ents: dict[str, str], ms: MapSet, layer: Layer) -> str:
     """Slices and glass brain (axial slices outside a template space) of one layer's map."""
     import nibabel as nib
 
@@ -126,7 +126,14 @@ def _subject_map(ctx: Context, stem: str, ms: MapSet, layer: Layer) -> str:
         else "all voxels."
     )
     return ctx.figures.html(
-        f"{stem}{_layer_entity(ms.model, layer)}_stat-{ms.stat}_desc-searchlight",
+        build_stem(
+            {
+                **ents,
+                "layer": _layer_entity(ms.model, layer),
+                "stat": ms.stat,
+                "desc": "searchlight",
+            }
+        ),
         lambda: bf.brain_map_figure(
             img,
             title=f"{layer.name} ({layer.part})",
@@ -160,13 +167,13 @@ def group_maps_section(ctx: Context) -> str:
         peaks, masked = _group_scores(ms, p_set, ctx.alpha)
         chosen = best_per_part(ms.layers, peaks)
         chosen = add_requested(ctx, ms.model, chosen, ms.layers)
-        stem = f"task-{ctx.task}_space-{ctx.space}_model-{ms.model.label}"
+        ents = {"task": ctx.task, "space": ctx.space, "model": ms.model.label}
         out.append(f"<h3>model {escape(ms.model.label)}</h3>")
         if len(ms.layers) > 1:
-            out.append(_group_summary(ctx, stem, ms, peaks, masked, chosen))
+            out.append(_group_summary(ctx, ents, ms, peaks, masked, chosen))
         for layer in chosen:
             p_path = p_set.paths[layer.label] if layer.label in masked else None
-            out.append(_group_map(ctx, stem, ms, layer, masked.get(layer.label), p_path))
+            out.append(_group_map(ctx, ents, ms, layer, masked.get(layer.label), p_path))
     return "".join(out)
 
 
@@ -187,7 +194,7 @@ def _group_scores(
 
 def _group_summary(
     ctx: Context,
-    stem: str,
+    ents: dict[str, str],
     ms: MapSet,
     peaks: dict[str, float],
     masked: dict[str, np.ndarray],
@@ -201,7 +208,7 @@ def _group_summary(
         n_sig = [int(masked[la.label].sum()) if la.label in masked else np.nan for la in ms.layers]
         panels.append((f"voxels, FWE p < {ctx.alpha:g}", {"voxels": np.array(n_sig, dtype=float)}))
     return ctx.figures.html(
-        f"{stem}_desc-layersummary",
+        build_stem({**ents, "desc": "layersummary"}),
         lambda: rf.layer_summary_figure(
             [la.name for la in ms.layers],
             [la.part for la in ms.layers],
@@ -222,7 +229,7 @@ def _group_summary(
 
 def _group_map(
     ctx: Context,
-    stem: str,
+    ents: dict[str, str],
     ms: MapSet,
     layer: Layer,
     significant: np.ndarray | None,
@@ -249,7 +256,9 @@ def _group_map(
     shown_img = nib.Nifti1Image(shown.astype(np.float32), img.affine)
     vmax = float(np.nanmax(np.abs(z)))
     return ctx.figures.html(
-        f"{stem}{_layer_entity(ms.model, layer)}_stat-{ms.stat}_desc-groupmap",
+        build_stem(
+            {**ents, "layer": _layer_entity(ms.model, layer), "stat": ms.stat, "desc": "groupmap"}
+        ),
         lambda: bf.brain_map_figure(
             shown_img,
             title=f"{layer.name} ({layer.part})",
@@ -269,7 +278,7 @@ def clusters_section(ctx: Context) -> str:
     """Every non-empty cluster table of every model, layers in network order."""
     out = []
     for model in ctx.models:
-        stem = f"task-{ctx.task}_space-{ctx.space}_model-{model.label}"
+        stem = build_stem({"task": ctx.task, "space": ctx.space, "model": model.label})
         found = sorted(ctx.output_dir.glob(f"{stem}_clusters.tsv"))
         found += sorted(ctx.output_dir.glob(f"{stem}_layer-*_clusters.tsv"))
         paths = {parse_name(p).get("layer", model.label): p for p in found}
@@ -304,9 +313,8 @@ def winner_section(ctx: Context) -> str:
 
     out = []
     for model in ctx.models:
-        path = ctx.output_dir / (
-            f"task-{ctx.task}_space-{ctx.space}_model-{model.label}_desc-winner_statmap.nii.gz"
-        )
+        ents = {"task": ctx.task, "space": ctx.space, "model": model.label, "desc": "winner"}
+        path = ctx.output_dir / build_name(ents, "statmap", ".nii.gz")
         if not path.is_file():
             continue
         meta = sidecar(path)
@@ -327,7 +335,7 @@ def winner_section(ctx: Context) -> str:
         data = np.asarray(img.dataobj, dtype=np.float64) - base + 1
         inputs = [path]
         how = "every voxel with a winner"
-        p_path = path.with_name(path.name.replace("_desc-winner_", "_desc-winner_stat-p_"))
+        p_path = ctx.output_dir / build_name({**ents, "stat": "p"}, "statmap", ".nii.gz")
         if p_path.is_file():
             p_values = np.asarray(nib.load(p_path).dataobj, dtype=np.float64)
             keep = np.isfinite(p_values) & (p_values < ctx.alpha)
@@ -341,7 +349,7 @@ def winner_section(ctx: Context) -> str:
         out.append(f"<h3>model {escape(model.label)}</h3>")
         out.append(
             ctx.figures.html(
-                f"task-{ctx.task}_space-{ctx.space}_model-{model.label}_desc-winner",
+                build_stem(ents),
                 lambda im=img, n=names, p=parts: bf.winner_figure(im, n, p),
                 f"Winner-take-all map of model {escape(model.label)} ({how}): the layer with the "
                 "highest group score in each voxel (colours: shades of the network part, lighter "

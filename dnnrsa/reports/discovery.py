@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bidsnames import check_label, parse_name, sidecar_path
+from ..bidsnames import build_name, check_label, is_label, parse_name, sidecar_path, split_extension
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +133,15 @@ class Context:
     alpha: float = 0.05
     _rdms: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
 
-    def dataset_file(self, *entities: str, suffix: str) -> Path:
-        return self.output_dir / "_".join([f"task-{self.task}", *entities, suffix])
+    def dataset_file(self, *pairs: str, suffix: str, **entities: str) -> Path:
+        """A dataset-level file, ``task-<t>_<entities>_<suffix>``, in the output folder.
+
+        Entities come as ``key-value`` strings or keywords (``model="emotion"``), in file
+        order; ``suffix`` may end in the extension (``suffix="stats.tsv"``).
+        """
+        ordered = dict(pair.split("-", 1) for pair in pairs) | entities
+        stem, extension = split_extension(suffix)
+        return self.output_dir / build_name({"task": self.task, **ordered}, stem, extension)
 
     def rdms(self, model: Model) -> tuple[np.ndarray, list[str]]:
         """Layer RDM vectors (n_layers_with_rdm, n_pairs) and condition labels."""
@@ -159,16 +166,20 @@ def discover_models(output_dir: Path, task: str, space: str, model: str | None) 
     """Models and their layers, from RDM sidecars (or map sidecars when RDMs are absent)."""
     found: dict[str, dict[str, Layer]] = {}
 
-    def add(path: Path, entities: dict[str, str], meta: dict, fallback_index: int) -> None:
-        if "desc" in entities:
+    def add(path: Path, meta: dict, fallback_index: int) -> None:
+        name = parse_name(path)
+        if "desc" in name.entities:
             return
-        m = entities.get("model")
-        label = entities.get("layer", m)  # a model without layers is its own layer
+        m = name.get("model")
+        label = name.get("layer", m)  # a model without layers is its own layer
         if m is None or (model is not None and m != model):
             return
+        if not (is_label(m) and is_label(label)):
+            return
+        is_rdm = (name.suffix, name.extension) == ("rdm", ".tsv")
         layers = found.setdefault(m, {})
         if label in layers:
-            if path.name.endswith("_rdm.tsv"):
+            if is_rdm:
                 layers[label].rdm_path = path
             return
         try:
@@ -180,7 +191,7 @@ def discover_models(output_dir: Path, task: str, space: str, model: str | None) 
             name=str(meta.get("LayerName", label)),
             part=str(meta.get("Part", "model" if m == label else "layer")),
             index=index,
-            rdm_path=path if path.name.endswith("_rdm.tsv") else None,
+            rdm_path=path if is_rdm else None,
         )
 
     candidates = sorted(output_dir.glob(f"task-{task}_model-*_rdm.tsv"))
@@ -189,12 +200,11 @@ def discover_models(output_dir: Path, task: str, space: str, model: str | None) 
         output_dir.glob(f"sub-*/func/sub-*_task-{task}_space-{space}_model-*_statmap.nii*")
     )
     for k, path in enumerate(candidates):
-        entities = parse_name(path).entities
-        add(path, entities, sidecar(path), 10_000 + k)
+        add(path, sidecar(path), 10_000 + k)
     # Models with analysis tables only (no layer files) still get their sections.
     for path in output_dir.glob(f"task-{task}_model-*_desc-*"):
         m = parse_name(path).get("model")
-        if m and (model is None or m == model):
+        if m and is_label(m) and (model is None or m == model):
             found.setdefault(m, {})
     models = []
     for label in sorted(found):
@@ -204,7 +214,7 @@ def discover_models(output_dir: Path, task: str, space: str, model: str | None) 
 
 
 def read_stimuli(output_dir: Path, task: str):
-    path = output_dir / f"task-{task}_stimuli.tsv"
+    path = output_dir / build_name({"task": task}, "stimuli", ".tsv")
     if not path.is_file():
         return None
     import pandas as pd
@@ -258,7 +268,7 @@ def ordering_sets(labels) -> list[str]:
 
 
 def category_table(ctx: Context, model: Model):
-    path = ctx.dataset_file(f"model-{model.label}", "desc-categoryindex", suffix="stats.tsv")
+    path = ctx.dataset_file(model=model.label, desc="categoryindex", suffix="stats.tsv")
     if not path.is_file():
         return None, path
     table = read_tsv(path)
@@ -285,7 +295,7 @@ def map_sets(ctx: Context, folder: Path, prefix: str, stats: Sequence[str] | Non
         pattern = f"{prefix}task-{ctx.task}_space-{ctx.space}_model-{model.label}_*stat-*"
         for path in sorted(folder.glob(pattern + "_statmap.nii*")):
             entities = parse_name(path).entities
-            if "desc" in entities or "stat" not in entities:
+            if "desc" in entities or not is_label(entities.get("stat", "")):
                 continue
             if stats is not None and entities["stat"] not in stats:
                 continue
