@@ -241,3 +241,87 @@ def test_input_checks(rng):
         inf.evaluate_models(models, bad)
     with pytest.raises(ValueError, match="subject"):
         inf.noise_ceiling(data[:1])
+
+
+# ----------------------------------------------------------------- weighted models
+def _weighted_problem(rng, n_cond=12, n_sub=7):
+    n_pairs = n_cond * (n_cond - 1) // 2
+    comps = rng.random((3, n_pairs))
+    truth = comps.T @ np.array([1.0, 0.5, -0.6])  # a negative part: fitted weight 0
+    data = truth + 0.6 * rng.random((n_sub, n_pairs))
+    return comps, data
+
+
+@pytest.mark.parametrize("method", ["cosine", "pearson", "corr_cov", "cosine_cov"])
+def test_fit_weights_equal_rsatoolbox(rng, method):
+    from rsatoolbox.model import ModelWeighted
+    from rsatoolbox.model.fitter import fit_regress_nn
+
+    comps, data = _weighted_problem(rng)
+    name = inf.RSATOOLBOX_NAMES[method]
+    ref = fit_regress_nn(ModelWeighted("w", RDMs(comps)), RDMs(data), method=name)
+    mine = inf.fit_weights(comps, data, method)
+    np.testing.assert_allclose(mine, ref, atol=1e-6)
+    assert np.all(mine >= 0)
+    if method in ("pearson", "corr_cov"):
+        assert mine[2] == 0.0  # the constraint is active
+
+
+def test_fit_weights_spearman_is_scipy_nnls_of_the_pearson_objective(rng):
+    from scipy.optimize import nnls
+
+    comps, data = _weighted_problem(rng)
+    a = comps.T - comps.T.mean(axis=0)
+    z = (data - data.mean(1, keepdims=True)) / data.std(1, keepdims=True)
+    y = z.mean(axis=0)
+    ref, _ = nnls(a, y - y.mean())
+    np.testing.assert_allclose(
+        inf.fit_weights(comps, data, "spearman"), ref / np.linalg.norm(ref), atol=1e-10
+    )
+
+
+@pytest.mark.parametrize("method", ["cosine", "pearson", "corr_cov", "cosine_cov", "spearman"])
+@pytest.mark.parametrize("k_subjects,k_conditions", [(3, 2), (1, 3), (2, 1)])
+def test_crossvalidation_equals_rsatoolbox(rng, method, k_subjects, k_conditions):
+    from rsatoolbox.inference import crossval, sets_k_fold
+    from rsatoolbox.model import ModelWeighted
+    from rsatoolbox.model.fitter import fit_regress_nn
+
+    comps, data = _weighted_problem(rng, n_cond=12, n_sub=7)
+    name = inf.RSATOOLBOX_NAMES[method]
+    train, test, ceil = sets_k_fold(
+        RDMs(data), k_rdm=k_subjects, k_pattern=k_conditions, random=False
+    )
+    rsa_models = [ModelFixed("fixed", RDMs(comps[:1]))]
+    fitters = [None]
+    if method != "spearman":
+        rsa_models.append(ModelWeighted("weighted", RDMs(comps)))
+        fitters.append(fit_regress_nn)
+    ref = _quiet(crossval, rsa_models, RDMs(data), train, test, ceil, method=name, fitter=fitters)
+    folds = inf.make_folds(7, 12, k_subjects, k_conditions, shuffle=False)
+    ours = inf.crossvalidate([comps[0], comps][: len(rsa_models)], data, method, folds=folds)
+    np.testing.assert_allclose(ours.evaluations, ref.evaluations[0], atol=1e-6)
+    np.testing.assert_allclose(ours.noise_ceiling, ref.noise_ceiling, atol=1e-10)
+
+
+def test_weighted_combination_beats_its_parts():
+    """'visual + auditory' fitted on training data beats either arm on held-out data."""
+    rng = np.random.default_rng(4)
+    n_cond, n_sub = 18, 10
+    n_pairs = n_cond * (n_cond - 1) // 2
+    visual, auditory = rng.random((2, n_pairs))
+    data = visual + auditory + 0.3 * rng.standard_normal((n_sub, n_pairs))
+    res = inf.crossvalidate(
+        [visual, auditory, np.vstack([visual, auditory])],
+        data,
+        "pearson",
+        k_subjects=2,
+        k_conditions=3,
+        seed=0,
+        model_names=["visual", "auditory", "both"],
+    )
+    assert res.mean[2] > res.mean[0] + 0.1 and res.mean[2] > res.mean[1] + 0.1
+    w = res.weights[2]
+    assert np.all(w > 0.5)  # both arms get weight in every fold
+    assert res.noise_ceiling[0] <= res.noise_ceiling[1]
+    assert len(res.folds) == 6 and res.weights[0] is None
