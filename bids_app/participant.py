@@ -89,10 +89,8 @@ def run_participant(config: RunConfig) -> None:
     wf = init_dnnrsa_participant_wf(config, subjects, dnn_kwargs)
     run_workflow(wf, config)
     if config.reports:
-        try:
-            from dnnrsa.reports import build_subject_report
-        except ImportError:  # reports are optional at this level
-            return
+        from dnnrsa.reports import build_subject_report  # matplotlib: loaded only when needed
+
         for subject, inputs in subjects.items():
             path = build_subject_report(
                 config.output_dir,
