@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..bidsnames import write_json
+from ..bidsnames import build_name, sidecar_path, subject_dir, write_json
 from .bold import SPACE
 from .design import EMOTIONS, IDENTITIES, SENTENCES, TASK
 
@@ -116,11 +116,6 @@ def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path, *, tr_s: float 
     atomic_save_nifti(img, path)
 
 
-def sidecar(path: Path) -> Path:
-    """The JSON sidecar of a ``.nii.gz`` image."""
-    return path.with_name(path.name.replace(".nii.gz", ".json"))
-
-
 def description(name: str, dataset_type: str, **extra) -> dict:
     """``dataset_description.json`` of a demo data set (raw or derivative)."""
     desc = {"Name": name, "BIDSVersion": "1.10.0", "DatasetType": dataset_type}
@@ -165,7 +160,7 @@ def write_raw_top_level(
             },
         },
     )
-    write_json(bids / f"task-{TASK}_events.json", _EVENTS_SIDECAR)
+    write_json(bids / build_name({"task": TASK}, "events", ".json"), _EVENTS_SIDECAR)
 
 
 def write_fmriprep_top_level(fmriprep: Path) -> None:
@@ -187,10 +182,17 @@ def write_fmriprep_top_level(fmriprep: Path) -> None:
 
 
 def write_raw_run(
-    func: Path, stem: str, volume: np.ndarray, affine: np.ndarray, *, tr_s: float, events: dict
+    func: Path,
+    entities: dict[str, str],
+    volume: np.ndarray,
+    affine: np.ndarray,
+    *,
+    tr_s: float,
+    events: dict,
 ) -> None:
-    """The raw BOLD series of one run, its sidecar and its events.tsv."""
-    save_nifti(volume, affine, func / f"{stem}_bold.nii.gz", tr_s=tr_s)
+    """The raw BOLD series of one run (``entities``: sub, task, run), sidecar and events.tsv."""
+    bold = func / build_name(entities, "bold", ".nii.gz")
+    save_nifti(volume, affine, bold, tr_s=tr_s)
     bold_meta = {
         "TaskName": TASK,
         "TaskDescription": "Watch and listen to 3-s clips of actors speaking a "
@@ -201,14 +203,13 @@ def write_raw_run(
         ],
         "SkullStripped": False,
     }
-    write_json(func / f"{stem}_bold.json", bold_meta)
-    write_tsv(func / f"{stem}_events.tsv", events)
+    write_json(sidecar_path(bold), bold_meta)
+    write_tsv(func / build_name(entities, "events", ".tsv"), events)
 
 
 def write_fmriprep_run(
     dfunc: Path,
-    sub: str,
-    stem: str,
+    entities: dict[str, str],
     volume: np.ndarray,
     mask: np.ndarray,
     affine: np.ndarray,
@@ -216,12 +217,17 @@ def write_fmriprep_run(
     tr_s: float,
     confounds: dict,
 ) -> None:
-    """Preprocessed BOLD (the same values as the raw series), brain mask and confounds."""
-    prep = f"{stem}_space-{SPACE}"
-    source = [f"bids:raw:sub-{sub}/func/{stem}_bold.nii.gz"]
-    save_nifti(volume, affine, dfunc / f"{prep}_desc-preproc_bold.nii.gz", tr_s=tr_s)
+    """Preprocessed BOLD (the same values as the raw series), brain mask and confounds.
+
+    ``entities`` name the raw run (sub, task, run).
+    """
+    raw = subject_dir("", entities["sub"]) / build_name(entities, "bold", ".nii.gz")
+    source = [f"bids:raw:{raw.as_posix()}"]
+    prep = {**entities, "space": SPACE}
+    bold = dfunc / build_name({**prep, "desc": "preproc"}, "bold", ".nii.gz")
+    save_nifti(volume, affine, bold, tr_s=tr_s)
     write_json(
-        dfunc / f"{prep}_desc-preproc_bold.json",
+        sidecar_path(bold),
         {
             "Description": "Simulated BOLD in template space (same values as the raw series)",
             "RepetitionTime": tr_s,
@@ -231,9 +237,10 @@ def write_fmriprep_run(
             "Sources": source,
         },
     )
-    save_nifti(mask.astype(np.uint8), affine, dfunc / f"{prep}_desc-brain_mask.nii.gz")
+    mask_path = dfunc / build_name({**prep, "desc": "brain"}, "mask", ".nii.gz")
+    save_nifti(mask.astype(np.uint8), affine, mask_path)
     write_json(
-        dfunc / f"{prep}_desc-brain_mask.json",
+        sidecar_path(mask_path),
         {
             "Type": "Brain",
             "Description": "nilearn's MNI152 brain mask resampled to the BOLD grid",
@@ -241,9 +248,10 @@ def write_fmriprep_run(
             "Sources": source,
         },
     )
-    write_tsv(dfunc / f"{stem}_desc-confounds_timeseries.tsv", confounds)
+    confounds_path = dfunc / build_name({**entities, "desc": "confounds"}, "timeseries", ".tsv")
+    write_tsv(confounds_path, confounds)
     conf_meta = {
         name: {"Description": _CONFOUND_DESCRIPTIONS.get(name, "Discrete cosine drift")}
         for name in confounds
     }
-    write_json(dfunc / f"{stem}_desc-confounds_timeseries.json", conf_meta)
+    write_json(sidecar_path(confounds_path), conf_meta)

@@ -210,6 +210,7 @@ def _write_clips(paths: DemoPaths, seed: int, params: dict, *, n_jobs: int, prog
 
 
 def _write_raw_top_level(paths: DemoPaths, seed: int, setting: str, params: dict) -> None:
+    from ..bidsnames import build_stem
     from .bids_writer import write_raw_top_level
 
     n = len(paths.subjects)
@@ -220,7 +221,7 @@ def _write_raw_top_level(paths: DemoPaths, seed: int, setting: str, params: dict
         seed=seed,
         voxel_size_mm=params["voxel_size_mm"],
         participants={
-            "participant_id": [f"sub-{s}" for s in paths.subjects],
+            "participant_id": [build_stem({"sub": s}) for s in paths.subjects],
             "age": [int(a) for a in part_rng.integers(19, 36, size=n)],
             "sex": ["F" if i % 2 == 0 else "M" for i in range(n)],
         },
@@ -282,6 +283,7 @@ def _subject_betas(simulation: dict, n_stim: int, rng: np.random.Generator) -> n
 
 def _write_run(paths, sub, run, params, simulation, betas, table, rng) -> None:
     """Simulate one run and write its raw and fMRIPrep-style files."""
+    from ..bidsnames import subject_dir
     from .bids_writer import write_fmriprep_run, write_raw_run
     from .bold import make_run_events, simulate_run, trial_regressors
 
@@ -309,7 +311,7 @@ def _write_run(paths, sub, run, params, simulation, betas, table, rng) -> None:
     )
     volume = np.zeros((*grid.mask.shape, n_vol), dtype=np.int16)
     volume[grid.mask] = np.clip(np.round(sim.bold.T), 0, 32767).astype(np.int16)
-    stem = f"sub-{sub}_task-{TASK}_run-{run}"
+    entities = {"sub": sub, "task": TASK, "run": str(run)}
     rows = [table[i] for i in order]
     events = {
         "onset": [float(v) for v in onsets],
@@ -318,9 +320,9 @@ def _write_run(paths, sub, run, params, simulation, betas, table, rng) -> None:
         "stim_file": [r["file"] for r in rows],
         **{c: [r[c] for r in rows] for c in ("emotion", "identity", "gender", "sentence")},
     }
-    func = paths.bids_dir / f"sub-{sub}" / "func"
-    write_raw_run(func, stem, volume, grid.affine, tr_s=tr, events=events)
-    dfunc = paths.fmriprep_dir / f"sub-{sub}" / "func"
+    func = subject_dir(paths.bids_dir, sub)
+    write_raw_run(func, entities, volume, grid.affine, tr_s=tr, events=events)
+    dfunc = subject_dir(paths.fmriprep_dir, sub)
     write_fmriprep_run(
-        dfunc, sub, stem, volume, grid.mask, grid.affine, tr_s=tr, confounds=sim.confounds
+        dfunc, entities, volume, grid.mask, grid.affine, tr_s=tr, confounds=sim.confounds
     )

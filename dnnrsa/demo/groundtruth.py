@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bidsnames import write_json
+from ..bidsnames import build_name, sidecar_path, subject_dir, write_json
 from .bids_writer import (
     SPATIAL_REFERENCE,
     description,
     save_nifti,
-    sidecar,
     write_text,
     write_tsv,
 )
@@ -37,10 +36,10 @@ def _write_region(truth: Path, name: str, mask: np.ndarray, features, labels, af
     from ..rdm import compute_rdm, write_rdm_tsv
 
     spec = REGION_DEFINITIONS[name]
-    mask_path = truth / f"space-{SPACE}_desc-{name}_mask.nii.gz"
+    mask_path = truth / build_name({"space": SPACE, "desc": name}, "mask", ".nii.gz")
     save_nifti(mask.astype(np.uint8), affine, mask_path)
     write_json(
-        sidecar(mask_path),
+        sidecar_path(mask_path),
         {
             "Type": "ROI",
             "Description": f"Planted region: {spec['name']}",
@@ -54,10 +53,10 @@ def _write_region(truth: Path, name: str, mask: np.ndarray, features, labels, af
         },
     )
     rdm = compute_rdm(features, "cosine")
-    rdm_path = truth / f"task-{TASK}_desc-{name}_rdm.tsv"
+    rdm_path = truth / build_name({"task": TASK, "desc": name}, "rdm", ".tsv")
     write_rdm_tsv(rdm_path, rdm, labels)
     write_json(
-        rdm_path.with_suffix(".json"),
+        sidecar_path(rdm_path),
         {
             "Description": f"Generating RDM of the planted region {name} ({spec['name']})",
             "Features": spec["features"],
@@ -112,9 +111,10 @@ def write_groundtruth(
             truth, name, regions[name], features[name], labels, grid.affine
         )
         dseg[regions[name]] = index
-    save_nifti(dseg, grid.affine, truth / f"space-{SPACE}_desc-planted_dseg.nii.gz")
+    dseg_path = truth / build_name({"space": SPACE, "desc": "planted"}, "dseg", ".nii.gz")
+    save_nifti(dseg, grid.affine, dseg_path)
     write_json(
-        truth / f"space-{SPACE}_desc-planted_dseg.json",
+        sidecar_path(dseg_path),
         {
             "Description": "Planted regions: "
             + "; ".join(
@@ -124,11 +124,11 @@ def write_groundtruth(
         },
     )
     write_tsv(
-        truth / "desc-planted_dseg.tsv",
+        truth / build_name({"desc": "planted"}, "dseg", ".tsv"),
         {"index": list(range(1, len(REGIONS) + 1)), "name": list(REGIONS)},
     )
     write_tsv(
-        truth / f"task-{TASK}_stimuli.tsv",
+        truth / build_name({"task": TASK}, "stimuli", ".tsv"),
         {c: [r[c] for r in table] for c in ("file", "emotion", "identity", "gender", "sentence")},
     )
     return region_masks, region_rdms
@@ -150,15 +150,11 @@ def write_planted_responses(
     """
     effect = np.zeros((*grid.mask.shape, betas.shape[0]), dtype=np.float32)
     effect[grid.mask] = betas.T
-    effect_path = (
-        truth
-        / f"sub-{sub}"
-        / "func"
-        / f"sub-{sub}_task-{TASK}_space-{SPACE}_desc-planted_stat-effect_statmap.nii.gz"
-    )
+    entities = {"sub": sub, "task": TASK, "space": SPACE, "desc": "planted", "stat": "effect"}
+    effect_path = subject_dir(truth, sub) / build_name(entities, "statmap", ".nii.gz")
     save_nifti(effect, grid.affine, effect_path)
     write_json(
-        sidecar(effect_path),
+        sidecar_path(effect_path),
         {
             "Description": "Noiseless response of every voxel to every stimulus "
             "(percent signal change), one volume per stimulus",

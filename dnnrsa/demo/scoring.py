@@ -10,10 +10,11 @@ the voxels inside a region against all other scored voxels.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from ..bidsnames import read_json, sidecar_path
 
 #: Parts of the network, as named in the ``Part`` field of the map sidecars.
 PARTS = ("visual", "auditory", "crossmodal")
@@ -92,7 +93,7 @@ def part_mean_maps(derivatives: Path, *, task: str, space: str):
     affine = None
     pattern = f"sub-*/func/sub-*_task-{task}_space-{space}_model-*_layer-*_statmap.nii.gz"
     for path in sorted(Path(derivatives).glob(pattern)):
-        side = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        side = read_json(sidecar_path(path))
         part = side.get("Part")
         if part not in PARTS:
             continue
