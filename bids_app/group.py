@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from dnnrsa.bidsnames import is_label, model_stem, parse_name, read_json, sidecar_path
+from dnnrsa.bidsnames import build_stem, is_label, parse_name, read_json, sidecar_path
 
 from .config import RunConfig
 from .errors import NothingSelected
@@ -50,7 +50,9 @@ class MapGroup:
 
     @property
     def stem(self) -> str:
-        return f"task-{self.task}_space-{self.space}_" + model_stem(self.model, self.layer)
+        return build_stem(
+            {"task": self.task, "space": self.space, "model": self.model, "layer": self.layer}
+        )
 
 
 def find_subject_maps(config: RunConfig) -> list[MapGroup]:

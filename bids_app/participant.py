@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from .._io import atomic_write
+from ..bidsnames import build_name
 from .collect import collect_inputs, resolve_stim_file, run_validator, stimulus_table
 from .config import RunConfig
 from .errors import InputMissing, UsageError
@@ -38,7 +39,7 @@ def prepare_stimuli(config: RunConfig, subjects) -> dict:
             str(resolve_stim_file(config.bids_dir, s, config.bids_dir / "events.tsv"))
             for s in stim_labels
         ]
-    table_path = config.output_dir / f"task-{task}_stimuli.tsv"
+    table_path = config.output_dir / build_name({"task": task}, "stimuli", ".tsv")
     if table is not None:
         with atomic_write(table_path) as fh:
             table.to_csv(fh, sep="\t", index=False, na_rep="n/a")
