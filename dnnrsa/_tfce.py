@@ -72,6 +72,7 @@ class VolumeLayout:
         self.xp = xp
         self._mask = mask
         self._edges = None
+        self._neighbours = None
 
     @property
     def use_graph(self) -> bool:
@@ -105,6 +106,29 @@ class VolumeLayout:
             self._edges = (np.concatenate(us), np.concatenate(vs))
         return self._edges
 
+    @property
+    def neighbours(self) -> np.ndarray:
+        """Neighbours of each mask voxel, shape (n_voxels, n_neighbours), int32.
+
+        Indices in mask order; ``n_voxels`` stands for a neighbour outside the mask.
+        """
+        if self._neighbours is None:
+            from scipy.ndimage import generate_binary_structure  # noqa: PLC0415
+
+            mask = self._mask
+            index = np.full(mask.shape, self.n_voxels, dtype=np.int32)
+            index[mask] = np.arange(self.n_voxels, dtype=np.int32)
+            index = np.pad(index, 1, constant_values=self.n_voxels)
+            coords = [c + 1 for c in np.nonzero(mask)]
+            struct = generate_binary_structure(3, CONNECTIVITIES[self.connectivity])
+            columns = [
+                index[tuple(c + o for c, o in zip(coords, offset, strict=True))]
+                for offset in np.argwhere(struct) - 1
+                if offset.any()
+            ]
+            self._neighbours = np.stack(columns, axis=1)
+        return self._neighbours
+
     def label(self, supra):
         """Label clusters of every map of a batch.
 
@@ -137,36 +161,208 @@ def _components(n_nodes: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
-def _tfce_graph(values: np.ndarray, threshs: np.ndarray, layout: VolumeLayout, e, h):
-    """TFCE contributions of one map and one sign, by components of sorted prefixes.
+def _levels(values: np.ndarray, threshs: np.ndarray) -> np.ndarray:
+    """Number of thresholds at or below each value: ``searchsorted(threshs, v, "right")``.
 
-    Nodes are ranked by decreasing value and edges by decreasing ``min`` of their
-    two ends, so the supra-threshold graph at any threshold is a prefix of both.
+    The thresholds are (nearly) equally spaced, so a first guess from the step is
+    corrected to the exact count by comparing with the thresholds themselves.
     """
-    out = np.zeros_like(values)
-    lowest = threshs[0]
-    if not lowest > 0:
+    n_steps = threshs.size
+    scale = n_steps / threshs[-1]
+    if not np.isfinite(scale):
+        return np.searchsorted(threshs, values, side="right")
+    bounds = np.concatenate([[-np.inf], threshs, [np.inf]])  # bounds[k] = k-th threshold
+    level = (values * scale).astype(np.int64)
+    np.clip(level, 0, n_steps, out=level)
+    while True:
+        up = np.take(bounds, level + 1) <= values
+        level += up
+        down = np.take(bounds, level) > values
+        level -= down
+        if not (up.any() or down.any()):
+            return level
+
+
+try:  # the two C routines behind scipy.sparse.csgraph.connected_components
+    from scipy.sparse._sparsetools import csr_tocsc as _csr_tocsc
+    from scipy.sparse.csgraph._traversal import (
+        _connected_components_undirected as _cc_undirected,
+    )
+except ImportError:  # pragma: no cover - other scipy layouts
+    _cc_undirected = None
+
+
+def _connected(n_nodes: int, indices: np.ndarray, indptr: np.ndarray):
+    """Connected components of a small graph given as CSR (int32) rows.
+
+    Calls the routines of ``scipy.sparse.csgraph.connected_components`` directly,
+    which saves its input checks and conversions (a large share of the cost for
+    graphs of a few thousand nodes); falls back to the public function.
+    """
+    if _cc_undirected is not None:
+        n_entries = indices.size
+        data = np.zeros(n_entries, dtype=np.int8)
+        t_indptr = np.empty(n_nodes + 1, dtype=np.int32)
+        t_indices = np.empty(n_entries, dtype=np.int32)
+        t_data = np.empty(n_entries, dtype=np.int8)
+        _csr_tocsc(n_nodes, n_nodes, indptr, indices, data, t_indptr, t_indices, t_data)
+        labels = np.full(n_nodes, -1, dtype=np.int32)
+        n_components = _cc_undirected(indices, indptr, t_indices, t_indptr, labels)
+        return int(n_components), labels
+    from scipy.sparse import csr_matrix  # noqa: PLC0415
+    from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
+
+    graph = csr_matrix(
+        (np.ones(indices.size, dtype=np.int8), indices, indptr), shape=(n_nodes, n_nodes)
+    )
+    n_components, labels = connected_components(graph, directed=False)
+    return int(n_components), labels.astype(np.int32)
+
+
+def _tfce_tree(values, threshs, weights, neighbours, e, two_sided):
+    """TFCE of one map by a single descending sweep over the thresholds.
+
+    Parameters
+    ----------
+    values : ndarray, shape (n_voxels,)
+        Finite statistic map in mask order.
+    threshs : ndarray, shape (n_steps,)
+        Ascending thresholds, the last one being the map's maximum (> 0).
+    weights : ndarray, shape (n_steps,)
+        ``thresh ** h`` for each threshold (0 where the threshold is not > 0).
+    neighbours : ndarray of int32, shape (n_voxels, n_neighbours)
+        Neighbours of each voxel in mask order, ``n_voxels`` where there is none.
+    e : float
+    two_sided : bool
+
+    Returns
+    -------
+    ndarray, shape (n_voxels,)
+
+    Notes
+    -----
+    A voxel's level is the number of thresholds at or below its value (``|value|``
+    when two-sided; positive and negative voxels are never linked). The clusters at
+    threshold ``k`` are the connected components of the voxels of level ``k`` or
+    more. Going down from the highest threshold, the clusters at ``k`` are found by
+    one ``connected_components`` call on a small graph: one node per cluster at
+    ``k + 1`` plus one per voxel of level exactly ``k``, joined by the neighbour
+    pairs whose lower end has level ``k``. Every voxel and every neighbour pair
+    enters this sweep once. This gives the merge tree of the clusters over the
+    thresholds (which cluster at ``k + 1`` lies in which cluster at ``k``, and each
+    cluster's size). Going up the tree, each cluster then adds ``size ** e * weight``
+    to what its parent cluster holds, so that every voxel's score is summed over the
+    thresholds in increasing order, the order in which labelling the map at every
+    threshold sums it.
+    """
+    n_voxels = values.size
+    n_steps = threshs.size
+    out = np.zeros(n_voxels)
+    magnitude = np.abs(values) if two_sided else values
+    level = _levels(np.maximum(magnitude, 0.0), threshs)
+    level[magnitude <= 0] = 0
+    # ranks: positive voxels by decreasing level, then negative ones; dead ones last
+    n_groups = 2 if two_sided else 1
+    dead = n_groups * (n_steps + 1)
+    key = n_steps - level
+    if two_sided:
+        key += (values < 0) * (n_steps + 1)
+    key[level == 0] = dead
+    key = key.astype(np.int16 if dead < np.iinfo(np.int16).max else np.int32)
+    counts = np.bincount(key, minlength=dead + 1)
+    n_alive = n_voxels - int(counts[dead])
+    if n_alive == 0:
         return out
-    order = np.argsort(-values, kind="stable")
-    n_live = int(np.count_nonzero(values >= lowest))
-    order = order[:n_live]
-    rank = np.full(values.shape, -1, dtype=np.int64)
-    rank[order] = np.arange(n_live)
-    sorted_values = values[order]
-    u, v = layout.edges
-    birth = np.minimum(values[u], values[v])
-    live = birth >= lowest
-    u, v, birth = rank[u[live]], rank[v[live]], birth[live]
-    edge_order = np.argsort(-birth, kind="stable")
-    u, v, birth = u[edge_order], v[edge_order], birth[edge_order]
-    for thr in threshs:
-        n_nodes = int(np.searchsorted(-sorted_values, -thr, side="right"))
-        if n_nodes == 0:
-            break
-        n_edges = int(np.searchsorted(-birth, -thr, side="right"))
-        comp = _components(n_nodes, u[:n_edges], v[:n_edges])
-        sizes = np.bincount(comp).astype(values.dtype)
-        out[order[:n_nodes]] += sizes[comp] ** e * thr**h
+    order = np.argsort(key, kind="stable")[:n_alive]
+    first = np.concatenate([[0], np.cumsum(counts)])  # first[j]: first rank of key j
+    n_pos = int(first[n_steps + 1])
+    rank = np.full(n_voxels + 1, np.iinfo(np.int32).max, dtype=np.int32)
+    rank[order] = np.arange(n_alive, dtype=np.int32)
+
+    # for the voxel of each rank, its neighbours of lower rank (earlier in the sweep),
+    # of the same sign; flattened row after row, rows in rank order
+    near = np.take(rank, np.take(neighbours, order, axis=0))
+    before = near < np.arange(n_alive, dtype=np.int32)[:, None]
+    if n_pos < n_alive:
+        before[n_pos:] &= near[n_pos:] >= n_pos
+    n_before = np.zeros(n_alive, dtype=np.int64)
+    for column in before.T:
+        n_before += column
+    row_start = np.zeros(n_alive + 1, dtype=np.int64)
+    np.cumsum(n_before, out=row_start[1:])
+    earlier = np.compress(before.ravel(), near.ravel())
+    del near, before, n_before
+
+    groups = [g * (n_steps + 1) for g in range(n_groups)]
+    component = np.empty(n_alive, dtype=np.int32)  # cluster of each swept voxel, at k + 1
+    born_in = np.empty(n_alive, dtype=np.int32)  # cluster of each voxel at its own level
+    n_old = 0
+    sizes_old = np.zeros(0)
+    # per threshold k: (cluster at k of each cluster at k + 1, or None when the same;
+    # the sizes of the clusters at k)
+    tree = [None] * (n_steps + 1)
+    for k in range(n_steps, 0, -1):
+        spans = [(int(first[g + n_steps - k]), int(first[g + n_steps - k + 1])) for g in groups]
+        n_new = sum(stop - start for start, stop in spans)
+        if n_new == 0:
+            if n_old:
+                tree[k] = (None, sizes_old)
+            continue
+        # node ids: clusters at k + 1 first, then the new voxels
+        pieces, row_ends, node = [], [], n_old
+        for start, stop in spans:
+            component[start:stop] = np.arange(node, node + stop - start, dtype=np.int32)
+            node += stop - start
+            pieces.append(earlier[row_start[start] : row_start[stop]])
+            row_ends.append(row_start[start + 1 : stop + 1] - row_start[start])
+        n_nodes = n_old + n_new
+        indptr = np.zeros(n_nodes + 1, dtype=np.int32)
+        offset, position = 0, n_old + 1
+        for ends in row_ends:
+            indptr[position : position + ends.size] = ends + offset
+            position += ends.size
+            offset += int(ends[-1]) if ends.size else 0
+        indices = np.take(component, np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
+        n_comp, labels = _connected(n_nodes, indices, indptr)
+        parent = labels[:n_old]
+        weights_k = np.ones(n_nodes)
+        weights_k[:n_old] = sizes_old
+        sizes = np.bincount(labels, weights=weights_k, minlength=n_comp)
+        node = n_old
+        for g, (start, stop) in zip(groups, spans, strict=True):
+            swept = int(first[g])
+            if start > swept:
+                np.take(parent, component[swept:start], out=component[swept:start])
+            new_labels = labels[node : node + stop - start]
+            component[start:stop] = new_labels
+            born_in[start:stop] = new_labels
+            node += stop - start
+        tree[k] = (parent, sizes)
+        n_old, sizes_old = n_comp, sizes
+
+    # up the tree: score of each cluster = its parent's score + size ** e * weight
+    scores_sorted = np.empty(n_alive)
+    score = None
+    parent_below = None
+    for k in range(1, n_steps + 1):
+        if tree[k] is None:
+            continue
+        parent, sizes = tree[k]
+        step = np.power(sizes, e) * weights[k - 1]
+        if score is None:
+            score = 0.0 + step
+        elif parent_below is None:
+            score = score + step
+        else:
+            score = np.take(score, parent_below) + step
+        parent_below = parent
+        for g in groups:
+            start, stop = int(first[g + n_steps - k]), int(first[g + n_steps - k + 1])
+            if stop > start:
+                scores_sorted[start:stop] = np.take(score, born_in[start:stop])
+    if n_pos < n_alive:
+        np.negative(scores_sorted[n_pos:], out=scores_sorted[n_pos:])
+    out[order] = scores_sorted
     return out
 
 
@@ -231,9 +427,12 @@ def tfce(
     out = xp.zeros_like(maps)
     signs = (1.0, -1.0) if two_sided else (1.0,)
     if layout.use_graph:
+        weights = np.where(threshs > 0, np.power(threshs, h), 0.0)
         for i in range(maps.shape[0]):
-            for sign in signs:
-                out[i] += sign * _tfce_graph(maps[i] * sign, threshs[i], layout, e, h)
+            if threshs[i, -1] > 0:
+                out[i] = _tfce_tree(
+                    maps[i], threshs[i], weights[i], layout.neighbours, e, two_sided
+                )
         return out
     for sign in signs:
         values = maps * sign
