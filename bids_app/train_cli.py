@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="use silence for videos without audio (default: such a video is an error)",
     )
     parser.add_argument(
+        "--face-crop",
+        default="auto",
+        metavar="auto|centre|FILE.tsv",
+        help="face crop of the visual input: auto detects the face in each clip, centre takes "
+        "the centred square, FILE.tsv gives boxes by hand (columns file, x0, y0, x1, y1)",
+    )
+    parser.add_argument(
         "--no-progress",
         action="store_true",
         help="hide the progress bar (default: shown)",
@@ -111,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputMissing(f"stimulus folder not found: {args.stimulus_dir}")
         if not args.labels.is_file():
             raise InputMissing(f"labels table not found: {args.labels}")
+        face_crop = args.face_crop if args.face_crop in ("auto", "centre", "center") else None
+        if face_crop is None:
+            face_crop = Path(args.face_crop)
+            if not face_crop.is_file():
+                raise InputMissing(f"--face-crop table not found: {face_crop}")
         result = train_model(
             args.stimulus_dir,
             args.labels,
@@ -129,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             missing="blank" if args.allow_silent_video else "error",
             freeze=args.freeze,
             progress=not args.no_progress,
+            face_crop=face_crop,
         )
         last = result.history[-1]
         print(

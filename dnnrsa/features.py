@@ -6,8 +6,10 @@ every requested named layer while batches of inputs pass through the model.
 input recipe (:mod:`dnnrsa.stimuli`) and caches every stimulus's activations in
 ``cache_dir`` under a key made of the SHA-256 of the stimulus file's contents, the
 model key (SHA-256 of the checkpoint file, or of the parameters of a randomly
-initialised model), the recipe and the crop box. A second run with unchanged
-inputs reads the cache and decodes nothing.
+initialised model), the recipe and the crop box: a changed crop recomputes the
+stimulus, an unchanged one does not. Face detections (``crop_boxes="auto"``) are
+cached beside the activations (``faces/``), so a second run with unchanged inputs
+reads the cache and decodes nothing.
 
 :func:`replace_input` temporarily feeds a module a fixed tensor instead of its
 input (used by :func:`dnnrsa.train.evaluate_lesions`).
@@ -231,6 +233,8 @@ class FeatureSet:
         SHA-256 identifying the weights.
     labels : list of str
         Output labels of the checkpoint (empty for random weights).
+    crops : list of dnnrsa.faces.FaceCrop
+        The face crop of each stimulus.
     """
 
     activations: dict[str, np.ndarray]
@@ -239,6 +243,7 @@ class FeatureSet:
     model: str
     model_key: str
     labels: list[str] = field(default_factory=list)
+    crops: list = field(default_factory=list)
 
     @property
     def layer_names(self) -> list[str]:
@@ -308,8 +313,12 @@ def extract_features(
         per model key). Without it nothing is cached.
     batch_size : int
     device : {"auto", "cpu", "cuda"}
-    crop_boxes : sequence of (x0, y0, x1, y1) or None, optional
-        Face crop per stimulus.
+    crop_boxes : {"auto", "centre"}, path-like, mapping or sequence, optional
+        Face crops: ``"auto"`` (faces detected), ``"centre"`` or None (the centred
+        square), a crop table (TSV), a mapping from file name to box, or one
+        ``(x0, y0, x1, y1)`` per stimulus (see :func:`dnnrsa.faces.resolve_crops`).
+        A warning is given when the crop mode differs from the one the checkpoint
+        was trained with.
     missing : {"error", "blank"}
         What to do with a video without audio (see :func:`dnnrsa.stimuli.load_inputs`).
     seed : int
@@ -323,20 +332,30 @@ def extract_features(
     FeatureSet
         ``activations[layer]`` of shape ``(n_stimuli, *layer_shape)``, float32.
     """
+    from .faces import crop_mode, resolve_crops, table_mode, warn_if_mode_differs
     from .models import load_model, model_fingerprint
     from .stimuli import prepare_inputs
 
     paths = [Path(p) for p in stimuli]
     if not paths:
         raise ValueError("stimuli must list at least one file")
-    if crop_boxes is not None and len(crop_boxes) != len(paths):
-        raise ValueError(
-            f"crop_boxes must have one entry per stimulus ({len(paths)}); got {len(crop_boxes)}"
-        )
     net, spec, info = load_model(model if checkpoint is None else None, checkpoint, seed=seed)
     if checkpoint is not None and model is not None and model != spec.name:
         raise ValueError(f"checkpoint {checkpoint} holds model {spec.name!r}, not {model!r}")
     recipe: InputRecipe = info["recipe"]
+    requested = crop_mode(crop_boxes)
+    crops = resolve_crops(
+        paths,
+        crop_boxes,
+        model_frames=(recipe.n_frames,),
+        cache_dir=None if cache_dir is None else Path(cache_dir) / "faces",
+        n_jobs=max(1, (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)),
+    )
+    if checkpoint is not None and requested != "boxes":
+        used = table_mode(crops) if requested == "table" else requested
+        trained = (info.get("extra") or {}).get("face_crop")
+        warn_if_mode_differs(trained, used, f"checkpoint {Path(checkpoint).name}")
+    crop_boxes = [c.box for c in crops]
     all_layers = spec.layers
     wanted = [layer.name for layer in spec.select_layers(layers)]
     if checkpoint is not None:
@@ -400,4 +419,5 @@ def extract_features(
         model=spec.name,
         model_key=model_key,
         labels=list(info.get("labels") or []),
+        crops=crops,
     )

@@ -20,6 +20,11 @@ with PyAV. Model inputs follow an :class:`InputRecipe`:
   recorded at ordinary levels, padding included) bring inputs near unit scale
   without per-clip normalisation, so loudness differences between stimuli remain.
 
+An audio track that is present but silent or nearly so (all zero, or an RMS below
+``SILENT_RMS`` = 1e-3 of full scale, i.e. -60 dBFS; speech recorded at ordinary
+levels lies near -20 to -30 dBFS) gives a warning naming the clip: stock footage
+often carries such a track, and the auditory arm then sees nothing.
+
 A stimulus that lacks a modality the recipe needs is handled as follows: an audio-only
 file gets a blank (mid-gray, i.e. all-zero) face; a still image gets silence; a video
 without an audio track raises :class:`StimulusError` naming the file (a silent video is
@@ -46,11 +51,14 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MODALITIES = ("visual", "auditory")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _LOG_FLOOR = 1e-6
+#: RMS (of full scale) below which an audio track counts as silent (-60 dBFS).
+SILENT_RMS = 1e-3
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "MODALITIES",
+    "SILENT_RMS",
     "VIDEO_EXTENSIONS",
     "Clip",
     "InputRecipe",
@@ -61,6 +69,7 @@ __all__ = [
     "prepare_inputs",
     "read_clip",
     "stimulus_kind",
+    "warn_if_silent",
     "write_clip",
 ]
 
@@ -543,6 +552,23 @@ def face_input(
     return (crop[0].numpy() - 0.5).astype(np.float32)
 
 
+def warn_if_silent(audio, name) -> bool:
+    """Warn (naming the clip) when an audio track is all zero or its RMS is below ``SILENT_RMS``."""
+    audio = np.asarray(audio, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(audio**2))) if audio.size else 0.0
+    if rms >= SILENT_RMS:
+        return False
+    level = "all zero" if not np.any(audio) else f"RMS {20 * np.log10(rms):.0f} dBFS"
+    logger.warning(
+        "the audio track of %s is silent or nearly so (%s, below %.0f dBFS): the auditory arm "
+        "sees no sound for it",
+        name,
+        level,
+        20 * np.log10(SILENT_RMS),
+    )
+    return True
+
+
 def _fit_window(audio: np.ndarray, n_samples: int, align: str) -> np.ndarray:
     n = audio.shape[-1]
     if n >= n_samples:
@@ -673,6 +699,8 @@ def load_inputs(
                 audio, rate = _decode_audio(container, path)
                 if audio is None and kind == "audio":
                     raise StimulusError(f"{path} holds no audio stream")
+                if audio is not None:
+                    warn_if_silent(audio, path)
                 if audio is None and missing == "error":
                     raise StimulusError(
                         f"{path} has no audio track, but the input recipe needs auditory input "
@@ -707,8 +735,10 @@ def prepare_inputs(
     ----------
     paths : sequence of path-like
     recipe : InputRecipe, optional
-    crop_boxes : sequence of (x0, y0, x1, y1) or None, optional
-        One face crop per stimulus.
+    crop_boxes : {"auto", "centre"}, path-like, mapping or sequence, optional
+        Face crops: one ``(x0, y0, x1, y1)`` (or None) per stimulus, a mapping from
+        file name to box, ``"auto"`` (faces detected), ``"centre"`` or None (the
+        centred square) or a crop table (TSV); see :func:`dnnrsa.faces.resolve_crops`.
     missing : {"error", "blank"}
     progress : bool
         Show a progress bar.
@@ -723,6 +753,11 @@ def prepare_inputs(
     """
     recipe = recipe or InputRecipe()
     paths = list(paths)
+    if isinstance(crop_boxes, str | os.PathLike | dict):
+        from .faces import resolve_crops
+
+        crops = resolve_crops(paths, crop_boxes, model_frames=(recipe.n_frames,))
+        crop_boxes = [c.box for c in crops]
     if crop_boxes is not None and len(crop_boxes) != len(paths):
         raise ValueError(
             f"crop_boxes must have one entry per stimulus ({len(paths)}); got {len(crop_boxes)}"

@@ -545,6 +545,7 @@ def train_model(
     missing: str = "error",
     freeze: Sequence[str] = (),
     progress: bool = True,
+    face_crop="auto",
 ) -> TrainResult:
     """Train a registered model for one regime from stimulus files.
 
@@ -574,6 +575,11 @@ def train_model(
     freeze : sequence of str
         Submodules kept fixed (see :func:`fit`), e.g. ``("visual",)`` to train the
         auditory arm and the cross-modal part on audio-only stimuli.
+    face_crop : {"auto", "centre"} or path-like
+        Face crops: detected (default), the centred square, or a crop table (TSV
+        with columns ``file``, ``x0``, ``y0``, ``x1``, ``y1``); see
+        :func:`dnnrsa.faces.resolve_crops`. The mode is recorded in the checkpoint
+        (``extra["face_crop"]``), and feature extraction warns when it differs.
 
     Returns
     -------
@@ -619,7 +625,15 @@ def train_model(
         int((~is_val).sum()),
         int(is_val.sum()),
     )
-    inputs = prepare_inputs(files, recipe, missing=missing, progress=progress)
+    from .faces import crop_mode, resolve_crops, table_mode
+
+    crops = resolve_crops(
+        files, face_crop, names=list(table["file"]), column="file", model_frames=(recipe.n_frames,)
+    )
+    mode = table_mode(crops) if crop_mode(face_crop) == "table" else crop_mode(face_crop)
+    inputs = prepare_inputs(
+        files, recipe, [c.box for c in crops], missing=missing, progress=progress
+    )
     train_in = {m: a[~is_val] for m, a in inputs.items()}
     val = None
     if is_val.any():
@@ -632,6 +646,7 @@ def train_model(
         "epochs": int(epochs),
         "validation_column": validation_column,
         "freeze": list(freeze),
+        "face_crop": mode,
         "validation_values": sorted({str(v) for v in table.loc[is_val, validation_column]})
         if validation_column
         else [],
