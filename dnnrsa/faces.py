@@ -399,6 +399,9 @@ def read_crop_table(path: str | os.PathLike, column: str | None = None):
         where = f"crop table {path}, row {k} ({column} {row[column]!r})"
         if not row[column].strip():
             raise CropTableError(f"{where}: the stimulus name is empty")
+        if all(row[c].strip() in ("", "n/a") for c in TABLE_COLUMNS):
+            rows.append({"name": row[column].strip(), "row": k, "box": None, **_mode(row)})
+            continue  # a stimulus without frames (written by dnnrsa for audio files)
         try:
             box = [int(float(row[c])) for c in TABLE_COLUMNS]
         except ValueError:

@@ -395,6 +395,7 @@ def arm_lesion_table(
     stimulus_table,
     *,
     device: str = "cpu",
+    crop_boxes=None,
 ):
     """Arm lesions of a trained network on the stimuli it can be scored on.
 
@@ -410,6 +411,10 @@ def arm_lesion_table(
     stimulus_table : pandas.DataFrame
         Indexed by ``stim_file``, with one column per label set.
     device : {"auto", "cpu", "cuda"}
+    crop_boxes : optional
+        Face crops of all the stimuli (a crop table keyed by ``stim_labels``, a mode,
+        or one box per stimulus; see :func:`dnnrsa.faces.resolve_crops`); default the
+        centred square.
 
     Returns
     -------
@@ -431,7 +436,13 @@ def arm_lesion_table(
     keep = [i for i, v in enumerate(values) if isinstance(v, str) and v in classes]
     if len(keep) < 2:
         return None
-    inputs = prepare_inputs([stim_files[i] for i in keep], info["recipe"])
+    from .faces import resolve_crops
+
+    recipe = info["recipe"]
+    crops = resolve_crops(
+        stim_files, crop_boxes, names=list(stim_labels), model_frames=(recipe.n_frames,)
+    )
+    inputs = prepare_inputs([stim_files[i] for i in keep], recipe, [crops[i].box for i in keep])
     targets = np.array([classes.index(values.iloc[i]) for i in keep])
     result = evaluate_lesions(net, inputs, targets, spec, device=device)
     rows = [{"arm": "none", "accuracy": result["accuracy"], "accuracy_drop": 0.0}]

@@ -28,6 +28,9 @@ class _ExtractFeaturesInputSpec(BaseInterfaceInputSpec):
     cache_dir = traits.Directory(desc="activation cache shared between runs")
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
     seed = traits.Int(0, usedefault=True)
+    crop_file = File(
+        exists=True, desc="crop table (TSV: stim_file, x0, y0, x1, y1) (default: centre)"
+    )
     use_gpu = traits.Bool(
         False, usedefault=True, desc="runs on a GPU (nipype schedules it on a GPU slot)"
     )
@@ -57,6 +60,7 @@ class ExtractFeatures(SimpleInterface):
             cache_dir=self.inputs.cache_dir if isdefined(self.inputs.cache_dir) else None,
             device=self.inputs.device,
             seed=self.inputs.seed,
+            crop_boxes=self.inputs.crop_file if isdefined(self.inputs.crop_file) else None,
         )
         names = fs.layer_names
         arrays = {f"layer{i:03d}": fs.activations[n] for i, n in enumerate(names)}
@@ -226,6 +230,9 @@ class _ArmLesionInputSpec(BaseInterfaceInputSpec):
     )
     stimulus_table = File(exists=True, mandatory=True, desc="TSV: stim_file and label columns")
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
+    crop_file = File(
+        exists=True, desc="crop table (TSV: stim_file, x0, y0, x1, y1) (default: centre)"
+    )
 
 
 class _ArmLesionOutputSpec(TraitedSpec):
@@ -255,6 +262,7 @@ class ArmLesion(SimpleInterface):
             list(self.inputs.stim_labels),
             table,
             device=self.inputs.device,
+            crop_boxes=self.inputs.crop_file if isdefined(self.inputs.crop_file) else None,
         )
         if lesions is None:
             return runtime
