@@ -34,6 +34,8 @@ class RunConfig:
     layers: tuple[str, ...] = ()
     model_rdms: tuple[tuple[str, Path], ...] = ()
     dnn_metric: str = "correlation"
+    face_crop: str = "auto"  # auto, centre or a crop table (TSV)
+    face_crops: dict = field(default_factory=dict)  # stim_file -> [x0, y0, x1, y1] used
     # fMRI patterns
     condition_column: str = "stim_file"
     glm_method: str = "lsa"

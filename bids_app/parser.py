@@ -108,6 +108,12 @@ def _model_rdm(text: str) -> tuple[str, Path]:
     return name, Path(path).expanduser().absolute()
 
 
+def _face_crop(text: str) -> str:
+    if text in ("auto", "centre", "center"):
+        return "centre" if text == "center" else text
+    return str(Path(text).expanduser().absolute())
+
+
 def _path(text: str) -> Path:
     return Path(text).expanduser().absolute()
 
@@ -203,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=FILE.tsv",
         help="a model RDM of your own: square TSV with condition labels (repeatable; "
         "default: none)",
+    )
+    g.add_argument(
+        "--face-crop",
+        type=_face_crop,
+        default="auto",
+        metavar="auto|centre|FILE.tsv",
+        help="face crop of each stimulus for the network: auto detects the face (OpenCV), centre "
+        "takes the centred square, FILE.tsv gives boxes by hand (columns stim_file, x0, y0, x1, "
+        "y1; stimuli without a row are detected)",
     )
     g.add_argument(
         "--dnn-metric",

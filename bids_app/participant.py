@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from .._io import atomic_write
@@ -43,7 +44,12 @@ def prepare_stimuli(config: RunConfig, subjects) -> dict:
     if table is not None:
         with atomic_write(table_path) as fh:
             table.to_csv(fh, sep="\t", index=False, na_rep="n/a")
+    crop_file, crops = None, {}
+    if stim_paths and config.checkpoints:
+        crop_file, crops = face_crops(config, task, stim_paths, stim_labels)
     return {
+        "crop_file": crop_file,
+        "face_crops": crops,
         "stim_paths": stim_paths,
         "stim_labels": stim_labels,
         "stim_conditions": stim_conditions,
@@ -51,6 +57,51 @@ def prepare_stimuli(config: RunConfig, subjects) -> dict:
         "stimulus_table": str(table_path),
         "task": task,
     }
+
+
+def face_crops(config: RunConfig, task: str, stim_paths, stim_labels) -> tuple[str, dict]:
+    """The face crop of every stimulus (``--face-crop``), written as
+    ``task-<t>_desc-facecrops_stimuli.tsv``; returns its path and stim_file -> box."""
+    from dnnrsa.faces import (
+        CropTableError,
+        crop_mode,
+        resolve_crops,
+        table_mode,
+        warn_if_mode_differs,
+        write_crop_table,
+    )
+    from dnnrsa.models import load_checkpoint
+
+    infos = [load_checkpoint(c) for c in config.checkpoints]
+    try:
+        crops = resolve_crops(
+            stim_paths,
+            config.face_crop,
+            names=stim_labels,
+            column="stim_file",
+            model_frames=sorted({info["recipe"].n_frames for info in infos}),
+            cache_dir=config.work_dir / "feature_cache" / "faces",
+            n_jobs=config.nprocs,
+        )
+    except CropTableError as exc:
+        raise UsageError(f"--face-crop: {exc}") from exc
+    mode = crop_mode(config.face_crop)
+    mode = table_mode(crops) if mode == "table" else mode
+    for ckpt, info in zip(config.checkpoints, infos, strict=True):
+        warn_if_mode_differs((info.get("extra") or {}).get("face_crop"), mode, ckpt.name)
+    n_faces = sum(c.source == "detected" for c in crops)
+    logger.info("face crops (%s): a face was found in %d of %d stimuli", mode, n_faces, len(crops))
+    recipe = infos[0]["recipe"]
+    path = write_crop_table(
+        config.output_dir / build_name({"task": task, "desc": "facecrops"}, "stimuli", ".tsv"),
+        stim_labels,
+        crops,
+        mode=mode,
+        input_frames=recipe.n_frames,
+        input_size=recipe.image_size,
+    )
+    boxes = {s: list(c.box) for s, c in zip(stim_labels, crops, strict=True) if c.box is not None}
+    return str(path), boxes
 
 
 def _check_sphere_size(config: RunConfig, subjects) -> None:
@@ -85,8 +136,9 @@ def run_participant(config: RunConfig) -> None:
         len(config.checkpoints),
         len(config.model_rdms),
     )
-    write_dataset_description(config)
     dnn_kwargs = prepare_stimuli(config, subjects)
+    config = dataclasses.replace(config, face_crops=dnn_kwargs.pop("face_crops"))
+    write_dataset_description(config)  # the run configuration records the crops used
     wf = init_dnnrsa_participant_wf(config, subjects, dnn_kwargs)
     run_workflow(wf, config)
     if config.reports:

@@ -111,6 +111,7 @@ def config_from_options(opts) -> RunConfig:
             )
         if opts.checkpoint or opts.layers:
             _check_model_and_layers(opts.model, opts.layers)
+    _check_face_crop(opts.face_crop)
     plugin_args = {}
     if opts.plugin_args:
         try:
@@ -134,6 +135,7 @@ def config_from_options(opts) -> RunConfig:
         layers=tuple(opts.layers),
         model_rdms=tuple((n, p.resolve()) for n, p in opts.model_rdm),
         dnn_metric=opts.dnn_metric,
+        face_crop=opts.face_crop,
         condition_column=opts.condition_column,
         glm_method=opts.glm_method,
         glm_output=opts.glm_output,
@@ -157,6 +159,20 @@ def config_from_options(opts) -> RunConfig:
         reports=opts.reports,
         verbosity=opts.verbosity,
     )
+
+
+def _check_face_crop(face_crop: str) -> None:
+    """A crop table must exist (66) and have its columns and valid boxes (64, naming the row)."""
+    from dnnrsa.faces import CROP_MODES, CropTableError, read_crop_table
+
+    if face_crop in CROP_MODES:
+        return
+    if not Path(face_crop).is_file():
+        raise InputMissing(f"--face-crop table not found: {face_crop}")
+    try:
+        read_crop_table(face_crop, "stim_file")
+    except CropTableError as exc:
+        raise UsageError(f"--face-crop: {exc}") from exc
 
 
 def _check_model_and_layers(model: str, layers) -> None:

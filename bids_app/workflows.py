@@ -54,6 +54,7 @@ def init_dnn_wf(
     conditions: list[str],
     stimulus_table: str,
     task: str,
+    crop_file: str | None = None,
     name: str = "dnn_wf",
 ):
     """Dataset-level models: layer RDMs of each checkpoint and the user's model RDMs.
@@ -92,6 +93,8 @@ def init_dnn_wf(
         )
         if config.layers:
             extract.inputs.layers = list(config.layers)
+        if crop_file:
+            extract.inputs.crop_file = crop_file
         rdms = pe.Node(
             LayerRDMs(
                 stim_labels=stim_labels,
@@ -138,6 +141,8 @@ def init_dnn_wf(
                 ),
                 name=f"arm_lesion_{label}",
             )
+            if crop_file:
+                lesion.inputs.crop_file = crop_file
             write_lesion = pe.Node(
                 WriteDerivative(
                     out_path=str(

@@ -247,3 +247,33 @@ def test_training_records_the_crop_and_extraction_warns(tmp_path, capsys, caplog
         fs = extract_features(paths, checkpoint=out, crop_boxes="auto", layers=["visual_pool1"])
     assert any("trained with face crop 'centre'" in r.getMessage() for r in caplog.records)
     assert [c.source for c in fs.crops] == ["fallback"] * 4
+
+
+# --------------------------------------------------------------------------- the BIDS App
+def test_app_face_crop_table_errors(tmp_path, capsys):
+    from dnnrsa.bids_app.run import main
+    from dnnrsa.models import build_model, get_model, save_checkpoint
+
+    from .bids_fixtures import make_small_bids
+
+    small = make_small_bids(tmp_path / "bids")
+    spec = get_model("crosschannel")
+    ckpt = save_checkpoint(tmp_path / "net.pt", build_model(spec, 2), spec, labels=["a", "b"])
+    base = [str(small.root), str(tmp_path / "o"), "participant", "--checkpoint", str(ckpt)]
+    base += ["--skip-bids-validation", "-w", str(tmp_path / "w"), "--face-crop"]
+    first = small.stim_files[0]
+    cases = [
+        (
+            [(first, 0, 0, 8, 8), ("nosuch.mp4", 0, 0, 8, 8)],
+            "row 2 ('nosuch.mp4'): no such stimulus",
+        ),
+        ([(first, 0, 0, 8, 8)], "row 1 (stim01.wav): the stimulus has no frames"),
+        ([(first, 10, 0, 5, 8)], f"row 1 (stim_file '{first}')"),
+    ]
+    for k, (rows, message) in enumerate(cases):
+        table = _write_tsv(tmp_path / f"crops{k}.tsv", rows)
+        assert main([*base, str(table)]) == 64
+        err = capsys.readouterr().err
+        assert message.replace("stim01", first.split(".")[0]) in err, err
+    assert main([*base, str(tmp_path / "none.tsv")]) == 66
+    assert "--face-crop table not found" in capsys.readouterr().err
