@@ -102,6 +102,43 @@ def _check_inputs(model_rdms, data_rdms, xp, *, min_subjects=2, allow_nan=False)
 
 
 # --------------------------------------------------------------------------- weighted ranks
+def _tie_groups(xs, xp):
+    """For sorted rows ``xs`` (..., P): position of the first and of the last element
+    of every element's tie group, within its row."""
+    p = xs.shape[-1]
+    new = xp.ones(xs.shape, dtype=bool)
+    new[..., 1:] = xs[..., 1:] != xs[..., :-1]
+    flat = new.reshape(-1)
+    gid = xp.cumsum(flat) - 1
+    first = xp.flatnonzero(flat)
+    last = xp.concatenate([first[1:], xp.asarray([flat.size], dtype=first.dtype)]) - 1
+    offset = (xp.arange(flat.size) // p) * p
+    return (first[gid] - offset).reshape(xs.shape), (last[gid] - offset).reshape(xs.shape)
+
+
+def _group_cums(xs, qs, cum, axis):
+    """Weighted count before each element's tie group and up to its end (numpy).
+
+    ``xs``: sorted values; ``qs``: their weights and ``cum`` the inclusive cumulative
+    weights (``xs`` may lack the trailing sample axis of ``qs`` and ``cum``)."""
+    if xs.ndim < cum.ndim:
+        xs = xs[..., None]
+    n = cum.shape[axis]
+    head = (slice(None),) * axis + (slice(1, None),)
+    tail = (slice(None),) * axis + (slice(None, n - 1),)
+    differ = xs[head] != xs[tail]
+    # cum is non-decreasing: a running max of the values at group starts and a
+    # backwards running min of the values at group ends spread them over each group
+    before = cum - qs
+    before[head] *= differ
+    np.maximum.accumulate(before, axis=axis, out=before)
+    rev = np.flip(cum, axis=axis).copy()
+    rev_head = (slice(None),) * axis + (slice(1, None),)
+    rev[rev_head] = np.where(np.flip(differ, axis=axis), rev[rev_head], np.inf)
+    np.minimum.accumulate(rev, axis=axis, out=rev)
+    return before, np.flip(rev, axis=axis)
+
+
 def _weighted_ranks(x, q, xp):
     """Tie-averaged ranks of each row of ``x`` when entry ``p`` is repeated ``q_p`` times.
 
@@ -115,29 +152,67 @@ def _weighted_ranks(x, q, xp):
     array (max(Bx, Bq), R, P): the rank every copy of the entry gets in the
     expanded vector (meaningless where ``q`` is 0).
     """
+    if xp is not np:
+        return _weighted_ranks_indexed(x, q, xp)
     bx, r, p = x.shape
+    bq = q.shape[0]
+    if bx == 1:
+        # one ordering for all samples: work in (R, P, B) layout, so that every
+        # gather and scatter moves contiguous rows of B samples
+        order = np.argsort(x[0], axis=-1)
+        xs = np.take_along_axis(x[0], order, axis=-1)
+        qs = q.T[order]  # (R, P, Bq)
+        before, after = _group_cums(xs, qs, np.cumsum(qs, axis=1), 1)
+        out = np.empty_like(before)
+        out[np.arange(r)[:, None], order] = (before + after + 1.0) / 2.0
+        return np.ascontiguousarray(out.transpose(2, 0, 1))
+    order = np.argsort(x, axis=-1)
+    xs = np.take_along_axis(x, order, axis=-1)
+    if bq == 1:
+        qs = q[0][order]
+    else:
+        qs = q[np.arange(bx)[:, None, None], order]
+    before, after = _group_cums(xs, qs, np.cumsum(qs, axis=-1), 2)
+    out = np.empty(x.shape, dtype=np.float64)
+    np.put_along_axis(out, order, (before + after + 1.0) / 2.0, axis=-1)
+    return out
+
+
+def _weighted_ranks_indexed(x, q, xp):
+    """:func:`_weighted_ranks` without ufunc accumulation (for CuPy)."""
+    bx, r, p = x.shape
+    bq = q.shape[0]
+    if bx == 1:
+        # one ordering for all samples: work in (R, P, B) layout, so that every
+        # gather and scatter moves contiguous rows of B samples
+        order = xp.argsort(x[0], axis=-1)
+        xs = xp.take_along_axis(x[0], order, axis=-1)
+        start, end = _tie_groups(xs, xp)
+        rows = xp.arange(r)[:, None]
+        qs = q.T[order]  # (R, P, Bq)
+        cum = xp.zeros((r, p + 1, bq), dtype=xp.float64)
+        cum[:, 1:] = xp.cumsum(qs, axis=1)
+        ranks_sorted = (cum[rows, start] + cum[rows, end + 1] + 1.0) / 2.0
+        out = xp.empty_like(ranks_sorted)
+        out[rows, order] = ranks_sorted
+        return xp.ascontiguousarray(out.transpose(2, 0, 1))
     order = xp.argsort(x, axis=-1)
-    xs = xp.take_along_axis(x, order, axis=-1)
-    new = xp.ones(xs.shape, dtype=bool)
-    new[..., 1:] = xs[..., 1:] != xs[..., :-1]
-    flat = new.reshape(-1)
-    gid = xp.cumsum(flat) - 1
-    first = xp.flatnonzero(flat)
-    last = xp.concatenate([first[1:], xp.asarray([flat.size], dtype=first.dtype)]) - 1
-    offset = (xp.arange(flat.size) // p) * p
-    start = (first[gid] - offset).reshape(xs.shape)
-    end = (last[gid] - offset).reshape(xs.shape)
-    b = max(bx, q.shape[0])
-    qs = xp.take_along_axis(xp.broadcast_to(q[:, None, :], (q.shape[0], r, p)), order, axis=-1)
-    qs = xp.broadcast_to(qs, (b, r, p))
-    cum = xp.cumsum(qs, axis=-1)
-    start_b = xp.broadcast_to(start, (b, r, p))
-    end_b = xp.broadcast_to(end, (b, r, p))
-    before = xp.take_along_axis(cum, start_b, axis=-1) - xp.take_along_axis(qs, start_b, axis=-1)
-    total = xp.take_along_axis(cum, end_b, axis=-1) - before
-    ranks_sorted = before + (total + 1.0) / 2.0
-    inverse = xp.argsort(order, axis=-1)
-    return xp.take_along_axis(ranks_sorted, xp.broadcast_to(inverse, (b, r, p)), axis=-1)
+    offsets = (xp.arange(bx * r) * p).reshape(bx, r, 1)
+    flat_order = (order + offsets).reshape(-1)
+    xs = x.reshape(-1)[flat_order].reshape(x.shape)
+    start, end = _tie_groups(xs, xp)
+    if bq == 1:
+        qs = q[0][order]
+    else:
+        qs = q[xp.arange(bx)[:, None, None], order]
+    cum = xp.zeros((bx, r, p + 1), dtype=xp.float64)
+    cum[..., 1:] = xp.cumsum(qs, axis=-1)
+    cum_offsets = (xp.arange(bx * r) * (p + 1)).reshape(bx, r, 1)
+    cum_flat = cum.reshape(-1)
+    ranks_sorted = (cum_flat[start + cum_offsets] + cum_flat[end + 1 + cum_offsets] + 1.0) / 2.0
+    out = xp.empty(x.size, dtype=xp.float64)
+    out[flat_order] = ranks_sorted.reshape(-1)
+    return out.reshape(x.shape)
 
 
 def _wcentre(x, q, xp):
@@ -179,17 +254,55 @@ class _Engine:
         self.base = xp.concatenate([base, ones], axis=0)
         self.n_sub = self.data.shape[0]
         self.n_mod = 0 if self.models is None else self.models.shape[0]
+        if self.method != "spearman":
+            # products of every pair of base vectors: a weighted Gram matrix for a
+            # whole batch of samples is then one matrix product
+            k = self.base.shape[0]
+            ti, tj = np.triu_indices(k)
+            self._tri = (xp.asarray(ti), xp.asarray(tj))
+            self._products = self.base[self._tri[0]] * self.base[self._tri[1]]
+            n = self.n_cond
+            iu, ju = pair_indices(n)
+            sq = xp.zeros((k, n, n), dtype=xp.float64)
+            sq[:, xp.asarray(iu), xp.asarray(ju)] = self.base
+            sq[:, xp.asarray(ju), xp.asarray(iu)] = self.base
+            self._square = sq.reshape(k * n, n)
 
     # ----------------------------------------------------------------- Gram path
-    def _metric(self, q, c):
+    def _gram(self, q):
+        xp = self.xp
+        k = self.base.shape[0]
+        flat = q @ self._products.T  # (Bq, K(K+1)/2)
+        g = xp.zeros((q.shape[0], k, k), dtype=xp.float64)
+        g[:, self._tri[0], self._tri[1]] = flat
+        g[:, self._tri[1], self._tri[0]] = flat
+        return g
+
+    def _whitened(self, gp, q, c, w):
+        xp = self.xp
+        k = self.base.shape[0]
+        n = self.n_cond
+        if w is None:
+            rhs, sol = _whitening_terms(self.base[None], q, c, xp)
+            return 2.0 * gp - xp.matmul(rhs, sol)
+        # product weights q_ij = w_i w_j: rhs_k = w * (X_k @ w) and A from w alone
+        b = w.shape[0]
+        rhs = (self._square @ w.T).reshape(k, n, b).transpose(2, 0, 1) * w[:, None, :]
+        total = w.sum(axis=1, keepdims=True)
+        a = w[:, :, None] * w[:, None, :] / 2.0
+        idx = xp.arange(n)
+        diag = (w * (total - w)) / 2.0 + w
+        a[:, idx, idx] = xp.where(diag > 0, diag, 1.0)
+        sol = xp.linalg.solve(a, xp.swapaxes(rhs, 1, 2))
+        return 2.0 * gp - xp.matmul(rhs, sol)
+
+    def _metric(self, q, c, w):
         """Metric Gram matrix of subjects and models (Bq, S+M, S+M) and pooling scales."""
         xp = self.xp
-        x = self.base
-        k1 = x.shape[0] - 1
-        gp = xp.matmul(x[None] * q[:, None, :], x.T)  # (Bq, K, K)
+        k1 = self.base.shape[0] - 1
+        gp = self._gram(q)
         if self.method in ("corr_cov", "cosine_cov"):
-            rhs, sol = _whitening_terms(x[None], q, c, xp)
-            g = 2.0 * gp - xp.matmul(rhs, sol)
+            g = self._whitened(gp, q, c, w)
         else:
             g = gp
         n = gp[:, k1, k1]
@@ -206,76 +319,101 @@ class _Engine:
             scale = xp.where(spread > 0, 1.0 / xp.sqrt(xp.where(spread > 0, spread, 1.0)), 0.0)
         return g[:, :k1, :k1], scale
 
-    def _gram_batch(self, q, c, cnt):
+    def _gram_batch(self, q, c, w, cnts):
         xp = self.xp
         s = self.n_sub
-        gm, scale = self._metric(q, c)
+        gm, scale = self._metric(q, c, w)
         diag = xp.einsum("bii->bi", gm)
         ds = diag[:, :s]
-        evals = None
+        gss = gm[:, :s, :s]
+        sim = None
         if self.n_mod:
             sim = _safe_ratio(gm[:, s:, :s], diag[:, s:, None] * ds[:, None, :], xp)
-            evals = (sim * cnt[:, None, :]).sum(axis=-1) / s
-        gss = gm[:, :s, :s]
-        a = cnt * scale
-        ga = xp.einsum("bst,bt->bs", gss, a)
-        aga = (a * ga).sum(axis=-1)
-        upper = _safe_ratio(ga, aga[:, None] * ds, xp)
-        lower = _safe_ratio(ga - a * ds, (aga[:, None] - 2 * a * ga + a * a * ds) * ds, xp)
-        lower = xp.where(cnt >= s, upper, lower)
-        return evals, lower, upper
+        out = []
+        for cnt in cnts:
+            evals = None if sim is None else (sim * cnt[:, None, :]).sum(axis=-1) / s
+            a = cnt * scale
+            ga = xp.einsum("bst,bt->bs", gss, a)
+            aga = (a * ga).sum(axis=-1)
+            upper = _safe_ratio(ga, aga[:, None] * ds, xp)
+            lower = _safe_ratio(ga - a * ds, (aga[:, None] - 2 * a * ga + a * a * ds) * ds, xp)
+            out.append((evals, xp.where(cnt >= s, upper, lower), upper))
+        return out
 
     # ----------------------------------------------------------------- rank path
-    def _rank_batch(self, q, cnt):
+    def _rank_batch(self, q, cnts):
         xp = self.xp
         s = self.n_sub
         rs = _weighted_ranks(self.data[None], q, xp)
         zs = _wcentre(rs, q, xp)
         qx = q[:, None, :]
         ns = (zs * zs * qx).sum(axis=-1)  # (Bq, S)
-        evals = None
+        sim = None
         if self.n_mod:
             zm = _wcentre(_weighted_ranks(self.models[None], q, xp), q, xp)
             nm = (zm * zm * qx).sum(axis=-1)
-            inner = xp.matmul(zm * qx, xp.swapaxes(zs, 1, 2))
+            inner = xp.matmul(zm * qx, xp.ascontiguousarray(xp.swapaxes(zs, 1, 2)))
             sim = _safe_ratio(inner, nm[:, :, None] * ns[:, None, :], xp)
-            evals = (sim * cnt[:, None, :]).sum(axis=-1) / s
-        pool = xp.einsum("bs,bsp->bp", cnt, xp.broadcast_to(rs, (cnt.shape[0],) + rs.shape[1:]))
-        upper = self._paired_rank_corr(pool[:, None, :], zs, ns, q)
-        others = pool[:, None, :] - cnt[:, :, None] * rs
-        lower = self._paired_rank_corr(others, zs, ns, q)
-        lower = xp.where(cnt >= s, upper, lower)
-        return evals, lower, upper
+        out = []
+        for cnt in cnts:
+            evals = None if sim is None else (sim * cnt[:, None, :]).sum(axis=-1) / s
+            pool = xp.einsum("bs,bsp->bp", cnt, xp.broadcast_to(rs, (cnt.shape[0],) + rs.shape[1:]))
+            pooled = xp.concatenate([pool[:, None, :] - cnt[:, :, None] * rs, pool[:, None, :]], 1)
+            corr = self._paired_rank_corr(pooled, zs, ns, q)
+            lower, upper = corr[:, :s], corr[:, s:]
+            out.append((evals, xp.where(cnt >= s, upper, lower), upper))
+        return out
 
     def _paired_rank_corr(self, pooled, zs, ns, q):
         xp = self.xp
         rp = _wcentre(_weighted_ranks(pooled, q, xp), q, xp)
         qx = q[:, None, :]
-        inner = (rp * qx * zs).sum(axis=-1)
-        npool = (rp * rp * qx).sum(axis=-1)
+        rq = rp * qx
+        if rp.shape[1] > zs.shape[1]:  # the last row (pooled over all) against every subject
+            inner = xp.concatenate(
+                [
+                    (rq[:, :-1] * zs).sum(axis=-1),
+                    xp.matmul(rq[:, -1:], xp.swapaxes(zs, 1, 2))[:, 0],
+                ],
+                axis=1,
+            )
+            npool = (rq * rp).sum(axis=-1)
+            npool = xp.concatenate(
+                [npool[:, :-1], xp.broadcast_to(npool[:, -1:], npool[:, :-1].shape)], axis=1
+            )
+            ns = xp.concatenate([ns, ns], axis=1)
+        else:
+            inner = (rq * zs).sum(axis=-1)
+            npool = (rq * rp).sum(axis=-1)
         return _safe_ratio(inner, npool * ns, xp)
 
     # ----------------------------------------------------------------- public
-    def batch(self, q, c, cnt):
-        """Model evaluations (B, M) and noise ceiling (B, 2) for pair weights ``q``
-        (Bq, P), condition weights ``c`` (Bq, n) and subject counts ``cnt`` (B, S)."""
+    def batch(self, q, c, cnts, w=None):
+        """Model evaluations (B, M) and noise ceilings (B, 2), one pair per subject-count
+        array in ``cnts`` (each (B, S)), for pair weights ``q`` (Bq, P) and condition
+        weights ``c`` (Bq, n); ``w`` (Bq, n) when ``q`` are the products ``w_i w_j``."""
         xp = self.xp
         if self.method == "spearman":
-            evals, lower, upper = self._rank_batch(q, cnt)
+            parts = self._rank_batch(q, cnts)
         else:
-            evals, lower, upper = self._gram_batch(q, c, cnt)
-        present = (cnt > 0).astype(xp.float64)
-        n_present = present.sum(axis=-1)
-        nc = xp.stack(
-            [(lower * present).sum(-1) / n_present, (upper * present).sum(-1) / n_present], axis=-1
-        )
-        return evals, nc
+            parts = self._gram_batch(q, c, w, cnts)
+        out = []
+        for cnt, (evals, lower, upper) in zip(cnts, parts, strict=True):
+            present = (cnt > 0).astype(xp.float64)
+            n_present = present.sum(axis=-1)
+            nc = xp.stack(
+                [(lower * present).sum(-1) / n_present, (upper * present).sum(-1) / n_present],
+                axis=-1,
+            )
+            out.append((evals, nc))
+        return out
 
     def per_sample_bytes(self) -> int:
         k = self.base.shape[0]
         p = self.base.shape[1]
-        factor = 10 if self.method == "spearman" else 2
-        return int(8 * p * k * factor + 8 * (k * k * 4 + self.n_cond**2 * (k + 2)))
+        if self.method == "spearman":
+            return int(8 * p * k * 12)
+        return int(8 * (k * k * 6 + self.n_cond**2 * (k + 2) + p * 2))
 
 
 def _pair_weights(w, xp):
@@ -311,7 +449,7 @@ def noise_ceiling(data_rdms, method: str = "spearman", *, device: str | None = N
     q = keep.astype(xp.float64)[None, :]
     data = xp.where(keep[None, :], data, 0.0)
     engine = _Engine(None, data, method, xp, n_cond)
-    _, nc = engine.batch(q, xp.ones((1, n_cond)), xp.ones((1, data.shape[0])))
+    ((_, nc),) = engine.batch(q, xp.ones((1, n_cond)), [xp.ones((1, data.shape[0]))])
     nc = to_numpy(nc)[0]
     return float(nc[0]), float(nc[1])
 
@@ -509,33 +647,36 @@ def evaluate_samples(
     engine = _Engine(models, data, method, xp, n_cond)
     cnt = np.asarray(subject_counts, dtype=np.float64)
     w = None if condition_counts is None else np.asarray(condition_counts, dtype=np.float64)
-    return _run(engine, cnt, w)
+    return _run(engine, [cnt], w)[0]
 
 
-def _run(engine, cnt, w, chunk: int | None = None):
-    """Evaluate all samples in chunks; ``w`` None means all conditions once."""
+def _run(engine, cnts, w, chunk: int | None = None):
+    """Evaluate all samples in chunks, once per subject-count array in ``cnts``; ``w``
+    (condition counts) None means all conditions once."""
     xp = engine.xp
-    b = cnt.shape[0]
+    b = cnts[0].shape[0]
     chunk = chunk or max(1, _BUDGET_BYTES // engine.per_sample_bytes())
-    evals = np.full((b, engine.n_mod), np.nan)
-    nc = np.full((b, 2), np.nan)
-    if w is None:
-        q1 = xp.ones((1, engine.base.shape[1]))
-        c1 = xp.ones((1, engine.n_cond))
-    for start in range(0, b, chunk):  # chunks of samples, batched inside
+    out = [(np.full((b, engine.n_mod), np.nan), np.full((b, 2), np.nan)) for _ in cnts]
+
+    def one(start):
         stop = min(b, start + chunk)
-        cnt_x = xp.asarray(cnt[start:stop])
+        cnt_x = [xp.asarray(cnt[start:stop]) for cnt in cnts]
         if w is None:
-            ev, n = engine.batch(q1, c1, cnt_x)
+            q1 = xp.ones((1, engine.base.shape[1]))
+            parts = engine.batch(q1, xp.ones((1, engine.n_cond)), cnt_x)
             valid = np.ones(stop - start, dtype=bool)
         else:
             w_x = xp.asarray(w[start:stop])
-            ev, n = engine.batch(_pair_weights(w_x, xp), w_x, cnt_x)
+            parts = engine.batch(_pair_weights(w_x, xp), w_x, cnt_x, w=w_x)
             valid = (w[start:stop] > 0).sum(axis=1) >= 3
-        if ev is not None:
-            evals[start:stop] = np.where(valid[:, None], to_numpy(ev), np.nan)
-        nc[start:stop] = np.where(valid[:, None], to_numpy(n), np.nan)
-    return evals, nc
+        for (evals, nc), (ev, n) in zip(out, parts, strict=True):
+            if ev is not None:
+                evals[start:stop] = np.where(valid[:, None], to_numpy(ev), np.nan)
+            nc[start:stop] = np.where(valid[:, None], to_numpy(n), np.nan)
+
+    for start in range(0, b, chunk):  # chunks of samples, batched inside
+        one(start)
+    return out
 
 
 def evaluate_models(
@@ -607,20 +748,19 @@ def evaluate_models(
     if len(model_names) != n_mod:
         raise ValueError(f"model_names has {len(model_names)} names for {n_mod} models")
     engine = _Engine(models, data, method, xp, n_cond)
-    point, nc_point = _run(engine, np.ones((1, n_sub)), None)
+    ((point, nc_point),) = _run(engine, [np.ones((1, n_sub))], None)
 
     cnt, w = bootstrap_counts(int(n_boot), n_sub, n_cond, mode, seed)
+    cnt = cnt.astype(float)
+    w = w.astype(float)
     if mode == "subjects":
-        ev, nc = _run(engine, cnt.astype(float), None)
-        kinds = [(ev, nc)]
+        kinds = _run(engine, [cnt], None)
     elif mode == "stimuli":
-        kinds = [_run(engine, cnt.astype(float), w.astype(float))]
-    else:
-        kinds = [
-            _run(engine, cnt.astype(float), w.astype(float)),
-            _run(engine, cnt.astype(float), None),
-            _run(engine, np.ones_like(cnt, dtype=float), w.astype(float)),
-        ]
+        kinds = _run(engine, [cnt], w)
+    else:  # both factors, subjects only, stimuli only (same draws)
+        both, stimuli_only = _run(engine, [cnt, np.ones_like(cnt)], w)
+        (subjects_only,) = _run(engine, [cnt], None)
+        kinds = [both, subjects_only, stimuli_only]
     ok = np.all([np.isfinite(k[0][:, 0]) for k in kinds], axis=0)
     if ok.sum() < 2:
         raise ValueError("fewer than 2 usable bootstrap samples")
