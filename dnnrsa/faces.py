@@ -66,6 +66,7 @@ __all__ = [
     "choose_face",
     "combine_boxes",
     "crop_mode",
+    "crop_preview",
     "detect_faces",
     "detect_face_crop",
     "frame_size",
@@ -357,6 +358,51 @@ def frame_size(path: str | os.PathLike) -> tuple[int, int] | None:
             return None
         ctx = container.streams.video[0].codec_context
         return int(ctx.width), int(ctx.height)
+
+
+def crop_preview(path: str | os.PathLike, box, n_frames: int = 1, image_size: int = 64):
+    """What the network sees of one stimulus: a frame and the model's visual input.
+
+    Returns
+    -------
+    frame : ndarray of shape (height, width, 3), uint8, or None
+        The middle frame (None without frames).
+    visual : ndarray of shape (image_size, image_size), float32, or None
+        The model's input for the crop ``box`` (gray level / 255 - 0.5).
+    """
+    from .stimuli import (
+        InputRecipe,
+        _decode_video_frames,
+        _frame_indices,
+        _open,
+        _read_image,
+        face_input,
+        stimulus_kind,
+    )
+
+    path = Path(path)
+    kind = stimulus_kind(path)
+    if kind == "audio":
+        return None, None
+    recipe = InputRecipe(modalities=("visual",), image_size=image_size, n_frames=n_frames)
+    if kind == "image":
+        frames = _read_image(path)[None]
+        return frames[0], face_input(frames, recipe, box)[0]
+    state: dict = {}
+
+    def select(n_total):
+        state["model"] = _frame_indices(n_total, n_frames).tolist()
+        state["picked"] = sorted({n_total // 2, *state["model"]})
+        state["middle"] = n_total // 2
+        return state["picked"]
+
+    with _open(path) as container:
+        frames, _ = _decode_video_frames(container, path, select=select)
+    if frames is None:
+        return None, None
+    picked = state["picked"]
+    model = frames[[picked.index(i) for i in state["model"]]]
+    return frames[picked.index(state["middle"])], face_input(model, recipe, box)[0]
 
 
 # --------------------------------------------------------------------------- tables

@@ -277,3 +277,26 @@ def test_app_face_crop_table_errors(tmp_path, capsys):
         assert message.replace("stim01", first.split(".")[0]) in err, err
     assert main([*base, str(tmp_path / "none.tsv")]) == 66
     assert "--face-crop table not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- report
+def test_report_contact_sheet(tmp_path):
+    from dnnrsa.reports.discovery import open_context
+    from dnnrsa.reports.render import FigureStore
+    from dnnrsa.reports.sections import face_crops_section
+
+    bids, out = tmp_path / "bids", tmp_path / "out"
+    face = write_clip(bids / "stimuli" / "face.mp4", demo_face(96), 12)
+    plain = write_clip(bids / "stimuli" / "plain.mp4", gradient_frames(), 12)
+    names = ["face.mp4", "plain.mp4"]
+    crops = resolve_crops([face, plain], "auto", names=names)
+    assert [c.source for c in crops] == ["detected", "fallback"]
+    out.mkdir()
+    ctx = open_context(out, "emotion", "MNI152NLin2009cAsym", None, None, FigureStore(out, True))
+    assert "No face crops found" in face_crops_section(ctx)
+    write_crop_table(out / "task-emotion_desc-facecrops_stimuli.tsv", names, crops)
+    (out / "dnnrsa_config.toml").write_text(f'bids_dir = "{bids}"\n')
+    html = face_crops_section(ctx)
+    assert "a face was detected in 1 of 2 stimuli" in html
+    assert "data:image/png;base64," in html
+    assert (out / "figures" / "task-emotion_desc-facecrops_figure.png").is_file()

@@ -26,6 +26,7 @@ from .sections import (
     arm_relevance_section,
     category_index_section,
     config_section,
+    face_crops_section,
     layer_similarity_section,
     mds_section,
     overview_section,
@@ -34,6 +35,14 @@ from .sections import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _face_crop_sections(ctx) -> list:
+    """The face-crop contact sheet, when the participant level wrote the crops used."""
+    if not ctx.dataset_file("desc-facecrops", suffix="stimuli.tsv").is_file():
+        return []
+    return [("facecrops", "Face crops: what the network saw", lambda: face_crops_section(ctx))]
+
 
 _MODEL_SECTIONS = (
     ("stimuli", "Stimuli", stimuli_section),
@@ -108,6 +117,7 @@ def build_subject_report(
         ),
         ("searchlight", "Searchlight maps", lambda: subject_maps_section(ctx, subject)),
         *((sid, h, lambda f=f: f(ctx)) for sid, h, f in _MODEL_SECTIONS),
+        *_face_crop_sections(ctx),
         ("config", "Run configuration", lambda: config_section(ctx)),
     ]
     path = render_page(
@@ -178,6 +188,7 @@ def build_group_report(
         ("clusters", "Cluster tables", lambda: clusters_section(ctx)),
         ("winner", "Winning layer", lambda: winner_section(ctx)),
         *((sid, h, lambda f=f: f(ctx)) for sid, h, f in _MODEL_SECTIONS),
+        *_face_crop_sections(ctx),
         ("config", "Run configuration", lambda: config_section(ctx)),
     ]
     path = render_page(

@@ -525,3 +525,44 @@ def layer_summary_figure(
     for i in highlight:
         axes[-1].get_xticklabels()[i].set_fontweight("bold")
     return fig
+
+
+_CROP_COLOURS = {"detected": "#2ca02c", "fallback": "#ff7f0e", "table": "#1f77b4"}
+
+
+def contact_sheet_figure(items: Sequence[tuple], *, ncols: int = 6):
+    """Stimuli with their face crop drawn on a frame, and the model's input beside each.
+
+    Parameters
+    ----------
+    items : sequence of (title, frame, box, visual, source)
+        ``frame`` (height, width, 3) uint8, ``box`` (x0, y0, x1, y1), ``visual``
+        (size, size) in [-0.5, 0.5], ``source`` (detected, fallback, table, centre).
+    ncols : int
+        Stimuli per row.
+    """
+    from matplotlib.patches import Rectangle
+
+    ncols = max(1, min(ncols, len(items)))
+    nrows = -(-len(items) // ncols)
+    fig = new_figure(2.2 * ncols, 1.25 * nrows + 0.3, constrained=False)
+    grid = fig.add_gridspec(nrows, 2 * ncols, wspace=0.04, hspace=0.3)
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.25 / (1.25 * nrows + 0.3), bottom=0.01)
+    for k, (title, frame, box, visual, source) in enumerate(items):
+        r, c = divmod(k, ncols)
+        ax_frame = fig.add_subplot(grid[r, 2 * c])
+        ax_input = fig.add_subplot(grid[r, 2 * c + 1])
+        colour = _CROP_COLOURS.get(str(source), _OTHER_COLOUR)
+        if frame is not None:
+            ax_frame.imshow(frame, interpolation="bilinear")
+            x0, y0, x1, y1 = box
+            ax_frame.add_patch(
+                Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2, edgecolor=colour)
+            )
+        if visual is not None:
+            ax_input.imshow(visual, cmap="gray", vmin=-0.5, vmax=0.5, interpolation="nearest")
+        for ax in (ax_frame, ax_input):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax_frame.set_title(str(title), fontsize=6, loc="left", color=colour)
+    return fig

@@ -396,6 +396,69 @@ def arm_relevance_section(ctx: Context) -> str:
     return "".join(out)
 
 
+_MAX_CONTACT_SHEET = 96
+
+
+def _stimulus_dir(ctx: Context):
+    """``<bids_dir>/stimuli`` from the run configuration (None when it is not recorded)."""
+    import tomllib
+    from pathlib import Path
+
+    path = ctx.output_dir / "dnnrsa_config.toml"
+    try:
+        bids_dir = tomllib.loads(path.read_text(encoding="utf-8")).get("bids_dir")
+    except (OSError, ValueError):
+        return None
+    return Path(bids_dir) / "stimuli" if bids_dir else None
+
+
+def face_crops_section(ctx: Context) -> str:
+    """What the network saw: each stimulus with its face crop, and the model's input."""
+    from ..faces import crop_preview
+
+    path = ctx.dataset_file("desc-facecrops", suffix="stimuli.tsv")
+    table = read_tsv(path) if path.is_file() else None
+    if table is None or not {"stim_file", "x0", "y0", "x1", "y1", "source"} <= set(table.columns):
+        return missing(path.name, "face crops")
+    counts = table["source"].value_counts()
+    n = len(table)
+    found = int(counts.get("detected", 0))
+    mode = str(table["face_crop"].iloc[0]) if "face_crop" in table else "?"
+    text = (
+        f"<p>Face crop mode {code(mode)}: a face was detected in {found} of {n} stimuli "
+        f"({found / max(n, 1):.0%}); {int(counts.get('fallback', 0))} fell back to the centred "
+        f"square and {int(counts.get('table', 0))} were given by hand ({code(path.name)}). "
+        "Each frame (the middle one) shows the crop (green: detected, orange: no face found, "
+        "blue: given), and beside it the network's input.</p>"
+    )
+    stim_dir = _stimulus_dir(ctx)
+    if stim_dir is None or not stim_dir.is_dir():
+        return text + note(f"The stimuli were not found ({escape(stim_dir)}); no contact sheet.")
+    size = int(table["input_size"].iloc[0]) if "input_size" in table else 64
+    n_frames = int(table["input_frames"].iloc[0]) if "input_frames" in table else 1
+    rows = table.head(_MAX_CONTACT_SHEET)
+    inputs = [path] + [stim_dir / str(f) for f in rows["stim_file"]]
+
+    def make():
+        items = []
+        for row in rows.itertuples(index=False):
+            if not np.isfinite([row.x0, row.y0, row.x1, row.y1]).all():
+                continue
+            box = (int(row.x0), int(row.y0), int(row.x1), int(row.y1))
+            try:
+                frame, visual = crop_preview(stim_dir / str(row.stim_file), box, n_frames, size)
+            except (OSError, ValueError) as exc:
+                logger.warning("contact sheet: %s skipped (%s)", row.stim_file, exc)
+                continue
+            items.append((row.stim_file, frame, box, visual, row.source))
+        return rf.contact_sheet_figure(items)
+
+    if len(table) > _MAX_CONTACT_SHEET:
+        text += note(f"The first {_MAX_CONTACT_SHEET} of {n} stimuli are shown.")
+    caption = f"Face crops and the network's {size}x{size} input, stimulus by stimulus."
+    return text + ctx.figures.html(f"task-{ctx.task}_desc-facecrops", make, caption, inputs=inputs)
+
+
 def config_section(ctx: Context) -> str:
     """The run configuration file, verbatim."""
     path = ctx.output_dir / "dnnrsa_config.toml"
