@@ -107,10 +107,12 @@ class VolumeLayout:
         return self._edges
 
     @property
-    def neighbours(self) -> np.ndarray:
-        """Neighbours of each mask voxel, shape (n_voxels, n_neighbours), int32.
+    def forward_neighbours(self) -> np.ndarray:
+        """Neighbour of each mask voxel at each "forward" offset, shape (n_offsets, n_voxels).
 
-        Indices in mask order; ``n_voxels`` stands for a neighbour outside the mask.
+        Forward offsets are half of the neighbourhood (those after (0, 0, 0) in
+        lexicographic order), so that each pair of neighbours appears once. Indices
+        in mask order, int32; ``n_voxels`` stands for a neighbour outside the mask.
         """
         if self._neighbours is None:
             from scipy.ndimage import generate_binary_structure  # noqa: PLC0415
@@ -121,12 +123,13 @@ class VolumeLayout:
             index = np.pad(index, 1, constant_values=self.n_voxels)
             coords = [c + 1 for c in np.nonzero(mask)]
             struct = generate_binary_structure(3, CONNECTIVITIES[self.connectivity])
-            columns = [
-                index[tuple(c + o for c, o in zip(coords, offset, strict=True))]
-                for offset in np.argwhere(struct) - 1
-                if offset.any()
-            ]
-            self._neighbours = np.stack(columns, axis=1)
+            self._neighbours = np.stack(
+                [
+                    index[tuple(c + o for c, o in zip(coords, offset, strict=True))]
+                    for offset in np.argwhere(struct) - 1
+                    if tuple(offset) > (0, 0, 0)
+                ]
+            )
         return self._neighbours
 
     def label(self, supra):
@@ -184,12 +187,37 @@ def _levels(values: np.ndarray, threshs: np.ndarray) -> np.ndarray:
 
 
 try:  # the two C routines behind scipy.sparse.csgraph.connected_components
+    from scipy.sparse._sparsetools import coo_tocsr as _coo_tocsr
     from scipy.sparse._sparsetools import csr_tocsc as _csr_tocsc
     from scipy.sparse.csgraph._traversal import (
         _connected_components_undirected as _cc_undirected,
     )
 except ImportError:  # pragma: no cover - other scipy layouts
     _cc_undirected = None
+
+
+def _rows(n_rows: int, rows: np.ndarray, columns: np.ndarray):
+    """CSR rows (row starts, column indices) of the entries ``(rows, columns)``."""
+    if _cc_undirected is not None:
+        n_entries = rows.size
+        starts = np.empty(n_rows + 1, dtype=np.int32)
+        grouped = np.empty(n_entries, dtype=np.int32)
+        _coo_tocsr(
+            n_rows,
+            n_rows,
+            n_entries,
+            rows,
+            columns,
+            np.zeros(n_entries, dtype=np.int8),
+            starts,
+            grouped,
+            np.empty(n_entries, dtype=np.int8),
+        )
+        return starts, grouped
+    order = np.argsort(rows, kind="stable")
+    starts = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=starts[1:])
+    return starts, columns[order]
 
 
 def _connected(n_nodes: int, indices: np.ndarray, indptr: np.ndarray):
@@ -219,7 +247,7 @@ def _connected(n_nodes: int, indices: np.ndarray, indptr: np.ndarray):
     return int(n_components), labels.astype(np.int32)
 
 
-def _tfce_tree(values, threshs, weights, neighbours, e, two_sided):
+def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
     """TFCE of one map by a single descending sweep over the thresholds.
 
     Parameters
@@ -230,8 +258,8 @@ def _tfce_tree(values, threshs, weights, neighbours, e, two_sided):
         Ascending thresholds, the last one being the map's maximum (> 0).
     weights : ndarray, shape (n_steps,)
         ``thresh ** h`` for each threshold (0 where the threshold is not > 0).
-    neighbours : ndarray of int32, shape (n_voxels, n_neighbours)
-        Neighbours of each voxel in mask order, ``n_voxels`` where there is none.
+    forward_neighbours : ndarray of int32, shape (n_offsets, n_voxels)
+        ``VolumeLayout.forward_neighbours``.
     e : float
     two_sided : bool
 
@@ -260,94 +288,86 @@ def _tfce_tree(values, threshs, weights, neighbours, e, two_sided):
     out = np.zeros(n_voxels)
     magnitude = np.abs(values) if two_sided else values
     level = _levels(np.maximum(magnitude, 0.0), threshs)
-    level[magnitude <= 0] = 0
-    # ranks: positive voxels by decreasing level, then negative ones; dead ones last
-    n_groups = 2 if two_sided else 1
-    dead = n_groups * (n_steps + 1)
-    key = n_steps - level
+    # sweep order (rank): by decreasing level, positive before negative voxels at a
+    # level; voxels below the first threshold (or 0) are left out
+    n_signs = 2 if two_sided else 1
+    key = (n_steps - level) * n_signs
+    negative = values < 0
     if two_sided:
-        key += (values < 0) * (n_steps + 1)
-    key[level == 0] = dead
-    key = key.astype(np.int16 if dead < np.iinfo(np.int16).max else np.int32)
+        key += negative
+    dead = n_steps * n_signs + n_signs
+    key[(level == 0) | (magnitude <= 0)] = dead
+    key = key.astype(_smallest_int(dead))
     counts = np.bincount(key, minlength=dead + 1)
     n_alive = n_voxels - int(counts[dead])
     if n_alive == 0:
         return out
     order = np.argsort(key, kind="stable")[:n_alive]
-    first = np.concatenate([[0], np.cumsum(counts)])  # first[j]: first rank of key j
-    n_pos = int(first[n_steps + 1])
+    first_of_key = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    first = first_of_key[::n_signs]  # first rank of each level, from the top
     rank = np.full(n_voxels + 1, np.iinfo(np.int32).max, dtype=np.int32)
     rank[order] = np.arange(n_alive, dtype=np.int32)
 
-    # for the voxel of each rank, its neighbours of lower rank (earlier in the sweep),
-    # of the same sign; flattened row after row, rows in rank order
-    near = np.take(rank, np.take(neighbours, order, axis=0))
-    before = near < np.arange(n_alive, dtype=np.int32)[:, None]
-    if n_pos < n_alive:
-        before[n_pos:] &= near[n_pos:] >= n_pos
-    n_before = np.zeros(n_alive, dtype=np.int64)
-    for column in before.T:
-        n_before += column
-    row_start = np.zeros(n_alive + 1, dtype=np.int64)
-    np.cumsum(n_before, out=row_start[1:])
-    earlier = np.compress(before.ravel(), near.ravel())
-    del near, before, n_before
+    # each pair of neighbours of the same sign, both swept: an entry of the row of the
+    # one swept later, pointing to the earlier one; rows gathered in rank order (CSR)
+    own = rank[:n_voxels]
+    if two_sided:
+        side = np.append(negative, False)
+    later, earlier = [], []
+    for column in forward_neighbours:
+        other = np.take(rank, column)
+        high = np.maximum(own, other)
+        low = np.minimum(own, other)
+        keep = high < n_alive
+        if two_sided:
+            keep &= np.take(side, column) == negative
+        later.append(np.compress(keep, high))
+        earlier.append(np.compress(keep, low))
+    row_start, earlier = _rows(n_alive, np.concatenate(later), np.concatenate(earlier))
+    del later, own
 
-    groups = [g * (n_steps + 1) for g in range(n_groups)]
-    component = np.empty(n_alive, dtype=np.int32)  # cluster of each swept voxel, at k + 1
-    born_in = np.empty(n_alive, dtype=np.int32)  # cluster of each voxel at its own level
+    # down: clusters at each threshold, as labels of the clusters at the one above
+    node_ids = np.arange(n_alive + 1, dtype=np.int32)
+    node_weights = np.empty(n_alive + 1)
+    component = np.empty(n_alive, dtype=np.int32)  # cluster of each swept voxel
     n_old = 0
     sizes_old = np.zeros(0)
-    # per threshold k: (cluster at k of each cluster at k + 1, or None when the same;
-    # the sizes of the clusters at k)
-    tree = [None] * (n_steps + 1)
+    tree = [None] * (n_steps + 1)  # per threshold: parents of the clusters above, ...
     for k in range(n_steps, 0, -1):
-        spans = [(int(first[g + n_steps - k]), int(first[g + n_steps - k + 1])) for g in groups]
-        n_new = sum(stop - start for start, stop in spans)
+        start, stop = first[n_steps - k], first[n_steps - k + 1]
+        n_new = stop - start
         if n_new == 0:
             if n_old:
-                tree[k] = (None, sizes_old)
+                tree[k] = (None, sizes_old, None)
             continue
-        # node ids: clusters at k + 1 first, then the new voxels
-        pieces, row_ends, node = [], [], n_old
-        for start, stop in spans:
-            component[start:stop] = np.arange(node, node + stop - start, dtype=np.int32)
-            node += stop - start
-            pieces.append(earlier[row_start[start] : row_start[stop]])
-            row_ends.append(row_start[start + 1 : stop + 1] - row_start[start])
+        # graph nodes: the clusters at k + 1, then the voxels of level k
         n_nodes = n_old + n_new
+        component[start:stop] = node_ids[n_old:n_nodes]
+        begin = int(row_start[start])
+        indices = np.take(component, earlier[begin : int(row_start[stop])])
         indptr = np.zeros(n_nodes + 1, dtype=np.int32)
-        offset, position = 0, n_old + 1
-        for ends in row_ends:
-            indptr[position : position + ends.size] = ends + offset
-            position += ends.size
-            offset += int(ends[-1]) if ends.size else 0
-        indices = np.take(component, np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
+        np.subtract(
+            row_start[start + 1 : stop + 1], begin, out=indptr[n_old + 1 :], casting="unsafe"
+        )
         n_comp, labels = _connected(n_nodes, indices, indptr)
+        node_weights[:n_old] = sizes_old
+        node_weights[n_old:n_nodes] = 1.0
+        sizes = np.bincount(labels, weights=node_weights[:n_nodes], minlength=n_comp)
         parent = labels[:n_old]
-        weights_k = np.ones(n_nodes)
-        weights_k[:n_old] = sizes_old
-        sizes = np.bincount(labels, weights=weights_k, minlength=n_comp)
-        node = n_old
-        for g, (start, stop) in zip(groups, spans, strict=True):
-            swept = int(first[g])
-            if start > swept:
-                np.take(parent, component[swept:start], out=component[swept:start])
-            new_labels = labels[node : node + stop - start]
-            component[start:stop] = new_labels
-            born_in[start:stop] = new_labels
-            node += stop - start
-        tree[k] = (parent, sizes)
+        if start:
+            component[:start] = np.take(parent, component[:start])
+        joined = labels[n_old:]
+        component[start:stop] = joined
+        tree[k] = (parent, sizes, joined)
         n_old, sizes_old = n_comp, sizes
 
-    # up the tree: score of each cluster = its parent's score + size ** e * weight
-    scores_sorted = np.empty(n_alive)
-    score = None
-    parent_below = None
+    # up: each cluster's score is its parent's plus size ** e * weight
+    scores = np.empty(n_alive)
+    score = parent_below = None
     for k in range(1, n_steps + 1):
         if tree[k] is None:
             continue
-        parent, sizes = tree[k]
+        parent, sizes, joined = tree[k]
         step = np.power(sizes, e) * weights[k - 1]
         if score is None:
             score = 0.0 + step
@@ -356,14 +376,23 @@ def _tfce_tree(values, threshs, weights, neighbours, e, two_sided):
         else:
             score = np.take(score, parent_below) + step
         parent_below = parent
-        for g in groups:
-            start, stop = int(first[g + n_steps - k]), int(first[g + n_steps - k + 1])
-            if stop > start:
-                scores_sorted[start:stop] = np.take(score, born_in[start:stop])
-    if n_pos < n_alive:
-        np.negative(scores_sorted[n_pos:], out=scores_sorted[n_pos:])
-    out[order] = scores_sorted
+        if joined is not None:
+            start = first[n_steps - k]
+            scores[start : start + joined.size] = np.take(score, joined)
+            if two_sided:  # the negative voxels of the level come after the positive ones
+                split = first_of_key[2 * (n_steps - k) + 1]
+                np.negative(
+                    scores[split : start + joined.size], out=scores[split : start + joined.size]
+                )
+    out[order] = scores
     return out
+
+
+def _smallest_int(largest: int):
+    for dtype in (np.uint8, np.int16, np.int32):
+        if largest <= np.iinfo(dtype).max:
+            return dtype
+    return np.int64
 
 
 def _label_graph(supra: np.ndarray, layout: VolumeLayout):
@@ -431,7 +460,7 @@ def tfce(
         for i in range(maps.shape[0]):
             if threshs[i, -1] > 0:
                 out[i] = _tfce_tree(
-                    maps[i], threshs[i], weights[i], layout.neighbours, e, two_sided
+                    maps[i], threshs[i], weights[i], layout.forward_neighbours, e, two_sided
                 )
         return out
     for sign in signs:
