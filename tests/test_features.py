@@ -257,3 +257,52 @@ def test_extraction_on_gpu_matches_cpu(clips):
         np.testing.assert_allclose(
             gpu.activations[name], cpu.activations[name], rtol=1e-3, atol=1e-3
         )
+
+
+def test_cache_follows_the_face_crop(clips, tmp_path, monkeypatch):
+    """The cache is invalidated when a stimulus's crop changes, and not otherwise."""
+    decoded, detected = [], []
+    real_load = stimuli.load_inputs
+    import dnnrsa.faces as faces
+
+    real_detect = faces._detect_file
+
+    def counting_load(path, *args, **kwargs):
+        decoded.append(path.name)
+        return real_load(path, *args, **kwargs)
+
+    def counting_detect(path, *args, **kwargs):
+        detected.append(path.name)
+        return real_detect(path, *args, **kwargs)
+
+    monkeypatch.setattr(stimuli, "load_inputs", counting_load)
+    monkeypatch.setattr(faces, "_detect_file", counting_detect)
+    cache = tmp_path / "cache"
+    kwargs = {"cache_dir": cache, "layers": ["visual_conv1_1"], "n_jobs": 1}
+    first = extract_features(clips, crop_boxes="auto", **kwargs)
+    assert sorted(decoded) == sorted(detected) == sorted(p.name for p in clips)
+    assert [c.source for c in first.crops] == ["fallback"] * len(clips)
+    # the same choice again: nothing decoded, not even for detection
+    decoded.clear(), detected.clear()
+    extract_features(clips, crop_boxes="auto", **kwargs)
+    assert decoded == [] and detected == []
+    # "centre" gives the same boxes here (no face found): still cached
+    extract_features(clips, crop_boxes="centre", **kwargs)
+    assert decoded == []
+    # a crop table changing one stimulus's box recomputes that stimulus only
+    table = tmp_path / "crops.tsv"
+    table.write_text(f"file\tx0\ty0\tx1\ty1\n{clips[2].name}\t10\t5\t60\t55\n")
+    changed = extract_features(clips, crop_boxes=table, **kwargs)
+    assert decoded == [clips[2].name]
+    assert changed.crops[2].box == (10, 5, 60, 55) and changed.crops[2].source == "table"
+    same = [0, 1, 3, 4]
+    np.testing.assert_array_equal(
+        changed.activations["visual_conv1_1"][same], first.activations["visual_conv1_1"][same]
+    )
+    assert not np.allclose(
+        changed.activations["visual_conv1_1"][2], first.activations["visual_conv1_1"][2]
+    )
+    # and back: the earlier crop is still cached
+    decoded.clear()
+    extract_features(clips, crop_boxes="auto", **kwargs)
+    assert decoded == []

@@ -231,3 +231,33 @@ def test_stereo_audio_is_mixed_to_mono(tmp_path):
     clip = read_clip(tmp_path / "stereo.wav")
     assert clip.sample_rate == sr and clip.frames is None
     np.testing.assert_allclose(clip.audio, left / 2, atol=1e-4)
+
+
+@pytest.mark.parametrize(("level", "silent"), [(0.0, True), (3e-4, True), (0.05, False)])
+def test_silent_audio_track_warns_naming_the_clip(tmp_path, caplog, level, silent):
+    import logging
+
+    sr = 16000
+    audio = _tone(300.0, 1.0, sr, amplitude=level * np.sqrt(2))  # RMS = level
+    path = write_clip(tmp_path / "quiet.mp4", _frames(6), 12, audio, sr)
+    with caplog.at_level(logging.WARNING, logger="dnnrsa.stimuli"):
+        load_inputs(path)
+    warned = [r.getMessage() for r in caplog.records if "silent or nearly so" in r.getMessage()]
+    assert bool(warned) == silent
+    if silent:
+        assert "quiet.mp4" in warned[0]
+
+
+def test_prepare_inputs_takes_a_crop_choice(tmp_path):
+    paths = [write_clip(tmp_path / f"c{k}.mp4", _frames(6), 12) for k in range(2)]
+    visual = InputRecipe(modalities=("visual",))
+    centre = prepare_inputs(paths, visual, n_jobs=1)["visual"]
+    np.testing.assert_array_equal(
+        prepare_inputs(paths, visual, "centre", n_jobs=1)["visual"], centre
+    )
+    # no face in a gradient: "auto" falls back to the centred square
+    np.testing.assert_array_equal(prepare_inputs(paths, visual, "auto", n_jobs=1)["visual"], centre)
+    boxes = {"c1.mp4": (0, 0, 32, 32)}
+    got = prepare_inputs(paths, visual, boxes, n_jobs=1)["visual"]
+    np.testing.assert_array_equal(got[1], load_inputs(paths[1], visual, (0, 0, 32, 32))["visual"])
+    assert not np.array_equal(got[1], centre[1])
