@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     maps, mask = _maps(max(args.n_maps, 2), args.n_subjects, args.seed)
     n_maps = maps.shape[0]
     layout = _tfce.VolumeLayout(mask, connectivity=args.connectivity)
-    layout.neighbours, layout.edges  # noqa: B018 - built once per mask, not timed
+    layout.forward_neighbours, layout.edges  # noqa: B018 - built once per mask, not timed
     print(
         f"{n_maps} maps x {maps.shape[1]} voxels (MNI 2 mm mask), "
         f"connectivity {args.connectivity}, {'two' if two_sided else 'one'}-sided, "

@@ -286,8 +286,10 @@ def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
     n_voxels = values.size
     n_steps = threshs.size
     out = np.zeros(n_voxels)
-    magnitude = np.abs(values) if two_sided else values
-    level = _levels(np.maximum(magnitude, 0.0), threshs)
+    magnitude = np.abs(values) if two_sided else np.maximum(values, 0.0)
+    level = _levels(magnitude, threshs)
+    if not threshs[0] > 0:  # thresholds of 0 (a map of subnormal numbers) leave out 0
+        level[magnitude <= 0] = 0
     # sweep order (rank): by decreasing level, positive before negative voxels at a
     # level; voxels below the first threshold (or 0) are left out
     n_signs = 2 if two_sided else 1
@@ -296,7 +298,7 @@ def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
     if two_sided:
         key += negative
     dead = n_steps * n_signs + n_signs
-    key[(level == 0) | (magnitude <= 0)] = dead
+    key[level == 0] = dead
     key = key.astype(_smallest_int(dead))
     counts = np.bincount(key, minlength=dead + 1)
     n_alive = n_voxels - int(counts[dead])
@@ -328,7 +330,6 @@ def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
 
     # down: clusters at each threshold, as labels of the clusters at the one above
     node_ids = np.arange(n_alive + 1, dtype=np.int32)
-    node_weights = np.empty(n_alive + 1)
     component = np.empty(n_alive, dtype=np.int32)  # cluster of each swept voxel
     n_old = 0
     sizes_old = np.zeros(0)
@@ -350,10 +351,10 @@ def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
             row_start[start + 1 : stop + 1], begin, out=indptr[n_old + 1 :], casting="unsafe"
         )
         n_comp, labels = _connected(n_nodes, indices, indptr)
-        node_weights[:n_old] = sizes_old
-        node_weights[n_old:n_nodes] = 1.0
-        sizes = np.bincount(labels, weights=node_weights[:n_nodes], minlength=n_comp)
         parent = labels[:n_old]
+        sizes = np.bincount(labels[n_old:], minlength=n_comp).astype(np.float64)
+        if n_old:
+            sizes += np.bincount(parent, weights=sizes_old, minlength=n_comp)
         if start:
             component[:start] = np.take(parent, component[:start])
         joined = labels[n_old:]
