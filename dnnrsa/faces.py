@@ -467,8 +467,12 @@ def _mode(row: Mapping) -> dict:
 
 def _match(name: str, stimuli: Sequence[str]) -> list[int]:
     """Stimuli whose name equals ``name`` or ends with its path parts."""
-    parts = Path(name).parts
-    return [i for i, s in enumerate(stimuli) if s == name or Path(s).parts[-len(parts) :] == parts]
+    parts = Path(os.path.normpath(name)).parts
+    return [
+        i
+        for i, s in enumerate(stimuli)
+        if s == name or Path(os.path.normpath(s)).parts[-len(parts) :] == parts
+    ]
 
 
 def write_crop_table(
@@ -589,34 +593,13 @@ def resolve_crops(
     if len(names) != len(paths):
         raise ValueError(f"names must have one entry per stimulus ({len(paths)}); got {len(names)}")
     mode = crop_mode(face_crop)
-    given: dict[int, tuple] = {}
-    if mode == "table":
-        given = _table_boxes(face_crop, names, column)
-    elif mode == "boxes" and isinstance(face_crop, Mapping):
-        for key, box in face_crop.items():
-            hits = _match(str(key), names)
-            if len(hits) != 1:
-                raise CropTableError(f"crop box for {key!r}: it names {len(hits)} stimuli, not one")
-            given[hits[0]] = (box, key, "table")
-    elif mode == "boxes":
-        boxes = list(face_crop)
-        if len(boxes) != len(paths):
-            raise ValueError(
-                f"crop boxes must have one entry per stimulus ({len(paths)}); got {len(boxes)}"
-            )
-        given = {i: (b, i + 1, "table") for i, b in enumerate(boxes)}
-    out: list[FaceCrop | None] = [None] * len(paths)
-    for i, (box, row, source) in given.items():
+    out: list = [None] * len(paths)
+    for i, (box, row, source) in _given_boxes(face_crop, mode, names, column).items():
         out[i] = _given_crop(paths[i], box, row, source)
     todo = [i for i, crop in enumerate(out) if crop is None]
     if mode == "centre":
         for i in todo:
-            size = frame_size(paths[i])
-            out[i] = (
-                FaceCrop(None, "none")
-                if size is None
-                else FaceCrop(centre_box(*size), "centre", *size)
-            )
+            out[i] = _given_crop(paths[i], None, i + 1, "centre")
         return out
     cache = Path(cache_dir) if cache_dir is not None else None
     work = [lambda i=i: _detect_cached(paths[i], model_frames, cache) for i in todo]
@@ -636,6 +619,28 @@ def resolve_crops(
             )
         out[i] = crop
     return out
+
+
+def _given_boxes(face_crop, mode: str, names: Sequence[str], column) -> dict[int, tuple]:
+    """Stimulus index -> (box, row, mode) for the boxes given by a table, mapping or list."""
+    if mode == "table":
+        return _table_boxes(face_crop, names, column)
+    if mode != "boxes":
+        return {}
+    if isinstance(face_crop, Mapping):
+        given = {}
+        for key, box in face_crop.items():
+            hits = _match(str(key), names)
+            if len(hits) != 1:
+                raise CropTableError(f"crop box for {key!r}: it names {len(hits)} stimuli, not one")
+            given[hits[0]] = (box, key, "table")
+        return given
+    boxes = list(face_crop)
+    if len(boxes) != len(names):
+        raise ValueError(
+            f"crop boxes must have one entry per stimulus ({len(names)}); got {len(boxes)}"
+        )
+    return {i: (b, i + 1, "table") for i, b in enumerate(boxes)}
 
 
 def _given_crop(path: Path, box, row, source: str) -> FaceCrop:
