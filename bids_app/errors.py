@@ -179,11 +179,14 @@ def handle_errors(
             message = str(exc) or exc.__class__.__name__
         unexpected = outcome.exit_code == EXIT_FAILURE and not isinstance(exc, AppError)
         show_traceback = outcome.traceback and unexpected
+        # the traceback (with -v) comes first: the console's last line is dnnrsa's message
         if outcome.log is not None:
-            outcome.log.error("%s", message, exc_info=exc if show_traceback else None)
+            if show_traceback:
+                outcome.log.error("traceback of the error reported below", exc_info=exc)
+            outcome.log.error("%s", message)
         else:
-            print(f"{prog}: error: {message}", file=sys.stderr)
             if show_traceback:
                 import traceback
 
                 traceback.print_exception(exc, file=sys.stderr)
+            print(f"{prog}: error: {message}", file=sys.stderr)

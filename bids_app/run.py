@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -55,6 +56,7 @@ def config_from_options(opts) -> RunConfig:
         raise UnknownLevel(
             f"analysis_level must be one of {list(LEVELS)}; got {opts.analysis_level!r}"
         )
+    _check_radius(opts.radius_mm)
     bids_dir: Path = opts.bids_dir
     if not bids_dir.is_dir():
         raise InputMissing(f"bids_dir not found: {bids_dir}")
@@ -111,6 +113,7 @@ def config_from_options(opts) -> RunConfig:
             )
         if opts.checkpoint or opts.layers:
             _check_model_and_layers(opts.model, opts.layers)
+        _check_checkpoints(opts.checkpoint)
     _check_face_crop(opts.face_crop)
     plugin_args = {}
     if opts.plugin_args:
@@ -173,6 +176,25 @@ def _check_face_crop(face_crop: str) -> None:
         read_crop_table(face_crop, "stim_file")
     except CropTableError as exc:
         raise UsageError(f"--face-crop: {exc}") from exc
+
+
+def _check_radius(radius_mm: float) -> None:
+    """Refuse a searchlight radius that is not a finite, positive number of mm."""
+    if not (math.isfinite(radius_mm) and radius_mm > 0):
+        raise UsageError(
+            f"--radius-mm must be a finite number of millimetres above 0; got {radius_mm!r}"
+        )
+
+
+def _check_checkpoints(checkpoints) -> None:
+    """Load every checkpoint up front (safely); a bad one is refused with dnnrsa's message."""
+    from dnnrsa.models import load_checkpoint
+
+    for ckpt in checkpoints:
+        try:
+            load_checkpoint(ckpt)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"--checkpoint {ckpt}: {exc}") from None
 
 
 def _check_model_and_layers(model: str, layers) -> None:

@@ -40,13 +40,17 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MAX_MASK_LOSS",
     "METHODS",
+    "BrainMask",
     "NOISE_NORMALISATIONS",
     "OUTPUTS",
     "PatternResult",
+    "brain_mask",
     "estimate_patterns",
     "img_to_patterns",
     "patterns_to_img",
+    "save_brain_mask",
     "shrinkage_covariance",
 ]
 
@@ -55,6 +59,8 @@ OUTPUTS = ("effect", "t")
 NOISE_NORMALISATIONS = (False, "univariate", "multivariate")
 #: Largest mask (in voxels) for multivariate noise normalisation (a dense covariance).
 MAX_MULTIVARIATE_VOXELS = 20000
+#: Fraction of the candidate brain voxels a mask may lose before a warning.
+MAX_MASK_LOSS = 0.2
 
 
 @dataclass
@@ -84,6 +90,8 @@ class PatternResult:
         OLS residuals of each run's LSA model, when asked for.
     noise_precisions : list of ndarray of shape (n_voxels, n_voxels), or None
         Inverse of the shrinkage residual covariance of each run, when asked for.
+    mask_info : BrainMask or None
+        How the mask was made: voxels excluded for non-finite samples, voxels lost.
     """
 
     patterns: np.ndarray
@@ -97,6 +105,7 @@ class PatternResult:
     design_matrices: list = field(default_factory=list, repr=False)
     residuals: list[np.ndarray] | None = field(default=None, repr=False)
     noise_precisions: list[np.ndarray] | None = field(default=None, repr=False)
+    mask_info: BrainMask | None = field(default=None, repr=False)
 
     @property
     def n_runs(self) -> int:
@@ -293,6 +302,266 @@ def _load_runs(run_imgs):
             raise ValueError(f"run_imgs[{i}] has {img.shape[3]} volume(s); need at least 2")
         runs.append(img)
     return runs
+
+
+# ---------------------------------------------------------------------------
+# the brain mask
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class BrainMask:
+    """The brain mask of a set of runs, and what it left out.
+
+    Attributes
+    ----------
+    img : nibabel.Nifti1Image
+        The mask (uint8, 1 inside) on the grid of the runs or of the given mask.
+    source : {"computed", "given"}
+        Computed from the runs (nilearn's multi-run EPI mask) or given by the user.
+    n_voxels : int
+        Voxels in the mask.
+    n_candidates : int
+        Voxels that pass the mask's own intensity threshold before any connectivity
+        pruning (computed masks) or that lie in the given mask.
+    n_nonfinite : int
+        Candidate voxels excluded because one of their samples, in any run, is NaN
+        or infinite.
+    n_pruned : int
+        Candidate voxels dropped because they lie outside the largest connected piece.
+    nonfinite_per_run : list of int
+        Voxels of each run with a non-finite sample (anywhere in the volume).
+    runs : list of str
+        The name of each run (its path when it was given as one).
+    """
+
+    img: Any
+    source: str
+    n_voxels: int
+    n_candidates: int
+    n_nonfinite: int
+    n_pruned: int
+    nonfinite_per_run: list[int] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+
+    @property
+    def lost_fraction(self) -> float:
+        """Fraction of the candidate voxels that are not in the mask."""
+        return 1.0 - self.n_voxels / self.n_candidates if self.n_candidates else 0.0
+
+    def sidecar(self) -> dict:
+        """The JSON sidecar of the mask derivative: its source and its counts."""
+        return {
+            "Type": "Brain",
+            "MaskSource": (
+                "computed from the runs (nilearn compute_multi_epi_mask)"
+                if self.source == "computed"
+                else "given (preprocessed derivatives)"
+            ),
+            "MaskVoxels": self.n_voxels,
+            "CandidateVoxels": self.n_candidates,
+            "NonFiniteVoxelsExcluded": self.n_nonfinite,
+            "NonFiniteVoxelsPerRun": list(self.nonfinite_per_run),
+            "PrunedVoxels": self.n_pruned,
+            "LostFraction": round(self.lost_fraction, 6),
+            "LossWarningThreshold": MAX_MASK_LOSS,
+            "Runs": list(self.runs),
+        }
+
+
+def _run_name(run, i: int) -> str:
+    return os.fspath(run) if isinstance(run, str | os.PathLike) else f"run {i + 1}"
+
+
+def _nonfinite_voxels(img) -> np.ndarray:
+    """Voxels of a 4D image with at least one NaN or infinite sample."""
+    data = np.asanyarray(img.dataobj)
+    if np.issubdtype(data.dtype, np.integer):
+        return np.zeros(img.shape[:3], dtype=bool)
+    return ~np.all(np.isfinite(data), axis=-1)
+
+
+def _finite_img(img, bad: np.ndarray):
+    """A copy of a 4D image whose voxels in ``bad`` hold the mean of their finite samples.
+
+    Used only to find the intensity threshold of the mask: those voxels are excluded
+    from the mask, so no pattern is ever computed from the filled values.
+    """
+    import nibabel as nib  # noqa: PLC0415
+
+    data = np.array(img.dataobj, dtype=np.float64)
+    series = data[bad]
+    finite = np.isfinite(series)
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, series, 0.0).sum(axis=1)
+    fill = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    data[bad] = fill[:, None]
+    return nib.Nifti1Image(data, img.affine)
+
+
+def _largest_piece(mask: np.ndarray) -> np.ndarray:
+    """The largest face-connected piece of a boolean mask (as nilearn keeps it)."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask.copy()
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def _on_grid(bad: np.ndarray, img, target):
+    """The voxels of ``bad`` (on the grid of ``img``) on the grid of ``target``."""
+    if bad.shape == target.shape[:3] and np.allclose(img.affine, target.affine):
+        return bad
+    import nibabel as nib  # noqa: PLC0415
+    from nilearn.image import resample_to_img  # noqa: PLC0415
+
+    moved = resample_to_img(
+        nib.Nifti1Image(bad.astype(np.float32), img.affine),
+        target,
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
+    )
+    return np.asanyarray(moved.dataobj) > 0
+
+
+def brain_mask(
+    run_imgs: Any,
+    mask_img: Any = None,
+    *,
+    names: Sequence[str] | None = None,
+    max_loss: float = MAX_MASK_LOSS,
+) -> BrainMask:
+    """The mask of the voxels analysed, with every non-finite voxel excluded and counted.
+
+    Without ``mask_img`` the mask is nilearn's multi-run EPI mask
+    (:func:`nilearn.masking.compute_multi_epi_mask`, the largest connected piece of
+    the voxels whose mean intensity passes its threshold). With or without it, a
+    voxel with a NaN or infinite sample in any run is excluded (and the largest
+    connected piece of a computed mask is taken again). The exclusions are logged;
+    a mask that loses more than ``max_loss`` of its candidate voxels (those passing
+    the intensity threshold before connectivity pruning, or those of the given mask)
+    is logged as a WARNING naming the runs.
+
+    Parameters
+    ----------
+    run_imgs : Niimg-like or list of Niimg-like
+        4D BOLD image of each run, all on the same grid.
+    mask_img : Niimg-like, optional
+        A given brain mask (e.g. from preprocessed derivatives).
+    names : sequence of str, optional
+        Names of the runs in messages (their paths by default).
+    max_loss : float, default=0.2
+        Largest fraction of candidate voxels lost without a warning.
+
+    Returns
+    -------
+    BrainMask
+
+    Raises
+    ------
+    ValueError
+        When the runs cannot be loaded or no voxel is left.
+    """
+    import nibabel as nib  # noqa: PLC0415
+
+    runs = _as_list(run_imgs, "run_imgs")
+    if names is None:
+        names = [_run_name(run, i) for i, run in enumerate(runs)]
+    names = [str(n) for n in names]
+    imgs = _load_runs(runs)
+    bad_runs = [_nonfinite_voxels(img) for img in imgs]
+    bad = np.logical_or.reduce(bad_runs)
+    if mask_img is not None:
+        given = _load_mask(mask_img)
+        data = np.asanyarray(given.dataobj)
+        candidates = (data[..., 0] if data.ndim == 4 else data) != 0
+        bad_here = _on_grid(bad, imgs[0], given) if bad.any() else np.zeros_like(candidates)
+        kept = candidates & ~bad_here
+        affine, source = given.affine, "given"
+    else:
+        from nilearn.masking import compute_multi_epi_mask  # noqa: PLC0415
+
+        clean = [
+            _finite_img(img, b) if b.any() else img for img, b in zip(imgs, bad_runs, strict=True)
+        ]
+        candidates = np.asanyarray(compute_multi_epi_mask(clean, connected=False).dataobj) > 0
+        kept = (np.asanyarray(compute_multi_epi_mask(clean).dataobj) > 0) & candidates
+        if bad.any():
+            kept = _largest_piece(kept & ~bad)
+        bad_here = bad
+        affine, source = imgs[0].affine, "computed"
+    n_candidates = int(candidates.sum())
+    n_nonfinite = int((candidates & bad_here).sum())
+    n_voxels = int(kept.sum())
+    info = BrainMask(
+        img=nib.Nifti1Image(kept.astype(np.uint8), affine),
+        source=source,
+        n_voxels=n_voxels,
+        n_candidates=n_candidates,
+        n_nonfinite=n_nonfinite,
+        n_pruned=n_candidates - n_nonfinite - n_voxels,
+        nonfinite_per_run=[int(b.sum()) for b in bad_runs],
+        runs=names,
+    )
+    where = ", ".join(names)
+    if n_nonfinite:
+        logger.warning(
+            "brain mask of %s: excluded %d voxel(s) with NaN or infinite samples (per run: %s)",
+            where,
+            n_nonfinite,
+            info.nonfinite_per_run,
+        )
+    if n_voxels == 0:
+        raise ValueError(
+            f"the brain mask of {where} is empty: {n_candidates} candidate voxels, "
+            f"{n_nonfinite} of them with NaN or infinite samples"
+        )
+    logger.info(
+        "brain mask (%s) of %d voxels: %d candidates, %d non-finite excluded, %d pruned",
+        source,
+        n_voxels,
+        n_candidates,
+        n_nonfinite,
+        info.n_pruned,
+    )
+    if info.lost_fraction > max_loss:
+        logger.warning(
+            "brain mask of %s lost %.0f%% of its %d candidate voxels (more than %.0f%%): "
+            "%d with NaN or infinite samples, %d outside the largest connected piece; "
+            "check the data (zeroed or NaN slices) or give a brain mask",
+            where,
+            100 * info.lost_fraction,
+            n_candidates,
+            100 * max_loss,
+            n_nonfinite,
+            info.n_pruned,
+        )
+    return info
+
+
+def save_brain_mask(
+    info: BrainMask, path: str | os.PathLike, *, sources: Sequence[str] | None = None
+):
+    """Write a brain mask atomically with its JSON sidecar (source and counts).
+
+    Returns
+    -------
+    pathlib.Path
+        The mask file.
+    """
+    from ._io import atomic_save_nifti  # noqa: PLC0415
+    from .bidsnames import sidecar_path, write_json  # noqa: PLC0415
+
+    out = atomic_save_nifti(info.img, path)
+    sidecar = info.sidecar()
+    if sources is not None:
+        sidecar["Sources"] = [str(s) for s in sources]
+    write_json(sidecar_path(out), sidecar)
+    return out
 
 
 def _load_events(events_list, n_runs, condition_column):
@@ -546,13 +815,9 @@ def estimate_patterns(
     n_scans = [img.shape[3] for img in imgs]
     confs = _load_confounds(confounds, n_runs, n_scans)
 
-    if mask_img is None:
-        from nilearn.masking import compute_multi_epi_mask  # noqa: PLC0415
-
-        mask_img = compute_multi_epi_mask(imgs)
-        logger.info("computed a mask of %d voxels", int(np.count_nonzero(mask_img.get_fdata())))
-    mask_img = _load_mask(mask_img)
-    masker = _masker(mask_img, smoothing_fwhm)
+    names = [_run_name(run, i) for i, run in enumerate(_as_list(run_imgs, "run_imgs"))]
+    mask_info = brain_mask(imgs, mask_img, names=names)
+    masker = _masker(mask_info.img, smoothing_fwhm)
     mask_img = masker.mask_img_
     n_voxels = int(np.count_nonzero(np.asanyarray(mask_img.dataobj)))
     if noise_normalisation == "multivariate" and n_voxels > MAX_MULTIVARIATE_VOXELS:
@@ -627,6 +892,7 @@ def estimate_patterns(
         design_matrices=designs,
         residuals=residuals if return_residuals else None,
         noise_precisions=precisions if return_noise_precision else None,
+        mask_info=mask_info,
     )
 
 

@@ -664,3 +664,137 @@ __all__ = [
     "vector_to_squareform",
     "write_rdm_tsv",
 ]
+
+
+def validate_model_rdm(
+    path: str | os.PathLike, conditions: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Read a model RDM table and refuse it when it cannot be compared with brain RDMs.
+
+    Checked, in this order, each fault named with the file: the table's shape and
+    labels (square, the same labels in the header and the first column, no
+    duplicates, at least 3 conditions), every cell a number or ``n/a`` (text cells are
+    named), no infinite entry, a zero (or ``n/a``) diagonal, symmetry, at least two
+    distinct finite off-diagonal entries (an all-NaN or constant RDM has no ranks to
+    compare), and, with ``conditions``, the same labels as the analysis (unknown and
+    missing labels are named). Negative entries are accepted (cross-validated
+    distances can be negative) with a logged warning.
+
+    Parameters
+    ----------
+    path : path-like
+        A square, labelled RDM table (as written by :func:`write_rdm_tsv`).
+    conditions : sequence of str, optional
+        The analysis's condition labels, which the RDM's labels must match.
+
+    Returns
+    -------
+    vector : ndarray of shape (n_pairs,)
+    labels : list of str
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        On any fault above; the message names the file and the fault.
+    """
+    import pandas as pd
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model RDM file not found: {path}")
+    try:
+        table = pd.read_csv(path, sep="\t", index_col=0, dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises several parser errors
+        raise ValueError(f"{path}: cannot be read as a tab-separated table ({exc})") from exc
+    rows = [str(r) for r in table.index]
+    cols = [str(c) for c in table.columns]
+    if len(rows) != len(cols):
+        raise ValueError(
+            f"{path}: a square RDM needs as many rows as columns; got {len(rows)} rows "
+            f"and {len(cols)} columns"
+        )
+    if rows != cols:
+        raise ValueError(f"{path}: row labels {rows} differ from column labels {cols}")
+    duplicates = sorted({r for r in rows if rows.count(r) > 1})
+    if duplicates:
+        raise ValueError(f"{path}: duplicate condition labels {duplicates}")
+    if len(rows) < 3:
+        raise ValueError(f"{path}: an RDM needs at least 3 conditions; got {len(rows)}")
+    n = len(rows)
+    values = np.empty((n, n), dtype=np.float64)
+    for i in range(n):
+        for j in range(n):
+            text = str(table.iat[i, j]).strip()
+            if text in ("", "n/a", "N/A", "nan", "NaN", "NA"):
+                values[i, j] = np.nan
+                continue
+            try:
+                values[i, j] = float(text)
+            except ValueError:
+                raise ValueError(
+                    f"{path}: the cell at row {rows[i]!r}, column {cols[j]!r} is {text!r}, "
+                    "not a number (write numbers, or n/a for a missing value)"
+                ) from None
+    infinite = np.argwhere(np.isinf(values))
+    if infinite.size:
+        i, j = infinite[0]
+        raise ValueError(
+            f"{path}: {len(infinite)} infinite entr{'y' if len(infinite) == 1 else 'ies'} "
+            f"(the first at row {rows[i]!r}, column {cols[j]!r}); dissimilarities must be "
+            "finite numbers or n/a"
+        )
+    diagonal = np.diagonal(values)
+    off = np.flatnonzero(np.isfinite(diagonal) & (np.abs(diagonal) > 1e-12))
+    if off.size:
+        k = int(off[0])
+        raise ValueError(
+            f"{path}: the diagonal must be 0 (a condition is not dissimilar to itself); "
+            f"row {rows[k]!r} has {diagonal[k]:g}"
+        )
+    same = np.isclose(values, values.T, rtol=1e-6, atol=1e-12, equal_nan=True)
+    if not same.all():
+        i, j = np.argwhere(~same)[0]
+        raise ValueError(
+            f"{path}: the RDM is not symmetric: ({rows[i]!r}, {cols[j]!r}) is {values[i, j]:g} "
+            f"but ({rows[j]!r}, {cols[i]!r}) is {values[j, i]:g}"
+        )
+    vector = squareform_to_vector(values, xp=np, check_symmetric=False)
+    finite = vector[np.isfinite(vector)]
+    if finite.size == 0:
+        raise ValueError(
+            f"{path}: every off-diagonal entry is NaN (n/a): the RDM has nothing to compare"
+        )
+    if np.unique(finite).size < 2:
+        raise ValueError(
+            f"{path}: all finite off-diagonal entries are equal ({finite[0]:g}): a constant RDM "
+            "has no ranks or correlation to compare"
+        )
+    if conditions is not None:
+        wanted = [str(c) for c in conditions]
+        unknown = [r for r in rows if r not in set(wanted)]
+        missing = [c for c in wanted if c not in set(rows)]
+        if unknown or missing:
+            parts = []
+            if unknown:
+                parts.append(f"unknown label(s) {unknown[:10]} (not conditions of the events)")
+            if missing:
+                parts.append(f"missing condition(s) {missing[:10]}")
+            raise ValueError(
+                f"{path}: the RDM's labels must be the analysis's conditions; " + "; ".join(parts)
+            )
+    negative = int(np.sum(finite < 0))
+    if negative:
+        logger.warning(
+            "%s: %d negative entr%s (smallest %g); accepted (cross-validated distances can "
+            "be negative)",
+            path,
+            negative,
+            "y" if negative == 1 else "ies",
+            float(finite.min()),
+        )
+    return vector, rows
+
+
+__all__.append("validate_model_rdm")

@@ -285,6 +285,17 @@ def _n_outputs(model) -> int:
     return int(last) if last is not None else 0
 
 
+def _torch_reason(exc: BaseException) -> str:
+    """The informative part of a torch.load error, on one line (without torch's advice)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\s*Please use|\n\n|$)", text, re.S)
+    reason = match.group(1) if match else text.strip().split("\n")[0]
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= 200 else reason[:197] + "..."
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint safely (``weights_only=True``) and check its format.
 
@@ -310,8 +321,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
         raise ValueError(
-            f"{path} is not a loadable dnnrsa checkpoint (only tensors and plain metadata "
-            f"are accepted): {exc}"
+            f"{path} is not a loadable dnnrsa checkpoint ({_torch_reason(exc)}); dnnrsa reads "
+            "only tensors and plain metadata (never arbitrary pickled objects): use a "
+            "checkpoint written by dnnrsa-train"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a dnnrsa checkpoint (format {CHECKPOINT_FORMAT!r})")
