@@ -215,6 +215,14 @@ def confound_columns(config) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
+def _write_brain_mask(bold_files, mask_file, out_path):
+    """The brain mask the patterns use (dnnrsa.glm.brain_mask), with its counts as sidecar."""
+    from dnnrsa.glm import brain_mask, save_brain_mask
+
+    info = brain_mask(bold_files, mask_file)
+    return str(save_brain_mask(info, out_path, sources=list(bold_files)))
+
+
 def init_participant_wf(config, inputs: SubjectInputs, *, name: str | None = None):
     """Per-participant workflow: patterns by GLM, searchlight RSA, derivatives.
 
@@ -293,6 +301,22 @@ def init_participant_wf(config, inputs: SubjectInputs, *, name: str | None = Non
         name="write_patterns",
     )
     write_patterns.overwrite = True
+    mask_name = build_name(
+        {"sub": s, "task": inputs.task, "space": inputs.space, "desc": "brain"}, "mask", ".nii.gz"
+    )
+    write_mask = pe.Node(
+        niu.Function(
+            function=_write_brain_mask,
+            input_names=["bold_files", "mask_file", "out_path"],
+            output_names=["out_file"],
+        ),
+        name="write_mask",
+    )
+    write_mask.inputs.bold_files = [str(r.bold) for r in inputs.runs]
+    write_mask.inputs.mask_file = str(inputs.mask) if inputs.mask is not None else None
+    write_mask.inputs.out_path = str(subject_dir(config.output_dir, s) / mask_name)
+    write_mask.overwrite = True
+    wf.add_nodes([write_mask])
     write_maps = pe.Node(
         WriteSubjectMaps(
             output_dir=str(config.output_dir),
