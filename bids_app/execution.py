@@ -7,12 +7,21 @@ line or chooses what to analyse.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import sys
+import threading
+import time
+
+from nipype.pipeline.plugins.multiproc import MultiProcPlugin, process_initializer
 
 from .. import __version__
-from .._io import atomic_write
+from .._io import atomic_write, sweep_stale_temporaries
 from ..bidsnames import write_json
 from .config import RunConfig
+
+logger = logging.getLogger(__name__)
 
 #: File patterns of the derivatives that are not (yet) BIDS, listed in ``.bidsignore``.
 BIDSIGNORE = [
@@ -106,12 +115,103 @@ def _crash_summary(crashes) -> str:
     return detail
 
 
+# --------------------------------------------------------------------------- workers
+#: How often (seconds) a worker checks that the run which started it is still alive.
+WATCHDOG_INTERVAL_S = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` (from /proc), or None when it is gone or a zombie."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    if started is not None or os.path.isdir("/proc"):
+        return _start_time(pid) == started
+    try:  # no /proc: signal 0 tells whether the pid exists
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this process when its parent process ends."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _watch(run_pid: int, started: str | None) -> None:
+    while _alive(run_pid, started):
+        time.sleep(WATCHDOG_INTERVAL_S)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def worker_initializer(cwd: str, run_pid: int, started: str | None) -> None:
+    """Set up a worker process: nipype's set-up, and end it when the run ends.
+
+    Two guards, because a worker's parent is the forkserver, not the run: the parent
+    death signal (the worker dies with the forkserver) and a watchdog thread that ends
+    the worker once the run's process ``run_pid`` is gone (killed with ``kill -9``).
+    """
+    process_initializer(cwd)
+    _die_with_parent()
+    if not _alive(run_pid, started):
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(
+        target=_watch, args=(run_pid, started), name="dnnrsa-watchdog", daemon=True
+    ).start()
+
+
+class GuardedMultiProcPlugin(MultiProcPlugin):
+    """nipype's MultiProc whose workers end with the run: they are started with
+    :func:`worker_initializer` (they exit when the run dies)."""
+
+    def __init__(self, plugin_args=None):
+        super().__init__(plugin_args=plugin_args)
+        self.pool.shutdown(wait=False)  # no worker has started yet
+        pid = os.getpid()
+        self.pool = self.pool.__class__(
+            max_workers=self.processors,
+            initializer=worker_initializer,
+            initargs=(self._cwd, pid, _start_time(pid)),
+            mp_context=self.pool._mp_context,
+        )
+
+
+def _plugin(config: RunConfig, plugin_args: dict):
+    """The plugin object or name handed to nipype."""
+    if config.plugin == "MultiProc":
+        return GuardedMultiProcPlugin(plugin_args=plugin_args)
+    return config.plugin
+
+
 def run_workflow(wf, config: RunConfig) -> None:
     """Run a nipype workflow with the configured plugin; name the failing step on error.
 
+    Temporary files that a killed run left in the output folder are removed first.
     Crash reports are written as text under ``<output_dir>/logs``; a failure raises
     :class:`RuntimeError` naming up to three failed steps and their reports.
     """
+    for path in sweep_stale_temporaries(config.output_dir):
+        logger.info("removed a temporary file left by an interrupted run: %s", path)
     logs = config.output_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     wf.config["execution"] = {
@@ -127,7 +227,7 @@ def run_workflow(wf, config: RunConfig) -> None:
     worker_logging(config)
     before = set(logs.glob("crash-*"))
     try:
-        wf.run(plugin=config.plugin, plugin_args=plugin_args)
+        wf.run(plugin=_plugin(config, plugin_args), plugin_args=plugin_args)
     except Exception as exc:
         detail = _crash_summary(sorted(set(logs.glob("crash-*")) - before))
         raise RuntimeError(f"the workflow failed ({exc.__class__.__name__}){detail}") from exc

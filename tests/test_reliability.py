@@ -139,10 +139,6 @@ def _temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*") if p.is_file() and p.name != ".bidsignore"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.7: kill -9 leaves workers running; temporary names end in the output's extension",
-)
 def test_kill9_leaves_no_process_and_rerun_matches_a_clean_run(small, tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     inputs = _tree(small.root)
@@ -206,10 +202,6 @@ def test_kill9_leaves_no_process_and_rerun_matches_a_clean_run(small, tmp_path):
     assert _tree(small.root) == inputs  # the data set is never written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.7: kill -9 leaves workers running; temporary names end in the output's extension",
-)
 def test_temporary_names_do_not_look_like_outputs(tmp_path):
     import nibabel as nib
     import numpy as np
