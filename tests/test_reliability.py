@@ -232,3 +232,204 @@ def test_temporary_names_do_not_look_like_outputs(tmp_path):
     img.to_filename(str(direct))
     assert target.read_bytes() == direct.read_bytes()
     assert not _temp_files(tmp_path)
+
+
+# --------------------------------------------------------------------------- 8: stimulus paths
+def _dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "ds"
+    (root / "stimuli").mkdir(parents=True)
+    (root / "stimuli" / "a.wav").write_bytes(b"RIFF")
+    return root
+
+
+def _annex_object(git_dir: Path, name: str, present: bool = True) -> Path:
+    key = f"SHA256E-s4--{uuid.uuid4().hex}{Path(name).suffix}"
+    obj = git_dir / "annex" / "objects" / "Xy" / "Zw" / key / key
+    (git_dir / "annex" / "objects").mkdir(parents=True, exist_ok=True)
+    if present:
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        obj.write_bytes(b"RIFF")
+    return obj
+
+
+def _resolve(root: Path, value: str):
+    from dnnrsa.bids_app.collect import resolve_stim_file
+
+    return resolve_stim_file(root, value, root / "sub-01" / "func" / "events.tsv")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
+)
+def test_stim_file_plain_and_in_subfolder(tmp_path):
+    root = _dataset(tmp_path)
+    (root / "stimuli" / "sub").mkdir()
+    (root / "stimuli" / "sub" / "b.wav").write_bytes(b"RIFF")
+    assert _resolve(root, "a.wav").read_bytes() == b"RIFF"
+    assert _resolve(root, "sub/b.wav").name == "b.wav"
+    assert _resolve(root, "sub/../a.wav").name == "a.wav"  # no '..' left once normalised
+
+
+@pytest.mark.parametrize("value", ["../participants.tsv", "/etc/passwd", "sub/../../x.wav", ""])
+def test_stim_file_outside_stimuli_is_refused(tmp_path, value):
+    from dnnrsa.bids_app.errors import DatasetInvalid
+
+    root = _dataset(tmp_path)
+    (root / "participants.tsv").write_text("participant_id\n")
+    with pytest.raises(DatasetInvalid):
+        _resolve(root, value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
+)
+def test_stimuli_folder_linked_outside_is_refused(tmp_path):
+    from dnnrsa.bids_app.errors import DatasetInvalid
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.wav").write_bytes(b"RIFF")
+    (root / "stimuli").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(DatasetInvalid, match="outside"):
+        _resolve(root, "a.wav")
+
+
+def test_stimulus_linked_outside_is_refused(tmp_path):
+    from dnnrsa.bids_app.errors import DatasetInvalid
+
+    root = _dataset(tmp_path)
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(b"RIFF")
+    (root / "stimuli" / "b.wav").symlink_to(secret)
+    with pytest.raises(DatasetInvalid, match="outside"):
+        _resolve(root, "b.wav")
+    # a link to a link that leaves the data set is refused as well
+    (root / "stimuli" / "c.wav").symlink_to("b.wav")
+    with pytest.raises(DatasetInvalid, match="outside"):
+        _resolve(root, "c.wav")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
+)
+def test_links_inside_the_dataset_are_followed(tmp_path):
+    root = _dataset(tmp_path)
+    (root / "sourcedata" / "audio").mkdir(parents=True)
+    (root / "sourcedata" / "audio" / "d.wav").write_bytes(b"RIFF")
+    (root / "stimuli" / "d.wav").symlink_to(Path("..") / "sourcedata" / "audio" / "d.wav")
+    (root / "stimuli" / "audio").symlink_to(
+        Path("..") / "sourcedata" / "audio", target_is_directory=True
+    )
+    assert _resolve(root, "d.wav").read_bytes() == b"RIFF"
+    assert _resolve(root, "audio/d.wav").read_bytes() == b"RIFF"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
+)
+def test_annex_link_of_the_dataset_is_accepted(tmp_path):
+    root = _dataset(tmp_path)
+    obj = _annex_object(root / ".git", "e.wav")
+    link = root / "stimuli" / "e.wav"
+    link.symlink_to(os.path.relpath(obj, link.parent))
+    path = _resolve(root, "e.wav")
+    assert path.name == "e.wav"  # the name as written (its extension tells the format)
+    assert path.read_bytes() == b"RIFF"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
+)
+def test_annex_link_of_a_superdataset_is_accepted(tmp_path):
+    """A subdataset whose .git points into the superdataset's .git/modules."""
+    sup = tmp_path / "super"
+    modules_git = sup / ".git" / "modules" / "ds"
+    modules_git.mkdir(parents=True)
+    root = _dataset(sup)
+    (root / ".git").symlink_to(os.path.relpath(modules_git, root), target_is_directory=True)
+    obj = _annex_object(modules_git, "f.wav")
+    link = root / "stimuli" / "f.wav"
+    link.symlink_to(Path("..") / ".git" / obj.relative_to(modules_git))
+    assert _resolve(root, "f.wav").read_bytes() == b"RIFF"
+    # the superdataset's own annex store, reached by a link that leaves the subdataset
+    obj2 = _annex_object(sup / ".git", "g.wav")
+    link2 = root / "stimuli" / "g.wav"
+    link2.symlink_to(os.path.relpath(obj2, link2.parent))
+    assert _resolve(root, "g.wav").read_bytes() == b"RIFF"
+
+
+def test_other_git_folders_outside_are_refused(tmp_path):
+    from dnnrsa.bids_app.errors import DatasetInvalid
+
+    sup = tmp_path / "super"
+    root = _dataset(sup)
+    hooks = sup / ".git" / "hooks"
+    hooks.mkdir(parents=True)
+    (hooks / "h.wav").write_bytes(b"RIFF")
+    (root / "stimuli" / "h.wav").symlink_to(hooks / "h.wav")
+    with pytest.raises(DatasetInvalid, match="outside"):
+        _resolve(root, "h.wav")
+    # an annex store of an unrelated repository is not one of this data set's
+    other = tmp_path / "other" / ".git"
+    obj = _annex_object(other, "i.wav")
+    (root / "stimuli" / "i.wav").symlink_to(obj)
+    with pytest.raises(DatasetInvalid, match="outside"):
+        _resolve(root, "i.wav")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
+)
+def test_annex_link_without_content_exits_66_with_a_hint(tmp_path):
+    from dnnrsa.bids_app.errors import InputMissing
+
+    root = _dataset(tmp_path)
+    obj = _annex_object(root / ".git", "j.wav", present=False)
+    link = root / "stimuli" / "j.wav"
+    link.symlink_to(os.path.relpath(obj, link.parent))
+    with pytest.raises(InputMissing, match="datalad get") as info:
+        _resolve(root, "j.wav")
+    assert info.value.exit_code == 66
+    assert "stimuli/j.wav" in str(info.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
+)
+def test_annex_link_without_content_exits_66_from_the_command_line(small, tmp_path, capsys):
+    import shutil
+
+    import pandas as pd
+
+    from dnnrsa.bids_app.run import main
+
+    root = tmp_path / "bids"
+    shutil.copytree(small.root, root)
+    name = small.stim_files[0]
+    (root / "stimuli" / name).unlink()
+    obj = _annex_object(root / ".git", name, present=False)
+    link = root / "stimuli" / name
+    link.symlink_to(os.path.relpath(obj, link.parent))
+    assert pd.read_csv(next(root.rglob("*_events.tsv")), sep="\t")["stim_file"].isin([name]).any()
+    rc = main([str(root), *_argv(small, tmp_path)[1:]])
+    assert rc == 66
+    err = capsys.readouterr().err
+    assert "datalad get" in err and name in err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
+)
+def test_stimulus_rule_is_documented():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "own-data.md").read_text()
+    assert "annex/objects" in text and "datalad get" in text
