@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import posixpath
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -159,22 +161,119 @@ def _check_mask(mask: Path) -> None:
         raise DatasetInvalid(f"{mask}: the brain mask is empty (no voxel above 0)")
 
 
+def _git_dir(folder: Path) -> Path | None:
+    """The git directory of a repository at ``folder`` (``.git`` as a folder, a link, or
+    a ``gitdir:`` file), resolved; None when ``folder`` holds no repository."""
+    dot_git = folder / ".git"
+    if dot_git.is_dir():
+        return dot_git.resolve()
+    if dot_git.is_file():
+        try:
+            text = dot_git.read_text(errors="replace").strip()
+        except OSError:
+            return None
+        if text.startswith("gitdir:"):
+            return (folder / text.split(":", 1)[1].strip()).resolve()
+    return None
+
+
+def _annex_stores(bids_dir: Path) -> list[Path]:
+    """The git directories whose ``annex/objects`` (or ``modules/*/annex/objects``) may
+    hold stimuli: that of the data set and those of the superdatasets enclosing it."""
+    stores = []
+    here = Path(os.path.abspath(bids_dir))
+    for folder in dict.fromkeys(
+        [here, *here.parents, bids_dir.resolve(), *bids_dir.resolve().parents]
+    ):
+        git_dir = _git_dir(folder)
+        if git_dir is not None and git_dir not in stores:
+            stores.append(git_dir)
+    return stores
+
+
+def _in_annex_store(path: Path, git_dirs: list[Path]) -> bool:
+    """Whether ``path`` lies in ``<git dir>/annex/objects`` or ``<git dir>/modules/<name>
+    [/modules/<name>...]/annex/objects`` of one of ``git_dirs``."""
+    for git_dir in git_dirs:
+        try:
+            parts = path.relative_to(git_dir).parts
+        except ValueError:
+            continue
+        starts = [i for i in range(len(parts) - 2) if parts[i : i + 2] == ("annex", "objects")]
+        if starts and (starts[0] == 0 or (parts[0] == "modules" and starts[0] >= 2)):
+            return True
+    return False
+
+
 def resolve_stim_file(bids_dir: Path, value: str, events: Path) -> Path:
-    """Resolve an events ``stim_file`` inside ``bids_dir/stimuli`` (never outside it)."""
-    stimuli_root = (bids_dir / "stimuli").resolve()
+    """Check an events ``stim_file`` against the stimulus-path rule; return its path.
+
+    The rule (``docs/own-data.md``): the value is a relative path that, once
+    normalised, has no ``..`` and names a file under ``<bids_dir>/stimuli``. A symbolic
+    link on the way (the ``stimuli`` folder itself, a subfolder, the file) is followed
+    only when it leads inside the data set, or into a git-annex object store of the
+    data set or of a superdataset enclosing it (``.git/annex/objects``,
+    ``.git/modules/*/annex/objects``), as DataLad data sets store their files.
+
+    Returns
+    -------
+    Path
+        ``<bids_dir>/stimuli/<value>`` as written (absolute; its extension names the
+        format even when the content is a git-annex object).
+
+    Raises
+    ------
+    DatasetInvalid
+        The value is absolute, leaves ``stimuli/``, or a link leads elsewhere.
+    InputMissing
+        The file is not there, or is a git-annex file whose content is not present.
+    """
     text = str(value).strip()
-    candidate = Path(text)
-    if candidate.is_absolute() or ".." in candidate.parts:
+    normal = posixpath.normpath(text.replace("\\", "/")) if text else ""
+    if (
+        not text
+        or PurePosixPath(normal).is_absolute()
+        or Path(text).is_absolute()
+        or normal in (".", "..")
+        or normal.startswith("../")
+    ):
         raise DatasetInvalid(
-            f"{events}: stim_file {text!r} must be a path relative to {stimuli_root} "
-            "without '..' components"
+            f"{events}: stim_file {text!r} must be a path relative to the data set's "
+            "stimuli/ folder without '..' leading out of it"
         )
-    path = (stimuli_root / candidate).resolve()
-    if stimuli_root not in path.parents:
-        raise DatasetInvalid(f"{events}: stim_file {text!r} resolves outside {stimuli_root}")
-    if not path.is_file():
-        raise InputMissing(f"{events}: stim_file {text!r} not found (looked for {path})")
-    return path
+    root = Path(os.path.abspath(bids_dir))
+    real_root = root.resolve()
+    written = root / "stimuli" / normal
+    stores = None
+    # every link on the way, from the stimuli folder down to the file, must stay allowed
+    step = root
+    for part in ("stimuli", *PurePosixPath(normal).parts):
+        step = step / part
+        if not step.is_symlink():
+            continue
+        target = step.resolve()
+        if target == real_root or real_root in target.parents:
+            continue
+        if stores is None:
+            stores = _annex_stores(root)
+        if _in_annex_store(target, stores):
+            continue
+        raise DatasetInvalid(
+            f"{events}: stim_file {text!r}: {step.relative_to(root)} is a link to {target}, "
+            f"outside the data set {root} and its git-annex object store"
+        )
+    if not written.is_file():
+        target = written.resolve()
+        parts = target.parts
+        annexed = any(parts[i : i + 2] == ("annex", "objects") for i in range(len(parts) - 1))
+        if written.is_symlink() and annexed:
+            rel = written.relative_to(root).as_posix()
+            raise InputMissing(
+                f"{events}: stim_file {text!r} is a git-annex file whose content is not "
+                f"present; fetch it with: datalad get -d {root} {rel}"
+            )
+        raise InputMissing(f"{events}: stim_file {text!r} not found (looked for {written})")
+    return written
 
 
 def collect_inputs(config) -> dict[str, SubjectInputs]:

@@ -258,10 +258,6 @@ def _resolve(root: Path, value: str):
     return resolve_stim_file(root, value, root / "sub-01" / "func" / "events.tsv")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
-)
 def test_stim_file_plain_and_in_subfolder(tmp_path):
     root = _dataset(tmp_path)
     (root / "stimuli" / "sub").mkdir()
@@ -281,10 +277,6 @@ def test_stim_file_outside_stimuli_is_refused(tmp_path, value):
         _resolve(root, value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
-)
 def test_stimuli_folder_linked_outside_is_refused(tmp_path):
     from dnnrsa.bids_app.errors import DatasetInvalid
 
@@ -313,10 +305,6 @@ def test_stimulus_linked_outside_is_refused(tmp_path):
         _resolve(root, "c.wav")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
-)
 def test_links_inside_the_dataset_are_followed(tmp_path):
     root = _dataset(tmp_path)
     (root / "sourcedata" / "audio").mkdir(parents=True)
@@ -329,10 +317,6 @@ def test_links_inside_the_dataset_are_followed(tmp_path):
     assert _resolve(root, "audio/d.wav").read_bytes() == b"RIFF"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
-)
 def test_annex_link_of_the_dataset_is_accepted(tmp_path):
     root = _dataset(tmp_path)
     obj = _annex_object(root / ".git", "e.wav")
@@ -343,10 +327,6 @@ def test_annex_link_of_the_dataset_is_accepted(tmp_path):
     assert path.read_bytes() == b"RIFF"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
-)
 def test_annex_link_of_a_superdataset_is_accepted(tmp_path):
     """A subdataset whose .git points into the superdataset's .git/modules."""
     sup = tmp_path / "super"
@@ -384,10 +364,6 @@ def test_other_git_folders_outside_are_refused(tmp_path):
         _resolve(root, "i.wav")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
-)
 def test_annex_link_without_content_exits_66_with_a_hint(tmp_path):
     from dnnrsa.bids_app.errors import InputMissing
 
@@ -401,10 +377,6 @@ def test_annex_link_without_content_exits_66_with_a_hint(tmp_path):
     assert "stimuli/j.wav" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
-)
 def test_annex_link_without_content_exits_66_from_the_command_line(small, tmp_path, capsys):
     import shutil
 
@@ -426,10 +398,6 @@ def test_annex_link_without_content_exits_66_from_the_command_line(small, tmp_pa
     assert "datalad get" in err and name in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.8: the stimulus-path rule refuses annex links and accepts a stimuli folder linked outside",
-)
 def test_stimulus_rule_is_documented():
     text = (Path(__file__).resolve().parents[1] / "docs" / "own-data.md").read_text()
     assert "annex/objects" in text and "datalad get" in text
