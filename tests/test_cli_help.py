@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from dnnrsa.bids_app.demo import build_parser as demo_parser
+from dnnrsa.bids_app.demo_data import build_parser as demo_data_parser
 from dnnrsa.bids_app.errors import (
     EXIT_FAILURE,
     EXIT_INPUT_MISSING,
@@ -19,7 +21,12 @@ from dnnrsa.bids_app.errors import (
 from dnnrsa.bids_app.parser import build_parser as app_parser
 from dnnrsa.bids_app.train_cli import build_parser as train_parser
 
-PARSERS = {"dnnrsa": app_parser, "dnnrsa-train": train_parser}
+PARSERS = {
+    "dnnrsa": app_parser,
+    "dnnrsa-train": train_parser,
+    "dnnrsa-demo": demo_parser,
+    "dnnrsa-demo-data": demo_data_parser,
+}
 MEANINGLESS = re.compile(r"\(default: (\[\]|None|True|False|\(\))\)")
 
 
