@@ -29,7 +29,9 @@ weighted inner products otherwise), which gives rsatoolbox's numbers exactly.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,27 +118,45 @@ def _tie_groups(xs, xp):
     return (first[gid] - offset).reshape(xs.shape), (last[gid] - offset).reshape(xs.shape)
 
 
-def _group_cums(xs, qs, cum, axis):
-    """Weighted count before each element's tie group and up to its end (numpy).
+def _sparse_ties(xs):
+    """Tie groups of sorted rows ``xs`` (..., P), in flat indices (numpy).
 
-    ``xs``: sorted values; ``qs``: their weights and ``cum`` the inclusive cumulative
-    weights (``xs`` may lack the trailing sample axis of ``qs`` and ``cum``)."""
-    if xs.ndim < cum.ndim:
-        xs = xs[..., None]
-    n = cum.shape[axis]
-    head = (slice(None),) * axis + (slice(1, None),)
-    tail = (slice(None),) * axis + (slice(None, n - 1),)
-    differ = xs[head] != xs[tail]
-    # cum is non-decreasing: a running max of the values at group starts and a
-    # backwards running min of the values at group ends spread them over each group
-    before = cum - qs
-    before[head] *= differ
-    np.maximum.accumulate(before, axis=axis, out=before)
-    rev = np.flip(cum, axis=axis).copy()
-    rev_head = (slice(None),) * axis + (slice(1, None),)
-    rev[rev_head] = np.where(np.flip(differ, axis=axis), rev[rev_head], np.inf)
-    np.minimum.accumulate(rev, axis=axis, out=rev)
-    return before, np.flip(rev, axis=axis)
+    Returns None without ties; else ``(members, first, last)``: every element that
+    is tied with a neighbour, and the first and last element of its group."""
+    p = xs.shape[-1]
+    eq = xs[..., 1:] == xs[..., :-1]
+    links = np.flatnonzero(eq)
+    if links.size == 0:
+        return None
+    left = links + links // (p - 1)  # flat index of the first element of each link
+    cand = np.concatenate([left, left + 1])
+    cand.sort()
+    members = cand[np.concatenate([[True], cand[1:] != cand[:-1]])]
+    # a member is joined to the next one if it is the left end of a link
+    pos = np.minimum(np.searchsorted(left, members[:-1]), left.size - 1)
+    joined = (np.diff(members) == 1) & (left[pos] == members[:-1])
+    starts = np.concatenate([[True], ~joined])
+    ends = np.concatenate([~joined, [True]])
+    gid = np.cumsum(starts) - 1
+    return members, members[starts][gid], members[ends][gid]
+
+
+def _ranks_from_cums(xs, qs, cum):
+    """Weighted tie-averaged ranks in sorted order (numpy): ``xs`` sorted values,
+    ``qs`` their weights, ``cum`` the inclusive cumulative weights. ``qs`` and
+    ``cum`` may carry a trailing axis of samples that ``xs`` lacks."""
+    ranks = cum - (qs - 1.0) / 2.0  # every copy of an entry shares its rank
+    ties = _sparse_ties(xs)
+    if ties is not None:
+        members, first, last = ties
+        shape = ranks.shape
+        tail = shape[xs.ndim :]
+        flat_r = ranks.reshape((-1,) + tail)
+        flat_c = cum.reshape((-1,) + tail)
+        flat_q = qs.reshape((-1,) + tail)
+        flat_r[members] = (flat_c[first] - flat_q[first] + flat_c[last] + 1.0) / 2.0
+        ranks = flat_r.reshape(shape)
+    return ranks
 
 
 def _weighted_ranks(x, q, xp):
@@ -162,9 +182,9 @@ def _weighted_ranks(x, q, xp):
         order = np.argsort(x[0], axis=-1)
         xs = np.take_along_axis(x[0], order, axis=-1)
         qs = q.T[order]  # (R, P, Bq)
-        before, after = _group_cums(xs, qs, np.cumsum(qs, axis=1), 1)
-        out = np.empty_like(before)
-        out[np.arange(r)[:, None], order] = (before + after + 1.0) / 2.0
+        ranks = _ranks_from_cums(xs, qs, np.cumsum(qs, axis=1))
+        out = np.empty_like(ranks)
+        out[np.arange(r)[:, None], order] = ranks
         return np.ascontiguousarray(out.transpose(2, 0, 1))
     order = np.argsort(x, axis=-1)
     xs = np.take_along_axis(x, order, axis=-1)
@@ -172,9 +192,9 @@ def _weighted_ranks(x, q, xp):
         qs = q[0][order]
     else:
         qs = q[np.arange(bx)[:, None, None], order]
-    before, after = _group_cums(xs, qs, np.cumsum(qs, axis=-1), 2)
+    ranks = _ranks_from_cums(xs, qs, np.cumsum(qs, axis=-1))
     out = np.empty(x.shape, dtype=np.float64)
-    np.put_along_axis(out, order, (before + after + 1.0) / 2.0, axis=-1)
+    np.put_along_axis(out, order, ranks, axis=-1)
     return out
 
 
@@ -213,6 +233,28 @@ def _weighted_ranks_indexed(x, q, xp):
     out = xp.empty(x.size, dtype=xp.float64)
     out[flat_order] = ranks_sorted.reshape(-1)
     return out.reshape(x.shape)
+
+
+def _compact(q, arrays, xp):
+    """Keep, per sample, only the entries with weight > 0 (padded with weight 0).
+
+    ``q``: (B, P); ``arrays``: each (B, R, P). Returns the compacted arrays and
+    weights, with the last axis cut to the largest number of kept entries."""
+    keep = q > 0
+    n_keep = keep.sum(axis=1)
+    width = int(n_keep.max())
+    pos = xp.cumsum(keep, axis=1) - 1
+    rows, cols = xp.nonzero(keep)
+    idx = xp.zeros((q.shape[0], width), dtype=xp.int64)
+    idx[rows, pos[rows, cols]] = cols
+    pad = xp.arange(width)[None, :] >= n_keep[:, None]
+    qc = xp.where(pad, 0.0, xp.take_along_axis(q, idx, axis=1))
+    out = []
+    for a in arrays:
+        a = xp.broadcast_to(a, (q.shape[0],) + a.shape[1:])
+        g = xp.take_along_axis(a, xp.broadcast_to(idx[:, None, :], a.shape[:2] + (width,)), axis=2)
+        out.append(xp.where(pad[:, None, :], 0.0, g))
+    return (*out, qc)
 
 
 def _wcentre(x, q, xp):
@@ -354,10 +396,14 @@ class _Engine:
             nm = (zm * zm * qx).sum(axis=-1)
             inner = xp.matmul(zm * qx, xp.ascontiguousarray(xp.swapaxes(zs, 1, 2)))
             sim = _safe_ratio(inner, nm[:, :, None] * ns[:, None, :], xp)
+        if q.shape[0] > 1:
+            # drop the pairs no sample uses (a pair of an undrawn condition), padding
+            # every sample to the same length with weight-0 entries
+            rs, zs, q = _compact(q, [rs, zs], xp)
         out = []
         for cnt in cnts:
             evals = None if sim is None else (sim * cnt[:, None, :]).sum(axis=-1) / s
-            pool = xp.einsum("bs,bsp->bp", cnt, xp.broadcast_to(rs, (cnt.shape[0],) + rs.shape[1:]))
+            pool = xp.matmul(cnt[:, None, :], rs)[:, 0]
             pooled = xp.concatenate([pool[:, None, :] - cnt[:, :, None] * rs, pool[:, None, :]], 1)
             corr = self._paired_rank_corr(pooled, zs, ns, q)
             lower, upper = corr[:, :s], corr[:, s:]
@@ -373,7 +419,7 @@ class _Engine:
             inner = xp.concatenate(
                 [
                     (rq[:, :-1] * zs).sum(axis=-1),
-                    xp.matmul(rq[:, -1:], xp.swapaxes(zs, 1, 2))[:, 0],
+                    xp.matmul(xp.broadcast_to(zs, rq[:, :-1].shape), rq[:, -1, :, None])[..., 0],
                 ],
                 axis=1,
             )
@@ -650,7 +696,17 @@ def evaluate_samples(
     return _run(engine, [cnt], w)[0]
 
 
-def _run(engine, cnts, w, chunk: int | None = None):
+def _single_threaded_blas(xp):
+    """Keep BLAS to one thread: the products here are many and small; BLAS threads
+    gain nothing on them and slow down badly when the cores are shared."""
+    if xp is not np:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _run(engine, cnts, w, chunk: int | None = None, n_jobs: int = 1):
     """Evaluate all samples in chunks, once per subject-count array in ``cnts``; ``w``
     (condition counts) None means all conditions once."""
     xp = engine.xp
@@ -674,8 +730,15 @@ def _run(engine, cnts, w, chunk: int | None = None):
                 evals[start:stop] = np.where(valid[:, None], to_numpy(ev), np.nan)
             nc[start:stop] = np.where(valid[:, None], to_numpy(n), np.nan)
 
-    for start in range(0, b, chunk):  # chunks of samples, batched inside
-        one(start)
+    starts = range(0, b, chunk)  # chunks of samples, batched inside
+    with _single_threaded_blas(xp):
+        if n_jobs > 1 and xp is np and len(starts) > 1:
+            # numpy releases the GIL in its sorts and array loops
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                list(pool.map(one, starts))
+        else:
+            for start in starts:
+                one(start)
     return out
 
 
@@ -692,6 +755,7 @@ def evaluate_models(
     alpha: float = 0.05,
     ci: float = 0.95,
     device: str | None = None,
+    n_jobs: int = 1,
 ) -> ModelEvaluation:
     """Evaluate model RDMs against subject RDMs with a bootstrap.
 
@@ -717,6 +781,9 @@ def evaluate_models(
     alpha, ci : float
         Significance level of the corrected tests; confidence level.
     device : {"auto", "cpu", "cuda"}, optional
+    n_jobs : int
+        Threads over chunks of bootstrap samples (CPU only); the results do not
+        depend on it.
 
     Returns
     -------
@@ -754,12 +821,12 @@ def evaluate_models(
     cnt = cnt.astype(float)
     w = w.astype(float)
     if mode == "subjects":
-        kinds = _run(engine, [cnt], None)
+        kinds = _run(engine, [cnt], None, n_jobs=n_jobs)
     elif mode == "stimuli":
-        kinds = _run(engine, [cnt], w)
+        kinds = _run(engine, [cnt], w, n_jobs=n_jobs)
     else:  # both factors, subjects only, stimuli only (same draws)
-        both, stimuli_only = _run(engine, [cnt, np.ones_like(cnt)], w)
-        (subjects_only,) = _run(engine, [cnt], None)
+        both, stimuli_only = _run(engine, [cnt, np.ones_like(cnt)], w, n_jobs=n_jobs)
+        (subjects_only,) = _run(engine, [cnt], None, n_jobs=n_jobs)
         kinds = [both, subjects_only, stimuli_only]
     ok = np.all([np.isfinite(k[0][:, 0]) for k in kinds], axis=0)
     if ok.sum() < 2:
