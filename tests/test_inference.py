@@ -325,3 +325,48 @@ def test_weighted_combination_beats_its_parts():
     assert np.all(w > 0.5)  # both arms get weight in every fold
     assert res.noise_ceiling[0] <= res.noise_ceiling[1]
     assert len(res.folds) == 6 and res.weights[0] is None
+
+
+# ----------------------------------------------------------------- engine pieces
+@pytest.mark.parametrize("shared", [True, False])
+def test_weighted_ranks_equal_ranks_of_the_expanded_vector(rng, shared):
+    n_pairs, n_rows, n_samples = 40, 3, 5
+    x = np.round(rng.random((1 if shared else n_samples, n_rows, n_pairs)) * 8) / 2  # ties
+    q = rng.integers(0, 4, (n_samples, n_pairs)).astype(float)
+    got = inf._weighted_ranks(x, q, np)
+    got_indexed = inf._weighted_ranks_indexed(x, q, np)  # the CuPy path, run on numpy
+    for b in range(n_samples):
+        for r in range(n_rows):
+            row = x[0 if shared else b, r]
+            keep = q[b] > 0
+            expanded = np.repeat(row[keep], q[b][keep].astype(int))
+            ranks = stats.rankdata(expanded)
+            want = np.array([ranks[expanded == v][0] for v in row[keep]])
+            np.testing.assert_allclose(got[b, r, keep], want)
+            np.testing.assert_allclose(got_indexed[b, r, keep], want)
+
+
+def test_compaction_keeps_the_weighted_entries(rng):
+    q = rng.integers(0, 3, (4, 30)).astype(float)
+    a = rng.random((1, 2, 30))
+    (ac, qc) = inf._compact(q, [a], np)
+    for b in range(4):
+        keep = q[b] > 0
+        n = keep.sum()
+        np.testing.assert_array_equal(qc[b, :n], q[b, keep])
+        np.testing.assert_array_equal(ac[b, :, :n], a[0][:, keep])
+        assert np.all(qc[b, n:] == 0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", METHODS)
+def test_gpu_equals_cpu(method):
+    rng = np.random.default_rng(9)
+    models, data = _problem(rng, n_cond=14, n_sub=6, ties=True)
+    cpu = inf.evaluate_models(models, data, method, n_boot=50, seed=1)
+    gpu = inf.evaluate_models(models, data, method, n_boot=50, seed=1, device="cuda")
+    np.testing.assert_allclose(gpu.mean, cpu.mean, atol=1e-10)
+    np.testing.assert_allclose(gpu.se, cpu.se, atol=1e-10)
+    np.testing.assert_allclose(
+        inf.noise_ceiling(data, method, device="cuda"), inf.noise_ceiling(data, method), atol=1e-10
+    )
