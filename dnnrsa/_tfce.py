@@ -225,20 +225,30 @@ def _rows(n_rows: int, rows: np.ndarray, columns: np.ndarray):
     return starts, columns[order]
 
 
-def _connected(n_nodes: int, indices: np.ndarray, indptr: np.ndarray):
+def _connected(n_nodes: int, indices: np.ndarray, indptr: np.ndarray, work=None):
     """Connected components of a small graph given as CSR (int32) rows.
 
     Calls the routines of ``scipy.sparse.csgraph.connected_components`` directly,
     which saves its input checks and conversions (a large share of the cost for
-    graphs of a few thousand nodes); falls back to the public function.
+    graphs of a few thousand nodes); falls back to the public function. ``work``:
+    optional int32 buffers ``(n_entries_max,) * 2`` and ``(n_nodes_max + 1,)``, and
+    an int8 one ``(n_entries_max,)``, reused from call to call.
     """
     if _cc_undirected is not None:
         n_entries = indices.size
-        data = np.zeros(n_entries, dtype=np.int8)
-        t_indptr = np.empty(n_nodes + 1, dtype=np.int32)
-        t_indices = np.empty(n_entries, dtype=np.int32)
-        t_data = np.empty(n_entries, dtype=np.int8)
-        _csr_tocsc(n_nodes, n_nodes, indptr, indices, data, t_indptr, t_indices, t_data)
+        if work is None:
+            work = _work(n_nodes, n_entries)
+        t_indices, t_indptr, data = work[0][:n_entries], work[1][: n_nodes + 1], work[2]
+        _csr_tocsc(
+            n_nodes,
+            n_nodes,
+            indptr,
+            indices,
+            data[:n_entries],
+            t_indptr,
+            t_indices,
+            data[n_entries : 2 * n_entries],
+        )
         labels = np.full(n_nodes, -1, dtype=np.int32)
         n_components = _cc_undirected(indices, indptr, t_indices, t_indptr, labels)
         return int(n_components), labels
@@ -250,6 +260,15 @@ def _connected(n_nodes: int, indices: np.ndarray, indptr: np.ndarray):
     )
     n_components, labels = connected_components(graph, directed=False)
     return int(n_components), labels.astype(np.int32)
+
+
+def _work(n_nodes_max: int, n_entries_max: int):
+    """Buffers for ``_connected``."""
+    return (
+        np.empty(n_entries_max, dtype=np.int32),
+        np.empty(n_nodes_max + 1, dtype=np.int32),
+        np.zeros(2 * n_entries_max, dtype=np.int8),
+    )
 
 
 def _check_fast_path() -> None:
@@ -353,6 +372,8 @@ def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
 
     # down: clusters at each threshold, as labels of the clusters at the one above
     node_ids = np.arange(n_alive + 1, dtype=np.int32)
+    work = _work(n_alive, earlier.size)
+    indptr_all = np.empty(n_alive + 1, dtype=np.int32)
     component = np.empty(n_alive, dtype=np.int32)  # cluster of each swept voxel
     n_old = 0
     sizes_old = np.zeros(0)
@@ -369,11 +390,12 @@ def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
         component[start:stop] = node_ids[n_old:n_nodes]
         begin = int(row_start[start])
         indices = np.take(component, earlier[begin : int(row_start[stop])])
-        indptr = np.zeros(n_nodes + 1, dtype=np.int32)
+        indptr = indptr_all[: n_nodes + 1]
+        indptr[: n_old + 1] = 0
         np.subtract(
             row_start[start + 1 : stop + 1], begin, out=indptr[n_old + 1 :], casting="unsafe"
         )
-        n_comp, labels = _connected(n_nodes, indices, indptr)
+        n_comp, labels = _connected(n_nodes, indices, indptr, work)
         parent = labels[:n_old]
         sizes = np.bincount(labels[n_old:], minlength=n_comp).astype(np.float64)
         if n_old:
