@@ -357,17 +357,20 @@ def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
     own = rank[:n_voxels]
     if two_sided:
         side = np.append(negative, False)
-    later, earlier = [], []
+    later = np.empty(forward_neighbours.size, dtype=np.int32)
+    earlier = np.empty(forward_neighbours.size, dtype=np.int32)
+    n_pairs = 0
     for column in forward_neighbours:
         other = np.take(rank, column)
         high = np.maximum(own, other)
-        low = np.minimum(own, other)
         keep = high < n_alive
         if two_sided:
             keep &= np.take(side, column) == negative
-        later.append(np.compress(keep, high))
-        earlier.append(np.compress(keep, low))
-    row_start, earlier = _rows(n_alive, np.concatenate(later), np.concatenate(earlier))
+        n_kept = int(np.count_nonzero(keep))
+        np.compress(keep, high, out=later[n_pairs : n_pairs + n_kept])
+        np.compress(keep, np.minimum(own, other), out=earlier[n_pairs : n_pairs + n_kept])
+        n_pairs += n_kept
+    row_start, earlier = _rows(n_alive, later[:n_pairs], earlier[:n_pairs])
     del later, own
 
     # down: clusters at each threshold, as labels of the clusters at the one above
