@@ -380,7 +380,9 @@ def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
     component = np.empty(n_alive, dtype=np.int32)  # cluster of each swept voxel
     n_old = 0
     sizes_old = np.zeros(0)
-    tree = [None] * (n_steps + 1)  # per threshold: parents of the clusters above, ...
+    # per threshold k: the cluster at k of each cluster at k + 1 (None: the same ones),
+    # the sizes of the clusters at k, the cluster at k of each voxel of level k
+    tree = [None] * (n_steps + 1)
     for k in range(n_steps, 0, -1):
         start, stop = first[n_steps - k], first[n_steps - k + 1]
         n_new = stop - start
@@ -493,6 +495,13 @@ def tfce(
     -------
     array of shape (n_maps, n_voxels)
         TFCE scores, ``sum_h size(h)**e * h**h`` (not multiplied by the step).
+
+    Notes
+    -----
+    With ``layout.use_graph`` (large masks on the CPU) each map goes through the
+    merge tree of its clusters (``_tfce_tree``), one sweep down the thresholds;
+    otherwise the whole batch is labelled at each threshold. Both give nilearn's
+    numbers.
     """
     xp = layout.xp
     maps = xp.nan_to_num(maps, nan=0.0)
