@@ -548,6 +548,9 @@ def save_brain_mask(
 ):
     """Write a brain mask atomically with its JSON sidecar (source and counts).
 
+    With ``sources`` (the runs), the sidecar lists them and names the first as the
+    mask's ``SpatialReference``.
+
     Returns
     -------
     pathlib.Path
@@ -558,8 +561,10 @@ def save_brain_mask(
 
     out = atomic_save_nifti(info.img, path)
     sidecar = info.sidecar()
-    if sources is not None:
+    if sources:
         sidecar["Sources"] = [str(s) for s in sources]
+        # the grid of the runs (BIDS requires a reference for non-template spaces)
+        sidecar["SpatialReference"] = str(sources[0])
     write_json(sidecar_path(out), sidecar)
     return out
 
