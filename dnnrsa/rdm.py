@@ -671,14 +671,15 @@ def validate_model_rdm(
 ) -> tuple[np.ndarray, list[str]]:
     """Read a model RDM table and refuse it when it cannot be compared with brain RDMs.
 
-    Checked, in this order, each fault named with the file: the table's shape and
+    Checked, each fault named with the file: the table's shape and
     labels (square, the same labels in the header and the first column, no
     duplicates, at least 3 conditions), every cell a number or ``n/a`` (text cells are
     named), no infinite entry, a zero (or ``n/a``) diagonal, symmetry, at least two
     distinct finite off-diagonal entries (an all-NaN or constant RDM has no ranks to
-    compare), and, with ``conditions``, the same labels as the analysis (unknown and
-    missing labels are named). Negative entries are accepted (cross-validated
-    distances can be negative) with a logged warning.
+    compare), and, with ``conditions``, a label for every condition of the analysis
+    (missing conditions and unknown labels are named). Labels beyond the conditions
+    are left out when the RDM is reordered, with a logged warning, as are negative
+    entries, which are accepted (cross-validated distances can be negative).
 
     Parameters
     ----------
@@ -760,8 +761,32 @@ def validate_model_rdm(
             f"{path}: the RDM is not symmetric: ({rows[i]!r}, {cols[j]!r}) is {values[i, j]:g} "
             f"but ({rows[j]!r}, {cols[i]!r}) is {values[j, i]:g}"
         )
+    if conditions is not None:
+        wanted = [str(c) for c in conditions]
+        unknown = [r for r in rows if r not in set(wanted)]
+        missing = [c for c in wanted if c not in set(rows)]
+        if missing:
+            parts = [f"missing condition(s) {missing[:10]}"]
+            if unknown:
+                parts.append(f"unknown label(s) {unknown[:10]} (not conditions of the events)")
+            raise ValueError(
+                f"{path}: the RDM's labels must cover the analysis's conditions; "
+                + "; ".join(parts)
+            )
+        if unknown:
+            logger.warning(
+                "%s: %d label(s) that are not conditions of the events are left out: %s",
+                path,
+                len(unknown),
+                unknown[:10],
+            )
     vector = squareform_to_vector(values, xp=np, check_symmetric=False)
-    finite = vector[np.isfinite(vector)]
+    used = values
+    if conditions is not None:  # judged on the conditions the analysis compares
+        index = [rows.index(c) for c in wanted]
+        used = values[np.ix_(index, index)]
+    finite = squareform_to_vector(used, xp=np, check_symmetric=False)
+    finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         raise ValueError(
             f"{path}: every off-diagonal entry is NaN (n/a): the RDM has nothing to compare"
@@ -771,19 +796,6 @@ def validate_model_rdm(
             f"{path}: all finite off-diagonal entries are equal ({finite[0]:g}): a constant RDM "
             "has no ranks or correlation to compare"
         )
-    if conditions is not None:
-        wanted = [str(c) for c in conditions]
-        unknown = [r for r in rows if r not in set(wanted)]
-        missing = [c for c in wanted if c not in set(rows)]
-        if unknown or missing:
-            parts = []
-            if unknown:
-                parts.append(f"unknown label(s) {unknown[:10]} (not conditions of the events)")
-            if missing:
-                parts.append(f"missing condition(s) {missing[:10]}")
-            raise ValueError(
-                f"{path}: the RDM's labels must be the analysis's conditions; " + "; ".join(parts)
-            )
     negative = int(np.sum(finite < 0))
     if negative:
         logger.warning(

@@ -278,6 +278,26 @@ def test_validate_model_rdm_warns_on_negative_entries(small, tmp_path, logged):
     assert any("negative" in m and str(path) in m for m in _warnings(logged))
 
 
+def test_validate_model_rdm_leaves_out_extra_labels_with_a_warning(small, tmp_path, logged):
+    from dnnrsa.rdm import validate_model_rdm
+
+    good, labels = _good(small)
+    n = len(labels)
+    values = np.zeros((n + 1, n + 1))
+    values[:n, :n] = good
+    values[n, :n] = values[:n, n] = 0.7
+    path = _rdm_file(tmp_path / "superset.tsv", values, [*labels, "extra.wav"])
+    _vector, got = validate_model_rdm(path, conditions=small.stim_files)
+    assert got == [*labels, "extra.wav"]
+    assert any("extra.wav" in m for m in _warnings(logged))
+    # constant over the analysis's conditions: refused even if the extra label varies
+    flat = np.ones((n + 1, n + 1)) - np.eye(n + 1)
+    flat[n, :n] = flat[:n, n] = 0.2
+    path = _rdm_file(tmp_path / "flat.tsv", flat, [*labels, "extra.wav"])
+    with pytest.raises(ValueError, match="equal"):
+        validate_model_rdm(path, conditions=small.stim_files)
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 def test_app_refuses_degenerate_model_rdm_up_front(small, tmp_path, capsys, fault):
     name, values, labels, words = next(c for c in _faults(small) if c[0] == fault)
