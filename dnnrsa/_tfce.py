@@ -19,6 +19,8 @@ and their mass is the sum of ``|t| - threshold`` over the cluster.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 CONNECTIVITIES = {6: 1, 18: 2, 26: 3}
@@ -419,7 +421,7 @@ def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
         if tree[k] is None:
             continue
         parent, sizes, joined = tree[k]
-        step = np.power(sizes, e) * weights[k - 1]
+        step = sizes**e * weights[k - 1]  # ``**`` as nilearn: sqrt when e = 0.5
         if score is None:
             score = 0.0 + step
         elif parent_below is None:
@@ -514,7 +516,11 @@ def tfce(
     out = xp.zeros_like(maps)
     signs = (1.0, -1.0) if two_sided else (1.0,)
     if layout.use_graph:
-        weights = np.where(threshs > 0, np.power(threshs, h), 0.0)
+        # thresh ** h as nilearn computes it, one scalar at a time (C pow, which may
+        # differ in the last bit from the vectorised square)
+        weights = np.array(
+            [[math.pow(t, h) if t > 0 else 0.0 for t in row] for row in threshs.tolist()]
+        )
         for i in range(maps.shape[0]):
             if threshs[i, -1] > 0:
                 out[i] = _tfce_tree(

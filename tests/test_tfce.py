@@ -106,10 +106,11 @@ def test_equal_to_nilearn_on_unsmoothed_noise(rng, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("connectivity", "two_sided", "sigma"), [(6, True, 1.5), (26, False, 2.5), (18, True, 0.7)]
+    ("connectivity", "two_sided", "sigma"),
+    [(6, True, 1.5), (26, False, 2.5), (18, True, 0.7), (6, True, 0.0)],
 )
 def test_equal_to_nilearn_on_a_whole_brain_map(rng, brain_mask, connectivity, two_sided, sigma):
-    """MNI 2 mm mask (235,375 voxels): maps with ties and both signs."""
+    """MNI 2 mm mask (235,375 voxels): maps with ties and both signs (sigma 0: noise)."""
     layout = _tfce.VolumeLayout(brain_mask, connectivity=connectivity)
     assert layout.use_graph  # the merge tree, by default at this size
     map_ = _smooth_map(rng, brain_mask, sigma=sigma)
