@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..bidsnames import check_label
+from ..bidsnames import build_stem, check_label
 from .brain_sections import (
     clusters_section,
     group_maps_section,
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 def _face_crop_sections(ctx) -> list:
     """The face-crop contact sheet, when the participant level wrote the crops used."""
-    if not ctx.dataset_file("desc-facecrops", suffix="stimuli.tsv").is_file():
+    if not ctx.dataset_file(desc="facecrops", suffix="stimuli.tsv").is_file():
         return []
     return [("facecrops", "Face crops: what the network saw", lambda: face_crops_section(ctx))]
 
@@ -104,7 +104,7 @@ def build_subject_report(
     subject = check_label(subject, "subject", prefix="sub-")
     figures = FigureStore(Path(output_dir), reuse_figures)
     ctx = open_context(output_dir, task, space, model, layers, figures, alpha=alpha)
-    if not (ctx.output_dir / f"sub-{subject}").is_dir():
+    if not (ctx.output_dir / build_stem({"sub": subject})).is_dir():
         raise FileNotFoundError(
             f"subject {subject!r} has no folder sub-{subject} in {ctx.output_dir}"
         )
@@ -113,7 +113,7 @@ def build_subject_report(
         (
             "overview",
             "Overview",
-            lambda: overview_section(ctx, [("participant", f"sub-{subject}")]),
+            lambda: overview_section(ctx, [("participant", build_stem({"sub": subject}))]),
         ),
         ("searchlight", "Searchlight maps", lambda: subject_maps_section(ctx, subject)),
         *((sid, h, lambda f=f: f(ctx)) for sid, h, f in _MODEL_SECTIONS),
@@ -122,7 +122,7 @@ def build_subject_report(
     ]
     path = render_page(
         ctx,
-        ctx.output_dir / f"sub-{subject}.html",
+        ctx.output_dir / (build_stem({"sub": subject}) + ".html"),
         f"dnnrsa report: sub-{subject}",
         f"task {escape(ctx.task)} &middot; space {escape(ctx.space)}",
         sections,

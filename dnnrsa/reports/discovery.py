@@ -133,15 +133,14 @@ class Context:
     alpha: float = 0.05
     _rdms: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
 
-    def dataset_file(self, *pairs: str, suffix: str, **entities: str) -> Path:
+    def dataset_file(self, *, suffix: str, **entities: str) -> Path:
         """A dataset-level file, ``task-<t>_<entities>_<suffix>``, in the output folder.
 
-        Entities come as ``key-value`` strings or keywords (``model="emotion"``), in file
-        order; ``suffix`` may end in the extension (``suffix="stats.tsv"``).
+        Entities come as keywords in file order (``model="emotion", desc="varpart"``);
+        ``suffix`` may end in the extension (``suffix="stats.tsv"``).
         """
-        ordered = dict(pair.split("-", 1) for pair in pairs) | entities
         stem, extension = split_extension(suffix)
-        return self.output_dir / build_name({"task": self.task, **ordered}, stem, extension)
+        return self.output_dir / build_name({"task": self.task, **entities}, stem, extension)
 
     def rdms(self, model: Model) -> tuple[np.ndarray, list[str]]:
         """Layer RDM vectors (n_layers_with_rdm, n_pairs) and condition labels."""

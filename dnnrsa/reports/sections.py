@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..analysis import mds
+from ..bidsnames import build_stem
 from . import figures as rf
 from .discovery import (
     Context,
@@ -98,7 +99,7 @@ def _network_rdms(ctx: Context, model: Model, layers: Sequence[Layer]) -> str:
             desc, by_text = f"rdmsby{re.sub('[^a-zA-Z0-9]', '', primary)}", primary
         out.append(
             ctx.figures.html(
-                f"task-{ctx.task}_model-{model.label}_desc-{desc}",
+                build_stem({"task": ctx.task, "model": model.label, "desc": desc}),
                 lambda order=order, blocks=blocks, by=by_text: rf.rdm_grid(
                     rdms,
                     [la.name for la in layers],
@@ -139,7 +140,7 @@ def _user_model_rdms(ctx: Context, user_models: Sequence[Model]) -> str:
     blocks = list(labels[sets[0]]) if sets else [""] * len(conditions)
     by_text = sets[0] if sets else "file order"
     return out + ctx.figures.html(
-        f"task-{ctx.task}_desc-modelrdms",
+        build_stem({"task": ctx.task, "desc": "modelrdms"}),
         lambda: rf.rdm_grid(np.vstack(vectors), titles, colours, order, blocks, ordered_by=by_text),
         f"Model RDMs given by the user, conditions ordered by {escape(by_text)}.",
         inputs=[la.rdm_path for m in user_models for la in m.layers],
@@ -200,7 +201,7 @@ def mds_section(ctx: Context) -> str:
         out.append(f"<h3>model {escape(model.label)}</h3>")
         out.append(
             ctx.figures.html(
-                f"task-{ctx.task}_model-{model.label}_desc-mds",
+                build_stem({"task": ctx.task, "model": model.label, "desc": "mds"}),
                 lambda e=embeddings, c=colour_labels, m=marker_labels, cb=colour_by, mb=marker_by: (
                     rf.mds_figure(e, c, m, colour_name=cb or "", marker_name=mb or "")
                 ),
@@ -284,7 +285,7 @@ def category_index_section(ctx: Context) -> str:
         out.append(f"<h3>model {escape(model.label)}</h3>")
         out.append(
             ctx.figures.html(
-                f"task-{ctx.task}_model-{model.label}_desc-categoryindex",
+                build_stem({"task": ctx.task, "model": model.label, "desc": "categoryindex"}),
                 lambda n=names, p=parts, v=values: rf.category_index_figure(
                     n, p, v, alpha=ctx.alpha
                 ),
@@ -305,7 +306,7 @@ def layer_similarity_section(ctx: Context) -> str:
     """The layer-by-layer RDM similarity matrix of each model."""
     out = []
     for model in ctx.models:
-        path = ctx.dataset_file(f"model-{model.label}", "desc-layersimilarity", suffix="matrix.tsv")
+        path = ctx.dataset_file(model=model.label, desc="layersimilarity", suffix="matrix.tsv")
         if not path.is_file():
             continue
         import pandas as pd
@@ -325,7 +326,7 @@ def layer_similarity_section(ctx: Context) -> str:
         method = meta.get("Comparator", meta.get("Method"))
         out.append(
             ctx.figures.html(
-                f"task-{ctx.task}_model-{model.label}_desc-layersimilarity",
+                build_stem({"task": ctx.task, "model": model.label, "desc": "layersimilarity"}),
                 lambda m=matrix, n=names, p=parts, t=f"model {model.label}", c=str(method or "RDM similarity"): (
                     rf.similarity_figure(m, n, p, title=t, colour_label=c)
                 ),
@@ -348,8 +349,8 @@ def arm_relevance_section(ctx: Context) -> str:
     """Arm lesion accuracies and variance partitioning of each network."""
     out = []
     for model in ctx.models:
-        lesion_path = ctx.dataset_file(f"model-{model.label}", "desc-armlesion", suffix="stats.tsv")
-        var_path = ctx.dataset_file(f"model-{model.label}", "desc-varpart", suffix="stats.tsv")
+        lesion_path = ctx.dataset_file(model=model.label, desc="armlesion", suffix="stats.tsv")
+        var_path = ctx.dataset_file(model=model.label, desc="varpart", suffix="stats.tsv")
         lesion = read_tsv(lesion_path) if lesion_path.is_file() else None
         if lesion is not None and not {"arm", "accuracy"} <= set(lesion.columns):
             logger.warning("%s lacks the columns arm, accuracy; skipped", lesion_path)
@@ -382,7 +383,7 @@ def arm_relevance_section(ctx: Context) -> str:
         out.append(f"<h3>model {escape(model.label)}</h3>")
         out.append(
             ctx.figures.html(
-                f"task-{ctx.task}_model-{model.label}_desc-armrelevance",
+                build_stem({"task": ctx.task, "model": model.label, "desc": "armrelevance"}),
                 lambda le=lesion, vp=varpart, po=parts_of: rf.arm_relevance_figure(le, vp, po),
                 f"Arm relevance, model {escape(model.label)}: " + "; ".join(captions) + ".",
                 inputs=[p for p in (lesion_path, var_path) if p.is_file()],
@@ -416,7 +417,7 @@ def face_crops_section(ctx: Context) -> str:
     """What the network saw: each stimulus with its face crop, and the model's input."""
     from ..faces import crop_preview
 
-    path = ctx.dataset_file("desc-facecrops", suffix="stimuli.tsv")
+    path = ctx.dataset_file(desc="facecrops", suffix="stimuli.tsv")
     table = read_tsv(path) if path.is_file() else None
     if table is None or not {"stim_file", "x0", "y0", "x1", "y1", "source"} <= set(table.columns):
         return missing(path.name, "face crops")
@@ -456,7 +457,9 @@ def face_crops_section(ctx: Context) -> str:
     if len(table) > _MAX_CONTACT_SHEET:
         text += note(f"The first {_MAX_CONTACT_SHEET} of {n} stimuli are shown.")
     caption = f"Face crops and the network's {size}x{size} input, stimulus by stimulus."
-    return text + ctx.figures.html(f"task-{ctx.task}_desc-facecrops", make, caption, inputs=inputs)
+    return text + ctx.figures.html(
+        build_stem({"task": ctx.task, "desc": "facecrops"}), make, caption, inputs=inputs
+    )
 
 
 def config_section(ctx: Context) -> str:
