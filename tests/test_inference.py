@@ -133,7 +133,6 @@ def _mc_spread(models, data, method, mode, n_boot, reps=12):
     return runs[0], means.std(axis=0, ddof=1), ses.std(axis=0, ddof=1)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "mode,rsa_fn",
     [
