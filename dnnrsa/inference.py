@@ -2,7 +2,7 @@
 
 Arrays in, arrays out. Subject RDMs are a matrix ``(n_subjects, n_pairs)`` and model
 RDMs a matrix ``(n_models, n_pairs)``, both upper triangles in the order of
-:func:`dnnrsa.rdm.pair_indices`. The definitions follow rsatoolbox (3.x) so that results
+:func:`dnnrsa.rdm.pair_indices`. The definitions follow rsatoolbox (0.3) so that results
 can be compared number for number; the computation is batched over bootstrap samples,
 subjects and models (numpy, or CuPy when the inputs are CuPy arrays or ``device="cuda"``).
 
@@ -199,7 +199,7 @@ def _weighted_ranks(x, q, xp):
 
 
 def _weighted_ranks_indexed(x, q, xp):
-    """:func:`_weighted_ranks` without ufunc accumulation (for CuPy)."""
+    """:func:`_weighted_ranks` by dense index arithmetic (the CuPy path)."""
     bx, r, p = x.shape
     bq = q.shape[0]
     if bx == 1:
@@ -398,7 +398,8 @@ class _Engine:
             sim = _safe_ratio(inner, nm[:, :, None] * ns[:, None, :], xp)
         if q.shape[0] > 1:
             # drop the pairs no sample uses (a pair of an undrawn condition), padding
-            # every sample to the same length with weight-0 entries
+            # every sample to the same length with weight-0 entries, before the
+            # per-sample ranking of the pooled RDMs
             rs, zs, q = _compact(q, [rs, zs], xp)
         out = []
         for cnt in cnts:
