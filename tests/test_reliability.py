@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -401,3 +402,145 @@ def test_annex_link_without_content_exits_66_from_the_command_line(small, tmp_pa
 def test_stimulus_rule_is_documented():
     text = (Path(__file__).resolve().parents[1] / "docs" / "own-data.md").read_text()
     assert "annex/objects" in text and "datalad get" in text
+
+
+# --------------------------------------------------------------------------- 9: a failing step
+INJECT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    from nipype.interfaces.utility import Function
+    from nipype.pipeline import engine as pe
+
+    from dnnrsa.bids_app.config import RunConfig
+    from dnnrsa.bids_app.errors import handle_errors
+    from dnnrsa.bids_app.execution import run_workflow
+    from dnnrsa.interfaces.bids import WriteLayerRDMs
+
+
+    def fail(x):
+        raise ValueError("injected failure in a step")
+
+
+    def slow(x):
+        import time
+
+        time.sleep(900)
+        return x
+
+
+    base, kind = Path(sys.argv[1]), sys.argv[2]
+    config = RunConfig(
+        bids_dir=base / "bids",
+        output_dir=base / "out",
+        analysis_level="participant",
+        work_dir=base / "work",
+        nprocs=2,
+    )
+    wf = pe.Workflow(name="inject", base_dir=str(base / "work"))
+    if kind == "raises":
+        bad = pe.Node(
+            Function(input_names=["x"], output_names=["y"], function=fail), name="failing_step"
+        )
+        bad.inputs.x = 1
+    else:  # a mandatory input left undefined: the step fails before writing its result
+        bad = pe.Node(WriteLayerRDMs(output_dir=str(base / "out"), task="x"), name="failing_step")
+    busy = pe.Node(Function(input_names=["x"], output_names=["y"], function=slow), name="slow_step")
+    busy.inputs.x = 1
+    wf.add_nodes([busy, bad])
+    with handle_errors("dnnrsa") as outcome:
+        run_workflow(wf, config)
+    sys.exit(outcome.exit_code)
+    """
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.9: a failing step can hang the run; a writer fails without its input",
+)
+@pytest.mark.parametrize("kind", ["raises", "missing_input"])
+def test_failing_step_ends_the_run_with_exit_1(tmp_path, kind):
+    script = tmp_path / "inject.py"
+    script.write_text(INJECT)
+    marker = uuid.uuid4().hex
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path), kind],
+        env=_marked_env(marker),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=240)  # a hang guard, not a measure of speed
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        _end(_marked(marker))
+        pytest.fail("the run did not end after a step failed")
+    elapsed = time.monotonic() - start
+    left = _wait_gone(marker, 20.0)
+    message = "processes outlived the run:\n" + _describe(left)
+    _end(left)
+    assert proc.returncode == 1, err[-3000:]
+    assert elapsed < 120, f"the run took {elapsed:.0f} s to end after a failing step"
+    crashes = sorted((tmp_path / "out" / "logs").glob("crash-*"))
+    assert crashes, "no crash report written"
+    assert any(str(c) in err for c in crashes), err[-3000:]
+    assert "failing_step" in err
+    assert not left, message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.9: a failing step can hang the run; a writer fails without its input",
+)
+def test_writer_skips_when_the_step_before_wrote_nothing(tmp_path, caplog):
+    from dnnrsa.interfaces.bids import WriteDerivative
+
+    out = tmp_path / "task-x_model-m_desc-armlesion_stats.tsv"
+    with caplog.at_level("INFO", logger="nipype.interface"):
+        res = WriteDerivative(out_path=str(out)).run(cwd=str(tmp_path))
+    assert not out.exists()
+    assert not res.outputs.out_file
+    assert "nothing to write" in caplog.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.9: a failing step can hang the run; a writer fails without its input",
+)
+def test_arm_lesion_with_labels_not_in_the_events_is_skipped_with_a_note(tmp_path, caplog):
+    import pandas as pd
+
+    from dnnrsa.bids_app.workflows import _lesion_possible
+    from dnnrsa.models import build_model, get_model, save_checkpoint
+
+    spec = get_model("crosschannel")
+    labels = ["body", "face", "house", "object", "scene", "scramble"]
+    ckpt = save_checkpoint(
+        tmp_path / "net.pt", build_model(spec, 6, seed=0), spec, labels=labels, regime="emotion"
+    )
+    table = tmp_path / "stimuli.tsv"
+    names = [f"s{k}.mp4" for k in range(6)]
+    pd.DataFrame({"stim_file": names, "emotion": list("abcabc")}).to_csv(
+        table, sep="\t", index=False
+    )
+    with caplog.at_level("WARNING", logger="dnnrsa"):
+        assert not _lesion_possible(ckpt, str(table))
+    assert "arm lesion" in caplog.text and "skipped" in caplog.text
+    pd.DataFrame({"stim_file": names, "emotion": labels}).to_csv(table, sep="\t", index=False)
+    assert _lesion_possible(ckpt, str(table))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13.9: a failing step can hang the run; a writer fails without its input",
+)
+def test_reliability_page_lists_the_guarantees():
+    page = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+    text = page.read_text()
+    for test in ("test_kill9_leaves_no_process", "test_failing_step_ends_the_run"):
+        assert test in text
