@@ -7,12 +7,14 @@ line or chooses what to analyse.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from traceback import format_exception
 
 from nipype.pipeline.plugins.multiproc import MultiProcPlugin, process_initializer
 
@@ -134,7 +136,8 @@ def _start_time(pid: int) -> str | None:
 
 
 def _alive(pid: int, started: str | None) -> bool:
-    if started is not None or os.path.isdir("/proc"):
+    """Whether process ``pid``, which started at ``started``, still runs."""
+    if started is not None:
         return _start_time(pid) == started
     try:  # no /proc: signal 0 tells whether the pid exists
         os.kill(pid, 0)
@@ -180,9 +183,30 @@ def worker_initializer(cwd: str, run_pid: int, started: str | None) -> None:
     ).start()
 
 
+def run_node(node, updatehash, taskid) -> dict:
+    """nipype's ``run_node`` that never raises: a step that fails before writing its
+    result file gives a traceback, not an exception in the pool's callback."""
+    result = {"result": None, "traceback": None, "taskid": taskid}
+    try:
+        result["result"] = node.run(updatehash=updatehash)
+    except BaseException:  # noqa: BLE001 - every failure is reported as the step's
+        result["traceback"] = format_exception(*sys.exc_info())
+        try:
+            result["result"] = node.result
+        except Exception:  # noqa: BLE001 - no result file: the traceback says why
+            result["result"] = None
+    return result
+
+
 class GuardedMultiProcPlugin(MultiProcPlugin):
-    """nipype's MultiProc whose workers end with the run: they are started with
-    :func:`worker_initializer` (they exit when the run dies)."""
+    """nipype's MultiProc whose workers end with the run, and which ends on a failure.
+
+    - Workers are started with :func:`worker_initializer` (they exit when the run dies).
+    - A task whose future fails (a step that could not write its result, a worker that
+      died) is reported as a failed step instead of waiting forever for its result.
+    - When the run stops (a failed step with ``stop_on_first_crash``, an interrupt), the
+      workers still running are ended and the pool is shut down.
+    """
 
     def __init__(self, plugin_args=None):
         super().__init__(plugin_args=plugin_args)
@@ -194,6 +218,44 @@ class GuardedMultiProcPlugin(MultiProcPlugin):
             initargs=(self._cwd, pid, _start_time(pid)),
             mp_context=self.pool._mp_context,
         )
+
+    def _task_done(self, taskid, future) -> None:
+        try:
+            result = future.result()
+        except BaseException as exc:  # noqa: BLE001 - a broken pool, a lost worker
+            result = {"result": None, "traceback": format_exception(exc), "taskid": taskid}
+        self._taskresult[taskid] = result
+
+    def _submit_job(self, node, updatehash=False):
+        self._taskid += 1
+        if getattr(node.interface, "terminal_output", "") == "stream":
+            node.interface.terminal_output = "allatonce"
+        future = self.pool.submit(run_node, node, updatehash, self._taskid)
+        future.add_done_callback(functools.partial(self._task_done, self._taskid))
+        self._task_obj[self._taskid] = future
+        return self._taskid
+
+    def run(self, graph, config, updatehash=False):
+        try:
+            return super().run(graph, config, updatehash=updatehash)
+        except BaseException:
+            self.stop_workers()
+            raise
+
+    def stop_workers(self) -> None:
+        """End the workers (a running step is lost; its outputs are never half-written)."""
+        workers = list((getattr(self.pool, "_processes", None) or {}).values())
+        for proc in workers:
+            try:
+                proc.kill()
+            except (OSError, ValueError, AttributeError):
+                pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers:
+            try:
+                proc.join(timeout=10)
+            except (OSError, ValueError, AssertionError):
+                pass
 
 
 def _plugin(config: RunConfig, plugin_args: dict):
@@ -207,8 +269,9 @@ def run_workflow(wf, config: RunConfig) -> None:
     """Run a nipype workflow with the configured plugin; name the failing step on error.
 
     Temporary files that a killed run left in the output folder are removed first.
-    Crash reports are written as text under ``<output_dir>/logs``; a failure raises
-    :class:`RuntimeError` naming up to three failed steps and their reports.
+    Crash reports are written as text under ``<output_dir>/logs``; a failure (the first
+    failing step ends the run and its workers) raises :class:`RuntimeError` naming up to
+    three failed steps and their reports.
     """
     for path in sweep_stale_temporaries(config.output_dir):
         logger.info("removed a temporary file left by an interrupted run: %s", path)

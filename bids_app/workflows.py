@@ -187,18 +187,39 @@ def init_dnn_wf(
 
 
 def _lesion_possible(ckpt: Path, stimulus_table: str) -> bool:
-    """Whether the arm lesion can be scored: the checkpoint's regime labels the stimuli."""
+    """Whether the arm lesion can be scored: the checkpoint's regime labels the stimuli.
+
+    Needs a column named as the checkpoint's regime whose values are the checkpoint's
+    labels for at least two stimuli; otherwise the lesion is skipped with a note.
+    """
+    import logging
+
     import pandas as pd
 
     from dnnrsa.models import get_model, load_checkpoint
 
     try:
         info = load_checkpoint(ckpt)
-        columns = pd.read_csv(stimulus_table, sep="\t", nrows=0).columns
+        table = pd.read_csv(stimulus_table, sep="\t", dtype=str)
     except (OSError, ValueError):
         return False
     regime = info.get("regime")
-    return bool(regime) and regime in columns and bool(get_model(info["model"]).arms)
+    if not (bool(regime) and regime in table.columns and bool(get_model(info["model"]).arms)):
+        return False
+    labels = [str(c) for c in info.get("labels", [])]
+    matching = int(table[regime].isin(labels).sum())
+    if matching < 2:
+        values = sorted(table[regime].dropna().unique())[:10]
+        logging.getLogger("dnnrsa.workflows").warning(
+            "arm lesion of %s skipped: its labels %s are not the values of the events' "
+            "column %r (%s) for two or more stimuli",
+            ckpt.name,
+            labels[:10],
+            regime,
+            ", ".join(values),
+        )
+        return False
+    return True
 
 
 def _use_gpu(config) -> bool:

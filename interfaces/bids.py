@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def copy_atomic(src, dst) -> None:
 
 
 class _WriteDerivativeInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True)
+    in_file = File(exists=True, desc="the file to copy; undefined: nothing is written")
     out_path = traits.Str(mandatory=True, desc="destination path")
     sidecar = traits.Dict(usedefault=True, desc="JSON sidecar written next to the file")
 
@@ -51,13 +52,22 @@ class _WriteDerivativeOutputSpec(TraitedSpec):
 
 
 class WriteDerivative(SimpleInterface):
-    """Copy one file into the derivatives (atomically), with an optional JSON sidecar."""
+    """Copy one file into the derivatives (atomically), with an optional JSON sidecar.
+
+    Without ``in_file`` (an optional output the step before did not produce) nothing
+    is written and ``out_file`` stays undefined.
+    """
 
     input_spec = _WriteDerivativeInputSpec
     output_spec = _WriteDerivativeOutputSpec
 
     def _run_interface(self, runtime):
         out = Path(self.inputs.out_path)
+        if not isdefined(self.inputs.in_file):  # the step before it had nothing to give
+            logging.getLogger("nipype.interface").info(
+                "nothing to write for %s: the step before produced no file", out.name
+            )
+            return runtime
         copy_atomic(self.inputs.in_file, out)
         if self.inputs.sidecar:
             write_json(

@@ -456,10 +456,6 @@ INJECT = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.9: a failing step can hang the run; a writer fails without its input",
-)
 @pytest.mark.parametrize("kind", ["raises", "missing_input"])
 def test_failing_step_ends_the_run_with_exit_1(tmp_path, kind):
     script = tmp_path / "inject.py"
@@ -493,10 +489,6 @@ def test_failing_step_ends_the_run_with_exit_1(tmp_path, kind):
     assert not left, message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.9: a failing step can hang the run; a writer fails without its input",
-)
 def test_writer_skips_when_the_step_before_wrote_nothing(tmp_path, caplog):
     from dnnrsa.interfaces.bids import WriteDerivative
 
@@ -508,10 +500,6 @@ def test_writer_skips_when_the_step_before_wrote_nothing(tmp_path, caplog):
     assert "nothing to write" in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.9: a failing step can hang the run; a writer fails without its input",
-)
 def test_arm_lesion_with_labels_not_in_the_events_is_skipped_with_a_note(tmp_path, caplog):
     import pandas as pd
 
@@ -535,10 +523,6 @@ def test_arm_lesion_with_labels_not_in_the_events_is_skipped_with_a_note(tmp_pat
     assert _lesion_possible(ckpt, str(table))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13.9: a failing step can hang the run; a writer fails without its input",
-)
 def test_reliability_page_lists_the_guarantees():
     page = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
     text = page.read_text()
