@@ -822,6 +822,13 @@ def estimate_patterns(
 
     names = [_run_name(run, i) for i, run in enumerate(_as_list(run_imgs, "run_imgs"))]
     mask_info = brain_mask(imgs, mask_img, names=names)
+    if smoothing_fwhm and any(mask_info.nonfinite_per_run):
+        logger.warning(
+            "smoothing (%s mm) fills the NaN or infinite samples of %s with 0 before masking: "
+            "voxels next to them mix in those zeros; fix the data or do not smooth",
+            smoothing_fwhm,
+            ", ".join(names),
+        )
     masker = _masker(mask_info.img, smoothing_fwhm)
     mask_img = masker.mask_img_
     n_voxels = int(np.count_nonzero(np.asanyarray(mask_img.dataobj)))
