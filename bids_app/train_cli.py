@@ -1,9 +1,11 @@
-"""``dnnrsa-train``: train a registered model for one regime from the command line.
+"""``dnnrsa-train``: train a registered model for one or several regimes.
 
-The work is done by :func:`dnnrsa.train.train_model`; this module parses the
-options, checks the input paths and reports errors with the exit codes of
-:mod:`dnnrsa.bids_app.errors` (0 success, 64 usage error, 66 required input
-missing).
+``--regime emotion OUTPUT.pt`` trains one network into one checkpoint;
+``--regime emotion identity gender sentence --output-dir DIR`` trains one network per
+regime from the same seed into ``DIR/<regime>.pt``. The work is done by
+:func:`dnnrsa.train.train_model` and :func:`dnnrsa.train.train_regimes`; this module
+parses the options, checks the input paths and reports errors with the exit codes of
+:mod:`dnnrsa.bids_app.errors` (0 success, 64 usage error, 66 required input missing).
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dnnrsa.stimuli import StimulusError
-from dnnrsa.train import train_model
+from dnnrsa.train import read_labels, train_model, train_regimes
 
-from .errors import EXIT_INPUT_MISSING, EXIT_USAGE, CommandParser, InputMissing, handle_errors
+from .errors import (
+    EXIT_INPUT_MISSING,
+    EXIT_USAGE,
+    CommandParser,
+    InputMissing,
+    UsageError,
+    handle_errors,
+)
 from .parser import DefaultsFormatter
 
 PROG = "dnnrsa-train"
@@ -27,17 +36,33 @@ def build_parser() -> argparse.ArgumentParser:
     """Parser of ``dnnrsa-train`` (no side effects)."""
     parser = CommandParser(
         prog=PROG,
-        description="Train a registered model (default: the cross-channel CNN) for one regime "
-        "from a folder of stimuli and a labels table.",
+        description="Train a registered model (default: the cross-channel CNN) for one regime, "
+        "or one network per regime from the same seed, from a folder of stimuli and a labels "
+        "table.",
         formatter_class=DefaultsFormatter,
     )
     parser.add_argument("stimulus_dir", type=Path, help="folder the 'file' column is relative to")
     parser.add_argument(
         "labels", type=Path, help="TSV with columns file, emotion, identity, gender, sentence"
     )
-    parser.add_argument("output", type=Path, help="checkpoint file to write (.pt)")
     parser.add_argument(
-        "--regime", required=True, help="label column to learn, e.g. emotion (required)"
+        "output",
+        type=Path,
+        nargs="?",
+        help="checkpoint file to write (.pt), for one regime (not with --output-dir)",
+    )
+    parser.add_argument(
+        "--regime",
+        required=True,
+        nargs="+",
+        help="label column to learn, e.g. emotion (required); several columns, e.g. emotion "
+        "identity gender sentence, train one network each into --output-dir",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        help="folder of the checkpoints, one <regime>.pt per regime, instead of the "
+        "checkpoint file (default: none; one regime into the checkpoint file)",
     )
     parser.add_argument("--model", default="crosschannel", help="registered model name")
     parser.add_argument(
@@ -45,10 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="column defining the validation split (default: none; every stimulus trains)",
     )
     parser.add_argument(
+        "--validation-column-for",
+        nargs="+",
+        default=[],
+        metavar="REGIME=COLUMN",
+        help="with several regimes, another validation column for a regime, e.g. "
+        "sentence=identity; a regime cannot be validated on its own column, and REGIME= "
+        "trains that regime on every stimulus (default: none; every regime uses "
+        "--validation-column)",
+    )
+    parser.add_argument(
         "--validation-values",
         nargs="+",
         help="values of that column held out for validation (default: its last value in "
-        "sorted order)",
+        "sorted order); with several regimes, COLUMN=VALUE entries hold out values of "
+        "another validation column",
     )
     parser.add_argument("--epochs", type=int, default=20, help="passes over the training set")
     parser.add_argument("--batch-size", type=int, default=16, help="stimuli per training step")
@@ -123,32 +159,109 @@ def main(argv: Sequence[str] | None = None) -> int:
             face_crop = Path(args.face_crop)
             if not face_crop.is_file():
                 raise InputMissing(f"--face-crop table not found: {face_crop}")
-        result = train_model(
-            args.stimulus_dir,
-            args.labels,
-            args.regime,
-            args.output,
-            model=args.model,
-            validation_column=args.validation_column,
-            validation_values=args.validation_values,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            weight_decay=args.weight_decay,
-            augment=not args.no_augment,
-            seed=args.seed,
-            device=args.device,
-            missing="blank" if args.allow_silent_video else "error",
-            freeze=args.freeze,
-            progress=not args.no_progress,
-            face_crop=face_crop,
-        )
-        last = result.history[-1]
-        print(
-            f"wrote {result.checkpoint}: {len(result.labels)} classes, train accuracy "
-            f"{last['train_accuracy']:.3f}, validation accuracy {last['val_accuracy']:.3f}"
-        )
+        common = {
+            "model": args.model,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "weight_decay": args.weight_decay,
+            "augment": not args.no_augment,
+            "seed": args.seed,
+            "device": args.device,
+            "missing": "blank" if args.allow_silent_video else "error",
+            "freeze": args.freeze,
+            "progress": not args.no_progress,
+            "face_crop": face_crop,
+        }
+        regimes, output = _regimes_and_output(args)
+        if output is not None:
+            results = [
+                train_model(
+                    args.stimulus_dir,
+                    args.labels,
+                    regimes[0],
+                    output,
+                    validation_column=args.validation_column,
+                    validation_values=args.validation_values,
+                    **common,
+                )
+            ]
+        else:
+            column, values = _validation_options(args, regimes)
+            results = train_regimes(
+                args.stimulus_dir,
+                args.labels,
+                regimes,
+                args.output_dir,
+                validation_column=column,
+                validation_values=values,
+                **common,
+            ).values()
+        for result in results:
+            last = result.history[-1]
+            print(
+                f"wrote {result.checkpoint}: {len(result.labels)} classes, train accuracy "
+                f"{last['train_accuracy']:.3f}, validation accuracy {last['val_accuracy']:.3f}"
+            )
     return outcome.exit_code
+
+
+def _regimes_and_output(args) -> tuple[list[str], Path | None]:
+    """The regimes to train and the checkpoint file (None: one per regime in --output-dir).
+
+    ``--regime`` takes several values, so ``--regime emotion out.pt`` (a checkpoint file
+    after the option, as before several regimes were possible) is read as one regime
+    and its file when the second value is not a column of the labels table.
+    """
+    regimes, output = list(args.regime), args.output
+    if args.output_dir is not None:
+        if output is not None:
+            raise UsageError("give either the checkpoint file or --output-dir, not both")
+        if args.output_dir.exists() and not args.output_dir.is_dir():
+            raise UsageError(f"--output-dir {args.output_dir} exists and is not a folder")
+        return regimes, None
+    if args.validation_column_for:
+        raise UsageError("--validation-column-for needs several regimes and --output-dir")
+    if output is None and len(regimes) == 2:
+        if regimes[1] not in read_labels(args.labels).columns:
+            return regimes[:1], Path(regimes[1])
+    if len(regimes) > 1:
+        raise UsageError(
+            f"{len(regimes)} regimes ({' '.join(regimes)}) need --output-dir, the folder of "
+            "their checkpoints"
+        )
+    if output is None:
+        raise UsageError("give the checkpoint file to write, or --output-dir")
+    return regimes, output
+
+
+def _validation_options(args, regimes):
+    """Per-regime validation columns and per-column held-out values for train_regimes."""
+    columns = dict.fromkeys(regimes, args.validation_column)
+    for entry in args.validation_column_for:
+        regime, sep, column = entry.partition("=")
+        if not sep:
+            raise UsageError(f"--validation-column-for takes REGIME=COLUMN entries; got {entry!r}")
+        if regime not in columns:
+            raise UsageError(
+                f"--validation-column-for names regime {regime!r}, not one of {regimes}"
+            )
+        columns[regime] = column or None
+    values = args.validation_values
+    if values and (args.validation_column_for or any("=" in v for v in values)):
+        by_column: dict[str, list[str]] = {}
+        for entry in values:
+            column, sep, value = entry.partition("=")
+            if not sep:
+                if args.validation_column is None:
+                    raise UsageError(
+                        f"--validation-values {entry!r} has no column: give "
+                        "--validation-column or a COLUMN=VALUE entry"
+                    )
+                column, value = args.validation_column, entry
+            by_column.setdefault(column, []).append(value)
+        values = by_column
+    return (columns if args.validation_column_for else args.validation_column), values
 
 
 def cli() -> None:

@@ -3,7 +3,9 @@
 :func:`fit` trains a torch model on arrays (the work); :func:`train_model` reads a
 folder of stimuli and a labels table, splits off a validation set by a chosen
 column, calls :func:`fit` and writes a checkpoint with the label set and the input
-recipe; the command ``dnnrsa-train`` calls it.
+recipe; :func:`train_regimes` trains one network per regime (emotion, identity,
+gender, sentence) from the same stimuli and seed; the command ``dnnrsa-train`` calls
+them.
 
 Training is seeded: on CPU two runs with the same seed give identical weights
 (initialisation, shuffling, augmentation and dropout all draw from seeded
@@ -50,6 +52,7 @@ __all__ = [
     "predict",
     "read_labels",
     "train_model",
+    "train_regimes",
 ]
 
 
@@ -596,48 +599,216 @@ def train_model(
     -------
     TrainResult
     """
-    import pandas as pd
-
-    from ._io import atomic_write
-    from .models import build_model, get_model, save_checkpoint
-    from .stimuli import prepare_inputs
+    from .models import get_model
 
     spec = get_model(model)
     table = read_labels(labels, regime)
+    is_val = _validation_split(table, validation_column, validation_values, labels)
     stimulus_dir = Path(stimulus_dir)
-    if validation_column is not None:
-        if validation_column not in table.columns:
-            raise ValueError(
-                f"validation_column {validation_column!r} is not a column of {labels} "
-                f"(columns: {list(table.columns)})"
-            )
-        values = sorted(table[validation_column].unique())
-        held = [str(v) for v in validation_values] if validation_values else values[-1:]
-        unknown = sorted(set(held) - set(values))
-        if unknown:
-            raise ValueError(
-                f"validation_values {unknown} do not occur in column {validation_column!r} "
-                f"(values: {values})"
-            )
-        is_val = table[validation_column].isin(held).to_numpy()
-        if is_val.all():
-            raise ValueError("the validation split leaves no training stimuli")
-    else:
-        is_val = np.zeros(len(table), bool)
-    label_set = sorted(table[regime].unique())
-    y = table[regime].map({v: i for i, v in enumerate(label_set)}).to_numpy()
     files = [stimulus_dir / f for f in table["file"]]
-    recipe = spec.recipe
     logger.info(
         "training %s for %s: %d classes, %d training and %d validation stimuli",
         spec.name,
         regime,
-        len(label_set),
+        table[regime].nunique(),
         int((~is_val).sum()),
         int(is_val.sum()),
     )
-    from .faces import crop_mode, resolve_crops, table_mode
+    inputs, mode = _training_inputs(spec, table, files, face_crop, missing, progress)
+    return _train_prepared(
+        spec,
+        table,
+        files,
+        inputs,
+        mode,
+        regime,
+        output,
+        is_val=is_val,
+        validation_column=validation_column,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        augment=augment,
+        seed=seed,
+        device=device,
+        freeze=freeze,
+        progress=progress,
+    )
 
+
+def train_regimes(
+    stimulus_dir: str | os.PathLike,
+    labels: str | os.PathLike,
+    regimes: Sequence[str],
+    output_dir: str | os.PathLike,
+    *,
+    model: str = "crosschannel",
+    validation_column: str | Mapping[str, str | None] | None = None,
+    validation_values: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+    epochs: int = 20,
+    batch_size: int = 16,
+    learning_rate: float = 1e-4,
+    weight_decay: float = 1e-4,
+    augment: bool = True,
+    seed: int = 0,
+    device: str = "auto",
+    missing: str = "error",
+    freeze: Sequence[str] = (),
+    progress: bool = True,
+    face_crop="auto",
+) -> dict[str, TrainResult]:
+    """Train one network per regime from the same stimuli and the same seed.
+
+    Each regime is trained as by :func:`train_model` and written to
+    ``output_dir/<regime>.pt`` (with ``<regime>_history.tsv`` beside it). The clips are
+    read and cropped once and shared by every regime.
+
+    *Same seed* means that every network starts from the generator state ``seed``:
+    the layers are created in the same order, so every layer before the output layer
+    (both arms and the cross-modal part up to its dense layer) starts from identical
+    weights in every regime; the output layer, created last, has one row per class and
+    is identical only between regimes with the same number of classes. Shuffling,
+    augmentation and dropout draw from the same seeded streams too, so two regimes
+    with the same training stimuli see the same batches in the same order; the
+    networks differ only by the labels they learn.
+
+    Parameters
+    ----------
+    stimulus_dir, labels
+        As for :func:`train_model`.
+    regimes : sequence of str
+        Columns to learn, one network each (e.g. ``REGIMES``); names become file names.
+    output_dir : path-like
+        Folder of the checkpoints (created when missing).
+    validation_column : str or mapping of regime to str or None, optional
+        Column defining the validation split: one for every regime, or one per regime
+        (a regime missing from the mapping, or mapped to None, trains on every
+        stimulus). A regime cannot be validated on its own column (holding out its
+        values would leave classes never trained): give such a regime another column,
+        e.g. ``{"sentence": "identity"}`` for an unseen speaker.
+    validation_values : sequence of str or mapping of column to values, optional
+        Values held out: a sequence for every regime's column, or a mapping from
+        validation column to its values (a column missing from the mapping holds out
+        its last value in sorted order).
+    model, epochs, batch_size, learning_rate, weight_decay, augment, seed
+        As for :func:`train_model`, the same for every regime.
+    device, missing, freeze, progress, face_crop
+        As for :func:`train_model`, the same for every regime.
+
+    Returns
+    -------
+    dict of str to TrainResult
+        One result per regime, in the order of ``regimes``.
+    """
+    from .models import get_model
+
+    regimes = [str(r) for r in ([regimes] if isinstance(regimes, str) else regimes)]
+    if not regimes:
+        raise ValueError("give at least one regime to train")
+    repeated = sorted({r for r in regimes if regimes.count(r) > 1})
+    if repeated:
+        raise ValueError(f"regimes {repeated} are given more than once")
+    for regime in regimes:
+        if not regime or regime in (".", "..") or any(c in regime for c in "/\\"):
+            raise ValueError(f"regime {regime!r} cannot name a checkpoint file")
+    spec = get_model(model)
+    table = read_labels(labels)
+    for regime in regimes:
+        read_labels(labels, regime)  # a missing or incomplete column is an error
+    if isinstance(validation_column, Mapping):
+        unknown = sorted(set(validation_column) - set(regimes))
+        if unknown:
+            raise ValueError(f"validation_column names regimes {unknown} not in {regimes}")
+        columns = {r: validation_column.get(r) for r in regimes}
+    else:
+        columns = dict.fromkeys(regimes, validation_column)
+    splits = {}
+    for regime in regimes:
+        column = columns[regime]
+        if column is not None and column == regime:
+            raise ValueError(
+                f"regime {regime!r} cannot be validated on its own column: holding out its "
+                f"values leaves classes that never train; give it another validation column"
+            )
+        if isinstance(validation_values, Mapping):
+            values = validation_values.get(column) if column is not None else None
+        else:
+            values = validation_values
+        splits[regime] = _validation_split(table, column, values, labels)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stimulus_dir = Path(stimulus_dir)
+    files = [stimulus_dir / f for f in table["file"]]
+    inputs, mode = _training_inputs(spec, table, files, face_crop, missing, progress)
+    results = {}
+    for regime in regimes:
+        is_val = splits[regime]
+        n_train_classes = table.loc[~is_val, regime].nunique()
+        if n_train_classes < 2:
+            logger.warning(
+                "regime %s has %d class among its training stimuli", regime, n_train_classes
+            )
+        logger.info(
+            "training %s for %s: %d classes, %d training and %d validation stimuli",
+            spec.name,
+            regime,
+            table[regime].nunique(),
+            int((~is_val).sum()),
+            int(is_val.sum()),
+        )
+        results[regime] = _train_prepared(
+            spec,
+            table,
+            files,
+            inputs,
+            mode,
+            regime,
+            output_dir / f"{regime}.pt",
+            is_val=is_val,
+            validation_column=columns[regime],
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            augment=augment,
+            seed=seed,
+            device=device,
+            freeze=freeze,
+            progress=progress,
+        )
+    return results
+
+
+def _validation_split(table, validation_column, validation_values, labels) -> np.ndarray:
+    """Boolean mask of the validation stimuli (all False without a validation column)."""
+    if validation_column is None:
+        return np.zeros(len(table), bool)
+    if validation_column not in table.columns:
+        raise ValueError(
+            f"validation_column {validation_column!r} is not a column of {labels} "
+            f"(columns: {list(table.columns)})"
+        )
+    values = sorted(table[validation_column].unique())
+    held = [str(v) for v in validation_values] if validation_values else values[-1:]
+    unknown = sorted(set(held) - set(values))
+    if unknown:
+        raise ValueError(
+            f"validation_values {unknown} do not occur in column {validation_column!r} "
+            f"(values: {values})"
+        )
+    is_val = table[validation_column].isin(held).to_numpy()
+    if is_val.all():
+        raise ValueError("the validation split leaves no training stimuli")
+    return is_val
+
+
+def _training_inputs(spec, table, files, face_crop, missing, progress):
+    """Network inputs of every stimulus of the table, and the face-crop mode recorded."""
+    from .faces import crop_mode, resolve_crops, table_mode
+    from .stimuli import prepare_inputs
+
+    recipe = spec.recipe
     crops = resolve_crops(
         files, face_crop, names=list(table["file"]), column="file", model_frames=(recipe.n_frames,)
     )
@@ -645,6 +816,39 @@ def train_model(
     inputs = prepare_inputs(
         files, recipe, [c.box for c in crops], missing=missing, progress=progress
     )
+    return inputs, mode
+
+
+def _train_prepared(
+    spec,
+    table,
+    files,
+    inputs,
+    mode,
+    regime,
+    output,
+    *,
+    is_val,
+    validation_column,
+    epochs,
+    batch_size,
+    learning_rate,
+    weight_decay,
+    augment,
+    seed,
+    device,
+    freeze,
+    progress,
+) -> TrainResult:
+    """Build a seeded network for ``regime``, train it on prepared inputs, checkpoint it."""
+    import pandas as pd
+
+    from ._io import atomic_write
+    from .models import build_model, save_checkpoint
+
+    recipe = spec.recipe
+    label_set = sorted(table[regime].unique())
+    y = table[regime].map({v: i for i, v in enumerate(label_set)}).to_numpy()
     train_in = {m: a[~is_val] for m, a in inputs.items()}
     val = None
     if is_val.any():

@@ -14,7 +14,7 @@ from dnnrsa.features import extract_features
 from dnnrsa.models import load_model
 from dnnrsa.models.crosschannel import CrossChannelCNN
 from dnnrsa.stimuli import InputRecipe, write_clip
-from dnnrsa.train import augment_batch, fit, read_labels, train_model
+from dnnrsa.train import augment_batch, fit, read_labels, train_model, train_regimes
 
 RAVDESS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ravdess"
 
@@ -227,3 +227,106 @@ def test_auditory_arm_learns_emotion_from_real_speech(tmp_path):
     )
     assert observed > np.percentile(shuffled, 99)
     assert observed > 0.05
+
+
+def _four_regime_set(folder: Path) -> Path:
+    labels = _synthetic_set(folder)
+    table = pd.read_csv(labels, sep="\t", dtype=str)
+    table["gender"] = ["f", "f", "m", "m"] * (len(table) // 4)
+    table.to_csv(labels, sep="\t", index=False)
+    return labels
+
+
+def test_four_regimes_train_from_one_seed_into_one_folder(tmp_path, capsys):
+    stim = tmp_path / "stimuli"
+    stim.mkdir()
+    labels = _four_regime_set(stim)
+    table = pd.read_csv(labels, sep="\t", dtype=str)
+    out = tmp_path / "networks"
+    regimes = ["emotion", "identity", "gender", "sentence"]
+    common = ["--epochs", "1", "--batch-size", "4", "--seed", "1", "--no-progress"]
+    common += ["--face-crop", "centre", "--freeze", "visual"]
+    code = main(
+        [str(stim), str(labels), "--regime", *regimes, "--output-dir", str(out)]
+        + ["--validation-column", "sentence", "--validation-column-for", "sentence=identity"]
+        + common
+    )
+    assert code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.count("wrote ") == 4
+    states = {}
+    for regime in regimes:
+        model, _, info = load_model(checkpoint=out / f"{regime}.pt")
+        assert info["regime"] == regime
+        assert info["labels"] == sorted(table[regime].unique())
+        assert info["extra"]["seed"] == 1
+        expected = "identity" if regime == "sentence" else "sentence"
+        assert info["extra"]["validation_column"] == expected
+        assert len(pd.read_csv(out / f"{regime}_history.tsv", sep="\t")) == 1
+        states[regime] = model.state_dict()
+    # the frozen visual arm keeps its initialisation: the same in every regime
+    for regime in regimes[1:]:
+        for key, value in states["emotion"].items():
+            if key.startswith("visual."):
+                torch.testing.assert_close(states[regime][key], value, rtol=0, atol=0)
+    # run again from the same seed: the same networks, weight for weight
+    again = train_regimes(
+        stim,
+        labels,
+        ["emotion", "gender"],
+        tmp_path / "again",
+        validation_column="sentence",
+        epochs=1,
+        batch_size=4,
+        seed=1,
+        device="cpu",
+        progress=False,
+        face_crop="centre",
+        freeze=("visual",),
+    )
+    assert list(again) == ["emotion", "gender"]
+    for regime, result in again.items():
+        assert result.checkpoint == tmp_path / "again" / f"{regime}.pt"
+        state = load_model(checkpoint=result.checkpoint)[0].state_dict()
+        for key, value in states[regime].items():
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0)
+
+
+def test_same_seed_gives_the_same_initial_shared_layers_for_any_class_count():
+    from dnnrsa.models import build_model
+
+    six, two, other = (build_model("crosschannel", n, seed=s) for n, s in ((6, 4), (2, 4), (2, 5)))
+    six, two, other = six.state_dict(), two.state_dict(), other.state_dict()
+    shared = [k for k in six if not k.startswith("crossmodal.output.")]
+    assert len(shared) > 20
+    for key in shared:
+        torch.testing.assert_close(six[key], two[key], rtol=0, atol=0)
+    assert six["crossmodal.output.weight"].shape[0] == 6
+    assert not torch.equal(two["crossmodal.dense.1.weight"], other["crossmodal.dense.1.weight"])
+
+
+def test_several_regimes_options_are_checked(tmp_path):
+    from dnnrsa.bids_app.train_cli import _regimes_and_output, build_parser
+
+    stim = tmp_path / "stimuli"
+    stim.mkdir()
+    labels = _four_regime_set(stim)
+    base = [str(stim), str(labels)]
+    # a checkpoint file after --regime is still one regime and its file
+    args = build_parser().parse_args([*base, "--regime", "emotion", "emotion.pt"])
+    assert _regimes_and_output(args) == (["emotion"], Path("emotion.pt"))
+    args = build_parser().parse_args([*base, "emotion.pt", "--regime", "emotion"])
+    assert _regimes_and_output(args) == (["emotion"], Path("emotion.pt"))
+    out = ["--output-dir", str(tmp_path / "nets")]
+    assert main([*base, "--regime", "emotion", "identity"]) == 64  # no --output-dir
+    assert main([*base, "x.pt", "--regime", "emotion", "identity", *out]) == 64  # both
+    assert main([*base, "--regime", "emotion", "mood", *out]) == 64  # not a column
+    assert main([*base, "--regime", "emotion", "emotion", *out]) == 64  # repeated
+    # a regime cannot be validated on its own column
+    assert (
+        main([*base, "--regime", "emotion", "sentence", *out, "--validation-column", "sentence"])
+        == 64
+    )
+    assert main([*base, "--regime", "emotion", *out, "--validation-column-for", "gender=x"]) == 64
+    assert not (tmp_path / "nets").exists()
+    with pytest.raises(ValueError, match="own column"):
+        train_regimes(stim, labels, ["identity"], tmp_path / "n", validation_column="identity")
