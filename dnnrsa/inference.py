@@ -844,10 +844,36 @@ def evaluate_models(
         dof = n_factor - 1
     mean = np.mean([e[ok].mean(axis=0) for e, _ in kinds], axis=0)
     nc_mean = np.mean([n[ok].mean(axis=0) for _, n in kinds], axis=0)
+    return _result(
+        method=method,
+        mode=mode,
+        model_names=model_names,
+        point=point[0],
+        mean=mean,
+        variances=(model_var, diff_var, nc_var),
+        dof=dof,
+        noise_ceiling=nc_mean,
+        noise_ceiling_point=nc_point[0],
+        correction=correction,
+        alpha=alpha,
+        ci=ci,
+        samples=kinds[0][0][ok],
+        nc_samples=kinds[0][1][ok],
+    )
+
+
+def _result(
+    *, mean, variances, dof, noise_ceiling, correction, alpha, ci, samples, **fields
+) -> ModelEvaluation:
+    """Tests, corrections and intervals from means and (corrected) variances."""
+    model_var, diff_var, nc_var = variances
+    n_mod = mean.shape[0]
     se = np.sqrt(np.maximum(model_var, 0.0))
     tcrit = stats.t.ppf(1 - (1 - ci) / 2, dof)
     p_zero = stats.t.sf(mean / np.sqrt(np.maximum(model_var, _EPS)), dof)
-    p_nc = 2 * stats.t.sf(np.abs(mean - nc_mean[0]) / np.sqrt(np.maximum(nc_var[:, 0], _EPS)), dof)
+    p_nc = 2 * stats.t.sf(
+        np.abs(mean - noise_ceiling[0]) / np.sqrt(np.maximum(nc_var[:, 0], _EPS)), dof
+    )
     diff = mean[:, None] - mean[None, :]
     p_pair = 2 * stats.t.sf(np.abs(diff) / np.sqrt(np.maximum(diff_var, _EPS)), dof)
     np.fill_diagonal(p_pair, np.nan)
@@ -856,10 +882,6 @@ def evaluate_models(
     p_pair_adj[iu] = adjust_pvalues(p_pair[iu], correction)
     p_pair_adj.T[iu] = p_pair_adj[iu]
     return ModelEvaluation(
-        method=method,
-        mode=mode,
-        model_names=model_names,
-        point=point[0],
         mean=mean,
         se=se,
         ci=np.stack([mean - tcrit * se, mean + tcrit * se]),
@@ -869,8 +891,7 @@ def evaluate_models(
         p_zero_adjusted=adjust_pvalues(p_zero, correction),
         p_noise_ceiling_adjusted=adjust_pvalues(p_nc, correction),
         p_pairwise_adjusted=p_pair_adj,
-        noise_ceiling=nc_mean,
-        noise_ceiling_point=nc_point[0],
+        noise_ceiling=noise_ceiling,
         variance=model_var,
         diff_variance=diff_var,
         nc_variance=nc_var,
@@ -878,9 +899,9 @@ def evaluate_models(
         correction=correction,
         alpha=float(alpha),
         ci_level=float(ci),
-        n_boot=int(ok.sum()),
-        samples=kinds[0][0][ok],
-        nc_samples=kinds[0][1][ok],
+        n_boot=int(samples.shape[0]),
+        samples=samples,
+        **fields,
     )
 
 
@@ -1152,4 +1173,128 @@ def crossvalidate(
         noise_ceiling_folds=ncs,
         weights=tuple(weights),
         folds=tuple(folds),
+    )
+
+
+def _crossval_sample(models, data, method, counts, folds):
+    """Cross-validation on one subject-bootstrap sample.
+
+    ``counts[s]``: how often subject ``s`` was drawn; ``folds`` split the drawn
+    subjects (indices into ``flatnonzero(counts)``) and the conditions. All copies of
+    a subject fall in the same fold, as in rsatoolbox's ``sets_k_fold`` on a
+    resampled ``RDMs``."""
+    present = np.flatnonzero(counts)
+    rows = np.repeat(np.arange(counts.size), counts)
+    mapped = []
+    for fold in folds:
+        f = dict(fold)
+        for key in ("train_subjects", "test_subjects"):
+            f[key] = np.flatnonzero(np.isin(rows, present[np.asarray(fold[key])]))
+        mapped.append(f)
+    return crossvalidate(models, data[rows], method, folds=mapped)
+
+
+def bootstrap_crossvalidate(
+    models: Sequence,
+    data_rdms,
+    method: str = "cosine",
+    *,
+    n_boot: int = 200,
+    n_cv: int = 2,
+    k_subjects: int | None = None,
+    k_conditions: int | None = None,
+    seed=None,
+    model_names: Sequence[str] | None = None,
+    correction: str = "fdr",
+    alpha: float = 0.05,
+    ci: float = 0.95,
+) -> ModelEvaluation:
+    """Fixed and weighted models with subjects as the random effect: a bootstrap over
+    subjects with k-fold cross-validation inside every sample.
+
+    As rsatoolbox's ``bootstrap_crossval(..., boot_type="rdm")``: every sample is
+    split ``n_cv`` times at random into ``k_subjects * k_conditions`` folds (copies of
+    a subject stay together), every weighted model is fitted on each fold's training
+    part and evaluated on its test part, and the variance is corrected for the
+    randomness of the splits, ``(n_cv var(mean over splits) - mean var(one split)) /
+    (n_cv - 1)``, then multiplied by ``n_subjects / (n_subjects - 1)``.
+
+    Parameters
+    ----------
+    models : sequence
+        As for :func:`crossvalidate`: single RDMs (fixed) or stacks (weighted).
+    data_rdms : array (n_subjects, n_pairs)
+    method : {"spearman", "pearson", "cosine", "corr_cov", "cosine_cov"}
+    n_boot, n_cv : int
+        Bootstrap samples and random splits per sample (n_cv >= 2).
+    k_subjects, k_conditions : int, optional
+        Folds; by default rsatoolbox's ``default_k_rdm`` and ``default_k_pattern`` of
+        the expected number of distinct subjects and conditions in a sample.
+    seed, model_names, correction, alpha, ci
+        As for :func:`evaluate_models`.
+
+    Returns
+    -------
+    ModelEvaluation
+        ``point`` is one cross-validation on the full data; ``samples`` are the
+        per-sample evaluations averaged over the splits.
+
+    Notes
+    -----
+    Each sample refits every weighted model on every fold (``scipy.optimize.nnls``),
+    so this runs a Python loop over samples: budget seconds, not milliseconds, per
+    hundred samples.
+    """
+    _check_method(method)
+    if int(n_cv) < 2:
+        raise ValueError(f"n_cv must be at least 2; got {n_cv}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {list(CORRECTIONS)}; got {correction!r}")
+    data = _as_matrix(to_numpy(data_rdms), "data_rdms", np)
+    _, data, n_cond = _check_inputs(None, data, np)
+    n_sub = data.shape[0]
+    expected = 1 - 1 / np.e
+    k_s = _default_k_subjects(expected * n_sub) if k_subjects is None else int(k_subjects)
+    k_c = _default_k_conditions(expected * n_cond) if k_conditions is None else int(k_conditions)
+    rng = np.random.default_rng(seed)
+    full = crossvalidate(
+        models, data, method, k_subjects=k_s, k_conditions=k_c, seed=rng, model_names=model_names
+    )
+    n_mod = len(full.model_names)
+    cnt, _ = bootstrap_counts(int(n_boot), n_sub, n_cond, "subjects", rng)
+    evals = np.full((int(n_boot), n_mod, int(n_cv)), np.nan)
+    ncs = np.full((int(n_boot), 2, int(n_cv)), np.nan)
+    for b in range(int(n_boot)):  # every sample refits on every fold
+        n_present = int(np.count_nonzero(cnt[b]))
+        if n_present < k_s:
+            continue
+        for r in range(int(n_cv)):
+            folds = make_folds(n_present, n_cond, k_s, k_c, seed=rng)
+            res = _crossval_sample(models, data, method, cnt[b], folds)
+            evals[b, :, r] = res.evaluations.mean(axis=1)
+            ncs[b, :, r] = res.noise_ceiling
+    ok = np.all(np.isfinite(evals), axis=(1, 2)) & np.all(np.isfinite(ncs), axis=(1, 2))
+    if ok.sum() < 2:
+        raise ValueError("fewer than 2 usable bootstrap samples")
+    both = np.concatenate([evals[ok], ncs[ok]], axis=1)  # (N, M + 2, n_cv)
+    var_mean = _cov(both.mean(axis=2))
+    var_one = np.mean([_cov(both[:, :, r]) for r in range(int(n_cv))], axis=0)
+    cov = (n_cv * var_mean - var_one) / (n_cv - 1)
+    f = n_sub / (n_sub - 1)
+    variances = tuple(v * f for v in _variance_parts(cov, n_mod))
+    return _result(
+        method=method,
+        mode="subjects",
+        model_names=full.model_names,
+        point=full.mean,
+        mean=evals[ok].mean(axis=(0, 2)),
+        variances=variances,
+        dof=n_sub - 1,
+        noise_ceiling=ncs[ok].mean(axis=(0, 2)),
+        noise_ceiling_point=full.noise_ceiling,
+        correction=correction,
+        alpha=alpha,
+        ci=ci,
+        samples=evals[ok].mean(axis=2),
+        nc_samples=ncs[ok].mean(axis=2),
     )

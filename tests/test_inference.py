@@ -369,3 +369,48 @@ def test_gpu_equals_cpu(method):
     np.testing.assert_allclose(
         inf.noise_ceiling(data, method, device="cuda"), inf.noise_ceiling(data, method), atol=1e-10
     )
+
+
+@pytest.mark.parametrize("method", ["cosine", "pearson", "corr_cov", "spearman"])
+def test_crossvalidation_of_a_subject_bootstrap_sample_equals_rsatoolbox(rng, method):
+    """Copies of a resampled subject stay in one fold, pool and average as in rsatoolbox."""
+    from rsatoolbox.inference import crossval, sets_k_fold
+    from rsatoolbox.model import ModelWeighted
+    from rsatoolbox.model.fitter import fit_regress_nn
+
+    comps, data = _weighted_problem(rng, n_cond=12, n_sub=8)
+    name = inf.RSATOOLBOX_NAMES[method]
+    sidx = np.array([0, 0, 2, 3, 3, 3, 5, 7])
+    sample = RDMs(data).subsample("index", sidx)
+    train, test, ceil = sets_k_fold(sample, k_rdm=2, k_pattern=2, random=False)
+    rsa_models = [ModelFixed("fixed", RDMs(comps[:1]))]
+    fitters = [None]
+    if method != "spearman":
+        rsa_models.append(ModelWeighted("weighted", RDMs(comps)))
+        fitters.append(fit_regress_nn)
+    ref = _quiet(crossval, rsa_models, sample, train, test, ceil, method=name, fitter=fitters)
+    counts = np.bincount(sidx, minlength=8)
+    folds = inf.make_folds(5, 12, 2, 2, shuffle=False)
+    ours = inf._crossval_sample([comps[0], comps][: len(rsa_models)], data, method, counts, folds)
+    np.testing.assert_allclose(ours.evaluations, ref.evaluations[0], atol=1e-6)
+    np.testing.assert_allclose(ours.noise_ceiling, ref.noise_ceiling, atol=1e-10)
+
+
+def test_bootstrap_crossvalidation_finds_the_better_weighted_model():
+    rng = np.random.default_rng(6)
+    n_cond, n_sub = 16, 10
+    n_pairs = n_cond * (n_cond - 1) // 2
+    visual, auditory = rng.random((2, n_pairs))
+    data = visual + auditory + 0.5 * rng.standard_normal((n_sub, n_pairs))
+    res = inf.bootstrap_crossvalidate(
+        [visual, auditory, np.vstack([visual, auditory])],
+        data,
+        "pearson",
+        n_boot=60,
+        seed=0,
+        model_names=["visual", "auditory", "both"],
+    )
+    assert res.mode == "subjects" and res.dof == n_sub - 1
+    assert res.better_than()[2, 0] and res.better_than()[2, 1]
+    assert np.all(res.se >= 0) and res.samples.shape[1] == 3
+    assert res.noise_ceiling[0] <= res.noise_ceiling[1]
