@@ -311,3 +311,104 @@ def test_mds_smacof_lowers_stress_on_non_euclidean_input():
         mds(noisy, n_components=15)
     with pytest.raises(ValueError, match="method must be one of"):
         mds(noisy, method="tsne")
+
+
+# ---------------------------------------------------------------------------
+# layer similarity across regimes
+# ---------------------------------------------------------------------------
+
+
+def _network_rdms(rng, n_layers=29, n_stimuli=72, order=None):
+    """Layer RDMs of a network whose layers drift away from one another."""
+    x = rng.normal(size=(n_stimuli, 20))
+    rdms = []
+    for _ in range(n_layers):
+        x = x + 0.4 * rng.normal(size=x.shape)
+        rdms.append(pdist(x if order is None else x[order], "correlation"))
+    return np.stack(rdms)
+
+
+def test_cross_regime_similarity_blocks_of_identical_and_shuffled_networks():
+    from dnnrsa.analysis import cross_regime_similarity
+
+    rng = np.random.default_rng(14)
+    emotion = _network_rdms(rng)
+    order = np.random.default_rng(1).permutation(72)
+    shuffled = _network_rdms(np.random.default_rng(14), order=order)  # stimuli shuffled
+    names = [f"L{i}" for i in range(29)]
+    result = cross_regime_similarity(
+        {"emotion": emotion, "identity": emotion.copy(), "shuffled": shuffled},
+        layer_names=names,
+    )
+    within = layer_similarity(emotion)
+    assert result.matrix.shape == (87, 87)
+    np.testing.assert_allclose(result.matrix, result.matrix.T, atol=1e-12)
+    assert result.row_regimes == ["emotion"] * 29 + ["identity"] * 29 + ["shuffled"] * 29
+    assert result.row_layers == names * 3
+    # identical networks: every block is the within-network matrix
+    assert set(result.blocks) == {
+        ("emotion", "emotion"),
+        ("emotion", "identity"),
+        ("emotion", "shuffled"),
+        ("identity", "identity"),
+        ("identity", "shuffled"),
+        ("shuffled", "shuffled"),
+    }
+    for pair in [("emotion", "emotion"), ("emotion", "identity"), ("identity", "identity")]:
+        np.testing.assert_allclose(result.blocks[pair], within, atol=1e-12)
+    # shuffling the stimuli keeps the layers' relations to one another and breaks the
+    # correspondence with the other networks
+    np.testing.assert_allclose(result.block("shuffled", "shuffled"), within, atol=1e-12)
+    across = result.block("emotion", "shuffled")
+    assert across.shape == (29, 29)
+    assert np.abs(across).max() < 0.1 < within.min() and abs(across.mean()) < 0.05
+    np.testing.assert_allclose(result.block("shuffled", "emotion"), across.T)
+    assert across[3, 7] == pytest.approx(spearmanr(emotion[3], shuffled[7])[0], abs=1e-12)
+    # tables
+    frame = result.to_frame()
+    assert frame.shape == (87, 87)
+    assert frame.loc[("emotion", "L3"), ("shuffled", "L7")] == pytest.approx(across[3, 7])
+    pairs = result.pairs_frame()
+    assert len(pairs) == 3 * 29 * 29
+    assert list(pairs.columns) == ["regime_a", "layer_a", "regime_b", "layer_b", "similarity"]
+    assert len(result.pairs_frame(within=True)) == 6 * 29 * 29
+
+
+def test_cross_regime_similarity_checks_its_inputs():
+    from dnnrsa.analysis import cross_regime_similarity
+    from dnnrsa.modelbank import ModelBank
+
+    rng = np.random.default_rng(3)
+    a, b = _network_rdms(rng, 3, 8), _network_rdms(rng, 2, 8)
+    result = cross_regime_similarity({"a": a, "b": b}, method="pearson")
+    assert result.layers == {"a": ["layer01", "layer02", "layer03"], "b": ["layer01", "layer02"]}
+    assert result.block("a", "b")[2, 1] == pytest.approx(np.corrcoef(a[2], b[1])[0, 1])
+    with pytest.raises(ValueError, match="same conditions"):
+        cross_regime_similarity({"a": a, "b": _network_rdms(rng, 2, 9)})
+    with pytest.raises(ValueError, match="layer names"):
+        cross_regime_similarity({"a": a, "b": b}, layer_names=["x", "y", "z"])
+    conds = [f"c{i}" for i in range(8)]
+    with pytest.raises(ValueError, match="order their conditions differently"):
+        cross_regime_similarity({"a": a, "b": b}, conditions={"a": conds, "b": conds[::-1]})
+    with pytest.raises(ValueError, match="at least one"):
+        cross_regime_similarity({})
+    with pytest.raises(KeyError):
+        result.block("a", "c")
+
+    def bank(rdms, labels, order):
+        n = len(rdms)
+        return ModelBank(
+            rdms=rdms,
+            model_labels=["m"] * n,
+            layer_labels=labels,
+            layer_names=labels,
+            parts=["crossmodal"] * n,
+            conditions=order,
+            metrics=["correlation"] * n,
+        )
+
+    banks = {"a": bank(a, ["v1", "v2", "x1"], conds), "b": bank(b, ["v1", "x1"], conds)}
+    assert cross_regime_similarity(banks).layers == {"a": ["v1", "v2", "x1"], "b": ["v1", "x1"]}
+    banks["b"] = bank(b, ["v1", "x1"], conds[::-1])
+    with pytest.raises(ValueError, match="order their conditions differently"):
+        cross_regime_similarity(banks)
