@@ -305,7 +305,11 @@ def test_same_seed_gives_the_same_initial_shared_layers_for_any_class_count():
 
 
 def test_several_regimes_options_are_checked(tmp_path):
-    from dnnrsa.bids_app.train_cli import _regimes_and_output, build_parser
+    from dnnrsa.bids_app.train_cli import (
+        _regimes_and_output,
+        _validation_options,
+        build_parser,
+    )
 
     stim = tmp_path / "stimuli"
     stim.mkdir()
@@ -317,6 +321,21 @@ def test_several_regimes_options_are_checked(tmp_path):
     args = build_parser().parse_args([*base, "emotion.pt", "--regime", "emotion"])
     assert _regimes_and_output(args) == (["emotion"], Path("emotion.pt"))
     out = ["--output-dir", str(tmp_path / "nets")]
+    # per-regime validation columns and per-column held-out values
+    args = build_parser().parse_args(
+        [*base, "--regime", "emotion", "sentence", *out, "--validation-column", "sentence"]
+        + ["--validation-column-for", "sentence=identity", "--validation-values", "1"]
+        + ["identity=a0"]
+    )
+    assert _validation_options(args, ["emotion", "sentence"]) == (
+        {"emotion": "sentence", "sentence": "identity"},
+        {"sentence": ["1"], "identity": ["a0"]},
+    )
+    args = build_parser().parse_args(
+        [*base, "--regime", "emotion", "gender", *out, "--validation-column", "sentence"]
+        + ["--validation-values", "1"]
+    )
+    assert _validation_options(args, ["emotion", "gender"]) == ("sentence", ["1"])
     assert main([*base, "--regime", "emotion", "identity"]) == 64  # no --output-dir
     assert main([*base, "x.pt", "--regime", "emotion", "identity", *out]) == 64  # both
     assert main([*base, "--regime", "emotion", "mood", *out]) == 64  # not a column
