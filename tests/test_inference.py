@@ -134,14 +134,16 @@ def _mc_spread(models, data, method, mode, n_boot, reps=12):
 
 
 @pytest.mark.parametrize(
-    "mode,rsa_fn",
+    "mode,rsa_fn,method",
     [
-        ("subjects", eval_bootstrap_rdm),
-        ("stimuli", eval_bootstrap_pattern),
-        ("both", eval_dual_bootstrap),
+        ("subjects", eval_bootstrap_rdm, "pearson"),
+        ("stimuli", eval_bootstrap_pattern, "pearson"),
+        ("both", eval_dual_bootstrap, "pearson"),
+        pytest.param("both", eval_dual_bootstrap, "spearman", marks=pytest.mark.slow),
+        pytest.param("both", eval_dual_bootstrap, "cosine_cov", marks=pytest.mark.slow),
     ],
 )
-def test_bootstrap_mean_and_se_match_rsatoolbox(mode, rsa_fn):
+def test_bootstrap_mean_and_se_match_rsatoolbox(mode, rsa_fn, method):
     """Means and SEs within three Monte Carlo SEs of rsatoolbox at 2,000 samples.
 
     The Monte Carlo SE of each tool's estimate is measured from independent replicates
@@ -151,10 +153,10 @@ def test_bootstrap_mean_and_se_match_rsatoolbox(mode, rsa_fn):
     rng = np.random.default_rng(7)
     models, data = _problem(rng, n_cond=9, n_sub=6, n_mod=2, noise=0.8)
     n_boot = 2000
-    ours, mc_mean, mc_se = _mc_spread(models, data, "pearson", mode, n_boot)
+    ours, mc_mean, mc_se = _mc_spread(models, data, method, mode, n_boot)
     fixed = [ModelFixed(f"m{i}", RDMs(m[None])) for i, m in enumerate(models)]
     np.random.seed(11)  # noqa: NPY002 (rsatoolbox draws from numpy's global generator)
-    ref = _quiet(rsa_fn, fixed, RDMs(data), method="corr", N=n_boot)
+    ref = _quiet(rsa_fn, fixed, RDMs(data), method=inf.RSATOOLBOX_NAMES[method], N=n_boot)
     tol = 3 * np.sqrt(2)
     assert np.all(np.abs(ours.mean - ref.get_means()) <= tol * mc_mean), (
         ours.mean,
