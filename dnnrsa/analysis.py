@@ -752,7 +752,7 @@ def dnn_analysis_tables(
     Returns
     -------
     dict of str to pandas.DataFrame
-        ``category_index`` (columns ``layer`` (label), ``part``, ``label_set``,
+        ``category_index`` (absent when no label column groups the conditions; columns ``layer`` (label), ``part``, ``label_set``,
         ``index``, ``p_value``; :func:`category_index_table`), ``layer_similarity``
         (layer by layer, indexed by layer label; :func:`layer_similarity`) and, for a
         network with visual, auditory and cross-modal parts, ``varpart`` (one row per
@@ -762,22 +762,30 @@ def dnn_analysis_tables(
     import pandas as pd  # noqa: PLC0415
 
     names, labels, parts = list(bank.layer_names), list(bank.layer_labels), list(bank.parts)
-    label_sets = condition_label_sets(stimulus_table, bank.conditions, label_columns)
-    ci = category_index_table(
-        bank.rdms,
-        label_sets,
-        layer_names=names,
-        n_permutations=n_permutations,
-        random_state=random_state,
-    ).to_frame()
-    ci.insert(1, "part", ci["layer"].map(dict(zip(names, parts, strict=True))))
-    ci["layer"] = ci["layer"].map(dict(zip(names, labels, strict=True)))
     tables = {
-        "category_index": ci,
         "layer_similarity": pd.DataFrame(
             layer_similarity(bank.rdms), index=labels, columns=labels
         ).rename_axis("layer"),
     }
+    label_sets = condition_label_sets(stimulus_table, bank.conditions, label_columns)
+    if label_sets:
+        ci = category_index_table(
+            bank.rdms,
+            label_sets,
+            layer_names=names,
+            n_permutations=n_permutations,
+            random_state=random_state,
+        ).to_frame()
+        ci.insert(1, "part", ci["layer"].map(dict(zip(names, parts, strict=True))))
+        ci["layer"] = ci["layer"].map(dict(zip(names, labels, strict=True)))
+        tables["category_index"] = ci
+    else:
+        # a category design (one stimulus per trial, conditions from trial_type) has no
+        # coarser labelling of its conditions: there is nothing for a category index to test
+        logger.info(
+            "no label column groups the %d conditions: the category index is skipped",
+            len(bank.conditions),
+        )
     arms = arm_layers(parts)
     if arms is not None:
         vis, aud, cross = arms

@@ -440,3 +440,27 @@ def test_haxby_participant_with_category_model(tmp_path):
     face_house = square[cats.index("face"), cats.index("house")]
     assert face_house > 0
     assert face_house > np.median(square[iu, ju])
+
+
+def test_checkpoint_on_a_category_design_without_label_columns(tmp_path):
+    """A trained network on a design whose events carry no label column (conditions from
+    trial_type, nothing coarser): layer maps are written, the category index is skipped
+    and the report says why."""
+    from dnnrsa.models import build_model, get_model, save_checkpoint
+
+    small = make_small_bids(tmp_path / "bids", n_subjects=1, n_runs=2)
+    spec = get_model("crosschannel")
+    ckpt = save_checkpoint(
+        tmp_path / "net.pt", build_model(spec, 3, seed=1), spec, labels=["a", "b", "c"]
+    )
+    out = tmp_path / "out"
+    argv = [str(small.root), str(out), "participant", "--checkpoint", str(ckpt)]
+    argv += ["--conditions-from", "trial_type", "--layers", "visual_conv1_1", "auditory_conv1"]
+    argv += ["-w", str(tmp_path / "work"), "--skip-bids-validation", *SL]
+    assert main(argv) == 0
+    maps = sorted((out / "sub-01" / "func").glob("*_layer-*_statmap.nii.gz"))
+    assert len(maps) == 2
+    assert not list(out.glob("*_desc-categoryindex_stats.tsv"))
+    assert list(out.glob("*_desc-layersimilarity_matrix.tsv"))
+    html = (out / "sub-01.html").read_text()
+    assert "the category index, which needs such a labelling, was skipped" in html

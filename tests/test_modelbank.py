@@ -330,7 +330,6 @@ def test_layer_winner_imgs_without_enough_subjects_has_no_test():
         layer_winner_imgs([a, b[:2]])
 
 
-@pytest.mark.xfail(strict=True, reason="a category design without label columns stops the DNN analyses")
 def test_dnn_analysis_tables_on_a_category_design_without_label_columns():
     """One stimulus file per trial, conditions from trial_type, no coarser label column:
     the category index is skipped (nothing groups the conditions), the rest is computed."""

@@ -562,7 +562,6 @@ def test_labels_follow_rdm_conditions_not_table_rows(reports):
     assert list(labels["emotion"]) == list(stimuli["emotion"])[::-1]
 
 
-@pytest.mark.xfail(strict=True, reason="labels of trial_type conditions follow the table's rows")
 def test_labels_of_conditions_from_trial_type_follow_the_rdm_order():
     """Conditions from trial_type (a localiser: one stimulus per category): the RDM rows are
     the conditions in the order the RDM was computed, which is not the order of the stimuli

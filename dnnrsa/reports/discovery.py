@@ -239,24 +239,32 @@ def label_columns(stimuli) -> list[str]:
 
 
 def aligned_labels(stimuli, conditions: Sequence[str]):
-    """Stimulus label table reordered to the RDM's conditions (None if they do not match)."""
+    """Stimulus label table with one row per RDM condition, in the RDM's order.
+
+    A condition is matched to the ``condition`` column of the stimuli table when it has one
+    (conditions taken from ``trial_type`` or another column: the first stimulus of each
+    condition gives its labels), else to ``stim_file`` (with or without its extension).
+    The RDM's order is never assumed to be the table's: None when a condition is unknown.
+    """
     if stimuli is None:
         return None
+    conditions = [str(c) for c in conditions]
+    if "condition" in stimuli.columns:
+        by_condition = stimuli.drop_duplicates("condition").set_index("condition", drop=False)
+        if set(conditions) <= set(by_condition.index.astype(str)):
+            return by_condition.loc[conditions].reset_index(drop=True)
     files = [str(f) for f in stimuli["stim_file"]]
     lookup = {f: i for i, f in enumerate(files)}
     lookup.update({Path(f).stem: i for i, f in enumerate(files)})
-    lookup.update({Path(f).name: i for i, f in enumerate(files)})
     rows = [lookup.get(c, lookup.get(Path(c).stem)) for c in conditions]
     if any(r is None for r in rows):
-        if len(files) == len(conditions):
-            logger.warning(
-                "RDM condition labels do not name the stimuli in stim_file; "
-                "assuming they follow the stimuli table's order"
-            )
-            rows = list(range(len(files)))
-        else:
-            logger.warning("RDM conditions do not match the stimuli table; labels unused")
-            return None
+        unknown = [c for c, r in zip(conditions, rows, strict=True) if r is None]
+        logger.warning(
+            "RDM conditions %s name no condition or stim_file of the stimuli table; "
+            "stimulus labels are not used",
+            unknown[:5],
+        )
+        return None
     return stimuli.iloc[rows].reset_index(drop=True)
 
 

@@ -174,6 +174,22 @@ def mds_section(ctx: Context) -> str:
         if not layers or not model.is_dnn:
             continue
         rdms, conditions = ctx.rdms(model)
+        index = {la.label: i for i, la in enumerate(layers)}
+        # a layer whose activations do not vary over some stimuli (e.g. the visual arm on
+        # audio-only stimuli) has undefined correlation distances: no embedding for it
+        undefined = [la for la in layers if not np.isfinite(rdms[index[la.label]]).all()]
+        layers = [la for la in layers if la not in undefined]
+        skipped = (
+            note(
+                f"Not embedded (their RDMs have undefined entries): "
+                f"{', '.join(escape(la.name) for la in undefined)}."
+            )
+            if undefined
+            else ""
+        )
+        if not layers:
+            out.append(f"<h3>model {escape(model.label)}</h3>{skipped}")
+            continue
         labels = aligned_labels(ctx.stimuli, conditions)
         columns = label_columns(labels) if labels is not None else []
         colour_by = next((c for c in ("emotion", *columns) if c in columns), None)
@@ -194,7 +210,6 @@ def mds_section(ctx: Context) -> str:
             chosen = [[la for la in layers if la.part == p][-1] for p in parts]
             how = "the last layer of each part"
         chosen = add_requested(ctx, model, chosen, layers)
-        index = {la.label: i for i, la in enumerate(layers)}
         embeddings = [(la.name, _embedding(rdms[index[la.label]])) for la in chosen]
         colour_labels = list(labels[colour_by]) if colour_by else None
         marker_labels = list(labels[marker_by]) if marker_by else None
@@ -212,6 +227,7 @@ def mds_section(ctx: Context) -> str:
                 + ".",
                 inputs=[la.rdm_path for la in chosen],
             )
+            + skipped
         )
     if not out:
         return missing(
@@ -294,6 +310,20 @@ def category_index_section(ctx: Context) -> str:
                 f"range. Filled markers: label-permutation p &lt; {ctx.alpha:g}.",
                 inputs=[path],
             )
+        )
+    analysed = [
+        m
+        for m in ctx.models
+        if m.is_dnn
+        and ctx.dataset_file(model=m.label, desc="layersimilarity", suffix="matrix.tsv").is_file()
+    ]
+    if not out and analysed:
+        return note(
+            "No column of the stimulus table groups the conditions (for example a category "
+            "design whose conditions are the values of <code>trial_type</code>, one stimulus "
+            "per trial), so the category index, which needs such a labelling, was skipped. "
+            "The layer RDMs, the layer similarity and the searchlight maps do not need labels; "
+            "this section is omitted."
         )
     if not out:
         return missing(
@@ -415,6 +445,8 @@ def _stimulus_dir(ctx: Context):
 
 def face_crops_section(ctx: Context) -> str:
     """What the network saw: each stimulus with its face crop, and the model's input."""
+    import pandas as pd
+
     from ..faces import crop_preview
 
     path = ctx.dataset_file(desc="facecrops", suffix="stimuli.tsv")
@@ -437,7 +469,11 @@ def face_crops_section(ctx: Context) -> str:
         return text + note(f"The stimuli were not found ({escape(stim_dir)}); no contact sheet.")
     size = int(table["input_size"].iloc[0]) if "input_size" in table else 64
     n_frames = int(table["input_frames"].iloc[0]) if "input_frames" in table else 1
-    rows = table.head(_MAX_CONTACT_SHEET)
+    boxes = table[["x0", "y0", "x1", "y1"]].apply(pd.to_numeric, errors="coerce")
+    with_frames = table[np.isfinite(boxes.to_numpy(dtype=float)).all(axis=1)]
+    if with_frames.empty:
+        return text + note("No stimulus has video frames (audio only): no contact sheet.")
+    rows = with_frames.head(_MAX_CONTACT_SHEET)
     inputs = [path] + [stim_dir / str(f) for f in rows["stim_file"]]
 
     def make():
