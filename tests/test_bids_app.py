@@ -464,3 +464,8 @@ def test_checkpoint_on_a_category_design_without_label_columns(tmp_path):
     assert list(out.glob("*_desc-layersimilarity_matrix.tsv"))
     html = (out / "sub-01.html").read_text()
     assert "the category index, which needs such a labelling, was skipped" in html
+    # the brain mask used is written and shown with its voxel count
+    (mask,) = (out / "sub-01" / "func").glob("*_desc-brain_mask.nii.gz")
+    n_mask = int(np.asarray(nib.load(mask).dataobj).astype(bool).sum())
+    assert 'id="brainmask"' in html
+    assert f'voxels in the mask</td><td class="text">{n_mask}<' in html

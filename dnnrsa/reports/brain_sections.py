@@ -15,7 +15,7 @@ from ..bidsnames import build_name, build_stem, parse_name, subject_dir
 from . import brain_figures as bf
 from . import figures as rf
 from .discovery import Context, Layer, MapSet, Model, map_sets, read_tsv, sidecar
-from .render import escape, missing, note, table_html
+from .render import code, escape, missing, note, table_html
 from .sections import add_requested, best_per_part, layer_meta, layer_position
 
 _UNCORRECTED_Z = 3.09  # one-sided p = 0.001
@@ -363,3 +363,50 @@ def winner_section(ctx: Context) -> str:
             "winner-take-all maps",
         )
     return "".join(out)
+
+
+def mask_path(ctx: Context, subject: str) -> Path:
+    """The brain mask the participant level used (written beside the patterns)."""
+    ents = {"sub": subject, "task": ctx.task, "space": ctx.space, "desc": "brain"}
+    return subject_dir(ctx.output_dir, subject) / build_name(ents, "mask", ".nii.gz")
+
+
+def brain_mask_section(ctx: Context, subject: str) -> str:
+    """The brain mask used: voxel counts, what was excluded and why, and the mask drawn."""
+    import nibabel as nib
+
+    path = mask_path(ctx, subject)
+    meta = sidecar(path)
+    rows = [
+        ("voxels in the mask", meta.get("MaskVoxels")),
+        ("voxels passing the intensity threshold", meta.get("CandidateVoxels")),
+        ("excluded: a NaN or infinite sample in some run", meta.get("NonFiniteVoxelsExcluded")),
+        ("excluded: outside the largest connected piece", meta.get("PrunedVoxels")),
+    ]
+    import pandas as pd
+
+    counts = pd.DataFrame(
+        {"voxels": [k for k, _ in rows], "count": ["n/a" if v is None else str(v) for _, v in rows]}
+    )
+    text = table_html(counts)
+    lost = meta.get("LostFraction")
+    if lost is not None and float(lost) > 0.2:
+        text += note(
+            f"<strong>Warning:</strong> the mask lost {float(lost):.0%} of the voxels that pass "
+            "its own intensity threshold; check the BOLD runs for zeroed or non-finite slices."
+        )
+    img = nib.load(path)
+    stem = build_stem({"sub": subject, "task": ctx.task, "space": ctx.space, "desc": "brain"})
+    return text + ctx.figures.html(
+        stem + "_mask",
+        lambda: bf.brain_map_figure(
+            img,
+            title=f"sub-{subject} brain mask",
+            threshold=0.5,
+            cmap="Greens",
+            template_space=_is_template(ctx.space),
+        ),
+        f"The brain mask of sub-{escape(subject)} ({code(path.name)}): every searchlight sphere "
+        "and pattern lies inside it.",
+        inputs=[path],
+    )

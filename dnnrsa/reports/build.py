@@ -15,8 +15,10 @@ from pathlib import Path
 
 from ..bidsnames import build_stem, check_label
 from .brain_sections import (
+    brain_mask_section,
     clusters_section,
     group_maps_section,
+    mask_path,
     subject_maps_section,
     winner_section,
 )
@@ -42,6 +44,13 @@ def _face_crop_sections(ctx) -> list:
     if not ctx.dataset_file(desc="facecrops", suffix="stimuli.tsv").is_file():
         return []
     return [("facecrops", "Face crops: what the network saw", lambda: face_crops_section(ctx))]
+
+
+def _mask_sections(ctx, subject: str) -> list:
+    """The brain mask used, when the participant level wrote it."""
+    if not mask_path(ctx, subject).is_file():
+        return []
+    return [("brainmask", "Brain mask", lambda: brain_mask_section(ctx, subject))]
 
 
 _MODEL_SECTIONS = (
@@ -116,6 +125,7 @@ def build_subject_report(
             lambda: overview_section(ctx, [("participant", build_stem({"sub": subject}))]),
         ),
         ("searchlight", "Searchlight maps", lambda: subject_maps_section(ctx, subject)),
+        *_mask_sections(ctx, subject),
         *((sid, h, lambda f=f: f(ctx)) for sid, h, f in _MODEL_SECTIONS),
         *_face_crop_sections(ctx),
         ("config", "Run configuration", lambda: config_section(ctx)),
