@@ -383,10 +383,10 @@ class _Engine:
         return rdms, counts >= self.min_voxels
 
 
-def _resolve_n_jobs(n_jobs: int, xp) -> int:
+def _resolve_n_jobs(n_jobs: int | None, xp) -> int:
     if xp is not np:
         return 1
-    n_jobs = int(n_jobs)
+    n_jobs = -1 if n_jobs is None else int(n_jobs)
     if n_jobs == 0:
         raise ValueError(f"n_jobs must be a positive number or negative (all cores); got {n_jobs}")
     if n_jobs < 0:
@@ -481,7 +481,7 @@ def searchlight_rdms(
     xp=None,
     device: str | None = None,
     memory_budget_mb: float | None = None,
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
     progress: bool = False,
 ):
     """Neural RDM of every searchlight sphere.
@@ -513,9 +513,9 @@ def searchlight_rdms(
     memory_budget_mb : float, optional
         Working memory for the blocks of spheres in flight (default 256 MB on CPU,
         2 GB on GPU); peak memory stays bounded by it whatever the brain size.
-    n_jobs : int
-        Threads working on blocks of spheres on the CPU (-1: all available cores);
-        ignored on the GPU.
+    n_jobs : int, optional
+        Threads working on blocks of spheres on the CPU (default None or -1: all
+        cores available to the process); ignored on the GPU.
     progress : bool
         Show a progress bar.
 
@@ -570,7 +570,7 @@ def searchlight_rsa_array(
     xp=None,
     device: str | None = None,
     memory_budget_mb: float | None = None,
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
     progress: bool = False,
 ):
     """Compare the neural RDM of every sphere with every model RDM.
@@ -752,7 +752,7 @@ def searchlight_rsa(
     min_voxels: int = 10,
     device: str = "auto",
     memory_budget_mb: float | None = None,
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
     progress: bool = True,
 ):
     """Searchlight RSA on images: one map per model RDM.
@@ -780,8 +780,9 @@ def searchlight_rsa(
     device : {"auto", "cpu", "cuda"}
     memory_budget_mb : float, optional
         Working memory for the blocks of spheres in flight.
-    n_jobs : int
-        CPU threads (-1: all available cores); ignored on the GPU.
+    n_jobs : int, optional
+        CPU threads (default None or -1: all cores available to the process);
+        ignored on the GPU.
     progress : bool
         Show a progress bar.
 
@@ -836,7 +837,7 @@ class SearchlightRSA:
         min_voxels: int = 10,
         device: str = "auto",
         memory_budget_mb: float | None = None,
-        n_jobs: int = 1,
+        n_jobs: int | None = None,
         progress: bool = True,
     ):
         self.mask_img = mask_img

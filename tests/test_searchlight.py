@@ -226,6 +226,22 @@ def test_threads_and_block_sizes_do_not_change_results(small_problem):
     np.testing.assert_allclose(one, many, rtol=0, atol=1e-12)
 
 
+def test_default_uses_all_cores_and_equals_one_thread(small_problem, monkeypatch):
+    import dnnrsa.searchlight as sl
+
+    p = small_problem
+    kwargs = {"conditions": p["conditions"], "min_voxels": 1, "memory_budget_mb": 0.02}
+    assert sl._resolve_n_jobs(None, np) == sl._resolve_n_jobs(-1, np)
+    assert sl._resolve_n_jobs(3, np) == 3  # an explicit number is kept
+    seen = []
+    resolve = sl._resolve_n_jobs
+    monkeypatch.setattr(sl, "_resolve_n_jobs", lambda n, xp: seen.append(n) or resolve(n, xp))
+    default = searchlight_rsa_array(p["patterns"], p["nb"], p["models"], **kwargs)
+    one = searchlight_rsa_array(p["patterns"], p["nb"], p["models"], n_jobs=1, **kwargs)
+    assert seen == [None, 1]
+    np.testing.assert_allclose(default, one, rtol=0, atol=1e-12)  # blocks differ in size
+
+
 def test_fast_ranks_equal_scipy_with_ties():
     rng = np.random.default_rng(11)
     x = rng.standard_normal((6, 300))
