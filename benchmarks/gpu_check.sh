@@ -1,44 +1,73 @@
 #!/usr/bin/env bash
-# Searchlight checks on a machine with an NVIDIA GPU, sized to finish in under 5 minutes.
+# Study-scale GPU check on a machine with an NVIDIA GPU, sized to finish in under 10 minutes.
 #
 # Run from the repository root:  bash benchmarks/gpu_check.sh [results_file]
-# It installs what it needs into the active Python environment (CuPy for CUDA 13
-# and the test tools) when they are missing, runs the GPU-marked searchlight tests,
-# then the whole-brain benchmark on `cuda` (MNI 2 mm, radius 6 mm, 72 conditions,
-# 29 models, Spearman) and the same on the CPU for reference, and writes a short
-# results file (default: gpu_check_results.txt, or $OUT/gpu_check_results.txt).
+#
+# 1. benchmarks/gpu_study.py (numpy, scipy, torch, CuPy, tqdm, threadpoolctl; no nibabel,
+#    nilearn or network needed): whole-brain 2 mm searchlight with 116 models, TFCE of
+#    one map with 5,000 permutations (batched on CuPy; a pilot first, the full count
+#    when it fits), max-T over 116 maps with 5,000 permutations, feature extraction of
+#    four networks on CUDA; each beside the same machine's CPU (subsets, scaled).
+#    Writes gpu_study.json next to the results file.
+# 2. Only when nibabel and nilearn import: the GPU-marked searchlight tests and
+#    benchmarks/searchlight.py on cuda and cpu (MNI 2 mm mask, 29 models).
+#
+# Results: a short text file (default: $OUT/gpu_check_results.txt, else
+# ./gpu_check_results.txt). Nothing is installed from the network. Wheels found in
+# .whl/ (or $WHEELS) are installed into /tmp/site first, for machines that lack a
+# package; step 1 needs none on a machine with torch and CuPy. For step 2, prepare
+# the wheels here (about 15 MiB, under the 64 MiB a device call may carry):
+#
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux2014_x86_64 --platform any \
+#       -d .whl nibabel nilearn
+#   du -sh .whl    # must stay under 64 MiB with the rest of the tree
+#
+# (nilearn's other needs, joblib, lxml, packaging, pandas, requests, scikit-learn and
+# scipy, are on the device image; `unzip -p .whl/NAME-*.whl '*/METADATA' | grep
+# ^Requires-Dist` lists them.) Then run it there with `.whl` carried:
+#   bash benchmarks/gpu_check.sh
 set -u
 cd "$(dirname "$0")/.."
 RESULTS="${1:-${OUT:-.}/gpu_check_results.txt}"
-PY="${PYTHON:-python}"
+RESULTS_DIR="$(dirname "$RESULTS")"
+PY="${PYTHON:-python3}"
+WHEELS="${WHEELS:-.whl}"
 export PYTHONPATH="${PWD}${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
 
 log() { echo "$*" | tee -a "$RESULTS"; }
+mkdir -p "$RESULTS_DIR"
 : > "$RESULTS"
-log "# dnnrsa searchlight GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+log "# dnnrsa study-scale GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 log "## device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$RESULTS"
 
-if ! "$PY" -c "import cupy" 2>/dev/null; then
-    log "installing cupy-cuda13x"
-    "$PY" -m pip install --quiet "cupy-cuda13x" >/dev/null 2>&1 || log "cupy install failed"
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+    if "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site "$WHEELS"/*.whl; then
+        export PYTHONPATH="${PYTHONPATH}:/tmp/site"
+        log "installed carried wheels: $(ls "$WHEELS" | tr '\n' ' ')"
+    else
+        log "carried wheels could not be installed"
+    fi
 fi
-"$PY" -c "import pytest, nilearn, nibabel, scipy" 2>/dev/null \
-    || "$PY" -m pip install --quiet pytest nilearn nibabel scipy tqdm >/dev/null 2>&1
 "$PY" -c "import dnnrsa.backend as b; print('gpu_available:', b.gpu_available())" 2>&1 \
     | tee -a "$RESULTS"
 
-log "## GPU tests (pytest -m gpu tests/test_searchlight.py)"
-timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_searchlight.py 2>&1 \
-    | tail -n 15 | tee -a "$RESULTS"
+log "## study benchmark (benchmarks/gpu_study.py)"
+timeout 420 "$PY" benchmarks/gpu_study.py --out "$RESULTS_DIR" 2>&1 \
+    | grep -v "^ *[0-9]*%|" | tee -a "$RESULTS"
 
-log "## benchmark on cuda (whole brain, 2 mm)"
-timeout 120 "$PY" benchmarks/searchlight.py --device cuda --skip-rsatoolbox 2>&1 \
-    | tail -n 8 | tee -a "$RESULTS"
-log "## benchmark on cuda, Pearson"
-timeout 60 "$PY" benchmarks/searchlight.py --device cuda --skip-rsatoolbox --comparator pearson 2>&1 \
-    | grep -E "^dnnrsa" | tee -a "$RESULTS"
-log "## benchmark on cpu (same machine, for reference)"
-timeout 90 "$PY" benchmarks/searchlight.py --device cpu --skip-rsatoolbox 2>&1 \
-    | grep -E "^(BLAS|dnnrsa)" | tee -a "$RESULTS"
+if "$PY" -c "import nibabel, nilearn, pytest" 2>/dev/null; then
+    log "## GPU tests (pytest -m gpu tests/test_searchlight.py)"
+    timeout 90 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_searchlight.py 2>&1 \
+        | tail -n 15 | tee -a "$RESULTS"
+    log "## benchmark on cuda (MNI 2 mm mask, 29 models)"
+    timeout 60 "$PY" benchmarks/searchlight.py --device cuda --skip-rsatoolbox 2>&1 \
+        | tail -n 8 | tee -a "$RESULTS"
+else
+    log "## nibabel/nilearn missing: GPU tests and benchmarks/searchlight.py skipped (see the header)"
+fi
 log "## done"
