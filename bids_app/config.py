@@ -49,6 +49,12 @@ class RunConfig:
     radius_mm: float = 6.0
     min_voxels: int = 10
     searchlight_memory_mb: int = 1024
+    # regions of interest
+    rois: tuple[tuple[str, Path], ...] = ()  # (NAME, mask file) of --roi
+    roi_atlas: str | None = None
+    roi_labels: tuple[str, ...] = ()
+    roi_bootstrap: str = "subjects"
+    roi_n_boot: int = 1000
     # group level
     n_permutations: int = 1000
     tfce: bool = False

@@ -115,6 +115,99 @@ def _has_common_voxels(group: MapGroup) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class RoiSet:
+    """The subjects' RDMs of one region for one task and space, and the model RDMs."""
+
+    task: str
+    space: str
+    roi: str
+    files: tuple[Path, ...]
+    subjects: tuple[str, ...]
+    model_files: tuple[Path, ...]
+    model_names: tuple[str, ...]
+
+    def name(self, desc: str) -> str:
+        from dnnrsa.bidsnames import build_name
+
+        ents = {"task": self.task, "space": self.space, "roi": self.roi, "desc": desc}
+        return build_name(ents, "stats", ".tsv")
+
+
+def find_model_rdms(output_dir: Path, task: str) -> list[tuple[str, Path]]:
+    """The data set's model RDMs of a task (``task-<t>_model-<m>[_layer-<l>]_rdm.tsv``),
+    each with its name ``model-<m>[_layer-<l>]``, in the order of the layer index."""
+    from dnnrsa.bidsnames import model_stem
+
+    found = []
+    for path in sorted(output_dir.glob(f"task-{task}_model-*_rdm.tsv")):
+        name = parse_name(path)
+        if list(name.entities) not in (["task", "model"], ["task", "model", "layer"]):
+            continue
+        index = int(read_json(sidecar_path(path)).get("LayerIndex", 0))
+        stem = model_stem(name.entities["model"], name.entities.get("layer"))
+        found.append((name.entities["model"], index, stem, path))
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [(stem, path) for _, _, stem, path in found]
+
+
+def find_roi_sets(config: RunConfig) -> list[RoiSet]:
+    """The participants' ROI RDMs (``sub-<s>_task-<t>_space-<sp>_roi-<NAME>_rdm.tsv``),
+    grouped by task, space and region, with the data set's model RDMs of the task."""
+    found: dict[tuple, list[tuple[str, Path]]] = defaultdict(list)
+    wanted = set(config.participant_label)
+    for path in sorted(config.output_dir.glob("sub-*/func/*_roi-*_rdm.tsv")):
+        name = parse_name(path)
+        if list(name.entities) != ["sub", "task", "space", "roi"]:
+            continue
+        e = name.entities
+        if (wanted and e["sub"] not in wanted) or (config.task and e["task"] != config.task):
+            continue
+        if config.space and e["space"] != config.space:
+            continue
+        found[(e["task"], e["space"], e["roi"])].append((e["sub"], path))
+    sets = []
+    for (task, space, roi), items in sorted(found.items()):
+        models = find_model_rdms(config.output_dir, task)
+        if len(items) < 3 or not models:
+            logger.warning(
+                "ROI %s (task %s, space %s): %d participant RDM(s) and %d model RDM(s); the "
+                "evaluation needs at least 3 participants and 1 model: left out",
+                roi,
+                task,
+                space,
+                len(items),
+                len(models),
+            )
+            continue
+        sets.append(
+            RoiSet(
+                task=task,
+                space=space,
+                roi=roi,
+                files=tuple(p for _, p in items),
+                subjects=tuple(s for s, _ in items),
+                model_files=tuple(p for _, p in models),
+                model_names=tuple(n for n, _ in models),
+            )
+        )
+    return sets
+
+
+def roi_comparator(config: RunConfig) -> str:
+    """The comparator of the ROI evaluation: ``--comparator`` where the inference supports
+    it, Spearman otherwise."""
+    from dnnrsa.inference import INFERENCE_COMPARATORS
+
+    if config.comparator in INFERENCE_COMPARATORS:
+        return config.comparator
+    logger.warning(
+        "the ROI evaluation does not support --comparator %s; it uses spearman",
+        config.comparator,
+    )
+    return "spearman"
+
+
 def run_group(config: RunConfig) -> None:
     """Find participant maps, run the group workflow, build the group report."""
     groups = [g for g in find_subject_maps(config) if _has_common_voxels(g)]
@@ -133,7 +226,15 @@ def run_group(config: RunConfig) -> None:
         len({s for g in groups for s in g.subjects}),
         config.n_permutations,
     )
-    wf = init_group_wf(config, groups)
+    roi_sets = find_roi_sets(config)
+    if roi_sets:
+        logger.info(
+            "ROI evaluation: %d region(s), bootstrap over %s, %d samples",
+            len(roi_sets),
+            config.roi_bootstrap,
+            config.roi_n_boot,
+        )
+    wf = init_group_wf(config, groups, roi_sets=roi_sets)
     run_workflow(wf, config)
     if config.reports:
         from dnnrsa.reports import build_group_report, build_subject_report

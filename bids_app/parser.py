@@ -108,6 +108,17 @@ def _model_rdm(text: str) -> tuple[str, Path]:
     return name, Path(path).expanduser().absolute()
 
 
+def _roi(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"--roi must be NAME=MASK.nii.gz; got {text!r}")
+    if not is_label(name):
+        raise argparse.ArgumentTypeError(
+            f"--roi NAME must be alphanumeric (it becomes a BIDS entity label); got {name!r}"
+        )
+    return name, Path(path).expanduser().absolute()
+
+
 def _face_crop(text: str) -> str:
     if text in ("auto", "centre", "center"):
         return "centre" if text == "center" else text
@@ -292,6 +303,46 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int("--searchlight-memory-mb"),
         default=1024,
         help="memory budget of one searchlight chunk (CPU RAM or GPU memory)",
+    )
+
+    g = parser.add_argument_group("regions of interest")
+    g.add_argument(
+        "--roi",
+        action="append",
+        type=_roi,
+        default=[],
+        metavar="NAME=MASK.nii.gz",
+        help="a region of interest: a mask in the space of the BOLD data, resampled to its grid "
+        "by nearest neighbour; the participant level writes its RDM, the group level evaluates "
+        "every model RDM in it (repeatable; default: none)",
+    )
+    g.add_argument(
+        "--roi-atlas",
+        choices=["harvard-oxford"],
+        default=None,
+        help="take regions from an atlas shipped with the installation (no download): "
+        "harvard-oxford, in MNI space, so only for BOLD in an MNI space; a voxel belongs to its "
+        "most probable label of at least 25%% (default: none)",
+    )
+    g.add_argument(
+        "--roi-labels",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="labels of --roi-atlas to use as regions, e.g. Left_Insular_Cortex (default: none)",
+    )
+    g.add_argument(
+        "--roi-bootstrap",
+        choices=["subjects", "stimuli", "both"],
+        default="subjects",
+        help="random effect of the group-level ROI evaluation: bootstrap over subjects, "
+        "stimuli (conditions) or both",
+    )
+    g.add_argument(
+        "--roi-n-boot",
+        type=_positive_int("--roi-n-boot"),
+        default=1000,
+        help="bootstrap samples of the group-level ROI evaluation",
     )
 
     g = parser.add_argument_group("group level")

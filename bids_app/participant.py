@@ -317,7 +317,62 @@ def log_brain_masks(config: RunConfig, subjects) -> None:
             )
 
 
-def preflight(config: RunConfig, subjects) -> None:
+def resolve_rois(config: RunConfig) -> dict[str, Path]:
+    """ROI name -> mask file: the ``--roi`` files, and each ``--roi-labels`` region of the
+    ``--roi-atlas`` written as a mask under the work directory."""
+    from dnnrsa._io import atomic_save_nifti
+    from dnnrsa.bidsnames import to_label
+    from dnnrsa.roi import atlas_region
+
+    rois = {name: Path(path) for name, path in config.rois}
+    for label in config.roi_labels:
+        name = to_label(label)
+        path = (
+            config.work_dir
+            / "rois"
+            / build_name({"atlas": to_label(config.roi_atlas), "roi": name}, "mask", ".nii.gz")
+        )
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                atomic_save_nifti(atlas_region(label, config.roi_atlas), path)
+            except ValueError as exc:
+                raise UsageError(f"--roi-labels: {exc}") from None
+        rois[name] = path
+    return rois
+
+
+def _check_rois(rois: dict[str, Path], subjects) -> None:
+    """Every region keeps enough voxels inside each participant's brain on the BOLD grid
+    (64 naming the region); a missing or unreadable mask gives 66 or 16."""
+    import nibabel as nib
+    import numpy as np
+
+    from dnnrsa.roi import MIN_ROI_VOXELS, check_roi
+
+    for name, path in rois.items():
+        if not Path(path).is_file():
+            raise InputMissing(f"--roi {name}: mask file not found: {path}")
+        _nifti_complete(Path(path))
+    for s, inputs in subjects.items():
+        bold = nib.load(str(inputs.runs[0].bold))
+        if inputs.mask is not None:
+            brain = np.asarray(nib.load(str(inputs.mask)).dataobj) > 0
+            what = inputs.mask.name
+        else:
+            first = np.asarray(bold.dataobj[..., 0] if bold.ndim == 4 else bold.dataobj)
+            brain = np.isfinite(first) & (first != 0)
+            what = f"the non-zero voxels of {inputs.runs[0].bold.name}"
+        if brain.shape != bold.shape[:3]:
+            brain = None
+        for name, path in rois.items():
+            try:
+                check_roi(name, path, bold, brain, min_voxels=MIN_ROI_VOXELS)
+            except ValueError as exc:
+                raise UsageError(f"sub-{s}: {exc} (brain: {what})") from None
+
+
+def preflight(config: RunConfig, subjects, rois: dict[str, Path] | None = None) -> None:
     """Check every selected input before any computation, so a mistake costs seconds.
 
     Every BOLD file and mask is read to its end (16 naming a truncated file), every
@@ -334,6 +389,8 @@ def preflight(config: RunConfig, subjects) -> None:
     _check_model_rdms(config, subjects)
     _check_output_folders(config, subjects)
     _check_sphere_size(config, subjects)
+    if rois:
+        _check_rois(rois, subjects)
 
 
 def run_participant(config: RunConfig) -> None:
@@ -342,7 +399,8 @@ def run_participant(config: RunConfig) -> None:
         logger.info("validating %s with the BIDS validator", config.bids_dir)
         run_validator(config.bids_dir)
     subjects = collect_inputs(config)
-    preflight(config, subjects)
+    rois = resolve_rois(config)
+    preflight(config, subjects, rois)
     logger.info(
         "participants: %s; %d conditions; models: %d checkpoint(s), %d model RDM(s)",
         ", ".join(f"sub-{s}" for s in subjects),
@@ -353,7 +411,7 @@ def run_participant(config: RunConfig) -> None:
     dnn_kwargs = prepare_stimuli(config, subjects)
     config = dataclasses.replace(config, face_crops=dnn_kwargs.pop("face_crops"))
     write_dataset_description(config)  # the run configuration records the crops used
-    wf = init_dnnrsa_participant_wf(config, subjects, dnn_kwargs)
+    wf = init_dnnrsa_participant_wf(config, subjects, dnn_kwargs, rois=rois)
     run_workflow(wf, config)
     log_brain_masks(config, subjects)
     if config.reports:

@@ -105,6 +105,7 @@ def config_from_options(opts) -> RunConfig:
     for name, path in opts.model_rdm:
         if not path.is_file():
             raise InputMissing(f"--model-rdm {name}: file not found: {path}")
+    _check_rois(opts)
     if opts.analysis_level == "participant":
         if not opts.checkpoint and not opts.model_rdm:
             raise UsageError(
@@ -150,6 +151,11 @@ def config_from_options(opts) -> RunConfig:
         radius_mm=opts.radius_mm,
         min_voxels=opts.min_voxels,
         searchlight_memory_mb=opts.searchlight_memory_mb,
+        rois=tuple((n, p.resolve()) for n, p in opts.roi),
+        roi_atlas=opts.roi_atlas,
+        roi_labels=tuple(opts.roi_labels),
+        roi_bootstrap=opts.roi_bootstrap,
+        roi_n_boot=opts.roi_n_boot,
         n_permutations=opts.n_permutations,
         tfce=opts.tfce,
         cluster_threshold=opts.cluster_threshold,
@@ -162,6 +168,39 @@ def config_from_options(opts) -> RunConfig:
         reports=opts.reports,
         verbosity=opts.verbosity,
     )
+
+
+def _check_rois(opts) -> None:
+    """ROI files exist (66), names are unique and atlas labels are known (64), by name."""
+    from dnnrsa.bidsnames import to_label
+
+    for name, path in opts.roi:
+        if not path.is_file():
+            raise InputMissing(f"--roi {name}: mask file not found: {path}")
+    if opts.roi_labels and not opts.roi_atlas:
+        raise UsageError("--roi-labels needs --roi-atlas")
+    if opts.roi_atlas and not opts.roi_labels:
+        raise UsageError("--roi-atlas needs --roi-labels: the atlas labels to use")
+    names = [n for n, _ in opts.roi]
+    if opts.roi_labels:
+        from dnnrsa.roi import atlas_labels
+
+        try:
+            known = set(atlas_labels(opts.roi_atlas))
+        except (ImportError, OSError) as exc:
+            raise InputMissing(
+                f"--roi-atlas {opts.roi_atlas}: atlas files not found ({exc})"
+            ) from exc
+        for label in opts.roi_labels:
+            if label not in known:
+                close = [k for k in sorted(known) if label.lower() in k.lower()][:5]
+                hint = f"; did you mean {close}?" if close else ""
+                raise UsageError(
+                    f"--roi-labels: ROI {label} is not a label of the {opts.roi_atlas} atlas{hint}"
+                )
+            names.append(to_label(label))
+    if len(set(names)) != len(names):
+        raise UsageError(f"ROI names must be unique; got {names}")
 
 
 def _check_face_crop(face_crop: str) -> None:

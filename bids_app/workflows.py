@@ -24,6 +24,7 @@ from ..interfaces.dnn import (
     UserModelRDMs,
 )
 from ..interfaces.glm import EstimatePatterns
+from ..interfaces.roi import RoiEvaluation, RoiRDM
 from ..interfaces.searchlight import SearchlightRSA
 from ..interfaces.stats import GroupSignFlipTest, LayerWinner
 from .collect import SubjectInputs
@@ -244,7 +245,9 @@ def _write_brain_mask(bold_files, mask_file, out_path):
     return str(save_brain_mask(info, out_path, sources=list(bold_files)))
 
 
-def init_participant_wf(config, inputs: SubjectInputs, *, name: str | None = None):
+def init_participant_wf(
+    config, inputs: SubjectInputs, *, name: str | None = None, rois: dict | None = None
+):
     """Per-participant workflow: patterns by GLM, searchlight RSA, derivatives.
 
     Inputs
@@ -371,20 +374,40 @@ def init_participant_wf(config, inputs: SubjectInputs, *, name: str | None = Non
             (write_patterns, outputnode, [("out_file", "patterns_file")]),
         ]
     )
+    for roi_name, roi_file in (rois or {}).items():
+        roi_ents = {"sub": s, "task": inputs.task, "space": inputs.space, "roi": roi_name}
+        roi = pe.Node(
+            RoiRDM(
+                roi_file=str(roi_file),
+                roi_name=roi_name,
+                metric=config.metric,
+                out_path=str(
+                    subject_dir(config.output_dir, s) / build_name(roi_ents, "rdm", ".tsv")
+                ),
+                sidecar={"Sources": [str(r.bold) for r in inputs.runs]},
+            ),
+            name=f"roi_rdm_{roi_name}",
+        )
+        roi.overwrite = True
+        fields = ("patterns_file", "conditions_file", "mask_file")
+        wf.connect([(patterns, roi, [(f, f) for f in fields])])
     return wf
 
 
-def init_dnnrsa_participant_wf(config, subjects: dict[str, SubjectInputs], dnn_kwargs: dict):
-    """The participant level: dataset-level models plus one sub-workflow per participant."""
+def init_dnnrsa_participant_wf(
+    config, subjects: dict[str, SubjectInputs], dnn_kwargs: dict, rois: dict | None = None
+):
+    """The participant level: dataset-level models plus one sub-workflow per participant
+    (``rois``: ROI name -> mask file, whose RDMs each participant writes)."""
     wf = pe.Workflow(name="dnnrsa_participant_wf", base_dir=str(config.work_dir))
     dnn = init_dnn_wf(config, **dnn_kwargs)
     for subject, inputs in subjects.items():
-        sub_wf = init_participant_wf(config, inputs, name=f"sub_{subject}_wf")
+        sub_wf = init_participant_wf(config, inputs, name=f"sub_{subject}_wf", rois=rois)
         wf.connect(dnn, "outputnode.bank_file", sub_wf, "inputnode.bank_file")
     return wf
 
 
-def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_wf"):
+def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_wf", roi_sets=()):
     """Group workflow: a sign-flip test per model/layer, and a layer winner map per network.
 
     Outputs are written into ``config.output_dir`` with the names of the data flow
@@ -498,6 +521,30 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
             )
             sink.overwrite = True
             wf.connect(winner, field, sink, "in_file")
+    if roi_sets:  # the evaluation of every model RDM in each region
+        from .group import roi_comparator
+
+        comparator = roi_comparator(config)
+    for rs in roi_sets:
+        ev = pe.Node(
+            RoiEvaluation(
+                subject_files=[str(f) for f in rs.files],
+                model_files=[str(f) for f in rs.model_files],
+                model_names=list(rs.model_names),
+                comparator=comparator,
+                mode=config.roi_bootstrap,
+                n_boot=config.roi_n_boot,
+                seed=config.seed,
+                device=config.device,
+                evaluation_path=str(out / rs.name("evaluation")),
+                noiseceiling_path=str(out / rs.name("noiseceiling")),
+                pairwise_path=str(out / rs.name("pairwise")),
+                sidecar={"ROI": rs.roi, "Subjects": list(rs.subjects)},
+            ),
+            name=f"roi_evaluation_{to_label(rs.task + rs.space + rs.roi)}",
+        )
+        ev.overwrite = True
+        wf.add_nodes([ev])
     if not wf.list_node_names():  # nipype cannot run a workflow without nodes
         wf.add_nodes([pe.Node(niu.IdentityInterface(fields=["x"]), name="empty")])
     return wf

