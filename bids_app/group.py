@@ -126,6 +126,8 @@ class RoiSet:
     subjects: tuple[str, ...]
     model_files: tuple[Path, ...]
     model_names: tuple[str, ...]
+    model_networks: tuple[str, ...] = ()
+    model_parts: tuple[str, ...] = ()
 
     def name(self, desc: str) -> str:
         from dnnrsa.bidsnames import build_name
@@ -134,9 +136,9 @@ class RoiSet:
         return build_name(ents, "stats", ".tsv")
 
 
-def find_model_rdms(output_dir: Path, task: str) -> list[tuple[str, Path]]:
+def find_model_rdms(output_dir: Path, task: str) -> list[tuple[str, Path, str, str]]:
     """The data set's model RDMs of a task (``task-<t>_model-<m>[_layer-<l>]_rdm.tsv``),
-    each with its name ``model-<m>[_layer-<l>]``, in the order of the layer index."""
+    each as (name ``model-<m>[_layer-<l>]``, path, network, part), in layer order."""
     from dnnrsa.bidsnames import model_stem
 
     found = []
@@ -144,11 +146,15 @@ def find_model_rdms(output_dir: Path, task: str) -> list[tuple[str, Path]]:
         name = parse_name(path)
         if list(name.entities) not in (["task", "model"], ["task", "model", "layer"]):
             continue
-        index = int(read_json(sidecar_path(path)).get("LayerIndex", 0))
-        stem = model_stem(name.entities["model"], name.entities.get("layer"))
-        found.append((name.entities["model"], index, stem, path))
+        meta = read_json(sidecar_path(path))
+        index = int(meta.get("LayerIndex", 0))
+        model = name.entities["model"]
+        stem = model_stem(model, name.entities.get("layer"))
+        # the user's own RDMs are one set; each network's layers another
+        network = model if name.entities.get("layer") else "own"
+        found.append((model, index, stem, path, network, str(meta.get("Part", "model"))))
     found.sort(key=lambda item: (item[0], item[1]))
-    return [(stem, path) for _, _, stem, path in found]
+    return [(stem, path, network, part) for _, _, stem, path, network, part in found]
 
 
 def find_roi_sets(config: RunConfig) -> list[RoiSet]:
@@ -187,8 +193,10 @@ def find_roi_sets(config: RunConfig) -> list[RoiSet]:
                 roi=roi,
                 files=tuple(p for _, p in items),
                 subjects=tuple(s for s, _ in items),
-                model_files=tuple(p for _, p in models),
-                model_names=tuple(n for n, _ in models),
+                model_files=tuple(m[1] for m in models),
+                model_names=tuple(m[0] for m in models),
+                model_networks=tuple(m[2] for m in models),
+                model_parts=tuple(m[3] for m in models),
             )
         )
     return sets

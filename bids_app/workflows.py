@@ -24,7 +24,7 @@ from ..interfaces.dnn import (
     UserModelRDMs,
 )
 from ..interfaces.glm import EstimatePatterns
-from ..interfaces.roi import RoiEvaluation, RoiRDM
+from ..interfaces.roi import RoiEvaluation, RoiRDM, RoiWeightedModels
 from ..interfaces.searchlight import SearchlightRSA
 from ..interfaces.stats import GroupSignFlipTest, LayerWinner
 from .collect import SubjectInputs
@@ -544,7 +544,22 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
             name=f"roi_evaluation_{to_label(rs.task + rs.space + rs.roi)}",
         )
         ev.overwrite = True
-        wf.add_nodes([ev])
+        weighted = pe.Node(
+            RoiWeightedModels(
+                subject_files=[str(f) for f in rs.files],
+                model_files=[str(f) for f in rs.model_files],
+                model_names=list(rs.model_names),
+                networks=list(rs.model_networks),
+                parts=list(rs.model_parts),
+                comparator=comparator,
+                seed=config.seed,
+                out_path=str(out / rs.name("weighted")),
+                sidecar={"ROI": rs.roi, "Subjects": list(rs.subjects)},
+            ),
+            name=f"roi_weighted_{to_label(rs.task + rs.space + rs.roi)}",
+        )
+        weighted.overwrite = True
+        wf.add_nodes([ev, weighted])
     if not wf.list_node_names():  # nipype cannot run a workflow without nodes
         wf.add_nodes([pe.Node(niu.IdentityInterface(fields=["x"]), name="empty")])
     return wf

@@ -35,6 +35,7 @@ __all__ = [
     "extract_patterns",
     "resample_mask",
     "roi_rdm",
+    "weighted_model_sets",
 ]
 
 
@@ -205,3 +206,35 @@ def atlas_region(label: str, atlas: str = "harvard-oxford", *, prob_threshold=AT
     if prob is not None:
         inside &= prob >= prob_threshold
     return nib.Nifti1Image(inside.astype(np.uint8), affine)
+
+
+def weighted_model_sets(
+    names: Sequence[str], networks: Sequence[str], parts: Sequence[str]
+) -> list[tuple[str, list[int]]]:
+    """The weighted models evaluated in a region, as (name, indices of the model RDMs).
+
+    For each network (``model-<m>``): all its RDMs together, and the RDMs of each of
+    its parts (``model-<m>_part-<p>``, e.g. one arm); across networks, every RDM
+    together (``all``). Only sets of at least two RDMs are kept, each set once (under
+    its first name), so that a combination can be compared with each part alone.
+    """
+    from .bidsnames import build_stem, to_label  # noqa: PLC0415
+
+    if not len(names) == len(networks) == len(parts):
+        raise ValueError("names, networks and parts need one entry per model RDM")
+    candidates: list[tuple[str, list[int]]] = []
+    for net in dict.fromkeys(networks):
+        members = [i for i, n in enumerate(networks) if n == net]
+        candidates.append((build_stem({"model": net}), members))
+        for part in dict.fromkeys(parts[i] for i in members):
+            label = to_label(part, fallback="part")
+            chosen = [i for i in members if parts[i] == part]
+            candidates.append((build_stem({"model": net, "part": label}), chosen))
+    candidates.append(("all", list(range(len(names)))))
+    out, seen = [], set()
+    for name, members in candidates:
+        key = tuple(members)
+        if len(members) >= 2 and key not in seen:
+            seen.add(key)
+            out.append((name, members))
+    return out

@@ -105,6 +105,35 @@ def _write_table(table, path, sidecar):
     write_json(sidecar_path(path), sidecar)
 
 
+def _load_rdms(subject_files, model_files):
+    """Subjects' and models' RDMs in the first subject's condition order; models with
+    undefined or constant entries are left out (nothing to compare)."""
+    import numpy as np
+
+    from dnnrsa.modelbank import reorder_rdm
+    from dnnrsa.rdm import read_rdm_tsv
+
+    subjects = [read_rdm_tsv(f) for f in subject_files]
+    conditions = subjects[0][1]
+    data = np.stack(
+        [
+            reorder_rdm(v, lab, conditions, name=f)
+            for (v, lab), f in zip(subjects, subject_files, strict=True)
+        ]
+    )
+    models, kept, left_out = [], [], []
+    for i, f in enumerate(model_files):
+        rdm = reorder_rdm(*read_rdm_tsv(f), conditions, name=f)
+        if np.isfinite(rdm).all() and np.ptp(rdm) > 0:
+            models.append(rdm)
+            kept.append(i)
+        else:
+            left_out.append(i)
+    if not models:
+        raise ValueError(f"no model RDM with finite, varying entries: {list(model_files)}")
+    return conditions, data, np.stack(models), kept, left_out
+
+
 class RoiEvaluation(SimpleInterface):
     """Evaluate every model RDM against the subjects' RDMs of one region
     (:func:`dnnrsa.inference.evaluate_models`): the evaluation, noise-ceiling and
@@ -114,35 +143,18 @@ class RoiEvaluation(SimpleInterface):
     output_spec = _RoiEvaluationOutputSpec
 
     def _run_interface(self, runtime):
-        import numpy as np
         import pandas as pd
 
         from dnnrsa.inference import evaluate_models
-        from dnnrsa.modelbank import reorder_rdm
-        from dnnrsa.rdm import read_rdm_tsv
 
         from .bids import software_versions
 
-        subjects = [read_rdm_tsv(f) for f in self.inputs.subject_files]
-        conditions = subjects[0][1]
-        data = np.stack(
-            [
-                reorder_rdm(v, lab, conditions, name=f)
-                for (v, lab), f in zip(subjects, self.inputs.subject_files, strict=True)
-            ]
+        conditions, data, models, kept, left_out = _load_rdms(
+            self.inputs.subject_files, self.inputs.model_files
         )
-        models, names, files, left_out = [], [], [], []
-        for f, n in zip(self.inputs.model_files, self.inputs.model_names, strict=True):
-            rdm = reorder_rdm(*read_rdm_tsv(f), conditions, name=n)
-            if np.isfinite(rdm).all() and np.ptp(rdm) > 0:
-                models.append(rdm)
-                names.append(n)
-                files.append(f)
-            else:  # undefined or constant entries: nothing to compare
-                left_out.append(n)
-        if not models:
-            raise ValueError(f"no model RDM with finite, varying entries; left out: {left_out}")
-        models = np.stack(models)
+        names = [self.inputs.model_names[i] for i in kept]
+        files = [self.inputs.model_files[i] for i in kept]
+        left_out = [self.inputs.model_names[i] for i in left_out]
         ev = evaluate_models(
             models,
             data,
@@ -184,4 +196,80 @@ class RoiEvaluation(SimpleInterface):
         for table, path in outputs:
             _write_table(table, path, side)
         self._results["out_files"] = [p for _, p in outputs]
+        return runtime
+
+
+class _RoiWeightedInputSpec(BaseInterfaceInputSpec):
+    subject_files = traits.List(File(exists=True), mandatory=True, desc="subjects' ROI RDMs")
+    model_files = traits.List(File(exists=True), mandatory=True, desc="model RDMs")
+    model_names = traits.List(traits.Str, mandatory=True)
+    networks = traits.List(traits.Str, mandatory=True, desc="network of each model RDM")
+    parts = traits.List(traits.Str, mandatory=True, desc="part (arm) of each model RDM")
+    comparator = traits.Enum("spearman", "pearson", "cosine", "corr_cov", "cosine_cov")
+    seed = traits.Int(0, usedefault=True)
+    out_path = traits.Str(mandatory=True)
+    sidecar = traits.Dict()
+
+
+class RoiWeightedModels(SimpleInterface):
+    """Cross-validated non-negative combinations of model RDMs in one region
+    (:func:`dnnrsa.inference.crossvalidate` on the sets of
+    :func:`dnnrsa.roi.weighted_model_sets`)."""
+
+    input_spec = _RoiWeightedInputSpec
+    output_spec = _RoiRDMOutputSpec
+
+    def _run_interface(self, runtime):
+        import numpy as np
+        import pandas as pd
+
+        from dnnrsa.inference import crossvalidate
+        from dnnrsa.roi import weighted_model_sets
+
+        from .bids import software_versions
+
+        conditions, data, models, kept, _ = _load_rdms(
+            self.inputs.subject_files, self.inputs.model_files
+        )
+        names = [self.inputs.model_names[i] for i in kept]
+        sets = weighted_model_sets(
+            names, [self.inputs.networks[i] for i in kept], [self.inputs.parts[i] for i in kept]
+        )
+        rows = []
+        if sets:
+            cv = crossvalidate(
+                [models[idx] for _, idx in sets],
+                data,
+                self.inputs.comparator,
+                seed=self.inputs.seed,
+                model_names=[n for n, _ in sets],
+            )
+            for m, (name, idx) in enumerate(sets):
+                with np.errstate(all="ignore"):
+                    weights = np.nanmean(cv.weights[m], axis=0)
+                rows.append(
+                    {
+                        "model": name,
+                        "n_components": len(idx),
+                        "components": ";".join(names[i] for i in idx),
+                        "cv_mean": cv.mean[m],
+                        "cv_sd_folds": np.nanstd(cv.evaluations[m]),
+                        "noise_ceiling_lower": cv.noise_ceiling[0],
+                        "noise_ceiling_upper": cv.noise_ceiling[1],
+                        "weights": ";".join(f"{w:.6g}" for w in weights),
+                    }
+                )
+        columns = ["model", "n_components", "components", "cv_mean", "cv_sd_folds"]
+        columns += ["noise_ceiling_lower", "noise_ceiling_upper", "weights"]
+        side = {
+            **dict(self.inputs.sidecar),
+            "Comparator": self.inputs.comparator,
+            "Description": "non-negative weighted combinations of model RDMs, fitted on "
+            "training subjects and conditions and evaluated on held-out ones (k-fold "
+            "cross-validation); weights are the mean over folds of unit-norm weights",
+            "Conditions": list(conditions),
+            "SoftwareVersions": software_versions(),
+        }
+        _write_table(pd.DataFrame(rows, columns=columns), self.inputs.out_path, side)
+        self._results["out_file"] = self.inputs.out_path
         return runtime

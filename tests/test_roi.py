@@ -96,6 +96,21 @@ def test_atlas_regions():
         atlas_region("Insula")
 
 
+def test_weighted_model_sets():
+    from dnnrsa.roi import weighted_model_sets
+
+    names = ["a1", "a2", "a3", "b1", "r"]
+    networks = ["net", "net", "net", "net", "own"]
+    parts = ["visual", "visual", "auditory", "crossmodal", "model"]
+    sets = weighted_model_sets(names, networks, parts)
+    assert sets == [
+        ("model-net", [0, 1, 2, 3]),
+        ("model-net_part-visual", [0, 1]),
+        ("all", [0, 1, 2, 3, 4]),
+    ]
+    assert weighted_model_sets(["x"], ["own"], ["model"]) == []
+
+
 # --------------------------------------------------------------------------- participant level
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
@@ -197,6 +212,15 @@ def test_group_roi_tables_equal_a_direct_inference_call(small, roi_run):
     np.testing.assert_allclose(pairs["p_adjusted"], ev.pairwise_table()["p_adjusted"], atol=1e-12)
     # the planted category geometry beats the random model and exceeds zero
     assert table.loc[0, "mean"] > table.loc[1, "mean"] and table.loc[0, "p_zero"] < 0.05
+    # the weighted combination of both model RDMs, cross-validated as by the core
+    from dnnrsa.inference import crossvalidate
+
+    weighted = pd.read_csv(f"{stem}weighted_stats.tsv", sep="\t")
+    assert weighted["model"].tolist() == ["model-own"]
+    assert weighted.loc[0, "components"] == "model-category;model-noise"
+    cv = crossvalidate([models], data, "spearman", seed=4, model_names=["model-own"])
+    np.testing.assert_allclose(weighted["cv_mean"], cv.mean, atol=1e-12)
+    np.testing.assert_allclose(weighted.loc[0, "noise_ceiling_lower"], cv.noise_ceiling[0])
     side = json.loads(
         (out / "task-cat_space-native_roi-centre_desc-evaluation_stats.json").read_text()
     )
@@ -234,3 +258,16 @@ def test_unknown_atlas_label_exits_64(small, tmp_path, capsys):
     _need_atlas()
     rc = _run(small, tmp_path, "--roi-atlas", "harvard-oxford", "--roi-labels", "Nowhere_Gyrus")
     assert rc == 64 and "Nowhere_Gyrus" in capsys.readouterr().err
+
+
+def test_atlas_region_at_the_participant_level(tmp_path):
+    """A Harvard-Oxford region near the origin of the fixture's grid (centred on 0 mm)."""
+    _need_atlas()
+    one = make_small_bids(tmp_path / "bids", n_subjects=1)
+    argv = [str(one.root), str(tmp_path / "o"), "participant", "-w", str(tmp_path / "w")]
+    argv += ["--model-rdm", f"category={one.model_rdm}", *SL, "--no-reports"]
+    assert main([*argv, "--roi-atlas", "harvard-oxford", "--roi-labels", "Left_Thalamus"]) == 0
+    path = tmp_path / "o/sub-01/func/sub-01_task-cat_space-native_roi-LeftThalamus_rdm.tsv"
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["NumberOfVoxels"] >= MIN_ROI_VOXELS
+    assert read_rdm_tsv(path)[1] == sorted(one.stim_files)
