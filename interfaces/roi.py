@@ -21,7 +21,7 @@ class _RoiRDMInputSpec(BaseInterfaceInputSpec):
     roi_name = traits.Str(mandatory=True)
     metric = traits.Enum("correlation", "euclidean", "crossnobis", usedefault=True)
     out_path = traits.Str(mandatory=True, desc="the RDM table written (with a JSON sidecar)")
-    sidecar = traits.Dict(desc="extra sidecar fields")
+    sidecar = traits.Dict(usedefault=True, desc="extra sidecar fields")
 
 
 class _RoiRDMOutputSpec(TraitedSpec):
@@ -89,7 +89,7 @@ class _RoiEvaluationInputSpec(BaseInterfaceInputSpec):
     evaluation_path = traits.Str(mandatory=True)
     noiseceiling_path = traits.Str(mandatory=True)
     pairwise_path = traits.Str(mandatory=True)
-    sidecar = traits.Dict(desc="sidecar fields shared by the three tables")
+    sidecar = traits.Dict(usedefault=True, desc="sidecar fields shared by the three tables")
 
 
 class _RoiEvaluationOutputSpec(TraitedSpec):
@@ -106,8 +106,8 @@ def _write_table(table, path, sidecar):
 
 
 def _load_rdms(subject_files, model_files):
-    """Subjects' and models' RDMs in the first subject's condition order; models with
-    undefined or constant entries are left out (nothing to compare)."""
+    """Subjects' and models' RDMs in the first subject's condition order; subjects and
+    models with undefined entries (and constant models) are left out."""
     import numpy as np
 
     from dnnrsa.modelbank import reorder_rdm
@@ -121,6 +121,10 @@ def _load_rdms(subject_files, model_files):
             for (v, lab), f in zip(subjects, subject_files, strict=True)
         ]
     )
+    finite = np.isfinite(data).all(axis=1)
+    if finite.sum() < 3:
+        raise ValueError(f"fewer than 3 subject RDMs with finite entries: {list(subject_files)}")
+    data = data[finite]
     models, kept, left_out = [], [], []
     for i, f in enumerate(model_files):
         rdm = reorder_rdm(*read_rdm_tsv(f), conditions, name=f)
@@ -131,7 +135,8 @@ def _load_rdms(subject_files, model_files):
             left_out.append(i)
     if not models:
         raise ValueError(f"no model RDM with finite, varying entries: {list(model_files)}")
-    return conditions, data, np.stack(models), kept, left_out
+    skipped = [str(f) for f, ok in zip(subject_files, finite, strict=True) if not ok]
+    return conditions, data, np.stack(models), kept, left_out, skipped
 
 
 class RoiEvaluation(SimpleInterface):
@@ -149,7 +154,7 @@ class RoiEvaluation(SimpleInterface):
 
         from .bids import software_versions
 
-        conditions, data, models, kept, left_out = _load_rdms(
+        conditions, data, models, kept, left_out, skipped = _load_rdms(
             self.inputs.subject_files, self.inputs.model_files
         )
         names = [self.inputs.model_names[i] for i in kept]
@@ -179,6 +184,7 @@ class RoiEvaluation(SimpleInterface):
             "SubjectRDMs": list(self.inputs.subject_files),
             "ModelRDMs": files,
             "ModelsLeftOut": left_out,
+            "SubjectRDMsLeftOut": skipped,
             "SoftwareVersions": software_versions(),
         }
         noise = pd.DataFrame(
@@ -208,7 +214,7 @@ class _RoiWeightedInputSpec(BaseInterfaceInputSpec):
     comparator = traits.Enum("spearman", "pearson", "cosine", "corr_cov", "cosine_cov")
     seed = traits.Int(0, usedefault=True)
     out_path = traits.Str(mandatory=True)
-    sidecar = traits.Dict()
+    sidecar = traits.Dict(usedefault=True)
 
 
 class RoiWeightedModels(SimpleInterface):
@@ -228,7 +234,7 @@ class RoiWeightedModels(SimpleInterface):
 
         from .bids import software_versions
 
-        conditions, data, models, kept, _ = _load_rdms(
+        conditions, data, models, kept, _, skipped = _load_rdms(
             self.inputs.subject_files, self.inputs.model_files
         )
         names = [self.inputs.model_names[i] for i in kept]
@@ -268,6 +274,7 @@ class RoiWeightedModels(SimpleInterface):
             "training subjects and conditions and evaluated on held-out ones (k-fold "
             "cross-validation); weights are the mean over folds of unit-norm weights",
             "Conditions": list(conditions),
+            "SubjectRDMsLeftOut": skipped,
             "SoftwareVersions": software_versions(),
         }
         _write_table(pd.DataFrame(rows, columns=columns), self.inputs.out_path, side)

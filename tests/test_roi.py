@@ -4,6 +4,7 @@ the refusal of bad regions, and the group-level evaluation tables."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -226,6 +227,45 @@ def test_group_roi_tables_equal_a_direct_inference_call(small, roi_run):
     )
     assert side["Bootstrap"] == "subjects" and side["Comparator"] == "spearman"
     assert len(side["Subjects"]) == 6
+
+
+def test_roi_evaluation_over_stimuli_and_both(roi_run, tmp_path):
+    """The bootstrap mode reaches the core; a subject RDM with undefined entries is left out."""
+    from dnnrsa.inference import evaluate_models
+    from dnnrsa.interfaces.roi import RoiEvaluation
+    from dnnrsa.modelbank import reorder_rdm
+
+    _rc, out = roi_run
+    subjects = sorted(out.glob("sub-*/func/*_roi-centre_rdm.tsv"))
+    vec, labels = read_rdm_tsv(subjects[0])
+    vec[0] = np.nan
+    broken = tmp_path / "broken_rdm.tsv"
+    write_rdm_tsv(broken, vec, labels)
+    models = [out / "task-cat_model-category_rdm.tsv", out / "task-cat_model-noise_rdm.tsv"]
+    data = np.stack([reorder_rdm(*read_rdm_tsv(f), labels) for f in subjects[1:]])
+    model_rdms = np.stack([reorder_rdm(*read_rdm_tsv(f), labels) for f in models])
+    for mode in ("stimuli", "both"):
+        paths = {k: str(tmp_path / f"{mode}_{k}.tsv") for k in ("ev", "nc", "pw")}
+        RoiEvaluation(
+            subject_files=[str(broken), *map(str, subjects[1:])],
+            model_files=[str(m) for m in models],
+            model_names=["a", "b"],
+            comparator="pearson",
+            mode=mode,
+            n_boot=100,
+            seed=1,
+            device="cpu",
+            evaluation_path=paths["ev"],
+            noiseceiling_path=paths["nc"],
+            pairwise_path=paths["pw"],
+        ).run(cwd=str(tmp_path))
+        ev = evaluate_models(
+            model_rdms, data, "pearson", mode=mode, n_boot=100, seed=1, model_names=["a", "b"]
+        )
+        table = pd.read_csv(paths["ev"], sep="\t")
+        np.testing.assert_allclose(table["se"], ev.se, rtol=1e-9)
+        side = json.loads(Path(paths["ev"]).with_suffix(".json").read_text())
+        assert side["Bootstrap"] == mode and side["SubjectRDMsLeftOut"] == [str(broken)]
 
 
 # --------------------------------------------------------------------------- bad regions
