@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu-spheres", type=int, default=20000, help="CPU reference subset")
     parser.add_argument("--cpu-tfce-perm", type=int, default=10, help="CPU reference TFCE perms")
     parser.add_argument("--cpu-n-perm", type=int, default=100, help="CPU reference max-T perms")
-    parser.add_argument("--stage-budget", type=float, default=150.0, help="seconds per stage")
+    parser.add_argument("--stage-budget", type=float, default=90.0, help="seconds per stage")
     parser.add_argument("--skip", default="", help="stages to skip, comma-separated")
     parser.add_argument("--out", default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -304,6 +304,18 @@ def main(argv=None) -> int:
         "maxt": lambda: stage_max_t(args, rec, mask, xp, rng),
         "tfce": lambda: stage_tfce(args, rec, mask, xp, rng),  # last: the longest
     }
+
+    def save():  # after every stage, so that a run stopped by a timeout keeps its figures
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        result = {
+            "device": device_name,
+            "voxels": int(mask.sum()),
+            "rows": rec.rows,
+            "peak_rss_gib": peak,
+        }
+        (out / "gpu_study.json").write_text(json.dumps(result, indent=2))
+        return peak
+
     for name, run in stages.items():
         if name in skip:
             continue
@@ -313,15 +325,8 @@ def main(argv=None) -> int:
             rec.add(name, note=f"FAILED: {type(exc).__name__}: {exc}")
         if xp is not np:
             xp.get_default_memory_pool().free_all_blocks()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"peak resident memory of the process: {peak:.2f} GiB")
-    result = {
-        "device": device_name,
-        "voxels": int(mask.sum()),
-        "rows": rec.rows,
-        "peak_rss_gib": peak,
-    }
-    (out / "gpu_study.json").write_text(json.dumps(result, indent=2))
+        save()
+    print(f"peak resident memory of the process: {save():.2f} GiB")
     return 1 if any("FAILED" in r["note"] for r in rec.rows) else 0
 
 
