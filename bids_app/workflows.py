@@ -17,6 +17,7 @@ from dnnrsa.bidsnames import build_name, subject_dir, to_label
 from ..interfaces.bids import WriteDerivative, WriteLayerRDMs, WriteSubjectMaps
 from ..interfaces.dnn import (
     ArmLesion,
+    CrossRegimeSimilarity,
     DNNAnalyses,
     ExtractFeatures,
     LayerRDMs,
@@ -78,8 +79,12 @@ def init_dnn_wf(
     wf.connect(merge, "bank_file", outputnode, "bank_file")
     gpu = _use_gpu(config)
     out_dir = str(config.output_dir)
-    for k, ckpt in enumerate(config.checkpoints):
-        label = checkpoint_label(ckpt)
+    labels = [checkpoint_label(ckpt) for ckpt in config.checkpoints]
+    cross_list = None
+    if len(config.checkpoints) >= 2:
+        cross_list = pe.Node(niu.Merge(len(config.checkpoints)), name="merge_regimes")
+        _add_cross_regime(wf, config, cross_list, labels, task)
+    for k, (ckpt, label) in enumerate(zip(config.checkpoints, labels, strict=True)):
         extract = pe.Node(
             ExtractFeatures(
                 stim_files=stim_paths,
@@ -130,6 +135,8 @@ def init_dnn_wf(
                 (rdms, merge_list, [("bank_file", f"in{k + 1}")]),
             ]
         )
+        if cross_list is not None:
+            wf.connect(rdms, "bank_file", cross_list, f"in{k + 1}")
         entities = {"task": task, "model": label}
         if _lesion_possible(ckpt, stimulus_table):
             lesion = pe.Node(
@@ -187,6 +194,31 @@ def init_dnn_wf(
     return wf
 
 
+def _add_cross_regime(wf, config, bank_list, labels: list[str], task: str) -> None:
+    """Layer-by-layer similarity of every checkpoint with every other, written at dataset
+    level as ``task-<t>_desc-crossregime_matrix.tsv`` (every layer of every network) and
+    ``task-<t>_desc-crossregime_stats.tsv`` (one row per layer pair of two networks)."""
+    cross = pe.Node(
+        CrossRegimeSimilarity(
+            regimes=labels,
+            extra={
+                "Checkpoints": dict(zip(labels, map(str, config.checkpoints), strict=True)),
+                "Model": config.model,
+            },
+        ),
+        name="cross_regime_similarity",
+    )
+    wf.connect(bank_list, "out", cross, "bank_files")
+    for field, suffix in (("matrix", "matrix"), ("pairs", "stats")):
+        fname = build_name({"task": task, "desc": "crossregime"}, suffix, ".tsv")
+        sink = pe.Node(
+            WriteDerivative(out_path=str(config.output_dir / fname)),
+            name=f"write_crossregime_{field}",
+        )
+        sink.overwrite = True
+        wf.connect([(cross, sink, [(f"{field}_file", "in_file"), (f"{field}_sidecar", "sidecar")])])
+
+
 def _lesion_possible(ckpt: Path, stimulus_table: str) -> bool:
     """Whether the arm lesion can be scored: the checkpoint's regime labels the stimuli.
 
@@ -205,7 +237,18 @@ def _lesion_possible(ckpt: Path, stimulus_table: str) -> bool:
     except (OSError, ValueError):
         return False
     regime = info.get("regime")
-    if not (bool(regime) and regime in table.columns and bool(get_model(info["model"]).arms)):
+    if not (bool(regime) and bool(get_model(info["model"]).arms)):
+        return False
+    if regime not in table.columns:
+        # the checkpoint's training labels belong to its training clips, which the
+        # stimuli of the events cannot be matched to without the column
+        logging.getLogger("dnnrsa.workflows").warning(
+            "arm lesion of %s skipped: the events have no %r column giving each stimulus "
+            "its %s label (variance partitioning, which needs no labels, is not affected)",
+            ckpt.name,
+            regime,
+            regime,
+        )
         return False
     labels = [str(c) for c in info.get("labels", [])]
     matching = int(table[regime].isin(labels).sum())

@@ -270,3 +270,94 @@ class ArmLesion(SimpleInterface):
         lesions.to_csv(out, sep="\t", index=False, float_format="%.6f")
         self._results["lesion_file"] = out
         return runtime
+
+
+class _CrossRegimeSimilarityInputSpec(BaseInterfaceInputSpec):
+    bank_files = InputMultiObject(
+        File(exists=True), mandatory=True, desc="layer RDMs of each network, one bank per network"
+    )
+    regimes = traits.List(
+        traits.Str, desc="label of each network, in order (default: each bank's model label)"
+    )
+    method = traits.Str("spearman", usedefault=True, desc="comparator of two layer RDMs")
+    extra = traits.Dict(usedefault=True, desc="more sidecar fields (checkpoints ...)")
+
+
+class _CrossRegimeSimilarityOutputSpec(TraitedSpec):
+    matrix_file = File(
+        exists=True,
+        desc="TSV: every layer of every network against every other, "
+        "rows and columns labelled <regime>.<layer>",
+    )
+    pairs_file = File(exists=True, desc="TSV: one row per layer pair of two different networks")
+    matrix_sidecar = traits.Dict(desc="sidecar fields of the matrix")
+    pairs_sidecar = traits.Dict(desc="sidecar fields of the pairs table")
+
+
+class CrossRegimeSimilarity(SimpleInterface):
+    """Layer-by-layer similarity of several networks, stacked network after network
+    (:func:`dnnrsa.analysis.cross_regime_similarity`).
+
+    Every bank must hold the layer RDMs of one network in the same condition order.
+    """
+
+    input_spec = _CrossRegimeSimilarityInputSpec
+    output_spec = _CrossRegimeSimilarityOutputSpec
+
+    def _run_interface(self, runtime):
+        import pandas as pd
+
+        from dnnrsa.analysis import cross_regime_similarity
+        from dnnrsa.modelbank import ModelBank
+
+        banks = [ModelBank.load(f) for f in self.inputs.bank_files]
+        given = self.inputs.regimes if isdefined(self.inputs.regimes) else []
+        regimes = list(given) or [b.model_labels[0] if b.model_labels else "" for b in banks]
+        if len(regimes) != len(banks):
+            raise ValueError(f"{len(banks)} model banks but {len(regimes)} regimes")
+        if len(set(regimes)) != len(regimes) or not all(regimes):
+            raise ValueError(f"every network needs its own non-empty label; got {regimes}")
+        result = cross_regime_similarity(
+            dict(zip(regimes, banks, strict=True)), method=self.inputs.method
+        )
+        labels = [
+            f"{r}.{layer}" for r, layer in zip(result.row_regimes, result.row_layers, strict=True)
+        ]
+        matrix = pd.DataFrame(result.matrix, index=labels, columns=labels).rename_axis("layer")
+        matrix_file = os.path.join(runtime.cwd, "crossregime_matrix.tsv")
+        matrix.to_csv(matrix_file, sep="\t", float_format="%.6f", na_rep="n/a")
+        pairs_file = os.path.join(runtime.cwd, "crossregime_stats.tsv")
+        result.pairs_frame().to_csv(
+            pairs_file, sep="\t", index=False, float_format="%.6f", na_rep="n/a"
+        )
+        self._results["matrix_file"] = matrix_file
+        self._results["pairs_file"] = pairs_file
+        common = {
+            "Regimes": list(result.regimes),
+            "LayerCounts": {r: len(result.layers[r]) for r in result.regimes},
+            "Layers": {r: list(result.layers[r]) for r in result.regimes},
+            "LayerNames": {r: list(b.layer_names) for r, b in zip(regimes, banks, strict=True)},
+            "Comparator": result.method,
+            "LayerRDMMetric": sorted({m for b in banks for m in b.metrics}),
+            "Conditions": list(banks[0].conditions),
+            **dict(self.inputs.extra),
+        }
+        self._results["matrix_sidecar"] = {
+            "Description": "similarity of the layer RDMs of every network with those of "
+            "every network; rows and columns are <regime>.<layer>",
+            "RowOrder": "every layer of the first regime, then every layer of the next",
+            **common,
+        }
+        self._results["pairs_sidecar"] = {
+            "Description": "similarity of the layer RDMs, one row per layer pair of two "
+            "different networks (the off-diagonal blocks of the matrix)",
+            "Columns": {
+                "regime_a": "the first network (earlier in Regimes)",
+                "layer_a": "its layer (label)",
+                "regime_b": "the second network",
+                "layer_b": "its layer (label)",
+                "similarity": "comparator of the two layer RDMs",
+            },
+            **common,
+        }
+        return runtime

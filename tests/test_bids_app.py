@@ -469,3 +469,72 @@ def test_checkpoint_on_a_category_design_without_label_columns(tmp_path):
     n_mask = int(np.asarray(nib.load(mask).dataobj).astype(bool).sum())
     assert 'id="brainmask"' in html
     assert f'voxels in the mask</td><td class="text">{n_mask}<' in html
+
+
+def test_several_checkpoints_write_the_cross_regime_similarity(tmp_path):
+    """Two networks (regimes emotion and identity): the stacked layer-by-layer similarity
+    of both is written at dataset level, and equals the core function on the written
+    layer RDMs; its within-network blocks are each network's own layer similarity."""
+    from dnnrsa.analysis import cross_regime_similarity
+    from dnnrsa.models import build_model, get_model, save_checkpoint
+    from dnnrsa.rdm import read_rdm_tsv
+
+    small = make_small_bids(tmp_path / "bids", n_subjects=1, n_runs=2)
+    spec = get_model("crosschannel")
+    ckpts = [
+        save_checkpoint(
+            tmp_path / f"{regime}.pt",
+            build_model(spec, 3, seed=seed),
+            spec,
+            labels=["a", "b", "c"],
+            regime=regime,
+        )
+        for seed, regime in ((1, "emotion"), (2, "identity"))
+    ]
+    out = tmp_path / "out"
+    argv = [str(small.root), str(out), "participant", "--checkpoint", *map(str, ckpts)]
+    argv += ["--layers", "auditory_pool2", "crossmodal_dense"]
+    argv += ["-w", str(tmp_path / "work"), "--skip-bids-validation", *SL]
+    assert main(argv) == 0
+    matrix_file = out / "task-cat_desc-crossregime_matrix.tsv"
+    pairs_file = out / "task-cat_desc-crossregime_stats.tsv"
+    assert matrix_file.is_file() and pairs_file.is_file()
+    rdms, names, conditions = {}, {}, {}
+    for regime in ("emotion", "identity"):
+        files = sorted(out.glob(f"task-cat_model-{regime}_layer-*_rdm.tsv"))
+        sides = [json.loads(f.with_suffix(".json").read_text()) for f in files]
+        files = [f for _, f in sorted(zip([s["LayerIndex"] for s in sides], files, strict=True))]
+        read = [read_rdm_tsv(f) for f in files]
+        rdms[regime] = np.array([vec for vec, _ in read])
+        names[regime] = [f.name.split("_layer-")[1].split("_")[0] for f in files]
+        conditions[regime] = read[0][1]
+    assert [len(n) for n in names.values()] == [2, 2]
+    direct = cross_regime_similarity(rdms, layer_names=names, conditions=conditions)
+    matrix = pd.read_csv(matrix_file, sep="\t", index_col=0)
+    labels = [f"{r}.{n}" for r, n in zip(direct.row_regimes, direct.row_layers, strict=True)]
+    assert matrix.index.tolist() == labels and matrix.columns.tolist() == labels
+    assert np.isfinite(direct.matrix).all()
+    np.testing.assert_allclose(matrix.to_numpy(), direct.matrix, rtol=0, atol=5e-7)
+    for regime in ("emotion", "identity"):
+        own = pd.read_csv(
+            out / f"task-cat_model-{regime}_desc-layersimilarity_matrix.tsv", sep="\t"
+        )
+        own = own.set_index("layer")
+        assert [f"{regime}.{n}" for n in own.index] == labels[direct.rows(regime)]
+        block = matrix.to_numpy()[direct.rows(regime), direct.rows(regime)]
+        np.testing.assert_allclose(block, own.to_numpy(), rtol=0, atol=1e-6)
+    pairs = pd.read_csv(pairs_file, sep="\t")
+    assert len(pairs) == 4
+    assert set(pairs["regime_a"]) == {"emotion"} and set(pairs["regime_b"]) == {"identity"}
+    np.testing.assert_allclose(
+        pairs["similarity"], direct.block("emotion", "identity").ravel(), rtol=0, atol=5e-7
+    )
+    for path in (matrix_file, pairs_file):
+        side = json.loads(path.with_suffix(".json").read_text())
+        assert side["Regimes"] == ["emotion", "identity"]
+        assert side["LayerCounts"] == {"emotion": 2, "identity": 2}
+        assert side["Comparator"] == "spearman"
+        assert side["Conditions"] == conditions["emotion"]
+        assert side["Checkpoints"] == {"emotion": str(ckpts[0]), "identity": str(ckpts[1])}
+    # the events carry no emotion or identity column: no arm lesion, with a note
+    assert not list(out.glob("*_desc-armlesion_stats.tsv"))

@@ -286,6 +286,45 @@ def test_dnn_analyses(tmp_path):
     assert open(out.varpart).read() == expected_vp
 
 
+def test_cross_regime_similarity(tmp_path):
+    from dnnrsa.analysis import cross_regime_similarity
+    from dnnrsa.interfaces.dnn import CrossRegimeSimilarity
+
+    parts = ("visual", "auditory", "crossmodal")
+    (a, pa), (b, pb) = _bank(tmp_path, parts=parts, seed=1), _bank(tmp_path, parts=parts, seed=2)
+    out = _run(
+        CrossRegimeSimilarity(
+            bank_files=[str(pa), str(pb)], regimes=["emotion", "identity"], extra={"Model": "x"}
+        ),
+        tmp_path,
+    )
+    direct = cross_regime_similarity({"emotion": a, "identity": b})
+    labels = [f"{r}.{n}" for r, n in zip(direct.row_regimes, direct.row_layers, strict=True)]
+    expected = pd.DataFrame(direct.matrix, index=labels, columns=labels).rename_axis("layer")
+    assert open(out.matrix_file).read() == expected.to_csv(
+        sep="\t", float_format="%.6f", na_rep="n/a"
+    )
+    assert open(out.pairs_file).read() == direct.pairs_frame().to_csv(
+        sep="\t", index=False, float_format="%.6f", na_rep="n/a"
+    )
+    matrix = pd.read_csv(out.matrix_file, sep="\t", index_col=0)
+    assert matrix.index.tolist() == ["emotion.layer0", "emotion.layer1", "emotion.layer2"] + [
+        "identity.layer0",
+        "identity.layer1",
+        "identity.layer2",
+    ]
+    np.testing.assert_allclose(matrix.to_numpy(), direct.matrix, rtol=0, atol=5e-7)
+    assert len(pd.read_csv(out.pairs_file, sep="\t")) == 9
+    for side in (out.matrix_sidecar, out.pairs_sidecar):
+        assert side["Regimes"] == ["emotion", "identity"]
+        assert side["LayerCounts"] == {"emotion": 3, "identity": 3}
+        assert side["Comparator"] == "spearman" and side["Conditions"] == a.conditions
+        assert side["Model"] == "x"
+    # the regimes default to the banks' model labels, which must differ
+    with pytest.raises(Exception, match="own non-empty label"):
+        _run(CrossRegimeSimilarity(bank_files=[str(pa), str(pb)]), tmp_path, name="same")
+
+
 def test_arm_lesion(clips, tmp_path):
     import torch
 
