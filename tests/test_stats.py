@@ -459,3 +459,126 @@ def test_graph_labelling_matches_volume_labelling(rng, monkeypatch, connectivity
     np.testing.assert_array_equal(
         clusters_by_graph[0][0][maps[0] > 1.5], sizes[labels[mask]][maps[0] > 1.5]
     )
+
+
+# -- the blocked max-T kernel --------------------------------------------------------
+
+
+def _max_t_reference(data, signs, two_sided, exhaustive):
+    """Every permuted t map at once, as the textbook formula gives them."""
+    n = data.shape[0]
+    valid = np.isfinite(data).all(axis=0)
+    valid[valid] = data[:, valid].std(axis=0) > 0
+    x = data[:, valid]
+    s = signs @ x
+    t = (s / n) / np.sqrt((np.sum(x * x, axis=0) - s**2 / n) / (n * (n - 1)))
+    t_obs = x.mean(axis=0) / (x.std(axis=0, ddof=1) / np.sqrt(n))
+    stat, ref = (np.abs(t), np.abs(t_obs)) if two_sided else (t, t_obs)
+    ref = ref - 1e-9 * np.maximum(np.abs(ref), 1.0)
+    h0 = stat.max(axis=1)
+    counts = (stat >= ref).sum(axis=0)
+    n_ge = (h0[:, None] >= ref).sum(axis=0)
+    if exhaustive:
+        p_perm, p_fwe = counts / len(signs), n_ge / len(signs)
+    else:
+        p_perm, p_fwe = (counts + 1) / (len(signs) + 1), (n_ge + 1) / (len(signs) + 1)
+    return valid, h0, p_perm, p_fwe
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+@pytest.mark.parametrize(("n_subjects", "n_perm"), [(5, 100), (9, 400), (16, 300), (23, 250)])
+def test_blocked_max_t_equals_an_unblocked_reference(rng, two_sided, n_subjects, n_perm):
+    data = rng.standard_normal((n_subjects, 301)) + 0.25
+    data[2, 7] = np.nan
+    data[0, 40] = -np.inf
+    data[:, 11] = 2.0  # no variance
+    signs, exhaustive = dstats.sign_flip_matrix(n_subjects, n_perm, random_state=5)
+    valid, h0, p_perm, p_fwe = _max_t_reference(data, signs, two_sided, exhaustive)
+    for max_memory_mb, n_jobs in [(512.0, 1), (0.001, 1), (0.05, 2), (0.2, 3)]:
+        res = dstats.sign_flip_test(
+            data,
+            n_permutations=n_perm,
+            random_state=5,
+            two_sided=two_sided,
+            max_memory_mb=max_memory_mb,
+            n_jobs=n_jobs,
+        )
+        assert res.exhaustive == exhaustive
+        np.testing.assert_allclose(res.h0_max_t, h0, rtol=1e-12)
+        np.testing.assert_array_equal(res.p_perm[valid], p_perm)
+        np.testing.assert_array_equal(res.p_fwe[valid], p_fwe)
+        assert np.all(res.p_fwe[~valid] == 1) and np.all(res.p_perm[~valid] == 1)
+        assert np.isnan(res.t[~valid]).all()
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_table_kernel_equals_matrix_products_for_any_batch(rng, two_sided):
+    n_subjects, n_perm = 21, 700
+    x = rng.standard_normal((n_subjects, 257)) + 0.2
+    xn = x / np.sqrt(np.sum(x * x, axis=0))
+    signs, _ = dstats.sign_flip_matrix(n_subjects, n_perm, random_state=2)
+    u_ref = rng.uniform(0.2, 1.5, size=x.shape[1])
+    full = signs @ xn
+    stat = np.abs(full) if two_sided else full
+    expected_max, expected_counts = stat.max(axis=1), (stat >= u_ref).sum(axis=0)
+    flipped = signs < 0
+    for groups in ([(0, 21)], [(0, 10), (10, 21)], [(0, 7), (7, 14), (14, 21)]):
+        codes = [
+            (flipped[:, lo:hi] << np.arange(hi - lo)).sum(axis=1).astype(np.intp)
+            for lo, hi in groups
+        ]
+        for groups_, codes_ in ((groups, codes), (None, None)):
+            for batch in (1, 37, 255, 256, 700):
+                max_u, counts = dstats._max_t_block(
+                    xn,
+                    signs,
+                    u_ref,
+                    two_sided=two_sided,
+                    batch=batch,
+                    groups=groups_,
+                    codes=codes_,
+                    xp=np,
+                )
+                np.testing.assert_allclose(max_u, expected_max, rtol=1e-12)
+                np.testing.assert_array_equal(counts, expected_counts)
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_max_t_equals_the_permuted_t_maps_of_the_tfce_path(rng, two_sided):
+    shape = (9, 9, 7)
+    mask = _box_mask(shape)
+    data = _smooth_noise(rng, 12, shape)[:, mask] + 0.3
+    kwargs = dict(n_permutations=500, random_state=3, two_sided=two_sided)
+    maps = dstats.sign_flip_test(data, mask=mask, cluster_forming_threshold=0.01, **kwargs)
+    fast = dstats.sign_flip_test(data, **kwargs)
+    np.testing.assert_array_equal(fast.t, maps.t)
+    np.testing.assert_array_equal(fast.z, maps.z)
+    np.testing.assert_allclose(fast.h0_max_t, maps.h0_max_t, rtol=1e-12)
+    np.testing.assert_array_equal(fast.p_fwe, maps.p_fwe)
+    np.testing.assert_array_equal(fast.p_perm, maps.p_perm)
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_max_t_identical_to_nilearn_permuted_ols(rng, two_sided):
+    from nilearn.mass_univariate import permuted_ols
+
+    data = rng.standard_normal((11, 500)) + 0.3
+    n_perm, seed = 200, 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = permuted_ols(
+            np.ones((data.shape[0], 1)),
+            data,
+            model_intercept=False,
+            n_perm=n_perm,
+            two_sided_test=two_sided,
+            random_state=seed,
+            n_jobs=1,
+            output_type="dict",
+            verbose=0,
+        )
+    flips = _nilearn_sign_flips(seed, data.shape[0], n_perm)
+    res = dstats.sign_flip_test(data, sign_flips=flips, two_sided=two_sided, max_memory_mb=0.05)
+    np.testing.assert_allclose(res.t, ref["t"][0], rtol=1e-10)
+    np.testing.assert_allclose(res.h0_max_t, ref["h0_max_t"][0], rtol=1e-10)
+    np.testing.assert_allclose(res.p_fwe, 10 ** -ref["logp_max_t"][0], rtol=1e-10)
