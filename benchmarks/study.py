@@ -26,7 +26,8 @@ Group level (``--group-subjects`` subjects, 20 by default; subject maps are smoo
 random maps with a planted effect, as arrays): max-T over all 116 maps at once
 (``dnnrsa.stats.sign_flip_test`` on the concatenated maps, ``--n-perm`` permutations;
 peer: nilearn's ``permuted_ols`` on one map with ``--peer-perm`` permutations, scaled
-to the same work) and TFCE of one map (``--tfce-perm`` permutations; peer:
+to the same work; with fewer than 5,000 permutations the time is also printed scaled
+linearly to 5,000) and TFCE of one map (``--tfce-perm`` permutations; peer:
 ``permuted_ols(tfce=True)`` with ``--peer-tfce-perm`` permutations, scaled).
 
 For each stage it prints the wall time, the CPU time of this process, the peak of
@@ -416,6 +417,12 @@ def group_level(args, table: Table, mask: np.ndarray, mask_img) -> None:
     )
     with table.stage(f"group max-T {n_maps} maps, {args.n_perm} perm") as row:
         sign_flip_test(data, n_permutations=args.n_perm, random_state=0)
+    if args.n_perm < 5000:
+        print(
+            f"{'':<34}scaled to 5,000 permutations: {row['wall_s'] * 5000 / args.n_perm:.0f} s "
+            f"(linear in the permutations timed here, an upper bound: the observed maps are "
+            f"computed once)"
+        )
     if not args.skip_peers:
         seconds = permuted_ols_time(one, args.peer_perm)
         scaled = seconds * n_maps * args.n_perm / args.peer_perm
