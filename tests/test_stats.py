@@ -582,3 +582,19 @@ def test_max_t_identical_to_nilearn_permuted_ols(rng, two_sided):
     np.testing.assert_allclose(res.t, ref["t"][0], rtol=1e-10)
     np.testing.assert_allclose(res.h0_max_t, ref["h0_max_t"][0], rtol=1e-10)
     np.testing.assert_allclose(res.p_fwe, 10 ** -ref["logp_max_t"][0], rtol=1e-10)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_cupy_max_t_matches_numpy(rng, two_sided):
+    import cupy
+
+    data = rng.standard_normal((14, 2000)) + 0.2
+    data[3, 10] = np.nan
+    kwargs = dict(n_permutations=600, random_state=1, two_sided=two_sided, max_memory_mb=0.5)
+    cpu = dstats.sign_flip_test(data, **kwargs)
+    gpu = dstats.sign_flip_test(cupy.asarray(data), **kwargs)
+    np.testing.assert_array_equal(gpu.t, cpu.t)
+    np.testing.assert_allclose(gpu.h0_max_t, cpu.h0_max_t, rtol=1e-12)
+    np.testing.assert_array_equal(gpu.p_fwe, cpu.p_fwe)
+    np.testing.assert_array_equal(gpu.p_perm, cpu.p_perm)
