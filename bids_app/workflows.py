@@ -29,7 +29,7 @@ from ..interfaces.roi import RoiEvaluation, RoiRDM, RoiWeightedModels
 from ..interfaces.searchlight import SearchlightRSA
 from ..interfaces.stats import GroupSignFlipTest, LayerWinner
 from .collect import SubjectInputs
-from .errors import DatasetInvalid
+from .errors import DatasetInvalid, UsageError
 from .parser import CONFOUND_STRATEGIES
 
 if TYPE_CHECKING:
@@ -80,6 +80,12 @@ def init_dnn_wf(
     gpu = _use_gpu(config)
     out_dir = str(config.output_dir)
     labels = [checkpoint_label(ckpt) for ckpt in config.checkpoints]
+    shared = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if shared:
+        raise UsageError(
+            f"--checkpoint: several checkpoints have the model label {shared} (the regime "
+            "recorded in each, else its file name); every network needs its own label"
+        )
     cross_list = None
     if len(config.checkpoints) >= 2:
         cross_list = pe.Node(niu.Merge(len(config.checkpoints)), name="merge_regimes")

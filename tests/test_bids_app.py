@@ -538,3 +538,21 @@ def test_several_checkpoints_write_the_cross_regime_similarity(tmp_path):
         assert side["Checkpoints"] == {"emotion": str(ckpts[0]), "identity": str(ckpts[1])}
     # the events carry no emotion or identity column: no arm lesion, with a note
     assert not list(out.glob("*_desc-armlesion_stats.tsv"))
+
+
+def test_checkpoints_sharing_a_regime_exit_64(tmp_path, capsys):
+    from dnnrsa.models import build_model, get_model, save_checkpoint
+
+    small = make_small_bids(tmp_path / "bids", n_subjects=1, n_runs=2)
+    spec = get_model("crosschannel")
+    ckpts = [
+        save_checkpoint(
+            tmp_path / f"net{seed}.pt", build_model(spec, 3, seed=seed), spec, regime="emotion"
+        )
+        for seed in (1, 2)
+    ]
+    out = tmp_path / "out"
+    argv = [str(small.root), str(out), "participant", "--checkpoint", *map(str, ckpts)]
+    argv += ["-w", str(tmp_path / "work"), "--skip-bids-validation", *SL]
+    assert main(argv) == 64
+    assert "every network needs its own label" in capsys.readouterr().err
