@@ -24,6 +24,7 @@ from .brain_sections import (
 )
 from .discovery import open_context
 from .render import FigureStore, escape, render_page
+from .roi_sections import roi_sections
 from .sections import (
     arm_relevance_section,
     category_index_section,
@@ -155,7 +156,8 @@ def build_group_report(
 
     Sections: overview, group maps (per-layer peak statistic and number of
     family-wise significant voxels; slices and glass brain of the best layer of each
-    network part), cluster tables, the winner-take-all layer map, the stimuli,
+    network part), cluster tables, the winner-take-all layer map, the regions of
+    interest (when the group level evaluated any), the stimuli,
     layer RDMs, MDS, category index, layer-by-layer similarity, arm relevance and
     the run configuration. A section whose inputs are absent says so.
 
@@ -197,6 +199,7 @@ def build_group_report(
         ("groupmaps", "Group maps", lambda: group_maps_section(ctx)),
         ("clusters", "Cluster tables", lambda: clusters_section(ctx)),
         ("winner", "Winning layer", lambda: winner_section(ctx)),
+        *roi_sections(ctx),
         *((sid, h, lambda f=f: f(ctx)) for sid, h, f in _MODEL_SECTIONS),
         *_face_crop_sections(ctx),
         ("config", "Run configuration", lambda: config_section(ctx)),
