@@ -17,6 +17,10 @@ _GROUP_GAP = 0.8  # extra space between the bars of two network parts
 _CEILING_COLOUR = "#b0b0b0"
 
 
+def _part_name(part: str) -> str:
+    return "user model" if part == "model" else str(part)
+
+
 def bar_positions(parts: Sequence[str]) -> np.ndarray:
     """x position of each bar: consecutive bars of one part touch, parts are set apart."""
     positions, x = [], 0.0
@@ -85,7 +89,7 @@ def _part_labels(ax, x, parts) -> None:
         ax.text(
             (x[start] + x[stop - 1]) / 2,
             1.01,
-            str(part),
+            _part_name(part),
             transform=trans,
             ha="center",
             va="bottom",
@@ -171,7 +175,7 @@ def roi_bar_figure(
     for text, part in zip(ax.get_xticklabels(), parts, strict=True):
         text.set_color(part_colour(part))
     ax.set_ylabel(f"RDM correlation ({comparator})" if comparator else "RDM correlation")
-    handles = [Patch(color=part_colour(p), label=p) for p in dict.fromkeys(parts)]
+    handles = [Patch(color=part_colour(p), label=_part_name(p)) for p in dict.fromkeys(parts)]
     handles.append(Patch(color=_CEILING_COLOUR, alpha=0.45, label="noise ceiling"))
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if show_beats:
