@@ -608,23 +608,12 @@ def write_rdm_tsv(path: str | os.PathLike, vector, labels: Sequence) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def read_rdm_tsv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """Read a square, labelled RDM table (as written by :func:`write_rdm_tsv`).
-
-    The first column and the header row hold the condition labels (in the same
-    order); the name of the first header cell is free. Missing values may be
-    written ``n/a`` or ``NaN``.
-
-    Returns
-    -------
-    vector : ndarray of shape (n_pairs,)
-    labels : list of str
-    """
+def _read_square_table(path: str, what: str = "RDM"):
+    """The cells (text) and labels of a square TSV whose header row repeats the row labels."""
     import pandas as pd
 
-    path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"RDM file not found: {path}")
+        raise FileNotFoundError(f"{what} file not found: {path}")
     try:
         table = pd.read_csv(path, sep="\t", index_col=0, dtype=str, keep_default_na=False)
     except Exception as exc:  # pandas raises several parser errors
@@ -638,6 +627,23 @@ def read_rdm_tsv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
         )
     if rows != cols:
         raise ValueError(f"{path}: row labels {rows} differ from column labels {cols}")
+    return table, rows
+
+
+def read_rdm_tsv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """Read a square, labelled RDM table (as written by :func:`write_rdm_tsv`).
+
+    The first column and the header row hold the condition labels (in the same
+    order); the name of the first header cell is free. Missing values may be
+    written ``n/a`` or ``NaN``.
+
+    Returns
+    -------
+    vector : ndarray of shape (n_pairs,)
+    labels : list of str
+    """
+    path = os.fspath(path)
+    table, rows = _read_square_table(path)
     if len(rows) < 3:
         raise ValueError(f"{path}: an RDM needs at least 3 conditions; got {len(rows)}")
     try:
@@ -700,24 +706,8 @@ def validate_model_rdm(
     ValueError
         On any fault above; the message names the file and the fault.
     """
-    import pandas as pd
-
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model RDM file not found: {path}")
-    try:
-        table = pd.read_csv(path, sep="\t", index_col=0, dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises several parser errors
-        raise ValueError(f"{path}: cannot be read as a tab-separated table ({exc})") from exc
-    rows = [str(r) for r in table.index]
-    cols = [str(c) for c in table.columns]
-    if len(rows) != len(cols):
-        raise ValueError(
-            f"{path}: a square RDM needs as many rows as columns; got {len(rows)} rows "
-            f"and {len(cols)} columns"
-        )
-    if rows != cols:
-        raise ValueError(f"{path}: row labels {rows} differ from column labels {cols}")
+    table, rows = _read_square_table(path, "model RDM")
     duplicates = sorted({r for r in rows if rows.count(r) > 1})
     if duplicates:
         raise ValueError(f"{path}: duplicate condition labels {duplicates}")
@@ -735,7 +725,7 @@ def validate_model_rdm(
                 values[i, j] = float(text)
             except ValueError:
                 raise ValueError(
-                    f"{path}: the cell at row {rows[i]!r}, column {cols[j]!r} is {text!r}, "
+                    f"{path}: the cell at row {rows[i]!r}, column {rows[j]!r} is {text!r}, "
                     "not a number (write numbers, or n/a for a missing value)"
                 ) from None
     infinite = np.argwhere(np.isinf(values))
@@ -743,7 +733,7 @@ def validate_model_rdm(
         i, j = infinite[0]
         raise ValueError(
             f"{path}: {len(infinite)} infinite entr{'y' if len(infinite) == 1 else 'ies'} "
-            f"(the first at row {rows[i]!r}, column {cols[j]!r}); dissimilarities must be "
+            f"(the first at row {rows[i]!r}, column {rows[j]!r}); dissimilarities must be "
             "finite numbers or n/a"
         )
     diagonal = np.diagonal(values)
@@ -758,8 +748,8 @@ def validate_model_rdm(
     if not same.all():
         i, j = np.argwhere(~same)[0]
         raise ValueError(
-            f"{path}: the RDM is not symmetric: ({rows[i]!r}, {cols[j]!r}) is {values[i, j]:g} "
-            f"but ({rows[j]!r}, {cols[i]!r}) is {values[j, i]:g}"
+            f"{path}: the RDM is not symmetric: ({rows[i]!r}, {rows[j]!r}) is {values[i, j]:g} "
+            f"but ({rows[j]!r}, {rows[i]!r}) is {values[j, i]:g}"
         )
     if conditions is not None:
         wanted = [str(c) for c in conditions]
