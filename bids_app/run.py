@@ -143,6 +143,7 @@ def config_from_options(opts) -> RunConfig:
         condition_column=opts.condition_column,
         glm_method=opts.glm_method,
         glm_output=opts.glm_output,
+        noise_model=opts.noise_model,
         noise_normalisation=opts.noise_normalisation,
         confounds=tuple(opts.confounds),
         smoothing_fwhm=opts.smoothing_fwhm,

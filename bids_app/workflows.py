@@ -326,6 +326,7 @@ def init_participant_wf(
             method=config.glm_method,
             output=config.glm_output,
             condition_column=config.condition_column,
+            noise_model=config.noise_model,
             noise_normalisation=config.noise_normalisation,
             seed=config.seed,
         ),
@@ -364,6 +365,8 @@ def init_participant_wf(
             sidecar={
                 "Method": config.glm_method,
                 "Output": config.glm_output,
+                "NoiseModel": config.noise_model,
+                "NoiseNormalisation": config.noise_normalisation,
                 "ConditionColumn": config.condition_column,
                 "Conditions": list(inputs.conditions),
                 "Runs": [r.run for r in inputs.runs],

@@ -26,6 +26,9 @@ class _EstimatePatternsInputSpec(BaseInterfaceInputSpec):
     method = traits.Enum("lsa", "lss", usedefault=True)
     output = traits.Enum("effect", "t", usedefault=True)
     condition_column = traits.Str("stim_file", usedefault=True)
+    noise_model = traits.Enum(
+        "ar1", "ols", usedefault=True, desc="noise model of nilearn's run_glm (ar1: its default)"
+    )
     noise_normalisation = traits.Enum("none", "univariate", "multivariate", usedefault=True)
     smoothing_fwhm = traits.Float(desc="spatial smoothing (mm)")
     seed = traits.Int(0, usedefault=True)
@@ -82,6 +85,7 @@ class EstimatePatterns(SimpleInterface):
             smoothing_fwhm=self.inputs.smoothing_fwhm
             if isdefined(self.inputs.smoothing_fwhm)
             else None,
+            noise_model=self.inputs.noise_model,
             random_state=self.inputs.seed,
         )
         patterns = os.path.join(runtime.cwd, "patterns.nii.gz")

@@ -114,6 +114,40 @@ def test_values_equal_core_functions(small, participant_run):
     assert inside.mean() > outside.mean() + 0.3
 
 
+def test_noise_model_ols_equals_the_core_function(small, tmp_path):
+    """``--noise-model ols`` reaches estimate_patterns and is recorded in the sidecar."""
+    from dnnrsa.glm import estimate_patterns
+
+    rc = _participant(
+        small, small.root, tmp_path, "--participant-label", "01", "--noise-model", "ols", *SL
+    )
+    assert rc == 0
+    func = small.root / "sub-01" / "func"
+    runs = sorted(func.glob("*_bold.nii.gz"))
+    events = [str(r).replace("_bold.nii.gz", "_events.tsv") for r in runs]
+    kwargs = {"t_r": 2.0, "random_state": 0}
+    ols = estimate_patterns([str(r) for r in runs], events, noise_model="ols", **kwargs)
+    ar1 = estimate_patterns([str(r) for r in runs], events, **kwargs)
+    path = (
+        tmp_path / "o/sub-01/func/sub-01_task-cat_space-native_desc-lsa_stat-effect_statmap.nii.gz"
+    )
+    got = np.asarray(nib.load(path).dataobj)
+    expected = np.asarray(ols.to_img().dataobj)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    # the two noise models give different patterns, so the equality says which was used
+    assert np.abs(np.asarray(ar1.to_img().dataobj) - expected).max() > 1e-3
+    side = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+    assert side["NoiseModel"] == "ols" and side["Method"] == "lsa"
+
+
+def test_unknown_noise_model_exits_64(small, tmp_path, capsys):
+    rc = _participant(small, small.root, tmp_path, "--noise-model", "ar2")
+    assert rc == 64
+    err = capsys.readouterr().err
+    assert "--noise-model" in err and "ar2" in err
+    assert not (tmp_path / "o" / "sub-01").exists()
+
+
 def test_rerun_recomputes_nothing(small, participant_run):
     rc, out, work, argv = participant_run
     node_dirs = [

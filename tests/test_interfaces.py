@@ -124,7 +124,8 @@ def test_write_subject_maps(tmp_path):
 # -- glm.py ---------------------------------------------------------------------------
 
 
-def test_estimate_patterns(tmp_path):
+@pytest.mark.parametrize("noise_model", ["ar1", "ols"])
+def test_estimate_patterns(tmp_path, noise_model):
     from dnnrsa.glm import estimate_patterns
     from dnnrsa.interfaces.glm import EstimatePatterns
 
@@ -136,8 +137,13 @@ def test_estimate_patterns(tmp_path):
     func = ds.root / "sub-01" / "func"
     bold = sorted(str(p) for p in func.glob("*_bold.nii.gz"))
     events = sorted(str(p) for p in func.glob("*_events.tsv"))
-    out = _run(EstimatePatterns(bold_files=bold, events_files=events, t_r=2.0), tmp_path)
-    direct = estimate_patterns(bold, events, t_r=2.0, method="lsa", random_state=0)
+    node = EstimatePatterns(bold_files=bold, events_files=events, t_r=2.0)
+    if noise_model != "ar1":  # ar1 is the default
+        node.inputs.noise_model = noise_model
+    out = _run(node, tmp_path)
+    direct = estimate_patterns(
+        bold, events, t_r=2.0, method="lsa", noise_model=noise_model, random_state=0
+    )
     _same_image(out.patterns_file, direct.to_img())
     _same_image(out.mask_file, direct.mask_img)
     table = pd.read_csv(out.conditions_file, sep="\t", dtype={"condition": str})
