@@ -58,7 +58,7 @@ RSATOOLBOX_NAMES = {
 #: Bootstrap modes of :func:`evaluate_models`.
 MODES = ("subjects", "stimuli", "both")
 #: Multiple-comparison corrections.
-CORRECTIONS = ("fdr", "bonferroni", "none")
+CORRECTIONS = ("fdr", "bonferroni", "holm", "none")
 
 _BUDGET_BYTES = 192 * 2**20
 _EPS = np.finfo(float).eps
@@ -506,7 +506,7 @@ def adjust_pvalues(p, correction: str = "fdr"):
     """Adjusted p-values for a family of tests (NaN entries are left out).
 
     ``"fdr"``: Benjamini-Hochberg step-up; ``"bonferroni"``: ``min(1, m p)``;
-    ``"none"``: unchanged. Reject where the adjusted p-value is at most alpha.
+    ``"holm"``: Holm's step-down (family-wise, never above Bonferroni); ``"none"``: unchanged. Reject where the adjusted p-value is at most alpha.
     """
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {list(CORRECTIONS)}; got {correction!r}")
@@ -520,6 +520,12 @@ def adjust_pvalues(p, correction: str = "fdr"):
         return out
     if correction == "bonferroni":
         out[ok] = np.minimum(1.0, vals * m)
+        return out
+    if correction == "holm":
+        order = np.argsort(vals, kind="stable")
+        adj = np.empty(m)
+        adj[order] = np.minimum(1.0, np.maximum.accumulate(vals[order] * (m - np.arange(m))))
+        out[ok] = adj
         return out
     order = np.argsort(vals)
     ranked = vals[order] * m / np.arange(1, m + 1)

@@ -44,11 +44,13 @@ __all__ = [
     "LABEL_COLUMNS",
     "REGIMES",
     "TrainResult",
+    "arm_lesion_outcomes",
     "arm_lesion_table",
     "augment_batch",
     "evaluate",
     "evaluate_lesions",
     "fit",
+    "lesion_summary",
     "predict",
     "read_labels",
     "train_model",
@@ -362,7 +364,9 @@ def evaluate_lesions(
     -------
     dict
         ``accuracy`` (intact), ``lesioned`` (arm -> accuracy), ``drop``
-        (arm -> intact minus lesioned accuracy), ``n_stimuli``.
+        (arm -> intact minus lesioned accuracy), ``n_stimuli`` and ``predicted``
+        (``"none"`` for the intact network and each arm -> the predicted class index of
+        every stimulus).
     """
     import torch
 
@@ -376,22 +380,24 @@ def evaluate_lesions(
     modalities = spec.recipe.modalities
     targets = np.asarray(targets)
     kwargs = {"modalities": modalities, "batch_size": batch_size, "device": device}
-    intact = evaluate(model, inputs, targets, **kwargs)
-    lesioned = {}
+    predicted = {"none": predict(model, inputs, **kwargs).argmax(axis=1)}
     for arm, module in arms.items():
         arm_inputs = _module_inputs(model, module, inputs, modalities, batch_size, device)
         mean = torch.as_tensor(arm_inputs.mean(axis=0, dtype=np.float64), dtype=torch.float32)
         with replace_input(model, module, mean):
-            lesioned[arm] = evaluate(model, inputs, targets, **kwargs)
+            predicted[arm] = predict(model, inputs, **kwargs).argmax(axis=1)
+    intact = float(np.mean(predicted["none"] == targets))
+    lesioned = {arm: float(np.mean(predicted[arm] == targets)) for arm in arms}
     return {
         "accuracy": intact,
         "lesioned": lesioned,
         "drop": {arm: intact - acc for arm, acc in lesioned.items()},
         "n_stimuli": int(len(targets)),
+        "predicted": predicted,
     }
 
 
-def arm_lesion_table(
+def arm_lesion_outcomes(
     checkpoint,
     stim_files: Sequence[str],
     stim_labels: Sequence[str],
@@ -400,10 +406,12 @@ def arm_lesion_table(
     device: str = "cpu",
     crop_boxes=None,
 ):
-    """Arm lesions of a trained network on the stimuli it can be scored on.
+    """Arm lesions of a trained network, stimulus by stimulus.
 
     The stimuli scored are those whose value in the column of ``stimulus_table`` named
-    after the checkpoint's regime is one of the network's classes.
+    after the checkpoint's regime is one of the network's classes. Each is classified
+    by the intact network and with each arm's input to the shared part replaced by its
+    mean over the scored stimuli (:func:`evaluate_lesions`).
 
     Parameters
     ----------
@@ -422,9 +430,12 @@ def arm_lesion_table(
     Returns
     -------
     pandas.DataFrame or None
-        Columns ``arm`` (``none`` for the intact network), ``accuracy``, ``accuracy_drop``;
-        None when the network has no arms, its regime is not a column of the table, or
-        fewer than two stimuli carry one of its classes.
+        One row per scored stimulus: ``stim_file``, ``target`` (its class), then
+        ``predicted_none`` and ``correct_none`` for the intact network and
+        ``predicted_<arm>``, ``correct_<arm>`` for each lesioned arm (class labels and
+        0/1); the regime and the number of classes are in ``DataFrame.attrs``
+        (``regime``, ``n_classes``). None when the network has no arms, its regime is
+        not a column of the table, or fewer than two stimuli carry one of its classes.
     """
     import pandas as pd
 
@@ -448,12 +459,58 @@ def arm_lesion_table(
     inputs = prepare_inputs([stim_files[i] for i in keep], recipe, [crops[i].box for i in keep])
     targets = np.array([classes.index(values.iloc[i]) for i in keep])
     result = evaluate_lesions(net, inputs, targets, spec, device=device)
-    rows = [{"arm": "none", "accuracy": result["accuracy"], "accuracy_drop": 0.0}]
-    rows += [
-        {"arm": arm, "accuracy": acc, "accuracy_drop": result["drop"][arm]}
-        for arm, acc in result["lesioned"].items()
+    table = pd.DataFrame(
+        {"stim_file": [str(stim_labels[i]) for i in keep], "target": [classes[t] for t in targets]}
+    )
+    for arm, pred in result["predicted"].items():
+        table[f"predicted_{arm}"] = [classes[int(k)] for k in pred]
+        table[f"correct_{arm}"] = (np.asarray(pred) == targets).astype(int)
+    table.attrs.update(regime=str(regime), n_classes=len(classes))
+    return table
+
+
+def lesion_summary(outcomes):
+    """Accuracy of the intact and each lesioned network from :func:`arm_lesion_outcomes`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``arm`` (``none`` for the intact network), ``accuracy``,
+        ``accuracy_drop`` (intact minus lesioned accuracy).
+    """
+    import pandas as pd
+
+    arms = [c[len("correct_") :] for c in outcomes.columns if c.startswith("correct_")]
+    intact = float(outcomes["correct_none"].mean())
+    rows = [
+        {"arm": arm, "accuracy": acc, "accuracy_drop": intact - acc}
+        for arm, acc in ((a, float(outcomes[f"correct_{a}"].mean())) for a in arms)
     ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["arm", "accuracy", "accuracy_drop"])
+
+
+def arm_lesion_table(
+    checkpoint,
+    stim_files: Sequence[str],
+    stim_labels: Sequence[str],
+    stimulus_table,
+    *,
+    device: str = "cpu",
+    crop_boxes=None,
+):
+    """Arm lesions of a trained network on the stimuli it can be scored on: the
+    :func:`lesion_summary` of :func:`arm_lesion_outcomes` (same parameters).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        Columns ``arm`` (``none`` for the intact network), ``accuracy``, ``accuracy_drop``;
+        None where :func:`arm_lesion_outcomes` is None.
+    """
+    outcomes = arm_lesion_outcomes(
+        checkpoint, stim_files, stim_labels, stimulus_table, device=device, crop_boxes=crop_boxes
+    )
+    return None if outcomes is None else lesion_summary(outcomes)
 
 
 def _module_inputs(model, module, inputs, modalities, batch_size, device) -> np.ndarray:

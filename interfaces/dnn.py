@@ -237,6 +237,10 @@ class _ArmLesionInputSpec(BaseInterfaceInputSpec):
 
 class _ArmLesionOutputSpec(TraitedSpec):
     lesion_file = File(desc="TSV: arm (none, or the lesioned arm), accuracy, accuracy_drop")
+    outcomes_file = File(
+        desc="TSV: per stimulus, its class and the class predicted intact and with each arm "
+        "lesioned (dnnrsa.train.arm_lesion_outcomes)"
+    )
 
 
 class ArmLesion(SimpleInterface):
@@ -253,10 +257,10 @@ class ArmLesion(SimpleInterface):
     def _run_interface(self, runtime):
         import pandas as pd
 
-        from dnnrsa.train import arm_lesion_table
+        from dnnrsa.train import arm_lesion_outcomes, lesion_summary
 
         table = pd.read_csv(self.inputs.stimulus_table, sep="\t", dtype=str).set_index("stim_file")
-        lesions = arm_lesion_table(
+        outcomes = arm_lesion_outcomes(
             self.inputs.checkpoint,
             list(self.inputs.stim_files),
             list(self.inputs.stim_labels),
@@ -264,11 +268,73 @@ class ArmLesion(SimpleInterface):
             device=self.inputs.device,
             crop_boxes=self.inputs.crop_file if isdefined(self.inputs.crop_file) else None,
         )
-        if lesions is None:
+        if outcomes is None:
             return runtime
         out = os.path.join(runtime.cwd, "armlesion.tsv")
-        lesions.to_csv(out, sep="\t", index=False, float_format="%.6f")
+        lesion_summary(outcomes).to_csv(out, sep="\t", index=False, float_format="%.6f")
         self._results["lesion_file"] = out
+        per_stimulus = os.path.join(runtime.cwd, "lesionoutcomes.tsv")
+        outcomes.to_csv(per_stimulus, sep="\t", index=False)
+        self._results["outcomes_file"] = per_stimulus
+        return runtime
+
+
+def read_lesion_outcomes(path, n_classes: int | None = None):
+    """A per-stimulus lesion table written by :class:`ArmLesion` (``attrs`` restored)."""
+    import pandas as pd
+
+    table = pd.read_csv(path, sep="\t", dtype={"stim_file": str, "target": str})
+    table.attrs["n_classes"] = int(n_classes or table["target"].nunique())
+    return table
+
+
+class _ArmRelevanceInputSpec(BaseInterfaceInputSpec):
+    bank_file = File(exists=True, mandatory=True, desc="layer RDMs of one network")
+    outcomes_file = File(exists=True, desc="per-stimulus lesion outcomes (ArmLesion)")
+    checkpoint = File(exists=True, desc="the network's checkpoint (its number of classes)")
+    n_boot = traits.Int(1000, usedefault=True, desc="bootstrap samples over stimuli")
+    ci_level = traits.Float(0.95, usedefault=True)
+    seed = traits.Int(0, usedefault=True)
+
+
+class _ArmRelevanceOutputSpec(TraitedSpec):
+    relevance_file = File(desc="TSV: dnnrsa.findings.arm_relevance_table")
+
+
+class ArmRelevance(SimpleInterface):
+    """Lesion accuracy drop and unique variance of each arm, with bootstrap intervals over
+    stimuli (:func:`dnnrsa.findings.arm_relevance_table`)."""
+
+    input_spec = _ArmRelevanceInputSpec
+    output_spec = _ArmRelevanceOutputSpec
+
+    def _run_interface(self, runtime):
+        from dnnrsa.findings import arm_relevance_table
+        from dnnrsa.modelbank import ModelBank
+
+        bank = ModelBank.load(self.inputs.bank_file)
+        outcomes = None
+        if isdefined(self.inputs.outcomes_file):
+            n_classes = None
+            if isdefined(self.inputs.checkpoint):
+                from dnnrsa.models import load_checkpoint
+
+                n_classes = len(load_checkpoint(self.inputs.checkpoint).get("labels", [])) or None
+            outcomes = read_lesion_outcomes(self.inputs.outcomes_file, n_classes)
+        table = arm_relevance_table(
+            outcomes,
+            bank.rdms,
+            list(bank.parts),
+            layers=list(bank.layer_labels),
+            n_boot=self.inputs.n_boot,
+            ci_level=self.inputs.ci_level,
+            seed=self.inputs.seed,
+        )
+        if table.empty:
+            return runtime
+        out = os.path.join(runtime.cwd, "armrelevance.tsv")
+        table.to_csv(out, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
+        self._results["relevance_file"] = out
         return runtime
 
 
@@ -360,4 +426,126 @@ class CrossRegimeSimilarity(SimpleInterface):
             },
             **common,
         }
+        return runtime
+
+
+class _StudyFindingsInputSpec(BaseInterfaceInputSpec):
+    networks = traits.List(traits.Str, mandatory=True, desc="regime (model label) of each network")
+    rdm_files = traits.List(
+        traits.List(File(exists=True)), mandatory=True, desc="layer RDM tables of each network"
+    )
+    stimulus_table = File(exists=True, mandatory=True, desc="TSV: condition and label columns")
+    relevance_files = traits.List(traits.Str, desc="arm relevance table of each network, or ''")
+    outcome_files = traits.List(traits.Str, desc="lesion outcomes of each network, or ''")
+    searchlight_files = traits.Dict(
+        traits.Str,
+        traits.List(traits.List(File(exists=True))),
+        desc="per network: per subject, the maps of its cross-modal layers",
+    )
+    fisher_z = traits.Bool(True, usedefault=True, desc="Fisher z the searchlight scores first")
+    alpha = traits.Float(0.05, usedefault=True)
+    n_permutations = traits.Int(1000, usedefault=True)
+    n_boot = traits.Int(1000, usedefault=True)
+    seed = traits.Int(0, usedefault=True)
+    out_path = traits.Str(mandatory=True, desc="the findings table written (with a JSON sidecar)")
+    sidecar = traits.Dict(usedefault=True, desc="extra sidecar fields")
+
+
+class _StudyFindingsOutputSpec(TraitedSpec):
+    out_file = File(exists=True)
+
+
+class StudyFindings(SimpleInterface):
+    """The study's findings table (:func:`dnnrsa.findings.study_findings`)."""
+
+    input_spec = _StudyFindingsInputSpec
+    output_spec = _StudyFindingsOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nib
+        import pandas as pd
+
+        from dnnrsa._io import atomic_write
+        from dnnrsa.bidsnames import read_json, sidecar_path, write_json
+        from dnnrsa.findings import NetworkResults, sts_tpj_region, study_findings
+        from dnnrsa.rdm import read_rdm_tsv
+        from dnnrsa.stats import fisher_z
+
+        from .bids import software_versions
+
+        stim = pd.read_csv(self.inputs.stimulus_table, sep="\t", dtype=str)
+        relevance = list(self.inputs.relevance_files) or [""] * len(self.inputs.networks)
+        outcomes = list(self.inputs.outcome_files) or [""] * len(self.inputs.networks)
+        networks = {}
+        for regime, files, rel, out in zip(
+            self.inputs.networks, self.inputs.rdm_files, relevance, outcomes, strict=True
+        ):
+            vectors, conditions, parts, layers = [], None, [], []
+            for f in files:
+                vec, labels = read_rdm_tsv(f)
+                if conditions is None:
+                    conditions = labels
+                elif labels != conditions:
+                    raise ValueError(f"{f}: conditions differ from the network's other layers")
+                meta = read_json(sidecar_path(f))
+                vectors.append(vec)
+                parts.append(str(meta.get("Part", "")))
+                layers.append(str(meta.get("LayerName", os.path.basename(f))))
+            by_cond = stim.drop_duplicates("condition").set_index("condition").reindex(conditions)
+            labels = {c: by_cond[c].to_numpy() for c in by_cond.columns if by_cond[c].notna().all()}
+            rel_table = pd.read_csv(rel, sep="\t") if rel else None
+            outcome_table = None
+            if out:
+                n_classes = None
+                if rel_table is not None:
+                    chance = rel_table.query("measure == 'accuracy' and arm == 'none'")["chance"]
+                    n_classes = int(round(1 / float(chance.iloc[0]))) if len(chance) else None
+                outcome_table = read_lesion_outcomes(out, n_classes)
+            networks[regime] = NetworkResults(
+                rdms=np.vstack(vectors),
+                parts=parts,
+                layers=layers,
+                conditions=list(conditions),
+                labels=labels,
+                arm_relevance=rel_table,
+                outcomes=outcome_table,
+            )
+        searchlight = {}
+        for regime, subjects in self.inputs.searchlight_files.items():
+            stacks = []
+            for layer_files in subjects:
+                maps = [np.asarray(nib.load(f).dataobj, dtype=np.float64) for f in layer_files]
+                data = np.stack(maps)
+                if self.inputs.fisher_z:
+                    data = fisher_z(data)
+                stacks.append(data.mean(axis=0))
+            scores = np.stack(stacks)
+            scored = np.isfinite(scores).all(axis=0)
+            region = sts_tpj_region(nib.load(subjects[0][0]))
+            searchlight[regime] = (scores[:, scored], region[scored])
+        table = study_findings(
+            networks,
+            searchlight=searchlight,
+            alpha=self.inputs.alpha,
+            n_permutations=self.inputs.n_permutations,
+            n_boot=self.inputs.n_boot,
+            seed=self.inputs.seed,
+        )
+        out = self.inputs.out_path
+        with atomic_write(out) as fh:
+            table.to_csv(fh, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
+        write_json(
+            sidecar_path(out),
+            {
+                **self.inputs.sidecar,
+                "Alpha": self.inputs.alpha,
+                "MultipleComparisons": "Holm over the decided findings; within a finding, "
+                "every part must hold (intersection-union: the largest p of its parts)",
+                "NumberOfPermutations": self.inputs.n_permutations,
+                "NumberOfBootstrapSamples": self.inputs.n_boot,
+                "Networks": list(self.inputs.networks),
+                "SoftwareVersions": software_versions(),
+            },
+        )
+        self._results["out_file"] = out
         return runtime
