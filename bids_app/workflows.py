@@ -329,9 +329,11 @@ def init_participant_wf(
             noise_model=config.noise_model,
             noise_normalisation=config.noise_normalisation,
             seed=config.seed,
+            n_jobs=config.nprocs,
         ),
         name="estimate_patterns",
         mem_gb=2.0,
+        n_procs=config.nprocs,  # MultiProc schedules the node on as many processors
     )
     if inputs.mask is not None:
         patterns.inputs.mask_file = str(inputs.mask)
@@ -342,6 +344,7 @@ def init_participant_wf(
         patterns.inputs.confound_columns = columns
     if config.smoothing_fwhm:
         patterns.inputs.smoothing_fwhm = config.smoothing_fwhm
+    gpu = _use_gpu(config)
     searchlight = pe.Node(
         SearchlightRSA(
             radius_mm=config.radius_mm,
@@ -350,10 +353,12 @@ def init_participant_wf(
             min_voxels=config.min_voxels,
             device=config.device,
             memory_mb=config.searchlight_memory_mb,
-            use_gpu=_use_gpu(config),
+            n_jobs=config.nprocs,
+            use_gpu=gpu,
         ),
         name="searchlight",
         mem_gb=config.searchlight_memory_mb / 1024 + 1.0,
+        n_procs=1 if gpu else config.nprocs,  # on the GPU one CPU thread feeds it
     )
     entities = {"sub": s, "task": inputs.task, "space": inputs.space}
     entities |= {"desc": config.glm_method, "stat": config.glm_output}

@@ -32,6 +32,12 @@ class _EstimatePatternsInputSpec(BaseInterfaceInputSpec):
     noise_normalisation = traits.Enum("none", "univariate", "multivariate", usedefault=True)
     smoothing_fwhm = traits.Float(desc="spatial smoothing (mm)")
     seed = traits.Int(0, usedefault=True)
+    n_jobs = traits.Int(
+        1,
+        usedefault=True,
+        nohash=True,
+        desc="parallel jobs of nilearn's AR(1) fits (the results do not depend on it)",
+    )
 
 
 class _EstimatePatternsOutputSpec(TraitedSpec):
@@ -87,6 +93,7 @@ class EstimatePatterns(SimpleInterface):
             else None,
             noise_model=self.inputs.noise_model,
             random_state=self.inputs.seed,
+            n_jobs=self.inputs.n_jobs,
         )
         patterns = os.path.join(runtime.cwd, "patterns.nii.gz")
         atomic_save_nifti(result.to_img(), patterns)

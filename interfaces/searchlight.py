@@ -26,6 +26,12 @@ class _SearchlightInputSpec(BaseInterfaceInputSpec):
     min_voxels = traits.Int(10, usedefault=True)
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
     memory_mb = traits.Int(1024, usedefault=True)
+    n_jobs = traits.Int(
+        -1,
+        usedefault=True,
+        nohash=True,
+        desc="CPU threads (-1: every core available); the maps equal those of one thread to 1e-12",
+    )
     use_gpu = traits.Bool(
         False, usedefault=True, desc="runs on a GPU (nipype schedules it on a GPU slot)"
     )
@@ -64,6 +70,7 @@ class SearchlightRSA(SimpleInterface):
             min_voxels=self.inputs.min_voxels,
             device=self.inputs.device,
             memory_budget_mb=self.inputs.memory_mb,
+            n_jobs=self.inputs.n_jobs,
             progress=False,
         )
         out = os.path.join(runtime.cwd, "searchlight_maps.nii.gz")

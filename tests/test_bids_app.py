@@ -148,6 +148,32 @@ def test_unknown_noise_model_exits_64(small, tmp_path, capsys):
     assert not (tmp_path / "o" / "sub-01").exists()
 
 
+def test_nprocs_reaches_the_glm_and_the_searchlight(small, participant_run, tmp_path):
+    """--nprocs is the n_jobs of the GLM and the searchlight, and their nodes declare it
+    to nipype (n_procs), in the built graph and in the nodes the run executed."""
+    from nipype.utils.filemanip import loadpkl
+
+    from dnnrsa.bids_app.collect import collect_inputs
+    from dnnrsa.bids_app.execution import plugin_arguments
+    from dnnrsa.bids_app.parser import build_parser
+    from dnnrsa.bids_app.run import config_from_options
+    from dnnrsa.bids_app.workflows import init_participant_wf
+
+    argv = [str(small.root), str(tmp_path / "o"), "participant", "-w", str(tmp_path / "w")]
+    argv += ["--model-rdm", f"category={small.model_rdm}", "--skip-bids-validation"]
+    config = config_from_options(build_parser().parse_args([*argv, "--nprocs", "5"]))
+    wf = init_participant_wf(config, collect_inputs(config)["01"])
+    glm, searchlight = wf.get_node("estimate_patterns"), wf.get_node("searchlight")
+    assert glm.inputs.n_jobs == 5 and glm.n_procs == 5
+    assert searchlight.inputs.n_jobs == 5 and searchlight.n_procs == 5
+    assert plugin_arguments(config)["n_procs"] == 5
+    # the run of the fixture (--nprocs 2) executed its nodes with that value
+    _rc, _out, work, _ = participant_run
+    for name in ("estimate_patterns", "searchlight"):
+        node = loadpkl(work / "dnnrsa_participant_wf" / "sub_01_wf" / name / "_node.pklz")
+        assert node.inputs.n_jobs == 2 and node.n_procs == 2, name
+
+
 def test_rerun_recomputes_nothing(small, participant_run):
     rc, out, work, argv = participant_run
     node_dirs = [
