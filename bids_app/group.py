@@ -7,12 +7,19 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from dnnrsa.bidsnames import build_stem, is_label, parse_name, read_json, sidecar_path
+from dnnrsa.bidsnames import (
+    build_name,
+    build_stem,
+    is_label,
+    parse_name,
+    read_json,
+    sidecar_path,
+)
 
 from .config import RunConfig
 from .errors import NothingSelected
 from .execution import run_workflow
-from .workflows import init_group_wf
+from .workflows import init_findings_wf, init_group_wf
 
 logger = logging.getLogger("dnnrsa.group")
 
@@ -216,6 +223,82 @@ def roi_comparator(config: RunConfig) -> str:
     return "spearman"
 
 
+@dataclass(frozen=True)
+class StudySet:
+    """What the findings table of one task and space is computed from."""
+
+    task: str
+    space: str
+    networks: tuple[str, ...]
+    rdm_files: tuple[tuple[Path, ...], ...]
+    relevance_files: tuple[str, ...]
+    outcome_files: tuple[str, ...]
+    stimulus_table: Path
+    searchlight_files: dict
+
+    def name(self) -> str:
+        return build_name({"task": self.task, "desc": "findings"}, "stats", ".tsv")
+
+
+def find_study_sets(config: RunConfig, groups: list[MapGroup]) -> list[StudySet]:
+    """The inputs of the findings table (:mod:`dnnrsa.findings`) of every task: each
+    network named after a regime of the study, its layer RDMs, arm relevance and lesion
+    outcomes, and each participant's maps of its cross-modal layers."""
+    from dnnrsa.findings import STUDY_REGIMES
+
+    sets = []
+    for task in sorted({g.task for g in groups}):
+        stim = config.output_dir / build_name({"task": task}, "stimuli", ".tsv")
+        per_network: dict[str, list[Path]] = defaultdict(list)
+        for _, path, network, _ in find_model_rdms(config.output_dir, task):
+            if network in STUDY_REGIMES:
+                per_network[network].append(path)
+        if not per_network or not stim.is_file():
+            continue
+        networks = [r for r in STUDY_REGIMES if r in per_network]
+
+        def table(network, desc, task=task):
+            path = config.output_dir / build_name(
+                {"task": task, "model": network, "desc": desc}, "stats", ".tsv"
+            )
+            return str(path) if path.is_file() else ""
+
+        for space in sorted({g.space for g in groups if g.task == task}):
+            searchlight = {}
+            for network in networks:
+                layers = [
+                    g
+                    for g in groups
+                    if (g.task, g.space, g.model) == (task, space, network)
+                    and g.layer
+                    and g.part == "crossmodal"
+                ]
+                if not layers:
+                    continue
+                common = sorted(set.intersection(*(set(g.subjects) for g in layers)))
+                if len(common) < 2:
+                    continue
+                layers.sort(key=lambda g: g.layer_index)
+                searchlight[network] = [
+                    [str(dict(zip(g.subjects, g.files, strict=True))[s]) for g in layers]
+                    for s in common
+                ]
+            sets.append(
+                StudySet(
+                    task=task,
+                    space=space,
+                    networks=tuple(networks),
+                    rdm_files=tuple(tuple(per_network[n]) for n in networks),
+                    relevance_files=tuple(table(n, "armrelevance") for n in networks),
+                    outcome_files=tuple(table(n, "lesionoutcomes") for n in networks),
+                    stimulus_table=stim,
+                    searchlight_files=searchlight,
+                )
+            )
+            break  # one findings table per task (the first space)
+    return sets
+
+
 def run_group(config: RunConfig) -> None:
     """Find participant maps, run the group workflow, build the group report."""
     groups = [g for g in find_subject_maps(config) if _has_common_voxels(g)]
@@ -244,6 +327,10 @@ def run_group(config: RunConfig) -> None:
         )
     wf = init_group_wf(config, groups, roi_sets=roi_sets)
     run_workflow(wf, config)
+    study_sets = find_study_sets(config, groups)
+    if study_sets:  # after the maps: the findings read the participants' maps and tables
+        logger.info("findings of the study: %s", ", ".join(s.name() for s in study_sets))
+        run_workflow(init_findings_wf(config, study_sets), config)
     if config.reports:
         from dnnrsa.reports import build_group_report, build_subject_report
 

@@ -17,11 +17,13 @@ from dnnrsa.bidsnames import build_name, subject_dir, to_label
 from ..interfaces.bids import WriteDerivative, WriteLayerRDMs, WriteSubjectMaps
 from ..interfaces.dnn import (
     ArmLesion,
+    ArmRelevance,
     CrossRegimeSimilarity,
     DNNAnalyses,
     ExtractFeatures,
     LayerRDMs,
     MergeBanks,
+    StudyFindings,
     UserModelRDMs,
 )
 from ..interfaces.glm import EstimatePatterns
@@ -144,6 +146,32 @@ def init_dnn_wf(
         if cross_list is not None:
             wf.connect(rdms, "bank_file", cross_list, f"in{k + 1}")
         entities = {"task": task, "model": label}
+        relevance = pe.Node(
+            ArmRelevance(checkpoint=str(ckpt), n_boot=1000, seed=config.seed),
+            name=f"arm_relevance_{label}",
+        )
+        write_relevance = pe.Node(
+            WriteDerivative(
+                out_path=str(
+                    config.output_dir
+                    / build_name({**entities, "desc": "armrelevance"}, "stats", ".tsv")
+                ),
+                sidecar={
+                    "Description": "lesion accuracy drop and unique variance of each arm, "
+                    "with percentile bootstrap intervals over stimuli "
+                    "(dnnrsa.findings.arm_relevance_table)",
+                    "Checkpoint": str(ckpt),
+                },
+            ),
+            name=f"write_arm_relevance_{label}",
+        )
+        write_relevance.overwrite = True
+        wf.connect(
+            [
+                (rdms, relevance, [("bank_file", "bank_file")]),
+                (relevance, write_relevance, [("relevance_file", "in_file")]),
+            ]
+        )
         if _lesion_possible(ckpt, stimulus_table):
             lesion = pe.Node(
                 ArmLesion(
@@ -168,6 +196,23 @@ def init_dnn_wf(
             )
             write_lesion.overwrite = True
             wf.connect(lesion, "lesion_file", write_lesion, "in_file")
+            write_outcomes = pe.Node(
+                WriteDerivative(
+                    out_path=str(
+                        config.output_dir
+                        / build_name({**entities, "desc": "lesionoutcomes"}, "stats", ".tsv")
+                    ),
+                    sidecar={
+                        "Description": "each stimulus scored by the network intact and with "
+                        "each arm's input to the cross-modal part replaced by its mean",
+                        "Checkpoint": str(ckpt),
+                    },
+                ),
+                name=f"write_lesion_outcomes_{label}",
+            )
+            write_outcomes.overwrite = True
+            wf.connect(lesion, "outcomes_file", write_outcomes, "in_file")
+            wf.connect(lesion, "outcomes_file", relevance, "outcomes_file")
         for field, desc, suffix in (
             ("category_index", "categoryindex", "stats"),
             ("layer_similarity", "layersimilarity", "matrix"),
@@ -619,4 +664,31 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
         wf.add_nodes([ev, weighted])
     if not wf.list_node_names():  # nipype cannot run a workflow without nodes
         wf.add_nodes([pe.Node(niu.IdentityInterface(fields=["x"]), name="empty")])
+    return wf
+
+
+def init_findings_wf(config, study_sets, *, name: str = "dnnrsa_findings_wf"):
+    """The findings table of the study for each task
+    (``task-<t>_desc-findings_stats.tsv``, :class:`~dnnrsa.interfaces.dnn.StudyFindings`)."""
+    wf = pe.Workflow(name=name, base_dir=str(config.work_dir))
+    for st in study_sets:
+        node = pe.Node(
+            StudyFindings(
+                networks=list(st.networks),
+                rdm_files=[[str(f) for f in files] for files in st.rdm_files],
+                stimulus_table=str(st.stimulus_table),
+                relevance_files=list(st.relevance_files),
+                outcome_files=list(st.outcome_files),
+                searchlight_files=dict(st.searchlight_files),
+                fisher_z=config.comparator in ("spearman", "pearson", "kendall_tau_a", "cosine"),
+                alpha=config.fwe_alpha,
+                n_permutations=min(config.n_permutations, 1000),
+                seed=config.seed,
+                out_path=str(config.output_dir / st.name()),
+                sidecar={"Space": st.space},
+            ),
+            name=f"findings_{to_label(st.task)}",
+        )
+        node.overwrite = True
+        wf.add_nodes([node])
     return wf

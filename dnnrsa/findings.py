@@ -49,8 +49,7 @@ __all__ = [
     "sts_tpj_region",
 ]
 
-#: The four training regimes of the study, in its order.
-STUDY_REGIMES = ("emotion", "identity", "gender", "sentence")
+from .train import REGIMES as STUDY_REGIMES  # the study's four regimes, in its order
 
 #: The study's findings, by number.
 FINDINGS = {
@@ -239,7 +238,7 @@ def arm_relevance_table(
     q = [(1 - ci_level) / 2, 1 - (1 - ci_level) / 2]
     rows = []
 
-    def add(measure, arm, value, boot=None, p=None, chance=np.nan, n=0, layer=""):
+    def add(measure, arm, value, boot=None, p=None, chance=np.nan, n=0, layer="n/a"):
         lo, hi = (np.nan, np.nan)
         if boot is not None:
             lo, hi = np.nanquantile(boot, q)
@@ -766,6 +765,13 @@ def study_findings(
         missing = [r for r in ("emotion", "identity") if r not in searchlight]
         if missing:
             why = f"no searchlight maps of the cross-modal layers of the {missing[0]} network"
+        else:
+            n_sub = min(np.atleast_2d(searchlight[r][0]).shape[0] for r in ("emotion", "identity"))
+            if 0.5**n_sub >= alpha:
+                why = (
+                    f"{n_sub} participants: the sign-flip test cannot give p below "
+                    f"{0.5**n_sub:.3g}, not below alpha {alpha:g}"
+                )
     if why:
         rows.append(_row(5, "STS/TPJ minus rest of brain, cross-modal searchlight", detail=why))
     else:

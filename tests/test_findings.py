@@ -246,6 +246,10 @@ def test_study_findings_undecided_without_networks_or_above_chance():
     assert verdict[1] == "undecided" and verdict[3] == "undecided" and verdict[5] == "undecided"
     assert verdict[4] == "holds" or verdict[4] == "does not hold"
     assert "no network trained on identity" in table.set_index("finding").loc[1, "detail"]
+    # four participants cannot reach p < 0.05 with a sign-flip test (1/16 at best)
+    few = {r: (s[:4], m) for r, (s, m) in searchlight.items()}
+    row = study_findings(nets, searchlight=few, n_permutations=100).set_index("finding").loc[5]
+    assert row["verdict"] == "undecided" and "cannot give p below 0.0625" in row["detail"]
     chance = _network(rng, vis_weight=1, aud_weight=1, cluster=2.0, accuracy=1 / 6, drops=(0, 0))
     table = study_findings(dict(nets, emotion=chance), searchlight=searchlight, n_permutations=100)
     row = table.set_index("finding").loc[4]

@@ -36,6 +36,7 @@ from .sections import (
     rdms_section,
     stimuli_section,
 )
+from .study_sections import study_sections
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,8 @@ def build_group_report(
 ) -> Path:
     """Write the group HTML report, ``<output_dir>/group.html``.
 
-    Sections: overview, group maps (per-layer peak statistic and number of
+    Sections: overview, the study's findings and the networks across regimes (when
+    those tables exist), group maps (per-layer peak statistic and number of
     family-wise significant voxels; slices and glass brain of the best layer of each
     network part), cluster tables, the winner-take-all layer map, the regions of
     interest (when the group level evaluated any), the stimuli,
@@ -196,6 +198,7 @@ def build_group_report(
                 ctx, [("participants", f"{len(subjects)}: " + ", ".join(subjects))]
             ),
         ),
+        *study_sections(ctx),
         ("groupmaps", "Group maps", lambda: group_maps_section(ctx)),
         ("clusters", "Cluster tables", lambda: clusters_section(ctx)),
         ("winner", "Winning layer", lambda: winner_section(ctx)),
