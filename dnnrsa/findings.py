@@ -181,6 +181,45 @@ def _resampled_pairs(idx: np.ndarray, n: int) -> np.ndarray:
     return a * n - a * (a + 1) // 2 + (b - a - 1)
 
 
+def _bootstrap_unique_variance(counts, y, v, a) -> np.ndarray:
+    """Unique variance of ``v`` and ``a`` in ``y`` for every bootstrap sample of conditions.
+
+    A sample that takes condition ``i`` ``counts[i]`` times holds each pair ``(i, j)``
+    ``counts[i] * counts[j]`` times (pairs of two copies of one condition are left out),
+    so its regressions are least squares weighted by those products, computed for all
+    samples at once from weighted moments. Equal to :func:`dnnrsa.analysis.
+    variance_partitioning` of the resampled RDMs (:func:`_resampled_pairs`).
+
+    Returns
+    -------
+    ndarray of shape (n_boot, 2)
+        ``unique_visual``, ``unique_auditory`` (NaN where a sample has too few pairs).
+    """
+    from .rdm import n_conditions_from_pairs
+
+    n = n_conditions_from_pairs(y.shape[0])
+    iu, ju = np.triu_indices(n, 1)
+    ok = np.isfinite(y) & np.isfinite(v) & np.isfinite(a)
+    w = counts[:, iu[ok]] * counts[:, ju[ok]]
+    y, v, a = y[ok], v[ok], a[ok]
+    total = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = {k: (w @ x) / total for k, x in (("y", y), ("v", v), ("a", a))}
+
+        def cov(p, q, xp, xq):
+            return (w @ (xp * xq)) / total - mean[p] * mean[q]
+
+        syy, svv, saa = cov("y", "y", y, y), cov("v", "v", v, v), cov("a", "a", a, a)
+        syv, sya, sva = cov("y", "v", y, v), cov("y", "a", y, a), cov("v", "a", v, a)
+        r2_v = syv**2 / (syy * svv)
+        r2_a = sya**2 / (syy * saa)
+        det = svv * saa - sva**2
+        r2_full = (saa * syv**2 - 2 * sva * syv * sya + svv * sya**2) / (det * syy)
+    out = np.column_stack([r2_full - r2_a, r2_full - r2_v])
+    out[np.count_nonzero(w, axis=1) < 4] = np.nan
+    return out
+
+
 def arm_relevance_table(
     outcomes=None,
     rdms=None,
@@ -300,11 +339,8 @@ def arm_relevance_table(
             target = cross[-2] if len(cross) >= 2 else cross[-1]
             n = n_conditions_from_pairs(rdms.shape[1])
             res = variance_partitioning(rdms[target], rdms[vis], rdms[aud])
-            samples = np.empty((int(n_boot), 2))
-            for b in range(int(n_boot)):
-                pairs = _resampled_pairs(rng.integers(0, n, n), n)
-                r = variance_partitioning(rdms[target][pairs], rdms[vis][pairs], rdms[aud][pairs])
-                samples[b] = r["unique_visual"], r["unique_auditory"]
+            counts = rng.multinomial(n, np.full(n, 1.0 / n), size=int(n_boot)).astype(np.float64)
+            samples = _bootstrap_unique_variance(counts, rdms[target], rdms[vis], rdms[aud])
             layer = str(layers[target]) if layers is not None else str(target)
             add("unique_variance", "visual", res["unique_visual"], samples[:, 0], n=n, layer=layer)
             add(

@@ -72,6 +72,21 @@ def test_resampled_pairs_identity_and_duplicates():
     np.testing.assert_array_equal(pairs, [0, 0])  # (0, 1) twice
 
 
+def test_bootstrap_unique_variance_equals_resampled_regressions():
+    from dnnrsa.findings import _bootstrap_unique_variance
+
+    rng = np.random.default_rng(9)
+    vis, aud = rng.normal(size=(N_COND, 8)), rng.normal(size=(N_COND, 8))
+    y, v, a = _rdm(np.hstack([vis, 0.5 * aud])), _rdm(vis), _rdm(aud)
+    counts = rng.multinomial(N_COND, np.full(N_COND, 1 / N_COND), size=20).astype(float)
+    fast = _bootstrap_unique_variance(counts, y, v, a)
+    for b, c in enumerate(counts):
+        idx = np.repeat(np.arange(N_COND), c.astype(int))
+        pairs = _resampled_pairs(idx, N_COND)
+        r = variance_partitioning(y[pairs], v[pairs], a[pairs])
+        np.testing.assert_allclose(fast[b], [r["unique_visual"], r["unique_auditory"]], atol=1e-10)
+
+
 def test_arm_relevance_known_answers():
     rng = np.random.default_rng(2)
     n = 72
