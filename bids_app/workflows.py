@@ -190,7 +190,12 @@ def init_dnn_wf(
                     out_path=str(
                         config.output_dir
                         / build_name({**entities, "desc": "armlesion"}, "stats", ".tsv")
-                    )
+                    ),
+                    sidecar={
+                        "Description": "accuracy on the stimuli intact (arm none) and with "
+                        "each arm's input to the cross-modal part replaced by its mean",
+                        "Checkpoint": str(ckpt),
+                    },
                 ),
                 name=f"write_arm_lesion_{label}",
             )
@@ -213,14 +218,38 @@ def init_dnn_wf(
             write_outcomes.overwrite = True
             wf.connect(lesion, "outcomes_file", write_outcomes, "in_file")
             wf.connect(lesion, "outcomes_file", relevance, "outcomes_file")
-        for field, desc, suffix in (
-            ("category_index", "categoryindex", "stats"),
-            ("layer_similarity", "layersimilarity", "matrix"),
-            ("varpart", "varpart", "stats"),
-        ):
+        n_perm = min(config.n_permutations, 1000)
+        described = {
+            "category_index": (
+                "categoryindex",
+                "stats",
+                "category index of every layer for every label set of the stimuli, with a "
+                f"one-sided label-permutation p value ({n_perm} permutations)",
+            ),
+            "layer_similarity": (
+                "layersimilarity",
+                "matrix",
+                "Spearman correlation of every pair of the network's layer RDMs",
+            ),
+            "varpart": (
+                "varpart",
+                "stats",
+                "variance of each cross-modal layer's RDM explained uniquely by the last "
+                "visual layer, uniquely by the last auditory layer, and shared",
+            ),
+        }
+        for field, (desc, suffix, text) in described.items():
             fname = build_name({**entities, "desc": desc}, suffix, ".tsv")
             sink = pe.Node(
-                WriteDerivative(out_path=str(config.output_dir / fname)),
+                WriteDerivative(
+                    out_path=str(config.output_dir / fname),
+                    sidecar={
+                        "Description": text,
+                        "Checkpoint": str(ckpt),
+                        "Seed": config.seed,
+                        **({"Comparator": "spearman"} if field == "layer_similarity" else {}),
+                    },
+                ),
                 name=f"write_{field}_{label}",
             )
             sink.overwrite = True
