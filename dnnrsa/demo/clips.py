@@ -27,9 +27,14 @@ from .design import (
 
 
 def _actors(seed: int) -> dict:
-    """Face and voice of every actor: identity -> (FaceParams, VoiceParams)."""
+    """Face and voice of every actor: identity -> (FaceParams, VoiceParams).
+
+    Faces differ by actor and gender; the voice is :data:`~dnnrsa.demo.voices.SHARED_VOICE`
+    for everyone (each rendition varies it by :func:`~dnnrsa.demo.voices.rendition_voice`),
+    so identity and gender are visible but not audible.
+    """
     from .faces import make_face_params
-    from .voices import make_voice_params
+    from .voices import SHARED_VOICE
 
     actors = {}
     # skin tones and hair colours are spread over the actors, in a seeded order
@@ -37,8 +42,7 @@ def _actors(seed: int) -> dict:
     for a, (identity, gender) in enumerate(zip(IDENTITIES, GENDERS, strict=True)):
         rng = np.random.default_rng([seed, STREAM_ACTOR, a])
         face = make_face_params(gender, rng, skin_index=int(order[a]), hair_index=(a * 5) % 6)
-        voice = make_voice_params(gender, rng)
-        actors[identity] = (face, voice)
+        actors[identity] = (face, SHARED_VOICE)
     return actors
 
 
@@ -77,26 +81,69 @@ def _summarise(frames: np.ndarray, audio: np.ndarray) -> dict:
     return dict(pixels=pixels.ravel(), acoustic=acoustic)
 
 
-def _clip_job(job: dict) -> dict:
-    """Render, synthesise and encode one clip; return small summaries for the RDMs."""
-    from ..stimuli import write_clip
-    from .faces import expression_tracks, render_face_clip
-    from .voices import synthesize_voice
+def render_clip(
+    seed: int,
+    key: tuple[int, ...],
+    actor: tuple,
+    emotion: str,
+    sentence: str,
+    *,
+    fps: int,
+    image_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames and waveform of one clip, before encoding.
 
-    seed, key = job["seed"], job["key"]
-    face, voice = job["actor"]
-    n_frames = int(round(CLIP_DURATION_S * job["fps"]))
+    Parameters
+    ----------
+    seed : int
+    key : tuple of int
+        (actor, emotion, sentence, take) indices: the clip's random streams are
+        ``default_rng([seed, STREAM_CLIP, *key, i])`` with i = 0 (face), 1 (voice) and
+        2 (the rendition's voice parameters).
+    actor : tuple
+        (FaceParams, VoiceParams) of :func:`_actors`.
+    emotion, sentence : str
+    fps, image_size : int
+
+    Returns
+    -------
+    frames : ndarray of uint8, shape (n_frames, image_size, image_size, 3)
+    audio : ndarray of float32, shape (CLIP_DURATION_S * SAMPLE_RATE,)
+    """
+    from .faces import expression_tracks, render_face_clip
+    from .voices import rendition_voice, synthesize_voice
+
+    face, voice = actor
+    n_frames = int(round(CLIP_DURATION_S * fps))
     rng_face = np.random.default_rng([seed, STREAM_CLIP, *key, 0])
     rng_voice = np.random.default_rng([seed, STREAM_CLIP, *key, 1])
-    tracks = expression_tracks(job["emotion"], n_frames, job["fps"], rng_face)
-    frames = render_face_clip(face, tracks, size=job["image_size"], rng=rng_face)
+    # the rendition's voice: the shared voice varied independently of the actor
+    voice = rendition_voice(np.random.default_rng([seed, STREAM_CLIP, *key, 2]), voice)
+    tracks = expression_tracks(emotion, n_frames, fps, rng_face)
+    frames = render_face_clip(face, tracks, size=image_size, rng=rng_face)
     audio = synthesize_voice(
         voice,
-        job["emotion"],
-        job["sentence"],
+        emotion,
+        sentence,
         duration_s=CLIP_DURATION_S,
         sample_rate=SAMPLE_RATE,
         rng=rng_voice,
+    )
+    return frames, audio
+
+
+def _clip_job(job: dict) -> dict:
+    """Render, synthesise and encode one clip; return small summaries for the RDMs."""
+    from ..stimuli import write_clip
+
+    frames, audio = render_clip(
+        job["seed"],
+        job["key"],
+        job["actor"],
+        job["emotion"],
+        job["sentence"],
+        fps=job["fps"],
+        image_size=job["image_size"],
     )
     write_clip(job["path"], frames, job["fps"], audio, SAMPLE_RATE)
     if not job["summarise"]:

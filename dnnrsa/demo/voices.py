@@ -1,13 +1,18 @@
 """Source-filter voice synthesis for the demo data set.
 
-A glottal pulse train (Rosenberg pulses at the actor's pitch, with jitter,
+A glottal pulse train (Rosenberg pulses at the speaker's pitch, with jitter,
 shimmer and aspiration noise) is filtered by a cascade of formant resonators
-per vowel; consonants are stop closures, bursts and fricative noise. An actor is
-a :class:`VoiceParams` (pitch in a gender-typical range, vocal-tract length as a
-formant scale, breathiness); an emotion is a set of prosodic settings
+per vowel; consonants are stop closures, bursts and fricative noise. A voice is
+a :class:`VoiceParams` (pitch, vocal-tract length as a formant scale,
+breathiness, open quotient); an emotion is a set of prosodic settings
 (:data:`PROSODY`: pitch level, range and contour, speaking rate, loudness,
 breathiness, jitter, spectral tilt, tremor); a sentence is a sequence of
 syllables (:data:`SENTENCES`) with its own rhythm and vowels.
+
+Every actor of the demo speaks with one shared voice (:data:`SHARED_VOICE`),
+varied a little per rendition by :func:`rendition_voice` independently of the
+actor, so that the voice carries emotion and sentence but neither identity nor
+gender (the face carries those).
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ SENTENCES: dict[str, tuple[tuple[str, str, float, bool], ...]] = {
     ),
 }
 
-#: Prosody of each emotion. ``f0_st``: pitch level (semitones re the actor's);
+#: Prosody of each emotion. ``f0_st``: pitch level (semitones re the voice's);
 #: ``range_st``: height of accents; ``contour``: "fall", "rise", "risefall" or
 #: "flat" over the utterance; ``rate``: syllables relative to neutral; ``gain_db``:
 #: loudness; ``breath``: aspiration; ``jitter``: cycle-to-cycle pitch perturbation;
@@ -86,10 +91,36 @@ PROSODY: dict[str, dict[str, float | str]] = {
     ),
 }  # fmt: skip
 
+#: Prosody without emotion: what a rendition's prosody moves towards as its vocal
+#: intensity falls (:func:`rendition_prosody`).
+NEUTRAL_PROSODY: dict[str, float] = dict(
+    f0_st=0.0, range_st=3.0, rate=1.0, gain_db=0.0, breath=0.08, jitter=0.01, tilt=0.4,
+    tremor_st=0.0,
+)  # fmt: skip
+#: Range of the vocal intensity of a rendition: 1 is the full prosody of
+#: :data:`PROSODY`, 0 neutral. Together with :data:`PROSODY_SPREAD` it makes the voice
+#: a less reliable cue of emotion than the face, as in the study.
+VOCAL_INTENSITY = (0.5, 1.0)
+#: Rendition-to-rendition spread of prosody whatever the emotion: pitch level
+#: (sd, semitones), accent range (relative, +-), speaking rate (relative, +-),
+#: loudness (sd, dB).
+PROSODY_SPREAD = dict(f0_sd_st=1.0, range_rel=0.3, rate_rel=0.1, gain_sd_db=2.0)
+
+
+def rendition_prosody(emotion: str, intensity: float) -> dict[str, float | str]:
+    """The prosody of one rendition: :data:`PROSODY` of ``emotion`` moved towards
+    :data:`NEUTRAL_PROSODY` as ``intensity`` (0..1) falls; ``contour_scale`` scales
+    the emotion's pitch contour."""
+    pros = dict(PROSODY[emotion])
+    for key, neutral in NEUTRAL_PROSODY.items():
+        pros[key] = neutral + intensity * (float(pros[key]) - neutral)
+    pros["contour_scale"] = float(intensity)
+    return pros
+
 
 @dataclass(frozen=True)
 class VoiceParams:
-    """Identity of a synthetic voice.
+    """A synthetic voice.
 
     Attributes
     ----------
@@ -109,32 +140,34 @@ class VoiceParams:
     open_quotient: float
 
 
-def make_voice_params(gender: str, rng: np.random.Generator) -> VoiceParams:
-    """Draw an actor's voice within a gender-typical range.
+#: The one voice every actor of the demo speaks with: a pitch between the typical
+#: female and male ranges and a vocal-tract length between theirs, so that neither
+#: identity nor gender can be heard.
+SHARED_VOICE = VoiceParams(f0_hz=155.0, formant_scale=1.07, breathiness=0.06, open_quotient=0.57)
+
+
+def rendition_voice(rng: np.random.Generator, base: VoiceParams = SHARED_VOICE) -> VoiceParams:
+    """The voice of one rendition: ``base`` varied a little, whoever the actor is.
+
+    The variation (pitch sd 0.5 semitone, formant scale +-1.5 %, breathiness and
+    open quotient +-0.02) is drawn from ``rng`` alone, so its distribution is the
+    same for every actor and gender.
 
     Parameters
     ----------
-    gender : {"female", "male"}
     rng : numpy.random.Generator
+        The rendition's own stream.
+    base : VoiceParams
 
     Returns
     -------
     VoiceParams
     """
-    if gender not in ("female", "male"):
-        raise ValueError(f"gender must be 'female' or 'male'; got {gender!r}")
-    if gender == "female":
-        return VoiceParams(
-            f0_hz=rng.uniform(190.0, 245.0),
-            formant_scale=rng.uniform(1.12, 1.2),
-            breathiness=rng.uniform(0.05, 0.12),
-            open_quotient=rng.uniform(0.6, 0.7),
-        )
     return VoiceParams(
-        f0_hz=rng.uniform(95.0, 135.0),
-        formant_scale=rng.uniform(0.95, 1.03),
-        breathiness=rng.uniform(0.01, 0.06),
-        open_quotient=rng.uniform(0.45, 0.55),
+        f0_hz=base.f0_hz * 2.0 ** (rng.normal(0.0, 0.5) / 12.0),
+        formant_scale=base.formant_scale * rng.uniform(0.985, 1.015),
+        breathiness=max(base.breathiness + rng.uniform(-0.02, 0.02), 0.0),
+        open_quotient=base.open_quotient + rng.uniform(-0.02, 0.02),
     )
 
 
@@ -180,7 +213,8 @@ def _smooth(x: np.ndarray, width: int) -> np.ndarray:
 
 def _syllable_bounds(syllables, pros, duration_s: float, rng: np.random.Generator) -> np.ndarray:
     """Start of every syllable and end of the last (s): rate, durations and start vary."""
-    rate = float(pros["rate"]) * rng.uniform(0.93, 1.07)
+    spread = PROSODY_SPREAD["rate_rel"]
+    rate = float(pros["rate"]) * rng.uniform(1.0 - spread, 1.0 + spread)
     base = 0.26 / rate
     durations = np.array([s[2] for s in syllables]) * base * rng.uniform(0.9, 1.1, len(syllables))
     start = rng.uniform(0.15, 0.35)
@@ -194,16 +228,17 @@ def _syllable_bounds(syllables, pros, duration_s: float, rng: np.random.Generato
 def _pitch(voice: VoiceParams, syllables, pros, bounds, t, sr: int, rng) -> np.ndarray:
     """F0 (Hz) of every sample: level, contour, accents on stressed syllables, tremor, jitter."""
     n = len(t)
-    f0_st = float(pros["f0_st"]) + rng.normal(0.0, 0.4)
+    f0_st = float(pros["f0_st"]) + rng.normal(0.0, PROSODY_SPREAD["f0_sd_st"])
     progress = np.clip((t - bounds[0]) / (bounds[-1] - bounds[0]), 0.0, 1.0)
     contour = {
         "fall": -3.0 * progress,
         "rise": -1.0 * progress + 7.0 * np.clip((progress - 0.7) / 0.3, 0, 1) ** 2,
         "risefall": 3.0 * np.sin(np.pi * progress) - 1.5 * progress,
         "flat": -0.5 * progress,
-    }[str(pros["contour"])]
+    }[str(pros["contour"])] * float(pros.get("contour_scale", 1.0))
     accents = np.zeros(n)
-    range_st = float(pros["range_st"]) * rng.uniform(0.8, 1.2)
+    spread = PROSODY_SPREAD["range_rel"]
+    range_st = float(pros["range_st"]) * rng.uniform(1.0 - spread, 1.0 + spread)
     for (_, _, _, stressed), t0, t1 in zip(syllables, bounds[:-1], bounds[1:], strict=True):
         if stressed:
             centre = t0 + 0.6 * (t1 - t0)
@@ -324,7 +359,7 @@ def synthesize_voice(
         raise ValueError(f"sentence must be one of {sorted(SENTENCES)}; got {sentence!r}")
     sr = int(sample_rate)
     n = int(round(duration_s * sr))
-    pros = PROSODY[emotion]
+    pros = rendition_prosody(emotion, rng.uniform(*VOCAL_INTENSITY))
     syllables = SENTENCES[sentence]
     bounds = _syllable_bounds(syllables, pros, duration_s, rng)
     f0 = _pitch(voice, syllables, pros, bounds, np.arange(n) / sr, sr, rng)
@@ -334,7 +369,7 @@ def synthesize_voice(
     # loudness, room noise, and a gentle high-pass against DC
     speech = sosfilt(_highpass(sr), speech)
     rms = np.sqrt(np.mean(speech[voicing > 0.5] ** 2)) if np.any(voicing > 0.5) else 1.0
-    gain_db = float(pros["gain_db"]) + rng.normal(0.0, 0.7)
+    gain_db = float(pros["gain_db"]) + rng.normal(0.0, PROSODY_SPREAD["gain_sd_db"])
     speech *= 0.07 * 10 ** (gain_db / 20.0) / max(rms, 1e-9)
     speech += rng.standard_normal(n) * 3e-4
     return np.clip(speech, -0.99, 0.99).astype(np.float32)
