@@ -58,7 +58,8 @@ class RunConfig:
     roi_n_boot: int = 1000
     # group level
     n_permutations: int = 1000
-    tfce: bool = False
+    tfce: bool = False  # TFCE for every map
+    tfce_layers: tuple[str, ...] = ()  # TFCE for these layers only
     cluster_threshold: float = 0.001
     fwe_alpha: float = 0.05
     # execution

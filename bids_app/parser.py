@@ -362,7 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--tfce",
         action="store_true",
-        help="add threshold-free cluster enhancement FWE p maps (default: off)",
+        help="add threshold-free cluster enhancement FWE p maps for every layer (default: off)",
+    )
+    g.add_argument(
+        "--tfce-layers",
+        nargs="+",
+        default=[],
+        metavar="LAYER",
+        help="add TFCE FWE p maps only for these layers (a layer label of the file names, "
+        "e.g. crossmodaldense, or its layer name, e.g. crossmodal_dense, in every network; a "
+        "model RDM of your own by its name); TFCE permutations cost far more than max-T "
+        "(default: none)",
     )
     g.add_argument(
         "--cluster-threshold",

@@ -106,6 +106,11 @@ def config_from_options(opts) -> RunConfig:
         if not path.is_file():
             raise InputMissing(f"--model-rdm {name}: file not found: {path}")
     _check_rois(opts)
+    if opts.tfce and opts.tfce_layers:
+        raise UsageError(
+            "--tfce (every layer) and --tfce-layers (some layers) exclude each other; "
+            f"got both, --tfce-layers {' '.join(opts.tfce_layers)}"
+        )
     if opts.analysis_level == "participant":
         if not opts.checkpoint and not opts.model_rdm:
             raise UsageError(
@@ -159,6 +164,7 @@ def config_from_options(opts) -> RunConfig:
         roi_n_boot=opts.roi_n_boot,
         n_permutations=opts.n_permutations,
         tfce=opts.tfce,
+        tfce_layers=tuple(opts.tfce_layers),
         cluster_threshold=opts.cluster_threshold,
         nprocs=nprocs,
         mem_gb=opts.mem_gb,

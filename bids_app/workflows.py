@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
@@ -29,7 +30,7 @@ from ..interfaces.dnn import (
 from ..interfaces.glm import EstimatePatterns
 from ..interfaces.roi import RoiEvaluation, RoiRDM, RoiWeightedModels
 from ..interfaces.searchlight import SearchlightRSA
-from ..interfaces.stats import GroupSignFlipTest, LayerWinner
+from ..interfaces.stats import GROUP_MAP_OUTPUTS, GroupModelTest, LayerWinner
 from .collect import SubjectInputs
 from .errors import DatasetInvalid, UsageError
 from .parser import CONFOUND_STRATEGIES
@@ -538,72 +539,109 @@ def init_dnnrsa_participant_wf(
     return wf
 
 
-def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_wf", roi_sets=()):
-    """Group workflow: a sign-flip test per model/layer, and a layer winner map per network.
+def tfce_wanted(config, group: MapGroup) -> bool:
+    """Whether a map gets TFCE: ``--tfce`` (every map) or its layer in ``--tfce-layers``
+    (by label or original layer name; a model without layers by its model label)."""
+    if config.tfce:
+        return True
+    names = {group.layer, group.layer_name} if group.layer else {group.model, group.layer_name}
+    return bool(names & set(config.tfce_layers))
 
-    Outputs are written into ``config.output_dir`` with the names of the data flow
-    (``task-<t>_space-<sp>_model-<m>_layer-<l>_stat-<t|z|p>_statmap.nii.gz`` and
-    ``_clusters.tsv``).
-    """
-    wf = pe.Workflow(name=name, base_dir=str(config.work_dir))
-    out = config.output_dir
+
+def _check_tfce_layers(config, groups: list[MapGroup]) -> None:
+    """Every ``--tfce-layers`` value names a map of the group level (else exit code 64)."""
+    known = set()
     for g in groups:
-        tag = to_label(f"{g.task}{g.space}{g.model}{g.layer or ''}", fallback="")
+        known |= {g.layer, g.layer_name} if g.layer else {g.model, g.layer_name}
+    unknown = [name for name in config.tfce_layers if name not in known]
+    if unknown:
+        labels = sorted({g.layer or g.model for g in groups})
+        raise UsageError(
+            f"--tfce-layers {unknown} name no layer of the participant maps; layers: {labels}"
+        )
+
+
+def _group_mem_gb(groups: list[MapGroup]) -> float:
+    """Memory of one network's group test: the Fisher z of all its maps (float64, at
+    most the whole grid per subject), and one map's images being read."""
+    import nibabel as nib
+
+    n_grid = int(np.prod(nib.load(groups[0].files[0]).shape[:3]))
+    n_values = sum(len(g.files) for g in groups) * n_grid
+    return round(8 * (n_values + 2 * max(len(g.files) for g in groups) * n_grid) / 1e9 + 0.5, 1)
+
+
+def add_group_tests(wf, config, groups: list[MapGroup]) -> None:
+    """Add one :class:`GroupModelTest` node per network (task, space, model) to ``wf``."""
+    _check_tfce_layers(config, groups)
+    out = config.output_dir
+    by_model: dict[tuple, list[MapGroup]] = defaultdict(list)
+    for g in groups:
+        by_model[(g.task, g.space, g.model)].append(g)
+    for (task, space, model), members in by_model.items():
+        members = sorted(members, key=lambda g: (g.layer_index, g.layer or ""))
+        entities, sidecars, tfce, expected = [], [], [], []
+        for g in members:
+            ents = {"task": g.task, "space": g.space, "model": g.model, "layer": g.layer}
+            entities.append(ents)
+            sidecars.append(
+                {
+                    "LayerName": g.layer_name,
+                    "Part": g.part,
+                    "LayerIndex": g.layer_index,
+                    "Comparator": config.comparator,
+                    "FisherZ": config.comparator
+                    in ("spearman", "pearson", "kendall_tau_a", "cosine"),
+                    "Test": "one-sample sign-flip permutation test across subjects "
+                    "(one-sided, > 0)",
+                    "NumberOfPermutations": config.n_permutations,
+                    "Subjects": list(g.subjects),
+                    "Sources": [str(f) for f in g.files],
+                }
+            )
+            tfce.append(tfce_wanted(config, g))
+            expected += [
+                out / build_name({**ents, **extra}, "statmap", ".nii.gz")
+                for key, extra, _ in GROUP_MAP_OUTPUTS
+                if key != "p_tfce_fwe" or tfce[-1]
+            ]
+            expected.append(out / build_name(ents, "clusters", ".tsv"))
         test = pe.Node(
-            GroupSignFlipTest(
-                in_files=[str(f) for f in g.files],
-                comparator=config.comparator,
+            GroupModelTest(
+                in_files=[[str(f) for f in g.files] for g in members],
+                entities=entities,
+                sidecars=sidecars,
+                tfce=tfce,
+                output_dir=str(out),
                 n_permutations=config.n_permutations,
-                tfce=config.tfce,
                 cluster_threshold=config.cluster_threshold,
                 seed=config.seed,
                 device=config.device,
+                n_jobs=config.nprocs,
             ),
-            name=f"test_{tag}",
+            name=f"test_{to_label(f'{task}{space}{model}', fallback='')}",
+            n_procs=config.nprocs,
+            mem_gb=_group_mem_gb(members),
         )
-        sidecar = {
-            "LayerName": g.layer_name,
-            "Part": g.part,
-            "LayerIndex": g.layer_index,
-            "Comparator": config.comparator,
-            "FisherZ": config.comparator in ("spearman", "pearson", "kendall_tau_a", "cosine"),
-            "Test": "one-sample sign-flip permutation test across subjects (one-sided, > 0)",
-            "NumberOfPermutations": config.n_permutations,
-            "Subjects": list(g.subjects),
-            "Sources": [str(f) for f in g.files],
-        }
-        ents = {"task": g.task, "space": g.space, "model": g.model, "layer": g.layer}
-        outputs = [
-            ("t_file", build_name({**ents, "stat": "t"}, "statmap", ".nii.gz"), {"Statistic": "t"}),
-            (
-                "z_file",
-                build_name({**ents, "stat": "z"}, "statmap", ".nii.gz"),
-                {"Statistic": "z of the uncorrected t"},
-            ),
-            (
-                "p_file",
-                build_name({**ents, "stat": "p"}, "statmap", ".nii.gz"),
-                {"Statistic": "voxel-level FWE p (max-T)"},
-            ),
-            ("clusters_file", build_name(ents, "clusters", ".tsv"), None),
-        ]
-        if config.tfce:
-            outputs.append(
-                (
-                    "p_tfce_file",
-                    build_name({**ents, "desc": "tfce", "stat": "p"}, "statmap", ".nii.gz"),
-                    {"Statistic": "TFCE FWE p"},
-                )
-            )
-        for field, fname, extra in outputs:
-            sink = pe.Node(
-                WriteDerivative(
-                    out_path=str(out / fname), sidecar={**sidecar, **extra} if extra else {}
-                ),
-                name=f"write_{field}_{tag}",
-            )
-            sink.overwrite = True
-            wf.connect(test, field, sink, "in_file")
+        # a rerun with the same work directory resumes: the test reruns only when its
+        # inputs changed or one of its outputs is missing from the derivatives
+        test.overwrite = not all(p.is_file() for p in expected)
+        wf.add_nodes([test])
+
+
+def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_wf", roi_sets=()):
+    """Group workflow: one test node per network for all its layers, and a layer winner
+    map per network.
+
+    Each network (task, space, model) gets one :class:`GroupModelTest` node, which tests
+    every layer map (sign-flip permutations, max-T FWE per map, TFCE for the layers
+    :func:`tfce_wanted` selects) and writes into ``config.output_dir`` with the names of
+    the data flow (``task-<t>_space-<sp>_model-<m>_layer-<l>_stat-<t|z|p>_statmap.nii.gz``
+    and ``_clusters.tsv``).
+    """
+    wf = pe.Workflow(name=name, base_dir=str(config.work_dir))
+    out = config.output_dir
+    add_group_tests(wf, config, groups)
     # winner-take-all across the layers of each network
     networks: dict[tuple, list[MapGroup]] = defaultdict(list)
     for g in groups:

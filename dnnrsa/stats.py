@@ -44,6 +44,7 @@ __all__ = [
     "compare_best_layers",
     "fisher_z",
     "group_test_imgs",
+    "group_test_maps",
     "layer_winner_imgs",
     "sign_flip_matrix",
     "sign_flip_test",
@@ -411,7 +412,30 @@ def _max_t_null(data, signs, *, two_sided, xp, max_memory_mb, n_jobs):
     counts : ndarray (n_voxels,)
         Exceedance counts (0 at invalid voxels).
     """
-    n_subjects, n_voxels = data.shape
+    return _max_t_null_maps(
+        [data], signs, two_sided=two_sided, xp=xp, max_memory_mb=max_memory_mb, n_jobs=n_jobs
+    )[0]
+
+
+def _max_t_null_maps(maps, signs, *, two_sided, xp, max_memory_mb, n_jobs):
+    """:func:`_max_t_null` of several maps at once, each with its own maximum.
+
+    ``maps`` is a list of ``(n_subjects, n_voxels_k)`` arrays with the same number of
+    subjects (the rows need not be the same subjects: every voxel is tested on its
+    own column). Blocks of voxels never straddle two maps and all blocks of all maps
+    share one pool of ``n_jobs`` threads; each map's null maximum is the maximum over
+    its own blocks only, so every map's result equals that of :func:`_max_t_null` on
+    the map alone, bit for bit (a maximum and a count do not depend on the blocking).
+
+    Returns
+    -------
+    list of (valid, t_obs, h0_t, counts), one per map (see :func:`_max_t_null`).
+    """
+    n_subjects = maps[0].shape[0]
+    if any(m.shape[0] != n_subjects for m in maps):
+        raise ValueError(
+            f"every map needs the same number of subjects; got {[m.shape[0] for m in maps]}"
+        )
     n_perm = signs.shape[0]
     on_gpu = xp is not np
     groups = codes = None
@@ -432,16 +456,18 @@ def _max_t_null(data, signs, *, two_sided, xp, max_memory_mb, n_jobs):
         row_bytes += 8 * sum(2 ** (hi - lo) for lo, hi in groups)
     row_bytes += 9 * batch  # the block of permuted values and its comparisons
     n_jobs = max(1, n_jobs)
+    n_total = sum(m.shape[1] for m in maps)
     block = int(max(64, (max_memory_mb * 2**20 / n_jobs) // row_bytes))
     if not on_gpu:
         block = min(block, _CPU_BLOCK_VOXELS)  # permuted values stay in the cache
-    block = min(block, max(1, -(-n_voxels // n_jobs)))
-    starts = list(range(0, n_voxels, block))
+    block = min(block, max(1, -(-n_total // n_jobs)))
+    tasks = [(k, start) for k, m in enumerate(maps) for start in range(0, m.shape[1], block)]
     logger.info(
-        "sign-flip max-T: %d subjects, %d voxels, %d permutations, %s, blocks of %d voxels "
-        "x %d permutations on %d thread(s)",
+        "sign-flip max-T: %d map(s), %d subjects, %d voxels, %d permutations, %s, blocks of "
+        "%d voxels x %d permutations on %d thread(s)",
+        len(maps),
         n_subjects,
-        n_voxels,
+        n_total,
         n_perm,
         "matrix products" if groups is None else f"tables of {len(groups)} subject groups",
         block,
@@ -449,8 +475,9 @@ def _max_t_null(data, signs, *, two_sided, xp, max_memory_mb, n_jobs):
         n_jobs,
     )
 
-    def run(start):
-        valid, t_obs, clean = _observed_t(data[:, start : start + block])
+    def run(task):
+        k, start = task
+        valid, t_obs, clean = _observed_t(maps[k][:, start : start + block])
         x = clean[:, valid]
         if not x.shape[1]:
             return valid, t_obs, np.full(n_perm, -np.inf), np.zeros(0, dtype=np.int64)
@@ -470,21 +497,46 @@ def _max_t_null(data, signs, *, two_sided, xp, max_memory_mb, n_jobs):
         )
         return valid, t_obs, max_u, to_numpy(counts)
 
-    valid = np.zeros(n_voxels, dtype=bool)
-    t_obs = np.empty(n_voxels)
-    counts = np.zeros(n_voxels, dtype=np.int64)
-    max_u = np.full(n_perm, -np.inf)
-    if n_jobs > 1 and len(starts) > 1:
+    out = [
+        (
+            np.zeros(m.shape[1], dtype=bool),
+            np.empty(m.shape[1]),
+            np.zeros(m.shape[1], dtype=np.int64),
+            np.full(n_perm, -np.inf),
+        )
+        for m in maps
+    ]
+    if n_jobs > 1 and len(tasks) > 1:
         from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
         with ThreadPoolExecutor(n_jobs) as pool:
-            parts = pool.map(run, starts)
-            for start, part in zip(starts, parts, strict=True):
-                _collect(start, part, valid, t_obs, counts, max_u)
+            for (k, start), part in zip(tasks, pool.map(run, tasks), strict=True):
+                _collect(start, part, *out[k])
     else:
-        for start in starts:
-            _collect(start, run(start), valid, t_obs, counts, max_u)
-    return valid, t_obs, to_numpy(_t_from_u(max_u, n_subjects)), counts
+        for k, start in tasks:
+            _collect(start, run((k, start)), *out[k])
+    return [
+        (valid, t_obs, to_numpy(_t_from_u(max_u, n_subjects)), counts)
+        for valid, t_obs, counts, max_u in out
+    ]
+
+
+def _max_t_result(valid, t_obs, h0_t, counts, *, n_perm, exhaustive, two_sided, df):
+    """The :class:`SignFlipResult` of the blocked max-T test (no TFCE, no clusters)."""
+    t_ref = t_obs[valid]
+    t_ref = _with_tolerance(np.abs(t_ref) if two_sided else t_ref, np)
+    return SignFlipResult(
+        t=t_obs,
+        z=t_to_z(t_obs, df),
+        p=np.where(valid, _parametric_p(t_obs, df, two_sided), 1.0),
+        p_perm=np.where(valid, _p_from_counts(counts.astype(np.float64), n_perm, exhaustive), 1.0),
+        p_fwe=_fill(valid, _p_from_null(h0_t, t_ref, exhaustive), 1.0),
+        h0_max_t=h0_t,
+        n_permutations=n_perm,
+        exhaustive=exhaustive,
+        two_sided=two_sided,
+        df=df,
+    )
 
 
 def _parametric_p(t_obs, df, two_sided):
@@ -641,18 +693,12 @@ def sign_flip_test(
             max_memory_mb=max_memory_mb,
             n_jobs=int(n_jobs),
         )
-        t_ref = t_obs[valid]
-        t_ref = _with_tolerance(np.abs(t_ref) if two_sided else t_ref, np)
-        return SignFlipResult(
-            t=t_obs,
-            z=t_to_z(t_obs, df),
-            p=np.where(valid, _parametric_p(t_obs, df, two_sided), 1.0),
-            p_perm=np.where(
-                valid, _p_from_counts(counts.astype(np.float64), n_perm, exhaustive), 1.0
-            ),
-            p_fwe=_fill(valid, _p_from_null(h0_t, t_ref, exhaustive), 1.0),
-            h0_max_t=h0_t,
-            n_permutations=n_perm,
+        return _max_t_result(
+            valid,
+            t_obs,
+            h0_t,
+            counts,
+            n_perm=n_perm,
             exhaustive=exhaustive,
             two_sided=two_sided,
             df=df,
@@ -1038,19 +1084,9 @@ def group_test_imgs(
     -------
     GroupTestResult
     """
-    import nibabel as nib  # noqa: PLC0415
-    from scipy import stats  # noqa: PLC0415
-
-    imgs = list(imgs)
-    if len(imgs) < 2:
-        raise ValueError(f"a group test needs at least 2 subject maps; got {len(imgs)}")
-    data, ref = _stack_imgs(imgs)
-    mask = np.all(np.isfinite(data), axis=0)
-    if not mask.any():
-        raise ValueError(f"no voxel is finite in all {len(imgs)} subject maps")
-    mask_img = nib.Nifti1Image(mask.astype(np.uint8), ref.affine)
+    x, mask, mask_img = _group_data(imgs)
     result = sign_flip_test(
-        fisher_z(data[:, mask]),
+        x,
         mask=mask_img,
         n_permutations=n_permutations,
         tfce=tfce,
@@ -1060,6 +1096,29 @@ def group_test_imgs(
         device=device,
         **kwargs,
     )
+    return _group_result(result, mask, mask_img, atlas, cluster_forming_threshold)
+
+
+def _group_data(imgs):
+    """Fisher z of the voxels finite in every subject map, that mask and its image."""
+    import nibabel as nib  # noqa: PLC0415
+
+    imgs = list(imgs)
+    if len(imgs) < 2:
+        raise ValueError(f"a group test needs at least 2 subject maps; got {len(imgs)}")
+    data, ref = _stack_imgs(imgs)
+    mask = np.all(np.isfinite(data), axis=0)
+    if not mask.any():
+        raise ValueError(f"no voxel is finite in all {len(imgs)} subject maps")
+    mask_img = nib.Nifti1Image(mask.astype(np.uint8), ref.affine)
+    return fisher_z(data[:, mask]), mask, mask_img
+
+
+def _group_result(result, mask, mask_img, atlas, cluster_forming_threshold) -> GroupTestResult:
+    """Images (p = 1 outside the mask) and the cluster table of a group test."""
+    import nibabel as nib  # noqa: PLC0415
+    from scipy import stats  # noqa: PLC0415
+
     images = result.to_images(mask_img)
     for name, img in images.items():
         if name.startswith("p"):
@@ -1078,6 +1137,113 @@ def group_test_imgs(
             atlas=atlas,
         )
     return GroupTestResult(test=result, images=images, mask_img=mask_img, clusters=clusters)
+
+
+def group_test_maps(
+    maps,
+    *,
+    n_permutations: int = 5000,
+    tfce: bool | list[bool] = False,
+    cluster_forming_threshold: float = 0.001,
+    atlas: str | tuple[str, ...] | None = "harvard_oxford",
+    random_state: int | None = None,
+    device: str | None = None,
+    max_memory_mb: float = 512.0,
+    n_jobs: int | None = None,
+) -> list[GroupTestResult]:
+    """:func:`group_test_imgs` of several maps (the layers of a network) in one call.
+
+    Every map is tested on its own: its own mask (the voxels finite in all its
+    subject maps), its own max-T (voxel-level FWE over that map's voxels only), its
+    own cluster table. The maps without TFCE are tested together by the blocked
+    max-T (:func:`sign_flip_test` without TFCE or clusters), with all their blocks of
+    voxels on one pool of ``n_jobs`` threads; maps with TFCE by
+    :func:`sign_flip_test` with ``tfce=True``, one after the other. Maps with the same
+    number of subjects use the same sign patterns, those a separate call with the
+    same integer ``random_state`` draws, so each result equals, bit for bit,
+    ``group_test_imgs(maps[k], tfce=tfce[k], ...)`` with the same arguments, except
+    that the cluster-size and cluster-mass FWE p maps (``p_cluster_size_fwe``,
+    ``p_cluster_mass_fwe``) are not computed: ``cluster_forming_threshold`` only sets
+    the threshold of the cluster table, whose clusters carry their smallest
+    voxel-level FWE p.
+
+    Parameters
+    ----------
+    maps : list of lists of nibabel images or paths
+        Per map, one subject map per subject (at least 2), on one grid per map.
+    n_permutations : int
+    tfce : bool or list of bool
+        TFCE for every map, or one flag per map.
+    cluster_forming_threshold : float
+        Uncorrected p whose z forms the clusters of each map's table.
+    atlas : str, tuple of str or None
+        Atlas(es) naming the clusters; None skips the cluster tables.
+    random_state : int or None
+        Seed of the sign patterns (an int, for results that equal separate calls).
+    device : {"auto", "cpu", "cuda"} or None
+    max_memory_mb : float
+        Memory budget of the permutation work (see :func:`sign_flip_test`); the
+        Fisher z of the maps without TFCE are held together (8 bytes per subject and
+        in-mask voxel).
+    n_jobs : int or None
+        Threads of the blocked max-T on the CPU; None uses every core available.
+
+    Returns
+    -------
+    list of GroupTestResult
+        One per map, in the order of ``maps``.
+    """
+    maps = [list(m) for m in maps]
+    flags = [bool(tfce)] * len(maps) if isinstance(tfce, bool) else [bool(f) for f in tfce]
+    if len(flags) != len(maps):
+        raise ValueError(f"tfce must be a bool or one flag per map ({len(maps)}); got {tfce!r}")
+    if n_jobs is None:
+        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    results: list[GroupTestResult | None] = [None] * len(maps)
+    plain = [k for k, flag in enumerate(flags) if not flag]
+    loaded = {k: _group_data(maps[k]) for k in plain}
+    by_subjects: dict[int, list[int]] = {}
+    for k in plain:
+        by_subjects.setdefault(loaded[k][0].shape[0], []).append(k)
+    for n_subjects, ks in by_subjects.items():
+        signs, exhaustive = sign_flip_matrix(n_subjects, n_permutations, random_state=random_state)
+        xp = get_namespace(loaded[ks[0]][0], device=device)
+        nulls = _max_t_null_maps(
+            [loaded[k][0] for k in ks],
+            signs,
+            two_sided=False,
+            xp=xp,
+            max_memory_mb=max_memory_mb,
+            n_jobs=int(n_jobs),
+        )
+        for k, (valid, t_obs, h0_t, counts) in zip(ks, nulls, strict=True):
+            result = _max_t_result(
+                valid,
+                t_obs,
+                h0_t,
+                counts,
+                n_perm=signs.shape[0],
+                exhaustive=exhaustive,
+                two_sided=False,
+                df=n_subjects - 1,
+            )
+            _, mask, mask_img = loaded.pop(k)
+            results[k] = _group_result(result, mask, mask_img, atlas, cluster_forming_threshold)
+    for k, flag in enumerate(flags):
+        if not flag:
+            continue
+        x, mask, mask_img = _group_data(maps[k])
+        result = sign_flip_test(
+            x,
+            mask=mask_img,
+            n_permutations=n_permutations,
+            tfce=True,
+            random_state=random_state,
+            device=device,
+            max_memory_mb=max_memory_mb,
+        )
+        results[k] = _group_result(result, mask, mask_img, atlas, cluster_forming_threshold)
+    return results
 
 
 def layer_winner_imgs(

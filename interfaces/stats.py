@@ -8,8 +8,10 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
     InputMultiObject,
+    OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -74,6 +76,109 @@ class GroupSignFlipTest(SimpleInterface):
         self._results["clusters_file"] = os.path.join(runtime.cwd, "clusters.tsv")
         write_cluster_tsv(res.clusters, self._results["clusters_file"])
         self._results["n_permutations"] = int(res.test.n_permutations)
+        return runtime
+
+
+#: The group-level outputs of a map: result image, entities added to the map's own,
+#: and what the sidecar says the statistic is (the cluster table has no sidecar).
+GROUP_MAP_OUTPUTS = (
+    ("t", {"stat": "t"}, "t"),
+    ("z", {"stat": "z"}, "z of the uncorrected t"),
+    ("p_fwe", {"stat": "p"}, "voxel-level FWE p (max-T)"),
+    ("p_tfce_fwe", {"desc": "tfce", "stat": "p"}, "TFCE FWE p"),
+)
+
+
+class _GroupModelTestInputSpec(BaseInterfaceInputSpec):
+    in_files = traits.List(
+        traits.List(File(exists=True)),
+        mandatory=True,
+        desc="per map (a layer of the network): one map per subject",
+    )
+    entities = traits.List(
+        traits.Dict,
+        mandatory=True,
+        desc="per map: the entities of its outputs (task, space, model, layer)",
+    )
+    sidecars = traits.List(traits.Dict, desc="per map: the sidecar of its statistic maps")
+    tfce = traits.List(traits.Bool, desc="per map: add the TFCE FWE p map (default: none)")
+    output_dir = traits.Str(mandatory=True, desc="the derivatives folder written into")
+    n_permutations = traits.Int(1000, usedefault=True)
+    cluster_threshold = traits.Float(0.001, usedefault=True, desc="cluster-forming p")
+    seed = traits.Int(0, usedefault=True)
+    device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
+    atlas = traits.Str("harvard_oxford", usedefault=True)
+    n_jobs = traits.Int(
+        -1,
+        usedefault=True,
+        nohash=True,
+        desc="threads of the max-T (-1: every core available; the results do not depend on it)",
+    )
+
+
+class _GroupModelTestOutputSpec(TraitedSpec):
+    out_files = OutputMultiObject(File(exists=True), desc="every file written")
+
+
+class GroupModelTest(SimpleInterface):
+    """Group tests of all the maps of one network (its layers) in one call
+    (:func:`dnnrsa.stats.group_test_maps`), written into the derivatives.
+
+    Per map: ``<entities>_stat-t_statmap.nii.gz``, ``_stat-z_``, ``_stat-p_`` (max-T
+    FWE p over that map), ``_desc-tfce_stat-p_`` where its TFCE flag is set, each with
+    its JSON sidecar, and ``<entities>_clusters.tsv``; every file is written
+    atomically (a temporary name, then a rename).
+    """
+
+    input_spec = _GroupModelTestInputSpec
+    output_spec = _GroupModelTestOutputSpec
+
+    def _run_interface(self, runtime):
+        from pathlib import Path
+
+        from dnnrsa._io import atomic_save_nifti
+        from dnnrsa.atlas import write_cluster_tsv
+        from dnnrsa.bidsnames import build_name, sidecar_path, write_json
+        from dnnrsa.stats import group_test_maps
+
+        from .bids import software_versions
+
+        n_maps = len(self.inputs.in_files)
+        tfce = list(self.inputs.tfce) if isdefined(self.inputs.tfce) else [False] * n_maps
+        sidecars = list(self.inputs.sidecars) if isdefined(self.inputs.sidecars) else []
+        sidecars = sidecars or [{}] * n_maps
+        if not len(self.inputs.entities) == len(sidecars) == len(tfce) == n_maps:
+            raise ValueError(
+                f"entities, sidecars and tfce need one entry per map ({n_maps}); got "
+                f"{len(self.inputs.entities)}, {len(sidecars)} and {len(tfce)}"
+            )
+        results = group_test_maps(
+            [list(files) for files in self.inputs.in_files],
+            n_permutations=self.inputs.n_permutations,
+            tfce=tfce,
+            cluster_forming_threshold=self.inputs.cluster_threshold,
+            atlas=self.inputs.atlas,
+            random_state=self.inputs.seed,
+            device=self.inputs.device,
+            n_jobs=None if self.inputs.n_jobs < 1 else self.inputs.n_jobs,
+        )
+        out_dir = Path(self.inputs.output_dir)
+        versions = software_versions()
+        written = []
+        for res, ents, sidecar in zip(results, self.inputs.entities, sidecars, strict=True):
+            for name, extra, statistic in GROUP_MAP_OUTPUTS:
+                if name not in res.images:
+                    continue
+                path = out_dir / build_name({**ents, **extra}, "statmap", ".nii.gz")
+                atomic_save_nifti(res.images[name], path)
+                side = {**sidecar, "Statistic": statistic, "SoftwareVersions": versions}
+                write_json(sidecar_path(path), side)
+                written.append(str(path))
+            if res.clusters is not None:
+                path = out_dir / build_name(dict(ents), "clusters", ".tsv")
+                write_cluster_tsv(res.clusters, path)
+                written.append(str(path))
+        self._results["out_files"] = written
         return runtime
 
 

@@ -133,3 +133,69 @@ def test_group_without_participant_maps_exits_18(tmp_path):
         json.dumps({"Name": "x", "BIDSVersion": "1.10.0"})
     )
     assert main([str(bids), str(tmp_path / "out"), "group"]) == 18
+
+
+def _layer_files(out, layer):
+    return sorted(out.glob(f"sub-*/func/*_layer-{layer}_stat-spearman_statmap.nii.gz"))
+
+
+def test_one_node_per_network_equals_the_core_test_per_map(derivatives):
+    """The network's one test node writes, for every layer, what group_test_imgs of
+    that layer's maps alone gives (the test of the group level before it was one node
+    per network), bit for bit."""
+    from dnnrsa.atlas import write_cluster_tsv
+    from dnnrsa.stats import group_test_imgs
+
+    rc, out, *_ = derivatives
+    assert rc == 0
+    work = out.parent / "work" / "dnnrsa_group_wf"
+    assert [p.name for p in work.glob("test_*")] == ["test_emoMNI152NLin2009cAsymemotion"]
+    for layer in ("conv1", "fc1"):
+        direct = group_test_imgs(_layer_files(out, layer), n_permutations=200, random_state=3)
+        stem = f"task-emo_space-MNI152NLin2009cAsym_model-emotion_layer-{layer}"
+        for key, stat in (("t", "t"), ("z", "z"), ("p_fwe", "p")):
+            got = nib.load(out / f"{stem}_stat-{stat}_statmap.nii.gz")
+            np.testing.assert_array_equal(
+                np.asarray(got.dataobj), np.asarray(direct.images[key].dataobj)
+            )
+            np.testing.assert_array_equal(got.affine, direct.images[key].affine)
+        expected = out.parent / f"{layer}_clusters.tsv"
+        write_cluster_tsv(direct.clusters, expected)
+        assert (out / f"{stem}_clusters.tsv").read_text() == expected.read_text()
+        assert not (out / f"{stem}_desc-tfce_stat-p_statmap.nii.gz").exists()
+
+
+def test_tfce_for_chosen_layers_only(derivatives, tmp_path):
+    import shutil
+
+    from dnnrsa.stats import group_test_imgs
+
+    _rc, out, *_ = derivatives
+    bids = out.parent / "bids"
+    mine = tmp_path / "out"
+    for sub in out.glob("sub-*/"):
+        shutil.copytree(sub, mine / sub.name)
+    base = [str(bids), str(mine), "group", "-w", str(tmp_path / "w"), "--no-reports"]
+    base += ["--n-permutations", "50", "--nprocs", "1", "--seed", "3"]
+    assert main([*base, "--tfce-layers", "fc1"]) == 0
+    stem = "task-emo_space-MNI152NLin2009cAsym_model-emotion_layer-"
+    assert not (mine / f"{stem}conv1_desc-tfce_stat-p_statmap.nii.gz").exists()
+    tfce = mine / f"{stem}fc1_desc-tfce_stat-p_statmap.nii.gz"
+    direct = group_test_imgs(_layer_files(out, "fc1"), n_permutations=50, random_state=3, tfce=True)
+    got = np.asarray(nib.load(tfce).dataobj)
+    np.testing.assert_array_equal(got, np.asarray(direct.images["p_tfce_fwe"].dataobj))
+    side = json.loads(tfce.with_name(tfce.name.replace(".nii.gz", ".json")).read_text())
+    assert side["Statistic"] == "TFCE FWE p" and side["LayerName"] == "net.fc1"
+    # the layer's max-T p is that of the TFCE run, which forms the permuted t maps
+    p = np.asarray(nib.load(mine / f"{stem}fc1_stat-p_statmap.nii.gz").dataobj)
+    np.testing.assert_array_equal(p, np.asarray(direct.images["p_fwe"].dataobj))
+
+
+def test_tfce_layers_usage_errors_exit_64(derivatives, tmp_path, capsys):
+    _rc, out, *_ = derivatives
+    base = [str(out.parent / "bids"), str(out), "group", "-w", str(tmp_path / "w")]
+    assert main([*base, "--tfce-layers", "fc9"]) == 64
+    err = capsys.readouterr().err
+    assert "fc9" in err and "fc1" in err
+    assert main([*base, "--tfce", "--tfce-layers", "fc1"]) == 64
+    assert "--tfce-layers" in capsys.readouterr().err

@@ -448,6 +448,56 @@ def test_group_sign_flip_test(tmp_path):
     assert open(out.clusters_file).read() == expected.read_text()
 
 
+def test_group_model_test(tmp_path):
+    from dnnrsa.atlas import write_cluster_tsv
+    from dnnrsa.interfaces.stats import GroupModelTest
+    from dnnrsa.stats import group_test_imgs
+
+    layers = [
+        _subject_imgs(tmp_path, 5, f"l{k}_", effect=e, seed=k)
+        for k, e in enumerate((0.5, 0.3, 0.1))
+    ]
+    out_dir = tmp_path / "derivatives"
+    out_dir.mkdir()
+    entities = [{"task": "a", "space": "b", "model": "net", "layer": f"l{k}"} for k in range(3)]
+    sidecars = [{"LayerIndex": k} for k in range(3)]
+    tfce = [False, True, False]
+    node = GroupModelTest(
+        in_files=layers,
+        entities=entities,
+        sidecars=sidecars,
+        tfce=tfce,
+        output_dir=str(out_dir),
+        n_permutations=32,
+        seed=1,
+    )
+    out = _run(node, tmp_path)
+    written = set()
+    for k in range(3):
+        direct = group_test_imgs(layers[k], n_permutations=32, random_state=1, tfce=tfce[k])
+        stem = f"task-a_space-b_model-net_layer-l{k}"
+        names = [("t", "stat-t"), ("z", "stat-z"), ("p_fwe", "stat-p")]
+        names += [("p_tfce_fwe", "desc-tfce_stat-p")] if tfce[k] else []
+        for key, tail in names:
+            path = out_dir / f"{stem}_{tail}_statmap.nii.gz"
+            _same_image(path, direct.images[key])
+            side = json.loads(path.with_name(f"{stem}_{tail}_statmap.json").read_text())
+            assert side["LayerIndex"] == k and "dnnrsa" in side["SoftwareVersions"]
+            assert side["Statistic"]
+            written.add(str(path))
+        assert not tfce[k] or side["Statistic"] == "TFCE FWE p"
+        expected = tmp_path / f"clusters{k}.tsv"
+        write_cluster_tsv(direct.clusters, expected)
+        clusters = out_dir / f"{stem}_clusters.tsv"
+        assert clusters.read_text() == expected.read_text()
+        written.add(str(clusters))
+    assert not (
+        out_dir / "task-a_space-b_model-net_layer-l0_desc-tfce_stat-p_statmap.nii.gz"
+    ).exists()
+    assert set(out.out_files) == written
+    assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
 @pytest.mark.parametrize("n_sub", [3, 5])
 def test_layer_winner(tmp_path, n_sub):
     from dnnrsa.interfaces.stats import LayerWinner
