@@ -150,6 +150,10 @@ def test_one_node_per_network_equals_the_core_test_per_map(derivatives):
     assert rc == 0
     work = out.parent / "work" / "dnnrsa_group_wf"
     assert [p.name for p in work.glob("test_*")] == ["test_emoMNI152NLin2009cAsymemotion"]
+    from nipype.utils.filemanip import loadpkl
+
+    node = loadpkl(work / "test_emoMNI152NLin2009cAsymemotion" / "_node.pklz")
+    assert node.n_procs == 2 and node.inputs.n_jobs == 2  # --nprocs 2 reaches the max-T
     for layer in ("conv1", "fc1"):
         direct = group_test_imgs(_layer_files(out, layer), n_permutations=200, random_state=3)
         stem = f"task-emo_space-MNI152NLin2009cAsym_model-emotion_layer-{layer}"
