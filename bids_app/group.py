@@ -164,6 +164,13 @@ def find_model_rdms(output_dir: Path, task: str) -> list[tuple[str, Path, str, s
     return [(stem, path, network, part) for _, _, stem, path, network, part in found]
 
 
+def min_roi_subjects(bootstrap: str) -> int:
+    """Participants a region's evaluation needs: 2 when only the stimuli are resampled
+    (each participant is compared with the other for the noise ceiling), 3 when the
+    participants are (a bootstrap over fewer is degenerate)."""
+    return 2 if bootstrap == "stimuli" else 3
+
+
 def find_roi_sets(config: RunConfig) -> list[RoiSet]:
     """The participants' ROI RDMs (``sub-<s>_task-<t>_space-<sp>_roi-<NAME>_rdm.tsv``),
     grouped by task, space and region, with the data set's model RDMs of the task."""
@@ -182,15 +189,19 @@ def find_roi_sets(config: RunConfig) -> list[RoiSet]:
     sets = []
     for (task, space, roi), items in sorted(found.items()):
         models = find_model_rdms(config.output_dir, task)
-        if len(items) < 3 or not models:
+        needed = min_roi_subjects(config.roi_bootstrap)
+        if len(items) < needed or not models:
             logger.warning(
                 "ROI %s (task %s, space %s): %d participant RDM(s) and %d model RDM(s); the "
-                "evaluation needs at least 3 participants and 1 model: left out",
+                "evaluation (bootstrap over %s) needs at least %d participants and 1 model: "
+                "left out",
                 roi,
                 task,
                 space,
                 len(items),
                 len(models),
+                config.roi_bootstrap,
+                needed,
             )
             continue
         sets.append(

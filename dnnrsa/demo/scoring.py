@@ -150,3 +150,182 @@ def evaluate_groundtruth(derivatives: Path, groundtruth: dict[str, Path], *, tas
     shape = next(iter(maps.values())).shape
     masks = {region: _mask_on_grid(path, shape, affine) for region, path in groundtruth.items()}
     return groundtruth_auc(maps, masks)
+
+
+# --------------------------------------------------------------------------- ROI acceptance
+#: Columns of :func:`roi_acceptance`.
+ACCEPTANCE_COLUMNS = (
+    "roi",
+    "check",
+    "model",
+    "other",
+    "value",
+    "reference",
+    "p_value",
+    "p_adjusted",
+    "holds",
+)
+
+
+def _roi_table(derivatives: Path, task: str, space: str, roi: str, desc: str):
+    import pandas as pd
+
+    from ..bidsnames import build_name
+
+    path = Path(derivatives) / build_name(
+        {"task": task, "space": space, "roi": roi, "desc": desc}, "stats", ".tsv"
+    )
+    if not path.is_file():
+        raise FileNotFoundError(f"no group-level ROI table {path.name} in {derivatives}")
+    return pd.read_csv(path, sep="\t")
+
+
+def _model_parts(derivatives: Path, task: str, names) -> list[str]:
+    """The ``Part`` of each model RDM (``task-<t>_<name>_rdm.json``); ``model`` when none."""
+    parts = []
+    for name in names:
+        side = sidecar_path(Path(derivatives) / f"task-{task}_{name}_rdm.tsv")
+        parts.append(str(read_json(side).get("Part", "model")) if side.is_file() else "model")
+    return parts
+
+
+def _pairwise(pairs, a: str, b: str) -> tuple[float, float, float]:
+    """Difference ``a - b`` of the bootstrap means, its p value and adjusted p value."""
+    row = pairs[(pairs["model_a"] == a) & (pairs["model_b"] == b)]
+    sign = 1.0
+    if row.empty:
+        row, sign = pairs[(pairs["model_a"] == b) & (pairs["model_b"] == a)], -1.0
+    if row.empty:
+        return float("nan"), float("nan"), float("nan")
+    r = row.iloc[0]
+    return sign * float(r["difference"]), float(r["p"]), float(r["p_adjusted"])
+
+
+def roi_acceptance(
+    derivatives: Path,
+    *,
+    task: str,
+    space: str,
+    target: str = "crossmodal",
+    visual: str = "visual",
+    control: str = "control",
+    alpha: float = 0.05,
+):
+    """The demo's acceptance checks of the group-level ROI evaluation (issue 16).
+
+    From the tables the group level writes per region (``desc-evaluation``,
+    ``desc-noiseceiling``, ``desc-pairwise``), with every layer's part read from its
+    RDM's sidecar and the best layer of a part the one with the highest bootstrap mean
+    (over every network's layers of that part):
+
+    * in ``target`` (the planted STS/TPJ region): the best cross-modal layer beats the
+      best visual and the best auditory layer (pairwise test, difference > 0 and
+      FDR-adjusted p <= ``alpha``, the app's correction over all pairs), and reaches the
+      lower bound of the noise ceiling (its bootstrap mean is at least the bound's, or
+      the two-sided test against the bound, FDR-adjusted over models, gives
+      p > ``alpha``);
+    * in ``visual`` (early visual cortex): the best visual layer beats the best layer of
+      each other part;
+    * in ``control`` (no planted geometry): no layer is above zero at ``alpha``
+      family-wise over the layers (Holm's step-down adjustment of the one-sided
+      p values against zero).
+
+    Parameters
+    ----------
+    derivatives : Path
+        Output folder of the BIDS App after the group level.
+    task, space : str
+    target, visual, control : str
+        Names of the regions (``--roi NAME=...``).
+    alpha : float
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per check, with the columns :data:`ACCEPTANCE_COLUMNS`: ``model`` (the
+        layer the check is about), ``other`` (the layer it is compared with, or the
+        bound), ``value`` (its bootstrap mean, or the difference of means), ``reference``
+        (the other's mean, the bound, or the number of layers tested), ``p_value``,
+        ``p_adjusted`` and ``holds``.
+    """
+    import pandas as pd
+
+    from ..inference import adjust_pvalues
+
+    rows = []
+
+    def best_by_part(roi):
+        ev = _roi_table(derivatives, task, space, roi, "evaluation")
+        ev["part"] = _model_parts(derivatives, task, ev["model"])
+        best = {}
+        for part in PARTS:
+            sub = ev[ev["part"] == part]
+            if not sub.empty:
+                best[part] = sub.loc[sub["mean"].idxmax()]
+        return ev, best
+
+    def beats(roi, winner_part, best, pairs):
+        win = best.get(winner_part)
+        for part in PARTS:
+            if part == winner_part or part not in best or win is None:
+                continue
+            diff, p, p_adj = _pairwise(pairs, win["model"], best[part]["model"])
+            rows.append(
+                dict(
+                    roi=roi,
+                    check=f"best {winner_part} layer beats best {part} layer",
+                    model=win["model"],
+                    other=best[part]["model"],
+                    value=diff,
+                    reference=float(best[part]["mean"]),
+                    p_value=p,
+                    p_adjusted=p_adj,
+                    holds=bool(diff > 0 and p_adj <= alpha),
+                )
+            )
+
+    # the planted STS/TPJ region
+    ev, best = best_by_part(target)
+    beats(target, "crossmodal", best, _roi_table(derivatives, task, space, target, "pairwise"))
+    if "crossmodal" in best:
+        ceiling = _roi_table(derivatives, task, space, target, "noiseceiling").set_index("bound")
+        lower = float(ceiling.loc["lower", "mean"])
+        win = best["crossmodal"]
+        p_adj = float(win["p_noise_ceiling_adjusted"])
+        rows.append(
+            dict(
+                roi=target,
+                check="best crossmodal layer reaches the lower noise ceiling",
+                model=win["model"],
+                other="noise ceiling (lower bound)",
+                value=float(win["mean"]),
+                reference=lower,
+                p_value=float(win["p_noise_ceiling"]),
+                p_adjusted=p_adj,
+                holds=bool(float(win["mean"]) >= lower or p_adj > alpha),
+            )
+        )
+    # early visual cortex
+    _, best = best_by_part(visual)
+    beats(visual, "visual", best, _roi_table(derivatives, task, space, visual, "pairwise"))
+    # the negative control
+    ev = _roi_table(derivatives, task, space, control, "evaluation")
+    ev["part"] = _model_parts(derivatives, task, ev["model"])
+    layers = ev[ev["part"].isin(PARTS)]
+    if not layers.empty:
+        p_holm = np.asarray(adjust_pvalues(layers["p_zero"].to_numpy(float), "holm"))
+        k = int(np.argmin(p_holm))
+        rows.append(
+            dict(
+                roi=control,
+                check="no layer above zero (family-wise over layers)",
+                model=str(layers["model"].iloc[k]),
+                other="zero",
+                value=float(layers["mean"].iloc[k]),
+                reference=float(len(layers)),
+                p_value=float(layers["p_zero"].iloc[k]),
+                p_adjusted=float(p_holm[k]),
+                holds=bool(np.all(p_holm > alpha)),
+            )
+        )
+    return pd.DataFrame(rows, columns=list(ACCEPTANCE_COLUMNS))
