@@ -399,8 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--nthreads",
         type=_positive_int("--nprocs"),
         default=None,
-        help="parallel nipype nodes (MultiProc), and the jobs of the GLM, the searchlight and "
-        "the group-level max-T (default: the CPUs this process may use)",
+        help="parallel nipype nodes (MultiProc), and the jobs of the GLM, the feature "
+        "extraction, the searchlight and the group-level max-T (default: the CPUs this "
+        "process may use)",
     )
     g.add_argument(
         "--mem",

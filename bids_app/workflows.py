@@ -103,8 +103,10 @@ def init_dnn_wf(
                 device=config.device,
                 seed=config.seed,
                 use_gpu=gpu,
+                n_jobs=config.nprocs,
             ),
             name=f"extract_{label}",
+            n_procs=config.nprocs,  # torch and the decoding use as many threads
         )
         if config.layers:
             extract.inputs.layers = list(config.layers)

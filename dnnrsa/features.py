@@ -34,11 +34,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FeatureSet",
+    "available_cpus",
     "extract_activations",
     "extract_features",
     "file_sha256",
     "replace_input",
     "torch_device",
+    "torch_threads",
 ]
 
 _CACHE_VERSION = 1
@@ -63,6 +65,39 @@ def torch_device(device: str = "auto") -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was requested but torch finds no CUDA device")
     return device
+
+
+def available_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask, not the machine's
+    count: a batch job given 4 of 64 cores gets 4)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _resolve_n_jobs(n_jobs: int | None) -> int:
+    if n_jobs is None or int(n_jobs) == -1:
+        return available_cpus()
+    if int(n_jobs) < 1:
+        raise ValueError(f"n_jobs must be a positive integer, -1 or None; got {n_jobs!r}")
+    return int(n_jobs)
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads: int):
+    """Set torch's intra-op thread count for the duration of the block, then restore it.
+
+    The setting is global to the process; torch's inter-op pool is left alone (it
+    cannot be changed once torch has run work in parallel).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n_threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
@@ -293,7 +328,7 @@ def extract_features(
     missing: str = "error",
     seed: int = 0,
     progress: bool = False,
-    n_jobs: int = -1,
+    n_jobs: int | None = None,
 ) -> FeatureSet:
     """Activations of every named layer of a registered model for stimulus files.
 
@@ -324,8 +359,11 @@ def extract_features(
     seed : int
         Seed of the random weights (without a checkpoint).
     progress : bool
-    n_jobs : int
-        Decoding threads (-1: one per CPU); see :func:`dnnrsa.stimuli.prepare_inputs`.
+    n_jobs : int, optional
+        Threads: of the decoding (see :func:`dnnrsa.stimuli.prepare_inputs`), of the
+        face detection and torch's intra-op threads during the forward passes (set for
+        the call and restored afterwards). None or -1: the CPUs this process may use
+        (its CPU affinity). The activations do not depend on it.
 
     Returns
     -------
@@ -339,6 +377,7 @@ def extract_features(
     paths = [Path(p) for p in stimuli]
     if not paths:
         raise ValueError("stimuli must list at least one file")
+    n_jobs = _resolve_n_jobs(n_jobs)
     net, spec, info = load_model(model if checkpoint is None else None, checkpoint, seed=seed)
     if checkpoint is not None and model is not None and model != spec.name:
         raise ValueError(f"checkpoint {checkpoint} holds model {spec.name!r}, not {model!r}")
@@ -349,7 +388,7 @@ def extract_features(
         crop_boxes,
         model_frames=(recipe.n_frames,),
         cache_dir=None if cache_dir is None else Path(cache_dir) / "faces",
-        n_jobs=max(1, (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)),
+        n_jobs=n_jobs,
     )
     if checkpoint is not None and requested != "boxes":
         used = table_mode(crops) if requested == "table" else requested
@@ -395,14 +434,15 @@ def extract_features(
             n_jobs=n_jobs,
         )
         modules = {layer.name: layer.module for layer in all_layers}
-        acts = extract_activations(
-            net,
-            inputs,
-            modules,
-            modalities=recipe.modalities,
-            batch_size=batch_size,
-            device=device,
-        )
+        with torch_threads(n_jobs):
+            acts = extract_activations(
+                net,
+                inputs,
+                modules,
+                modalities=recipe.modalities,
+                batch_size=batch_size,
+                device=device,
+            )
         from ._io import atomic_write
 
         for j, i in enumerate(todo):

@@ -744,7 +744,7 @@ def prepare_inputs(
         Show a progress bar.
     n_jobs : int
         Number of decoding threads (PyAV and torch release the GIL); -1 (default)
-        for one per CPU. Results do not depend on it.
+        for one per CPU this process may use (its CPU affinity). Results do not depend on it.
 
     Returns
     -------
@@ -763,7 +763,9 @@ def prepare_inputs(
             f"crop_boxes must have one entry per stimulus ({len(paths)}); got {len(crop_boxes)}"
         )
     out = {m: np.empty((len(paths), *recipe.input_shape(m)), np.float32) for m in recipe.modalities}
-    n_jobs = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+    if n_jobs == -1:
+        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    n_jobs = int(n_jobs)
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be a positive integer or -1; got {n_jobs!r}")
 

@@ -34,6 +34,13 @@ class _ExtractFeaturesInputSpec(BaseInterfaceInputSpec):
     use_gpu = traits.Bool(
         False, usedefault=True, desc="runs on a GPU (nipype schedules it on a GPU slot)"
     )
+    n_jobs = traits.Int(
+        -1,
+        usedefault=True,
+        nohash=True,
+        desc="CPU threads of the decoding and of torch (-1: the CPUs the process may use); "
+        "the activations do not depend on it",
+    )
 
 
 class _ExtractFeaturesOutputSpec(TraitedSpec):
@@ -61,6 +68,7 @@ class ExtractFeatures(SimpleInterface):
             device=self.inputs.device,
             seed=self.inputs.seed,
             crop_boxes=self.inputs.crop_file if isdefined(self.inputs.crop_file) else None,
+            n_jobs=self.inputs.n_jobs,
         )
         names = fs.layer_names
         arrays = {f"layer{i:03d}": fs.activations[n] for i, n in enumerate(names)}

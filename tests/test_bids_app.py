@@ -174,6 +174,43 @@ def test_nprocs_reaches_the_glm_and_the_searchlight(small, participant_run, tmp_
         assert node.inputs.n_jobs == 2 and node.n_procs == 2, name
 
 
+def test_nprocs_reaches_the_feature_extraction(small, tmp_path):
+    """--nprocs is the n_jobs of every network's ExtractFeatures node (torch's threads
+    and the decoding), which declares it to nipype (n_procs); it is not hashed."""
+    from dnnrsa.bids_app.parser import build_parser
+    from dnnrsa.bids_app.run import config_from_options
+    from dnnrsa.bids_app.workflows import init_dnn_wf
+    from dnnrsa.models import build_model, get_model, save_checkpoint
+
+    spec = get_model("crosschannel")
+    ckpts = [
+        save_checkpoint(
+            tmp_path / f"{regime}.pt", build_model(spec, 3, seed=seed), spec, regime=regime
+        )
+        for seed, regime in ((1, "emotion"), (2, "identity"))
+    ]
+    argv = [str(small.root), str(tmp_path / "o"), "participant", "-w", str(tmp_path / "w")]
+    argv += ["--checkpoint", *map(str, ckpts), "--skip-bids-validation", "--nprocs", "5"]
+    config = config_from_options(build_parser().parse_args(argv))
+    stim = [str(small.root / "stimuli" / f) for f in small.stim_files]
+    table = tmp_path / "stimuli.tsv"
+    pd.DataFrame({"stim_file": small.stim_files}).to_csv(table, sep="\t", index=False)
+    wf = init_dnn_wf(
+        config,
+        stim_paths=stim,
+        stim_labels=list(small.stim_files),
+        stim_conditions=list(small.stim_files),
+        conditions=list(small.stim_files),
+        stimulus_table=str(table),
+        task="cat",
+    )
+    for regime in ("emotion", "identity"):
+        node = wf.get_node(f"extract_{regime}")
+        assert node.inputs.n_jobs == 5 and node.n_procs == 5, regime
+        hashed, _ = node.inputs.get_hashval()
+        assert "n_jobs" not in dict(hashed), regime
+
+
 def test_rerun_recomputes_nothing(small, participant_run):
     rc, out, work, argv = participant_run
     node_dirs = [
@@ -598,6 +635,13 @@ def test_several_checkpoints_write_the_cross_regime_similarity(tmp_path):
         assert side["Checkpoints"] == {"emotion": str(ckpts[0]), "identity": str(ckpts[1])}
     # the events carry no emotion or identity column: no arm lesion, with a note
     assert not list(out.glob("*_desc-armlesion_stats.tsv"))
+    # the extraction nodes the app ran carry --nprocs 2
+    from nipype.utils.filemanip import loadpkl
+
+    for regime in ("emotion", "identity"):
+        wf_dir = tmp_path / "work" / "dnnrsa_participant_wf" / "dnn_wf"
+        node = loadpkl(wf_dir / f"extract_{regime}" / "_node.pklz")
+        assert node.inputs.n_jobs == 2 and node.n_procs == 2, regime
 
 
 def test_checkpoints_sharing_a_regime_exit_64(tmp_path, capsys):

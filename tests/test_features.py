@@ -306,3 +306,36 @@ def test_cache_follows_the_face_crop(clips, tmp_path, monkeypatch):
     decoded.clear()
     extract_features(clips, crop_boxes="auto", **kwargs)
     assert decoded == []
+
+
+def test_n_jobs_sets_torch_threads_and_changes_no_activation(clips, monkeypatch):
+    """n_jobs is torch's intra-op thread count during the forward passes (restored
+    afterwards); the default is the CPUs of the process's affinity, not os.cpu_count();
+    the activations of n_jobs=1 and n_jobs=2 are equal bit for bit."""
+    import dnnrsa.features as features
+
+    seen = []
+    real = features.extract_activations
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "extract_activations", recording)
+    before = torch.get_num_threads()
+    one = extract_features(clips[:3], n_jobs=1, batch_size=2)
+    two = extract_features(clips[:3], n_jobs=2, batch_size=2)
+    assert seen == [1, 2]
+    assert torch.get_num_threads() == before
+    assert one.layer_names == two.layer_names
+    for name in one.layer_names:
+        np.testing.assert_array_equal(one.activations[name], two.activations[name], err_msg=name)
+    monkeypatch.setattr(features.os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    monkeypatch.setattr(features.os, "cpu_count", lambda: 64)
+    assert features.available_cpus() == 1
+    seen.clear()
+    extract_features(clips[:1])
+    assert seen == [1]
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n_jobs"):
+        extract_features(clips[:1], n_jobs=0)
