@@ -7,11 +7,13 @@ From nothing to a group report, on the built-in demo data set:
    representational geometry in visual, auditory and superior temporal regions);
 2. train the cross-channel network to recognise emotion on the training clips;
 3. run the BIDS App at participant level (per-stimulus patterns, layer RDMs,
-   searchlight RSA of all 29 layers) and at group level (permutation inference,
-   cluster tables, reports);
+   searchlight RSA of all 29 layers, the RDMs of the ground-truth regions and of a
+   negative-control region) and at group level (permutation inference, cluster
+   tables, the evaluation of every layer in each region, reports);
 4. score the group maps against the planted ground truth with
    :func:`dnnrsa.demo.evaluate_groundtruth` (area under the ROC curve of each
-   part's layers within its planted region) and print where the group report is.
+   part's layers within its planted region), check the region evaluations with
+   :func:`dnnrsa.demo.roi_acceptance`, and print where the group report is.
 
 Each step is skipped when its result is already there, so a rerun resumes.
 """
@@ -231,6 +233,33 @@ def _score(deriv: Path, paths: DemoPaths):
     return auc
 
 
+#: Random effect of the ROI evaluation per setting: the fast setting's two participants
+#: make a bootstrap over participants degenerate, so only the stimuli are resampled.
+ROI_BOOTSTRAP = {"full": "both", "fast": "stimuli"}
+
+
+def _roi_args(paths: DemoPaths) -> list[str]:
+    """``--roi NAME=MASK`` for the planted regions and the negative control (the masks in
+    ``derivatives/groundtruth``), for the participant and the group level."""
+    from dnnrsa.demo.design import CONTROL
+
+    masks = dict(paths.region_masks)
+    if paths.control_mask is not None:
+        masks[CONTROL] = paths.control_mask
+    return [arg for name, path in masks.items() for arg in ("--roi", f"{name}={path}")]
+
+
+def _roi_acceptance(deriv: Path, paths: DemoPaths):
+    """The ROI acceptance checks (:func:`dnnrsa.demo.scoring.roi_acceptance`), saved as TSV."""
+    from dnnrsa.demo.scoring import roi_acceptance
+
+    from .collect import DEFAULT_DERIV_SPACE
+
+    checks = roi_acceptance(deriv, task=paths.task, space=DEFAULT_DERIV_SPACE)
+    checks.to_csv(deriv / "demo_roi_acceptance.tsv", sep="\t", index=False, float_format="%.4g")
+    return checks
+
+
 def run_demo(
     output_dir: Path,
     *,
@@ -265,15 +294,23 @@ def run_demo(
     t = time.perf_counter()
     _step("3/4 participant level: patterns, layer RDMs, searchlight RSA of every layer", start)
     participant = ["-d", str(paths.fmriprep_dir), "--checkpoint", str(ckpt)]
-    _run_app("participant", paths, deriv, common, [*participant, "--radius-mm", f"{radius_mm:g}"])
+    _run_app(
+        "participant",
+        paths,
+        deriv,
+        common,
+        [*participant, "--radius-mm", f"{radius_mm:g}", *_roi_args(paths)],
+    )
     timings["participant_s"] = time.perf_counter() - t
     t = time.perf_counter()
     _step("4/4 group level: permutation inference, clusters, reports", start)
     permutations = ["--n-permutations", str(DEMO_SETTINGS[setting]["n_permutations"])]
-    _run_app("group", paths, deriv, common, permutations)
+    roi = [*_roi_args(paths), "--roi-bootstrap", ROI_BOOTSTRAP[setting]]
+    _run_app("group", paths, deriv, common, [*permutations, *roi])
     timings["group_s"] = time.perf_counter() - t
 
     auc = _score(deriv, paths)
+    acceptance = _roi_acceptance(deriv, paths)
     timings["total_s"] = time.perf_counter() - start
     report = deriv / "group.html"
     print()
@@ -282,9 +319,19 @@ def run_demo(
     )
     print(auc.round(3).to_string())
     print()
+    print("Regions of interest (demo_roi_acceptance.tsv):")
+    print(acceptance.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print()
     print("Timings: " + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in timings.items()))
     print(f"Group report: {report}")
-    return {"report": report, "auc": auc, "timings": timings, "derivatives": deriv, "paths": paths}
+    return {
+        "report": report,
+        "auc": auc,
+        "roi_acceptance": acceptance,
+        "timings": timings,
+        "derivatives": deriv,
+        "paths": paths,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
