@@ -36,3 +36,13 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(20261126)
+
+
+@pytest.fixture(scope="session")
+def fast_demo(tmp_path_factory):
+    """The one-command demo in its fast setting, run once for every test that reads it."""
+    from dnnrsa.bids_app.demo import run_demo
+
+    return run_demo(
+        tmp_path_factory.mktemp("demo") / "demo", setting="fast", nprocs=2, device="cpu"
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dnnrsa.bids_app.demo import run_demo
 from dnnrsa.demo import groundtruth_auc
 
 
@@ -26,8 +25,8 @@ def test_roc_auc_known_answers():
 
 
 @pytest.mark.slow
-def test_fast_demo_recovers_ground_truth(tmp_path):
-    result = run_demo(tmp_path / "demo", setting="fast", nprocs=2, device="cpu")
+def test_fast_demo_recovers_ground_truth(fast_demo):
+    result = fast_demo
     auc = result["auc"]
     print(auc.round(3).to_string())
     print({k: round(v, 1) for k, v in result["timings"].items()})
@@ -49,3 +48,37 @@ def test_fast_demo_recovers_ground_truth(tmp_path):
     assert result["report"].is_file()
     html = result["report"].read_text()
     assert "data:image/png;base64," in html
+
+
+@pytest.mark.slow
+def test_fast_demo_roi_acceptance(fast_demo):
+    """Issue 16 on the demo: the best cross-modal layer wins in the planted STS/TPJ region
+    and reaches its noise ceiling, the best visual layer wins in early visual cortex, and
+    no layer explains the negative control (see dnnrsa.demo.scoring.roi_acceptance)."""
+    import json
+
+    import pandas as pd
+
+    checks = fast_demo["roi_acceptance"]
+    print(checks.to_string())
+    deriv = fast_demo["derivatives"]
+    saved = pd.read_csv(deriv / "demo_roi_acceptance.tsv", sep="\t")
+    assert saved["check"].tolist() == checks["check"].tolist()
+    table = checks.set_index(["roi", "check"])
+    assert list(table.index) == [
+        ("crossmodal", "best crossmodal layer beats best visual layer"),
+        ("crossmodal", "best crossmodal layer beats best auditory layer"),
+        ("crossmodal", "best crossmodal layer reaches the lower noise ceiling"),
+        ("visual", "best visual layer beats best auditory layer"),
+        ("visual", "best visual layer beats best crossmodal layer"),
+        ("control", "no layer above zero (family-wise over layers)"),
+    ]
+    failed = table[~table["holds"].astype(bool)]
+    assert failed.empty, failed.to_string()
+    # the fast setting's two participants: the stimuli are the random effect
+    name = "task-emotion_space-MNI152NLin2009cAsym_roi-control_desc-evaluation_stats.json"
+    side = json.loads((deriv / name).read_text())
+    assert side["Bootstrap"] == "stimuli" and len(side["Subjects"]) == 2
+    n_layers = len(list(deriv.glob("task-emotion_model-*_layer-*_rdm.tsv")))
+    control = table.loc[("control", "no layer above zero (family-wise over layers)")]
+    assert control["reference"] == n_layers  # every layer of every network is tested
