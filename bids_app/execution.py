@@ -183,9 +183,23 @@ def worker_initializer(cwd: str, run_pid: int, started: str | None) -> None:
     ).start()
 
 
+def shutdown_joblib_workers() -> None:
+    """End the worker processes joblib's loky backend keeps for reuse, if any.
+
+    A step that runs joblib in parallel (nilearn's GLM with ``n_jobs``) leaves loky
+    workers idle for 300 s; a run's worker that still holds them cannot exit, so the
+    end of the run would wait that long. Called after every step.
+    """
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(module, "_executor", None) if module is not None else None
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
 def run_node(node, updatehash, taskid) -> dict:
     """nipype's ``run_node`` that never raises: a step that fails before writing its
-    result file gives a traceback, not an exception in the pool's callback."""
+    result file gives a traceback, not an exception in the pool's callback. The joblib
+    workers a step started end with it (:func:`shutdown_joblib_workers`)."""
     result = {"result": None, "traceback": None, "taskid": taskid}
     try:
         result["result"] = node.run(updatehash=updatehash)
@@ -195,6 +209,8 @@ def run_node(node, updatehash, taskid) -> dict:
             result["result"] = node.result
         except Exception:  # noqa: BLE001 - no result file: the traceback says why
             result["result"] = None
+    finally:
+        shutdown_joblib_workers()
     return result
 
 

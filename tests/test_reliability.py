@@ -489,6 +489,70 @@ def test_failing_step_ends_the_run_with_exit_1(tmp_path, kind):
     assert not left, message
 
 
+JOBLIB_STEP = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    from nipype.interfaces.utility import Function
+    from nipype.pipeline import engine as pe
+
+    from dnnrsa.bids_app.config import RunConfig
+    from dnnrsa.bids_app.execution import run_workflow
+
+
+    def parallel(x):
+        from joblib import Parallel, delayed
+
+        return sum(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(x)))
+
+
+    if __name__ == "__main__":
+        base = Path(sys.argv[1])
+        config = RunConfig(
+            bids_dir=base / "bids", output_dir=base / "out", analysis_level="participant",
+            work_dir=base / "work", nprocs=2,
+        )
+        wf = pe.Workflow(name="joblib", base_dir=str(base / "work"))
+        node = pe.Node(
+            Function(input_names=["x"], output_names=["y"], function=parallel),
+            name="joblib_step",
+        )
+        node.inputs.x = 6
+        wf.add_nodes([node])
+        run_workflow(wf, config)
+    """
+)
+
+
+def test_a_step_with_joblib_workers_does_not_hold_up_the_end_of_the_run(tmp_path):
+    """loky keeps idle joblib workers for 300 s; the run's worker must not wait for them."""
+    script = tmp_path / "joblib_step.py"
+    script.write_text(JOBLIB_STEP)
+    marker = uuid.uuid4().hex
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)],
+        env=_marked_env(marker),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=240)  # a hang guard, not a measure of speed
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        _end(_marked(marker))
+        pytest.fail("the run waited for joblib's idle workers")
+    elapsed = time.monotonic() - start
+    left = _wait_gone(marker, 20.0)
+    _end(left)
+    assert proc.returncode == 0, err[-3000:]
+    assert elapsed < 150, f"the run took {elapsed:.0f} s to end (loky's idle timeout is 300 s)"
+    assert not left, "processes outlived the run:\n" + _describe(left)
+
+
 def test_writer_skips_when_the_step_before_wrote_nothing(tmp_path, caplog):
     from dnnrsa.interfaces.bids import WriteDerivative
 
