@@ -371,6 +371,57 @@ def _write_brain_mask(bold_files, mask_file, out_path):
     return str(save_brain_mask(info, out_path, sources=list(bold_files)))
 
 
+def _n_models(config) -> int:
+    """Model RDMs of the bank: every chosen layer of every checkpoint, and the user's."""
+    n_layers = 0
+    if config.checkpoints:
+        from dnnrsa.models import get_model
+
+        try:
+            n_layers = len(get_model(config.model).select_layers(config.layers or None))
+        except (KeyError, ValueError):  # reported when the features are extracted
+            n_layers = len(config.layers) or 1
+    return max(1, len(config.checkpoints) * n_layers + len(config.model_rdms))
+
+
+def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
+    """Memory (GB) the GLM and the searchlight nodes of one participant declare to
+    nipype, from the shapes of the BOLD runs (headers only), the brain mask when one
+    is given (else the grid) and the number of model RDMs
+    (:mod:`dnnrsa.bids_app.resources`)."""
+    import nibabel as nib
+
+    from .resources import glm_memory_gb, searchlight_memory_gb
+
+    imgs = [nib.load(str(r.bold)) for r in inputs.runs]
+    shapes = [tuple(img.shape[:3]) + (img.shape[3] if len(img.shape) > 3 else 1,) for img in imgs]
+    mask_voxels = None
+    if inputs.mask is not None:
+        mask_voxels = int(np.count_nonzero(np.asanyarray(nib.load(str(inputs.mask)).dataobj)))
+    n_cond = len(inputs.conditions)
+    glm = glm_memory_gb(
+        shapes,
+        n_cond=n_cond,
+        mask_voxels=mask_voxels,
+        noise_model=config.noise_model,
+        n_jobs=config.nprocs,
+        multivariate=config.noise_normalisation == "multivariate",
+    )
+    grid = max(shapes, key=lambda sh: sh[0] * sh[1] * sh[2])[:3]
+    searchlight = searchlight_memory_gb(
+        grid,
+        mask_voxels if mask_voxels is not None else int(np.prod(grid)),
+        n_runs=len(shapes),
+        n_cond=n_cond,
+        n_models=_n_models(config),
+        affine=imgs[0].affine,
+        radius_mm=config.radius_mm,
+        # on the GPU the working memory of a block is the device's, not the host's
+        budget_mb=0 if _use_gpu(config) else config.searchlight_memory_mb,
+    )
+    return {"glm": glm, "searchlight": searchlight}
+
+
 def init_participant_wf(
     config, inputs: SubjectInputs, *, name: str | None = None, rois: dict | None = None
 ):
@@ -395,6 +446,7 @@ def init_participant_wf(
     t_rs = {r.t_r for r in inputs.runs}
     if len(t_rs) != 1:
         raise DatasetInvalid(f"sub-{s}: runs have different repetition times {sorted(t_rs)}")
+    memory = participant_memory_gb(config, inputs)
     patterns = pe.Node(
         EstimatePatterns(
             bold_files=[str(r.bold) for r in inputs.runs],
@@ -409,7 +461,7 @@ def init_participant_wf(
             n_jobs=config.nprocs,
         ),
         name="estimate_patterns",
-        mem_gb=2.0,
+        mem_gb=memory["glm"],
         n_procs=config.nprocs,  # MultiProc schedules the node on as many processors
     )
     if inputs.mask is not None:
@@ -434,7 +486,7 @@ def init_participant_wf(
             use_gpu=gpu,
         ),
         name="searchlight",
-        mem_gb=config.searchlight_memory_mb / 1024 + 1.0,
+        mem_gb=memory["searchlight"],
         n_procs=1 if gpu else config.nprocs,  # on the GPU one CPU thread feeds it
     )
     entities = {"sub": s, "task": inputs.task, "space": inputs.space}

@@ -1,0 +1,114 @@
+"""Memory the participant level's heavy nodes declare to nipype (``mem_gb``).
+
+MultiProc starts a node only when its declared memory fits in what is free, so a
+node that declares too little can run beside others and exhaust the machine. The
+estimates below follow the data: they were fitted to the peak memory traced by
+Python (``tracemalloc``) in ``benchmarks/memory.py``, which runs each step in a
+fresh process on synthetic runs, and err on the high side. A node never waits
+forever for a declaration above ``--mem``: nipype caps it at the total, so such a
+node runs alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: Resident memory of a node's process before it touches any data (Python, numpy,
+#: nilearn, nibabel; about 0.2-0.3 GB measured) plus what tracemalloc does not see.
+BASE_GB = 0.5
+
+#: Peak working copies of one run's masked data (float64) in nilearn's ``run_glm``
+#: and the loop of :func:`dnnrsa.glm.estimate_patterns`, measured: 3.6-3.8 with
+#: AR(1), 1.6 with OLS (rounded up).
+GLM_COPIES = {"ar1": 4.0, "ols": 2.0}
+
+
+def _gb(n_bytes: float) -> float:
+    return float(n_bytes) / 2**30
+
+
+def glm_memory_gb(
+    run_shapes: Sequence[Sequence[int]],
+    *,
+    n_cond: int,
+    mask_voxels: int | None = None,
+    noise_model: str = "ar1",
+    n_jobs: int = 1,
+    multivariate: bool = False,
+) -> float:
+    """Memory (GB) of ``EstimatePatterns`` for runs of the given 4-D shapes.
+
+    The runs are read one at a time: the peak is that of the largest run, the run
+    loaded on its grid (float32, ``x * y * z * volumes * 4`` bytes) and
+    ``GLM_COPIES`` float64 copies of its masked data (``mask_voxels * volumes * 8``),
+    or the brain mask's pass over every run (8 bytes per value of the largest run,
+    3 per value of the others: measured 2.6 with OLS), whichever is larger; the patterns of all runs are
+    kept (float64), and written as a float32 image of the grid.
+
+    Parameters
+    ----------
+    run_shapes : sequence of (x, y, z, volumes)
+    n_cond : int
+        Conditions per run (patterns per run).
+    mask_voxels : int, optional
+        Voxels of the brain mask; without one, the whole grid (an upper bound).
+    noise_model : {"ar1", "ols"}
+    n_jobs : int
+        With AR(1) and more than one job nilearn fits in worker processes, which
+        receive their voxels' data: one more copy of the masked run and ``BASE_GB``
+        per worker are added (not measured; an allowance).
+    multivariate : bool
+        Multivariate noise normalisation: a dense covariance of the mask's voxels.
+    """
+    shapes = [tuple(int(v) for v in s) for s in run_shapes]
+    if not shapes:
+        return BASE_GB
+    grid = max(x * y * z for x, y, z, _ in shapes)
+    volumes = max(s[3] for s in shapes)
+    total = sum(x * y * z * v for x, y, z, v in shapes)
+    mask = grid if mask_voxels is None else min(int(mask_voxels), grid)
+    copies = GLM_COPIES.get(noise_model, GLM_COPIES["ar1"])
+    one_run = 4.0 * grid * volumes + copies * 8.0 * mask * volumes
+    # the brain mask reads every run (float32, a float64 mean) and keeps a little of each
+    mask_pass = 8.0 * grid * volumes + 3.0 * (total - grid * volumes)
+    peak = max(one_run, mask_pass)
+    patterns = len(shapes) * n_cond * (8.0 * mask + 4.0 * grid)
+    extra = 0.0
+    if noise_model == "ar1" and n_jobs > 1:
+        extra = 8.0 * mask * volumes + n_jobs * BASE_GB * 2**30
+    if multivariate:
+        extra += 3 * 8.0 * mask * mask
+    return BASE_GB + _gb(peak + patterns + extra)
+
+
+def searchlight_memory_gb(
+    grid_shape: Sequence[int],
+    mask_voxels: int,
+    *,
+    n_runs: int,
+    n_cond: int,
+    n_models: int,
+    affine,
+    radius_mm: float,
+    budget_mb: float,
+) -> float:
+    """Memory (GB) of ``SearchlightRSA``: the largest of its three phases.
+
+    Reading: the patterns on their grid (float32) beside their masked float64 copy.
+    Computing: the masked patterns, the members of every sphere (8-byte indices),
+    the working memory of one block (``budget_mb``, ``--searchlight-memory-mb``) and
+    the scores (float64). Writing: the scores and the float32 maps on the grid.
+    """
+    from .participant import _sphere_size
+
+    x, y, z = (int(v) for v in grid_shape[:3])
+    grid = x * y * z
+    mask = min(int(mask_voxels), grid)
+    n_obs = int(n_runs) * int(n_cond)
+    sphere = min(_sphere_size(affine, radius_mm, (x, y, z)), mask)
+    data = 8.0 * mask * n_obs
+    scores = 8.0 * mask * n_models
+    reading = 4.0 * grid * n_obs + 12.0 * mask * n_obs
+    computing = data + 8.0 * mask * sphere + budget_mb * 2**20 + scores
+    writing = data + scores + 2 * 4.0 * grid * n_models
+    return BASE_GB + _gb(max(reading, computing, writing))
