@@ -5,9 +5,9 @@ identity, gender, sentence) on audio-visual clips and reported five findings
 (:data:`FINDINGS`). This module decides each of them on any data set that has the
 same ingredients: tables in, a findings table out.
 
-- :func:`part_category_index_test`: the category index of a set of layers (the mean
-  over the layers) with a permutation test that shuffles the labels of the stimuli
-  alike for every layer (finding 1).
+- :func:`part_category_index_test`: the category index of a set of layers (the largest
+  over the layers, or their mean) with a permutation test that shuffles the labels of
+  the stimuli alike for every layer (finding 1).
 - :func:`arm_relevance_table`: how much each arm of a network matters, with
   bootstrap confidence intervals over stimuli: the accuracy drop when an arm is
   lesioned and the unique variance of each arm in the last hidden cross-modal layer
@@ -114,8 +114,10 @@ def bootstrap_p(samples: np.ndarray, *, alternative: str = "two-sided") -> float
 # ---------------------------------------------------------------------------
 
 
-def part_category_index_test(rdms, labels, n_permutations: int = 1000, random_state=0):
-    """Mean category index of several layers with one label permutation for all.
+def part_category_index_test(
+    rdms, labels, n_permutations: int = 1000, random_state=0, *, statistic: str = "max"
+):
+    """Category index of a set of layers, with one label permutation for all layers.
 
     Parameters
     ----------
@@ -125,25 +127,33 @@ def part_category_index_test(rdms, labels, n_permutations: int = 1000, random_st
         Category of each condition (e.g. its emotion).
     n_permutations : int
     random_state : None, int or numpy.random.Generator
+    statistic : {"max", "mean"}
+        ``max``: the largest index over the layers, tested against the permutation
+        distribution of that maximum (some layer of the set groups the conditions, with
+        the family-wise error over the layers controlled); ``mean``: the mean index.
 
     Returns
     -------
     dict
-        ``index`` (mean over layers of :func:`dnnrsa.analysis.category_index`),
-        ``per_layer`` (ndarray), ``p_value`` (one-sided,
-        ``(1 + #{null >= index}) / (1 + n_permutations)``, each permutation shuffling
-        the labels of the conditions once for every layer), ``null`` (ndarray).
+        ``index`` (the statistic over the layers' :func:`dnnrsa.analysis.category_index`),
+        ``per_layer`` (ndarray), ``layer`` (position of the largest index),
+        ``p_value`` (one-sided, ``(1 + #{null >= index}) / (1 + n_permutations)``, each
+        permutation shuffling the labels of the conditions once for every layer),
+        ``null`` (ndarray).
     """
     from .analysis import _category_index_from_masks, category_index
     from .rdm import n_conditions_from_pairs
 
+    if statistic not in ("max", "mean"):
+        raise ValueError(f"statistic must be 'max' or 'mean'; got {statistic!r}")
+    reduce = np.max if statistic == "max" else np.mean
     rdms = np.atleast_2d(np.asarray(rdms, dtype=np.float64))
     n = n_conditions_from_pairs(rdms.shape[1])
     codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)[1].ravel()
     if codes.shape != (n,):
         raise ValueError(f"labels must have one entry per condition ({n}); got {codes.shape}")
     per_layer = np.array([category_index(r, codes) for r in rdms])
-    observed = float(np.mean(per_layer))
+    observed = float(reduce(per_layer))
     rng = _rng(random_state)
     iu, ju = np.triu_indices(n, 1)
     null = np.zeros(int(n_permutations))
@@ -157,12 +167,18 @@ def part_category_index_test(rdms, labels, n_permutations: int = 1000, random_st
         stop = min(start + chunk, int(n_permutations))
         perm = rng.permuted(np.broadcast_to(codes, (stop - start, n)), axis=1)
         same = perm[:, iu] == perm[:, ju]
-        total = np.zeros(stop - start)
-        for clean, finite, spread in prepared:
-            total += _category_index_from_masks(clean, same, finite, spread)
-        null[start:stop] = total / len(prepared)
+        layers = np.stack(
+            [_category_index_from_masks(c, same, f, sp) for c, f, sp in prepared], axis=1
+        )
+        null[start:stop] = reduce(layers, axis=1)
     p = (1.0 + np.count_nonzero(null >= observed - 1e-12)) / (1.0 + null.size)
-    return {"index": observed, "per_layer": per_layer, "p_value": float(p), "null": null}
+    return {
+        "index": observed,
+        "per_layer": per_layer,
+        "layer": int(np.argmax(per_layer)),
+        "p_value": float(p),
+        "null": null,
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -656,27 +672,32 @@ def study_findings(
         why = f"the stimuli have no {emotion_label!r} labels"
     if why:
         rows.append(
-            _row(1, "mean category index of the emotions over the cross-modal layers", detail=why)
+            _row(
+                1, "largest category index of the emotions over the cross-modal layers", detail=why
+            )
         )
     else:
-        parts_results = {}
+        parts_results, best = {}, {}
         for regime in ("emotion", "identity"):
             net = networks[regime]
             cross = [i for i, p in enumerate(net.parts) if p == "crossmodal"]
             parts_results[regime] = part_category_index_test(
                 net.rdms[cross], net.labels[emotion_label], n_permutations, rng
             )
+            best[regime] = net.layers[cross[parts_results[regime]["layer"]]]
         value = min(r["index"] for r in parts_results.values())
         p = max(r["p_value"] for r in parts_results.values())
         detail = "; ".join(
-            f"{k}: index {r['index']:.4f}, permutation p = {r['p_value']:.4g}"
+            f"{k}: largest index {r['index']:.4f} ({best[k]}), mean over the layers "
+            f"{np.mean(r['per_layer']):.4f}, permutation p = {r['p_value']:.4g}"
             for k, r in parts_results.items()
         )
         rows.append(
             _row(
                 1,
-                "mean category index of the emotions over the cross-modal layers "
-                "(smallest of the emotion and identity networks)",
+                "largest category index of the emotions over the cross-modal layers "
+                "(max-statistic permutation test over those layers; smaller of the emotion "
+                "and identity networks)",
                 value,
                 p,
                 detail=detail + "; " + "; ".join(notes),

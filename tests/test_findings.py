@@ -49,19 +49,34 @@ def test_part_category_index_equals_mean_of_layers_and_detects_clustering():
     codes = rng.normal(size=(6, 20))
     clustered = [_rdm(codes[EMOTION] + s * rng.normal(size=(N_COND, 20))) for s in (0.5, 1.0)]
     noise = [_rdm(rng.normal(size=(N_COND, 20))) for _ in range(2)]
-    res = part_category_index_test(np.vstack(clustered), EMOTION, 500, 1)
+    res = part_category_index_test(np.vstack(clustered), EMOTION, 500, 1, statistic="mean")
     assert res["index"] == pytest.approx(np.mean([category_index(r, EMOTION) for r in clustered]))
     assert res["p_value"] == pytest.approx(1 / 501)
-    null = part_category_index_test(np.vstack(noise), EMOTION, 500, 1)
+    null = part_category_index_test(np.vstack(noise), EMOTION, 500, 1, statistic="mean")
     assert abs(null["null"].mean()) < 0.02  # the label null is centred on zero
+    # the maximum: one clustered layer among noise layers is found, and named
+    mixed = np.vstack([noise[0], clustered[1], noise[1]])
+    res = part_category_index_test(mixed, EMOTION, 500, 1)
+    assert res["layer"] == 1 and res["p_value"] == pytest.approx(1 / 501)
+    assert res["index"] == pytest.approx(category_index(clustered[1], EMOTION))
+    # its null is the maximum over the layers under one shuffle of the labels
+    rng2 = np.random.default_rng(5)
+    perm = rng2.permuted(np.broadcast_to(EMOTION, (3, N_COND)), axis=1)
+    direct = [max(category_index(r, p) for r in mixed) for p in perm]
+    np.testing.assert_allclose(part_category_index_test(mixed, EMOTION, 3, 5)["null"], direct)
     # calibration: without clustering, p < 0.05 in about 5 % of data sets
-    p = [
-        part_category_index_test(
-            np.vstack([_rdm(rng.normal(size=(N_COND, 20))) for _ in range(2)]), EMOTION, 199, k
-        )["p_value"]
-        for k in range(200)
-    ]
-    assert 0.01 <= np.mean(np.array(p) < 0.05) <= 0.10
+    for statistic in ("mean", "max"):
+        p = [
+            part_category_index_test(
+                np.vstack([_rdm(rng.normal(size=(N_COND, 20))) for _ in range(3)]),
+                EMOTION,
+                199,
+                k,
+                statistic=statistic,
+            )["p_value"]
+            for k in range(200)
+        ]
+        assert 0.01 <= np.mean(np.array(p) < 0.05) <= 0.10, statistic
 
 
 def test_resampled_pairs_identity_and_duplicates():
