@@ -106,12 +106,93 @@ def find_subject_maps(config: RunConfig) -> list[MapGroup]:
     return groups
 
 
-def _has_common_voxels(group: MapGroup) -> bool:
+#: Planes (along the last axis) read from each map by the cheap pass of
+#: :func:`_has_common_voxels`, from the first plane with a finite voxel.
+COMMON_VOXEL_PLANES = 4
+
+
+#: Bytes of a NIfTI-1 header that fix where and how the voxel data lie: sizeof_hdr,
+#: dim, datatype, bitpix, vox_offset, scl_slope, scl_inter.
+_LAYOUT_BYTES = (slice(0, 4), slice(40, 56), slice(70, 74), slice(108, 120))
+
+
+def _open_map(path):
+    import gzip
+
+    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")  # noqa: SIM115
+
+
+def _layout(header_bytes: bytes) -> bytes:
+    return b"".join(header_bytes[s] for s in _LAYOUT_BYTES)
+
+
+def _finite_planes(path, start: int, stop: int, fast=None):
+    """Finiteness of planes ``start:stop`` of a 3-D map, reading the file only that far.
+
+    ``fast``, (layout bytes, dtype, shape, data offset) of a NIfTI-1 map: a file whose
+    header has the same layout is read raw up to the end of plane ``stop``, without
+    nibabel; any other through nibabel's slicing.
+    """
     import nibabel as nib
     import numpy as np
 
+    if fast is not None:
+        layout, dtype, shape, offset = fast
+        plane = shape[0] * shape[1]
+        with _open_map(path) as fh:
+            head = fh.read(348)
+            if len(head) == 348 and _layout(head) == layout:
+                fh.seek(offset)
+                n = plane * stop
+                raw = fh.read(n * dtype.itemsize)
+                if len(raw) == n * dtype.itemsize:
+                    data = np.frombuffer(raw, dtype).reshape((shape[0], shape[1], stop), order="F")
+                    return np.isfinite(data[..., start:stop])
+    return np.isfinite(np.asarray(nib.load(path).dataobj[..., start:stop]))
+
+
+def _has_common_voxels(group: MapGroup) -> bool:
+    """Whether some voxel is finite in every subject's map of the group.
+
+    A cheap pass first: the first map is read whole, and of every other map only the
+    few planes (along the last axis, stored last) from the first plane where the
+    first map has a finite voxel: a compressed map is decompressed only that far,
+    and a map whose header lays the data out as the first's is read without
+    nibabel. When a voxel of those planes is finite in every map the answer is yes;
+    otherwise every map is read whole, as before.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    files = list(group.files)
+    if files:
+        img = nib.load(files[0])
+        first = np.isfinite(np.asarray(img.dataobj))
+        if first.ndim == 3 and first.any():
+            planes = np.flatnonzero(first.any(axis=(0, 1)))
+            start = int(planes[0])
+            stop = min(start + COMMON_VOXEL_PLANES, first.shape[2])
+            common = first[..., start:stop]
+            fast = None
+            if type(img.header) is nib.Nifti1Header:  # the header as stored, not as loaded
+                with _open_map(files[0]) as fh:
+                    raw = fh.read(348)
+                hdr = nib.Nifti1Header(raw, check=False)
+                scaling = np.array([hdr["scl_slope"], hdr["scl_inter"]], dtype=np.float64)
+                dtype = hdr.get_data_dtype()
+                if dtype.kind == "f" and not np.isinf(scaling).any():
+                    fast = (_layout(raw), dtype, first.shape, int(hdr["vox_offset"]))
+            for f in files[1:]:
+                ok = _finite_planes(f, start, stop, fast)
+                if ok.shape != common.shape:
+                    break
+                common = common & ok
+                if not common.any():
+                    break
+            else:
+                return True
     finite = None
-    for f in group.files:
+    for f in files:
         ok = np.isfinite(np.asarray(nib.load(f).dataobj))
         finite = ok if finite is None else finite & ok
     if finite is None or not finite.any():

@@ -203,3 +203,46 @@ def test_tfce_layers_usage_errors_exit_64(derivatives, tmp_path, capsys):
     assert "fc9" in err and "fc1" in err
     assert main([*base, "--tfce", "--tfce-layers", "fc1"]) == 64
     assert "--tfce-layers" in capsys.readouterr().err
+
+
+def test_common_voxel_check_reads_little_and_answers_as_a_full_read(tmp_path, caplog):
+    """_has_common_voxels: the cheap pass (a few planes, headers compared) gives the
+    answer of reading every map whole, for overlapping maps, maps that overlap only
+    above the planes read, disjoint maps, and maps stored in other layouts."""
+    from dnnrsa.bids_app.group import MapGroup, _has_common_voxels
+
+    shape = (6, 7, 12)
+
+    def group(datas, suffixes=None):
+        files = []
+        for i, data in enumerate(datas):
+            suffix = (suffixes or {}).get(i, ".nii.gz")
+            path = tmp_path / f"g{len(list(tmp_path.iterdir()))}_{i}{suffix}"
+            nib.Nifti1Image(data, np.eye(4)).to_filename(path)
+            files.append(path)
+        subjects = tuple(f"{i:02d}" for i in range(len(files)))
+        return MapGroup("t", "MNI", "m", None, "spearman", tuple(files), subjects, "", 0, "m")
+
+    def full(g):
+        masks = [np.isfinite(np.asarray(nib.load(f).dataobj)) for f in g.files]
+        return bool(np.logical_and.reduce(masks).any())
+
+    def slab(lo, hi, dtype=np.float32):
+        data = np.full(shape, np.nan, dtype)
+        data[..., lo:hi] = 0.5
+        return data
+
+    cases = {
+        "overlap": [slab(2, 12), slab(2, 12), slab(3, 9)],
+        "overlap above the planes read": [slab(2, 12), slab(8, 12), slab(9, 11)],
+        "disjoint": [slab(2, 5), slab(5, 9), slab(2, 12)],
+        "float64 and uncompressed": [slab(2, 12), slab(2, 12, np.float64), slab(4, 6)],
+    }
+    suffixes = {"float64 and uncompressed": {2: ".nii"}}
+    for name, datas in cases.items():
+        g = group(datas, suffixes.get(name))
+        caplog.clear()
+        assert _has_common_voxels(g) == full(g), name
+        warned = "no voxel is finite in every subject's map" in caplog.text
+        assert warned == (not full(g)), name
+    assert not _has_common_voxels(group([slab(2, 5), slab(5, 9)]))
