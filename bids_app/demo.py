@@ -27,14 +27,24 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from dnnrsa.demo import DemoPaths, evaluate_groundtruth, make_demo_dataset
+from dnnrsa.demo import GENERATOR_REVISION, DemoPaths, evaluate_groundtruth, make_demo_dataset
 
 from .. import __version__
 from .errors import AppError, CommandParser, handle_errors
 
+#: The networks the demo trains, one per regime of the study, from the same seed, and the
+#: column each is validated on (held-out sentence; the sentence network on an unseen actor).
+DEMO_REGIMES = {
+    "emotion": "sentence",
+    "identity": "sentence",
+    "gender": "sentence",
+    "sentence": "identity",
+}
+
 DEMO_SETTINGS = {
-    # per setting: emotion training (epochs, learning rate, renditions of each clip in the
-    # training set), group permutations, participants, planted signal-to-noise ratio
+    # per setting: training of the four networks (epochs, learning rate, renditions of each
+    # clip in the training set), group permutations, participants, planted signal-to-noise
+    # ratio
     "full": {
         "epochs": 10,
         "n_permutations": 1000,
@@ -71,6 +81,7 @@ def _save_paths(data_dir: Path, paths, seed: int, setting: str) -> None:
         "seed": seed,
         "setting": setting,
         "version": __version__,
+        "generator": GENERATOR_REVISION,
         "options": DEMO_SETTINGS[setting],
     }
     for f in dataclasses.fields(paths):
@@ -93,6 +104,8 @@ def _load_paths(data_dir: Path, seed: int, setting: str):
     payload = json.loads(record.read_text())
     recorded = (payload.pop("seed"), payload.pop("setting"), payload.pop("version"))
     options = payload.pop("options", None)
+    if payload.pop("generator", None) != GENERATOR_REVISION:
+        return None  # written by another revision of the generator
     if recorded != (seed, setting, __version__) or options != DEMO_SETTINGS[setting]:
         return None
     kwargs = {}
@@ -185,29 +198,41 @@ def _generate(data_dir: Path, *, setting: str, seed: int, nprocs: int, start: fl
     return paths
 
 
-def _train(paths: DemoPaths, ckpt: Path, *, setting, seed, epochs, device, start) -> None:
-    """Step 2: train the cross-channel network on emotion, unless ``ckpt`` exists."""
-    from dnnrsa.train import train_model
+def _train(paths: DemoPaths, models_dir: Path, *, setting, seed, epochs, device, start):
+    """Step 2: train one cross-channel network per regime of the study (emotion, identity,
+    gender, sentence) from the same seed, unless their checkpoints exist; return them."""
+    from dnnrsa.train import train_regimes
 
     opts = DEMO_SETTINGS[setting]
     n_epochs = epochs or opts["epochs"]
-    if ckpt.is_file():
-        _step(f"2/4 using the trained network {ckpt}", start)
-        return
-    _step(f"2/4 training the cross-channel network on emotion ({n_epochs} epochs)", start)
-    result = train_model(
+    ckpts = [models_dir / f"{regime}.pt" for regime in DEMO_REGIMES]
+    if all(c.is_file() for c in ckpts):
+        _step(f"2/4 using the trained networks in {models_dir}", start)
+        return ckpts
+    _step(
+        f"2/4 training the cross-channel network on {', '.join(DEMO_REGIMES)} "
+        f"({n_epochs} epochs each)",
+        start,
+    )
+    results = train_regimes(
         paths.training_dir,
         paths.training_labels,
-        "emotion",
-        ckpt,
-        validation_column="sentence",
+        list(DEMO_REGIMES),
+        models_dir,
+        validation_column=dict(DEMO_REGIMES),
         epochs=n_epochs,
         learning_rate=opts["learning_rate"],
         seed=seed,
         device=device,
         progress=True,
     )
-    _step(f"    validation accuracy (held-out sentence): {result.val_accuracy:.2f}", start)
+    for regime, result in results.items():
+        _step(
+            f"    {regime}: validation accuracy (held-out {DEMO_REGIMES[regime]}) "
+            f"{result.val_accuracy:.2f}",
+            start,
+        )
+    return ckpts
 
 
 def _run_app(level: str, paths: DemoPaths, deriv: Path, common: list[str], extra: list[str]):
@@ -231,6 +256,16 @@ def _score(deriv: Path, paths: DemoPaths):
     )
     auc.to_csv(deriv / "demo_groundtruth_auc.tsv", sep="\t", float_format="%.3f")
     return auc
+
+
+def _findings(deriv: Path, task: str):
+    """The findings table the group level wrote, or None."""
+    import pandas as pd
+
+    from dnnrsa.bidsnames import build_name
+
+    path = deriv / build_name({"task": task, "desc": "findings"}, "stats", ".tsv")
+    return pd.read_csv(path, sep="\t") if path.is_file() else None
 
 
 #: Random effect of the ROI evaluation per setting: the fast setting's two participants
@@ -283,8 +318,10 @@ def run_demo(
     timings["generate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    ckpt = output_dir / "models" / "crosschannel_emotion.pt"
-    _train(paths, ckpt, setting=setting, seed=seed, epochs=epochs, device=device, start=start)
+    ckpts = _train(
+        paths, output_dir / "models", setting=setting, seed=seed, epochs=epochs, device=device,
+        start=start,
+    )  # fmt: skip
     timings["train_s"] = time.perf_counter() - t
 
     deriv = output_dir / "derivatives" / "dnnrsa"
@@ -293,7 +330,7 @@ def run_demo(
     radius_mm = 2.0 * _voxel_size_mm(paths.fmriprep_dir)  # spheres of 33 voxels on any grid
     t = time.perf_counter()
     _step("3/4 participant level: patterns, layer RDMs, searchlight RSA of every layer", start)
-    participant = ["-d", str(paths.fmriprep_dir), "--checkpoint", str(ckpt)]
+    participant = ["-d", str(paths.fmriprep_dir), "--checkpoint", *map(str, ckpts)]
     _run_app(
         "participant",
         paths,
@@ -311,6 +348,7 @@ def run_demo(
 
     auc = _score(deriv, paths)
     acceptance = _roi_acceptance(deriv, paths)
+    findings = _findings(deriv, paths.task)
     timings["total_s"] = time.perf_counter() - start
     report = deriv / "group.html"
     print()
@@ -322,12 +360,18 @@ def run_demo(
     print("Regions of interest (demo_roi_acceptance.tsv):")
     print(acceptance.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print()
+    if findings is not None:
+        print("The study's findings on the demo (task-*_desc-findings_stats.tsv):")
+        cols = ["finding", "verdict", "value", "p_value", "p_holm"]
+        print(findings[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print()
     print("Timings: " + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in timings.items()))
     print(f"Group report: {report}")
     return {
         "report": report,
         "auc": auc,
         "roi_acceptance": acceptance,
+        "findings": findings,
         "timings": timings,
         "derivatives": deriv,
         "paths": paths,

@@ -31,11 +31,12 @@ maps and ROI tables against it), ``dataset`` (:func:`make_demo_dataset`, step by
 The command line ``dnnrsa-demo-data`` lives in :mod:`dnnrsa.bids_app.demo_data`.
 """
 
-from .dataset import DemoPaths, make_demo_dataset
+from .dataset import GENERATOR_REVISION, DemoPaths, make_demo_dataset
 from .design import EMOTIONS, IDENTITIES, REGIONS, SENTENCES, SETTINGS, stimulus_table
 from .scoring import evaluate_groundtruth, groundtruth_auc, region_auc, roi_acceptance
 
 __all__ = [
+    "GENERATOR_REVISION",
     "EMOTIONS",
     "IDENTITIES",
     "REGIONS",

@@ -23,6 +23,11 @@ from .design import (
     stimulus_table,
 )
 
+#: Revision of the generator: a data set written by another revision is not reused.
+#: 2: one shared voice for every actor (identity and gender only in the face);
+#: 3: emotions colour the face (:data:`dnnrsa.demo.faces.FLUSH_COLOURS`).
+GENERATOR_REVISION = 3
+
 logger = logging.getLogger(__name__)
 
 

@@ -100,11 +100,11 @@ NEUTRAL_PROSODY: dict[str, float] = dict(
 #: Range of the vocal intensity of a rendition: 1 is the full prosody of
 #: :data:`PROSODY`, 0 neutral. Together with :data:`PROSODY_SPREAD` it makes the voice
 #: a less reliable cue of emotion than the face, as in the study.
-VOCAL_INTENSITY = (0.5, 1.0)
+VOCAL_INTENSITY = (0.35, 0.85)
 #: Rendition-to-rendition spread of prosody whatever the emotion: pitch level
 #: (sd, semitones), accent range (relative, +-), speaking rate (relative, +-),
 #: loudness (sd, dB).
-PROSODY_SPREAD = dict(f0_sd_st=1.0, range_rel=0.3, rate_rel=0.1, gain_sd_db=2.0)
+PROSODY_SPREAD = dict(f0_sd_st=1.5, range_rel=0.4, rate_rel=0.12, gain_sd_db=2.5)
 
 
 def rendition_prosody(emotion: str, intensity: float) -> dict[str, float | str]:
