@@ -211,7 +211,7 @@ def roi_acceptance(
     control: str = "control",
     alpha: float = 0.05,
 ):
-    """The demo's acceptance checks of the group-level ROI evaluation (issue 16).
+    """The demo's acceptance checks of the group-level ROI evaluation.
 
     From the tables the group level writes per region (``desc-evaluation``,
     ``desc-noiseceiling``, ``desc-pairwise``), with every layer's part read from its
