@@ -25,49 +25,35 @@ logger = logging.getLogger(__name__)
 EXPRESSIONS: dict[str, dict[str, float]] = {
     "angry": dict(
         brow_raise=-0.7, brow_tilt=-1.0, eye_open=1.05, mouth_curve=-0.35,
-        mouth_open=0.15, mouth_width=0.8, teeth=0.4, wrinkle=0.3, flush=1.0,
+        mouth_open=0.15, mouth_width=0.8, teeth=0.4, wrinkle=0.3,
     ),
     "disgusted": dict(
         brow_raise=-0.35, brow_tilt=-0.3, eye_open=0.55, mouth_curve=-0.6,
-        mouth_open=0.25, mouth_width=0.95, teeth=0.6, wrinkle=1.0, flush=1.0,
+        mouth_open=0.25, mouth_width=0.95, teeth=0.6, wrinkle=1.0,
     ),
     "fearful": dict(
         brow_raise=0.75, brow_tilt=0.9, eye_open=1.5, mouth_curve=-0.25,
-        mouth_open=0.5, mouth_width=1.15, teeth=0.5, wrinkle=0.0, flush=1.0,
+        mouth_open=0.5, mouth_width=1.15, teeth=0.5, wrinkle=0.0,
     ),
     "happy": dict(
         brow_raise=0.15, brow_tilt=0.0, eye_open=0.7, mouth_curve=1.0,
-        mouth_open=0.35, mouth_width=1.25, teeth=1.0, wrinkle=0.0, flush=1.0,
+        mouth_open=0.35, mouth_width=1.25, teeth=1.0, wrinkle=0.0,
     ),
     "sad": dict(
         brow_raise=0.0, brow_tilt=1.0, eye_open=0.65, mouth_curve=-1.0,
-        mouth_open=0.05, mouth_width=0.9, teeth=0.0, wrinkle=0.0, flush=1.0,
+        mouth_open=0.05, mouth_width=0.9, teeth=0.0, wrinkle=0.0,
     ),
     "surprised": dict(
         brow_raise=1.0, brow_tilt=0.2, eye_open=1.65, mouth_curve=0.0,
-        mouth_open=1.0, mouth_width=0.7, teeth=0.2, wrinkle=0.0, flush=1.0,
+        mouth_open=1.0, mouth_width=0.7, teeth=0.2, wrinkle=0.0,
     ),
 }  # fmt: skip
 
 #: Facial actions of a relaxed face (the start of every clip).
 _RELAXED = dict(
     brow_raise=0.0, brow_tilt=0.0, eye_open=1.0, mouth_curve=0.0,
-    mouth_open=0.0, mouth_width=1.0, teeth=0.0, wrinkle=0.0, flush=0.0,
+    mouth_open=0.0, mouth_width=1.0, teeth=0.0, wrinkle=0.0,
 )  # fmt: skip
-
-#: Colour that each emotion lends the face (``flush``: red in anger, green-grey in
-#: disgust, pallor in fear, rosy in happiness, grey-blue in sadness, bright in
-#: surprise), blended over the skin with opacity :data:`FLUSH_OPACITY` times the
-#: ``flush`` action: a cue of emotion that covers the whole face.
-FLUSH_COLOURS: dict[str, tuple[float, float, float]] = {
-    "angry": (0.85, 0.22, 0.15),
-    "disgusted": (0.45, 0.58, 0.28),
-    "fearful": (0.93, 0.93, 0.97),
-    "happy": (0.98, 0.6, 0.5),
-    "sad": (0.35, 0.42, 0.62),
-    "surprised": (1.0, 0.96, 0.72),
-}
-FLUSH_OPACITY = 0.5
 
 _SKIN_TONES = np.array(
     [
@@ -202,8 +188,6 @@ def expression_tracks(
     for when in rng.uniform(0.2, 2.8, size=rng.integers(0, 3)):
         blink *= 1 - 0.95 * np.exp(-0.5 * ((t - when) / 0.05) ** 2)
     tracks["eye_open"] = np.clip(tracks["eye_open"], 0.05, None) * blink
-    for channel, value in zip("rgb", FLUSH_COLOURS[emotion], strict=True):
-        tracks[f"flush_{channel}"] = np.full(n_frames, value)
     return tracks
 
 
@@ -369,10 +353,6 @@ def _paint_face(cv: _Canvas, h: _Head) -> None:
         face_box,
         opacity=0.4,
     )
-    if "flush" in h.tracks:  # the colour of the emotion over the whole face
-        colour = np.array([h.tracks[f"flush_{c}"][0] for c in "rgb"]) * h.light
-        opacity = np.clip(h.track("flush"), 0.0, 1.2) * FLUSH_OPACITY
-        cv.paint(face_sd, colour, face_box, opacity=opacity)
     if face.stubble > 0:
         cv.paint(
             lambda x, y: np.minimum(face_sd(x, y), y - cy - fh * 0.3),
