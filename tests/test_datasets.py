@@ -236,7 +236,9 @@ def test_labels_are_learnable_from_the_right_channel(demo):
             scores[channel, label] = float(np.mean(model.predict(b) == test[label]))
     print({f"{c}/{lab}": round(v, 3) for (c, lab), v in scores.items()})
     assert scores["face", "emotion"] > 0.6  # chance 1/6
-    assert scores["voice", "emotion"] > 0.6
+    # the voice is a weaker emotion cue than the face by design (VOCAL_INTENSITY); at
+    # chance (1/6), more than 0.4 correct of 72 has a binomial p below 1e-5
+    assert scores["voice", "emotion"] > 0.4
     assert scores["voice", "sentence"] > 0.9  # chance 1/2
     assert scores["face", "sentence"] < 0.7  # the face does not show the sentence
     assert scores["face", "gender"] > 0.9 and scores["face", "identity"] > 0.8  # chance 1/6
