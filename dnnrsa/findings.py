@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from .analysis import _check_random_state
+
 __all__ = [
     "FINDINGS",
     "STS_TPJ_LABELS",
@@ -82,10 +84,6 @@ _EXPECTED_ARM = {
     "gender": "visual",
     "sentence": "auditory",
 }
-
-
-def _rng(seed) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 def bootstrap_p(samples: np.ndarray, *, alternative: str = "two-sided") -> float:
@@ -154,7 +152,7 @@ def part_category_index_test(
         raise ValueError(f"labels must have one entry per condition ({n}); got {codes.shape}")
     per_layer = np.array([category_index(r, codes) for r in rdms])
     observed = float(reduce(per_layer))
-    rng = _rng(random_state)
+    rng = _check_random_state(random_state)
     iu, ju = np.triu_indices(n, 1)
     null = np.zeros(int(n_permutations))
     chunk = 500
@@ -289,7 +287,7 @@ def arm_relevance_table(
 
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1); got {ci_level!r}")
-    rng = _rng(seed)
+    rng = _check_random_state(seed)
     q = [(1 - ci_level) / 2, 1 - (1 - ci_level) / 2]
     rows = []
 
@@ -432,7 +430,7 @@ def arm_coupling_test(rdms, parts: Sequence[str], n_permutations: int = 1000, ra
     iu, ju = np.triu_indices(n, 1)
     square[iu, ju] = np.arange(iu.size)
     square[ju, iu] = np.arange(iu.size)
-    rng = _rng(random_state)
+    rng = _check_random_state(random_state)
     perms = np.stack([rng.permutation(n) for _ in range(int(n_permutations))])
     out = {}
     arms = {arm: [i for i, p in enumerate(parts) if p == arm] for arm in ("visual", "auditory")}
@@ -516,7 +514,7 @@ def region_sign_flip_test(
     if n <= max_exact:
         grid = np.array(np.meshgrid(*[[1.0, -1.0]] * n, indexing="ij")).reshape(n, -1).T
     else:
-        rng = _rng(random_state)
+        rng = _check_random_state(random_state)
         grid = np.vstack([np.ones(n), rng.choice([-1.0, 1.0], size=(int(n_permutations), n))])
     flipped = grid @ contrast / n
     observed = float(contrast.mean())
