@@ -518,7 +518,7 @@ class StudyFindings(SimpleInterface):
                 arm_relevance=rel_table,
                 outcomes=outcome_table,
             )
-        searchlight = {}
+        searchlight, regions = {}, {}
         for regime, subjects in self.inputs.searchlight_files.items():
             stacks = []
             for layer_files in subjects:
@@ -529,8 +529,11 @@ class StudyFindings(SimpleInterface):
                 stacks.append(data.mean(axis=0))
             scores = np.stack(stacks)
             scored = np.isfinite(scores).all(axis=0)
-            region = sts_tpj_region(nib.load(subjects[0][0]))
-            searchlight[regime] = (scores[:, scored], region[scored])
+            grid = nib.load(subjects[0][0])
+            key = (grid.shape[:3], grid.affine.tobytes())
+            if key not in regions:  # the atlas region once per grid
+                regions[key] = sts_tpj_region(grid)
+            searchlight[regime] = (scores[:, scored], regions[key][scored])
         table = study_findings(
             networks,
             searchlight=searchlight,
