@@ -153,22 +153,14 @@ def init_dnn_wf(
             ArmRelevance(checkpoint=str(ckpt), n_boot=1000, seed=config.seed),
             name=f"arm_relevance_{label}",
         )
-        write_relevance = pe.Node(
-            WriteDerivative(
-                out_path=str(
-                    config.output_dir
-                    / build_name({**entities, "desc": "armrelevance"}, "stats", ".tsv")
-                ),
-                sidecar={
-                    "Description": "lesion accuracy drop and unique variance of each arm, "
-                    "with percentile bootstrap intervals over stimuli "
-                    "(dnnrsa.findings.arm_relevance_table)",
-                    "Checkpoint": str(ckpt),
-                },
-            ),
-            name=f"write_arm_relevance_{label}",
+        write_relevance = _table_sink(
+            config,
+            {**entities, "desc": "armrelevance"},
+            f"write_arm_relevance_{label}",
+            "lesion accuracy drop and unique variance of each arm, with percentile bootstrap "
+            "intervals over stimuli (dnnrsa.findings.arm_relevance_table)",
+            Checkpoint=str(ckpt),
         )
-        write_relevance.overwrite = True
         wf.connect(
             [
                 (rdms, relevance, [("bank_file", "bank_file")]),
@@ -188,37 +180,23 @@ def init_dnn_wf(
             )
             if crop_file:
                 lesion.inputs.crop_file = crop_file
-            write_lesion = pe.Node(
-                WriteDerivative(
-                    out_path=str(
-                        config.output_dir
-                        / build_name({**entities, "desc": "armlesion"}, "stats", ".tsv")
-                    ),
-                    sidecar={
-                        "Description": "accuracy on the stimuli intact (arm none) and with "
-                        "each arm's input to the cross-modal part replaced by its mean",
-                        "Checkpoint": str(ckpt),
-                    },
-                ),
-                name=f"write_arm_lesion_{label}",
+            write_lesion = _table_sink(
+                config,
+                {**entities, "desc": "armlesion"},
+                f"write_arm_lesion_{label}",
+                "accuracy on the stimuli intact (arm none) and with each arm's input to the "
+                "cross-modal part replaced by its mean",
+                Checkpoint=str(ckpt),
             )
-            write_lesion.overwrite = True
             wf.connect(lesion, "lesion_file", write_lesion, "in_file")
-            write_outcomes = pe.Node(
-                WriteDerivative(
-                    out_path=str(
-                        config.output_dir
-                        / build_name({**entities, "desc": "lesionoutcomes"}, "stats", ".tsv")
-                    ),
-                    sidecar={
-                        "Description": "each stimulus scored by the network intact and with "
-                        "each arm's input to the cross-modal part replaced by its mean",
-                        "Checkpoint": str(ckpt),
-                    },
-                ),
-                name=f"write_lesion_outcomes_{label}",
+            write_outcomes = _table_sink(
+                config,
+                {**entities, "desc": "lesionoutcomes"},
+                f"write_lesion_outcomes_{label}",
+                "each stimulus scored by the network intact and with each arm's input to the "
+                "cross-modal part replaced by its mean",
+                Checkpoint=str(ckpt),
             )
-            write_outcomes.overwrite = True
             wf.connect(lesion, "outcomes_file", write_outcomes, "in_file")
             wf.connect(lesion, "outcomes_file", relevance, "outcomes_file")
         n_perm = min(config.n_permutations, 1000)
@@ -242,20 +220,16 @@ def init_dnn_wf(
             ),
         }
         for field, (desc, suffix, text) in described.items():
-            fname = build_name({**entities, "desc": desc}, suffix, ".tsv")
-            sink = pe.Node(
-                WriteDerivative(
-                    out_path=str(config.output_dir / fname),
-                    sidecar={
-                        "Description": text,
-                        "Checkpoint": str(ckpt),
-                        "Seed": config.seed,
-                        **({"Comparator": "spearman"} if field == "layer_similarity" else {}),
-                    },
-                ),
-                name=f"write_{field}_{label}",
+            sink = _table_sink(
+                config,
+                {**entities, "desc": desc},
+                f"write_{field}_{label}",
+                text,
+                suffix=suffix,
+                Checkpoint=str(ckpt),
+                Seed=config.seed,
+                **({"Comparator": "spearman"} if field == "layer_similarity" else {}),
             )
-            sink.overwrite = True
             wf.connect(analyses, field, sink, "in_file")
     if config.model_rdms:
         user = pe.Node(
@@ -275,6 +249,20 @@ def init_dnn_wf(
             ]
         )
     return wf
+
+
+def _table_sink(config, entities: dict, name: str, description: str, *, suffix="stats", **meta):
+    """A node writing one data-set-level table ``<entities>_<suffix>.tsv`` into the output
+    folder, with a sidecar of its description and ``meta``; it always rewrites."""
+    sink = pe.Node(
+        WriteDerivative(
+            out_path=str(config.output_dir / build_name(entities, suffix, ".tsv")),
+            sidecar={"Description": description, **meta},
+        ),
+        name=name,
+    )
+    sink.overwrite = True
+    return sink
 
 
 def _add_cross_regime(wf, config, bank_list, labels: list[str], task: str) -> None:
