@@ -456,31 +456,40 @@ INJECT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("kind", ["raises", "missing_input"])
-def test_failing_step_ends_the_run_with_exit_1(tmp_path, kind):
-    script = tmp_path / "inject.py"
-    script.write_text(INJECT)
+def _run_script(text: str, tmp_path, *args: str, hang: str):
+    """Run a Python script in a marked process tree; return (returncode, stderr, seconds,
+    pids of the tree still alive 20 s after it ended). Fails the test with ``hang`` when
+    the script has not ended after 240 s (a hang guard, not a measure of speed)."""
+    script = tmp_path / "script.py"
+    script.write_text(text)
     marker = uuid.uuid4().hex
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path), kind],
+        [sys.executable, str(script), str(tmp_path), *args],
         env=_marked_env(marker),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        out, err = proc.communicate(timeout=240)  # a hang guard, not a measure of speed
+        _, err = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         _end(_marked(marker))
-        pytest.fail("the run did not end after a step failed")
+        pytest.fail(hang)
     elapsed = time.monotonic() - start
-    left = _wait_gone(marker, 20.0)
+    return proc.returncode, err, elapsed, _wait_gone(marker, 20.0)
+
+
+@pytest.mark.parametrize("kind", ["raises", "missing_input"])
+def test_failing_step_ends_the_run_with_exit_1(tmp_path, kind):
+    returncode, err, elapsed, left = _run_script(
+        INJECT, tmp_path, kind, hang="the run did not end after a step failed"
+    )
     message = "processes outlived the run:\n" + _describe(left)
     _end(left)
-    assert proc.returncode == 1, err[-3000:]
+    assert returncode == 1, err[-3000:]
     assert elapsed < 120, f"the run took {elapsed:.0f} s to end after a failing step"
     crashes = sorted((tmp_path / "out" / "logs").glob("crash-*"))
     assert crashes, "no crash report written"
@@ -527,28 +536,11 @@ JOBLIB_STEP = textwrap.dedent(
 
 def test_a_step_with_joblib_workers_does_not_hold_up_the_end_of_the_run(tmp_path):
     """loky keeps idle joblib workers for 300 s; the run's worker must not wait for them."""
-    script = tmp_path / "joblib_step.py"
-    script.write_text(JOBLIB_STEP)
-    marker = uuid.uuid4().hex
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path)],
-        env=_marked_env(marker),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    returncode, err, elapsed, left = _run_script(
+        JOBLIB_STEP, tmp_path, hang="the run waited for joblib's idle workers"
     )
-    try:
-        out, err = proc.communicate(timeout=240)  # a hang guard, not a measure of speed
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        _end(_marked(marker))
-        pytest.fail("the run waited for joblib's idle workers")
-    elapsed = time.monotonic() - start
-    left = _wait_gone(marker, 20.0)
     _end(left)
-    assert proc.returncode == 0, err[-3000:]
+    assert returncode == 0, err[-3000:]
     assert elapsed < 150, f"the run took {elapsed:.0f} s to end (loky's idle timeout is 300 s)"
     assert not left, "processes outlived the run:\n" + _describe(left)
 
