@@ -7,8 +7,10 @@ structuring element does not connect neighbouring maps.
 
 On the CPU, for masks of ``GRAPH_MIN_VOXELS`` voxels and more, clusters are labelled
 as components of the graph of supra-threshold neighbours, and TFCE is computed map
-by map from the merge tree of the clusters over the thresholds (``_tfce_tree``: one
-sweep down the thresholds instead of a labelling at each of them).
+by map, compiled with numba (``dnnrsa._tfce_numba``, loaded on first use): one pass
+over the voxels builds the merge tree of the clusters over the thresholds by
+flooding, instead of a labelling at each threshold, and the maps of a batch run on
+``n_jobs`` threads.
 
 Conventions follow nilearn's ``permuted_ols`` (and fslmaths for the TFCE step):
 face connectivity (6 neighbours) by default, TFCE with ``E=0.5``, ``H=2`` and 100
@@ -79,7 +81,8 @@ class VolumeLayout:
         self.xp = xp
         self._mask = mask
         self._edges = None
-        self._neighbours = None
+        self._padded = None
+        self._extent = {}
 
     @property
     def use_graph(self) -> bool:
@@ -114,30 +117,50 @@ class VolumeLayout:
         return self._edges
 
     @property
-    def forward_neighbours(self) -> np.ndarray:
-        """Neighbour of each mask voxel at each "forward" offset, shape (n_offsets, n_voxels).
+    def padded_grid(self) -> tuple[np.ndarray, int, np.ndarray]:
+        """The mask's bounding box padded by one voxel on every side, as flat indices.
 
-        Forward offsets are half of the neighbourhood (those after (0, 0, 0) in
-        lexicographic order), so that each pair of neighbours appears once. Indices
-        in mask order, int32; ``n_voxels`` stands for a neighbour outside the mask.
+        Returns
+        -------
+        flat : ndarray of int64, shape (n_voxels,)
+            Index of each mask voxel (mask order) in the padded box, C order.
+        size : int
+            Number of voxels of the padded box.
+        offsets : ndarray of int64, shape (n_offsets,)
+            Index offset of each neighbour (6, 18 or 26), so that the neighbours of
+            any mask voxel lie inside the padded box.
         """
-        if self._neighbours is None:
+        if self._padded is None:
             from scipy.ndimage import generate_binary_structure  # noqa: PLC0415
 
-            mask = self._mask
-            index = np.full(mask.shape, self.n_voxels, dtype=np.int32)
-            index[mask] = np.arange(self.n_voxels, dtype=np.int32)
-            index = np.pad(index, 1, constant_values=self.n_voxels)
-            coords = [c + 1 for c in np.nonzero(mask)]
+            idx = np.nonzero(self._mask)
+            low = [int(i.min()) - 1 for i in idx]
+            shape = tuple(int(i.max()) + 2 - lo for i, lo in zip(idx, low, strict=True))
+            flat = np.ravel_multi_index(
+                tuple(i - lo for i, lo in zip(idx, low, strict=True)), shape
+            ).astype(np.int64)
             struct = generate_binary_structure(3, CONNECTIVITIES[self.connectivity])
-            self._neighbours = np.stack(
+            centre = np.ravel_multi_index((1, 1, 1), shape)
+            offsets = np.array(
                 [
-                    index[tuple(c + o for c, o in zip(coords, offset, strict=True))]
-                    for offset in np.argwhere(struct) - 1
-                    if tuple(offset) > (0, 0, 0)
-                ]
+                    np.ravel_multi_index(tuple(o), shape) - centre
+                    for o in np.argwhere(struct)
+                    if tuple(o) != (1, 1, 1)
+                ],
+                dtype=np.int64,
             )
-        return self._neighbours
+            self._padded = (flat, int(np.prod(shape)), offsets)
+        return self._padded
+
+    def extent_powers(self, e: float) -> np.ndarray:
+        """``size ** e`` for every cluster size from 0 to ``n_voxels``, float64.
+
+        Computed as nilearn computes it (an integer array of sizes to a float power),
+        once per exponent.
+        """
+        if e not in self._extent:
+            self._extent[e] = np.arange(self.n_voxels + 1, dtype=np.int64) ** e
+        return self._extent[e]
 
     def label(self, supra):
         """Label clusters of every map of a batch.
@@ -171,283 +194,6 @@ def _components(n_nodes: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
-def _levels(values: np.ndarray, threshs: np.ndarray) -> np.ndarray:
-    """Number of thresholds at or below each value: ``searchsorted(threshs, v, "right")``.
-
-    The thresholds are (nearly) equally spaced, so a first guess from the step is
-    corrected to the exact count by comparing with the thresholds themselves.
-    """
-    n_steps = threshs.size
-    scale = n_steps / threshs[-1]
-    if not np.isfinite(scale):
-        return np.searchsorted(threshs, values, side="right")
-    bounds = np.concatenate([[-np.inf], threshs, [np.inf]])  # bounds[k] = k-th threshold
-    level = (values * scale).astype(np.int64)
-    np.clip(level, 0, n_steps, out=level)
-    while True:
-        up = np.take(bounds, level + 1) <= values
-        level += up
-        down = np.take(bounds, level) > values
-        level -= down
-        if not (up.any() or down.any()):
-            return level
-
-
-try:  # C routines of scipy.sparse (COO to CSR, CSR to CSC, connected components)
-    from scipy.sparse._sparsetools import coo_tocsr as _coo_tocsr
-    from scipy.sparse._sparsetools import csr_tocsc as _csr_tocsc
-    from scipy.sparse.csgraph._traversal import (
-        _connected_components_undirected as _cc_undirected,
-    )
-except ImportError:  # pragma: no cover - other scipy layouts
-    _cc_undirected = None
-
-
-def _rows(n_rows: int, rows: np.ndarray, columns: np.ndarray):
-    """CSR rows (row starts, column indices) of the entries ``(rows, columns)``."""
-    if _cc_undirected is not None:
-        n_entries = rows.size
-        starts = np.empty(n_rows + 1, dtype=np.int32)
-        grouped = np.empty(n_entries, dtype=np.int32)
-        _coo_tocsr(
-            n_rows,
-            n_rows,
-            n_entries,
-            rows,
-            columns,
-            np.zeros(n_entries, dtype=np.int8),
-            starts,
-            grouped,
-            np.empty(n_entries, dtype=np.int8),
-        )
-        return starts, grouped
-    order = np.argsort(rows, kind="stable")
-    starts = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=starts[1:])
-    return starts, columns[order]
-
-
-def _connected(n_nodes: int, indices: np.ndarray, indptr: np.ndarray, work=None):
-    """Connected components of a small graph given as CSR (int32) rows.
-
-    Calls the routines of ``scipy.sparse.csgraph.connected_components`` directly,
-    which saves its input checks and conversions (a large share of the cost for
-    graphs of a few thousand nodes); falls back to the public function. ``work``:
-    optional int32 buffers ``(n_entries_max,) * 2`` and ``(n_nodes_max + 1,)``, and
-    an int8 one ``(n_entries_max,)``, reused from call to call.
-    """
-    if _cc_undirected is not None:
-        n_entries = indices.size
-        if work is None:
-            work = _work(n_nodes, n_entries)
-        t_indices, t_indptr, data = work[0][:n_entries], work[1][: n_nodes + 1], work[2]
-        _csr_tocsc(
-            n_nodes,
-            n_nodes,
-            indptr,
-            indices,
-            data[:n_entries],
-            t_indptr,
-            t_indices,
-            data[n_entries : 2 * n_entries],
-        )
-        labels = np.full(n_nodes, -1, dtype=np.int32)
-        n_components = _cc_undirected(indices, indptr, t_indices, t_indptr, labels)
-        return int(n_components), labels
-    from scipy.sparse import csr_matrix  # noqa: PLC0415
-    from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
-
-    graph = csr_matrix(
-        (np.ones(indices.size, dtype=np.int8), indices, indptr), shape=(n_nodes, n_nodes)
-    )
-    n_components, labels = connected_components(graph, directed=False)
-    return int(n_components), labels.astype(np.int32)
-
-
-def _work(n_nodes_max: int, n_entries_max: int):
-    """Buffers for ``_connected``."""
-    return (
-        np.empty(n_entries_max, dtype=np.int32),
-        np.empty(n_nodes_max + 1, dtype=np.int32),
-        np.zeros(2 * n_entries_max, dtype=np.int8),
-    )
-
-
-def _check_fast_path() -> None:
-    """Use scipy's private routines only if they still behave as expected."""
-    global _cc_undirected  # noqa: PLW0603
-    if _cc_undirected is None:
-        return
-    try:
-        starts, columns = _rows(4, np.array([1, 3], np.int32), np.array([0, 2], np.int32))
-        n_components, labels = _connected(4, columns, starts)
-        ok = n_components == 2 and labels.tolist() == [0, 0, 1, 1]
-    except (TypeError, ValueError):  # pragma: no cover - other scipy versions
-        ok = False
-    if not ok:  # pragma: no cover
-        _cc_undirected = None
-
-
-_check_fast_path()
-
-
-def _tfce_tree(values, threshs, weights, forward_neighbours, e, two_sided):
-    """TFCE of one map by a single descending sweep over the thresholds.
-
-    Parameters
-    ----------
-    values : ndarray, shape (n_voxels,)
-        Finite statistic map in mask order.
-    threshs : ndarray, shape (n_steps,)
-        Ascending thresholds, the last one being the map's maximum (> 0).
-    weights : ndarray, shape (n_steps,)
-        ``thresh ** h`` for each threshold (0 where the threshold is not > 0).
-    forward_neighbours : ndarray of int32, shape (n_offsets, n_voxels)
-        ``VolumeLayout.forward_neighbours``.
-    e : float
-    two_sided : bool
-
-    Returns
-    -------
-    ndarray, shape (n_voxels,)
-
-    Notes
-    -----
-    A voxel's level is the number of thresholds at or below its value (``|value|``
-    when two-sided; positive and negative voxels are never linked). The clusters at
-    threshold ``k`` are the connected components of the voxels of level ``k`` or
-    more. Going down from the highest threshold, the clusters at ``k`` are found by
-    one ``connected_components`` call on a small graph: one node per cluster at
-    ``k + 1`` plus one per voxel of level exactly ``k``, joined by the neighbour
-    pairs whose lower end has level ``k``. Every voxel and every neighbour pair
-    enters this sweep once. This gives the merge tree of the clusters over the
-    thresholds (which cluster at ``k + 1`` lies in which cluster at ``k``, and each
-    cluster's size). Going up the tree, each cluster then adds ``size ** e * weight``
-    to what its parent cluster holds, so that every voxel's score is summed over the
-    thresholds in increasing order, the order in which labelling the map at every
-    threshold sums it.
-    """
-    n_voxels = values.size
-    n_steps = threshs.size
-    out = np.zeros(n_voxels)
-    magnitude = np.abs(values) if two_sided else np.maximum(values, 0.0)
-    level = _levels(magnitude, threshs)
-    if not threshs[0] > 0:  # thresholds of 0 (a map of subnormal numbers) leave out 0
-        level[magnitude <= 0] = 0
-    # sweep order (rank): by decreasing level, positive before negative voxels at a
-    # level; voxels below the first threshold (or 0) are left out
-    n_signs = 2 if two_sided else 1
-    key = (n_steps - level) * n_signs
-    negative = values < 0
-    if two_sided:
-        key += negative
-    dead = n_steps * n_signs + n_signs
-    key[level == 0] = dead
-    key = key.astype(_smallest_int(dead))
-    counts = np.bincount(key, minlength=dead + 1)
-    n_alive = n_voxels - int(counts[dead])
-    if n_alive == 0:
-        return out
-    order = np.argsort(key, kind="stable")[:n_alive]
-    first_of_key = np.concatenate([[0], np.cumsum(counts)]).tolist()
-    first = first_of_key[::n_signs]  # first rank of each level, from the top
-    rank = np.full(n_voxels + 1, np.iinfo(np.int32).max, dtype=np.int32)
-    rank[order] = np.arange(n_alive, dtype=np.int32)
-
-    # each pair of neighbours of the same sign, both swept: an entry of the row of the
-    # one swept later, pointing to the earlier one; rows gathered in rank order (CSR)
-    own = rank[:n_voxels]
-    if two_sided:
-        side = np.append(negative, False)
-    later = np.empty(forward_neighbours.size, dtype=np.int32)
-    earlier = np.empty(forward_neighbours.size, dtype=np.int32)
-    n_pairs = 0
-    for column in forward_neighbours:
-        other = np.take(rank, column)
-        high = np.maximum(own, other)
-        keep = high < n_alive
-        if two_sided:
-            keep &= np.take(side, column) == negative
-        n_kept = int(np.count_nonzero(keep))
-        np.compress(keep, high, out=later[n_pairs : n_pairs + n_kept])
-        np.compress(keep, np.minimum(own, other), out=earlier[n_pairs : n_pairs + n_kept])
-        n_pairs += n_kept
-    row_start, earlier = _rows(n_alive, later[:n_pairs], earlier[:n_pairs])
-    del later, own
-
-    # down: clusters at each threshold, as labels of the clusters at the one above
-    node_ids = np.arange(n_alive + 1, dtype=np.int32)
-    work = _work(n_alive, earlier.size)
-    indptr_all = np.empty(n_alive + 1, dtype=np.int32)
-    component = np.empty(n_alive, dtype=np.int32)  # cluster of each swept voxel
-    n_old = 0
-    sizes_old = np.zeros(0)
-    # per threshold k: the cluster at k of each cluster at k + 1 (None: the same ones),
-    # the sizes of the clusters at k, the cluster at k of each voxel of level k
-    tree = [None] * (n_steps + 1)
-    for k in range(n_steps, 0, -1):
-        start, stop = first[n_steps - k], first[n_steps - k + 1]
-        n_new = stop - start
-        if n_new == 0:
-            if n_old:
-                tree[k] = (None, sizes_old, None)
-            continue
-        # graph nodes: the clusters at k + 1, then the voxels of level k
-        n_nodes = n_old + n_new
-        component[start:stop] = node_ids[n_old:n_nodes]
-        begin = int(row_start[start])
-        indices = np.take(component, earlier[begin : int(row_start[stop])])
-        indptr = indptr_all[: n_nodes + 1]
-        indptr[: n_old + 1] = 0
-        np.subtract(
-            row_start[start + 1 : stop + 1], begin, out=indptr[n_old + 1 :], casting="unsafe"
-        )
-        n_comp, labels = _connected(n_nodes, indices, indptr, work)
-        parent = labels[:n_old]
-        sizes = np.bincount(labels[n_old:], minlength=n_comp).astype(np.float64)
-        if n_old:
-            sizes += np.bincount(parent, weights=sizes_old, minlength=n_comp)
-        if start:
-            component[:start] = np.take(parent, component[:start])
-        joined = labels[n_old:]
-        component[start:stop] = joined
-        tree[k] = (parent, sizes, joined)
-        n_old, sizes_old = n_comp, sizes
-
-    # up: each cluster's score is its parent's plus size ** e * weight
-    scores = np.empty(n_alive)
-    score = parent_below = None
-    for k in range(1, n_steps + 1):
-        if tree[k] is None:
-            continue
-        parent, sizes, joined = tree[k]
-        step = sizes**e * weights[k - 1]  # ``**`` as nilearn: sqrt when e = 0.5
-        if score is None:
-            score = 0.0 + step
-        elif parent_below is None:
-            score = score + step
-        else:
-            score = np.take(score, parent_below) + step
-        parent_below = parent
-        if joined is not None:
-            start = first[n_steps - k]
-            scores[start : start + joined.size] = np.take(score, joined)
-            if two_sided:  # the negative voxels of the level come after the positive ones
-                split = first_of_key[2 * (n_steps - k) + 1]
-                np.negative(
-                    scores[split : start + joined.size], out=scores[split : start + joined.size]
-                )
-    out[order] = scores
-    return out
-
-
-def _smallest_int(largest: int):
-    for dtype in (np.uint8, np.int16, np.int32):
-        if largest <= np.iinfo(dtype).max:
-            return dtype
-    return np.int64
-
-
 def _label_graph(supra: np.ndarray, layout: VolumeLayout):
     """Label clusters of one map by graph components; 0 outside clusters."""
     labels = np.zeros(supra.shape, dtype=np.int64)
@@ -477,6 +223,7 @@ def tfce(
     e: float = 0.5,
     h: float = 2.0,
     n_steps: int = 100,
+    n_jobs: int = 1,
 ):
     """Threshold-free cluster enhancement of a batch of maps.
 
@@ -492,20 +239,26 @@ def tfce(
     n_steps : int
         Number of thresholds, equally spaced from ``max / n_steps`` to the map's
         maximum (of ``|map|`` when two-sided), as fslmaths and nilearn do.
+    n_jobs : int
+        Threads of the compiled TFCE (``layout.use_graph``), each computing whole maps.
 
     Returns
     -------
     array of shape (n_maps, n_voxels)
-        TFCE scores, ``sum_h size(h)**e * h**h`` (not multiplied by the step).
+        TFCE scores, ``sum_h size(h)**e * h**h`` (not multiplied by the step);
+        float64 with ``layout.use_graph``, the dtype of ``maps`` otherwise.
 
     Notes
     -----
     With ``layout.use_graph`` (large masks on the CPU) each map goes through the
-    merge tree of its clusters (``_tfce_tree``), one sweep down the thresholds;
-    otherwise the whole batch is labelled at each threshold. Both give nilearn's
-    numbers.
+    merge tree of its clusters over the thresholds, built by flooding in one pass
+    over its voxels (``dnnrsa._tfce_numba``, compiled with numba); otherwise the
+    whole batch is labelled at each threshold (``scipy.ndimage.label``, or cupyx on
+    the GPU). Both give nilearn's numbers.
     """
     xp = layout.xp
+    if layout.use_graph:
+        maps = np.asarray(maps, dtype=np.float64)
     maps = xp.nan_to_num(maps, nan=0.0)
     top = xp.max(xp.abs(maps), axis=1) if two_sided else xp.max(maps, axis=1)
     top = xp.maximum(top, 0.0)
@@ -513,20 +266,25 @@ def tfce(
     steps = xp.arange(1, n_steps + 1, dtype=maps.dtype)
     threshs = steps[None, :] * (top[:, None] / n_steps)
     threshs[:, -1] = top
-    out = xp.zeros_like(maps)
-    signs = (1.0, -1.0) if two_sided else (1.0,)
     if layout.use_graph:
+        from . import _tfce_numba  # noqa: PLC0415 - numba loads on first use only
+
         # thresh ** h as nilearn computes it, one scalar at a time (C pow, which may
         # differ in the last bit from the vectorised square)
         weights = np.array(
             [[math.pow(t, h) if t > 0 else 0.0 for t in row] for row in threshs.tolist()]
+        ).reshape(threshs.shape)
+        return _tfce_numba.tfce_maps(
+            maps,
+            threshs,
+            weights,
+            layout.extent_powers(e),
+            layout.padded_grid,
+            two_sided,
+            n_jobs=n_jobs,
         )
-        for i in range(maps.shape[0]):
-            if threshs[i, -1] > 0:
-                out[i] = _tfce_tree(
-                    maps[i], threshs[i], weights[i], layout.forward_neighbours, e, two_sided
-                )
-        return out
+    out = xp.zeros_like(maps)
+    signs = (1.0, -1.0) if two_sided else (1.0,)
     for sign in signs:
         values = maps * sign
         for k in range(n_steps):

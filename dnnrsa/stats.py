@@ -619,8 +619,9 @@ def sign_flip_test(
         or clusters; otherwise all blocks of voxels in flight together (the data
         themselves are never copied whole).
     n_jobs : int or None
-        Threads for the voxel-level (max-T) test without TFCE or clusters on the
-        CPU; None uses every core available to the process.
+        Threads on the CPU: for the voxel-level (max-T) test without TFCE or
+        clusters, and for TFCE on large masks (one permuted map per thread); None
+        uses every core available to the process.
 
     Returns
     -------
@@ -682,9 +683,9 @@ def sign_flip_test(
         else:
             cluster_t = float(cluster_forming_threshold)
 
+    if n_jobs is None:
+        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     if not tfce and cluster_t is None:
-        if n_jobs is None:
-            n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         valid, t_obs, h0_t, counts = _max_t_null(
             host,
             signs,
@@ -731,6 +732,7 @@ def sign_flip_test(
             e=tfce_e,
             h=tfce_h,
             n_steps=tfce_n_steps,
+            n_jobs=int(n_jobs),
         )[0]
         tfce_ref = _with_tolerance(xp.abs(tfce_obs), xp)
     size_obs = mass_obs = None
@@ -780,7 +782,13 @@ def sign_flip_test(
         if tfce:
             scores = xp.abs(
                 _tfce.tfce(
-                    t_perm, layout, two_sided=two_sided, e=tfce_e, h=tfce_h, n_steps=tfce_n_steps
+                    t_perm,
+                    layout,
+                    two_sided=two_sided,
+                    e=tfce_e,
+                    h=tfce_h,
+                    n_steps=tfce_n_steps,
+                    n_jobs=int(n_jobs),
                 )
             )
             h0_tfce[start:stop] = to_numpy(xp.max(scores, axis=1))
@@ -1186,7 +1194,8 @@ def group_test_maps(
         Fisher z of the maps without TFCE are held together (8 bytes per subject and
         in-mask voxel).
     n_jobs : int or None
-        Threads of the blocked max-T on the CPU; None uses every core available.
+        Threads of the blocked max-T, and of TFCE, on the CPU; None uses every core
+        available.
 
     Returns
     -------
@@ -1241,6 +1250,7 @@ def group_test_maps(
             random_state=random_state,
             device=device,
             max_memory_mb=max_memory_mb,
+            n_jobs=n_jobs,
         )
         results[k] = _group_result(result, mask, mask_img, atlas, cluster_forming_threshold)
     return results

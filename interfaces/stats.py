@@ -112,7 +112,7 @@ class _GroupModelTestInputSpec(BaseInterfaceInputSpec):
         -1,
         usedefault=True,
         nohash=True,
-        desc="threads of the max-T (-1: every core available; the results do not depend on it)",
+        desc="threads of the max-T and TFCE (-1: every core; the results do not depend on it)",
     )
 
 

@@ -1,8 +1,9 @@
-"""TFCE by merge tree: equal to nilearn's TFCE, on small and whole-brain masks.
+"""TFCE by flooding the merge tree: equal to nilearn's TFCE, on small and whole-brain masks.
 
 nilearn's ``calculate_tfce`` labels the volume at each of its 100 thresholds; the
-merge tree of ``dnnrsa._tfce`` sweeps the thresholds once. Both are run on identical
-inputs (the map scattered into the volume, zeros outside the mask).
+compiled flooding of ``dnnrsa._tfce_numba`` builds the merge tree of the clusters
+over the thresholds in one pass. Both are run on identical inputs (the map scattered
+into the volume, zeros outside the mask).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _smooth_map(rng, mask, sigma=1.5, decimals=2, scale=2.0):
 
 
 def _tree_layout(mask, connectivity, monkeypatch):
-    """A layout whose TFCE goes through the merge tree, whatever the mask size."""
+    """A layout whose TFCE goes through the compiled flooding, whatever the mask size."""
     monkeypatch.setattr(_tfce, "GRAPH_MIN_VOXELS", 1)
     layout = _tfce.VolumeLayout(mask, connectivity=connectivity)
     assert layout.use_graph
@@ -107,12 +108,12 @@ def test_equal_to_nilearn_on_unsmoothed_noise(rng, monkeypatch):
 
 @pytest.mark.parametrize(
     ("connectivity", "two_sided", "sigma"),
-    [(6, True, 1.5), (26, False, 2.5), (18, True, 0.7), (6, True, 0.0)],
+    [(6, True, 1.5), (26, False, 2.5), (18, True, 0.7), (6, True, 0.0), (26, True, 0.0)],
 )
 def test_equal_to_nilearn_on_a_whole_brain_map(rng, brain_mask, connectivity, two_sided, sigma):
     """MNI 2 mm mask (235,375 voxels): maps with ties and both signs (sigma 0: noise)."""
     layout = _tfce.VolumeLayout(brain_mask, connectivity=connectivity)
-    assert layout.use_graph  # the merge tree, by default at this size
+    assert layout.use_graph  # the compiled flooding, by default at this size
     map_ = _smooth_map(rng, brain_mask, sigma=sigma)
     assert (map_ > 0).any() and (map_ < 0).any()
     assert np.unique(map_).size < map_.size // 100  # ties
@@ -123,34 +124,48 @@ def test_equal_to_nilearn_on_a_whole_brain_map(rng, brain_mask, connectivity, tw
     assert np.abs(ours - ref).max() <= 1e-10
 
 
-def test_batched_equals_unbatched(rng, brain_mask):
-    layout = _tfce.VolumeLayout(brain_mask)
-    maps = np.stack([_smooth_map(rng, brain_mask, sigma=s) for s in (1.0, 1.5, 2.0)])
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_batched_equals_unbatched(rng, brain_mask, connectivity):
+    layout = _tfce.VolumeLayout(brain_mask, connectivity=connectivity)
+    maps = np.stack([_smooth_map(rng, brain_mask, sigma=s) for s in (1.0, 1.5, 2.0, 0.0)])
     maps[1] *= 3.0
-    batched = _tfce.tfce(maps, layout, two_sided=True)
+    maps[2] = -np.abs(maps[2])  # negative only: nothing one-sided
+    for two_sided in (True, False):
+        batched = _tfce.tfce(maps, layout, two_sided=two_sided)
+        assert np.abs(batched).max() > 1000
+        for i, map_ in enumerate(maps):
+            one = _tfce.tfce(map_[None], layout, two_sided=two_sided)[0]
+            np.testing.assert_array_equal(batched[i], one)
+        # a batch mixing maps of different maxima gives each map its own thresholds
+        np.testing.assert_array_equal(
+            _tfce.tfce(maps[::-1], layout, two_sided=two_sided), batched[::-1]
+        )
+        # maps computed on several threads at once: the same numbers
+        np.testing.assert_array_equal(
+            _tfce.tfce(maps, layout, two_sided=two_sided, n_jobs=3), batched
+        )
+    np.testing.assert_array_equal(batched[2], 0.0)
+
+
+def test_batch_of_noise_maps_equal_to_nilearn_on_threads(rng, monkeypatch):
+    """A batch of unsmoothed noise maps on several threads, each map against nilearn."""
+    mask = _small_mask((24, 22, 20))
+    layout = _tree_layout(mask, 6, monkeypatch)
+    maps = rng.standard_normal((5, int(mask.sum())))
+    maps[3] = np.round(maps[3], 1)  # ties
+    ours = _tfce.tfce(maps, layout, two_sided=True, n_jobs=2)
     for i, map_ in enumerate(maps):
-        np.testing.assert_array_equal(batched[i], _tfce.tfce(map_[None], layout, two_sided=True)[0])
-    # a batch mixing maps of different maxima gives each map its own thresholds
-    np.testing.assert_array_equal(_tfce.tfce(maps[::-1], layout, two_sided=True), batched[::-1])
+        np.testing.assert_allclose(ours[i], _nilearn_tfce(map_, mask), rtol=1e-10, atol=0)
 
 
 @pytest.mark.parametrize("connectivity", [6, 18, 26])
 def test_tree_equals_labelling_at_every_threshold(rng, monkeypatch, connectivity):
-    """The merge tree against scipy.ndimage labels on a 4-D batch (the GPU path)."""
+    """The flooding against scipy.ndimage labels on a 4-D batch (the GPU path)."""
     mask = _small_mask()
     maps = np.stack([_smooth_map(rng, mask, sigma=1.2, decimals=1) for _ in range(4)])
     by_volume = _tfce.tfce(maps, _tfce.VolumeLayout(mask, connectivity), two_sided=True)
     by_tree = _tfce.tfce(maps, _tree_layout(mask, connectivity, monkeypatch), two_sided=True)
     np.testing.assert_allclose(by_tree, by_volume, rtol=1e-12, atol=0)
-
-
-def test_public_connected_components_fallback_gives_the_same(rng, monkeypatch):
-    mask = _small_mask()
-    layout = _tree_layout(mask, 6, monkeypatch)
-    maps = np.stack([_smooth_map(rng, mask) for _ in range(2)])
-    fast = _tfce.tfce(maps, layout, two_sided=True)
-    monkeypatch.setattr(_tfce, "_cc_undirected", None)
-    np.testing.assert_array_equal(_tfce.tfce(maps, layout, two_sided=True), fast)
 
 
 def test_edge_cases(rng, monkeypatch):
@@ -185,12 +200,43 @@ def test_edge_cases(rng, monkeypatch):
 
 
 def test_levels_match_searchsorted(rng):
-    for top in (1e-300, 1e-3, 1.0, 7.3, 1e12):
+    from dnnrsa import _tfce_numba
+
+    for top in (1e-320, 1e-300, 1e-3, 1.0, 7.3, 1e12):
         threshs = np.arange(1, 101) * (top / 100)
         threshs[-1] = top
         values = np.concatenate(
-            [rng.uniform(0, top, 5000), threshs, np.nextafter(threshs, 0), [0.0, top]]
+            [rng.uniform(0, top, 2000), threshs, np.nextafter(threshs, 0), [top]]
         )
-        np.testing.assert_array_equal(
-            _tfce._levels(values, threshs), np.searchsorted(threshs, values, side="right")
-        )
+        values = values[values > 0]
+        with np.errstate(over="ignore"):
+            scale = threshs.size / threshs[-1]  # inf for the smallest tops, as in the kernel
+        levels = [_tfce_numba._level(v, threshs, scale) for v in values]
+        np.testing.assert_array_equal(levels, np.searchsorted(threshs, values, side="right"))
+
+
+def test_map_of_subnormal_numbers_equal_to_nilearn(monkeypatch):
+    """Thresholds that round to 0: voxels at 0 stay background, as in nilearn."""
+    mask = _small_mask()
+    layout = _tree_layout(mask, 6, monkeypatch)
+    n = int(mask.sum())
+    map_ = np.zeros(n)
+    map_[::3] = 1e-320
+    map_[1::3] = -5e-321
+    for two_sided in (True, False):
+        ours = _tfce.tfce(map_[None], layout, two_sided=two_sided)[0]
+        ref = _nilearn_tfce(map_, mask, 6, two_sided)
+        np.testing.assert_array_equal(ours, ref)
+
+
+def test_importing_the_statistics_does_not_load_numba():
+    """numba (and the compiled TFCE) load on the first TFCE of a large mask only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dnnrsa, dnnrsa.stats, dnnrsa._tfce; "
+        "print('numba' in sys.modules, 'dnnrsa._tfce_numba' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
