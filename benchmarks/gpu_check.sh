@@ -9,7 +9,11 @@
 #    one map with 5,000 permutations (batched on CuPy; a pilot first, the full count
 #    when it fits), max-T over 116 maps with 5,000 permutations, feature extraction of
 #    four networks on CUDA; each beside the same machine's CPU (subsets, scaled).
-#    Writes gpu_study.json next to the results file.
+#    The TFCE's CPU reference (a mask of over 20,000 voxels) runs dnnrsa's flooding
+#    compiled with numba: where numba does not import, that reference is skipped and
+#    the row says so (the GPU figure stays). numba is not carried: its wheels for
+#    Python 3.12 (numba 0.68.1, 3.8 MiB; llvmlite 0.50.0, 57 MiB) take nearly all the
+#    64 MiB a device call may carry. Writes gpu_study.json next to the results file.
 # 2. Only when nibabel and nilearn import: the GPU-marked searchlight tests and
 #    benchmarks/searchlight.py on cuda and cpu (MNI 2 mm mask, 29 models).
 #
@@ -17,16 +21,17 @@
 # ./gpu_check_results.txt). Nothing is installed from the network. Wheels found in
 # .whl/ (or $WHEELS) are installed into /tmp/site first, for machines that lack a
 # package; step 1 needs none on a machine with torch and CuPy. For step 2, prepare
-# the wheels here (about 15 MiB, under the 64 MiB a device call may carry):
+# the wheels here (nibabel 5.4.2, 3.2 MiB, and nilearn 0.14.1, 11 MiB: with the
+# tracked tree, about 2 MiB, well under the 64 MiB a device call may carry):
 #
-#   echo /.whl/ >> .git/info/exclude
+#   mkdir -p .git/info && echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux2014_x86_64 --platform any \
 #       -d .whl nibabel nilearn
 #   du -sh .whl    # must stay under 64 MiB with the rest of the tree
 #
-# (nilearn's other needs, joblib, lxml, packaging, pandas, requests, scikit-learn and
-# scipy, are on the device image; `unzip -p .whl/NAME-*.whl '*/METADATA' | grep
+# (nilearn's other needs, jinja2, joblib, packaging, pandas, requests, scikit-learn
+# and scipy, are on the device image; `unzip -p .whl/NAME-*.whl '*/METADATA' | grep
 # ^Requires-Dist` lists them.) Then run it there with `.whl` carried:
 #   bash benchmarks/gpu_check.sh
 set -u
@@ -56,6 +61,18 @@ if compgen -G "$WHEELS/*.whl" >/dev/null; then
 fi
 "$PY" -c "import dnnrsa.backend as b; print('gpu_available:', b.gpu_available())" 2>&1 \
     | tee -a "$RESULTS"
+# what imports here decides what runs: numba (the TFCE's CPU reference), nibabel and
+# nilearn (step 2)
+"$PY" - <<'PY' 2>&1 | tee -a "$RESULTS"
+import importlib
+
+for name in ("numpy", "scipy", "torch", "cupy", "numba", "nibabel", "nilearn", "pytest"):
+    try:
+        version = getattr(importlib.import_module(name), "__version__", "?")
+    except Exception as exc:  # absent, or refusing the installed numpy
+        version = f"does not import ({type(exc).__name__}: {exc})"
+    print(f"{name}: {version}")
+PY
 
 log "## study benchmark (benchmarks/gpu_study.py)"
 timeout 300 "$PY" benchmarks/gpu_study.py --out "$RESULTS_DIR" 2>&1 \
