@@ -46,7 +46,7 @@ DEMO_SETTINGS = {
     # clip in the training set), group permutations, participants, planted signal-to-noise
     # ratio
     "full": {
-        "epochs": 10,
+        "epochs": 30,
         "n_permutations": 1000,
         "learning_rate": 3e-4,
         "n_subjects": 6,

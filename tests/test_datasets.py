@@ -236,9 +236,12 @@ def test_labels_are_learnable_from_the_right_channel(demo):
             scores[channel, label] = float(np.mean(model.predict(b) == test[label]))
     print({f"{c}/{lab}": round(v, 3) for (c, lab), v in scores.items()})
     assert scores["face", "emotion"] > 0.6  # chance 1/6
-    # the voice is a weaker emotion cue than the face by design (VOCAL_INTENSITY); at
-    # chance (1/6), more than 0.4 correct of 72 has a binomial p below 1e-5
-    assert scores["voice", "emotion"] > 0.4
+    # the voice is a weaker emotion cue than the face by design (VOCAL_INTENSITY), but
+    # above what a classifier at chance (1/6) exceeds with probability 0.001 (binomial:
+    # 23 of 72, 0.319); measured 0.403
+    from scipy.stats import binom
+
+    assert scores["voice", "emotion"] > binom.ppf(0.999, 72, 1 / 6) / 72
     assert scores["voice", "sentence"] > 0.9  # chance 1/2
     assert scores["face", "sentence"] < 0.7  # the face does not show the sentence
     assert scores["face", "gender"] > 0.9 and scores["face", "identity"] > 0.8  # chance 1/6
@@ -359,6 +362,11 @@ def test_noiseless_responses_embed_the_generating_rdm(demo):
     same = np.equal.outer(emo, emo)[np.triu_indices(72, 1)]
     assert rdms["crossmodal"][same].max() < 1e-9
     assert rdms["crossmodal"][~same].min() > 0.5
+    # person: one code per actor, blind to emotion and sentence
+    actor = [lab.split("_")[0] for lab in labels]
+    same = np.equal.outer(actor, actor)[np.triu_indices(72, 1)]
+    assert rdms["person"][same].max() < 1e-9
+    assert rdms["person"][~same].min() > 0.5
 
 
 # --------------------------------------------------------------------------- determinism

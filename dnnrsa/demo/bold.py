@@ -56,6 +56,19 @@ REGION_DEFINITIONS: dict[str, dict] = {
         limits={"y": (-70.0, -28.0), "z": (-8.0, 32.0)},
         features="emotion: one code per emotion, shared by face and voice",
     ),
+    "person": dict(
+        name="dorsal temporo-parietal junction (the same labels above z = 32 mm: "
+        "angular and posterior supramarginal gyrus)",
+        labels=(
+            "Superior_Temporal_Gyrus_posterior_division",
+            "Middle_Temporal_Gyrus_posterior_division",
+            "Middle_Temporal_Gyrus_temporooccipital_part",
+            "Supramarginal_Gyrus_posterior_division",
+            "Angular_Gyrus",
+        ),
+        limits={"z": (33.0, 120.0)},
+        features="identity: one code per actor (seen in the face only)",
+    ),
 }
 
 #: The negative control: a region of the brain mask without planted geometry (no
@@ -198,13 +211,14 @@ def planted_regions(voxel_size_mm: float, threshold_pct: float = 30.0):
     """
     grid = make_grid(voxel_size_mm)
     names = _atlas_labels()
-    wanted = {}
-    for key, spec in REGION_DEFINITIONS.items():
-        wanted[key] = [
-            names[f"{hemi}_{lab}"] for lab in spec["labels"] for hemi in ("Left", "Right")
-        ]
+    # regions with the same labels (told apart by their limits) share one label set
+    label_sets = list(dict.fromkeys(spec["labels"] for spec in REGION_DEFINITIONS.values()))
+    wanted = [
+        [names[f"{hemi}_{lab}"] for lab in labels for hemi in ("Left", "Right")]
+        for labels in label_sets
+    ]
     vent_idx = [names[lab] for lab in _VENTRICLES]
-    volumes, atlas_affine = _read_atlas_volumes([i for v in wanted.values() for i in v] + vent_idx)
+    volumes, atlas_affine = _read_atlas_volumes([i for v in wanted for i in v] + vent_idx)
 
     def prob(indices):
         total = np.zeros(grid.mask.shape, dtype=np.float32)
@@ -212,12 +226,12 @@ def planted_regions(voxel_size_mm: float, threshold_pct: float = 30.0):
             total += _sample(volumes[i], atlas_affine, grid.world, order=1)
         return total
 
-    probs = {key: prob(idx) for key, idx in wanted.items()}
-    stacked = np.stack(list(probs.values()))
-    best = stacked.argmax(axis=0)
+    probs = [prob(idx) for idx in wanted]
+    best = np.stack(probs).argmax(axis=0)
     regions = {}
-    for r, (key, spec) in enumerate(REGION_DEFINITIONS.items()):
-        sel = grid.mask & (probs[key] >= threshold_pct) & (best == r)
+    for key, spec in REGION_DEFINITIONS.items():
+        r = label_sets.index(spec["labels"])
+        sel = grid.mask & (probs[r] >= threshold_pct) & (best == r)
         for axis, (lo, hi) in spec["limits"].items():
             coord = grid.world[..., "xyz".index(axis)]
             sel &= (coord >= lo) & (coord <= hi)

@@ -244,14 +244,17 @@ def region_features(summaries: list[dict], table: list[dict]) -> dict[str, np.nd
     Returns
     -------
     dict of region -> ndarray of shape (n_stimuli, n_features)
-        visual: pixels; auditory: acoustic summaries; crossmodal: the emotion.
+        visual: pixels; auditory: acoustic summaries; crossmodal: the emotion;
+        person: the actor (identity).
     """
     pixels = np.stack([s["pixels"] for s in summaries])
     acoustic = np.stack([s["acoustic"] for s in summaries])
     acoustic = (acoustic - acoustic.mean(0)) / np.maximum(acoustic.std(0), 1e-9)
-    onehot = np.array([[row["emotion"] == e for e in EMOTIONS] for row in table], dtype=float)
+    emotion = np.array([[row["emotion"] == e for e in EMOTIONS] for row in table], dtype=float)
+    actor = np.array([[row["identity"] == a for a in IDENTITIES] for row in table], dtype=float)
     return {
         "visual": _unit_rows(pixels),
         "auditory": _unit_rows(acoustic),
-        "crossmodal": _unit_rows(onehot, n_components=1.0),
+        "crossmodal": _unit_rows(emotion, n_components=1.0),
+        "person": _unit_rows(actor, n_components=1.0),
     }

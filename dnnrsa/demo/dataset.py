@@ -25,8 +25,10 @@ from .design import (
 
 #: Revision of the generator: a data set written by another revision is not reused.
 #: 2: one shared voice for every actor (identity and gender only in the face);
-#: 3: the voice's emotional intensity 0.35-0.85 with a wider prosodic spread.
-GENERATOR_REVISION = 3
+#: 3: the voice's emotional intensity 0.35-0.85 with a wider prosodic spread;
+#: 4: a fourth planted region, ``person`` (dorsal TPJ), holding one code per actor; facial
+#: actions 1.5 times as large and the voice's emotional intensity 0.3-0.75.
+GENERATOR_REVISION = 4
 
 logger = logging.getLogger(__name__)
 

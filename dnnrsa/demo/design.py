@@ -9,7 +9,7 @@ IDENTITIES = tuple(f"actor{i + 1:02d}" for i in range(len(GENDERS)))
 TASK = "emotion"
 CLIP_DURATION_S = 3.0
 SAMPLE_RATE = 16000
-REGIONS = ("visual", "auditory", "crossmodal")
+REGIONS = ("visual", "auditory", "crossmodal", "person")
 #: Name of the negative-control region (no planted geometry) in ``derivatives/groundtruth``.
 CONTROL = "control"
 #: Size of the data set in each setting; :func:`dnnrsa.demo.make_demo_dataset` can

@@ -49,6 +49,12 @@ EXPRESSIONS: dict[str, dict[str, float]] = {
     ),
 }  # fmt: skip
 
+#: How far every rendition's facial actions (expression, drifts, speech, blinks) move
+#: from the relaxed face, relative to :data:`EXPRESSIONS`: the face is the stronger
+#: emotion cue of the demo (the voice's emotional intensity is lower, see
+#: ``dnnrsa.demo.voices.VOCAL_INTENSITY``).
+EXPRESSION_GAIN = 1.5
+
 #: Facial actions of a relaxed face (the start of every clip).
 _RELAXED = dict(
     brow_raise=0.0, brow_tilt=0.0, eye_open=1.0, mouth_curve=0.0,
@@ -161,7 +167,8 @@ def expression_tracks(
 
     The expression rises from a relaxed face to its apex (onset 0.2-0.7 s), with a
     rendition-specific intensity, slow drifts, a speech-like jaw flutter that is
-    unrelated to the sentence, and blinks.
+    unrelated to the sentence, and blinks; every action's distance from the relaxed
+    face is then scaled by :data:`EXPRESSION_GAIN`.
 
     Returns
     -------
@@ -188,6 +195,9 @@ def expression_tracks(
     for when in rng.uniform(0.2, 2.8, size=rng.integers(0, 3)):
         blink *= 1 - 0.95 * np.exp(-0.5 * ((t - when) / 0.05) ** 2)
     tracks["eye_open"] = np.clip(tracks["eye_open"], 0.05, None) * blink
+    for name, value in tracks.items():
+        relaxed = _RELAXED[name]
+        tracks[name] = relaxed + EXPRESSION_GAIN * (value - relaxed)
     return tracks
 
 

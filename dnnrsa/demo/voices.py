@@ -100,7 +100,7 @@ NEUTRAL_PROSODY: dict[str, float] = dict(
 #: Range of the vocal intensity of a rendition: 1 is the full prosody of
 #: :data:`PROSODY`, 0 neutral. Together with :data:`PROSODY_SPREAD` it makes the voice
 #: a less reliable cue of emotion than the face, as in the study.
-VOCAL_INTENSITY = (0.35, 0.85)
+VOCAL_INTENSITY = (0.3, 0.75)
 #: Rendition-to-rendition spread of prosody whatever the emotion: pitch level
 #: (sd, semitones), accent range (relative, +-), speaking rate (relative, +-),
 #: loudness (sd, dB).
