@@ -49,7 +49,7 @@ DEMO_SETTINGS = {
         "epochs": 30,
         "n_permutations": 1000,
         "learning_rate": 3e-4,
-        "n_subjects": 6,
+        "n_subjects": 8,
         "n_training_takes": 5,
         "snr": 2.0,
     },
