@@ -24,6 +24,16 @@ logger = logging.getLogger(__name__)
 
 SPACE = "MNI152NLin2009cAsym"
 
+#: Harvard-Oxford labels of the posterior STS / TPJ, shared by the ``crossmodal`` and
+#: ``person`` regions (told apart by their limits).
+_STS_TPJ_LABELS = (
+    "Superior_Temporal_Gyrus_posterior_division",
+    "Middle_Temporal_Gyrus_posterior_division",
+    "Middle_Temporal_Gyrus_temporooccipital_part",
+    "Supramarginal_Gyrus_posterior_division",
+    "Angular_Gyrus",
+)
+
 #: Planted regions: Harvard-Oxford labels (both hemispheres) and MNI limits (mm).
 REGION_DEFINITIONS: dict[str, dict] = {
     "visual": dict(
@@ -46,26 +56,14 @@ REGION_DEFINITIONS: dict[str, dict] = {
     ),
     "crossmodal": dict(
         name="posterior superior temporal sulcus and temporo-parietal junction",
-        labels=(
-            "Superior_Temporal_Gyrus_posterior_division",
-            "Middle_Temporal_Gyrus_posterior_division",
-            "Middle_Temporal_Gyrus_temporooccipital_part",
-            "Supramarginal_Gyrus_posterior_division",
-            "Angular_Gyrus",
-        ),
+        labels=_STS_TPJ_LABELS,
         limits={"y": (-70.0, -28.0), "z": (-8.0, 32.0)},
         features="emotion: one code per emotion, shared by face and voice",
     ),
     "person": dict(
         name="dorsal temporo-parietal junction (the same labels above z = 32 mm: "
         "angular and posterior supramarginal gyrus)",
-        labels=(
-            "Superior_Temporal_Gyrus_posterior_division",
-            "Middle_Temporal_Gyrus_posterior_division",
-            "Middle_Temporal_Gyrus_temporooccipital_part",
-            "Supramarginal_Gyrus_posterior_division",
-            "Angular_Gyrus",
-        ),
+        labels=_STS_TPJ_LABELS,
         limits={"z": (33.0, 120.0)},
         features="identity: one code per actor (seen in the face only)",
     ),
