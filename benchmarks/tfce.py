@@ -347,17 +347,11 @@ def forward_neighbours(mask, connectivity):
 
 def merge_tree_tfce(maps, forward_neighbours, two_sided=True, e=0.5, h=2.0, n_steps=100):
     """TFCE as dnnrsa computed it for large masks before the compiled flooding."""
-    import math
+    from dnnrsa._tfce import height_weights, tfce_thresholds
 
     maps = np.nan_to_num(maps, nan=0.0)
-    top = np.max(np.abs(maps), axis=1) if two_sided else np.max(maps, axis=1)
-    top = np.maximum(top, 0.0)
-    steps = np.arange(1, n_steps + 1, dtype=maps.dtype)
-    threshs = steps[None, :] * (top[:, None] / n_steps)
-    threshs[:, -1] = top
-    weights = np.array(
-        [[math.pow(t, h) if t > 0 else 0.0 for t in row] for row in threshs.tolist()]
-    )
+    threshs = tfce_thresholds(maps, two_sided, n_steps)
+    weights = height_weights(threshs, h)
     out = np.zeros_like(maps)
     for i in range(maps.shape[0]):
         if threshs[i, -1] > 0:
@@ -406,12 +400,10 @@ def _previous_one_sign(values, threshs, edges, e, h):
 
 def previous_tfce(maps, edges, two_sided=True, e=0.5, h=2.0, n_steps=100):
     """TFCE as dnnrsa computed it for large masks before the merge tree."""
+    from dnnrsa._tfce import tfce_thresholds
+
     maps = np.nan_to_num(maps, nan=0.0)
-    top = np.max(np.abs(maps), axis=1) if two_sided else np.max(maps, axis=1)
-    top = np.maximum(top, 0.0)
-    steps = np.arange(1, n_steps + 1, dtype=maps.dtype)
-    threshs = steps[None, :] * (top[:, None] / n_steps)
-    threshs[:, -1] = top
+    threshs = tfce_thresholds(maps, two_sided, n_steps)
     out = np.zeros_like(maps)
     for i in range(maps.shape[0]):
         for sign in (1.0, -1.0) if two_sided else (1.0,):

@@ -215,6 +215,27 @@ def _cluster_sizes(labels, n_labels, xp):
     return counts
 
 
+def tfce_thresholds(maps, two_sided: bool, n_steps: int, xp=np):
+    """The TFCE thresholds of each map (NaN-free), shape ``(n_maps, n_steps)``: those of
+    ``numpy.linspace(0, top, n_steps + 1)[1:]`` as nilearn computes them, with ``top``
+    the map's maximum (of ``|map|`` when two-sided, and at least 0)."""
+    top = xp.max(xp.abs(maps), axis=1) if two_sided else xp.max(maps, axis=1)
+    top = xp.maximum(top, 0.0)
+    steps = xp.arange(1, n_steps + 1, dtype=maps.dtype)
+    threshs = steps[None, :] * (top[:, None] / n_steps)
+    threshs[:, -1] = top
+    return threshs
+
+
+def height_weights(threshs, h: float) -> np.ndarray:
+    """``thresh ** h`` as nilearn computes it, one scalar at a time (C pow, which may
+    differ in the last bit from the vectorised power); 0 where the threshold is not
+    positive."""
+    return np.array(
+        [[math.pow(t, h) if t > 0 else 0.0 for t in row] for row in np.asarray(threshs).tolist()]
+    ).reshape(np.shape(threshs))
+
+
 def tfce(
     maps,
     layout: VolumeLayout,
@@ -260,24 +281,14 @@ def tfce(
     if layout.use_graph:
         maps = np.asarray(maps, dtype=np.float64)
     maps = xp.nan_to_num(maps, nan=0.0)
-    top = xp.max(xp.abs(maps), axis=1) if two_sided else xp.max(maps, axis=1)
-    top = xp.maximum(top, 0.0)
-    # the thresholds of numpy.linspace(0, top, n_steps + 1)[1:], computed the same way
-    steps = xp.arange(1, n_steps + 1, dtype=maps.dtype)
-    threshs = steps[None, :] * (top[:, None] / n_steps)
-    threshs[:, -1] = top
+    threshs = tfce_thresholds(maps, two_sided, n_steps, xp)
     if layout.use_graph:
         from . import _tfce_numba  # noqa: PLC0415 - numba loads on first use only
 
-        # thresh ** h as nilearn computes it, one scalar at a time (C pow, which may
-        # differ in the last bit from the vectorised square)
-        weights = np.array(
-            [[math.pow(t, h) if t > 0 else 0.0 for t in row] for row in threshs.tolist()]
-        ).reshape(threshs.shape)
         return _tfce_numba.tfce_maps(
             maps,
             threshs,
-            weights,
+            height_weights(threshs, h),
             layout.extent_powers(e),
             layout.padded_grid,
             two_sided,

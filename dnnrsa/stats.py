@@ -23,6 +23,7 @@ Conventions follow nilearn's ``permuted_ols`` so that results agree with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -725,15 +726,16 @@ def sign_flip_test(
 
     tfce_obs = tfce_ref = None
     if tfce:
-        tfce_obs = _tfce.tfce(
-            t_valid[None, :],
-            layout,
+        tfce_maps = functools.partial(
+            _tfce.tfce,
+            layout=layout,
             two_sided=two_sided,
             e=tfce_e,
             h=tfce_h,
             n_steps=tfce_n_steps,
             n_jobs=int(n_jobs),
-        )[0]
+        )
+        tfce_obs = tfce_maps(t_valid[None, :])[0]
         tfce_ref = _with_tolerance(xp.abs(tfce_obs), xp)
     size_obs = mass_obs = None
     if cluster_t is not None:
@@ -780,17 +782,7 @@ def sign_flip_test(
         count_vox += xp.count_nonzero(stat >= t_ref[None, :], axis=0)
         del stat
         if tfce:
-            scores = xp.abs(
-                _tfce.tfce(
-                    t_perm,
-                    layout,
-                    two_sided=two_sided,
-                    e=tfce_e,
-                    h=tfce_h,
-                    n_steps=tfce_n_steps,
-                    n_jobs=int(n_jobs),
-                )
-            )
+            scores = xp.abs(tfce_maps(t_perm))
             h0_tfce[start:stop] = to_numpy(xp.max(scores, axis=1))
             del scores
         if cluster_t is not None:
