@@ -80,9 +80,10 @@ def test_fast_demo_roi_acceptance(fast_demo):
         ("visual", "best visual layer beats best crossmodal layer"),
         ("control", "no layer above zero (family-wise over layers)"),
     ]
-    lead = table.loc[("crossmodal", "best crossmodal layer beats best visual layer")]
+    lead_check = ("crossmodal", "best crossmodal layer beats best visual layer")
+    lead = table.loc[lead_check]
     assert lead["value"] > 0 and lead["model"].startswith("model-emotion_"), lead.to_dict()
-    others = table.drop(index=[("crossmodal", "best crossmodal layer beats best visual layer")])
+    others = table.drop(index=[lead_check])
     failed = others[~others["holds"].astype(bool)]
     assert failed.empty, failed.to_string()
     # the fast setting's two participants: the stimuli are the random effect
