@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .._neighbourhoods import sphere_size
+
 #: Resident memory of a node's process before it touches any data (Python, numpy,
 #: nilearn, nibabel; about 0.2-0.3 GB measured) plus what tracemalloc does not see.
 BASE_GB = 0.5
@@ -99,13 +101,11 @@ def searchlight_memory_gb(
     the working memory of one block (``budget_mb``, ``--searchlight-memory-mb``) and
     the scores (float64). Writing: the scores and the float32 maps on the grid.
     """
-    from .participant import _sphere_size
-
     x, y, z = (int(v) for v in grid_shape[:3])
     grid = x * y * z
     mask = min(int(mask_voxels), grid)
     n_obs = int(n_runs) * int(n_cond)
-    sphere = min(_sphere_size(affine, radius_mm, (x, y, z)), mask)
+    sphere = min(sphere_size(affine, radius_mm, (x, y, z)), mask)
     data = 8.0 * mask * n_obs
     scores = 8.0 * mask * n_models
     reading = 4.0 * grid * n_obs + 12.0 * mask * n_obs

@@ -146,6 +146,30 @@ def sphere_offsets(affine: np.ndarray, radius_mm: float) -> np.ndarray:
     return grid[order]
 
 
+def sphere_size(affine: np.ndarray, radius_mm: float, shape=None) -> int:
+    """Voxel centres within ``radius_mm`` of a centre: a sphere's size before masking.
+
+    The rule of :func:`sphere_offsets` (distance ``<= radius_mm``, the same tolerance),
+    counted plane by plane, and within the grid's extent when ``shape`` is given, so a
+    huge radius is measured without enumerating its offsets at once.
+    """
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    extent = np.ceil(radius_mm * np.linalg.norm(np.linalg.inv(linear), axis=1) + 1e-9)
+    if shape is not None:
+        extent = np.minimum(extent, np.asarray(shape[:3]) - 1)
+    extent = extent.astype(np.int64)
+    dj, dk = np.meshgrid(
+        np.arange(-extent[1], extent[1] + 1), np.arange(-extent[2], extent[2] + 1), indexing="ij"
+    )
+    plane = np.stack([np.zeros_like(dj), dj, dk], axis=-1).reshape(-1, 3).astype(np.float64)
+    limit = float(radius_mm) + _DISTANCE_TOLERANCE_MM
+    size = 0
+    for di in range(-extent[0], extent[0] + 1):
+        plane[:, 0] = di
+        size += int(np.count_nonzero(np.linalg.norm(plane @ linear.T, axis=1) <= limit))
+    return size
+
+
 def mask_neighbourhoods(mask: np.ndarray, affine: np.ndarray, radius_mm: float) -> Neighbourhoods:
     """Spheres around every voxel of a boolean mask, restricted to in-mask voxels.
 

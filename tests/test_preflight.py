@@ -384,7 +384,7 @@ def test_huge_radius_is_refused_with_size_and_memory(small, tmp_path, capsys):
 
 
 def test_searchlight_memory_estimate_on_a_real_sized_grid():
-    from dnnrsa.bids_app.participant import searchlight_memory
+    from dnnrsa.bids_app.preflight import searchlight_memory
 
     affine = np.diag([3.0, 3.0, 3.0, 1.0])
     size, mb = searchlight_memory(affine, n_centres=70000, radius_mm=500.0, n_runs=8, n_cond=4)

@@ -1,0 +1,212 @@
+"""Checks of a participant run's inputs, before any computation.
+
+Each check raises one of the app's errors (:mod:`dnnrsa.bids_app.errors`), whose exit
+code the command line returns; the message names the file or option and what is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._neighbourhoods import sphere_size
+from .config import RunConfig
+from .errors import CannotWrite, DatasetInvalid, InputMissing, UsageError
+
+
+def searchlight_memory(
+    affine, n_centres: int, radius_mm: float, n_runs: int, n_cond: int, shape=None
+) -> tuple[int, float]:
+    """The largest sphere (voxels) and the memory (MB) a searchlight needs at least.
+
+    The searchlight holds the members of every sphere at once (a padded index array,
+    ``n_centres`` rows as wide as the largest sphere, built with 8-byte indices) and
+    the data of at least one sphere (as :mod:`dnnrsa.searchlight` sizes its blocks).
+    """
+    size = min(sphere_size(affine, radius_mm, shape), int(n_centres))
+    n_pairs = n_cond * (n_cond - 1) // 2
+    one_sphere = 8 * (2 * size * n_runs * n_cond + 2 * n_cond * n_cond + 12 * n_pairs)
+    return size, (8 * int(n_centres) * size + one_sphere) / 2**20
+
+
+def _check_sphere_size(config: RunConfig, subjects) -> None:
+    """Refuse a radius whose spheres hold fewer than ``min_voxels`` voxels, or whose
+    searchlight would need more than ``--searchlight-memory-mb``."""
+    import nibabel as nib
+    import numpy as np
+
+    for inputs in subjects.values():
+        bold = inputs.runs[0].bold
+        img = nib.load(str(bold))
+        zooms = [round(float(z), 2) for z in img.header.get_zooms()[:3]]
+        largest = sphere_size(img.affine, config.radius_mm, img.shape)
+        if largest < config.min_voxels:
+            raise UsageError(
+                f"--radius-mm {config.radius_mm:g} holds at most {largest} voxels of {zooms} mm "
+                f"on the grid of {bold.name}, fewer than --min-voxels {config.min_voxels}: every "
+                "sphere would be empty; increase --radius-mm or lower --min-voxels"
+            )
+        if inputs.mask is not None:
+            n_centres = int(np.count_nonzero(np.asanyarray(nib.load(str(inputs.mask)).dataobj)))
+            where = f"the {n_centres} voxels of {inputs.mask.name}"
+        else:  # the mask is computed later: bound it by the grid
+            n_centres = int(np.prod(img.shape[:3]))
+            where = f"up to {n_centres} voxels (the grid of {bold.name})"
+        size, mb = searchlight_memory(
+            img.affine,
+            n_centres,
+            config.radius_mm,
+            len(inputs.runs),
+            len(inputs.conditions),
+            img.shape,
+        )
+        if mb > config.searchlight_memory_mb:
+            raise UsageError(
+                f"--radius-mm {config.radius_mm:g} makes spheres of up to {size} voxels of "
+                f"{zooms} mm; a searchlight over {where} would need about {mb:,.0f} MB, more "
+                f"than --searchlight-memory-mb {config.searchlight_memory_mb}: lower "
+                "--radius-mm or raise --searchlight-memory-mb"
+            )
+
+
+def _nifti_complete(path) -> None:
+    """Read a NIfTI file to its end; raise DatasetInvalid when it is truncated or corrupt."""
+    import gzip
+    import zlib
+
+    import nibabel as nib
+    import numpy as np
+
+    try:
+        img = nib.load(str(path))
+        header = img.header
+        expected = int(header.get_data_offset()) + int(
+            np.prod(img.shape) * header.get_data_dtype().itemsize
+        )
+        if str(path).endswith(".gz"):
+            size = 0
+            with gzip.open(path, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    size += len(chunk)
+        else:
+            size = path.stat().st_size
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise DatasetInvalid(f"{path}: cannot be read to its end ({exc})") from exc
+    except Exception as exc:  # nibabel raises several error types for broken headers
+        raise DatasetInvalid(f"{path}: cannot be read as NIfTI ({exc})") from exc
+    if size < expected:
+        raise DatasetInvalid(
+            f"{path}: the file is truncated ({size} bytes of image data and header, "
+            f"{expected} expected)"
+        )
+
+
+def _check_events_numeric(events, condition_column: str) -> None:
+    """Every event with a condition has a numeric onset and duration."""
+    import pandas as pd
+
+    table = pd.read_csv(events, sep="\t", dtype=str, keep_default_na=False)
+    if condition_column not in table.columns:
+        return  # reported by collect
+    used = table[~table[condition_column].str.strip().isin(("", "n/a"))]
+    for column in ("onset", "duration"):
+        if column not in used.columns:
+            continue
+        text = used[column].str.strip()
+        numbers = pd.to_numeric(text, errors="coerce")
+        bad = numbers.isna() | ~numbers.map(lambda v: bool(pd.notna(v) and abs(v) != float("inf")))
+        if bad.any():
+            row = int(bad.idxmax())
+            raise DatasetInvalid(
+                f"{events}: column {column!r} must hold numbers of seconds; row {row + 2} "
+                f"(trial {used.loc[row, condition_column]!r}) has {text.loc[row]!r} "
+                f"({int(bad.sum())} such row(s))"
+            )
+
+
+def _check_output_folders(config: RunConfig, subjects) -> None:
+    """Every folder the run writes in can be created and written to (exit 73 otherwise)."""
+    import os
+
+    from ..bidsnames import subject_dir
+
+    out = config.output_dir
+    folders = [out, out / "figures", *(subject_dir(out, s) for s in subjects)]
+    existing = [Path(root) for root, _dirs, _files in os.walk(out)]
+    for folder in dict.fromkeys([*folders, *existing]):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".dnnrsa-write-test-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            reason = (
+                "a file is in the way"
+                if isinstance(exc, FileExistsError | NotADirectoryError)
+                else exc.strerror or str(exc)
+            )
+            raise CannotWrite(f"cannot write in the output folder {folder}: {reason}") from exc
+
+
+def _check_model_rdms(config: RunConfig, subjects) -> None:
+    """Refuse a model RDM that cannot be compared with the brain's (exit 64)."""
+    from dnnrsa.rdm import validate_model_rdm
+
+    conditions = list(next(iter(subjects.values())).conditions)
+    for name, path in config.model_rdms:
+        try:
+            validate_model_rdm(path, conditions=conditions)
+        except ValueError as exc:
+            raise UsageError(f"--model-rdm {name}: {exc}") from None
+
+
+def _check_rois(rois: dict[str, Path], subjects) -> None:
+    """Every region keeps enough voxels inside each participant's brain on the BOLD grid
+    (64 naming the region); a missing or unreadable mask gives 66 or 16."""
+    import nibabel as nib
+    import numpy as np
+
+    from dnnrsa.roi import MIN_ROI_VOXELS, check_roi
+
+    for name, path in rois.items():
+        if not Path(path).is_file():
+            raise InputMissing(f"--roi {name}: mask file not found: {path}")
+        _nifti_complete(Path(path))
+    for s, inputs in subjects.items():
+        bold = nib.load(str(inputs.runs[0].bold))
+        if inputs.mask is not None:
+            brain = np.asarray(nib.load(str(inputs.mask)).dataobj) > 0
+            what = inputs.mask.name
+        else:
+            first = np.asarray(bold.dataobj[..., 0] if bold.ndim == 4 else bold.dataobj)
+            brain = np.isfinite(first) & (first != 0)
+            what = f"the non-zero voxels of {inputs.runs[0].bold.name}"
+        if brain.shape != bold.shape[:3]:
+            brain = None
+        for name, path in rois.items():
+            try:
+                check_roi(name, path, bold, brain, min_voxels=MIN_ROI_VOXELS)
+            except ValueError as exc:
+                raise UsageError(f"sub-{s}: {exc} (brain: {what})") from None
+
+
+def preflight(config: RunConfig, subjects, rois: dict[str, Path] | None = None) -> None:
+    """Check every selected input before any computation, so a mistake costs seconds.
+
+    Every BOLD file and mask is read to its end (16 naming a truncated file), every
+    events file has numeric onsets and durations (16), every model RDM is usable (64),
+    every output folder can be written (73), and the searchlight's spheres fit the
+    grid and the memory budget (64).
+    """
+    for inputs in subjects.values():
+        for run in inputs.runs:
+            _nifti_complete(run.bold)
+            _check_events_numeric(run.events, config.condition_column)
+            if run.mask is not None:
+                _nifti_complete(run.mask)
+    _check_model_rdms(config, subjects)
+    _check_output_folders(config, subjects)
+    _check_sphere_size(config, subjects)
+    if rois:
+        _check_rois(rois, subjects)
+
+
