@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,7 +62,9 @@ MIN_FACE_FRACTION = 1 / 8
 SCALE_FACTOR = 1.1
 MIN_NEIGHBORS = 4
 CROP_MODES = ("auto", "centre")
-_DETECTOR_VERSION = 1
+#: Part of the cache key of detected crops: version 2 never reuses boxes cached by
+#: version 1, whose threads shared one classifier (boxes changed from run to run).
+_DETECTOR_VERSION = 2
 
 __all__ = [
     "CASCADES",
@@ -194,19 +197,25 @@ def combine_boxes(
 
 
 # --------------------------------------------------------------------------- detection
-_CLASSIFIERS: dict = {}
+#: One set of cascade classifiers per thread: ``cv2.CascadeClassifier`` keeps working
+#: buffers in the object, so two threads detecting with one classifier change each
+#: other's results (boxes then differ from run to run).
+_CLASSIFIERS = threading.local()
 
 
 def _classifier(name: str):
     import cv2
 
-    if name not in _CLASSIFIERS:
+    loaded = getattr(_CLASSIFIERS, "by_name", None)
+    if loaded is None:
+        loaded = _CLASSIFIERS.by_name = {}
+    if name not in loaded:
         path = os.path.join(cv2.data.haarcascades, name)
         classifier = cv2.CascadeClassifier(path)
         if classifier.empty():
             raise RuntimeError(f"cannot load the OpenCV cascade {path}")
-        _CLASSIFIERS[name] = classifier
-    return _CLASSIFIERS[name]
+        loaded[name] = classifier
+    return loaded[name]
 
 
 def detect_faces(frame, cascade: str = CASCADES[0]) -> np.ndarray:

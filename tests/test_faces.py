@@ -303,7 +303,6 @@ def test_report_contact_sheet(tmp_path):
 
 
 # --------------------------------------------------------------------------- determinism
-@pytest.mark.xfail(strict=True, reason="one cascade classifier is shared by the threads")
 def test_parallel_detection_equals_serial(tmp_path):
     """Detection in threads finds the same boxes as detection in one thread, every time."""
     paths = [
