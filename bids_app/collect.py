@@ -24,6 +24,26 @@ logger = logging.getLogger(__name__)
 DEFAULT_DERIV_SPACE = "MNI152NLin2009cAsym"
 NATIVE_SPACE = "native"
 
+#: Entities that name one acquisition: files that share them belong to one run.
+RUN_ENTITIES = (
+    "subject",
+    "session",
+    "task",
+    "acquisition",
+    "ceagent",
+    "reconstruction",
+    "direction",
+    "run",
+    "echo",
+    "part",
+)
+#: Entities by which fMRIPrep names the outputs of one run apart (one per output space).
+VARIANT_ENTITIES = ("space", "res", "den")
+#: Entities that ``--space`` may carry after the space, as in ``MNI152NLin2009cAsym:res-2``.
+SPACE_MODIFIERS = ("res", "den")
+#: Entities that name a file's kind rather than what it holds.
+_KIND_ENTITIES = ("suffix", "extension", "datatype", "desc")
+
 
 @dataclass(frozen=True)
 class RunInputs:
@@ -276,13 +296,170 @@ def resolve_stim_file(bids_dir: Path, value: str, events: Path) -> Path:
     return written
 
 
+def split_space(value: str) -> tuple[str, dict[str, str]]:
+    """Split a ``--space`` value into the space and its entities.
+
+    Parameters
+    ----------
+    value : str
+        ``SPACE`` or ``SPACE:res-N`` (fMRIPrep's output-space syntax), also with
+        ``:den-N``; each entity at most once.
+
+    Returns
+    -------
+    space : str
+        The space label.
+    entities : dict
+        ``{"res": "2"}`` and the like (empty without modifiers).
+
+    Raises
+    ------
+    UsageError
+        A value that does not follow this syntax.
+    """
+    space, *modifiers = str(value).split(":")
+    entities: dict[str, str] = {}
+    for modifier in modifiers:
+        key, sep, label = modifier.partition("-")
+        if not sep or key not in SPACE_MODIFIERS or not label.isalnum() or key in entities:
+            break
+        entities[key] = label
+    else:
+        if space.isalnum():
+            return space, entities
+    raise UsageError(
+        f"--space {value!r} must be SPACE or SPACE:res-N (also :den-N, each at most once), "
+        f"with alphanumeric labels, e.g. {DEFAULT_DERIV_SPACE}:res-2"
+    )
+
+
+def _space_text(ents: dict) -> str:
+    """``space[:res-N][:den-N]`` of a file's entities (the ``--space`` syntax)."""
+    return ":".join(
+        [str(ents.get("space", NATIVE_SPACE))]
+        + [f"{k}-{ents[k]}" for k in SPACE_MODIFIERS if k in ents]
+    )
+
+
+def _spaces_found(layout, subject: str, task: str) -> list[str]:
+    """The spaces (with resolution and density) of the preprocessed BOLD of one
+    participant and task, in the ``--space`` syntax."""
+    files = layout.get(
+        scope="derivatives",
+        subject=subject,
+        task=task,
+        desc="preproc",
+        suffix="bold",
+        extension=[".nii", ".nii.gz"],
+    )
+    return sorted({_space_text(f.get_entities(metadata=False)) for f in files})
+
+
+def _bold_query(config, space_ents: dict, filters: dict) -> dict:
+    """The entities every BOLD file must have: ``--space`` (with -d) merged with the
+    BOLD filters, which must not contradict it."""
+    query = dict(space_ents)
+    if config.space is not None:
+        for key, value in space_ents.items():
+            if key in filters and [str(v) for v in _listify(filters[key])] != [str(value)]:
+                raise UsageError(
+                    f"--space {config.space} and --bids-filter-file ({{'bold': {{{key!r}: "
+                    f"{filters[key]!r}}}}}) ask for different {key} values; give one of them"
+                )
+    query.update(filters)
+    return query
+
+
+def _listify(value) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _variant_text(ents: dict, keys) -> str:
+    return "_".join(f"{k}-{ents[k]}" if k in ents else f"(no {k})" for k in keys)
+
+
+def _refuse_variants(groups: dict, subject: str) -> None:
+    """Refuse when several files of one run were selected (e.g. fMRIPrep's res-1 and
+    res-2 outputs of one space), naming them and how to choose one."""
+    mixed = [files for files in groups.values() if len(files) > 1]
+    if not mixed:
+        return
+    files = mixed[0]
+    name = parse_name(files[0].path).entities
+    run = build_stem({k: v for k, v in name.items() if k not in ("space", "res", "den", "desc")})
+    entities = [f.get_entities(metadata=False) for f in files]
+    keys = sorted({k for e in entities for k in e} - {*RUN_ENTITIES, "suffix", "datatype"})
+    differ = [k for k in keys if len({str(e.get(k)) for e in entities}) > 1]
+    others = f" (and {len(mixed) - 1} more run(s) alike)" if len(mixed) > 1 else ""
+    if not differ or differ == ["extension"]:
+        listing = "; ".join(str(f.path) for f in files)
+        raise UsageError(
+            f"{run} is found {len(files)} times with the same entities: "
+            f"{listing}{others}; keep one file per run (pass only one derivatives folder "
+            "with -d)"
+        )
+    differ = [k for k in differ if k != "extension"]
+    listing = ", ".join(
+        f"{_variant_text(e, differ)} ({Path(f.path).name})"
+        for e, f in zip(entities, files, strict=True)
+    )
+    key = differ[0]
+    example = json.dumps({"bold": {key: entities[-1].get(key)}})
+    how = f"--bids-filter-file holding {example}"
+    if any(key not in e for e in entities):
+        how += f" ({json.dumps({'bold': {key: None}})} selects the one without {key})"
+    if set(differ) <= set(VARIANT_ENTITIES):
+        how = f"--space {_space_text(entities[-1])}, or {how}"
+    raise UsageError(
+        f"{run} has {len(files)} preprocessed BOLD variants that differ in "
+        f"{', '.join(differ)}: {listing}{others}. dnnrsa analyses one variant of each run and "
+        f"never mixes them: choose one with {how}"
+    )
+
+
+def _refuse_mixed_variants(runs_ents: list[dict], subject: str) -> None:
+    """Refuse runs of one participant that are in different spaces or resolutions."""
+    texts = {_space_text(e) for e in runs_ents}
+    if len(texts) > 1:
+        raise UsageError(
+            f"sub-{subject}: the selected runs are in different spaces or resolutions "
+            f"({', '.join(sorted(texts))}); dnnrsa analyses the runs of a participant on one "
+            "grid: choose one with --space or --bids-filter-file"
+        )
+
+
+def _one_match(files, what: str, bold: Path) -> Path | None:
+    """The single file matching ``bold``; with several, the one in the BOLD's folder."""
+    if not files:
+        return None
+    if len(files) > 1:
+        near = [f for f in files if Path(f.path).parent == bold.parent]
+        if len(near) != 1:
+            listing = "; ".join(f.path for f in files)
+            raise UsageError(
+                f"{bold.name}: {len(files)} {what} files match it ({listing}); pass only "
+                "the derivatives folder that holds its own with -d"
+            )
+        files = near
+    return Path(files[0].path)
+
+
 def collect_inputs(config) -> dict[str, SubjectInputs]:
     """Query the data set for each selected participant's runs.
+
+    With ``-d``, each run's brain mask and confounds are those with the BOLD's own
+    entities (space, res, den, session, acquisition, run...); a run never takes the
+    mask of another resolution.
 
     Raises
     ------
     NothingSelected
-        When the participant labels, task or filters select no BOLD run.
+        When the participant labels, task or filters select no BOLD run (with ``-d``,
+        the message lists the spaces and resolutions found).
+    UsageError
+        When several variants of one run are selected (fMRIPrep's res-1 and res-2 of
+        one space, say), the runs of a participant are in different spaces or
+        resolutions, or ``--space`` and the BOLD filters disagree.
     InputMissing
         When an events file or a stimulus file is missing.
     DatasetInvalid
@@ -312,9 +489,13 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
     elif task not in tasks:
         raise NothingSelected(f"--task {task!r} not found in {bids_dir}; available: {tasks}")
 
+    from bids.layout import Query
+
     filters = dict(config.bids_filters.get("bold", {}))
     use_derivs = bool(config.derivatives)
-    space = config.space or (DEFAULT_DERIV_SPACE if use_derivs else NATIVE_SPACE)
+    space, space_ents = split_space(config.space or DEFAULT_DERIV_SPACE)
+    if not use_derivs:
+        space = config.space or NATIVE_SPACE
     out: dict[str, SubjectInputs] = {}
     for subject in subjects:
         query = {
@@ -323,21 +504,42 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
             "suffix": "bold",
             "extension": [".nii", ".nii.gz"],
         }
-        query.update(filters)
         if use_derivs:
-            bolds = layout.get(scope="derivatives", desc="preproc", space=space, **query)
+            query.update(
+                {"desc": "preproc", **_bold_query(config, {"space": space, **space_ents}, filters)}
+            )
+            bolds = layout.get(scope="derivatives", **query)
         else:
+            query.update(filters)
             bolds = layout.get(scope="raw", **query)
         if not bolds:
-            where = (
-                f"derivatives {[str(d) for d in config.derivatives]} (space {space})"
-                if use_derivs
-                else str(bids_dir)
+            if use_derivs:
+                found = _spaces_found(layout, subject, task)
+                chosen = _space_text({"space": space, **space_ents})
+                raise NothingSelected(
+                    f"no preprocessed BOLD runs (desc-preproc) for sub-{subject}, task {task!r} "
+                    f"in space {chosen}"
+                    + (f" with the BOLD filters {json.dumps(filters)}" if filters else "")
+                    + f" in the derivatives {[str(d) for d in config.derivatives]}; spaces "
+                    f"found for this participant and task: {', '.join(found) or 'none'} "
+                    f"(choose one with --space, e.g. --space {found[0] if found else space})"
+                )
+            raise NothingSelected(
+                f"no BOLD runs for sub-{subject}, task {task!r} in {bids_dir}"
+                + (f" with the BOLD filters {json.dumps(filters)}" if filters else "")
             )
-            raise NothingSelected(f"no BOLD runs for sub-{subject}, task {task!r} in {where}")
-        runs = []
+        groups: dict[tuple, list] = {}
         for bold_file in sorted(bolds, key=lambda f: f.path):
-            ents = bold_file.get_entities()
+            ents = bold_file.get_entities(metadata=False)
+            groups.setdefault(tuple(ents.get(k) for k in RUN_ENTITIES), []).append(bold_file)
+        _refuse_variants(groups, subject)
+        chosen = [files[0] for files in groups.values()]
+        if use_derivs:
+            _refuse_mixed_variants([f.get_entities(metadata=False) for f in chosen], subject)
+            space = chosen[0].get_entities(metadata=False).get("space", space)
+        runs = []
+        for bold_file in chosen:
+            ents = bold_file.get_entities(metadata=False)
             bold = Path(bold_file.path)
             _check_bold(bold)
             ev_query = {
@@ -350,26 +552,34 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
                 raise InputMissing(f"{bold}: no events.tsv found for this run ({ev_query})")
             confounds = mask = None
             if use_derivs:
+                # the files of this run, and of no other variant: every entity of the
+                # BOLD (space, res, den included) or, where the BOLD has none, none
+                same_run = {k: ents.get(k, Query.NONE) for k in RUN_ENTITIES}
                 conf = layout.get(
                     scope="derivatives",
                     desc="confounds",
                     suffix="timeseries",
                     extension=".tsv",
-                    **ev_query,
+                    **{**same_run, "echo": Query.NONE, "part": Query.NONE},
                 )
-                confounds = Path(conf[0].path) if conf else None
-                mask_q = {k: v for k, v in ev_query.items()}
+                confounds = _one_match(conf, "confounds", bold)
                 masks = layout.get(
                     scope="derivatives",
                     desc="brain",
                     suffix="mask",
-                    space=space,
                     extension=[".nii", ".nii.gz"],
-                    **mask_q,
+                    **same_run,
+                    **{k: ents.get(k, Query.NONE) for k in VARIANT_ENTITIES},
                 )
-                mask = Path(masks[0].path) if masks else None
+                mask = _one_match(masks, "brain mask", bold)
                 if mask is not None:
                     _check_mask(mask)
+                else:
+                    logger.warning(
+                        "%s: no brain mask (desc-brain_mask) with the same entities; the mask "
+                        "is computed from the BOLD runs",
+                        bold.name,
+                    )
             run_label = "".join(
                 f"{k}-{ents[k]}" for k in ("session", "run", "acquisition") if k in ents
             ) or build_stem(parse_name(bold).entities)

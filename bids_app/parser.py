@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..bidsnames import check_label, is_label
-from .errors import CommandParser
+from .errors import CommandParser, UsageError
 
 LEVELS = ("participant", "group")
 CONFOUND_STRATEGIES = {
@@ -97,6 +97,16 @@ def _label(text: str) -> str:
         ) from None
 
 
+def _space(text: str) -> str:
+    from .collect import split_space
+
+    try:
+        split_space(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _model_rdm(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
@@ -170,8 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task", help="task label (default: the only task in the data set)")
     g.add_argument(
         "--space",
-        help="space of preprocessed BOLD in the derivatives (default: MNI152NLin2009cAsym with "
-        "-d, 'native' for raw BOLD)",
+        type=_space,
+        help="space of preprocessed BOLD in the derivatives, with its resolution where fMRIPrep "
+        "wrote several (SPACE:res-N, as fMRIPrep's --output-spaces) (default: "
+        "MNI152NLin2009cAsym with -d, 'native' for raw BOLD)",
     )
     g.add_argument(
         "-d",

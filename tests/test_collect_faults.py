@@ -105,7 +105,6 @@ def _filter_file(tmp_path, filters: dict) -> str:
 
 
 # ------------------------------------------------ 1: several variants of one run
-@pytest.mark.xfail(strict=True, reason="variants of one run are used as separate runs")
 @pytest.mark.parametrize(
     ("variants", "expected"),
     [
@@ -128,7 +127,6 @@ def test_variants_of_one_run_are_refused_listing_them(small, tmp_path, variants,
     assert "--space" in message
 
 
-@pytest.mark.xfail(strict=True, reason="variants of one run are used as separate runs")
 def test_variants_of_one_run_exit_64_before_any_computation(small, tmp_path, capsys):
     deriv = _derivatives(small, tmp_path / "prep", [RES1, RES2])
     assert _app(small, tmp_path, "-d", str(deriv)) == 64
@@ -137,29 +135,20 @@ def test_variants_of_one_run_exit_64_before_any_computation(small, tmp_path, cap
     assert not (tmp_path / "work" / "dnnrsa_participant_wf").exists()
 
 
-MASK_BUG = pytest.mark.xfail(strict=True, reason="the brain mask ignores the BOLD's res entity")
-NO_RES_SYNTAX = pytest.mark.xfail(strict=True, reason="--space takes no resolution")
-
-
 @pytest.mark.parametrize(
     ("variants", "choice", "tag"),
     [
-        pytest.param(
-            [RES1, RES2], {"bold": {"res": "2"}}, "_res-2", id="filter-res-2", marks=MASK_BUG
-        ),
+        pytest.param([RES1, RES2], {"bold": {"res": "2"}}, "_res-2", id="filter-res-2"),
         pytest.param([RES1, RES2], {"bold": {"res": "1"}}, "_res-1", id="filter-res-1"),
-        pytest.param(
-            [RES1, RES2], {"bold": {"res": 2}}, "_res-2", id="filter-res-int", marks=MASK_BUG
-        ),
-        pytest.param([RES1, RES2], f"{MNI}:res-2", "_res-2", id="space-res-2", marks=NO_RES_SYNTAX),
-        pytest.param([RES1, RES2], f"{MNI}:res-1", "_res-1", id="space-res-1", marks=NO_RES_SYNTAX),
+        pytest.param([RES1, RES2], {"bold": {"res": 2}}, "_res-2", id="filter-res-int"),
+        pytest.param([RES1, RES2], f"{MNI}:res-2", "_res-2", id="space-res-2"),
+        pytest.param([RES1, RES2], f"{MNI}:res-1", "_res-1", id="space-res-1"),
         pytest.param([{"space": MNI}, RES2], {"bold": {"res": None}}, "", id="filter-no-res"),
         pytest.param(
             [{"space": MNI}, RES2],
             {"bold": {"res": "2"}},
             "_res-2",
             id="filter-res-2-of-native",
-            marks=MASK_BUG,
         ),
     ],
 )
@@ -182,7 +171,6 @@ def test_chosen_variant_takes_bold_mask_and_confounds_of_that_variant(
     assert inputs.mask == inputs.runs[0].mask
 
 
-@pytest.mark.xfail(strict=True, reason="the same run in two derivatives folders is used twice")
 def test_one_run_in_two_derivatives_folders_is_refused(small, tmp_path):
     first = _derivatives(small, tmp_path / "prep1", [RES2])
     second = _derivatives(small, tmp_path / "prep2", [RES2])
@@ -191,7 +179,54 @@ def test_one_run_in_two_derivatives_folders_is_refused(small, tmp_path):
     assert "prep1" in str(info.value) and "prep2" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="--space takes no resolution")
+def test_runs_in_different_resolutions_are_refused(small, tmp_path):
+    deriv = _derivatives(small, tmp_path / "prep", [RES1, RES2])
+    for stray in (*deriv.rglob("*_run-1_*_res-2_*"), *deriv.rglob("*_run-2_*_res-1_*")):
+        stray.unlink()
+    with pytest.raises(UsageError) as info:
+        collect_inputs(_config(small, tmp_path, derivatives=[deriv]))
+    assert f"{MNI}:res-1" in str(info.value) and f"{MNI}:res-2" in str(info.value)
+
+
+def test_space_and_filter_that_disagree_are_refused(small, tmp_path):
+    deriv = _derivatives(small, tmp_path / "prep", [RES1, RES2])
+    config = _config(
+        small,
+        tmp_path,
+        derivatives=[deriv],
+        space=f"{MNI}:res-2",
+        bids_filters={"bold": {"res": "1"}},
+    )
+    with pytest.raises(UsageError, match="--space .*res-2.* --bids-filter-file"):
+        collect_inputs(config)
+
+
+def test_chosen_variant_from_the_command_line_passes_collection(small, tmp_path, monkeypatch):
+    """``--space SPACE:res-2`` and a filter file reach collection unchanged; the run
+    stops right after it."""
+    from dnnrsa.bids_app import participant
+
+    seen = {}
+
+    def collect_then_stop(config):
+        seen.update(collect_inputs(config))
+        raise UsageError("stopped after collection")
+
+    monkeypatch.setattr(participant, "collect_inputs", collect_then_stop)
+    deriv = _derivatives(small, tmp_path / "prep", [RES1, RES2])
+    for extra in (
+        ["--space", f"{MNI}:res-2"],
+        ["--bids-filter-file", _filter_file(tmp_path, {"bold": {"res": "2"}})],
+    ):
+        seen.clear()
+        assert _app(small, tmp_path, "-d", str(deriv), "--confounds", "none", *extra) == 64
+        runs = seen["01"].runs
+        assert [r.bold.name for r in runs] == [
+            f"sub-01_task-cat_run-{i}_space-{MNI}_res-2_desc-preproc_bold.nii.gz" for i in (1, 2)
+        ]
+        assert all("_res-2_desc-brain_mask" in r.mask.name for r in runs)
+
+
 @pytest.mark.parametrize("value", [f"{MNI}:res", f"{MNI}:foo-2", f"{MNI}:res-2:res-1", ":res-2"])
 def test_malformed_space_exits_64_naming_it(small, tmp_path, capsys, value):
     deriv = _derivatives(small, tmp_path / "prep", [RES2])
@@ -201,7 +236,6 @@ def test_malformed_space_exits_64_naming_it(small, tmp_path, capsys, value):
 
 
 # ------------------------------------------------ 2: a --space or filter that selects nothing
-@pytest.mark.xfail(strict=True, reason="exit 18 does not list the spaces found")
 @pytest.mark.parametrize(
     "choice",
     [
@@ -219,7 +253,6 @@ def test_nothing_selected_lists_the_spaces_found(small, tmp_path, choice):
     assert f"{MNI}:res-1" in message and f"{MNI}:res-2" in message
 
 
-@pytest.mark.xfail(strict=True, reason="exit 18 does not list the spaces found")
 def test_unknown_space_exits_18_listing_the_spaces(small, tmp_path, capsys):
     deriv = _derivatives(small, tmp_path / "prep", [{"space": MNI}, {"space": "T1w"}])
     assert _app(small, tmp_path, "-d", str(deriv), "--space", "MNI152NLin6Asym") == 18
