@@ -225,7 +225,9 @@ def _in_annex_store(path: Path, git_dirs: list[Path]) -> bool:
     return False
 
 
-def resolve_stim_file(bids_dir: Path, value: str, events: Path) -> Path:
+def resolve_stim_file(
+    bids_dir: Path, value: str, events: Path, *, must_exist: bool = True
+) -> Path:
     """Check an events ``stim_file`` against the stimulus-path rule; return its path.
 
     The rule (``docs/own-data.md``): the value is a relative path that, once
@@ -234,6 +236,18 @@ def resolve_stim_file(bids_dir: Path, value: str, events: Path) -> Path:
     only when it leads inside the data set, or into a git-annex object store of the
     data set or of a superdataset enclosing it (``.git/annex/objects``,
     ``.git/modules/*/annex/objects``), as DataLad data sets store their files.
+
+    Parameters
+    ----------
+    bids_dir : Path
+        The data set.
+    value : str
+        The ``stim_file`` value as written in the events file.
+    events : Path
+        The events file (named in the messages).
+    must_exist : bool
+        Whether the file must be present (a network reads it); without, only the
+        path rule is checked: the stimuli are then only named, never read.
 
     Returns
     -------
@@ -246,7 +260,8 @@ def resolve_stim_file(bids_dir: Path, value: str, events: Path) -> Path:
     DatasetInvalid
         The value is absolute, leaves ``stimuli/``, or a link leads elsewhere.
     InputMissing
-        The file is not there, or is a git-annex file whose content is not present.
+        With ``must_exist``: the file is not there, or is a git-annex file whose
+        content is not present.
     """
     text = str(value).strip()
     normal = posixpath.normpath(text.replace("\\", "/")) if text else ""
@@ -282,7 +297,7 @@ def resolve_stim_file(bids_dir: Path, value: str, events: Path) -> Path:
             f"{events}: stim_file {text!r}: {step.relative_to(root)} is a link to {target}, "
             f"outside the data set {root} and its git-annex object store"
         )
-    if not written.is_file():
+    if must_exist and not written.is_file():
         target = written.resolve()
         parts = target.parts
         annexed = any(parts[i : i + 2] == ("annex", "objects") for i in range(len(parts) - 1))
@@ -593,7 +608,9 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
                     mask=mask,
                 )
             )
-        conditions, stim_files = _check_events(bids_dir, runs, config.condition_column)
+        conditions, stim_files = _check_events(
+            bids_dir, runs, config.condition_column, need_stimuli=bool(config.checkpoints)
+        )
         mask = next((r.mask for r in runs if r.mask is not None), None)
         out[subject] = SubjectInputs(
             subject=subject,
@@ -615,11 +632,14 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
     return out
 
 
-def _check_events(bids_dir: Path, runs, condition_column: str):
+def _check_events(bids_dir: Path, runs, condition_column: str, *, need_stimuli: bool = True):
+    """The conditions and stim_file values of the runs. Every stim_file follows the
+    stimulus-path rule; the files must be present only when ``need_stimuli`` (a
+    network reads them), and are checked after the rule holds for every value."""
     import pandas as pd
 
     sets = []
-    stim_files: set[str] = set()
+    stim_files: dict[str, Path] = {}  # value -> the events file naming it first
     for run in runs:
         if not run.events.is_file():
             raise InputMissing(f"events file not found: {run.events}")
@@ -634,11 +654,14 @@ def _check_events(bids_dir: Path, runs, condition_column: str):
             for value in table["stim_file"].dropna().unique():
                 if value == "n/a":
                     continue
-                resolve_stim_file(bids_dir, value, run.events)
-                stim_files.add(str(value))
+                resolve_stim_file(bids_dir, value, run.events, must_exist=False)
+                stim_files.setdefault(str(value), run.events)
         elif condition_column == "stim_file":
             raise DatasetInvalid(f"{run.events}: column 'stim_file' missing")
         sets.append((run, frozenset(table[condition_column].astype(str))))
+    if need_stimuli:
+        for value, events in stim_files.items():
+            resolve_stim_file(bids_dir, value, events)
     reference_run, reference = sets[0]
     for run, conds in sets[1:]:
         if conds != reference:

@@ -38,9 +38,9 @@ def prepare_stimuli(config: RunConfig, subjects) -> dict:
         table = table[table["condition"].isin(conditions)].reset_index(drop=True)
         stim_labels = table["stim_file"].tolist()
         stim_conditions = table["condition"].tolist()
-        stim_paths = [
-            str(resolve_stim_file(config.bids_dir, s, config.bids_dir / "events.tsv"))
-            for s in stim_labels
+        events, need = config.bids_dir / "events.tsv", bool(config.checkpoints)
+        stim_paths = [  # present only where a network reads them; the path rule always
+            str(resolve_stim_file(config.bids_dir, s, events, must_exist=need)) for s in stim_labels
         ]
     table_path = config.output_dir / build_name({"task": task}, "stimuli", ".tsv")
     if table is not None:

@@ -319,9 +319,15 @@ def test_missing_events_exits_66(small, tmp_path, capsys):
 
 
 def test_missing_stim_file_exits_66(small, tmp_path, capsys):
+    """A stimulus a network reads (--checkpoint) is missing; with --model-rdm alone the
+    stimuli are not read (tests/test_collect_faults.py)."""
+    from dnnrsa.models import build_model, get_model, save_checkpoint
+
     root = _copy(small, tmp_path)
     (root / "stimuli" / small.stim_files[4]).unlink()
-    rc = _participant(small, root, tmp_path)
+    spec = get_model("crosschannel")
+    ckpt = save_checkpoint(tmp_path / "net.pt", build_model(spec, 3, seed=1), spec, labels="abc")
+    rc = _participant(small, root, tmp_path, "--checkpoint", str(ckpt))
     assert rc == 66
     err = capsys.readouterr().err
     assert small.stim_files[4] in err

@@ -379,11 +379,14 @@ def test_annex_link_without_content_exits_66_with_a_hint(tmp_path):
 
 
 def test_annex_link_without_content_exits_66_from_the_command_line(small, tmp_path, capsys):
+    """A network (--checkpoint) reads the stimuli: an annexed one without content gives
+    66; with --model-rdm alone the stimuli are not read (tests/test_collect_faults.py)."""
     import shutil
 
     import pandas as pd
 
     from dnnrsa.bids_app.run import main
+    from dnnrsa.models import build_model, get_model, save_checkpoint
 
     root = tmp_path / "bids"
     shutil.copytree(small.root, root)
@@ -393,7 +396,9 @@ def test_annex_link_without_content_exits_66_from_the_command_line(small, tmp_pa
     link = root / "stimuli" / name
     link.symlink_to(os.path.relpath(obj, link.parent))
     assert pd.read_csv(next(root.rglob("*_events.tsv")), sep="\t")["stim_file"].isin([name]).any()
-    rc = main([str(root), *_argv(small, tmp_path)[1:]])
+    spec = get_model("crosschannel")
+    ckpt = save_checkpoint(tmp_path / "net.pt", build_model(spec, 3, seed=1), spec, labels="abc")
+    rc = main([str(root), *_argv(small, tmp_path)[1:], "--checkpoint", str(ckpt)])
     assert rc == 66
     err = capsys.readouterr().err
     assert "datalad get" in err and name in err
