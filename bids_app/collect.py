@@ -225,9 +225,7 @@ def _in_annex_store(path: Path, git_dirs: list[Path]) -> bool:
     return False
 
 
-def resolve_stim_file(
-    bids_dir: Path, value: str, events: Path, *, must_exist: bool = True
-) -> Path:
+def resolve_stim_file(bids_dir: Path, value: str, events: Path, *, must_exist: bool = True) -> Path:
     """Check an events ``stim_file`` against the stimulus-path rule; return its path.
 
     The rule (``docs/own-data.md``): the value is a relative path that, once
@@ -510,6 +508,11 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
     use_derivs = bool(config.derivatives)
     space, space_ents = split_space(config.space or DEFAULT_DERIV_SPACE)
     if not use_derivs:
+        if space_ents:
+            raise UsageError(
+                f"--space {config.space}: a resolution or density selects among preprocessed "
+                "outputs; give their folder with -d (raw BOLD is analysed on its own grid)"
+            )
         space = config.space or NATIVE_SPACE
     out: dict[str, SubjectInputs] = {}
     for subject in subjects:

@@ -188,6 +188,11 @@ def test_runs_in_different_resolutions_are_refused(small, tmp_path):
     assert f"{MNI}:res-1" in str(info.value) and f"{MNI}:res-2" in str(info.value)
 
 
+def test_resolution_without_derivatives_is_refused(small, tmp_path):
+    with pytest.raises(UsageError, match="-d"):
+        collect_inputs(_config(small, tmp_path, space=f"{MNI}:res-2"))
+
+
 def test_space_and_filter_that_disagree_are_refused(small, tmp_path):
     deriv = _derivatives(small, tmp_path / "prep", [RES1, RES2])
     config = _config(
