@@ -371,20 +371,16 @@ def _spaces_found(layout, subject: str, task: str) -> list[str]:
 def _bold_query(config, space_ents: dict, filters: dict) -> dict:
     """The entities every BOLD file must have: ``--space`` (with -d) merged with the
     BOLD filters, which must not contradict it."""
-    query = dict(space_ents)
     if config.space is not None:
         for key, value in space_ents.items():
-            if key in filters and [str(v) for v in _listify(filters[key])] != [str(value)]:
+            wanted = filters.get(key, value)
+            if [str(v) for v in (wanted if isinstance(wanted, list) else [wanted])] != [value]:
                 raise UsageError(
-                    f"--space {config.space} and --bids-filter-file ({{'bold': {{{key!r}: "
-                    f"{filters[key]!r}}}}}) ask for different {key} values; give one of them"
+                    f"--space {config.space} and --bids-filter-file "
+                    f"{json.dumps({'bold': {key: wanted}})} ask for different {key} values; "
+                    "give one of them"
                 )
-    query.update(filters)
-    return query
-
-
-def _listify(value) -> list:
-    return list(value) if isinstance(value, list | tuple) else [value]
+    return {**space_ents, **filters}
 
 
 def _variant_text(ents: dict, keys) -> str:
