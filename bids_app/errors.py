@@ -37,8 +37,12 @@ when ``traceback`` is true. Add the new parser to ``PARSERS`` in
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import re
 import sys
+import traceback as _traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,6 +68,24 @@ EXIT_CODES = {
     EXIT_CANNOT_WRITE: "cannot write output",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); completed outputs are kept",
 }
+
+
+#: errno values that mean the device is full or the quota used up: the output cannot be
+#: written (exit 73), whatever the command was writing.
+DISK_FULL = {
+    code: reason
+    for code, reason in (
+        (errno.ENOSPC, "no space left on the device"),
+        (getattr(errno, "EDQUOT", None), "the disk quota is exceeded"),
+    )
+    if code is not None
+}
+#: A full disk as a traceback's last line reports it (a failed step's crash report).
+_DISK_FULL_LINE = re.compile(
+    r"\[Errno (?P<code>"
+    + "|".join(str(c) for c in DISK_FULL)
+    + r")\][^:\n]*(?::\s*'(?P<file>[^']+)')?"
+)
 
 
 class AppError(Exception):
@@ -103,6 +125,87 @@ class CommandParser(argparse.ArgumentParser):
         raise UsageError(f"{message}\n\n{self.format_usage().strip()}")
 
 
+def disk_full(exc: BaseException | None) -> OSError | None:
+    """The error of a full disk (or an exceeded quota) behind ``exc``, if any.
+
+    ``exc`` itself, its cause or its context (an error raised while handling it) is an
+    :class:`OSError` whose ``errno`` is one of :data:`DISK_FULL`.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _file_being_written(exc: OSError) -> str | None:
+    """The file a failed write was writing: the error's own file name, else the
+    ``path`` of the innermost dnnrsa function on the traceback (the writers of
+    :mod:`dnnrsa._io` and :mod:`dnnrsa.bidsnames` name their target so)."""
+    for name in (exc.filename, exc.filename2):
+        if name not in (None, ""):
+            return os.fsdecode(name) if isinstance(name, bytes | os.PathLike) else str(name)
+    found = None
+    for frame, _line in _traceback.walk_tb(exc.__traceback__):
+        if not str(frame.f_globals.get("__name__", "")).startswith("dnnrsa"):
+            continue
+        value = frame.f_locals.get("path")
+        if isinstance(value, str | os.PathLike) and str(value):
+            found = os.fspath(value)
+    return found
+
+
+def disk_full_message(code: int, target: str | None = None, *, what: str = "the outputs") -> str:
+    """dnnrsa's message for a write that failed because the disk is full.
+
+    Parameters
+    ----------
+    code : int
+        The ``errno`` (one of :data:`DISK_FULL`).
+    target : str, optional
+        The file being written; without it, ``what`` is named.
+    what : str
+        What could not be written when the file is not known.
+    """
+    return (
+        f"cannot write {target or what}: {DISK_FULL[code]} ({os.strerror(code)}): free space "
+        "there, or write to a folder on a device with room, and run again; completed outputs "
+        "are kept and a rerun resumes"
+    )
+
+
+def disk_full_in_text(text: str) -> tuple[int, str | None] | None:
+    """``(errno, file or None)`` of a full disk reported in a traceback's text (a failed
+    step's crash report), or None."""
+    match = _DISK_FULL_LINE.search(text)
+    if match is None:
+        return None
+    return int(match.group("code")), match.group("file")
+
+
+def step_disk_full(exc: BaseException, detail: str = "") -> CannotWrite | None:
+    """The error to raise when a workflow failed because the disk is full, else None.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the workflow engine raised (in this process).
+    detail : str
+        The failed steps' summary: each step's name, the last line of its crash
+        report (where a step's own ``OSError`` ends up) and the report's path.
+    """
+    own = disk_full(exc)
+    if own is not None:
+        return CannotWrite(disk_full_message(own.errno, _file_being_written(own)) + detail)
+    found = disk_full_in_text(detail)
+    if found is None:
+        return None
+    code, target = found
+    return CannotWrite(disk_full_message(code, target, what="the outputs of a step") + detail)
+
+
 @dataclass
 class Outcome:
     """What :func:`handle_errors` yields: the exit code, and how to report errors.
@@ -128,7 +231,8 @@ def exit_code_for(exc: BaseException, also: Mapping[type[BaseException], int] | 
     """The exit code of an exception.
 
     An :class:`AppError` carries its own; ``SystemExit`` (``--help``, ``--version``)
-    keeps its status; ``KeyboardInterrupt`` gives :data:`EXIT_INTERRUPTED`; then the
+    keeps its status; ``KeyboardInterrupt`` gives :data:`EXIT_INTERRUPTED`; a full disk
+    or an exceeded quota (:func:`disk_full`) gives :data:`EXIT_CANNOT_WRITE`; then the
     first entry of ``also`` that the exception is an instance of; anything else is
     :data:`EXIT_FAILURE`.
     """
@@ -140,6 +244,8 @@ def exit_code_for(exc: BaseException, also: Mapping[type[BaseException], int] | 
         return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    if disk_full(exc) is not None:
+        return EXIT_CANNOT_WRITE
     for kind, code in (also or {}).items():
         if isinstance(exc, kind):
             return code
@@ -173,8 +279,11 @@ def handle_errors(
         outcome.exit_code = exit_code_for(exc, also)
         if isinstance(exc, SystemExit) and not isinstance(exc.code, str):
             return  # --help, --version: argparse has printed what it had to
+        full = None if isinstance(exc, AppError) else disk_full(exc)
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted; completed outputs are kept, nothing half-written is left"
+        elif full is not None:
+            message = disk_full_message(full.errno, _file_being_written(full))
         else:
             message = str(exc) or exc.__class__.__name__
         unexpected = outcome.exit_code == EXIT_FAILURE and not isinstance(exc, AppError)

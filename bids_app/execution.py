@@ -22,6 +22,7 @@ from .. import __version__
 from .._io import atomic_write, sweep_stale_temporaries
 from ..bidsnames import write_json
 from .config import RunConfig
+from .errors import step_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +288,8 @@ def run_workflow(wf, config: RunConfig) -> None:
     Temporary files that a killed run left in the output folder are removed first.
     Crash reports are written as text under ``<output_dir>/logs``; a failure (the first
     failing step ends the run and its workers) raises :class:`RuntimeError` naming up to
-    three failed steps and their reports.
+    three failed steps and their reports, or :class:`~.errors.CannotWrite` (exit 73) when
+    the disk is full or the quota used up.
     """
     for path in sweep_stale_temporaries(config.output_dir):
         logger.info("removed a temporary file left by an interrupted run: %s", path)
@@ -309,4 +311,7 @@ def run_workflow(wf, config: RunConfig) -> None:
         wf.run(plugin=_plugin(config, plugin_args), plugin_args=plugin_args)
     except Exception as exc:
         detail = _crash_summary(sorted(set(logs.glob("crash-*")) - before))
+        full = step_disk_full(exc, detail)
+        if full is not None:
+            raise full from exc
         raise RuntimeError(f"the workflow failed ({exc.__class__.__name__}){detail}") from exc

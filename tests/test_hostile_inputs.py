@@ -423,7 +423,6 @@ def test_allow_silent_video_lets_the_run_through_and_reaches_the_network(
 
 # ------------------------------------------------------------------ a full disk
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-@pytest.mark.xfail(strict=True, reason="a full disk gives exit 1")
 def test_full_disk_while_writing_an_output_exits_73_naming_the_file(
     small, tmp_path, capsys, monkeypatch
 ):
@@ -450,7 +449,6 @@ def test_full_disk_while_writing_an_output_exits_73_naming_the_file(
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
-@pytest.mark.xfail(strict=True, reason="a full disk gives exit 1")
 def test_disk_full_or_quota_exceeded_exits_73_naming_the_file(code, capsys):
     with handle_errors("dnnrsa") as outcome:
         raise OSError(code, os.strerror(code), "/data/out/sub-01/func/map.nii.gz")
@@ -480,7 +478,6 @@ def _failing_step(filename):
 
 
 @pytest.mark.parametrize("filename", ["/data/out/sub-01/func/map.nii.gz", ""])
-@pytest.mark.xfail(strict=True, reason="a step failing for a full disk gives exit 1")
 def test_step_failing_for_a_full_disk_exits_73(tmp_path, filename):
     from nipype.pipeline import engine as pe
 
