@@ -119,7 +119,7 @@ def config_from_options(opts) -> RunConfig:
             )
         if opts.checkpoint or opts.layers:
             _check_model_and_layers(opts.model, opts.layers)
-        _check_checkpoints(opts.checkpoint)
+        _check_checkpoints(opts.checkpoint, opts.model)
     _check_face_crop(opts.face_crop)
     plugin_args = {}
     if opts.plugin_args:
@@ -232,15 +232,20 @@ def _check_radius(radius_mm: float) -> None:
         )
 
 
-def _check_checkpoints(checkpoints) -> None:
-    """Load every checkpoint up front (safely); a bad one is refused with dnnrsa's message."""
-    from dnnrsa.models import load_checkpoint
+def _check_checkpoints(checkpoints, model: str | None = None) -> None:
+    """Load every checkpoint up front (safely) and check it against its model: a file
+    torch cannot read, pickled objects, an unregistered or other model than ``--model``,
+    tensors missing or of another shape, NaN or infinite weights are refused (64) with
+    dnnrsa's message naming the file and the tensors."""
+    from dnnrsa.models import check_checkpoint
 
     for ckpt in checkpoints:
         try:
-            load_checkpoint(ckpt)
+            check_checkpoint(ckpt, model=model)
         except (ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"--checkpoint {ckpt}: {exc}") from None
+            text = str(exc)
+            where = "--checkpoint" if str(ckpt) in text else f"--checkpoint {ckpt}"
+            raise UsageError(f"{where}: {text}") from None
 
 
 def _check_model_and_layers(model: str, layers) -> None:

@@ -256,37 +256,31 @@ CASES = [
         _checkpoint_of_unknown_model,
         64,
         id="checkpoint-unknown-model",
-        marks=_xfail("the checkpoint model is not checked up front"),
     ),
     pytest.param(
         _checkpoint_with_wrong_shape,
         64,
         id="checkpoint-wrong-shape",
-        marks=_xfail("the state dict is not checked against the model up front"),
     ),
     pytest.param(
         _checkpoint_with_missing_tensor,
         64,
         id="checkpoint-missing-tensor",
-        marks=_xfail("the state dict is not checked against the model up front"),
     ),
     pytest.param(
         _checkpoint_with_non_finite_weights,
         64,
         id="checkpoint-non-finite",
-        marks=_xfail("non-finite weights are not checked"),
     ),
     pytest.param(
         _truncated_checkpoint,
         64,
         id="checkpoint-truncated",
-        marks=_xfail("the message carries torch's advice"),
     ),
     pytest.param(
         _pickled_object_checkpoint,
         64,
         id="checkpoint-pickled-object",
-        marks=_xfail("the message carries torch's advice"),
     ),
     pytest.param(
         _crossnobis_with_one_run,

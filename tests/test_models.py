@@ -148,7 +148,7 @@ def test_checkpoint_roundtrip_and_rejections(tmp_path):
     with pytest.raises(ValueError, match=r"other\.pt is not a dnnrsa checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
     torch.save({"obj": Path("x")}, tmp_path / "pickled.pt")  # arbitrary object: not loaded
-    with pytest.raises(ValueError, match=r"pickled\.pt is not a loadable"):
+    with pytest.raises(ValueError, match=r"pickled\.pt holds a pickled Python object"):
         load_checkpoint(tmp_path / "pickled.pt")
 
 

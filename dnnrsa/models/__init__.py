@@ -51,6 +51,7 @@ __all__ = [
     "ModelSpec",
     "available_models",
     "build_model",
+    "check_checkpoint",
     "get_model",
     "load_checkpoint",
     "load_model",
@@ -285,15 +286,52 @@ def _n_outputs(model) -> int:
     return int(last) if last is not None else 0
 
 
-def _torch_reason(exc: BaseException) -> str:
-    """The informative part of a torch.load error, on one line (without torch's advice)."""
+def _unreadable(path: Path, exc: BaseException) -> str:
+    """What is wrong with a file ``torch.load`` refused, and what to do, in dnnrsa's words.
+
+    torch's own text is never passed on: it advises loading the file with
+    ``weights_only=False``, which would run whatever code a pickle holds.
+    """
     import re
 
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\s*Please use|\n\n|$)", text, re.S)
-    reason = match.group(1) if match else text.strip().split("\n")[0]
-    reason = " ".join(reason.split())
-    return reason if len(reason) <= 200 else reason[:197] + "..."
+    blocked = re.search(r"GLOBAL\s+([\w.]+)", text)
+    if blocked:
+        return (
+            f"{path} holds a pickled Python object ({blocked.group(1)}), which dnnrsa never "
+            "loads: a dnnrsa checkpoint holds only tensors and plain metadata; use a checkpoint "
+            "written by dnnrsa-train (or dnnrsa.models.save_checkpoint)"
+        )
+    truncated = ("central directory", "unexpected EOF", "failed reading", "truncated")
+    if isinstance(exc, EOFError) or any(word in text for word in truncated):
+        size = path.stat().st_size
+        return (
+            f"{path} is truncated or corrupt ({size} bytes; it ends before the checkpoint "
+            "does): copy it again from where it was written, or write it again with "
+            "dnnrsa-train"
+        )
+    return (
+        f"{path} is not a dnnrsa checkpoint (torch cannot read it as one: "
+        f"{type(exc).__name__}); use a checkpoint written by dnnrsa-train"
+    )
+
+
+def _non_finite(state: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or infinity."""
+    import torch
+
+    return [
+        name
+        for name, tensor in state.items()
+        if torch.is_tensor(tensor)
+        and (tensor.is_floating_point() or tensor.is_complex())
+        and not bool(torch.isfinite(tensor).all())
+    ]
+
+
+def _listed(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -308,10 +346,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     Raises
     ------
     ValueError
-        When the file is not a dnnrsa checkpoint of a supported format version.
+        When the file is truncated, holds pickled objects, is not a dnnrsa checkpoint of
+        a supported format version, or has NaN or infinite weights; the message names
+        the file (and the tensors) and says what to do.
     """
-    import pickle
-
     import torch
 
     path = Path(path)
@@ -319,12 +357,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise ValueError(
-            f"{path} is not a loadable dnnrsa checkpoint ({_torch_reason(exc)}); dnnrsa reads "
-            "only tensors and plain metadata (never arbitrary pickled objects): use a "
-            "checkpoint written by dnnrsa-train"
-        ) from exc
+    except OSError:
+        raise
+    except Exception as exc:  # torch raises many types for a file it cannot read
+        raise ValueError(_unreadable(path, exc)) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a dnnrsa checkpoint (format {CHECKPOINT_FORMAT!r})")
     version = payload.get("format_version")
@@ -333,9 +369,87 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"checkpoint {path} has format_version {version!r}; this dnnrsa reads version "
             f"{CHECKPOINT_VERSION}"
         )
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(torch.is_tensor(t) for t in state.values()):
+        raise ValueError(f"checkpoint {path} has no state_dict of named tensors")
+    bad = _non_finite(state)
+    if bad:
+        raise ValueError(
+            f"checkpoint {path} has NaN or infinite weights in {len(bad)} tensor(s): "
+            f"{_listed(bad)}; such a network gives no usable activations (training diverged): "
+            "use a checkpoint saved before that, or train again (e.g. with a lower "
+            "--learning-rate)"
+        )
     out = dict(payload)
     out["recipe"] = InputRecipe.from_dict(payload["recipe"])
     return out
+
+
+def _state_mismatch(model, state: Mapping[str, Any]) -> str:
+    """What keeps ``state`` from loading into ``model`` (empty when it fits): tensors the
+    model has and the checkpoint lacks, tensors it does not know, shapes that differ."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unknown = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} where the model has {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    parts = []
+    if shapes:
+        parts.append(f"{len(shapes)} tensor(s) of another shape: {_listed(shapes, 3)}")
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing: {_listed(missing)}")
+    if unknown:
+        parts.append(f"{len(unknown)} tensor(s) the model does not have: {_listed(unknown)}")
+    return "; ".join(parts)
+
+
+def check_checkpoint(path: str | os.PathLike, model: str | None = None) -> dict:
+    """Read a checkpoint and check that it builds its model: the model is registered,
+    and every tensor of the state dict is there with the model's shape.
+
+    Parameters
+    ----------
+    path : path-like
+    model : str, optional
+        The model the checkpoint must hold (e.g. the ``--model`` of a run).
+
+    Returns
+    -------
+    dict
+        What :func:`load_checkpoint` returns.
+
+    Raises
+    ------
+    ValueError
+        As :func:`load_checkpoint`, and when the checkpoint's model is not registered,
+        is not ``model``, or its state dict does not fit the model (naming the tensors).
+    """
+    path = Path(path)
+    info = load_checkpoint(path)
+    name = info.get("model")
+    if name not in available_models():
+        raise ValueError(
+            f"checkpoint {path} holds model {name!r}, which is not registered (models: "
+            f"{available_models()}): install the package that registers it, or use a "
+            "checkpoint of one of these models"
+        )
+    if model is not None and name != model:
+        raise ValueError(
+            f"checkpoint {path} holds model {name!r}, not {model!r}: pass --model {name}, "
+            f"or a checkpoint of {model!r}"
+        )
+    spec = get_model(name)
+    mismatch = _state_mismatch(spec.build(info["n_outputs"]), info["state_dict"])
+    if mismatch:
+        raise ValueError(
+            f"checkpoint {path} does not fit model {name!r} with {info['n_outputs']} outputs: "
+            f"{mismatch}; use the checkpoint as dnnrsa-train wrote it, with the dnnrsa "
+            "version (and model package) that trained it"
+        )
+    return info
 
 
 def load_model(
@@ -379,12 +493,10 @@ def load_model(
             f"checkpoint {checkpoint} holds model {info['model']!r}, not {spec.name!r}"
         )
     model = spec.build(info["n_outputs"])
-    try:
-        model.load_state_dict(info["state_dict"])
-    except RuntimeError as exc:
-        raise ValueError(
-            f"checkpoint {checkpoint} does not fit model {spec.name!r}: {exc}"
-        ) from exc
+    mismatch = _state_mismatch(model, info["state_dict"])
+    if mismatch:
+        raise ValueError(f"checkpoint {checkpoint} does not fit model {spec.name!r}: {mismatch}")
+    model.load_state_dict(info["state_dict"])
     info.pop("state_dict")
     return model.eval(), spec, info
 
