@@ -87,23 +87,35 @@ class RunConfig:
 
         return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
-    def to_toml(self) -> str:
-        """The configuration as TOML (written next to the outputs for provenance)."""
+    def to_toml(self, extra: dict | None = None, tables: dict | None = None) -> str:
+        """The configuration as TOML (written next to the outputs for provenance).
+
+        ``extra`` adds top-level keys, ``tables`` named tables (name -> dict), each
+        after a comment line when the dict holds a ``"#"`` entry.
+        """
         lines = ["# dnnrsa run configuration", f'dnnrsa_version = "{__version__}"', ""]
-        tables: list[str] = []
-        for key, value in self.as_dict().items():
+        tables_out: list[str] = []
+        for key, value in {**self.as_dict(), **(extra or {})}.items():
             if value is None:
                 continue
             if isinstance(value, dict):
                 if value:
-                    tables.append(f"[{key}]")
-                    tables.extend(
+                    tables_out.append(f"[{key}]")
+                    tables_out.extend(
                         f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()
                     )
-                    tables.append("")
+                    tables_out.append("")
                 continue
             lines.append(f"{key} = {_toml_value(value)}")
-        return "\n".join(lines + [""] + tables).rstrip() + "\n"
+        for name, table in (tables or {}).items():
+            table = dict(table)
+            comment = table.pop("#", None)
+            if comment:
+                tables_out.append(f"# {comment}")
+            tables_out.append(f"[{name}]")
+            tables_out.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None)
+            tables_out.append("")
+        return "\n".join(lines + [""] + tables_out).rstrip() + "\n"
 
 
 def _toml_value(value) -> str:

@@ -43,11 +43,13 @@ BIDSIGNORE = [
     "logs/**",
     "*_auc.tsv",
     "dnnrsa_config.toml",
+    "dnnrsa_group_config.toml",
+    ".dnnrsa.lock",
 ]
 
 
 def write_dataset_description(config: RunConfig) -> None:
-    """``dataset_description.json``, ``.bidsignore`` and the run configuration of the derivatives."""
+    """``dataset_description.json`` and ``.bidsignore`` of the derivatives."""
     write_json(
         config.output_dir / "dataset_description.json",
         {
@@ -66,8 +68,6 @@ def write_dataset_description(config: RunConfig) -> None:
     )
     with atomic_write(config.output_dir / ".bidsignore") as fh:
         fh.write("\n".join(BIDSIGNORE) + "\n")
-    with atomic_write(config.output_dir / "dnnrsa_config.toml") as fh:
-        fh.write(config.to_toml())
 
 
 def worker_logging(config: RunConfig) -> None:
@@ -81,12 +81,13 @@ def worker_logging(config: RunConfig) -> None:
     folder = config.work_dir / "nipype_config"
     folder.mkdir(parents=True, exist_ok=True)
     level = "INFO" if config.verbosity > 0 else "WARNING"
-    (folder / "nipype.cfg").write_text(
-        "[logging]\n"
-        f"workflow_level = {level}\n"
-        f"interface_level = {'INFO' if config.verbosity > 1 else 'WARNING'}\n"
-        "[execution]\ncheck_version = false\n"
-    )
+    with atomic_write(folder / "nipype.cfg") as fh:  # concurrent runs write it too
+        fh.write(
+            "[logging]\n"
+            f"workflow_level = {level}\n"
+            f"interface_level = {'INFO' if config.verbosity > 1 else 'WARNING'}\n"
+            "[execution]\ncheck_version = false\n"
+        )
     os.environ["NIPYPE_CONFIG_DIR"] = str(folder)
     os.environ["DNNRSA_NIPYPE_CONFIG"] = "1"
 

@@ -19,6 +19,7 @@ from dnnrsa.bidsnames import (
 from .config import RunConfig
 from .errors import NothingSelected
 from .execution import run_workflow
+from .outputs import check_map_groups, group_config, write_group_config
 from .workflows import init_findings_wf, init_group_wf
 
 logger = logging.getLogger("dnnrsa.group")
@@ -392,8 +393,16 @@ def find_study_sets(config: RunConfig, groups: list[MapGroup]) -> list[StudySet]
 
 
 def run_group(config: RunConfig) -> None:
-    """Find participant maps, run the group workflow, build the group report."""
-    groups = [g for g in find_subject_maps(config) if _has_common_voxels(g)]
+    """Check and find the participant maps, run the group workflow, build the report.
+
+    The analysis options come from the folder's record (:func:`.outputs.group_config`);
+    maps whose sidecars disagree are refused before anything is computed, and the
+    group run's configuration is written as ``dnnrsa_group_config.toml``.
+    """
+    config = group_config(config)
+    found = find_subject_maps(config)
+    check_map_groups(found)
+    groups = [g for g in found if _has_common_voxels(g)]
     if not groups:
         raise NothingSelected(
             "no participant-level map has a voxel that is finite in every subject"
@@ -417,6 +426,7 @@ def run_group(config: RunConfig) -> None:
             config.roi_bootstrap,
             config.roi_n_boot,
         )
+    write_group_config(config, groups)
     wf = init_group_wf(config, groups, roi_sets=roi_sets)
     run_workflow(wf, config)
     study_sets = find_study_sets(config, groups)

@@ -12,6 +12,13 @@ from .collect import collect_inputs, resolve_stim_file, run_validator, stimulus_
 from .config import RunConfig
 from .errors import InputMissing, UsageError
 from .execution import run_workflow, write_dataset_description
+from .outputs import (
+    claim_output_folder,
+    folder_lock,
+    hold_work_dir,
+    run_work_dir,
+    write_participant_config,
+)
 from .preflight import preflight
 from .workflows import init_dnnrsa_participant_wf
 
@@ -174,25 +181,33 @@ def resolve_rois(config: RunConfig) -> dict[str, Path]:
 
 
 def run_participant(config: RunConfig) -> None:
-    """Validate, collect inputs, build and run the participant workflow."""
+    """Validate, collect inputs, check them and the output folder, run the workflow.
+
+    Nothing is written to the output folder before every check has passed; the
+    folder's data-set-level files are written under its lock (:mod:`.outputs`).
+    """
     if not config.skip_bids_validation:
         logger.info("validating %s with the BIDS validator", config.bids_dir)
         run_validator(config.bids_dir)
-    subjects = collect_inputs(config)
-    rois = resolve_rois(config)
-    preflight(config, subjects, rois)
-    logger.info(
-        "participants: %s; %d conditions; models: %d checkpoint(s), %d model RDM(s)",
-        ", ".join(f"sub-{s}" for s in subjects),
-        len(next(iter(subjects.values())).conditions),
-        len(config.checkpoints),
-        len(config.model_rdms),
-    )
-    dnn_kwargs = prepare_stimuli(config, subjects)
-    config = dataclasses.replace(config, face_crops=dnn_kwargs.pop("face_crops"))
-    write_dataset_description(config)  # the run configuration records the crops used
-    wf = init_dnnrsa_participant_wf(config, subjects, dnn_kwargs, rois=rois)
-    run_workflow(wf, config)
+    with hold_work_dir(run_work_dir(config)):
+        subjects = collect_inputs(config)
+        rois = resolve_rois(config)
+        preflight(config, subjects, rois)
+        logger.info(
+            "participants: %s; %d conditions; models: %d checkpoint(s), %d model RDM(s)",
+            ", ".join(f"sub-{s}" for s in subjects),
+            len(next(iter(subjects.values())).conditions),
+            len(config.checkpoints),
+            len(config.model_rdms),
+        )
+        with folder_lock(config.output_dir):
+            record = claim_output_folder(config, subjects)
+            dnn_kwargs = prepare_stimuli(config, subjects)
+            config = dataclasses.replace(config, face_crops=dnn_kwargs.pop("face_crops"))
+            write_dataset_description(config)
+            write_participant_config(config, subjects, record)
+        wf = init_dnnrsa_participant_wf(config, subjects, dnn_kwargs, rois=rois)
+        run_workflow(wf, config)
     log_brain_masks(config, subjects)
     if config.reports:
         from dnnrsa.reports import build_subject_report  # matplotlib: loaded only when needed

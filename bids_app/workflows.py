@@ -33,6 +33,7 @@ from ..interfaces.searchlight import SearchlightRSA
 from ..interfaces.stats import GROUP_MAP_OUTPUTS, GroupModelTest, LayerWinner
 from .collect import SubjectInputs
 from .errors import DatasetInvalid, UsageError
+from .outputs import run_work_dir
 from .parser import CONFOUND_STRATEGIES
 
 if TYPE_CHECKING:
@@ -573,7 +574,7 @@ def init_dnnrsa_participant_wf(
 ):
     """The participant level: dataset-level models plus one sub-workflow per participant
     (``rois``: ROI name -> mask file, whose RDMs each participant writes)."""
-    wf = pe.Workflow(name="dnnrsa_participant_wf", base_dir=str(config.work_dir))
+    wf = pe.Workflow(name="dnnrsa_participant_wf", base_dir=str(run_work_dir(config)))
     dnn = init_dnn_wf(config, **dnn_kwargs)
     for subject, inputs in subjects.items():
         sub_wf = init_participant_wf(config, inputs, name=f"sub_{subject}_wf", rois=rois)

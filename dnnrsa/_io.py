@@ -12,6 +12,7 @@ ones no live writer holds (left by a killed run).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -186,3 +187,12 @@ __all__ = [
     "is_temporary",
     "sweep_stale_temporaries",
 ]
+
+
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 of a file's contents."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk_bytes), b""):
+            h.update(block)
+    return h.hexdigest()

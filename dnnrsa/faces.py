@@ -340,8 +340,7 @@ def _detect_cached(path: Path, model_frames, cache_dir: Path | None) -> FaceCrop
     """Detection on one file, read from (or saved to) ``cache_dir`` when given."""
     if cache_dir is None:
         return _detect_file(path, model_frames)
-    from ._io import atomic_write
-    from .features import file_sha256
+    from ._io import atomic_write, file_sha256
 
     cached = cache_dir / f"{file_sha256(path)}-{_detector_key(model_frames)}.json"
     if cached.is_file():

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import file_sha256
 from .stimuli import InputRecipe
 
 logger = logging.getLogger(__name__)
@@ -98,15 +99,6 @@ def torch_threads(n_threads: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 of a file's contents."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk_bytes), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _ordered_inputs(inputs, modalities: Sequence[str] | None) -> list[np.ndarray]:

@@ -170,7 +170,7 @@ def test_nprocs_reaches_the_glm_and_the_searchlight(small, participant_run, tmp_
     # the run of the fixture (--nprocs 2) executed its nodes with that value
     _rc, _out, work, _ = participant_run
     for name in ("estimate_patterns", "searchlight"):
-        node = loadpkl(work / "dnnrsa_participant_wf" / "sub_01_wf" / name / "_node.pklz")
+        node = loadpkl(work / "participant_all" / "dnnrsa_participant_wf" / "sub_01_wf" / name / "_node.pklz")
         assert node.inputs.n_jobs == 2 and node.n_procs == 2, name
 
 
@@ -214,8 +214,8 @@ def test_nprocs_reaches_the_feature_extraction(small, tmp_path):
 def test_rerun_recomputes_nothing(small, participant_run):
     rc, out, work, argv = participant_run
     node_dirs = [
-        work / "dnnrsa_participant_wf" / "sub_01_wf" / "estimate_patterns",
-        work / "dnnrsa_participant_wf" / "sub_01_wf" / "searchlight",
+        work / "participant_all" / "dnnrsa_participant_wf" / "sub_01_wf" / "estimate_patterns",
+        work / "participant_all" / "dnnrsa_participant_wf" / "sub_01_wf" / "searchlight",
     ]
     stamps = {p: (p / f"result_{p.name}.pklz").stat().st_mtime_ns for p in node_dirs}
     assert main(argv) == 0
@@ -645,7 +645,7 @@ def test_several_checkpoints_write_the_cross_regime_similarity(tmp_path):
     from nipype.utils.filemanip import loadpkl
 
     for regime in ("emotion", "identity"):
-        wf_dir = tmp_path / "work" / "dnnrsa_participant_wf" / "dnn_wf"
+        wf_dir = tmp_path / "work" / "participant_all" / "dnnrsa_participant_wf" / "dnn_wf"
         node = loadpkl(wf_dir / f"extract_{regime}" / "_node.pklz")
         assert node.inputs.n_jobs == 2 and node.n_procs == 2, regime
 

@@ -58,7 +58,7 @@ def _participant(small, root, tmp_path, *extra, model=None):
 
 def _nothing_computed(tmp_path) -> bool:
     """The workflow was never started (the refusal came from the up-front checks)."""
-    return not (tmp_path / "w" / "dnnrsa_participant_wf").exists()
+    return not (tmp_path / "w" / "participant_all" / "dnnrsa_participant_wf").exists()
 
 
 @pytest.fixture

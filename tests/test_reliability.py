@@ -136,8 +136,14 @@ def _tree(root: Path) -> dict[str, bytes]:
     }
 
 
+#: Hidden files a run keeps in its output folder on purpose.
+KEPT_HIDDEN = (".bidsignore", ".dnnrsa.lock")
+
+
 def _temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob(".*") if p.is_file() and p.name != ".bidsignore"]
+    """Hidden files left behind: temporaries (the folder's lock file and .bidsignore are
+    the only hidden files a run keeps)."""
+    return [p for p in root.rglob(".*") if p.is_file() and p.name not in KEPT_HIDDEN]
 
 
 def test_kill9_leaves_no_process_and_rerun_matches_a_clean_run(small, tmp_path):

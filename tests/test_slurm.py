@@ -211,7 +211,7 @@ def test_participant_level_through_nipype_slurm_plugin(cluster, small, multiproc
         assert step in names, f"no SLURM job ran {step}: {names}"
     assert sum("searchlight" in j["Name"] for j in new) == 2  # one per subject
     assert all(j["JobState"] == "COMPLETED" for j in new), new
-    assert list((work / "dnnrsa_participant_wf").rglob("batch/*.sh")) or list(
+    assert list((work / "participant_all" / "dnnrsa_participant_wf").rglob("batch/*.sh")) or list(
         work.rglob("batchscript_*.sh")
     )
     _report("nipype SLURM plugin, participant level of 2 subjects", new, slurm_dir, capsys)
