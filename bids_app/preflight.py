@@ -123,6 +123,71 @@ def _check_events_numeric(events, condition_column: str) -> None:
             )
 
 
+def _check_onsets_in_scan(run, condition_column: str) -> None:
+    """No event with a condition starts at or after the end of its run's scan.
+
+    Such an event's regressor is zero at every volume, so its condition would get a
+    pattern of zeros. An event that starts inside the scan and ends after it is fine
+    (the part inside is modelled).
+    """
+    import nibabel as nib
+    import pandas as pd
+
+    table = pd.read_csv(run.events, sep="\t", dtype=str, keep_default_na=False)
+    if condition_column not in table.columns or "onset" not in table.columns:
+        return  # reported by collect
+    used = table[~table[condition_column].str.strip().isin(("", "n/a"))]
+    onsets = pd.to_numeric(used["onset"].str.strip(), errors="coerce")
+    n_volumes = int(nib.load(str(run.bold)).shape[3])
+    end = n_volumes * run.t_r
+    late = onsets[onsets >= end]
+    if late.empty:
+        return
+    rows = [
+        f"row {int(i) + 2} ({used.loc[i, condition_column]!r}, onset {onsets[i]:g} s)"
+        for i in late.index[:5]
+    ]
+    more = f" and {len(late) - 5} more" if len(late) > 5 else ""
+    conditions = sorted(set(used.loc[late.index, condition_column]))
+    raise DatasetInvalid(
+        f"{run.events}: {len(late)} event(s) start at or after the end of the scan of "
+        f"{run.bold.name} ({n_volumes} volumes x {run.t_r:g} s = {end:g} s): "
+        f"{'; '.join(rows)}{more}; their regressors would be zero at every volume, giving "
+        f"condition(s) {conditions[:10]} patterns of zeros: correct the onsets (seconds from "
+        "the start of the first volume) or pair the events file with its own run"
+    )
+
+
+def _check_repetition_times(subjects) -> None:
+    """The runs of a participant share one repetition time (one GLM models them all)."""
+    for s, inputs in subjects.items():
+        first = inputs.runs[0]
+        for run in inputs.runs[1:]:
+            if run.t_r != first.t_r:
+                raise DatasetInvalid(
+                    f"sub-{s}: the runs have different repetition times: {first.bold.name} "
+                    f"{first.t_r:g} s, {run.bold.name} {run.t_r:g} s; the patterns of a "
+                    "participant are estimated with one repetition time: select the runs of "
+                    "one TR (--bids-filter-file) or correct the RepetitionTime that is wrong"
+                )
+
+
+def _check_runs_for_metric(config: RunConfig, subjects) -> None:
+    """Crossnobis distances are cross-validated over runs: every participant needs two."""
+    if config.metric != "crossnobis":
+        return
+    for s, inputs in subjects.items():
+        n_runs = len(inputs.runs)
+        if n_runs < 2:
+            names = ", ".join(r.bold.name for r in inputs.runs)
+            raise UsageError(
+                f"--metric crossnobis needs at least 2 runs per participant (its distances "
+                f"are cross-validated over runs); sub-{s} has {n_runs} run ({names}): use "
+                f"--metric correlation or euclidean, or leave sub-{s} out with "
+                "--participant-label"
+            )
+
+
 def _check_output_folders(config: RunConfig, subjects) -> None:
     """Every folder the run writes in can be created and written to (exit 73 otherwise)."""
     import os
@@ -193,14 +258,19 @@ def preflight(config: RunConfig, subjects, rois: dict[str, Path] | None = None) 
     """Check every selected input before any computation, so a mistake costs seconds.
 
     Every BOLD file and mask is read to its end (16 naming a truncated file), every
-    events file has numeric onsets and durations (16), every model RDM is usable (64),
-    every output folder can be written (73), and the searchlight's spheres fit the
-    grid and the memory budget (64).
+    events file has numeric onsets and durations, none after the end of its scan (16),
+    the runs of a participant share one repetition time (16), ``--metric crossnobis``
+    has two runs per participant (64), every model RDM is usable (64), every output
+    folder can be written (73), and the searchlight's spheres fit the grid and the
+    memory budget (64).
     """
+    _check_repetition_times(subjects)
+    _check_runs_for_metric(config, subjects)
     for inputs in subjects.values():
         for run in inputs.runs:
             _nifti_complete(run.bold)
             _check_events_numeric(run.events, config.condition_column)
+            _check_onsets_in_scan(run, config.condition_column)
             if run.mask is not None:
                 _nifti_complete(run.mask)
     _check_model_rdms(config, subjects)
@@ -208,5 +278,3 @@ def preflight(config: RunConfig, subjects, rois: dict[str, Path] | None = None) 
     _check_sphere_size(config, subjects)
     if rois:
         _check_rois(rois, subjects)
-
-

@@ -238,13 +238,11 @@ CASES = [
         _onset_at_end_of_scan,
         16,
         id="onset-at-end-of-scan",
-        marks=_xfail("onsets at the end of the scan give all-zero regressors, not refused"),
     ),
     pytest.param(
         _onset_after_end_of_scan,
         16,
         id="onsets-after-end-of-scan",
-        marks=_xfail("onsets after the end of the scan give all-zero regressors, not refused"),
     ),
     pytest.param(
         _video_without_audio,
@@ -286,13 +284,11 @@ CASES = [
         _crossnobis_with_one_run,
         64,
         id="crossnobis-one-run",
-        marks=_xfail("crossnobis with one run fails after the GLM"),
     ),
     pytest.param(
         _repetition_times_differ,
         16,
         id="repetition-times-differ",
-        marks=_xfail("different TRs are found after outputs are written, without file names"),
     ),
     pytest.param(
         _sidecar_contradicts_header,
