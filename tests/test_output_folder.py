@@ -139,6 +139,16 @@ def test_same_options_add_a_subject_and_the_group_combines_them(small, first_sub
     assert group["participants"] == ["01", "02"]
     assert group["comparator"] == "spearman"  # the maps' comparator, not the command line's
     assert _config(out)["analysis_level"] == "participant"
+    # the group report shows both configurations
+    from dnnrsa.reports.discovery import open_context
+    from dnnrsa.reports.render import FigureStore
+    from dnnrsa.reports.sections import config_section
+
+    (space,) = {p.name.split("_space-")[1].split("_")[0] for p in out.glob("sub-*/func/*.nii.gz")}
+    ctx = open_context(out, "cat", space, None, None, FigureStore(out, True))
+    html = config_section(ctx, group=True)
+    assert "dnnrsa_group_config.toml" in html and "[analysis]" in html
+    assert "analysis_level = &quot;group&quot;" in html or 'analysis_level = "group"' in html
 
 
 def test_group_refuses_maps_made_with_different_options(small, first_subject, tmp_path, capsys):

@@ -205,7 +205,7 @@ def build_group_report(
         *roi_sections(ctx),
         *((sid, h, lambda f=f: f(ctx)) for sid, h, f in _MODEL_SECTIONS),
         *_face_crop_sections(ctx),
-        ("config", "Run configuration", lambda: config_section(ctx)),
+        ("config", "Run configuration", lambda: config_section(ctx, group=True)),
     ]
     path = render_page(
         ctx,

@@ -498,13 +498,20 @@ def face_crops_section(ctx: Context) -> str:
     )
 
 
-def config_section(ctx: Context) -> str:
-    """The run configuration file, verbatim."""
-    path = ctx.output_dir / "dnnrsa_config.toml"
-    if not path.is_file():
-        return missing("dnnrsa_config.toml", "run configuration")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    return f"<p>{code(path.name)}:</p><pre>{escape(text)}</pre>"
+def config_section(ctx: Context, *, group: bool = False) -> str:
+    """The configuration files, verbatim: the participant level's (its ``[analysis]``
+    table holds the options every participant was run with) and, with ``group``, the
+    group run's."""
+    names = ["dnnrsa_config.toml"] + (["dnnrsa_group_config.toml"] if group else [])
+    parts = []
+    for name in names:
+        path = ctx.output_dir / name
+        if not path.is_file():
+            parts.append(missing(name, "run configuration"))
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        parts.append(f"<p>{code(path.name)}:</p><pre>{escape(text)}</pre>")
+    return "".join(parts)
 
 
 def overview_section(ctx: Context, facts: Sequence[tuple[str, str]]) -> str:
