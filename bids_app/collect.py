@@ -132,8 +132,35 @@ def run_validator(bids_dir: Path) -> None:
         raise DatasetInvalid(f"the BIDS validator found errors in {bids_dir}:\n{tail}")
 
 
-def _t_r(layout, bold: Path, entities: dict | None = None) -> float:
+#: Seconds per unit of a NIfTI header's time unit (pixdim[4] in these units is a TR).
+_TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+
+
+def _header_t_r(bold: Path) -> tuple[float | None, str]:
+    """The NIfTI header's pixdim[4] (None when not positive) and its time unit."""
     import nibabel as nib
+
+    header = nib.load(str(bold)).header
+    zooms = header.get_zooms()
+    unit = header.get_xyzt_units()[1]
+    value = float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else None
+    return value, unit
+
+
+def _t_r(layout, bold: Path, entities: dict | None = None) -> float:
+    """The repetition time of a BOLD run, in seconds.
+
+    It is the sidecar's ``RepetitionTime`` (for preprocessed BOLD without one, the raw
+    run's); without one, the header's pixdim[4]. When the header's time unit gives
+    pixdim[4] a meaning (sec, msec, usec), the two must agree (within 0.1%).
+
+    Raises
+    ------
+    DatasetInvalid
+        When there is no repetition time, it is not a positive number, or the sidecar
+        contradicts the header.
+    """
+    import math
 
     meta = layout.get_metadata(str(bold)) or {}
     t_r = meta.get("RepetitionTime")
@@ -142,22 +169,42 @@ def _t_r(layout, bold: Path, entities: dict | None = None) -> float:
         raw = layout.get(scope="raw", suffix="bold", extension=[".nii", ".nii.gz"], **entities)
         if raw:
             t_r = (layout.get_metadata(raw[0].path) or {}).get("RepetitionTime")
+    header_t_r, unit = _header_t_r(bold)
     if t_r is None:
-        zooms = nib.load(str(bold)).header.get_zooms()
-        unit = nib.load(str(bold)).header.get_xyzt_units()[1]
-        if len(zooms) > 3 and zooms[3] > 0 and unit in ("sec", "unknown"):
-            t_r = float(zooms[3])
+        if header_t_r is not None and unit in (*_TIME_UNITS, "unknown"):
+            t_r = header_t_r * _TIME_UNITS.get(unit, 1.0)
             logger.warning(
                 "%s: RepetitionTime missing from the sidecar; using the header (%s s)",
                 bold.name,
                 t_r,
             )
-    if t_r is None or not float(t_r) > 0:
+        else:
+            raise DatasetInvalid(
+                f"{bold}: the repetition time is missing (no RepetitionTime in the JSON "
+                "sidecar and none in the NIfTI header)"
+            )
+    try:
+        t_r = float(t_r)
+    except (TypeError, ValueError):
+        t_r = float("nan")
+    if not (math.isfinite(t_r) and t_r > 0):
         raise DatasetInvalid(
-            f"{bold}: the repetition time is missing (no RepetitionTime in the JSON sidecar "
-            "and none in the NIfTI header)"
+            f"{bold}: RepetitionTime must be a positive number of seconds; got "
+            f"{meta.get('RepetitionTime', t_r)!r}"
         )
-    return float(t_r)
+    if header_t_r is not None and unit in _TIME_UNITS:
+        seconds = header_t_r * _TIME_UNITS[unit]
+        if not math.isclose(seconds, t_r, rel_tol=1e-3):
+            in_header = (
+                f"{seconds:g} s" if unit == "sec" else f"{header_t_r:g} {unit} = {seconds:g} s"
+            )
+            raise DatasetInvalid(
+                f"{bold}: the sidecar's RepetitionTime {t_r:g} s contradicts the NIfTI "
+                f"header's pixdim[4] ({in_header}): one of them is wrong; correct the "
+                "RepetitionTime of the JSON sidecar, or the header's pixdim[4] and time "
+                "unit, so that both give the time between volumes"
+            )
+    return t_r
 
 
 def _check_bold(bold: Path) -> None:

@@ -294,7 +294,6 @@ CASES = [
         _sidecar_contradicts_header,
         16,
         id="sidecar-contradicts-header",
-        marks=_xfail("a sidecar TR contradicting the header is not checked"),
     ),
 ]
 
