@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -673,17 +674,52 @@ def _load_confounds(confounds, n_runs, n_scans):
 
 
 def _design(frame_times, events, confound, glm_kwargs):
+    """nilearn's design matrix. Its warning about events of duration 0 is left out: it
+    names the internal regressor names; :func:`_warn_zero_durations` names the
+    conditions instead."""
     from nilearn.glm.first_level import make_first_level_design_matrix  # noqa: PLC0415
 
     add_regs, add_reg_names = (None, None) if confound is None else confound
-    return make_first_level_design_matrix(
-        frame_times,
-        events,
-        hrf_model=glm_kwargs["hrf_model"],
-        drift_model=glm_kwargs["drift_model"],
-        high_pass=glm_kwargs["high_pass"],
-        add_regs=add_regs,
-        add_reg_names=add_reg_names,
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_NILEARN_NULL_DURATION)
+        return make_first_level_design_matrix(
+            frame_times,
+            events,
+            hrf_model=glm_kwargs["hrf_model"],
+            drift_model=glm_kwargs["drift_model"],
+            high_pass=glm_kwargs["high_pass"],
+            add_regs=add_regs,
+            add_reg_names=add_reg_names,
+        )
+
+
+#: The start of nilearn's warning about events of duration 0.
+_NILEARN_NULL_DURATION = "The following conditions contain events with null duration"
+
+
+def _warn_zero_durations(tables, names) -> None:
+    """One warning naming the conditions (as the user named them) with events of duration
+    0, and the runs where they occur: each such event is modelled as an instant."""
+    conditions: set[str] = set()
+    runs = []
+    for table, name in zip(tables, names, strict=True):
+        zero = set(table.loc[table["duration"] == 0, "condition"])
+        if zero:
+            conditions |= zero
+            runs.append(os.path.basename(name))
+    if not conditions:
+        return
+    listed = sorted(conditions)
+    shown = ", ".join(repr(c) for c in listed[:10])
+    more = f" and {len(listed) - 10} more" if len(listed) > 10 else ""
+    logger.warning(
+        "events of duration 0 in %s, of %d condition(s): %s%s; each is modelled as an instant "
+        "(an impulse convolved with the HRF): give the events' durations in seconds if the "
+        "stimuli lasted longer",
+        ", ".join(runs),
+        len(listed),
+        shown,
+        more,
     )
 
 
@@ -821,6 +857,7 @@ def estimate_patterns(
     confs = _load_confounds(confounds, n_runs, n_scans)
 
     names = [_run_name(run, i) for i, run in enumerate(_as_list(run_imgs, "run_imgs"))]
+    _warn_zero_durations(tables, names)
     mask_info = brain_mask(imgs, mask_img, names=names)
     if smoothing_fwhm and any(mask_info.nonfinite_per_run):
         logger.warning(

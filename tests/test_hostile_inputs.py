@@ -512,7 +512,6 @@ def logged():
 
 
 @pytest.mark.parametrize("method", ["lsa", "lss"])
-@pytest.mark.xfail(strict=True, reason="nilearn warns with internal condition names")
 def test_events_of_duration_zero_are_named_by_their_conditions(logged, method):
     from dnnrsa.glm import estimate_patterns
 
