@@ -75,6 +75,10 @@ BLOB_MM = {
 }
 # The layer of each part with the strongest planted effect.
 BEST = {"visual": "visualpool4", "auditory": "auditorypool2", "crossmodal": "crossmodaldense"}
+GROUP_CONFIG_TOML = """# dnnrsa group run configuration
+analysis_level = "group"
+n_permutations = 64
+"""
 CONFIG_TOML = """# dnnrsa run configuration
 [analysis]
 metric = "correlation"
@@ -427,6 +431,7 @@ def build_derivatives(root: Path, seed: int = 20261126) -> Path:
         },
     )
     (root / "dnnrsa_config.toml").write_text(CONFIG_TOML)
+    (root / "dnnrsa_group_config.toml").write_text(GROUP_CONFIG_TOML)
     stimuli = _stimuli(rng)
     stimuli.to_csv(root / f"task-{TASK}_stimuli.tsv", sep="\t", index=False)
     _write_model(root, "emotion", stimuli, rng)
@@ -679,6 +684,8 @@ def test_configuration_and_cluster_tables_shown(reports):
     root, subject, group = reports
     for path in (subject, group):
         assert CONFIG_TOML in _parse(path).pre
+    assert GROUP_CONFIG_TOML in _parse(group).pre
+    assert "dnnrsa_group_config.toml" not in subject.read_text()
     text = group.read_text()
     table = pd.read_csv(
         root / f"task-{TASK}_space-{SPACE}_model-emotion_layer-crossmodaldense_clusters.tsv",
