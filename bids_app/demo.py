@@ -235,6 +235,15 @@ def _train(paths: DemoPaths, models_dir: Path, *, setting, seed, epochs, device,
     return ckpts
 
 
+def _remove(folder: Path, start: float) -> None:
+    """Remove a folder of the demo's own earlier results (made from other inputs)."""
+    import shutil
+
+    if folder.exists():
+        _step(f"    removing {folder} (made from another data set or other networks)", start)
+        shutil.rmtree(folder)
+
+
 def _run_app(level: str, paths: DemoPaths, deriv: Path, common: list[str], extra: list[str]):
     """Run one level of the BIDS App; raise :class:`StepFailed` on a non-zero exit code."""
     from .run import main as app_main
@@ -314,17 +323,24 @@ def run_demo(
     timings = {}
     _step(f"dnnrsa {__version__} demo ({setting} setting) in {output_dir}", start)
     t = time.perf_counter()
+    data_reused = _load_paths(output_dir / "data", seed, setting) is not None
     paths = _generate(output_dir / "data", setting=setting, seed=seed, nprocs=nprocs, start=start)
     timings["generate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    models_dir = output_dir / "models"
+    if not data_reused:  # networks trained on another data set are not reused
+        _remove(models_dir, start)
+    models_reused = all((models_dir / f"{r}.pt").is_file() for r in DEMO_REGIMES)
     ckpts = _train(
-        paths, output_dir / "models", setting=setting, seed=seed, epochs=epochs, device=device,
-        start=start,
-    )  # fmt: skip
+        paths, models_dir, setting=setting, seed=seed, epochs=epochs, device=device, start=start
+    )
     timings["train_s"] = time.perf_counter() - t
 
     deriv = output_dir / "derivatives" / "dnnrsa"
+    if not (data_reused and models_reused):  # results of other data or networks: start again
+        _remove(deriv, start)
+        _remove(output_dir / "work", start)
     common = ["-w", str(output_dir / "work"), "--nprocs", str(nprocs)]
     common += ["--device", device, "--seed", str(seed)]
     radius_mm = 2.0 * _voxel_size_mm(paths.fmriprep_dir)  # spheres of 33 voxels on any grid
