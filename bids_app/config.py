@@ -36,6 +36,7 @@ class RunConfig:
     dnn_metric: str = "correlation"
     face_crop: str = "auto"  # auto, centre or a crop table (TSV)
     face_crops: dict = field(default_factory=dict)  # stim_file -> [x0, y0, x1, y1] used
+    allow_silent_video: bool = False  # a video without audio gets silence (else refused)
     # fMRI patterns
     condition_column: str = "stim_file"
     glm_method: str = "lsa"

@@ -243,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
         "y1; stimuli without a row are detected)",
     )
     g.add_argument(
+        "--allow-silent-video",
+        action="store_true",
+        help="give a stimulus video without an audio track silence as the network's sound "
+        "(default: such a video is refused when a --checkpoint needs sound)",
+    )
+    g.add_argument(
         "--dnn-metric",
         default="correlation",
         choices=["correlation", "euclidean", "cosine"],

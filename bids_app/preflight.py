@@ -188,6 +188,49 @@ def _check_runs_for_metric(config: RunConfig, subjects) -> None:
             )
 
 
+def _check_stimulus_audio(config: RunConfig, subjects) -> None:
+    """Every stimulus video has the audio track a network needs (66 naming the files),
+    unless ``--allow-silent-video`` gives such videos silence; an unreadable stimulus
+    gives 16."""
+    if not config.checkpoints or config.allow_silent_video:
+        return
+    from dnnrsa.models import load_checkpoint
+    from dnnrsa.stimuli import StimulusError, has_audio_track, stimulus_kind
+
+    from .collect import resolve_stim_file
+
+    hearing = [
+        c for c in config.checkpoints if "auditory" in load_checkpoint(c)["recipe"].modalities
+    ]
+    if not hearing:
+        return
+    silent: dict[Path, None] = {}
+    for inputs in subjects.values():
+        events = inputs.runs[0].events
+        for value in inputs.stim_files:
+            path = resolve_stim_file(config.bids_dir, value, events)
+            if stimulus_kind(path) != "video" or path in silent:
+                continue
+            try:
+                if not has_audio_track(path):
+                    silent[path] = None
+            except StimulusError as exc:
+                raise DatasetInvalid(str(exc)) from None
+    if silent:
+        files = list(silent)
+        more = (
+            f" (and {len(files) - 1} more: {[p.name for p in files[1:6]]})"
+            if len(files) > 1
+            else ""
+        )
+        raise InputMissing(
+            f"{files[0]}{more}: the stimulus video has no audio track, but --checkpoint "
+            f"{hearing[0].name} needs sound: add the sound track to the video, or pass "
+            "--allow-silent-video to give videos without audio silence (the network's "
+            "auditory layers then hear nothing for them)"
+        )
+
+
 def _check_output_folders(config: RunConfig, subjects) -> None:
     """Every folder the run writes in can be created and written to (exit 73 otherwise)."""
     import os
@@ -260,9 +303,10 @@ def preflight(config: RunConfig, subjects, rois: dict[str, Path] | None = None) 
     Every BOLD file and mask is read to its end (16 naming a truncated file), every
     events file has numeric onsets and durations, none after the end of its scan (16),
     the runs of a participant share one repetition time (16), ``--metric crossnobis``
-    has two runs per participant (64), every model RDM is usable (64), every output
-    folder can be written (73), and the searchlight's spheres fit the grid and the
-    memory budget (64).
+    has two runs per participant (64), every stimulus video has the audio track a
+    checkpoint needs (66, unless ``--allow-silent-video``), every model RDM is usable
+    (64), every output folder can be written (73), and the searchlight's spheres fit
+    the grid and the memory budget (64).
     """
     _check_repetition_times(subjects)
     _check_runs_for_metric(config, subjects)
@@ -273,6 +317,7 @@ def preflight(config: RunConfig, subjects, rois: dict[str, Path] | None = None) 
             _check_onsets_in_scan(run, config.condition_column)
             if run.mask is not None:
                 _nifti_complete(run.mask)
+    _check_stimulus_audio(config, subjects)
     _check_model_rdms(config, subjects)
     _check_output_folders(config, subjects)
     _check_sphere_size(config, subjects)

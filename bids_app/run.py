@@ -145,6 +145,7 @@ def config_from_options(opts) -> RunConfig:
         model_rdms=tuple((n, p.resolve()) for n, p in opts.model_rdm),
         dnn_metric=opts.dnn_metric,
         face_crop=opts.face_crop,
+        allow_silent_video=opts.allow_silent_video,
         condition_column=opts.condition_column,
         glm_method=opts.glm_method,
         glm_output=opts.glm_output,

@@ -113,6 +113,8 @@ def init_dnn_wf(
             extract.inputs.layers = list(config.layers)
         if crop_file:
             extract.inputs.crop_file = crop_file
+        if config.allow_silent_video:
+            extract.inputs.missing = "blank"
         rdms = pe.Node(
             LayerRDMs(
                 stim_labels=stim_labels,

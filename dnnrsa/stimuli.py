@@ -28,7 +28,9 @@ often carries such a track, and the auditory arm then sees nothing.
 A stimulus that lacks a modality the recipe needs is handled as follows: an audio-only
 file gets a blank (mid-gray, i.e. all-zero) face; a still image gets silence; a video
 without an audio track raises :class:`StimulusError` naming the file (a silent video is
-almost always a mistake in an audio-visual study). Pass ``missing="blank"`` to accept it.
+almost always a mistake in an audio-visual study). Pass ``missing="blank"`` to accept it
+(``--allow-silent-video`` of the ``dnnrsa`` and ``dnnrsa-train`` commands);
+:func:`has_audio_track` tells beforehand.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ __all__ = [
     "InputRecipe",
     "StimulusError",
     "face_input",
+    "has_audio_track",
     "load_inputs",
     "logmel_input",
     "prepare_inputs",
@@ -393,6 +396,18 @@ def _open(path: Path):
         raise StimulusError(f"cannot open stimulus file {path}: {exc}") from exc
 
 
+def has_audio_track(path: str | os.PathLike) -> bool:
+    """Whether a stimulus file holds an audio stream (read from its header, not decoded).
+
+    Raises
+    ------
+    StimulusError
+        When the file is missing or cannot be opened.
+    """
+    with _open(Path(path)) as container:
+        return bool(container.streams.audio)
+
+
 def _decode_audio(container, path: Path) -> tuple[np.ndarray, int] | tuple[None, None]:
     import av
 
@@ -704,7 +719,8 @@ def load_inputs(
                 if audio is None and missing == "error":
                     raise StimulusError(
                         f"{path} has no audio track, but the input recipe needs auditory input "
-                        "(pass missing='blank' to use silence)"
+                        "(to use silence: missing='blank', or --allow-silent-video on the "
+                        "command line)"
                     )
     out = {}
     if need_visual:

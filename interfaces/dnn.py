@@ -34,6 +34,11 @@ class _ExtractFeaturesInputSpec(BaseInterfaceInputSpec):
     use_gpu = traits.Bool(
         False, usedefault=True, desc="runs on a GPU (nipype schedules it on a GPU slot)"
     )
+    missing = traits.Enum(
+        "error",
+        "blank",
+        desc="a video without the audio the network needs: 'error' (default) or 'blank' (silence)",
+    )
     n_jobs = traits.Int(
         -1,
         usedefault=True,
@@ -68,6 +73,7 @@ class ExtractFeatures(SimpleInterface):
             device=self.inputs.device,
             seed=self.inputs.seed,
             crop_boxes=self.inputs.crop_file if isdefined(self.inputs.crop_file) else None,
+            missing=self.inputs.missing if isdefined(self.inputs.missing) else "error",
             n_jobs=self.inputs.n_jobs,
         )
         names = fs.layer_names

@@ -248,7 +248,6 @@ CASES = [
         _video_without_audio,
         66,
         id="video-without-audio",
-        marks=_xfail("a video without audio fails late, with advice for Python callers"),
     ),
     pytest.param(
         _checkpoint_of_unknown_model,
@@ -364,7 +363,6 @@ def test_header_time_unit_unknown_leaves_the_sidecar_alone(
 
 
 # ------------------------------------------------------------------ silent videos, on purpose
-@pytest.mark.xfail(strict=True, reason="no command-line option for silent videos")
 def test_allow_silent_video_lets_the_run_through_and_reaches_the_network(
     small, checkpoint, tmp_path, capsys, stop_after_checks
 ):
