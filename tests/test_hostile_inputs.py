@@ -69,10 +69,6 @@ def _bold(root: Path, run: int) -> Path:
     return _func(root) / f"sub-01_task-cat_run-{run}_bold.nii.gz"
 
 
-def _xfail(reason):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 def _model_rdm(small) -> list[str]:
     return ["--model-rdm", f"category={small.model_rdm}"]
 
@@ -234,66 +230,18 @@ def _sidecar_contradicts_header(small, root, tmp_path, ckpt):
 
 
 CASES = [
-    pytest.param(
-        _onset_at_end_of_scan,
-        16,
-        id="onset-at-end-of-scan",
-    ),
-    pytest.param(
-        _onset_after_end_of_scan,
-        16,
-        id="onsets-after-end-of-scan",
-    ),
-    pytest.param(
-        _video_without_audio,
-        66,
-        id="video-without-audio",
-    ),
-    pytest.param(
-        _checkpoint_of_unknown_model,
-        64,
-        id="checkpoint-unknown-model",
-    ),
-    pytest.param(
-        _checkpoint_with_wrong_shape,
-        64,
-        id="checkpoint-wrong-shape",
-    ),
-    pytest.param(
-        _checkpoint_with_missing_tensor,
-        64,
-        id="checkpoint-missing-tensor",
-    ),
-    pytest.param(
-        _checkpoint_with_non_finite_weights,
-        64,
-        id="checkpoint-non-finite",
-    ),
-    pytest.param(
-        _truncated_checkpoint,
-        64,
-        id="checkpoint-truncated",
-    ),
-    pytest.param(
-        _pickled_object_checkpoint,
-        64,
-        id="checkpoint-pickled-object",
-    ),
-    pytest.param(
-        _crossnobis_with_one_run,
-        64,
-        id="crossnobis-one-run",
-    ),
-    pytest.param(
-        _repetition_times_differ,
-        16,
-        id="repetition-times-differ",
-    ),
-    pytest.param(
-        _sidecar_contradicts_header,
-        16,
-        id="sidecar-contradicts-header",
-    ),
+    pytest.param(_onset_at_end_of_scan, 16, id="onset-at-end-of-scan"),
+    pytest.param(_onset_after_end_of_scan, 16, id="onsets-after-end-of-scan"),
+    pytest.param(_video_without_audio, 66, id="video-without-audio"),
+    pytest.param(_checkpoint_of_unknown_model, 64, id="checkpoint-unknown-model"),
+    pytest.param(_checkpoint_with_wrong_shape, 64, id="checkpoint-wrong-shape"),
+    pytest.param(_checkpoint_with_missing_tensor, 64, id="checkpoint-missing-tensor"),
+    pytest.param(_checkpoint_with_non_finite_weights, 64, id="checkpoint-non-finite"),
+    pytest.param(_truncated_checkpoint, 64, id="checkpoint-truncated"),
+    pytest.param(_pickled_object_checkpoint, 64, id="checkpoint-pickled-object"),
+    pytest.param(_crossnobis_with_one_run, 64, id="crossnobis-one-run"),
+    pytest.param(_repetition_times_differ, 16, id="repetition-times-differ"),
+    pytest.param(_sidecar_contradicts_header, 16, id="sidecar-contradicts-header"),
 ]
 
 
@@ -530,3 +478,11 @@ def test_events_of_duration_zero_are_named_by_their_conditions(logged, method):
     ours = [t for t in texts if "duration 0" in t]
     assert ours and "'voice.wav'" in ours[0] and "'both.mp4'" in ours[0]
     assert "face.mp4" not in ours[0]
+
+
+def test_checkpoint_of_another_model_than_asked_is_refused(checkpoint):
+    from dnnrsa.models import check_checkpoint
+
+    assert check_checkpoint(checkpoint)["model"] == "crosschannel"
+    with pytest.raises(ValueError, match=r"holds model 'crosschannel', not 'othernet'.*--model"):
+        check_checkpoint(checkpoint, model="othernet")
