@@ -124,11 +124,13 @@ def _check_events_numeric(events, condition_column: str) -> None:
 
 
 def _check_onsets_in_scan(run, condition_column: str) -> None:
-    """No event with a condition starts at or after the end of its run's scan.
+    """No event with a condition starts at or after the last volume of its run.
 
-    Such an event's regressor is zero at every volume, so its condition would get a
-    pattern of zeros. An event that starts inside the scan and ends after it is fine
-    (the part inside is modelled).
+    The design is sampled at the volumes' times, 0 to (n_volumes - 1) x TR, and the HRF
+    starts at the onset: an event that starts at or after the last volume (in the
+    scan's last TR, or after the scan) has a regressor of zeros, so its condition would
+    get a pattern of zeros. An event that starts before the last volume and ends after
+    the scan is fine (the part inside is modelled).
     """
     import nibabel as nib
     import pandas as pd
@@ -140,7 +142,8 @@ def _check_onsets_in_scan(run, condition_column: str) -> None:
     onsets = pd.to_numeric(used["onset"].str.strip(), errors="coerce")
     n_volumes = int(nib.load(str(run.bold)).shape[3])
     end = n_volumes * run.t_r
-    late = onsets[onsets >= end]
+    last = (n_volumes - 1) * run.t_r
+    late = onsets[onsets >= last]
     if late.empty:
         return
     rows = [
@@ -150,8 +153,9 @@ def _check_onsets_in_scan(run, condition_column: str) -> None:
     more = f" and {len(late) - 5} more" if len(late) > 5 else ""
     conditions = sorted(set(used.loc[late.index, condition_column]))
     raise DatasetInvalid(
-        f"{run.events}: {len(late)} event(s) start at or after the end of the scan of "
-        f"{run.bold.name} ({n_volumes} volumes x {run.t_r:g} s = {end:g} s): "
+        f"{run.events}: {len(late)} event(s) start at or after the last volume of "
+        f"{run.bold.name} ({n_volumes} volumes x {run.t_r:g} s = {end:g} s; the last is "
+        f"acquired at {last:g} s): "
         f"{'; '.join(rows)}{more}; their regressors would be zero at every volume, giving "
         f"condition(s) {conditions[:10]} patterns of zeros: correct the onsets (seconds from "
         "the start of the first volume) or pair the events file with its own run"

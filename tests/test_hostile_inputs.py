@@ -114,6 +114,15 @@ def _onset_at_end_of_scan(small, root, tmp_path, ckpt):
     return _model_rdm(small), [ev.name, trial, "onset 140", "140 s", "70 volumes"]
 
 
+def _onset_in_the_last_volume(small, root, tmp_path, ckpt):
+    """The design is sampled at 0, 2, ... 138 s: an event at 139 s has a regressor of zeros."""
+    ev = _events(root, 1)
+    table = pd.read_csv(ev, sep="\t")
+    table.loc[0, "onset"] = (N_SCANS - 1) * T_R + 1.0
+    table.to_csv(ev, sep="\t", index=False)
+    return _model_rdm(small), [ev.name, table.loc[0, "stim_file"], "onset 139", "138 s"]
+
+
 def _onset_after_end_of_scan(small, root, tmp_path, ckpt):
     ev = _events(root, 1)
     table = pd.read_csv(ev, sep="\t")
@@ -232,6 +241,7 @@ def _sidecar_contradicts_header(small, root, tmp_path, ckpt):
 CASES = [
     pytest.param(_onset_at_end_of_scan, 16, id="onset-at-end-of-scan"),
     pytest.param(_onset_after_end_of_scan, 16, id="onsets-after-end-of-scan"),
+    pytest.param(_onset_in_the_last_volume, 16, id="onset-in-last-volume"),
     pytest.param(_video_without_audio, 66, id="video-without-audio"),
     pytest.param(_checkpoint_of_unknown_model, 64, id="checkpoint-unknown-model"),
     pytest.param(_checkpoint_with_wrong_shape, 64, id="checkpoint-wrong-shape"),
@@ -288,7 +298,8 @@ def test_event_starting_inside_the_scan_and_ending_after_it_is_accepted(
     shutil.copytree(small.root, root)
     ev = _events(root, 2)
     table = pd.read_csv(ev, sep="\t")
-    table.loc[len(table) - 1, ["onset", "duration"]] = [N_SCANS * T_R - 0.5, 10.0]
+    # starts 3 volumes before the last, ends 12 s after the scan
+    table.loc[len(table) - 1, ["onset", "duration"]] = [(N_SCANS - 4) * T_R, 20.0]
     table.to_csv(ev, sep="\t", index=False)
     rc = main(_argv(root, tmp_path, *_model_rdm(small)))
     assert rc == 1 and "checks passed" in _last_line(capsys.readouterr().err)
