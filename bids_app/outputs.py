@@ -71,6 +71,7 @@ ANALYSIS_OPTIONS = {
     "roi_atlas": "--roi-atlas",
     "roi_labels": "--roi-labels",
     "seed": "--seed",
+    "allow_silent_video": "--allow-silent-video",
 }
 
 #: Fields of a participant map's sidecar that must agree across the subjects of a map.
