@@ -617,6 +617,7 @@ def train_model(
     freeze: Sequence[str] = (),
     progress: bool = True,
     face_crop="auto",
+    n_jobs: int = -1,
 ) -> TrainResult:
     """Train a registered model for one regime from stimulus files.
 
@@ -651,6 +652,9 @@ def train_model(
         with columns ``file``, ``x0``, ``y0``, ``x1``, ``y1``); see
         :func:`dnnrsa.faces.resolve_crops`. The mode is recorded in the checkpoint
         (``extra["face_crop"]``), and feature extraction warns when it differs.
+    n_jobs : int
+        Decoding threads (see :func:`dnnrsa.stimuli.prepare_inputs`); -1 (default) for
+        one per CPU. The inputs, and so the checkpoint, do not depend on it.
 
     Returns
     -------
@@ -671,7 +675,7 @@ def train_model(
         int((~is_val).sum()),
         int(is_val.sum()),
     )
-    inputs, mode = _training_inputs(spec, table, files, face_crop, missing, progress)
+    inputs, mode = _training_inputs(spec, table, files, face_crop, missing, progress, n_jobs)
     return _train_prepared(
         spec,
         table,
@@ -714,6 +718,7 @@ def train_regimes(
     freeze: Sequence[str] = (),
     progress: bool = True,
     face_crop="auto",
+    n_jobs: int = -1,
 ) -> dict[str, TrainResult]:
     """Train one network per regime from the same stimuli and the same seed.
 
@@ -750,7 +755,7 @@ def train_regimes(
         its last value in sorted order).
     model, epochs, batch_size, learning_rate, weight_decay, augment, seed
         As for :func:`train_model`, the same for every regime.
-    device, missing, freeze, progress, face_crop
+    device, missing, freeze, progress, face_crop, n_jobs
         As for :func:`train_model`, the same for every regime.
 
     Returns
@@ -797,7 +802,7 @@ def train_regimes(
     output_dir.mkdir(parents=True, exist_ok=True)
     stimulus_dir = Path(stimulus_dir)
     files = [stimulus_dir / f for f in table["file"]]
-    inputs, mode = _training_inputs(spec, table, files, face_crop, missing, progress)
+    inputs, mode = _training_inputs(spec, table, files, face_crop, missing, progress, n_jobs)
     results = {}
     for regime in regimes:
         is_val = splits[regime]
@@ -860,7 +865,7 @@ def _validation_split(table, validation_column, validation_values, labels) -> np
     return is_val
 
 
-def _training_inputs(spec, table, files, face_crop, missing, progress):
+def _training_inputs(spec, table, files, face_crop, missing, progress, n_jobs=-1):
     """Network inputs of every stimulus of the table, and the face-crop mode recorded."""
     from .faces import crop_mode, resolve_crops, table_mode
     from .stimuli import prepare_inputs
@@ -871,7 +876,7 @@ def _training_inputs(spec, table, files, face_crop, missing, progress):
     )
     mode = table_mode(crops) if crop_mode(face_crop) == "table" else crop_mode(face_crop)
     inputs = prepare_inputs(
-        files, recipe, [c.box for c in crops], missing=missing, progress=progress
+        files, recipe, [c.box for c in crops], missing=missing, progress=progress, n_jobs=n_jobs
     )
     return inputs, mode
 
