@@ -141,7 +141,7 @@ def _path(text: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the command-line parser (no side effects)."""
-    from dnnrsa.rdm import COMPARATORS
+    from dnnrsa._registries import comparator_names
 
     parser = CommandParser(
         prog="dnnrsa",
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--comparator",
-        choices=list(COMPARATORS),
+        choices=list(comparator_names(searchlight=True)),
         default="spearman",
         help="how each sphere's neural RDM is compared with every model RDM",
     )

@@ -13,6 +13,7 @@ import numpy as np
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from dnnrsa._registries import GROUP_MAP_STATISTICS, comparator_names
 from dnnrsa.bidsnames import build_name, subject_dir, to_label
 
 from ..interfaces.bids import WriteDerivative, WriteLayerRDMs, WriteSubjectMaps
@@ -30,7 +31,7 @@ from ..interfaces.dnn import (
 from ..interfaces.glm import EstimatePatterns
 from ..interfaces.roi import RoiEvaluation, RoiRDM, RoiWeightedModels
 from ..interfaces.searchlight import SearchlightRSA
-from ..interfaces.stats import GROUP_MAP_OUTPUTS, GroupModelTest, LayerWinner
+from ..interfaces.stats import GroupModelTest, LayerWinner
 from .collect import SubjectInputs
 from .errors import DatasetInvalid, UsageError
 from .outputs import run_work_dir
@@ -635,8 +636,7 @@ def add_group_tests(wf, config, groups: list[MapGroup]) -> None:
                     "Part": g.part,
                     "LayerIndex": g.layer_index,
                     "Comparator": config.comparator,
-                    "FisherZ": config.comparator
-                    in ("spearman", "pearson", "kendall_tau_a", "cosine"),
+                    "FisherZ": config.comparator in comparator_names(fisher_z=True),
                     "Test": "one-sample sign-flip permutation test across subjects "
                     "(one-sided, > 0)",
                     "NumberOfPermutations": config.n_permutations,
@@ -646,9 +646,9 @@ def add_group_tests(wf, config, groups: list[MapGroup]) -> None:
             )
             tfce.append(tfce_wanted(config, g))
             expected += [
-                out / build_name({**ents, **extra}, "statmap", ".nii.gz")
-                for key, extra, _ in GROUP_MAP_OUTPUTS
-                if key != "p_tfce_fwe" or tfce[-1]
+                out / build_name({**ents, **statistic.entities}, "statmap", ".nii.gz")
+                for statistic in GROUP_MAP_STATISTICS
+                if statistic.derivative and (tfce[-1] or not statistic.tfce)
             ]
             expected.append(out / build_name(ents, "clusters", ".tsv"))
         test = pe.Node(
@@ -792,7 +792,7 @@ def init_findings_wf(config, study_sets, *, name: str = "dnnrsa_findings_wf"):
                 relevance_files=list(st.relevance_files),
                 outcome_files=list(st.outcome_files),
                 searchlight_files=dict(st.searchlight_files),
-                fisher_z=config.comparator in ("spearman", "pearson", "kendall_tau_a", "cosine"),
+                fisher_z=config.comparator in comparator_names(fisher_z=True),
                 alpha=config.fwe_alpha,
                 n_permutations=min(config.n_permutations, 1000),
                 seed=config.seed,

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, stats
 
+from ._registries import COMPARATOR_REGISTRY, comparator_names
 from .backend import get_namespace, to_numpy
 from .rdm import (
     _whitening_terms,
@@ -45,15 +46,12 @@ from .rdm import (
     pair_indices,
 )
 
-#: Comparators supported by the inference functions.
-INFERENCE_COMPARATORS = ("spearman", "pearson", "cosine", "corr_cov", "cosine_cov")
-#: The same comparators under rsatoolbox's names.
+#: Comparators supported by the inference functions: those whose entry in
+#: :data:`dnnrsa._registries.COMPARATOR_REGISTRY` sets ``inference``.
+INFERENCE_COMPARATORS = comparator_names(inference=True)
+#: The same comparators under rsatoolbox's names (from the registry).
 RSATOOLBOX_NAMES = {
-    "spearman": "spearman",
-    "pearson": "corr",
-    "cosine": "cosine",
-    "corr_cov": "corr_cov",
-    "cosine_cov": "cosine_cov",
+    name: COMPARATOR_REGISTRY[name].rsatoolbox_name for name in INFERENCE_COMPARATORS
 }
 #: Bootstrap modes of :func:`evaluate_models`.
 MODES = ("subjects", "stimuli", "both")
@@ -66,11 +64,12 @@ _EPS = np.finfo(float).eps
 
 # --------------------------------------------------------------------------- checks
 def _check_method(method: str) -> None:
-    if method not in INFERENCE_COMPARATORS:
-        raise ValueError(
-            f"method must be one of {list(INFERENCE_COMPARATORS)}; got {method!r} "
-            "(kendall_tau_a has no batched bootstrap: use spearman)"
-        )
+    supported = comparator_names(inference=True)
+    if method not in supported:
+        hint = ""
+        if method in COMPARATOR_REGISTRY:
+            hint = f" ({method} has no batched bootstrap: use spearman)"
+        raise ValueError(f"method must be one of {list(supported)}; got {method!r}{hint}")
 
 
 def _as_matrix(x, name: str, xp):

@@ -31,10 +31,24 @@ from .backend import get_namespace, to_numpy
 logger = logging.getLogger(__name__)
 
 METRICS = ("correlation", "euclidean", "cosine", "mahalanobis", "crossnobis")
-COMPARATORS = ("spearman", "pearson", "kendall_tau_a", "cosine")
-#: Whitened comparators (RDM covariance under the null, Diedrichsen et al. 2021):
-#: accepted by :func:`compare_rdms` and :mod:`dnnrsa.inference`, not by the searchlight.
-WHITENED_COMPARATORS = ("corr_cov", "cosine_cov")
+
+
+def __getattr__(name: str):
+    """``COMPARATORS`` and ``WHITENED_COMPARATORS``, read from the comparator registry.
+
+    ``COMPARATORS``: the comparators the searchlight accepts (all of them are accepted
+    by :func:`compare_rdms`). ``WHITENED_COMPARATORS``: those computed on the whitened
+    RDM (covariance under the null, Diedrichsen et al. 2021), accepted by
+    :func:`compare_rdms` and :mod:`dnnrsa.inference`, not by the searchlight. Both
+    are views of :data:`dnnrsa._registries.COMPARATOR_REGISTRY`, computed when read.
+    """
+    if name in ("COMPARATORS", "WHITENED_COMPARATORS"):
+        from ._registries import comparator_names
+
+        if name == "COMPARATORS":
+            return comparator_names(searchlight=True)
+        return comparator_names(masked=True)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -403,17 +417,6 @@ def _kendall_tau_a_block(a, b, xp, budget_bytes=256 * 2**20):
     return acc / (m * (m - 1))
 
 
-def _compare_dense(a, b, method, xp):
-    if method == "spearman":
-        a, b = rankdata(a, xp=xp), rankdata(b, xp=xp)
-        return _standardise_rows(a, xp) @ _standardise_rows(b, xp).T
-    if method == "pearson":
-        return _standardise_rows(a, xp) @ _standardise_rows(b, xp).T
-    if method == "cosine":
-        return _standardise_rows(a, xp, centre=False) @ _standardise_rows(b, xp, centre=False).T
-    return _kendall_tau_a_block(a, b, xp)
-
-
 def _whitening_terms(x, q, c, xp):
     """The parts of the whitened inner product of RDM vectors under pair weights.
 
@@ -492,8 +495,10 @@ def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
     ----------
     rdms_a : array of shape (n_a, n_pairs) or (n_pairs,)
     rdms_b : array of shape (n_b, n_pairs) or (n_pairs,)
-    method : {"spearman", "pearson", "kendall_tau_a", "cosine", "corr_cov", "cosine_cov"}
-        ``spearman``: Pearson r of tie-averaged ranks. ``pearson``: Pearson r.
+    method : str
+        A comparator of :data:`dnnrsa._registries.COMPARATOR_REGISTRY`; the built-in
+        ones are {"spearman", "pearson", "kendall_tau_a", "cosine", "corr_cov",
+        "cosine_cov"}. ``spearman``: Pearson r of tie-averaged ranks. ``pearson``: Pearson r.
         ``kendall_tau_a``: (concordant - discordant) / (n(n-1)/2), ties count as
         neither. ``cosine``: uncentred cosine similarity (0 for a zero vector).
         ``cosine_cov`` and ``corr_cov``: cosine and Pearson r after whitening with
@@ -511,9 +516,12 @@ def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
     -----
     An entry that is NaN in either RDM of a pair is dropped from both before the
     comparison (ranks are computed on the remaining entries). A constant RDM has
-    no correlation with anything: the result is NaN for spearman and pearson.
+    no correlation with anything: the result is NaN for spearman and pearson (the
+    comparators whose registry entry sets ``constant_is_nan``).
     """
-    _check_choice("method", method, COMPARATORS + WHITENED_COMPARATORS)
+    from ._registries import get_comparator
+
+    entry = get_comparator(method, parameter="method")
     xp = xp or get_namespace(rdms_a, rdms_b)
     a = _as_rdm_matrix(rdms_a, xp, "rdms_a")
     b = _as_rdm_matrix(rdms_b, xp, "rdms_b")
@@ -524,7 +532,7 @@ def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
     nan_a = xp.isnan(a)
     nan_b = xp.isnan(b)
     any_nan = bool(nan_a.any()) or bool(nan_b.any())
-    if method in WHITENED_COMPARATORS:
+    if entry.masked:
         n_conditions_from_pairs(a.shape[1])
         out = xp.full((a.shape[0], b.shape[0]), xp.nan)
         for rows_a, mask_a in _group_by_mask(to_numpy(nan_a)):
@@ -532,13 +540,11 @@ def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
                 keep = ~(mask_a | mask_b)
                 if keep.sum() < 2:
                     continue
-                sub = _compare_whitened(
-                    a[xp.asarray(rows_a)], b[xp.asarray(rows_b)], method, keep, xp
-                )
+                sub = entry.kernel(a[xp.asarray(rows_a)], b[xp.asarray(rows_b)], xp, keep=keep)
                 out[np.ix_(rows_a, rows_b)] = sub
         return out
     if not any_nan:
-        out = _compare_dense(a, b, method, xp)
+        out = entry.kernel(a, b, xp)
     else:
         out = xp.full((a.shape[0], b.shape[0]), xp.nan)
         # Group RDMs by their NaN pattern, so that identical patterns stay vectorised.
@@ -550,11 +556,11 @@ def compare_rdms(rdms_a, rdms_b, method: str = "spearman", *, xp=None):
                 if keep.size < 2:
                     continue
                 keep_x = xp.asarray(keep)
-                sub = _compare_dense(
-                    a[xp.asarray(rows_a)][:, keep_x], b[xp.asarray(rows_b)][:, keep_x], method, xp
+                sub = entry.kernel(
+                    a[xp.asarray(rows_a)][:, keep_x], b[xp.asarray(rows_b)][:, keep_x], xp
                 )
                 out[np.ix_(rows_a, rows_b)] = sub
-    if method in ("spearman", "pearson"):
+    if entry.constant_is_nan:
         # a constant vector has zero norm after centring: undefined correlation
         const_a = _is_constant(a, xp)
         const_b = _is_constant(b, xp)
@@ -655,7 +661,7 @@ def read_rdm_tsv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     return squareform_to_vector(values, xp=np, check_symmetric=False), rows
 
 
-__all__ = [
+__all__ = [  # noqa: F822 (COMPARATORS, WHITENED_COMPARATORS: module __getattr__)
     "COMPARATORS",
     "METRICS",
     "WHITENED_COMPARATORS",

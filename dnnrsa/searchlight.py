@@ -34,9 +34,12 @@ from typing import Any
 import numpy as np
 
 from ._neighbourhoods import Neighbourhoods, mask_neighbourhoods, sphere_offsets
+from ._registries import (
+    _fast_ranks,  # noqa: F401 (the Spearman fast path's ranks)
+    get_comparator,
+)
 from .backend import get_namespace, resolve_device, to_numpy
 from .rdm import (
-    COMPARATORS,
     _as_rdm_matrix,
     _check_choice,
     _check_conditions,
@@ -45,11 +48,9 @@ from .rdm import (
     _check_patterns,
     _condition_means,
     _is_constant,
-    _standardise_rows,
     compare_rdms,
     n_conditions_from_pairs,
     pair_indices,
-    rankdata,
 )
 
 logger = logging.getLogger(__name__)
@@ -236,90 +237,27 @@ def _block_rdms(left, right, idx, counts, metric, n_folds, pairs: _PairIndex, xp
         return (g_sum - g_ij - g_ji) / (n * n_folds)
 
 
-def _fast_ranks(values, xp):
-    """Tie-averaged ranks of each row of a NaN-free block, shape (n_rows, n_cols).
-
-    One sort of packed keys instead of an argsort: each float64 is mapped to an
-    order-preserving 64-bit integer whose lowest bits are replaced by the column
-    index. Rows in which two neighbouring sorted keys may share their high bits
-    (true ties, or values that differ only in the dropped bits) are ranked again
-    exactly with :func:`dnnrsa.rdm.rankdata`, so the result is exact.
-
-    Returns
-    -------
-    ranks : array of shape (n_rows, n_cols), float64
-    tied_rows : array of int
-        Rows that went through the exact tie-aware path.
-    """
-    n_rows, n_cols = values.shape
-    n_bits = max(1, int(n_cols - 1).bit_length())
-    low = (1 << n_bits) - 1
-    keys = xp.ascontiguousarray(values + 0.0, dtype=xp.float64).view(xp.int64)  # -0.0 -> +0.0
-    # Negative floats: flip the magnitude bits, so that signed integer order is float order.
-    flip = keys >> 63
-    flip &= np.int64(0x7FFFFFFFFFFFFFFF)
-    keys ^= flip
-    del flip
-    keys &= np.int64(~low)
-    keys |= xp.arange(n_cols, dtype=xp.int64)[None, :]
-    keys.sort(axis=1)
-    step = keys[:, 1:].view(xp.uint64) - keys[:, :-1].view(xp.uint64)
-    tied = xp.any(step <= np.uint64(low), axis=1)
-    del step
-    keys &= np.int64(low)  # now the column order
-    keys += (xp.arange(n_rows, dtype=xp.int64) * n_cols)[:, None]
-    ranks = xp.empty((n_rows, n_cols), dtype=xp.float64)
-    ranks.reshape(-1)[keys.reshape(-1)] = xp.tile(
-        xp.arange(1, n_cols + 1, dtype=xp.float64), n_rows
-    )
-    tied_rows = xp.flatnonzero(tied)
-    if tied_rows.size:
-        ranks[tied_rows] = rankdata(values[tied_rows], xp=xp)
-    return ranks, tied_rows
-
-
 class _Models:
-    """Model RDMs prepared once for a comparator."""
+    """Model RDMs prepared once for a comparator (its registry entry's searchlight
+    fast path, where it has one)."""
 
     def __init__(self, models, comparator, xp):
         self.comparator = comparator
+        self.entry = get_comparator(comparator, searchlight=True)
         self.raw = models
         self.n_models, self.n_pairs = models.shape
-        if comparator == "spearman":
-            base = rankdata(models, xp=xp)
-        else:
-            base = models
-        correlation = comparator in ("spearman", "pearson")
-        self.unit_t = xp.ascontiguousarray(_standardise_rows(base, xp, centre=correlation).T)
+        kernel = self.entry.searchlight_kernel
+        self.state = None if kernel is None else kernel.prepare(models, xp)
         # A constant model has no correlation with anything (cosine: zero vector -> 0).
-        self.undefined = _is_constant(models, xp) if correlation else None
+        self.undefined = _is_constant(models, xp) if self.entry.constant_is_nan else None
 
 
 def _compare_block(rdms, models: _Models, xp):
     """Scores of one block of NaN-free neural RDMs, shape (n_rows, n_models)."""
-    comparator = models.comparator
-    n_pairs = rdms.shape[1]
-    if comparator == "kendall_tau_a":
-        return compare_rdms(rdms, models.raw, "kendall_tau_a", xp=xp)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if comparator == "spearman":
-            ranks, tied_rows = _fast_ranks(rdms, xp)
-            # Model rows are centred, so uncentred ranks give the same products.
-            norms = xp.full(rdms.shape[0], np.sqrt(n_pairs * (n_pairs**2 - 1) / 12.0))
-            if tied_rows.size:
-                centred = ranks[tied_rows] - (n_pairs + 1) / 2.0
-                norms[tied_rows] = xp.sqrt(xp.sum(centred * centred, axis=1))
-            scores = (ranks @ models.unit_t) / norms[:, None]
-            scores = xp.where(norms[:, None] > 0, scores, xp.nan)
-        elif comparator == "pearson":
-            centred = rdms - rdms.mean(axis=1, keepdims=True)
-            norms = xp.sqrt(xp.sum(centred * centred, axis=1))
-            constant = _is_constant(rdms, xp)
-            scores = (centred @ models.unit_t) / norms[:, None]
-            scores = xp.where(constant[:, None], xp.nan, scores)
-        else:  # cosine
-            norms = xp.sqrt(xp.sum(rdms * rdms, axis=1))
-            scores = xp.where(norms[:, None] > 0, (rdms @ models.unit_t) / norms[:, None], 0.0)
+    kernel = models.entry.searchlight_kernel
+    if kernel is None:  # no fast path (kendall_tau_a): the comparator's own kernel
+        return compare_rdms(rdms, models.raw, models.comparator, xp=xp)
+    scores = kernel.score(rdms, models.state, xp)
     if models.undefined is not None:
         scores = xp.where(models.undefined[None, :], xp.nan, scores)
     return scores
@@ -587,8 +525,11 @@ def searchlight_rsa_array(
         numpy.unique order.
     metric : {"correlation", "euclidean", "crossnobis"}
         Dissimilarity, with the conventions of :func:`dnnrsa.rdm.compute_rdm`.
-    comparator : {"spearman", "pearson", "kendall_tau_a", "cosine"}
-        Comparison, with the conventions of :func:`dnnrsa.rdm.compare_rdms`
+    comparator : str
+        A comparator whose registry entry sets ``searchlight``
+        (:data:`dnnrsa._registries.COMPARATOR_REGISTRY`; built in: "spearman",
+        "pearson", "kendall_tau_a", "cosine"), with the conventions of
+        :func:`dnnrsa.rdm.compare_rdms`
         (entries that are NaN in a model are dropped). ``kendall_tau_a`` costs
         ``O(n_pairs**2)`` per sphere and is much slower than the others.
     conditions, runs, min_voxels, xp, device, memory_budget_mb, n_jobs, progress
@@ -607,7 +548,7 @@ def searchlight_rsa_array(
     ``correlation``, a condition whose pattern is constant within a sphere gives
     NaN entries, which are dropped from that sphere's comparison.
     """
-    _check_choice("comparator", comparator, COMPARATORS)
+    get_comparator(comparator, searchlight=True)
     xp = _choose_namespace(patterns, xp, device)
     patterns, nb, labels, inverse, runs = _check_common(
         patterns, neighbourhoods, metric, conditions, runs, min_voxels, xp
@@ -711,7 +652,7 @@ def _run_images(
     import nibabel as nib
 
     _check_choice("metric", metric, SEARCHLIGHT_METRICS)
-    _check_choice("comparator", comparator, COMPARATORS)
+    get_comparator(comparator, searchlight=True)
     imgs, mask_img, mask = _load_inputs(patterns_img, mask_img)
     nb = mask_neighbourhoods(mask, mask_img.affine, radius_mm)
     data = np.asanyarray(imgs.dataobj)[mask].T.astype(np.float64)  # (n_obs, n_voxels)

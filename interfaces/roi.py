@@ -10,6 +10,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from dnnrsa._registries import comparator_names
+
 
 class _RoiRDMInputSpec(BaseInterfaceInputSpec):
     patterns_file = File(exists=True, mandatory=True, desc="4D patterns, one volume per row")
@@ -81,7 +83,9 @@ class _RoiEvaluationInputSpec(BaseInterfaceInputSpec):
     subject_files = traits.List(File(exists=True), mandatory=True, desc="subjects' ROI RDMs")
     model_files = traits.List(File(exists=True), mandatory=True, desc="model RDMs")
     model_names = traits.List(traits.Str, mandatory=True)
-    comparator = traits.Enum("spearman", "pearson", "cosine", "corr_cov", "cosine_cov")
+    comparator = traits.Enum(
+        *comparator_names(inference=True), desc="comparator (the registry's inference ones)"
+    )
     mode = traits.Enum("subjects", "stimuli", "both", usedefault=True)
     n_boot = traits.Int(1000, usedefault=True)
     seed = traits.Int(0, usedefault=True)
@@ -216,7 +220,9 @@ class _RoiWeightedInputSpec(BaseInterfaceInputSpec):
     model_names = traits.List(traits.Str, mandatory=True)
     networks = traits.List(traits.Str, mandatory=True, desc="network of each model RDM")
     parts = traits.List(traits.Str, mandatory=True, desc="part (arm) of each model RDM")
-    comparator = traits.Enum("spearman", "pearson", "cosine", "corr_cov", "cosine_cov")
+    comparator = traits.Enum(
+        *comparator_names(inference=True), desc="comparator (the registry's inference ones)"
+    )
     seed = traits.Int(0, usedefault=True)
     out_path = traits.Str(mandatory=True)
     sidecar = traits.Dict(usedefault=True)

@@ -12,6 +12,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from dnnrsa._registries import comparator_names
+
 
 class _SearchlightInputSpec(BaseInterfaceInputSpec):
     patterns_file = File(exists=True, mandatory=True, desc="4D patterns, one volume per row")
@@ -22,7 +24,11 @@ class _SearchlightInputSpec(BaseInterfaceInputSpec):
     bank_file = File(exists=True, mandatory=True, desc="model bank (npz)")
     radius_mm = traits.Float(6.0, usedefault=True)
     metric = traits.Enum("correlation", "euclidean", "crossnobis", usedefault=True)
-    comparator = traits.Enum("spearman", "pearson", "kendall_tau_a", "cosine", usedefault=True)
+    comparator = traits.Enum(
+        *comparator_names(searchlight=True),
+        usedefault=True,
+        desc="comparator of the sphere and model RDMs (the registry's searchlight ones)",
+    )
     min_voxels = traits.Int(10, usedefault=True)
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
     memory_mb = traits.Int(1024, usedefault=True)

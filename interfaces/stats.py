@@ -15,11 +15,15 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from dnnrsa._registries import GROUP_MAP_STATISTICS, comparator_names
+
 
 class _GroupTestInputSpec(BaseInterfaceInputSpec):
     in_files = InputMultiObject(File(exists=True), mandatory=True, desc="one map per subject")
-    comparator = traits.Str(
-        "spearman", usedefault=True, desc="comparator of the maps (all are Fisher z transformed)"
+    comparator = traits.Enum(
+        *comparator_names(fisher_z=True),
+        usedefault=True,
+        desc="comparator of the maps (correlation-like: all are Fisher z transformed)",
     )
     n_permutations = traits.Int(1000, usedefault=True)
     tfce = traits.Bool(False, usedefault=True)
@@ -30,14 +34,17 @@ class _GroupTestInputSpec(BaseInterfaceInputSpec):
 
 
 class _GroupTestOutputSpec(TraitedSpec):
-    t_file = File(exists=True)
-    z_file = File(exists=True)
-    p_file = File(exists=True, desc="voxel-level FWE p (max-T)")
-    p_tfce_file = File(desc="TFCE FWE p")
-    p_cluster_file = File(desc="cluster-size FWE p")
     clusters_file = File(exists=True, desc="cluster table (TSV)")
     mask_file = File(exists=True)
     n_permutations = traits.Int()
+
+
+# One output per group map statistic (t_file, z_file, p_file, p_tfce_file, p_cluster_file).
+for _statistic in GROUP_MAP_STATISTICS:
+    _GroupTestOutputSpec.add_class_trait(
+        _statistic.output, File(exists=True, desc=_statistic.description)
+    )
+del _statistic
 
 
 class GroupSignFlipTest(SimpleInterface):
@@ -61,16 +68,11 @@ class GroupSignFlipTest(SimpleInterface):
             random_state=self.inputs.seed,
             device=self.inputs.device,
         )
-        for key, name in (
-            ("t_file", "t"),
-            ("z_file", "z"),
-            ("p_file", "p_fwe"),
-            ("p_tfce_file", "p_tfce_fwe"),
-            ("p_cluster_file", "p_cluster_size_fwe"),
-        ):
-            if name in res.images:
-                self._results[key] = os.path.join(runtime.cwd, f"{name}.nii.gz")
-                atomic_save_nifti(res.images[name], self._results[key])
+        for statistic in GROUP_MAP_STATISTICS:
+            if statistic.key in res.images:
+                path = os.path.join(runtime.cwd, f"{statistic.key}.nii.gz")
+                self._results[statistic.output] = path
+                atomic_save_nifti(res.images[statistic.key], path)
         self._results["mask_file"] = os.path.join(runtime.cwd, "mask.nii.gz")
         atomic_save_nifti(res.mask_img, self._results["mask_file"])
         self._results["clusters_file"] = os.path.join(runtime.cwd, "clusters.tsv")
@@ -79,13 +81,14 @@ class GroupSignFlipTest(SimpleInterface):
         return runtime
 
 
-#: The group-level outputs of a map: result image, entities added to the map's own,
-#: and what the sidecar says the statistic is (the cluster table has no sidecar).
-GROUP_MAP_OUTPUTS = (
-    ("t", {"stat": "t"}, "t"),
-    ("z", {"stat": "z"}, "z of the uncorrected t"),
-    ("p_fwe", {"stat": "p"}, "voxel-level FWE p (max-T)"),
-    ("p_tfce_fwe", {"desc": "tfce", "stat": "p"}, "TFCE FWE p"),
+#: The group-level outputs of a map written into the derivatives: result image,
+#: entities added to the map's own, and what the sidecar says the statistic is (the
+#: cluster table has no sidecar); read from
+#: :data:`dnnrsa._registries.GROUP_MAP_STATISTICS`.
+GROUP_MAP_OUTPUTS = tuple(
+    (statistic.key, dict(statistic.entities), statistic.description)
+    for statistic in GROUP_MAP_STATISTICS
+    if statistic.derivative
 )
 
 
@@ -166,12 +169,16 @@ class GroupModelTest(SimpleInterface):
         versions = software_versions()
         written = []
         for res, ents, sidecar in zip(results, self.inputs.entities, sidecars, strict=True):
-            for name, extra, statistic in GROUP_MAP_OUTPUTS:
-                if name not in res.images:
+            for statistic in GROUP_MAP_STATISTICS:
+                if not statistic.derivative or statistic.key not in res.images:
                     continue
-                path = out_dir / build_name({**ents, **extra}, "statmap", ".nii.gz")
-                atomic_save_nifti(res.images[name], path)
-                side = {**sidecar, "Statistic": statistic, "SoftwareVersions": versions}
+                path = out_dir / build_name({**ents, **statistic.entities}, "statmap", ".nii.gz")
+                atomic_save_nifti(res.images[statistic.key], path)
+                side = {
+                    **sidecar,
+                    "Statistic": statistic.description,
+                    "SoftwareVersions": versions,
+                }
                 write_json(sidecar_path(path), side)
                 written.append(str(path))
             if res.clusters is not None:
@@ -186,8 +193,10 @@ class _WinnerInputSpec(BaseInterfaceInputSpec):
     in_files = traits.List(
         traits.List(File(exists=True)), mandatory=True, desc="per layer: one map per subject"
     )
-    comparator = traits.Str(
-        "spearman", usedefault=True, desc="comparator of the maps (all are Fisher z transformed)"
+    comparator = traits.Enum(
+        *comparator_names(fisher_z=True),
+        usedefault=True,
+        desc="comparator of the maps (correlation-like: all are Fisher z transformed)",
     )
     n_permutations = traits.Int(1000, usedefault=True)
     seed = traits.Int(0, usedefault=True)

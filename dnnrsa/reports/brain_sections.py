@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._registries import group_map_statistic
 from ..bidsnames import build_name, build_stem, parse_name, subject_dir
 from . import brain_figures as bf
 from . import figures as rf
@@ -152,13 +153,18 @@ def _subject_map(ctx: Context, ents: dict[str, str], ms: MapSet, layer: Layer) -
 # --------------------------------------------------------------------------- group maps
 def group_maps_section(ctx: Context) -> str:
     """Group z (or t) maps: per-layer peak and FWE-significant voxels, maps of chosen layers."""
-    z_sets = map_sets(ctx, ctx.output_dir, "", ("z",)) or map_sets(ctx, ctx.output_dir, "", ("t",))
+    z_stat, t_stat, p_stat = (
+        group_map_statistic(key).entities["stat"] for key in ("z", "t", "p_fwe")
+    )
+    z_sets = map_sets(ctx, ctx.output_dir, "", (z_stat,)) or map_sets(
+        ctx, ctx.output_dir, "", (t_stat,)
+    )
     if not z_sets:
         return missing(
-            f"task-{ctx.task}_space-{ctx.space}_model-*[_layer-*]_stat-z_statmap.nii.gz",
+            f"task-{ctx.task}_space-{ctx.space}_model-*[_layer-*]_stat-{z_stat}_statmap.nii.gz",
             "group maps",
         )
-    p_sets = {s.model.label: s for s in map_sets(ctx, ctx.output_dir, "", ("p",))}
+    p_sets = {s.model.label: s for s in map_sets(ctx, ctx.output_dir, "", (p_stat,))}
     out = _chosen_note(
         ctx, z_sets, f"layer with the highest peak {z_sets[0].stat} of each network part"
     )
