@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dnnrsa.stimuli import StimulusError
-from dnnrsa.train import read_labels, train_model, train_regimes
+from dnnrsa.train import TRAINING_THREADS, read_labels, train_model, train_regimes
 
 from .errors import (
     EXIT_INPUT_MISSING,
@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation"
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=TRAINING_THREADS,
+        help=f"torch threads while training (default {TRAINING_THREADS}); the weights depend "
+        "on this number, not on the machine's cores, so keep it to reproduce a checkpoint",
+    )
+    parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
@@ -172,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "freeze": args.freeze,
             "progress": not args.no_progress,
             "face_crop": face_crop,
+            "threads": args.threads,
         }
         regimes, output = _regimes_and_output(args)
         if output is not None:

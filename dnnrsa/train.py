@@ -7,9 +7,13 @@ recipe; :func:`train_regimes` trains one network per regime (emotion, identity,
 gender, sentence) from the same stimuli and seed; the command ``dnnrsa-train`` calls
 them.
 
-Training is seeded: on CPU two runs with the same seed give identical weights
-(initialisation, shuffling, augmentation and dropout all draw from seeded
-generators).
+Training is seeded and reproducible: on one CPU type, two runs with the same seed and
+the same set of training stimuli give bit-identical weights, whatever the number of
+cores, the load, the number of decoding threads or the row order of the labels table
+(initialisation, shuffling, augmentation and dropout all draw from seeded generators;
+the table's rows are put in a canonical order, see :func:`canonical_order`; and torch
+computes with :data:`TRAINING_THREADS` intra-op threads while it trains, because
+oneDNN's convolution weight gradients depend on the thread count).
 
 Augmentation (training batches only), drawn per stimulus:
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,13 +45,21 @@ logger = logging.getLogger(__name__)
 LABEL_COLUMNS = ("file", "emotion", "identity", "gender", "sentence")
 REGIMES = ("emotion", "identity", "gender", "sentence")
 
+#: Torch intra-op threads while a network trains (``fit(threads=...)``). The weights
+#: depend on this number (oneDNN's convolution weight gradients sum in an order set by
+#: the thread count), never on the machine's core count: the same value gives the same
+#: checkpoint on every machine with the same processor type.
+TRAINING_THREADS = 1
+
 __all__ = [
     "LABEL_COLUMNS",
     "REGIMES",
+    "TRAINING_THREADS",
     "TrainResult",
     "arm_lesion_outcomes",
     "arm_lesion_table",
     "augment_batch",
+    "canonical_order",
     "evaluate",
     "evaluate_lesions",
     "fit",
@@ -202,6 +215,7 @@ def fit(
     progress: bool = True,
     freeze: Sequence[str] = (),
     on_epoch=None,
+    threads: int = TRAINING_THREADS,
 ) -> list[dict]:
     """Train a classifier with Adam and cross-entropy.
 
@@ -230,6 +244,11 @@ def fit(
         are not updated and their batch-norm statistics stay as they are.
     on_epoch : callable, optional
         Called as ``on_epoch(record)`` after each epoch.
+    threads : int
+        Torch intra-op threads while training (default :data:`TRAINING_THREADS`, 1);
+        the caller's setting is restored afterwards. The weights depend on this value
+        but not on the machine's core count or load. On CUDA, cuDNN is also asked for
+        deterministic algorithms (without autotuning) while training.
 
     Returns
     -------
@@ -247,6 +266,7 @@ def fit(
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if int(value) < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    _check_threads(threads)
     dev = torch.device(torch_device(device))
     tensors = _to_tensors(inputs, modalities)
     y = torch.as_tensor(np.asarray(targets), dtype=torch.long)
@@ -270,7 +290,7 @@ def fit(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs, desc="training", unit="epoch")
-    with torch.random.fork_rng(devices=[]):
+    with _reproducible_compute(int(threads), dev), torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
@@ -328,6 +348,29 @@ def fit(
         p.requires_grad_(grad_flags[id(p)])
     model.eval()
     return history
+
+
+@contextmanager
+def _reproducible_compute(threads: int, dev):
+    """Torch with ``threads`` intra-op threads (and deterministic cuDNN on CUDA) inside."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if dev.type == "cuda":
+            cudnn = torch.backends.cudnn
+            with cudnn.flags(
+                enabled=cudnn.enabled,
+                benchmark=False,
+                deterministic=True,
+                allow_tf32=cudnn.allow_tf32,
+            ):
+                yield
+        else:
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def evaluate_lesions(
@@ -618,6 +661,7 @@ def train_model(
     progress: bool = True,
     face_crop="auto",
     n_jobs: int = -1,
+    threads: int = TRAINING_THREADS,
 ) -> TrainResult:
     """Train a registered model for one regime from stimulus files.
 
@@ -655,6 +699,13 @@ def train_model(
     n_jobs : int
         Decoding threads (see :func:`dnnrsa.stimuli.prepare_inputs`); -1 (default) for
         one per CPU. The inputs, and so the checkpoint, do not depend on it.
+    threads : int
+        Torch intra-op threads while training (see :func:`fit`; default 1), recorded
+        in the checkpoint (``extra["threads"]``).
+
+    The rows of the labels table are put in a canonical order first (see
+    :func:`canonical_order`), so the checkpoint depends on the set of rows, not on
+    their order in the file.
 
     Returns
     -------
@@ -662,8 +713,9 @@ def train_model(
     """
     from .models import get_model
 
+    _check_threads(threads)
     spec = get_model(model)
-    table = read_labels(labels, regime)
+    table = canonical_order(read_labels(labels, regime))
     is_val = _validation_split(table, validation_column, validation_values, labels)
     stimulus_dir = Path(stimulus_dir)
     files = [stimulus_dir / f for f in table["file"]]
@@ -695,6 +747,7 @@ def train_model(
         device=device,
         freeze=freeze,
         progress=progress,
+        threads=threads,
     )
 
 
@@ -719,6 +772,7 @@ def train_regimes(
     progress: bool = True,
     face_crop="auto",
     n_jobs: int = -1,
+    threads: int = TRAINING_THREADS,
 ) -> dict[str, TrainResult]:
     """Train one network per regime from the same stimuli and the same seed.
 
@@ -755,7 +809,7 @@ def train_regimes(
         its last value in sorted order).
     model, epochs, batch_size, learning_rate, weight_decay, augment, seed
         As for :func:`train_model`, the same for every regime.
-    device, missing, freeze, progress, face_crop, n_jobs
+    device, missing, freeze, progress, face_crop, n_jobs, threads
         As for :func:`train_model`, the same for every regime.
 
     Returns
@@ -774,8 +828,9 @@ def train_regimes(
     for regime in regimes:
         if not regime or regime in (".", "..") or any(c in regime for c in "/\\"):
             raise ValueError(f"regime {regime!r} cannot name a checkpoint file")
+    _check_threads(threads)
     spec = get_model(model)
-    table = read_labels(labels)
+    table = canonical_order(read_labels(labels))
     for regime in regimes:
         read_labels(labels, regime)  # a missing or incomplete column is an error
     if isinstance(validation_column, Mapping):
@@ -838,8 +893,37 @@ def train_regimes(
             device=device,
             freeze=freeze,
             progress=progress,
+            threads=threads,
         )
     return results
+
+
+def _check_threads(threads) -> None:
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise ValueError(f"threads must be a positive integer; got {threads!r}")
+
+
+def canonical_order(table):
+    """The rows of a labels table sorted by ``file``, then by the other columns.
+
+    Training draws its batches from a permutation of the row indices, so the row order
+    would change the batches and the weights; in this order the checkpoint depends only
+    on the set of rows (identical duplicate rows are interchangeable).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Labels table with a ``file`` column (see :func:`read_labels`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same rows with a new index 0..n-1.
+    """
+    if "file" not in table.columns:
+        raise ValueError(f"table must have a 'file' column; got {list(table.columns)}")
+    keys = ["file", *sorted(c for c in table.columns if c != "file")]
+    return table.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def _validation_split(table, validation_column, validation_values, labels) -> np.ndarray:
@@ -901,6 +985,7 @@ def _train_prepared(
     device,
     freeze,
     progress,
+    threads,
 ) -> TrainResult:
     """Build a seeded network for ``regime``, train it on prepared inputs, checkpoint it."""
     import pandas as pd
@@ -924,6 +1009,7 @@ def _train_prepared(
         "validation_column": validation_column,
         "freeze": list(freeze),
         "face_crop": mode,
+        "threads": int(threads),
         "validation_values": sorted({str(v) for v in table.loc[is_val, validation_column]})
         if validation_column
         else [],
@@ -960,6 +1046,7 @@ def _train_prepared(
         progress=progress,
         freeze=freeze,
         on_epoch=on_epoch,
+        threads=threads,
     )
     return TrainResult(
         checkpoint=output,

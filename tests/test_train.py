@@ -147,6 +147,8 @@ def test_command_line_trains_and_writes_a_checkpoint(tmp_path, capsys):
     assert main([str(tmp_path / "nope"), str(labels), str(out), "--regime", "emotion"]) == 66
     assert main([str(stim), str(labels), str(out), "--regime", "mood"]) == 64
     assert main([str(stim), str(labels), str(out)]) == 64  # --regime is required
+    assert main([str(stim), str(labels), str(out), "--regime", "emotion", "--threads", "0"]) == 64
+    assert info["extra"]["threads"] == 1
     bad = tmp_path / "bad.tsv"
     pd.DataFrame({"file": ["missing.mp4"], "emotion": ["happy"]}).to_csv(bad, sep="\t", index=False)
     assert main([str(stim), str(bad), str(out), "--regime", "emotion", "--no-progress"]) == 66
@@ -351,11 +353,6 @@ def test_several_regimes_options_are_checked(tmp_path):
         train_regimes(stim, labels, ["identity"], tmp_path / "n", validation_column="identity")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="training depends on torch's intra-op thread count (oneDNN convolution weight "
-    "gradients) and on the row order of the labels table",
-)
 def test_training_is_bit_identical_whatever_the_threads_and_the_row_order(tmp_path):
     stim = tmp_path / "stimuli"
     stim.mkdir()
