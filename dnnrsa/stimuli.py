@@ -254,6 +254,7 @@ def write_clip(
     video_codec: str = "libx264",
     audio_codec: str = "aac",
     crf: int = 18,
+    threads: int | None = None,
 ) -> Path:
     """Encode RGB frames and a mono waveform into a video file with PyAV.
 
@@ -274,6 +275,11 @@ def write_clip(
         ``"mpeg4"``; ``"aac"``, ``"flac"``, ``"libopus"``, ``"mp3"``).
     crf : int
         Constant rate factor for x264/x265 (lower is better quality).
+    threads : int, optional
+        Video encoder threads; None (default) lets FFmpeg choose from the machine's
+        CPUs. x264's stream depends on the thread count (128-pixel frames: one thread
+        gives another stream than two or more), so give a number for clips that must
+        be the same on every machine.
 
     Returns
     -------
@@ -296,6 +302,10 @@ def write_clip(
         raise ValueError(f"frame height and width must be even; got {height}x{width}")
     if not fps > 0:
         raise ValueError(f"fps must be positive; got {fps!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or int(threads) != threads or threads < 1
+    ):
+        raise ValueError(f"threads must be a positive integer or None; got {threads!r}")
     if audio is not None:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1:
@@ -315,6 +325,8 @@ def write_clip(
             vstream = container.add_stream(video_codec, rate=rate)
             vstream.width, vstream.height = width, height
             vstream.pix_fmt = "yuv420p"
+            if threads is not None:
+                vstream.codec_context.thread_count = int(threads)
             if video_codec in ("libx264", "libx265"):
                 vstream.options = {"crf": str(crf), "preset": "fast"}
                 if video_codec == "libx265":

@@ -25,6 +25,12 @@ from .design import (
     stimulus_table,
 )
 
+#: Video encoder threads per clip (see :func:`dnnrsa.stimuli.write_clip`): fixed, so
+#: that the clips, and the networks trained on them, do not depend on the machine's
+#: CPUs (FFmpeg's automatic choice gave x264 one thread on a one-CPU machine and
+#: another stream than on two or more CPUs; 2 gives the stream those machines wrote).
+ENCODER_THREADS = 2
+
 
 def _actors(seed: int) -> dict:
     """Face and voice of every actor: identity -> (FaceParams, VoiceParams).
@@ -145,7 +151,7 @@ def _clip_job(job: dict) -> dict:
         fps=job["fps"],
         image_size=job["image_size"],
     )
-    write_clip(job["path"], frames, job["fps"], audio, SAMPLE_RATE)
+    write_clip(job["path"], frames, job["fps"], audio, SAMPLE_RATE, threads=ENCODER_THREADS)
     if not job["summarise"]:
         return {}
     return _summarise(frames, audio)
