@@ -74,6 +74,10 @@ ANALYSIS_OPTIONS = {
     "allow_silent_video": "--allow-silent-video",
 }
 
+#: Analysis options the group level sets for itself: its random draws (permutations,
+#: bootstrap) follow the group run's ``--seed``.
+GROUP_OWN_OPTIONS = ("seed",)
+
 #: Fields of a participant map's sidecar that must agree across the subjects of a map.
 MAP_SIDECAR_FIELDS = ("Comparator", "Metric", "RadiusMm", "ModelMetric", "Conditions")
 
@@ -287,7 +291,7 @@ def group_config(config: RunConfig) -> RunConfig:
     )
     changes = {}
     for field, flag in ANALYSIS_OPTIONS.items():
-        if field not in record:
+        if field not in record or field in GROUP_OWN_OPTIONS:
             continue
         value = record[field]
         ours = getattr(config, field)

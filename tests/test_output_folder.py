@@ -133,11 +133,13 @@ def test_same_options_add_a_subject_and_the_group_combines_them(small, first_sub
     assert config["analysis"]["radius_mm"] == 6.0
     assert config["analysis"]["model_rdms"]["category"].startswith(small.model_rdm.name)
     argv = [str(small.root), str(out), "group", "--n-permutations", "50", "--no-reports"]
+    argv += ["--seed", "7"]  # the group's own draws follow the group run's seed
     assert main([*argv, "--comparator", "pearson", "--skip-bids-validation"]) == 0
     group = tomllib.loads((out / "dnnrsa_group_config.toml").read_text())
     assert group["analysis_level"] == "group"
     assert group["participants"] == ["01", "02"]
     assert group["comparator"] == "spearman"  # the maps' comparator, not the command line's
+    assert group["seed"] == 7 and _config(out)["seed"] == 0
     assert _config(out)["analysis_level"] == "participant"
     # the group report shows both configurations
     from dnnrsa.reports.discovery import open_context
