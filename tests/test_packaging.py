@@ -59,6 +59,7 @@ def test_every_package_is_declared():
     )
 
 
+@pytest.mark.slow
 def test_editable_build_is_quiet(tmp_path):
     """The editable wheel builds without setuptools warnings (the plain layout needs none)."""
     code = (
@@ -106,6 +107,7 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_wheel_holds_every_module_and_no_tests(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = set()
@@ -116,6 +118,7 @@ def test_wheel_holds_every_module_and_no_tests(wheel):
     assert not [n for n in names if n.startswith(("tests/", "interfaces/", "bids_app/"))]
 
 
+@pytest.mark.slow
 def test_wheel_works_without_the_source_tree(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

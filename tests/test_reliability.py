@@ -146,6 +146,7 @@ def _temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*") if p.is_file() and p.name not in KEPT_HIDDEN]
 
 
+@pytest.mark.slow
 def test_kill9_leaves_no_process_and_rerun_matches_a_clean_run(small, tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     inputs = _tree(small.root)
