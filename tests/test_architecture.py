@@ -1,6 +1,7 @@
 """The import rules of docs/architecture.md, read from the source with ast (function-level
 imports included): the core never imports nipype, pybids, argparse, the interfaces or the
-app; the interfaces never import the app."""
+app; the interfaces never import the app; and no module of the three packages imports,
+directly or through others, a module that imports it back (no import cycle)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,204 @@ def test_interfaces_import_no_app():
 def test_the_rule_checker_catches_violations(tmp_path, source, dotted, forbidden):
     (tmp_path / "mod.py").write_text(source)
     assert _violations(tmp_path, dotted, forbidden), source
+
+
+# ----------------------------------------------------------------------- import cycles
+#: The packages whose modules form the import graph, with their dotted names.
+PACKAGES = (
+    ("dnnrsa", "dnnrsa"),
+    ("bids_app", "dnnrsa.bids_app"),
+    ("interfaces", "dnnrsa.interfaces"),
+)
+
+
+def _module_table(root: Path, packages=PACKAGES) -> dict[str, tuple[Path, str]]:
+    """Dotted module name -> (file, the package relative imports start from)."""
+    table = {}
+    for folder, dotted in packages:
+        for path, package in _modules(root / folder, dotted):
+            name = package if path.name == "__init__.py" else f"{package}.{path.stem}"
+            table[name] = (path, package)
+    return table
+
+
+def _own(name: str, table) -> str | None:
+    """The module of ours that importing ``name`` runs (its longest known prefix)."""
+    while name and name not in table:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _import_graph(table) -> dict[str, dict[str, int]]:
+    """Module -> {module of ours it imports: line}, every import statement in its AST
+    (module level, inside functions, under ``if TYPE_CHECKING``); other packages are
+    left out. ``from package import name`` is an edge to the submodule ``name`` when
+    there is one, to the package otherwise."""
+    graph = {}
+    for module, (path, package) in table.items():
+        edges: dict[str, int] = {}
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [_own(alias.name, table) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - (node.level - 1)]
+                    name = ".".join([*base, node.module] if node.module else base)
+                else:
+                    name = node.module or ""
+                for alias in node.names:
+                    sub = f"{name}.{alias.name}"
+                    targets.append(sub if sub in table else _own(name, table))
+            for target in targets:
+                if target is not None and target != module:
+                    edges.setdefault(target, node.lineno)
+        graph[module] = edges
+    return graph
+
+
+def _cycles(graph) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def _shortest_cycle(graph, component: list[str]) -> list[str]:
+    """One shortest cycle through the first module of a component."""
+    start = component[0]
+    previous = {start: None}
+    queue = [start]
+    for v in queue:
+        for w in sorted(graph[v]):
+            if w == start:
+                path = [v]
+                while previous[path[-1]] is not None:
+                    path.append(previous[path[-1]])
+                return [*reversed(path), start]
+            if w in component and w not in previous:
+                previous[w] = v
+                queue.append(w)
+    raise AssertionError(f"no cycle through {start}")  # pragma: no cover
+
+
+def _describe(graph, table, root: Path, component: list[str]) -> str:
+    cycle = _shortest_cycle(graph, component)
+    steps = [
+        f"    {a} -> {b}  ({table[a][0].relative_to(root)}:{graph[a][b]})"
+        for a, b in zip(cycle, cycle[1:], strict=False)
+    ]
+    return "cycle among " + ", ".join(component) + ":\n" + "\n".join(steps)
+
+
+def _cycle_report(root: Path, packages=PACKAGES, allowed=()) -> list[str]:
+    table = _module_table(root, packages)
+    graph = _import_graph(table)
+    return [_describe(graph, table, root, c) for c in _cycles(graph) if frozenset(c) not in allowed]
+
+
+#: Cycles that run through modules edited elsewhere; each is to be broken there, and
+#: then removed from here (test_no_import_cycle_at_all then passes).
+KNOWN_CYCLES = (frozenset({"dnnrsa._registries", "dnnrsa.rdm"}),)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="faces <-> stimuli and bids_app.group <-> bids_app.workflows still import each other",
+)
+def test_no_import_cycle():
+    cycles = _cycle_report(REPO, allowed=KNOWN_CYCLES)
+    assert not cycles, "\n" + "\n".join(cycles)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dnnrsa.rdm.compare_rdms imports dnnrsa._registries, which imports rdm's kernels",
+)
+def test_no_import_cycle_at_all():
+    cycles = _cycle_report(REPO)
+    assert not cycles, "\n" + "\n".join(cycles)
+
+
+def _write_package(root: Path, files: dict[str, str]) -> None:
+    for rel, source in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        # a function-level import closes the loop
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "from . import b\n",
+            "pkg/b.py": "def f():\n    from .a import g\n",
+        },
+        # absolute imports, three modules
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "import pkg.b\n",
+            "pkg/b.py": "from pkg.c import x\n",
+            "pkg/c.py": "def f():\n    import pkg.a\n",
+        },
+        # two levels up from a subpackage
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "from .sub.c import x\n",
+            "pkg/sub/__init__.py": "",
+            "pkg/sub/c.py": "def f():\n    from ..a import y\n",
+        },
+        # an import only for type checking still counts
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n",
+            "pkg/b.py": "from .a import A\n",
+        },
+    ],
+)
+def test_the_cycle_checker_catches_cycles(tmp_path, files):
+    _write_package(tmp_path, files)
+    cycles = _cycle_report(tmp_path, (("pkg", "pkg"),))
+    assert len(cycles) == 1 and "pkg.a -> " in cycles[0], cycles
+
+
+def test_the_cycle_checker_ignores_other_packages_and_package_imports(tmp_path):
+    _write_package(
+        tmp_path,
+        {
+            # the package imports its submodules; they import siblings through it
+            "pkg/__init__.py": "from .a import f\nfrom .b import g\n",
+            "pkg/a.py": "from . import b\nimport numpy\n",
+            "pkg/b.py": "def g():\n    import torch\n    from pkg import c\n",
+            "pkg/c.py": "import os\n",
+        },
+    )
+    assert _cycle_report(tmp_path, (("pkg", "pkg"),)) == []
