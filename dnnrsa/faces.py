@@ -51,6 +51,15 @@ from ._croptables import (
     read_crop_table,
     write_crop_table,
 )
+from ._decode import (
+    _decode_video_frames,
+    _face_image,
+    _frame_indices,
+    _open,
+    _read_image,
+    stimulus_kind,
+)
+from ._io import atomic_write, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -246,8 +255,6 @@ def detect_faces(frame, cascade: str = CASCADES[0]) -> np.ndarray:
 
 def search_frames(n_total: int, model_frames: Sequence[int] = (1,)) -> list[int]:
     """Frames searched for a face: ``SEARCH_FRAMES`` evenly spaced, plus the model's frames."""
-    from .stimuli import _frame_indices
-
     picked = set(_frame_indices(n_total, min(SEARCH_FRAMES, n_total)).tolist())
     for n in model_frames:
         picked.update(_frame_indices(n_total, int(n)).tolist())
@@ -298,8 +305,6 @@ def detect_face_crop(
 
 
 def _detect_file(path: Path, model_frames: Sequence[int]) -> FaceCrop:
-    from .stimuli import _decode_video_frames, _open, _read_image, stimulus_kind
-
     kind = stimulus_kind(path)
     if kind == "audio":
         return FaceCrop(None, "none")
@@ -340,8 +345,6 @@ def _detect_cached(path: Path, model_frames, cache_dir: Path | None) -> FaceCrop
     """Detection on one file, read from (or saved to) ``cache_dir`` when given."""
     if cache_dir is None:
         return _detect_file(path, model_frames)
-    from ._io import atomic_write, file_sha256
-
     cached = cache_dir / f"{file_sha256(path)}-{_detector_key(model_frames)}.json"
     if cached.is_file():
         try:
@@ -357,8 +360,6 @@ def _detect_cached(path: Path, model_frames, cache_dir: Path | None) -> FaceCrop
 
 def frame_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """``(width, height)`` of a video or image file without decoding it; None for audio."""
-    from .stimuli import _open, _read_image, stimulus_kind
-
     path = Path(path)
     kind = stimulus_kind(path)
     if kind == "audio":
@@ -383,24 +384,16 @@ def crop_preview(path: str | os.PathLike, box, n_frames: int = 1, image_size: in
     visual : ndarray of shape (image_size, image_size), float32, or None
         The model's input for the crop ``box`` (gray level / 255 - 0.5).
     """
-    from .stimuli import (
-        InputRecipe,
-        _decode_video_frames,
-        _frame_indices,
-        _open,
-        _read_image,
-        face_input,
-        stimulus_kind,
-    )
-
+    for name, value in (("image_size", image_size), ("n_frames", n_frames)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
     path = Path(path)
     kind = stimulus_kind(path)
     if kind == "audio":
         return None, None
-    recipe = InputRecipe(modalities=("visual",), image_size=image_size, n_frames=n_frames)
     if kind == "image":
         frames = _read_image(path)[None]
-        return frames[0], face_input(frames, recipe, box)[0]
+        return frames[0], _face_image(frames, image_size, box)[0]
     state: dict = {}
 
     def select(n_total):
@@ -415,7 +408,7 @@ def crop_preview(path: str | os.PathLike, box, n_frames: int = 1, image_size: in
         return None, None
     picked = state["picked"]
     model = frames[[picked.index(i) for i in state["model"]]]
-    return frames[picked.index(state["middle"])], face_input(model, recipe, box)[0]
+    return frames[picked.index(state["middle"])], _face_image(model, image_size, box)[0]
 
 
 # --------------------------------------------------------------------------- resolving

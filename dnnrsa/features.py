@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import file_sha256
-from .stimuli import InputRecipe
+from ._io import atomic_write, file_sha256
+from .faces import crop_mode, resolve_crops, table_mode, warn_if_mode_differs
+from .models import load_model, model_fingerprint
+from .stimuli import InputRecipe, prepare_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -362,10 +364,6 @@ def extract_features(
     FeatureSet
         ``activations[layer]`` of shape ``(n_stimuli, *layer_shape)``, float32.
     """
-    from .faces import crop_mode, resolve_crops, table_mode, warn_if_mode_differs
-    from .models import load_model, model_fingerprint
-    from .stimuli import prepare_inputs
-
     paths = [Path(p) for p in stimuli]
     if not paths:
         raise ValueError("stimuli must list at least one file")
@@ -435,8 +433,6 @@ def extract_features(
                 batch_size=batch_size,
                 device=device,
             )
-        from ._io import atomic_write
-
         for j, i in enumerate(todo):
             row = {name: acts[name][j] for name in all_names}
             if cache_files[i] is not None:

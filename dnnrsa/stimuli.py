@@ -45,13 +45,23 @@ from pathlib import Path
 
 import numpy as np
 
+from ._decode import (
+    AUDIO_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    StimulusError,
+    _decode_video_frames,
+    _face_image,
+    _frame_indices,
+    _open,
+    _read_image,
+    stimulus_kind,
+)
+from .faces import resolve_crops
+
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".m4a", ".aac", ".opus")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MODALITIES = ("visual", "auditory")
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _LOG_FLOOR = 1e-6
 #: RMS (of full scale) below which an audio track counts as silent (-60 dBFS).
 SILENT_RMS = 1e-3
@@ -75,10 +85,6 @@ __all__ = [
     "warn_if_silent",
     "write_clip",
 ]
-
-
-class StimulusError(ValueError):
-    """A stimulus file cannot be decoded or lacks what the recipe needs."""
 
 
 @dataclass(frozen=True)
@@ -228,19 +234,6 @@ class Clip:
     audio: np.ndarray | None
     sample_rate: int | None
     path: str = ""
-
-
-def stimulus_kind(path: str | os.PathLike) -> str:
-    """Return ``"video"``, ``"audio"`` or ``"image"`` from the file extension.
-
-    Unknown extensions are treated as video containers (PyAV probes the content).
-    """
-    ext = Path(path).suffix.lower()
-    if ext in AUDIO_EXTENSIONS:
-        return "audio"
-    if ext in IMAGE_EXTENSIONS:
-        return "image"
-    return "video"
 
 
 # --------------------------------------------------------------------------- writing
@@ -397,17 +390,6 @@ def _audio_frame(chunk: np.ndarray, fmt: str):
 
 
 # --------------------------------------------------------------------------- reading
-def _open(path: Path):
-    import av
-
-    if not path.is_file():
-        raise StimulusError(f"stimulus file not found: {path}")
-    try:
-        return av.open(str(path))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise StimulusError(f"cannot open stimulus file {path}: {exc}") from exc
-
-
 def has_audio_track(path: str | os.PathLike) -> bool:
     """Whether a stimulus file holds an audio stream (read from its header, not decoded).
 
@@ -455,27 +437,6 @@ def _to_float(arr: np.ndarray, fmt: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _decode_video_frames(container, path: Path, select=None):
-    """Decode RGB frames; with ``select(n_total) -> indices`` convert only those."""
-    import av
-
-    if not container.streams.video:
-        return None, None
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    fps = float(stream.average_rate) if stream.average_rate else None
-    try:
-        container.seek(0)
-        decoded = list(container.decode(stream))
-    except av.error.FFmpegError as exc:
-        raise StimulusError(f"cannot decode the video of {path}: {exc}") from exc
-    if not decoded:
-        raise StimulusError(f"the video stream of {path} holds no frames")
-    indices = range(len(decoded)) if select is None else select(len(decoded))
-    frames = np.stack([decoded[i].to_ndarray(format="rgb24") for i in indices])
-    return frames, fps
-
-
 def read_clip(path: str | os.PathLike) -> Clip:
     """Decode a video, audio or image file.
 
@@ -507,24 +468,6 @@ def read_clip(path: str | os.PathLike) -> Clip:
     return Clip(frames, fps, audio, rate, str(path))
 
 
-def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise StimulusError(f"stimulus file not found: {path}")
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise StimulusError(f"cannot read image {path}: {exc}") from exc
-
-
-def _frame_indices(n_total: int, n_frames: int) -> np.ndarray:
-    """Evenly spaced frame indices (the centres of ``n_frames`` equal segments)."""
-    idx = np.floor((np.arange(n_frames) + 0.5) * n_total / n_frames).astype(int)
-    return np.clip(idx, 0, n_total - 1)
-
-
 # --------------------------------------------------------------------------- inputs
 def face_input(
     frames,
@@ -547,36 +490,8 @@ def face_input(
     ndarray of shape (1, image_size, image_size), float32
         Gray level / 255 - 0.5.
     """
-    import torch
-    import torch.nn.functional as F
-
     recipe = recipe or InputRecipe()
-    frames = np.asarray(frames)
-    if frames.ndim == 3:
-        frames = frames[None]
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must have shape (n, height, width, 3); got {frames.shape}")
-    gray = (frames.astype(np.float32) @ _LUMA).mean(axis=0) / 255.0
-    height, width = gray.shape
-    if crop_box is None:
-        side = min(height, width)
-        y0, x0 = (height - side) // 2, (width - side) // 2
-        x1, y1 = x0 + side, y0 + side
-    else:
-        x0, y0, x1, y1 = (int(v) for v in crop_box)
-        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise ValueError(
-                f"crop_box must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}; "
-                f"got {tuple(crop_box)!r}"
-            )
-    crop = torch.from_numpy(np.ascontiguousarray(gray[y0:y1, x0:x1]))[None, None]
-    size = recipe.image_size
-    if crop.shape[-2:] != (size, size):
-        if crop.shape[-1] >= size and crop.shape[-2] >= size:
-            crop = F.adaptive_avg_pool2d(crop, (size, size))
-        else:
-            crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
-    return (crop[0].numpy() - 0.5).astype(np.float32)
+    return _face_image(frames, recipe.image_size, crop_box)
 
 
 def warn_if_silent(audio, name) -> bool:
@@ -782,8 +697,6 @@ def prepare_inputs(
     recipe = recipe or InputRecipe()
     paths = list(paths)
     if isinstance(crop_boxes, str | os.PathLike | dict):
-        from .faces import resolve_crops
-
         crops = resolve_crops(paths, crop_boxes, model_frames=(recipe.n_frames,))
         crop_boxes = [c.box for c in crops]
     if crop_boxes is not None and len(crop_boxes) != len(paths):

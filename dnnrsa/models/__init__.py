@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .._io import atomic_write
 from ..stimuli import InputRecipe
 
 logger = logging.getLogger(__name__)
@@ -255,8 +256,6 @@ def save_checkpoint(
         More plain metadata (numbers, strings, lists, dicts).
     """
     import torch
-
-    from .._io import atomic_write
 
     spec = get_model(spec)
     recipe = recipe or spec.recipe
