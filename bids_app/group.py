@@ -9,13 +9,13 @@ from pathlib import Path
 
 from dnnrsa.bidsnames import (
     build_name,
-    build_stem,
     is_label,
     parse_name,
     read_json,
     sidecar_path,
 )
 
+from ._groups import MapGroup
 from .config import RunConfig
 from .errors import NothingSelected
 from .execution import run_workflow
@@ -39,28 +39,6 @@ def _subject_map(path: Path) -> dict[str, str | None] | None:
     if list(name.entities) not in _MAP_ENTITIES or not all(map(is_label, name.entities.values())):
         return None
     return {"layer": None, **name.entities}
-
-
-@dataclass(frozen=True)
-class MapGroup:
-    """The subject maps of one model (layer) for one task and space."""
-
-    task: str
-    space: str
-    model: str
-    layer: str | None
-    stat: str
-    files: tuple[Path, ...]
-    subjects: tuple[str, ...]
-    part: str
-    layer_index: int
-    layer_name: str
-
-    @property
-    def stem(self) -> str:
-        return build_stem(
-            {"task": self.task, "space": self.space, "model": self.model, "layer": self.layer}
-        )
 
 
 def find_subject_maps(config: RunConfig) -> list[MapGroup]:
@@ -300,20 +278,6 @@ def find_roi_sets(config: RunConfig) -> list[RoiSet]:
             )
         )
     return sets
-
-
-def roi_comparator(config: RunConfig) -> str:
-    """The comparator of the ROI evaluation: ``--comparator`` where the inference supports
-    it, Spearman otherwise."""
-    from dnnrsa.inference import INFERENCE_COMPARATORS
-
-    if config.comparator in INFERENCE_COMPARATORS:
-        return config.comparator
-    logger.warning(
-        "the ROI evaluation does not support --comparator %s; it uses spearman",
-        config.comparator,
-    )
-    return "spearman"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from nipype.interfaces import utility as niu
@@ -32,13 +31,12 @@ from ..interfaces.glm import EstimatePatterns
 from ..interfaces.roi import RoiEvaluation, RoiRDM, RoiWeightedModels
 from ..interfaces.searchlight import SearchlightRSA
 from ..interfaces.stats import GroupModelTest, LayerWinner
+from ._groups import MapGroup, roi_comparator
 from .collect import SubjectInputs
 from .errors import DatasetInvalid, UsageError
 from .outputs import run_work_dir
 from .parser import CONFOUND_STRATEGIES
-
-if TYPE_CHECKING:
-    from .group import MapGroup
+from .resources import glm_memory_gb, searchlight_memory_gb
 
 
 def checkpoint_label(path: Path) -> str:
@@ -382,8 +380,6 @@ def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
     is given (else the grid) and the number of model RDMs
     (:mod:`dnnrsa.bids_app.resources`)."""
     import nibabel as nib
-
-    from .resources import glm_memory_gb, searchlight_memory_gb
 
     imgs = [nib.load(str(r.bold)) for r in inputs.runs]
     shapes = [tuple(img.shape[:3]) + (img.shape[3] if len(img.shape) > 3 else 1,) for img in imgs]
@@ -736,8 +732,6 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
             sink.overwrite = True
             wf.connect(winner, field, sink, "in_file")
     if roi_sets:  # the evaluation of every model RDM in each region
-        from .group import roi_comparator
-
         comparator = roi_comparator(config)
     for rs in roi_sets:
         ev = pe.Node(

@@ -1,0 +1,51 @@
+"""What the group level's discovery (:mod:`.group`) hands to its workflows
+(:mod:`.workflows`): the subject maps of one model, and the comparator of the ROI
+evaluation. Both sides import it; it imports neither."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from dnnrsa.bidsnames import build_stem
+
+from .config import RunConfig
+
+logger = logging.getLogger("dnnrsa.group")
+
+
+@dataclass(frozen=True)
+class MapGroup:
+    """The subject maps of one model (layer) for one task and space."""
+
+    task: str
+    space: str
+    model: str
+    layer: str | None
+    stat: str
+    files: tuple[Path, ...]
+    subjects: tuple[str, ...]
+    part: str
+    layer_index: int
+    layer_name: str
+
+    @property
+    def stem(self) -> str:
+        return build_stem(
+            {"task": self.task, "space": self.space, "model": self.model, "layer": self.layer}
+        )
+
+
+def roi_comparator(config: RunConfig) -> str:
+    """The comparator of the ROI evaluation: ``--comparator`` where the inference supports
+    it, Spearman otherwise."""
+    from dnnrsa.inference import INFERENCE_COMPARATORS
+
+    if config.comparator in INFERENCE_COMPARATORS:
+        return config.comparator
+    logger.warning(
+        "the ROI evaluation does not support --comparator %s; it uses spearman",
+        config.comparator,
+    )
+    return "spearman"
