@@ -204,10 +204,6 @@ def _cycle_report(root: Path, packages=PACKAGES, allowed=()) -> list[str]:
 KNOWN_CYCLES = (frozenset({"dnnrsa._registries", "dnnrsa.rdm"}),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="faces <-> stimuli and bids_app.group <-> bids_app.workflows still import each other",
-)
 def test_no_import_cycle():
     cycles = _cycle_report(REPO, allowed=KNOWN_CYCLES)
     assert not cycles, "\n" + "\n".join(cycles)
