@@ -127,8 +127,8 @@ def _connected(n_nodes: int, indices: np.ndarray, indptr: np.ndarray, work=None)
         labels = np.full(n_nodes, -1, dtype=np.int32)
         n_components = _cc_undirected(indices, indptr, t_indices, t_indptr, labels)
         return int(n_components), labels
-    from scipy.sparse import csr_matrix  # noqa: PLC0415
-    from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
 
     graph = csr_matrix(
         (np.ones(indices.size, dtype=np.int8), indices, indptr), shape=(n_nodes, n_nodes)

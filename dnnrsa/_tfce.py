@@ -34,9 +34,9 @@ GRAPH_MIN_VOXELS = 20_000
 
 def _ndimage(xp):
     if xp is np:
-        from scipy import ndimage  # noqa: PLC0415
+        from scipy import ndimage
     else:  # pragma: no cover - needs a GPU
-        from cupyx.scipy import ndimage  # noqa: PLC0415
+        from cupyx.scipy import ndimage
     return ndimage
 
 
@@ -71,7 +71,7 @@ class VolumeLayout:
         local = tuple(i - low for i, low in zip(idx, lo, strict=True))
         self.flat_index = xp.asarray(np.ravel_multi_index(local, self.box_shape))
         self.box_size = int(np.prod(self.box_shape))
-        from scipy.ndimage import generate_binary_structure  # noqa: PLC0415
+        from scipy.ndimage import generate_binary_structure
 
         struct3 = generate_binary_structure(3, CONNECTIVITIES[connectivity])
         struct4 = np.zeros((3, 3, 3, 3), dtype=bool)
@@ -93,7 +93,7 @@ class VolumeLayout:
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
         """Pairs of neighbouring mask voxels (indices in mask order), each pair once."""
         if self._edges is None:
-            from scipy.ndimage import generate_binary_structure  # noqa: PLC0415
+            from scipy.ndimage import generate_binary_structure
 
             mask = self._mask
             index = np.full(mask.shape, -1, dtype=np.int64)
@@ -131,7 +131,7 @@ class VolumeLayout:
             any mask voxel lie inside the padded box.
         """
         if self._padded is None:
-            from scipy.ndimage import generate_binary_structure  # noqa: PLC0415
+            from scipy.ndimage import generate_binary_structure
 
             idx = np.nonzero(self._mask)
             low = [int(i.min()) - 1 for i in idx]
@@ -187,8 +187,8 @@ class VolumeLayout:
 
 def _components(n_nodes: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Connected component of each of ``n_nodes`` nodes given undirected edges."""
-    from scipy.sparse import coo_matrix  # noqa: PLC0415
-    from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
     graph = coo_matrix((np.ones(len(u), dtype=np.int8), (u, v)), shape=(n_nodes, n_nodes)).tocsr()
     return connected_components(graph, directed=False)[1]
@@ -283,7 +283,7 @@ def tfce(
     maps = xp.nan_to_num(maps, nan=0.0)
     threshs = tfce_thresholds(maps, two_sided, n_steps, xp)
     if layout.use_graph:
-        from . import _tfce_numba  # noqa: PLC0415 - numba loads on first use only
+        from . import _tfce_numba  # numba loads on first use only
 
         return _tfce_numba.tfce_maps(
             maps,

@@ -318,7 +318,7 @@ class CategoryIndexTable:
 
     def to_frame(self):
         """Return a long table (pandas DataFrame): layer, label_set, index, p_value."""
-        import pandas as pd  # noqa: PLC0415
+        import pandas as pd
 
         rows = [
             {
@@ -759,7 +759,7 @@ def dnn_analysis_tables(
         cross-modal layer explained by the last layers of the two arms;
         :func:`variance_partitioning`).
     """
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
     names, labels, parts = list(bank.layer_names), list(bank.layer_labels), list(bank.parts)
     tables = {
@@ -867,7 +867,7 @@ class CrossRegimeSimilarity:
 
     def to_frame(self):
         """The matrix as a square pandas DataFrame indexed by (regime, layer) on both axes."""
-        import pandas as pd  # noqa: PLC0415
+        import pandas as pd
 
         index = pd.MultiIndex.from_arrays(
             [self.row_regimes, self.row_layers], names=["regime", "layer"]
@@ -878,7 +878,7 @@ class CrossRegimeSimilarity:
         """A long table of the blocks: ``regime_a``, ``layer_a``, ``regime_b``, ``layer_b``,
         ``similarity``, one row per layer pair of every pair of networks (``a`` before
         ``b`` in ``regimes``); ``within=True`` adds the within-network blocks."""
-        import pandas as pd  # noqa: PLC0415
+        import pandas as pd
 
         columns = ["regime_a", "layer_a", "regime_b", "layer_b", "similarity"]
         rows = []

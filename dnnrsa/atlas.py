@@ -58,8 +58,8 @@ def _check_atlas(atlas: str) -> None:
 @functools.lru_cache(maxsize=4)
 def _load_atlas(atlas: str):
     """Return (index volume, probability volume or None, affine, names by index)."""
-    import nibabel as nib  # noqa: PLC0415
-    import pandas as pd  # noqa: PLC0415
+    import nibabel as nib
+    import pandas as pd
 
     _check_atlas(atlas)
     folder = _atlas_dir()
@@ -193,11 +193,11 @@ def cluster_table(
         ``p_img``), and per atlas ``peak_label_<atlas>`` and ``regions_<atlas>``
         (the most frequent labels in the cluster with their share of its voxels).
     """
-    import nibabel as nib  # noqa: PLC0415
-    import pandas as pd  # noqa: PLC0415
-    from scipy import ndimage  # noqa: PLC0415
+    import nibabel as nib
+    import pandas as pd
+    from scipy import ndimage
 
-    from ._tfce import CONNECTIVITIES  # noqa: PLC0415
+    from ._tfce import CONNECTIVITIES
 
     atlases = (atlas,) if isinstance(atlas, str) else tuple(atlas)
     for name in atlases:
@@ -272,7 +272,7 @@ def write_cluster_tsv(table, path: str | os.PathLike) -> Path:
     -------
     Path
     """
-    from ._io import atomic_write  # noqa: PLC0415
+    from ._io import atomic_write
 
     path = Path(path)
     with atomic_write(path) as fh:

@@ -23,7 +23,7 @@ DEVICES = ("auto", "cpu", "cuda")
 def _cupy_module():
     """Return the cupy module if it imports *and* a device really works, else None."""
     try:
-        import cupy  # noqa: PLC0415
+        import cupy
     except Exception as exc:  # ImportError, or a broken CUDA library at import
         logger.debug("CuPy not importable: %s", exc)
         return None

@@ -194,7 +194,7 @@ def layer_bank(
         RDMs are over the sorted unique conditions.
     metric : str
     """
-    from .analysis import layer_rdms  # noqa: PLC0415
+    from .analysis import layer_rdms
 
     conditions = np.asarray(conditions)
     n_stim = {np.asarray(a).shape[0] for a in activations.values()}

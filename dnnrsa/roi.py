@@ -40,7 +40,7 @@ __all__ = [
 
 
 def _load(img):
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
     return nib.load(str(img)) if not hasattr(img, "affine") else img
 
@@ -57,8 +57,8 @@ def resample_mask(mask_img, target_img) -> np.ndarray:
     -------
     boolean array of the target's first three dimensions: finite, non-zero values.
     """
-    import nibabel as nib  # noqa: PLC0415
-    from nilearn.image import resample_img  # noqa: PLC0415
+    import nibabel as nib
+    from nilearn.image import resample_img
 
     mask, target = _load(mask_img), _load(target_img)
     data = np.asanyarray(mask.dataobj)
@@ -155,7 +155,7 @@ def roi_rdm(
     -------
     (rdm, labels, n_voxels)
     """
-    from .rdm import compute_rdm  # noqa: PLC0415
+    from .rdm import compute_rdm
 
     x = extract_patterns(patterns, roi_mask)
     x = x[:, np.isfinite(x).all(axis=0)]
@@ -173,7 +173,7 @@ def roi_rdm(
 
 def atlas_labels(atlas: str = "harvard-oxford") -> list[str]:
     """The region labels of an atlas (``--roi-labels`` accepts these)."""
-    from .atlas import _load_atlas  # noqa: PLC0415
+    from .atlas import _load_atlas
 
     _, _, _, names = _load_atlas(_atlas_key(atlas))
     return [names[i] for i in sorted(names)]
@@ -192,9 +192,9 @@ def atlas_region(label: str, atlas: str = "harvard-oxford", *, prob_threshold=AT
     probable one with a probability of at least ``prob_threshold`` percent. Raises
     ValueError naming an unknown label.
     """
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
-    from .atlas import _load_atlas  # noqa: PLC0415
+    from .atlas import _load_atlas
 
     index, prob, affine, names = _load_atlas(_atlas_key(atlas))
     by_name = {v: k for k, v in names.items()}
@@ -218,7 +218,7 @@ def weighted_model_sets(
     together (``all``). Only sets of at least two RDMs are kept, each set once (under
     its first name), so that a combination can be compared with each part alone.
     """
-    from .bidsnames import build_stem, to_label  # noqa: PLC0415
+    from .bidsnames import build_stem, to_label
 
     if not len(names) == len(networks) == len(parts):
         raise ValueError("names, networks and parts need one entry per model RDM")
