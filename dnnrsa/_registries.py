@@ -28,7 +28,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .rdm import (
+from ._rdmkernels import (
     _compare_whitened,
     _is_constant,
     _kendall_tau_a_block,

@@ -199,21 +199,8 @@ def _cycle_report(root: Path, packages=PACKAGES, allowed=()) -> list[str]:
     return [_describe(graph, table, root, c) for c in _cycles(graph) if frozenset(c) not in allowed]
 
 
-#: Cycles that run through modules edited elsewhere; each is to be broken there, and
-#: then removed from here (test_no_import_cycle_at_all then passes).
-KNOWN_CYCLES = (frozenset({"dnnrsa._registries", "dnnrsa.rdm"}),)
-
-
 def test_no_import_cycle():
-    cycles = _cycle_report(REPO, allowed=KNOWN_CYCLES)
-    assert not cycles, "\n" + "\n".join(cycles)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="dnnrsa.rdm.compare_rdms imports dnnrsa._registries, which imports rdm's kernels",
-)
-def test_no_import_cycle_at_all():
+    """No cycle among our modules, function-level and TYPE_CHECKING imports included."""
     cycles = _cycle_report(REPO)
     assert not cycles, "\n" + "\n".join(cycles)
 
