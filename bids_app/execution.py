@@ -7,13 +7,17 @@ line or chooses what to analyse.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
+import multiprocessing.util
 import os
+import re
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from traceback import format_exception
 
 from nipype.pipeline.plugins.multiproc import MultiProcPlugin, process_initializer
@@ -119,6 +123,181 @@ def _crash_summary(crashes) -> str:
     return detail
 
 
+# --------------------------------------------------------------------------- progress
+_SUBJECT_WF = re.compile(r"(?:^|\.)sub_([A-Za-z0-9]+)_wf(?:\.|$)")
+
+
+def step_label(node) -> str:
+    """A step's name for the progress lines: ``searchlight, sub-01`` for the node
+    ``dnnrsa_participant_wf.sub_01_wf.searchlight``, the node's name for a node that
+    belongs to no subject's workflow."""
+    name = getattr(node, "name", None) or str(node)
+    match = _SUBJECT_WF.search(getattr(node, "fullname", "") or "")
+    return f"{name}, sub-{match.group(1)}" if match else name
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s`` or ``1 h 02 min``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class StepProgress:
+    """One log line per finished step of a workflow run.
+
+    Each line gives the steps done out of all, the step's name (and subject), how long
+    it ran, the time elapsed since the run started and an estimate of the time left.
+    The estimate sums the expected duration of every step not yet done (the mean
+    duration of the finished steps of the same name, else of the same kind, such as
+    ``write``, else of all finished steps; less what a running step has run so far)
+    and divides it by the parallelism measured so far (time spent in steps per time
+    elapsed). Steps found done in the work folder count as done, are logged at debug
+    level only and do not enter the estimate.
+
+    Parameters
+    ----------
+    label : str
+        What runs, at the start of every line (``participant level``).
+    log : logging.Logger, optional
+        Where the lines go (default: this module's logger, under ``dnnrsa``).
+    clock : callable, optional
+        Monotonic time in seconds (replaceable for tests).
+    """
+
+    def __init__(
+        self,
+        label: str,
+        log: logging.Logger | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.label = label
+        self.log = log or logger
+        self.clock = clock
+        self.nodes: list = []
+        self.t0 = clock()
+        self.started_at: dict[int, float] = {}
+        self.durations: dict[int, float] = {}
+        self.cached: set[int] = set()
+
+    @property
+    def total(self) -> int:
+        """Steps of the run."""
+        return len(self.nodes)
+
+    @property
+    def done(self) -> int:
+        """Steps done, those found done in the work folder included."""
+        return len(self.durations) + len(self.cached)
+
+    def begin(self, nodes: list) -> None:
+        """Start counting; ``nodes`` is the plugin's list of steps (it may grow)."""
+        self.nodes = nodes
+        self.t0 = self.clock()
+        names = (getattr(n, "fullname", "") or "" for n in nodes)
+        subjects = {m.group(1) for name in names if (m := _SUBJECT_WF.search(name))}
+        per = f" for {len(subjects)} participant(s)" if subjects else ""
+        self.log.info("%s: %d steps%s", self.label, len(nodes), per)
+
+    def started(self, jobid: int) -> None:
+        """Step ``jobid`` starts (or is checked for a result in the work folder)."""
+        self.started_at.setdefault(jobid, self.clock())
+
+    def finished(self, jobid: int, cached: bool = False) -> None:
+        """Step ``jobid`` is done: log the progress line."""
+        now = self.clock()
+        node = self.nodes[jobid] if 0 <= jobid < len(self.nodes) else jobid
+        label = step_label(node)
+        start = self.started_at.pop(jobid, now)
+        if cached:
+            self.cached.add(jobid)
+            self.log.debug(
+                "%s: step %d/%d (%s) found done in the work folder",
+                self.label,
+                self.done,
+                self.total,
+                label,
+            )
+            if self.done == self.total:
+                self.log.info(
+                    "%s: all %d steps done (%d found done in the work folder); elapsed %s",
+                    self.label,
+                    self.total,
+                    len(self.cached),
+                    format_duration(now - self.t0),
+                )
+            return
+        self.durations[jobid] = now - start
+        elapsed = now - self.t0
+        line = "%s: step %d/%d (%s) done in %.1f s; elapsed %s"
+        args = [self.label, self.done, self.total, label, now - start, format_duration(elapsed)]
+        left = self.remaining(now)
+        if self.done < self.total and left is not None:
+            line += ", about %s left"
+            args.append(format_duration(left))
+        if self.done == self.total and self.cached:
+            line += " (%d step(s) found done in the work folder)"
+            args.append(len(self.cached))
+        self.log.info(line, *args)
+
+    def remaining(self, now: float | None = None) -> float | None:
+        """Estimated seconds until every step is done, or None before any step ran."""
+        if not self.durations:
+            return None
+        now = self.clock() if now is None else now
+        by_name: dict[str, list[float]] = {}
+        by_kind: dict[str, list[float]] = {}
+        for jobid, seconds in self.durations.items():
+            name = self._name(jobid)
+            by_name.setdefault(name, []).append(seconds)
+            by_kind.setdefault(name.split("_")[0], []).append(seconds)
+        overall = sum(self.durations.values()) / len(self.durations)
+        work = 0.0
+        for jobid in range(self.total):
+            if jobid in self.durations or jobid in self.cached:
+                continue
+            name = self._name(jobid)
+            same = by_name.get(name) or by_kind.get(name.split("_")[0])
+            expected = sum(same) / len(same) if same else overall
+            if jobid in self.started_at:
+                expected = max(0.0, expected - (now - self.started_at[jobid]))
+            work += expected
+        busy = sum(self.durations.values()) + sum(now - t for t in self.started_at.values())
+        parallel = max(1.0, busy / max(now - self.t0, 1e-9))
+        return work / parallel
+
+    def _name(self, jobid: int) -> str:
+        return str(getattr(self.nodes[jobid], "name", jobid))
+
+
+class ProgressMixin:
+    """Progress lines (:class:`StepProgress`) for a nipype plugin derived from
+    ``DistributedPluginBase`` (MultiProc, SLURM, SGE, PBS, ...): set ``progress``
+    before the run."""
+
+    progress: StepProgress | None = None
+
+    def _generate_dependency_list(self, graph):
+        super()._generate_dependency_list(graph)
+        if self.progress is not None:
+            self.progress.begin(self.procs)
+
+    def _local_hash_check(self, jobid, graph):
+        if self.progress is not None:  # called just before a step runs or is submitted
+            self.progress.started(jobid)
+        return super()._local_hash_check(jobid, graph)
+
+    def _task_finished_cb(self, jobid, cached=False):
+        super()._task_finished_cb(jobid, cached=cached)
+        if self.progress is not None:
+            self.progress.finished(jobid, cached=cached)
+
+
 # --------------------------------------------------------------------------- workers
 #: How often (seconds) a worker checks that the run which started it is still alive.
 WATCHDOG_INTERVAL_S = 1.0
@@ -170,7 +349,8 @@ def _watch(run_pid: int, started: str | None) -> None:
 
 
 def worker_initializer(cwd: str, run_pid: int, started: str | None) -> None:
-    """Set up a worker process: nipype's set-up, and end it when the run ends.
+    """Set up a worker process: nipype's set-up, its exit handlers run when it ends
+    (:func:`run_exit_handlers`), and end it when the run ends.
 
     Two guards, because a worker's parent is the forkserver, not the run: the parent
     death signal (the worker dies with the forkserver) and a watchdog thread that ends
@@ -178,6 +358,8 @@ def worker_initializer(cwd: str, run_pid: int, started: str | None) -> None:
     """
     process_initializer(cwd)
     _die_with_parent()
+    # at the worker's normal end (the pool shut down), as at the end of a Python program
+    multiprocessing.util.Finalize(None, run_exit_handlers, exitpriority=0)
     if not _alive(run_pid, started):
         os.kill(os.getpid(), signal.SIGKILL)
     threading.Thread(
@@ -198,6 +380,22 @@ def shutdown_joblib_workers() -> None:
         executor.shutdown(wait=True)
 
 
+def run_exit_handlers() -> None:
+    """Run the interpreter exit handlers (:mod:`atexit`) of this process now, once.
+
+    A multiprocessing child ends with ``os._exit``, which skips them. joblib relies on
+    them: every parallel call registers a temporary memmapping folder with joblib's
+    resource tracker and unregisters it in an exit handler (a folder that no array was
+    written to, and those of a call that reused the loky executor, are unregistered
+    nowhere else). A run's worker that skipped them left the tracker it started to
+    find those folders "leaked" when the worker ended, and to warn about it on the
+    console. :func:`worker_initializer` has this run as the worker ends normally.
+    """
+    run = getattr(atexit, "_run_exitfuncs", None)
+    if run is not None:
+        run()
+
+
 def run_node(node, updatehash, taskid) -> dict:
     """nipype's ``run_node`` that never raises: a step that fails before writing its
     result file gives a traceback, not an exception in the pool's callback. The joblib
@@ -216,9 +414,10 @@ def run_node(node, updatehash, taskid) -> dict:
     return result
 
 
-class GuardedMultiProcPlugin(MultiProcPlugin):
+class GuardedMultiProcPlugin(ProgressMixin, MultiProcPlugin):
     """nipype's MultiProc whose workers end with the run, and which ends on a failure.
 
+    - One log line per finished step (:class:`ProgressMixin`).
     - Workers are started with :func:`worker_initializer` (they exit when the run dies).
     - A task whose future fails (a step that could not write its result, a worker that
       died) is reported as a failed step instead of waiting forever for its result.
@@ -276,21 +475,44 @@ class GuardedMultiProcPlugin(MultiProcPlugin):
                 pass
 
 
-def _plugin(config: RunConfig, plugin_args: dict):
-    """The plugin object or name handed to nipype."""
+def _plugin(config: RunConfig, plugin_args: dict, progress: StepProgress):
+    """The plugin object handed to nipype, reporting to ``progress`` where it can.
+
+    MultiProc is :class:`GuardedMultiProcPlugin`; a plugin that runs the steps one by
+    one from nipype's scheduling loop (SLURM, SGE, PBS, ...) gets :class:`ProgressMixin`;
+    any other (Linear, the ``*Graph`` plugins, which submit the whole graph at once) is
+    handed over by name, and only the run's start and end are logged.
+    """
     if config.plugin == "MultiProc":
-        return GuardedMultiProcPlugin(plugin_args=plugin_args)
+        plugin = GuardedMultiProcPlugin(plugin_args=plugin_args)
+        plugin.progress = progress
+        return plugin
+    from nipype.pipeline import plugins
+    from nipype.pipeline.plugins.base import DistributedPluginBase
+
+    base = getattr(plugins, f"{config.plugin}Plugin", None)
+    if (
+        isinstance(base, type)
+        and issubclass(base, DistributedPluginBase)
+        and "Graph" not in config.plugin
+    ):
+        # same class name: nipype derives the plugin's name from it
+        plugin = type(base.__name__, (ProgressMixin, base), {})(plugin_args=plugin_args)
+        plugin.progress = progress
+        return plugin
     return config.plugin
 
 
-def run_workflow(wf, config: RunConfig) -> None:
+def run_workflow(wf, config: RunConfig, label: str | None = None) -> None:
     """Run a nipype workflow with the configured plugin; name the failing step on error.
 
     Temporary files that a killed run left in the output folder are removed first.
-    Crash reports are written as text under ``<output_dir>/logs``; a failure (the first
-    failing step ends the run and its workers) raises :class:`RuntimeError` naming up to
-    three failed steps and their reports, or :class:`~.errors.CannotWrite` (exit 73) when
-    the disk is full or the quota used up.
+    Progress goes to the log, one line per finished step (:class:`StepProgress`,
+    starting with ``label``, by default the workflow's name). Crash reports are written
+    as text under ``<output_dir>/logs``; a failure (the first failing step ends the run
+    and its workers) raises :class:`RuntimeError` naming up to three failed steps and
+    their reports, or :class:`~.errors.CannotWrite` (exit 73) when the disk is full or
+    the quota used up.
     """
     for path in sweep_stale_temporaries(config.output_dir):
         logger.info("removed a temporary file left by an interrupted run: %s", path)
@@ -308,11 +530,17 @@ def run_workflow(wf, config: RunConfig) -> None:
     plugin_args = plugin_arguments(config)
     worker_logging(config)
     before = set(logs.glob("crash-*"))
+    progress = StepProgress(label or wf.name)
+    plugin = _plugin(config, plugin_args, progress)
+    if isinstance(plugin, str):
+        logger.info("%s: running with nipype's %s plugin", progress.label, plugin)
     try:
-        wf.run(plugin=_plugin(config, plugin_args), plugin_args=plugin_args)
+        wf.run(plugin=plugin, plugin_args=plugin_args)
     except Exception as exc:
         detail = _crash_summary(sorted(set(logs.glob("crash-*")) - before))
         full = step_disk_full(exc, detail)
         if full is not None:
             raise full from exc
         raise RuntimeError(f"the workflow failed ({exc.__class__.__name__}){detail}") from exc
+    if isinstance(plugin, str):
+        logger.info("%s: done in %s", progress.label, format_duration(time.monotonic() - progress.t0))

@@ -392,11 +392,11 @@ def run_group(config: RunConfig) -> None:
         )
     write_group_config(config, groups)
     wf = init_group_wf(config, groups, roi_sets=roi_sets)
-    run_workflow(wf, config)
+    run_workflow(wf, config, label="group level")
     study_sets = find_study_sets(config, groups)
     if study_sets:  # after the maps: the findings read the participants' maps and tables
         logger.info("findings of the study: %s", ", ".join(s.name() for s in study_sets))
-        run_workflow(init_findings_wf(config, study_sets), config)
+        run_workflow(init_findings_wf(config, study_sets), config, label="group level, findings")
     if config.reports:
         from dnnrsa.reports import build_group_report, build_subject_report
 

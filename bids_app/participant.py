@@ -207,7 +207,7 @@ def run_participant(config: RunConfig) -> None:
             write_dataset_description(config)
             write_participant_config(config, subjects, record)
         wf = init_dnnrsa_participant_wf(config, subjects, dnn_kwargs, rois=rois)
-        run_workflow(wf, config)
+        run_workflow(wf, config, label="participant level")
     log_brain_masks(config, subjects)
     if config.reports:
         from dnnrsa.reports import build_subject_report  # matplotlib: loaded only when needed

@@ -38,11 +38,69 @@ def rng():
     return np.random.default_rng(20261126)
 
 
+#: The fast demo's command line, as a user types it (``dnnrsa-demo OUT --setting fast``).
+FAST_DEMO_ARGS = ["--setting", "fast", "--nprocs", "2", "--device", "cpu"]
+
+
+def _demo_timings(stdout: str) -> dict[str, float]:
+    """The demo's ``Timings: generate 70 s, train 95 s, ...`` line as ``{"generate_s": 70.0}``."""
+    import re
+
+    line = re.search(r"^Timings: (.*)$", stdout, re.MULTILINE)
+    if line is None:
+        return {}
+    return {
+        f"{m.group(1)}_s": float(m.group(2))
+        for m in re.finditer(r"(\w+) ([0-9.]+) s", line.group(1))
+    }
+
+
 @pytest.fixture(scope="session")
 def fast_demo(tmp_path_factory):
-    """The one-command demo in its fast setting, run once for every test that reads it."""
-    from dnnrsa.bids_app.demo import run_demo
+    """The one-command demo in its fast setting, run once for every test that reads it.
 
-    return run_demo(
-        tmp_path_factory.mktemp("demo") / "demo", setting="fast", nprocs=2, device="cpu"
+    It runs as a user runs it, in its own process (``python -m dnnrsa.bids_app.demo``),
+    so that everything it prints reaches its console: its own lines, its workers' and
+    any library's warnings (which pytest would otherwise collect). The dictionary
+    :func:`dnnrsa.bids_app.demo.run_demo` returns is rebuilt from the files it wrote
+    (the ground-truth AUCs and the region checks recomputed from the derivatives, as
+    the demo computed them), with ``stdout`` and ``stderr``, the text it printed.
+    """
+    import subprocess
+    import sys
+
+    from dnnrsa.bids_app.collect import DEFAULT_DERIV_SPACE
+    from dnnrsa.bids_app.demo import _findings, _load_paths
+    from dnnrsa.demo import evaluate_groundtruth
+    from dnnrsa.demo.scoring import roi_acceptance
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dnnrsa.bids_app.demo", str(out), *FAST_DEMO_ARGS],
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"the fast demo exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n"
+            f"{proc.stderr[-5000:]}"
+        )
+    paths = _load_paths(out / "data", 0, "fast")
+    deriv = out / "derivatives" / "dnnrsa"
+    return {
+        "report": deriv / "group.html",
+        "auc": evaluate_groundtruth(
+            deriv,
+            {k: Path(v) for k, v in paths.region_masks.items()},
+            task=paths.task,
+            space=DEFAULT_DERIV_SPACE,
+        ),
+        "roi_acceptance": roi_acceptance(deriv, task=paths.task, space=DEFAULT_DERIV_SPACE),
+        "findings": _findings(deriv, paths.task),
+        "timings": _demo_timings(proc.stdout),
+        "derivatives": deriv,
+        "paths": paths,
+        "stdout": proc.stdout,
+        "stderr": proc.stderr,
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,108 @@ def test_fast_demo_roi_acceptance(fast_demo):
     n_layers = len(list(deriv.glob("task-emotion_model-*_layer-*_rdm.tsv")))
     control = table.loc[("control", "no layer above zero (family-wise over layers)")]
     assert control["reference"] == n_layers  # every layer of every network is tested
+
+
+# ----------------------------------------------------------------- console and progress
+#: Text that marks a stray warning, a traceback or an error on the demo's console.
+STRAY_TEXT = re.compile(r"Warning|warning:|WARNING|Traceback|leaked|Error")
+
+#: dnnrsa's own lines that the fast demo is expected to print and that match
+#: :data:`STRAY_TEXT`, each with why it is expected.
+EXPECTED_CONSOLE_LINES: tuple[str, ...] = (
+    # the face detector misses a few of the demo's drawn faces (at the participant level
+    # one of the 72 stimuli); dnnrsa.faces says so and crops the centred square
+    "[dnnrsa.faces] WARNING: no face found in ",
+)
+
+#: ``participant level: step 3/40 (searchlight, sub-01) done in 12.3 s; elapsed 1 min 05 s,
+#: about 2 min 10 s left``
+PROGRESS_LINE = re.compile(
+    r"\[dnnrsa[.\w]*\] INFO: (?P<level>participant level|group level): step (?P<k>\d+)/(?P<n>\d+) "
+    r"\((?P<step>\w+)(?:, sub-(?P<sub>[A-Za-z0-9]+))?\) done in [0-9.]+ s; "
+    r"elapsed (?P<elapsed>[0-9hmins ]+?)(?:, about (?P<left>[0-9hmins ]+) left)?$"
+)
+
+
+@pytest.mark.slow
+def test_fast_demo_console_is_clean_and_shows_progress(fast_demo):
+    """What a user sees: no library warning, traceback or error text on the console of
+    a normal run (stdout and stderr of the demo's process, workers included), and one
+    progress line per finished step of the participant and group levels: the steps
+    done out of all, the subject of per-subject steps, elapsed and remaining time."""
+    console = fast_demo["stdout"] + "\n" + fast_demo["stderr"]
+    lines = console.replace("\r", "\n").splitlines()
+    stray = [
+        line
+        for line in lines
+        if STRAY_TEXT.search(line) and not any(e in line for e in EXPECTED_CONSOLE_LINES)
+    ]
+    assert stray == [], "\n".join(stray)
+
+    progress = [m for line in lines if (m := PROGRESS_LINE.search(line))]
+    subjects = set(fast_demo["paths"].subjects)
+    for level in ("participant level", "group level"):
+        steps = [m for m in progress if m["level"] == level]
+        assert steps, f"no progress line of the {level}:\n" + "\n".join(lines[-80:])
+        n = int(steps[0]["n"])
+        # one line per step, counted up to all of them; a time left on all but the last
+        assert [int(m["k"]) for m in steps] == list(range(1, n + 1))
+        assert {int(m["n"]) for m in steps} == {n}
+        assert all(m["left"] for m in steps[:-1]) and steps[-1]["left"] is None
+        if level == "participant level":
+            searchlights = {m["sub"] for m in steps if m["step"] == "searchlight"}
+            assert searchlights == subjects
+    starts = [line for line in lines if re.search(r"INFO: participant level: \d+ steps for 2 ", line)]
+    assert len(starts) == 1
+
+
+def test_step_progress_lines(caplog):
+    """The progress of a workflow run: one line per finished step, with the steps done
+    out of all, the subject, the step's duration, the time elapsed and an estimate of
+    the time left from the finished steps of the same name and the parallelism."""
+    import logging
+    from types import SimpleNamespace
+
+    from dnnrsa.bids_app.execution import StepProgress, format_duration, step_label
+
+    def node(path):
+        return SimpleNamespace(name=path.rsplit(".", 1)[-1], fullname=path)
+
+    nodes = [
+        node("wf.dnn_wf.extract_emotion"),
+        node("wf.sub_01_wf.searchlight"),
+        node("wf.sub_02_wf.searchlight"),
+        node("wf.sub_02_wf.write_maps"),
+    ]
+    assert step_label(nodes[1]) == "searchlight, sub-01"
+    assert step_label(nodes[0]) == "extract_emotion"
+    assert [format_duration(s) for s in (4.6, 65, 3725)] == ["5 s", "1 min 05 s", "1 h 02 min"]
+
+    now = [0.0]
+    progress = StepProgress("participant level", clock=lambda: now[0])
+    with caplog.at_level(logging.DEBUG, logger="dnnrsa"):
+        progress.begin(nodes)
+        progress.started(0)
+        progress.finished(0, cached=True)  # found done in the work folder
+        progress.started(1)
+        progress.started(2)
+        now[0] = 30.0
+        progress.finished(1)  # 30 s; the other searchlight has run 30 s of its 30
+        assert progress.remaining() == pytest.approx(30.0 / 2)  # the write: overall mean
+        now[0] = 40.0
+        progress.finished(2)
+        progress.started(3)
+        now[0] = 45.0
+        progress.finished(3)
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert info == [
+        "participant level: 4 steps for 2 participant(s)",
+        "participant level: step 2/4 (searchlight, sub-01) done in 30.0 s; elapsed 30 s, "
+        "about 15 s left",
+        "participant level: step 3/4 (searchlight, sub-02) done in 40.0 s; elapsed 40 s, "
+        "about 20 s left",
+        "participant level: step 4/4 (write_maps, sub-02) done in 5.0 s; elapsed 45 s "
+        "(1 step(s) found done in the work folder)",
+    ]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert debug == ["participant level: step 1/4 (extract_emotion) found done in the work folder"]
