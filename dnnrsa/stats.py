@@ -37,7 +37,12 @@ from __future__ import annotations
 from ._groupimgs import GroupTestResult, group_test_imgs, group_test_maps, sign_flip_test_imgs
 from ._maxt import _max_t_block  # noqa: F401  (the kernel, tested through this module)
 from ._scores import fisher_z, t_to_z
-from ._signflip import THRESHOLD_TYPES, SignFlipResult, sign_flip_matrix, sign_flip_test
+from ._signflip import (
+    THRESHOLD_TYPES,  # noqa: F401  (the threshold types of sign_flip_test)
+    SignFlipResult,
+    sign_flip_matrix,
+    sign_flip_test,
+)
 from ._winners import (
     LayerComparisonResult,
     compare_best_layers,
