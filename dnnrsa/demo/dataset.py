@@ -27,8 +27,10 @@ from .design import (
 #: 2: one shared voice for every actor (identity and gender only in the face);
 #: 3: the voice's emotional intensity 0.35-0.85 with a wider prosodic spread;
 #: 4: a fourth planted region, ``person`` (dorsal TPJ), holding one code per actor; facial
-#: actions 1.5 times as large and the voice's emotional intensity 0.3-0.75.
-GENERATOR_REVISION = 4
+#: actions 1.5 times as large and the voice's emotional intensity 0.3-0.75;
+#: 5: clips smaller than 128 pixels (the fast setting) encoded without x264's macroblock
+#: tree, so they are the same in every run.
+GENERATOR_REVISION = 5
 
 logger = logging.getLogger(__name__)
 
