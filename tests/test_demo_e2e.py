@@ -97,6 +97,49 @@ def test_fast_demo_roi_acceptance(fast_demo):
     assert control["reference"] == n_layers  # every layer of every network is tested
 
 
+@pytest.mark.slow
+def test_a_second_clean_participant_run_is_byte_identical(fast_demo, tmp_path):
+    """Determinism with the default options (every core, face detection in threads): the
+    participant level run again for one subject from scratch (a new output folder and a
+    new work folder, so faces are detected and features extracted anew) writes exactly
+    the bytes of the demo's run: that subject's patterns, mask, ROI RDMs and maps, and
+    the data set's stimulus and face-crop tables and layer RDMs."""
+    from dnnrsa.bids_app.demo import _roi_args, _voxel_size_mm
+    from dnnrsa.bids_app.run import main
+
+    paths, deriv = fast_demo["paths"], fast_demo["derivatives"]
+    subject = paths.subjects[0]
+    models = deriv.parent.parent / "models"
+    ckpts = sorted(models.glob("*.pt"), key=lambda p: ("emotion", "identity", "gender",
+                                                     "sentence").index(p.stem))
+    out = tmp_path / "again"
+    argv = [str(paths.bids_dir), str(out), "participant", "-d", str(paths.fmriprep_dir)]
+    argv += ["--checkpoint", *map(str, ckpts), "--participant-label", subject]
+    argv += ["--radius-mm", f"{2.0 * _voxel_size_mm(paths.fmriprep_dir):g}", *_roi_args(paths)]
+    argv += ["-w", str(tmp_path / "work"), "--device", "cpu", "--seed", "0", "--no-reports"]
+    assert main(argv) == 0
+
+    def outputs(root):
+        keep = {}
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            if not path.is_file() or rel.startswith(("logs", "figures")) or path.suffix == ".html":
+                continue
+            if rel.startswith("sub-") and not rel.startswith(f"sub-{subject}/"):
+                continue
+            if path.name.startswith(("dnnrsa_", "demo_", "group", ".")):
+                continue
+            keep[rel] = path.read_bytes()
+        return keep
+
+    ours = outputs(out)
+    theirs = {k: v for k, v in outputs(deriv).items() if k in ours or k.startswith("sub-")}
+    assert any(k.endswith("_desc-facecrops_stimuli.tsv") for k in ours)
+    assert sum(k.endswith("_statmap.nii.gz") for k in ours) > 100
+    assert sorted(ours) == sorted(theirs)
+    assert [k for k in ours if ours[k] != theirs[k]] == []
+
+
 # ----------------------------------------------------------------- console and progress
 #: Text that marks a stray warning, a traceback or an error on the demo's console.
 STRAY_TEXT = re.compile(r"Warning|warning:|WARNING|Traceback|leaked|Error")
