@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .. import __version__
 from .._io import atomic_write, file_sha256
+from .collect import NATIVE_SPACE
 from .config import RunConfig
 from .errors import DatasetInvalid, UsageError
 
@@ -236,15 +237,55 @@ def claim_output_folder(config: RunConfig, subjects) -> dict:
             f"made with ({CONFIG_FILE} without an [analysis] table: an older dnnrsa or files "
             f"copied in): {how}"
         )
+    grids = space_grids(subjects)
     if recorded is not None:
+        recorded = dict(recorded)
+        recorded_grids = recorded.pop("grids", {}) or {}
         diff = differences(recorded, current)
+        diff += [
+            f"the grid of space {space}: {recorded_grids[space]} in the folder, {grid} in this "
+            f"run (another resolution? choose one with --space {space}:res-N)"
+            for space, grid in grids.items()
+            if space in recorded_grids and recorded_grids[space] != grid
+        ]
         if diff:
             done = ", ".join(f"sub-{s}" for s in (existing or {}).get("participants", []))
             raise UsageError(
                 f"{config.output_dir} holds the analysis of {done or 'other participants'} "
                 f"made with other options; this run differs in " + "; ".join(diff) + f". {how}"
             )
+        grids = {**recorded_grids, **grids}
+    if grids:
+        current["grids"] = grids
     return current
+
+
+def space_grids(subjects) -> dict[str, str]:
+    """The voxel grid of each template space of this run's BOLD (``"91x109x91 at 2x2x2
+    mm"``); maps of one space must share it (two resolutions of one space would give
+    maps of the same name on different grids). Native spaces differ between
+    participants and are left out. Runs of one participant on different grids are
+    refused earlier, when the inputs are collected."""
+    import nibabel as nib
+
+    grids: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for subject, inputs in subjects.items():
+        if inputs.space == NATIVE_SPACE or not inputs.runs:
+            continue
+        header = nib.load(str(inputs.runs[0].bold)).header
+        shape = "x".join(str(int(n)) for n in header.get_data_shape()[:3])
+        zooms = "x".join(f"{float(z):g}" for z in header.get_zooms()[:3])
+        grid = f"{shape} at {zooms} mm"
+        if grids.setdefault(inputs.space, grid) != grid:
+            raise UsageError(
+                f"the BOLD of sub-{first[inputs.space]} and sub-{subject} in space "
+                f"{inputs.space} lie on different grids ({grids[inputs.space]} and {grid}): "
+                f"their maps could not be combined; choose one resolution with --space "
+                f"{inputs.space}:res-N"
+            )
+        first.setdefault(inputs.space, subject)
+    return grids
 
 
 def write_participant_config(config: RunConfig, subjects, record: dict) -> Path:

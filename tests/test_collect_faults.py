@@ -326,3 +326,20 @@ def test_stimulus_link_leading_outside_is_refused_without_a_network(small, tmp_p
     (root / "stimuli" / small.stim_files[0]).unlink()
     (root / "stimuli" / small.stim_files[0]).symlink_to("not_there.wav")
     assert collect_inputs(_config(small, tmp_path, root=root))
+
+
+def test_another_resolution_of_the_folder_s_space_is_refused(small, tmp_path, capsys):
+    """Maps are named by space, not resolution: a second run into the folder with the
+    other resolution of its space would put maps of one name on two grids. It is
+    refused (64) before anything is written, naming both grids."""
+    deriv = _derivatives(small, tmp_path / "prep", [RES1, RES2])
+    fast = ["-d", str(deriv), "--confounds", "none", "--radius-mm", "6", "--min-voxels", "5"]
+    fast += ["--nprocs", "1", "--no-reports"]
+    assert _app(small, tmp_path, *fast, "--space", f"{MNI}:res-2") == 0
+    out = tmp_path / "out"
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert _app(small, tmp_path, *fast, "--space", f"{MNI}:res-1") == 64
+    err = capsys.readouterr().err
+    assert f"the grid of space {MNI}: 7x7x7 at 4x4x4 mm in the folder, 14x14x14 at 2x2x2 mm" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
