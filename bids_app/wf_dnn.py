@@ -1,0 +1,425 @@
+"""The data-set-level DNN workflow: each checkpoint's features, layer RDMs and analyses,
+the user's model RDMs, and the model bank every participant's searchlight compares.
+
+Re-exported by :mod:`.workflows`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from dnnrsa.bidsnames import build_name, to_label
+
+from ..interfaces.bids import WriteDerivative, WriteLayerRDMs
+from ..interfaces.dnn import (
+    ArmLesion,
+    ArmRelevance,
+    CrossRegimeSimilarity,
+    DNNAnalyses,
+    ExtractFeatures,
+    LayerRDMs,
+    MergeBanks,
+    UserModelRDMs,
+)
+from .errors import UsageError
+
+
+def checkpoint_label(path: Path) -> str:
+    """Model label of a checkpoint in file names: its regime if recorded, else its file name."""
+    from dnnrsa.models import load_checkpoint
+
+    try:
+        regime = load_checkpoint(path).get("regime")
+    except Exception:  # an unreadable checkpoint is reported by the extraction step
+        regime = None
+    return to_label(regime or Path(path).name.split(".")[0], fallback="dnn")
+
+
+def init_dnn_wf(
+    config,
+    *,
+    stim_paths: list[str],
+    stim_labels: list[str],
+    stim_conditions: list[str],
+    conditions: list[str],
+    stimulus_table: str,
+    task: str,
+    crop_file: str | None = None,
+    name: str = "dnn_wf",
+):
+    """Dataset-level models: layer RDMs of each checkpoint and the user's model RDMs.
+
+    Each checkpoint gets its feature extraction and layer RDMs
+    (:func:`_add_checkpoint_rdms`), its analyses and their tables
+    (:func:`_add_dnn_analyses`) and its arm relevance and lesion
+    (:func:`_add_arm_relevance`); two or more checkpoints are compared layer by layer
+    (:func:`_add_cross_regime`); the user's model RDMs join the bank
+    (:func:`_add_user_models`).
+
+    Inputs
+    ------
+    (none: stimuli come from ``config`` and the arguments)
+
+    Outputs
+    -------
+    bank_file
+        The model bank (npz) compared in every participant's searchlight.
+    """
+    wf = pe.Workflow(name=name)
+    outputnode = pe.Node(niu.IdentityInterface(fields=["bank_file"]), name="outputnode")
+    n_banks = len(config.checkpoints) + (1 if config.model_rdms else 0)
+    merge_list = pe.Node(niu.Merge(n_banks), name="merge_list")
+    merge = pe.Node(MergeBanks(), name="merge_banks")
+    wf.connect(merge_list, "out", merge, "bank_files")
+    wf.connect(merge, "bank_file", outputnode, "bank_file")
+    labels = _checkpoint_labels(config)
+    cross_list = None
+    if len(config.checkpoints) >= 2:
+        cross_list = pe.Node(niu.Merge(len(config.checkpoints)), name="merge_regimes")
+        _add_cross_regime(wf, config, cross_list, labels, task)
+    stimuli = {
+        "stim_paths": stim_paths,
+        "stim_labels": stim_labels,
+        "stim_conditions": stim_conditions,
+        "crop_file": crop_file,
+    }
+    for k, (ckpt, label) in enumerate(zip(config.checkpoints, labels, strict=True)):
+        rdms = _add_checkpoint_rdms(wf, config, ckpt, label, task=task, **stimuli)
+        analyses = pe.Node(
+            DNNAnalyses(
+                stimulus_table=stimulus_table,
+                n_permutations=min(config.n_permutations, 1000),
+                seed=config.seed,
+            ),
+            name=f"dnn_analyses_{label}",
+        )
+        wf.connect(
+            [
+                (rdms, analyses, [("bank_file", "bank_file")]),
+                (rdms, merge_list, [("bank_file", f"in{k + 1}")]),
+            ]
+        )
+        if cross_list is not None:
+            wf.connect(rdms, "bank_file", cross_list, f"in{k + 1}")
+        entities = {"task": task, "model": label}
+        _add_arm_relevance(
+            wf,
+            config,
+            rdms,
+            ckpt,
+            entities,
+            stim_paths=stim_paths,
+            stim_labels=stim_labels,
+            stimulus_table=stimulus_table,
+            crop_file=crop_file,
+        )
+        _add_dnn_analyses(wf, config, analyses, ckpt, entities)
+    if config.model_rdms:
+        _add_user_models(wf, config, merge_list, n_banks, conditions=conditions, task=task)
+    return wf
+
+
+def _checkpoint_labels(config) -> list[str]:
+    """The model label of every checkpoint (:func:`checkpoint_label`); two checkpoints
+    with one label are refused (exit code 64)."""
+    labels = [checkpoint_label(ckpt) for ckpt in config.checkpoints]
+    shared = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if shared:
+        raise UsageError(
+            f"--checkpoint: several checkpoints have the model label {shared} (the regime "
+            "recorded in each, else its file name); every network needs its own label"
+        )
+    return labels
+
+
+def _add_checkpoint_rdms(
+    wf,
+    config,
+    ckpt: Path,
+    label: str,
+    *,
+    task: str,
+    stim_paths: list[str],
+    stim_labels: list[str],
+    stim_conditions: list[str],
+    crop_file: str | None,
+):
+    """Add one checkpoint's feature extraction (``extract_<label>``), its layer RDMs
+    (``layer_rdms_<label>``) and their writer (``write_rdms_<label>``) to ``wf``.
+
+    Returns
+    -------
+    nipype.pipeline.engine.Node
+        The layer RDMs node, whose ``bank_file`` holds the network's RDMs.
+    """
+    extract = pe.Node(
+        ExtractFeatures(
+            stim_files=stim_paths,
+            model=config.model,
+            checkpoint=str(ckpt),
+            cache_dir=str(config.work_dir / "feature_cache"),
+            device=config.device,
+            seed=config.seed,
+            use_gpu=_use_gpu(config),
+            n_jobs=config.nprocs,
+        ),
+        name=f"extract_{label}",
+        n_procs=config.nprocs,  # torch and the decoding use as many threads
+    )
+    if config.layers:
+        extract.inputs.layers = list(config.layers)
+    if crop_file:
+        extract.inputs.crop_file = crop_file
+    if config.allow_silent_video:
+        extract.inputs.missing = "blank"
+    rdms = pe.Node(
+        LayerRDMs(
+            stim_labels=stim_labels,
+            conditions=stim_conditions,
+            model_label=label,
+            metric=config.dnn_metric,
+        ),
+        name=f"layer_rdms_{label}",
+    )
+    write = pe.Node(
+        WriteLayerRDMs(
+            output_dir=str(config.output_dir),
+            task=task,
+            extra={"Checkpoint": str(ckpt), "Model": config.model},
+        ),
+        name=f"write_rdms_{label}",
+    )
+    write.overwrite = True
+    wf.connect(
+        [
+            (extract, rdms, [("features_file", "features_file")]),
+            (rdms, write, [("bank_file", "bank_file")]),
+        ]
+    )
+    return rdms
+
+
+def _add_arm_relevance(
+    wf,
+    config,
+    rdms,
+    ckpt: Path,
+    entities: dict,
+    *,
+    stim_paths: list[str],
+    stim_labels: list[str],
+    stimulus_table: str,
+    crop_file: str | None,
+) -> None:
+    """Add a network's arm relevance (``desc-armrelevance``) and, when the stimuli carry
+    its regime's labels (:func:`_lesion_possible`), its arm lesion (``desc-armlesion``,
+    ``desc-lesionoutcomes``, whose outcomes the relevance reads) to ``wf``."""
+    label = entities["model"]
+    relevance = pe.Node(
+        ArmRelevance(checkpoint=str(ckpt), n_boot=1000, seed=config.seed),
+        name=f"arm_relevance_{label}",
+    )
+    write_relevance = _table_sink(
+        config,
+        {**entities, "desc": "armrelevance"},
+        f"write_arm_relevance_{label}",
+        "lesion accuracy drop and unique variance of each arm, with percentile bootstrap "
+        "intervals over stimuli (dnnrsa.findings.arm_relevance_table)",
+        Checkpoint=str(ckpt),
+    )
+    wf.connect(
+        [
+            (rdms, relevance, [("bank_file", "bank_file")]),
+            (relevance, write_relevance, [("relevance_file", "in_file")]),
+        ]
+    )
+    if not _lesion_possible(ckpt, stimulus_table):
+        return
+    lesion = pe.Node(
+        ArmLesion(
+            stim_files=stim_paths,
+            stim_labels=stim_labels,
+            checkpoint=str(ckpt),
+            stimulus_table=stimulus_table,
+            device=config.device,
+        ),
+        name=f"arm_lesion_{label}",
+    )
+    if crop_file:
+        lesion.inputs.crop_file = crop_file
+    write_lesion = _table_sink(
+        config,
+        {**entities, "desc": "armlesion"},
+        f"write_arm_lesion_{label}",
+        "accuracy on the stimuli intact (arm none) and with each arm's input to the "
+        "cross-modal part replaced by its mean",
+        Checkpoint=str(ckpt),
+    )
+    wf.connect(lesion, "lesion_file", write_lesion, "in_file")
+    write_outcomes = _table_sink(
+        config,
+        {**entities, "desc": "lesionoutcomes"},
+        f"write_lesion_outcomes_{label}",
+        "each stimulus scored by the network intact and with each arm's input to the "
+        "cross-modal part replaced by its mean",
+        Checkpoint=str(ckpt),
+    )
+    wf.connect(lesion, "outcomes_file", write_outcomes, "in_file")
+    wf.connect(lesion, "outcomes_file", relevance, "outcomes_file")
+
+
+def _add_dnn_analyses(wf, config, analyses, ckpt: Path, entities: dict) -> None:
+    """Add the writers of a network's analyses (``analyses``, a :class:`DNNAnalyses`
+    node) to ``wf``: category index, layer similarity and variance partitioning."""
+    label = entities["model"]
+    n_perm = min(config.n_permutations, 1000)
+    described = {
+        "category_index": (
+            "categoryindex",
+            "stats",
+            "category index of every layer for every label set of the stimuli, with a "
+            f"one-sided label-permutation p value ({n_perm} permutations)",
+        ),
+        "layer_similarity": (
+            "layersimilarity",
+            "matrix",
+            "Spearman correlation of every pair of the network's layer RDMs",
+        ),
+        "varpart": (
+            "varpart",
+            "stats",
+            "variance of each cross-modal layer's RDM explained uniquely by the last "
+            "visual layer, uniquely by the last auditory layer, and shared",
+        ),
+    }
+    for field, (desc, suffix, text) in described.items():
+        sink = _table_sink(
+            config,
+            {**entities, "desc": desc},
+            f"write_{field}_{label}",
+            text,
+            suffix=suffix,
+            Checkpoint=str(ckpt),
+            Seed=config.seed,
+            **({"Comparator": "spearman"} if field == "layer_similarity" else {}),
+        )
+        wf.connect(analyses, field, sink, "in_file")
+
+
+def _add_user_models(wf, config, merge_list, n_banks: int, *, conditions, task: str) -> None:
+    """Add the user's model RDMs (``--model-rdm``) to ``wf``: read in the order of
+    ``conditions``, written at data-set level and merged as the bank's last part."""
+    user = pe.Node(
+        UserModelRDMs(
+            names=[n for n, _ in config.model_rdms],
+            rdm_files=[str(p) for _, p in config.model_rdms],
+            conditions=conditions,
+        ),
+        name="user_model_rdms",
+    )
+    write_user = pe.Node(
+        WriteLayerRDMs(output_dir=str(config.output_dir), task=task), name="write_user_rdms"
+    )
+    write_user.overwrite = True
+    wf.connect(
+        [
+            (user, merge_list, [("bank_file", f"in{n_banks}")]),
+            (user, write_user, [("bank_file", "bank_file")]),
+        ]
+    )
+
+
+def _table_sink(config, entities: dict, name: str, description: str, *, suffix="stats", **meta):
+    """A node writing one data-set-level table ``<entities>_<suffix>.tsv`` into the output
+    folder, with a sidecar of its description and ``meta``; it always rewrites."""
+    sink = pe.Node(
+        WriteDerivative(
+            out_path=str(config.output_dir / build_name(entities, suffix, ".tsv")),
+            sidecar={"Description": description, **meta},
+        ),
+        name=name,
+    )
+    sink.overwrite = True
+    return sink
+
+
+def _add_cross_regime(wf, config, bank_list, labels: list[str], task: str) -> None:
+    """Layer-by-layer similarity of every checkpoint with every other, written at dataset
+    level as ``task-<t>_desc-crossregime_matrix.tsv`` (every layer of every network) and
+    ``task-<t>_desc-crossregime_stats.tsv`` (one row per layer pair of two networks)."""
+    cross = pe.Node(
+        CrossRegimeSimilarity(
+            regimes=labels,
+            extra={
+                "Checkpoints": dict(zip(labels, map(str, config.checkpoints), strict=True)),
+                "Model": config.model,
+            },
+        ),
+        name="cross_regime_similarity",
+    )
+    wf.connect(bank_list, "out", cross, "bank_files")
+    for field, suffix in (("matrix", "matrix"), ("pairs", "stats")):
+        fname = build_name({"task": task, "desc": "crossregime"}, suffix, ".tsv")
+        sink = pe.Node(
+            WriteDerivative(out_path=str(config.output_dir / fname)),
+            name=f"write_crossregime_{field}",
+        )
+        sink.overwrite = True
+        wf.connect([(cross, sink, [(f"{field}_file", "in_file"), (f"{field}_sidecar", "sidecar")])])
+
+
+def _lesion_possible(ckpt: Path, stimulus_table: str) -> bool:
+    """Whether the arm lesion can be scored: the checkpoint's regime labels the stimuli.
+
+    Needs a column named as the checkpoint's regime whose values are the checkpoint's
+    labels for at least two stimuli; otherwise the lesion is skipped with a note.
+    """
+    import logging
+
+    import pandas as pd
+
+    from dnnrsa.models import get_model, load_checkpoint
+
+    try:
+        info = load_checkpoint(ckpt)
+        table = pd.read_csv(stimulus_table, sep="\t", dtype=str)
+    except (OSError, ValueError):
+        return False
+    regime = info.get("regime")
+    if not (bool(regime) and bool(get_model(info["model"]).arms)):
+        return False
+    if regime not in table.columns:
+        # the checkpoint's training labels belong to its training clips, which the
+        # stimuli of the events cannot be matched to without the column
+        logging.getLogger("dnnrsa.workflows").warning(
+            "arm lesion of %s skipped: the events have no %r column giving each stimulus "
+            "its %s label (variance partitioning, which needs no labels, is not affected)",
+            ckpt.name,
+            regime,
+            regime,
+        )
+        return False
+    labels = [str(c) for c in info.get("labels", [])]
+    matching = int(table[regime].isin(labels).sum())
+    if matching < 2:
+        values = sorted(table[regime].dropna().unique())[:10]
+        logging.getLogger("dnnrsa.workflows").warning(
+            "arm lesion of %s skipped: its labels %s are not the values of the events' "
+            "column %r (%s) for two or more stimuli",
+            ckpt.name,
+            labels[:10],
+            regime,
+            ", ".join(values),
+        )
+        return False
+    return True
+
+
+def _use_gpu(config) -> bool:
+    """Whether ``--device`` resolves to the GPU (CUDA)."""
+    from dnnrsa.backend import resolve_device
+
+    return resolve_device(config.device) == "cuda"

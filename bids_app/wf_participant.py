@@ -1,0 +1,316 @@
+"""The participant workflows: each participant's patterns (GLM), brain mask, searchlight
+maps and ROI RDMs, and the participant level that feeds them the DNN workflow's model bank.
+
+Re-exported by :mod:`.workflows`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from dnnrsa.bidsnames import build_name, subject_dir
+
+from ..interfaces.bids import WriteDerivative, WriteSubjectMaps
+from ..interfaces.glm import EstimatePatterns
+from ..interfaces.roi import RoiRDM
+from ..interfaces.searchlight import SearchlightRSA
+from .collect import SubjectInputs
+from .errors import DatasetInvalid
+from .outputs import run_work_dir
+from .parser import CONFOUND_STRATEGIES
+from .resources import glm_memory_gb, searchlight_memory_gb
+from .wf_dnn import _use_gpu, init_dnn_wf
+
+
+def confound_columns(config) -> list[str]:
+    """Columns of the fMRIPrep confounds file selected by ``--confounds``."""
+    columns: list[str] = []
+    for item in config.confounds:
+        columns.extend(CONFOUND_STRATEGIES.get(item, (item,)))
+    return list(dict.fromkeys(columns))
+
+
+def _write_brain_mask(bold_files, mask_file, out_path):
+    """The brain mask the patterns use (dnnrsa.glm.brain_mask), with its counts as sidecar."""
+    from dnnrsa.glm import brain_mask, save_brain_mask
+
+    info = brain_mask(bold_files, mask_file)
+    return str(save_brain_mask(info, out_path, sources=list(bold_files)))
+
+
+def _n_models(config) -> int:
+    """Model RDMs of the bank: every chosen layer of every checkpoint, and the user's."""
+    n_layers = 0
+    if config.checkpoints:
+        from dnnrsa.models import get_model
+
+        try:
+            n_layers = len(get_model(config.model).select_layers(config.layers or None))
+        except (KeyError, ValueError):  # reported when the features are extracted
+            n_layers = len(config.layers) or 1
+    return max(1, len(config.checkpoints) * n_layers + len(config.model_rdms))
+
+
+def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
+    """Memory (GB) the GLM and the searchlight nodes of one participant declare to
+    nipype, from the shapes of the BOLD runs (headers only), the brain mask when one
+    is given (else the grid) and the number of model RDMs
+    (:mod:`dnnrsa.bids_app.resources`)."""
+    import nibabel as nib
+
+    imgs = [nib.load(str(r.bold)) for r in inputs.runs]
+    shapes = [tuple(img.shape[:3]) + (img.shape[3] if len(img.shape) > 3 else 1,) for img in imgs]
+    mask_voxels = None
+    if inputs.mask is not None:
+        mask_voxels = int(np.count_nonzero(np.asanyarray(nib.load(str(inputs.mask)).dataobj)))
+    n_cond = len(inputs.conditions)
+    glm = glm_memory_gb(
+        shapes,
+        n_cond=n_cond,
+        mask_voxels=mask_voxels,
+        noise_model=config.noise_model,
+        n_jobs=config.nprocs,
+        multivariate=config.noise_normalisation == "multivariate",
+    )
+    grid = max(shapes, key=lambda sh: sh[0] * sh[1] * sh[2])[:3]
+    searchlight = searchlight_memory_gb(
+        grid,
+        mask_voxels if mask_voxels is not None else int(np.prod(grid)),
+        n_runs=len(shapes),
+        n_cond=n_cond,
+        n_models=_n_models(config),
+        affine=imgs[0].affine,
+        radius_mm=config.radius_mm,
+        # on the GPU the working memory of a block is the device's, not the host's
+        budget_mb=0 if _use_gpu(config) else config.searchlight_memory_mb,
+    )
+    return {"glm": glm, "searchlight": searchlight}
+
+
+def init_participant_wf(
+    config, inputs: SubjectInputs, *, name: str | None = None, rois: dict | None = None
+):
+    """Per-participant workflow: patterns by GLM, searchlight RSA, derivatives.
+
+    The patterns and their writer (:func:`_add_glm`), the brain mask written as a
+    derivative (:func:`_add_brain_mask`), the searchlight and its maps' writer
+    (:func:`_add_searchlight`) and one RDM per region of ``rois``
+    (:func:`_add_roi_rdms`).
+
+    Inputs
+    ------
+    bank_file
+        Model bank (npz) of the model RDMs to compare.
+
+    Outputs
+    -------
+    map_files
+        The per-model statistic maps written to the derivatives.
+    patterns_file
+        The patterns written to the derivatives.
+    """
+    s = inputs.subject
+    wf = pe.Workflow(name=name or f"sub_{s}_wf")
+    inputnode = pe.Node(niu.IdentityInterface(fields=["bank_file"]), name="inputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(fields=["map_files", "patterns_file"]), name="outputnode"
+    )
+    t_rs = {r.t_r for r in inputs.runs}
+    if len(t_rs) != 1:
+        raise DatasetInvalid(f"sub-{s}: runs have different repetition times {sorted(t_rs)}")
+    memory = participant_memory_gb(config, inputs)
+    patterns = _add_glm(wf, config, inputs, t_r=t_rs.pop(), mem_gb=memory["glm"])
+    wf.connect(patterns["write"], "out_file", outputnode, "patterns_file")
+    _add_brain_mask(wf, config, inputs)
+    _add_searchlight(
+        wf, config, inputs, patterns["node"], inputnode, outputnode, mem_gb=memory["searchlight"]
+    )
+    _add_roi_rdms(wf, config, inputs, patterns["node"], rois or {})
+    return wf
+
+
+def _add_glm(wf, config, inputs: SubjectInputs, *, t_r: float, mem_gb: float) -> dict:
+    """Add the participant's patterns (``estimate_patterns``, an :class:`EstimatePatterns`
+    node with the confounds of ``--confounds`` when every run has them) and their writer
+    (``write_patterns``, ``desc-<method>_stat-<output>_statmap.nii.gz``) to ``wf``.
+
+    Returns
+    -------
+    dict
+        ``node``: the patterns node; ``write``: its writer.
+    """
+    s = inputs.subject
+    patterns = pe.Node(
+        EstimatePatterns(
+            bold_files=[str(r.bold) for r in inputs.runs],
+            events_files=[str(r.events) for r in inputs.runs],
+            t_r=t_r,
+            method=config.glm_method,
+            output=config.glm_output,
+            condition_column=config.condition_column,
+            noise_model=config.noise_model,
+            noise_normalisation=config.noise_normalisation,
+            seed=config.seed,
+            n_jobs=config.nprocs,
+        ),
+        name="estimate_patterns",
+        mem_gb=mem_gb,
+        n_procs=config.nprocs,  # MultiProc schedules the node on as many processors
+    )
+    if inputs.mask is not None:
+        patterns.inputs.mask_file = str(inputs.mask)
+    confounds = [r.confounds for r in inputs.runs]
+    columns = confound_columns(config)
+    if columns and all(c is not None for c in confounds):
+        patterns.inputs.confounds_files = [str(c) for c in confounds]
+        patterns.inputs.confound_columns = columns
+    if config.smoothing_fwhm:
+        patterns.inputs.smoothing_fwhm = config.smoothing_fwhm
+    entities = {"sub": s, "task": inputs.task, "space": inputs.space}
+    entities |= {"desc": config.glm_method, "stat": config.glm_output}
+    write_patterns = pe.Node(
+        WriteDerivative(
+            out_path=str(
+                subject_dir(config.output_dir, s) / build_name(entities, "statmap", ".nii.gz")
+            ),
+            sidecar={
+                "Method": config.glm_method,
+                "Output": config.glm_output,
+                "NoiseModel": config.noise_model,
+                "NoiseNormalisation": config.noise_normalisation,
+                "ConditionColumn": config.condition_column,
+                "Conditions": list(inputs.conditions),
+                "Runs": [r.run for r in inputs.runs],
+                "VolumeOrder": "run-major: every condition of the first run, then the next run",
+                "Sources": [str(r.bold) for r in inputs.runs],
+            },
+        ),
+        name="write_patterns",
+    )
+    write_patterns.overwrite = True
+    wf.connect(patterns, "patterns_file", write_patterns, "in_file")
+    return {"node": patterns, "write": write_patterns}
+
+
+def _add_brain_mask(wf, config, inputs: SubjectInputs) -> None:
+    """Add the writer of the brain mask derivative (``write_mask``,
+    ``desc-brain_mask.nii.gz`` and its sidecar of counts) to ``wf``.
+
+    The mask is computed from the runs (and the given mask) as the patterns compute it;
+    the searchlight and the ROI RDMs read the mask of :class:`EstimatePatterns`, which
+    holds the same voxels, but its file (header) and outputs (no counts) are not those
+    of the derivative, so this node writes the derivative itself.
+    """
+    s = inputs.subject
+    mask_name = build_name(
+        {"sub": s, "task": inputs.task, "space": inputs.space, "desc": "brain"}, "mask", ".nii.gz"
+    )
+    write_mask = pe.Node(
+        niu.Function(
+            function=_write_brain_mask,
+            input_names=["bold_files", "mask_file", "out_path"],
+            output_names=["out_file"],
+        ),
+        name="write_mask",
+    )
+    write_mask.inputs.bold_files = [str(r.bold) for r in inputs.runs]
+    write_mask.inputs.mask_file = str(inputs.mask) if inputs.mask is not None else None
+    write_mask.inputs.out_path = str(subject_dir(config.output_dir, s) / mask_name)
+    write_mask.overwrite = True
+    wf.add_nodes([write_mask])
+
+
+def _add_searchlight(
+    wf, config, inputs: SubjectInputs, patterns, inputnode, outputnode, *, mem_gb: float
+) -> None:
+    """Add the searchlight (``searchlight``, :class:`SearchlightRSA` of the patterns in
+    their mask against the bank of ``inputnode``) and the writer of its maps
+    (``write_maps``, one statistic map per model RDM, into ``outputnode.map_files``)."""
+    gpu = _use_gpu(config)
+    searchlight = pe.Node(
+        SearchlightRSA(
+            radius_mm=config.radius_mm,
+            metric=config.metric,
+            comparator=config.comparator,
+            min_voxels=config.min_voxels,
+            device=config.device,
+            memory_mb=config.searchlight_memory_mb,
+            n_jobs=config.nprocs,
+            use_gpu=gpu,
+        ),
+        name="searchlight",
+        mem_gb=mem_gb,
+        n_procs=1 if gpu else config.nprocs,  # on the GPU one CPU thread feeds it
+    )
+    write_maps = pe.Node(
+        WriteSubjectMaps(
+            output_dir=str(config.output_dir),
+            subject=inputs.subject,
+            task=inputs.task,
+            space=inputs.space,
+            comparator=config.comparator,
+            metric=config.metric,
+            radius_mm=config.radius_mm,
+            sources=[str(r.bold) for r in inputs.runs],
+        ),
+        name="write_maps",
+    )
+    write_maps.overwrite = True
+    fields = ("patterns_file", "conditions_file", "mask_file")
+    wf.connect(
+        [
+            (inputnode, searchlight, [("bank_file", "bank_file")]),
+            (inputnode, write_maps, [("bank_file", "bank_file")]),
+            (patterns, searchlight, [(f, f) for f in fields]),
+            (searchlight, write_maps, [("maps_file", "maps_file")]),
+            (write_maps, outputnode, [("out_files", "map_files")]),
+        ]
+    )
+
+
+def _add_roi_rdms(wf, config, inputs: SubjectInputs, patterns, rois: dict) -> None:
+    """Add one :class:`RoiRDM` node per region (``roi_rdm_<name>``, ROI name -> mask
+    file), each writing the participant's ``roi-<name>_rdm.tsv``, to ``wf``."""
+    s = inputs.subject
+    for roi_name, roi_file in rois.items():
+        roi_ents = {"sub": s, "task": inputs.task, "space": inputs.space, "roi": roi_name}
+        roi = pe.Node(
+            RoiRDM(
+                roi_file=str(roi_file),
+                roi_name=roi_name,
+                metric=config.metric,
+                out_path=str(
+                    subject_dir(config.output_dir, s) / build_name(roi_ents, "rdm", ".tsv")
+                ),
+                sidecar={"Sources": [str(r.bold) for r in inputs.runs]},
+            ),
+            name=f"roi_rdm_{roi_name}",
+        )
+        roi.overwrite = True
+        fields = ("patterns_file", "conditions_file", "mask_file")
+        wf.connect([(patterns, roi, [(f, f) for f in fields])])
+
+
+def init_dnnrsa_participant_wf(
+    config, subjects: dict[str, SubjectInputs], dnn_kwargs: dict, rois: dict | None = None
+):
+    """The participant level: dataset-level models plus one sub-workflow per participant
+    (``rois``: ROI name -> mask file, whose RDMs each participant writes).
+
+    Inputs
+    ------
+    (none: the data come from ``config``, ``subjects`` and ``dnn_kwargs``, the
+    arguments of :func:`~.wf_dnn.init_dnn_wf`)
+
+    Outputs
+    -------
+    (none: every result is written into the output folder)
+    """
+    wf = pe.Workflow(name="dnnrsa_participant_wf", base_dir=str(run_work_dir(config)))
+    dnn = init_dnn_wf(config, **dnn_kwargs)
+    for subject, inputs in subjects.items():
+        sub_wf = init_participant_wf(config, inputs, name=f"sub_{subject}_wf", rois=rois)
+        wf.connect(dnn, "outputnode.bank_file", sub_wf, "inputnode.bank_file")
+    return wf
