@@ -17,6 +17,9 @@ design matrices come from :func:`nilearn.glm.first_level.make_first_level_design
 With the same options the LSA patterns equal what ``FirstLevelModel.fit`` followed
 by ``compute_contrast`` gives for each condition.
 
+The brain mask (:func:`brain_mask`, :func:`save_brain_mask`, :class:`BrainMask`)
+lives in :mod:`dnnrsa.brainmask` and is re-exported here.
+
 Noise normalisation uses the ordinary least-squares residuals of each run's LSA
 model:
 
@@ -32,11 +35,21 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .brainmask import (
+    MAX_MASK_LOSS,
+    BrainMask,
+    _as_list,
+    _load_mask,
+    _load_runs,
+    _run_name,
+    brain_mask,
+    save_brain_mask,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +73,6 @@ OUTPUTS = ("effect", "t")
 NOISE_NORMALISATIONS = (False, "univariate", "multivariate")
 #: Largest mask (in voxels) for multivariate noise normalisation (a dense covariance).
 MAX_MULTIVARIATE_VOXELS = 20000
-#: Fraction of the candidate brain voxels a mask may lose before a warning.
-MAX_MASK_LOSS = 0.2
 
 
 @dataclass
@@ -137,23 +148,6 @@ def _no_standardize():
 
     major, minor = (int(part) for part in nilearn.__version__.split(".")[:2])
     return None if (major, minor) >= (0, 14) else False
-
-
-def _load_mask(mask_img):
-    from nilearn.image import load_img  # noqa: PLC0415
-
-    try:
-        img = load_img(mask_img)
-    except Exception as exc:
-        raise ValueError(f"mask_img could not be loaded: {mask_img!r} ({exc})") from exc
-    data = np.asanyarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ValueError(f"mask_img must be a 3D image; got shape {data.shape} from {mask_img!r}")
-    if not np.any(data != 0):
-        raise ValueError(f"mask_img is empty (no non-zero voxel): {mask_img!r}")
-    return img
 
 
 def patterns_to_img(patterns: Any, mask_img: Any):
@@ -275,299 +269,6 @@ def _inverse_sqrt(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------
 # input validation
 # ---------------------------------------------------------------------------
-
-
-def _as_list(value, name):
-    if isinstance(value, str | os.PathLike) or not isinstance(value, Sequence):
-        return [value]
-    if len(value) == 0:
-        raise ValueError(f"{name} must not be empty")
-    return list(value)
-
-
-def _load_runs(run_imgs):
-    from nilearn.image import load_img  # noqa: PLC0415
-
-    runs = []
-    for i, run in enumerate(_as_list(run_imgs, "run_imgs")):
-        try:
-            img = load_img(run)
-        except Exception as exc:
-            raise ValueError(f"run_imgs[{i}] could not be loaded: {run!r} ({exc})") from exc
-        if len(img.shape) != 4:
-            raise ValueError(
-                f"run_imgs[{i}] must be a 4D image (x, y, z, time); got shape {img.shape}"
-                + (f" from {run!r}" if isinstance(run, str | os.PathLike) else "")
-            )
-        if img.shape[3] < 2:
-            raise ValueError(f"run_imgs[{i}] has {img.shape[3]} volume(s); need at least 2")
-        runs.append(img)
-    return runs
-
-
-# ---------------------------------------------------------------------------
-# the brain mask
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class BrainMask:
-    """The brain mask of a set of runs, and what it left out.
-
-    Attributes
-    ----------
-    img : nibabel.Nifti1Image
-        The mask (uint8, 1 inside) on the grid of the runs or of the given mask.
-    source : {"computed", "given"}
-        Computed from the runs (nilearn's multi-run EPI mask) or given by the user.
-    n_voxels : int
-        Voxels in the mask.
-    n_candidates : int
-        Voxels that pass the mask's own intensity threshold before any connectivity
-        pruning (computed masks) or that lie in the given mask.
-    n_nonfinite : int
-        Candidate voxels excluded because one of their samples, in any run, is NaN
-        or infinite.
-    n_pruned : int
-        Candidate voxels dropped because they lie outside the largest connected piece.
-    nonfinite_per_run : list of int
-        Voxels of each run with a non-finite sample (anywhere in the volume).
-    runs : list of str
-        The name of each run (its path when it was given as one).
-    """
-
-    img: Any
-    source: str
-    n_voxels: int
-    n_candidates: int
-    n_nonfinite: int
-    n_pruned: int
-    nonfinite_per_run: list[int] = field(default_factory=list)
-    runs: list[str] = field(default_factory=list)
-
-    @property
-    def lost_fraction(self) -> float:
-        """Fraction of the candidate voxels that are not in the mask."""
-        return 1.0 - self.n_voxels / self.n_candidates if self.n_candidates else 0.0
-
-    def sidecar(self) -> dict:
-        """The JSON sidecar of the mask derivative: its source and its counts."""
-        return {
-            "Type": "Brain",
-            "MaskSource": (
-                "computed from the runs (nilearn compute_multi_epi_mask)"
-                if self.source == "computed"
-                else "given (preprocessed derivatives)"
-            ),
-            "MaskVoxels": self.n_voxels,
-            "CandidateVoxels": self.n_candidates,
-            "NonFiniteVoxelsExcluded": self.n_nonfinite,
-            "NonFiniteVoxelsPerRun": list(self.nonfinite_per_run),
-            "PrunedVoxels": self.n_pruned,
-            "LostFraction": round(self.lost_fraction, 6),
-            "LossWarningThreshold": MAX_MASK_LOSS,
-            "Runs": list(self.runs),
-        }
-
-
-def _run_name(run, i: int) -> str:
-    return os.fspath(run) if isinstance(run, str | os.PathLike) else f"run {i + 1}"
-
-
-def _nonfinite_voxels(img) -> np.ndarray:
-    """Voxels of a 4D image with at least one NaN or infinite sample."""
-    data = np.asanyarray(img.dataobj)
-    if np.issubdtype(data.dtype, np.integer):
-        return np.zeros(img.shape[:3], dtype=bool)
-    return ~np.all(np.isfinite(data), axis=-1)
-
-
-def _finite_img(img, bad: np.ndarray):
-    """A copy of a 4D image whose voxels in ``bad`` hold the mean of their finite samples.
-
-    Used only to find the intensity threshold of the mask: those voxels are excluded
-    from the mask, so no pattern is ever computed from the filled values.
-    """
-    import nibabel as nib  # noqa: PLC0415
-
-    data = np.array(img.dataobj, dtype=np.float64)
-    series = data[bad]
-    finite = np.isfinite(series)
-    counts = finite.sum(axis=1)
-    sums = np.where(finite, series, 0.0).sum(axis=1)
-    fill = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-    data[bad] = fill[:, None]
-    return nib.Nifti1Image(data, img.affine)
-
-
-def _largest_piece(mask: np.ndarray) -> np.ndarray:
-    """The largest face-connected piece of a boolean mask (as nilearn keeps it)."""
-    from scipy import ndimage  # noqa: PLC0415
-
-    labels, n = ndimage.label(mask)
-    if n <= 1:
-        return mask.copy()
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(np.argmax(sizes))
-
-
-def _on_grid(bad: np.ndarray, img, target):
-    """The voxels of ``bad`` (on the grid of ``img``) on the grid of ``target``."""
-    if bad.shape == target.shape[:3] and np.allclose(img.affine, target.affine):
-        return bad
-    import nibabel as nib  # noqa: PLC0415
-    from nilearn.image import resample_to_img  # noqa: PLC0415
-
-    moved = resample_to_img(
-        nib.Nifti1Image(bad.astype(np.float32), img.affine),
-        target,
-        interpolation="nearest",
-        force_resample=True,
-        copy_header=True,
-    )
-    return np.asanyarray(moved.dataobj) > 0
-
-
-def brain_mask(
-    run_imgs: Any,
-    mask_img: Any = None,
-    *,
-    names: Sequence[str] | None = None,
-    max_loss: float = MAX_MASK_LOSS,
-) -> BrainMask:
-    """The mask of the voxels analysed, with every non-finite voxel excluded and counted.
-
-    Without ``mask_img`` the mask is nilearn's multi-run EPI mask
-    (:func:`nilearn.masking.compute_multi_epi_mask`, the largest connected piece of
-    the voxels whose mean intensity passes its threshold). With or without it, a
-    voxel with a NaN or infinite sample in any run is excluded (and the largest
-    connected piece of a computed mask is taken again). The exclusions are logged;
-    a mask that loses more than ``max_loss`` of its candidate voxels (those passing
-    the intensity threshold before connectivity pruning, or those of the given mask)
-    is logged as a WARNING naming the runs.
-
-    Parameters
-    ----------
-    run_imgs : Niimg-like or list of Niimg-like
-        4D BOLD image of each run, all on the same grid.
-    mask_img : Niimg-like, optional
-        A given brain mask (e.g. from preprocessed derivatives).
-    names : sequence of str, optional
-        Names of the runs in messages (their paths by default).
-    max_loss : float, default=0.2
-        Largest fraction of candidate voxels lost without a warning.
-
-    Returns
-    -------
-    BrainMask
-
-    Raises
-    ------
-    ValueError
-        When the runs cannot be loaded or no voxel is left.
-    """
-    import nibabel as nib  # noqa: PLC0415
-
-    runs = _as_list(run_imgs, "run_imgs")
-    if names is None:
-        names = [_run_name(run, i) for i, run in enumerate(runs)]
-    names = [str(n) for n in names]
-    imgs = _load_runs(runs)
-    bad_runs = [_nonfinite_voxels(img) for img in imgs]
-    bad = np.logical_or.reduce(bad_runs)
-    if mask_img is not None:
-        given = _load_mask(mask_img)
-        data = np.asanyarray(given.dataobj)
-        candidates = (data[..., 0] if data.ndim == 4 else data) != 0
-        bad_here = _on_grid(bad, imgs[0], given) if bad.any() else np.zeros_like(candidates)
-        kept = candidates & ~bad_here
-        affine, source = given.affine, "given"
-    else:
-        from nilearn.masking import compute_multi_epi_mask  # noqa: PLC0415
-
-        clean = [
-            _finite_img(img, b) if b.any() else img for img, b in zip(imgs, bad_runs, strict=True)
-        ]
-        candidates = np.asanyarray(compute_multi_epi_mask(clean, connected=False).dataobj) > 0
-        kept = (np.asanyarray(compute_multi_epi_mask(clean).dataobj) > 0) & candidates
-        if bad.any():
-            kept = _largest_piece(kept & ~bad)
-        bad_here = bad
-        affine, source = imgs[0].affine, "computed"
-    n_candidates = int(candidates.sum())
-    n_nonfinite = int((candidates & bad_here).sum())
-    n_voxels = int(kept.sum())
-    info = BrainMask(
-        img=nib.Nifti1Image(kept.astype(np.uint8), affine),
-        source=source,
-        n_voxels=n_voxels,
-        n_candidates=n_candidates,
-        n_nonfinite=n_nonfinite,
-        n_pruned=n_candidates - n_nonfinite - n_voxels,
-        nonfinite_per_run=[int(b.sum()) for b in bad_runs],
-        runs=names,
-    )
-    where = ", ".join(names)
-    if n_nonfinite:
-        logger.warning(
-            "brain mask of %s: excluded %d voxel(s) with NaN or infinite samples (per run: %s)",
-            where,
-            n_nonfinite,
-            info.nonfinite_per_run,
-        )
-    if n_voxels == 0:
-        raise ValueError(
-            f"the brain mask of {where} is empty: {n_candidates} candidate voxels, "
-            f"{n_nonfinite} of them with NaN or infinite samples"
-        )
-    logger.info(
-        "brain mask (%s) of %d voxels: %d candidates, %d non-finite excluded, %d pruned",
-        source,
-        n_voxels,
-        n_candidates,
-        n_nonfinite,
-        info.n_pruned,
-    )
-    if info.lost_fraction > max_loss:
-        logger.warning(
-            "brain mask of %s lost %.0f%% of its %d candidate voxels (more than %.0f%%): "
-            "%d with NaN or infinite samples, %d outside the largest connected piece; "
-            "check the data (zeroed or NaN slices) or give a brain mask",
-            where,
-            100 * info.lost_fraction,
-            n_candidates,
-            100 * max_loss,
-            n_nonfinite,
-            info.n_pruned,
-        )
-    return info
-
-
-def save_brain_mask(
-    info: BrainMask, path: str | os.PathLike, *, sources: Sequence[str] | None = None
-):
-    """Write a brain mask atomically with its JSON sidecar (source and counts).
-
-    With ``sources`` (the runs), the sidecar lists them and names the first as the
-    mask's ``SpatialReference``.
-
-    Returns
-    -------
-    pathlib.Path
-        The mask file.
-    """
-    from ._io import atomic_save_nifti  # noqa: PLC0415
-    from .bidsnames import sidecar_path, write_json  # noqa: PLC0415
-
-    out = atomic_save_nifti(info.img, path)
-    sidecar = info.sidecar()
-    if sources:
-        sidecar["Sources"] = [str(s) for s in sources]
-        # the grid of the runs (BIDS requires a reference for non-template spaces)
-        sidecar["SpatialReference"] = str(sources[0])
-    write_json(sidecar_path(out), sidecar)
-    return out
 
 
 def _load_events(events_list, n_runs, condition_column):
@@ -824,9 +525,82 @@ def estimate_patterns(
     ValueError
         On a 3D image, a missing or non-positive ``t_r``, conditions that differ
         between runs, an empty mask, or an invalid option.
-    """
-    from nilearn.glm.first_level import mean_scaling  # noqa: PLC0415
 
+    Notes
+    -----
+    The work runs in steps: ``_check_options``, ``_load_inputs``, ``_prepare_mask``
+    (:func:`dnnrsa.brainmask.brain_mask`), then ``_fit_runs``, which fits each run
+    (``_run_patterns``), normalises its noise (``_normalise_noise``) and assembles the
+    result (``_pattern_result``).
+    """
+    glm_kwargs = {
+        "hrf_model": hrf_model,
+        "drift_model": drift_model,
+        "high_pass": high_pass,
+        "noise_model": noise_model,
+        "n_jobs": n_jobs,
+        "random_state": random_state,
+    }
+    opts = _check_options(method, output, noise_normalisation, signal_scaling, t_r, glm_kwargs)
+    runs = _load_inputs(run_imgs, events_list, confounds, condition_column)
+    mask_info, masker, n_voxels = _prepare_mask(
+        runs, mask_img, smoothing_fwhm, opts.noise_normalisation
+    )
+    return _fit_runs(
+        runs, masker, n_voxels, mask_info, opts, return_residuals, return_noise_precision
+    )
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of :func:`estimate_patterns` that every run shares."""
+
+    method: str
+    output: str
+    noise_normalisation: bool | str
+    signal_scaling: int | bool
+    t_r: float
+    glm_kwargs: dict = field(repr=False)
+
+
+@dataclass
+class _Runs:
+    """The loaded and checked inputs of :func:`estimate_patterns`.
+
+    Attributes
+    ----------
+    imgs : list of nibabel.Nifti1Image
+        The 4D image of each run.
+    tables : list of pandas.DataFrame
+        Each run's events (``onset``, ``duration``, ``condition``, maybe ``modulation``).
+    order : list of str
+        The conditions in sorted order, the same in every run.
+    n_scans : list of int
+        Volumes of each run.
+    confs : list of (ndarray, list of str) or None
+        Each run's confound regressors and their names.
+    names : list of str
+        The name of each run in messages.
+    """
+
+    imgs: list
+    tables: list
+    order: list[str]
+    n_scans: list[int]
+    confs: list
+    names: list[str]
+
+
+def _check_options(method, output, noise_normalisation, signal_scaling, t_r, glm_kwargs):
+    """Check the options of :func:`estimate_patterns` (step 1).
+
+    ``noise_normalisation=True`` becomes ``"multivariate"``; ``t_r`` becomes a float,
+    checked to be finite and positive.
+
+    Returns
+    -------
+    _Options
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}")
     if output not in OUTPUTS:
@@ -848,7 +622,12 @@ def estimate_patterns(
         raise ValueError(f"t_r must be a positive number of seconds; got {t_r!r}") from exc
     if not np.isfinite(t_r) or t_r <= 0:
         raise ValueError(f"t_r must be a positive number of seconds; got {t_r!r}")
+    return _Options(method, output, noise_normalisation, signal_scaling, t_r, glm_kwargs)
 
+
+def _load_inputs(run_imgs, events_list, confounds, condition_column) -> _Runs:
+    """Load and check the runs, events and confounds of :func:`estimate_patterns` (step 2),
+    and warn once about events of duration 0."""
     imgs = _load_runs(run_imgs)
     n_runs = len(imgs)
     tables = _load_events(events_list, n_runs, condition_column)
@@ -858,7 +637,22 @@ def estimate_patterns(
 
     names = [_run_name(run, i) for i, run in enumerate(_as_list(run_imgs, "run_imgs"))]
     _warn_zero_durations(tables, names)
-    mask_info = brain_mask(imgs, mask_img, names=names)
+    return _Runs(imgs, tables, order, n_scans, confs, names)
+
+
+def _prepare_mask(runs: _Runs, mask_img, smoothing_fwhm, noise_normalisation):
+    """The brain mask of the runs and its fitted masker (step 3 of :func:`estimate_patterns`).
+
+    Returns
+    -------
+    mask_info : BrainMask
+    masker : nilearn.maskers.NiftiMasker
+        Fitted on the mask, smoothing with ``smoothing_fwhm``.
+    n_voxels : int
+        Voxels in the mask.
+    """
+    names = runs.names
+    mask_info = brain_mask(runs.imgs, mask_img, names=names)
     if smoothing_fwhm and any(mask_info.nonfinite_per_run):
         logger.warning(
             "smoothing (%s mm) fills the NaN or infinite samples of %s with 0 before masking: "
@@ -874,73 +668,135 @@ def estimate_patterns(
             f"noise_normalisation='multivariate' needs a dense {n_voxels}x{n_voxels} covariance; "
             f"use a mask of at most {MAX_MULTIVARIATE_VOXELS} voxels or 'univariate'"
         )
+    return mask_info, masker, n_voxels
 
-    glm_kwargs = {
-        "hrf_model": hrf_model,
-        "drift_model": drift_model,
-        "high_pass": high_pass,
-        "noise_model": noise_model,
-        "n_jobs": n_jobs,
-        "random_state": random_state,
-    }
+
+def _fit_runs(
+    runs: _Runs,
+    masker,
+    n_voxels,
+    mask_info,
+    opts: _Options,
+    return_residuals,
+    return_noise_precision,
+) -> PatternResult:
+    """Fit every run, normalise its noise, and assemble the result (step 4)."""
+    order = runs.order
+    n_runs = len(runs.imgs)
     codes = {label: f"cond{k:05d}" for k, label in enumerate(order)}
-    want_noise = bool(noise_normalisation) or return_residuals or return_noise_precision
-
+    want_noise = bool(opts.noise_normalisation) or return_residuals or return_noise_precision
     patterns, designs, residuals, precisions = [], [], [], []
-    for run, (img, table, conf) in enumerate(zip(imgs, tables, confs, strict=True)):
-        y = np.asarray(masker.transform(img), dtype=np.float64)
-        if signal_scaling is not False:
-            y, _ = mean_scaling(y, signal_scaling)
-        frame_times = np.linspace(0.0, (n_scans[run] - 1) * t_r, n_scans[run])
-        events = table.rename(columns={"condition": "trial_type"})
-        events["trial_type"] = events["trial_type"].map(codes)
-        lsa_design = _design(frame_times, events, conf, glm_kwargs)
-        if method == "lsa":
-            run_patterns = _fit_contrasts(
-                y, lsa_design, [codes[c] for c in order], output, glm_kwargs
-            )
-        else:
-            run_patterns = _lss(y, frame_times, events, conf, order, codes, output, glm_kwargs)
-
+    for run, (img, table, conf) in enumerate(zip(runs.imgs, runs.tables, runs.confs, strict=True)):
+        n_scans = runs.n_scans[run]
+        y, lsa_design, run_patterns = _run_patterns(
+            img, table, conf, masker, n_scans, order, codes, opts
+        )
         if want_noise:
-            x = lsa_design.to_numpy()
-            beta, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
-            resid = y - x @ beta
-            dof = n_scans[run] - int(rank)
-            if dof < 2:
-                raise ValueError(
-                    f"run {run}: only {dof} residual degrees of freedom for noise normalisation"
-                )
+            run_patterns, resid, precision = _normalise_noise(
+                run, y, lsa_design, run_patterns, n_scans, opts, return_noise_precision
+            )
             if return_residuals:
                 residuals.append(resid)
-            if noise_normalisation == "univariate":
-                sd = np.sqrt(np.sum(resid**2, axis=0) / dof)
-                sd[sd == 0] = 1.0
-                run_patterns = run_patterns / sd
-            if noise_normalisation == "multivariate" or return_noise_precision:
-                cov = shrinkage_covariance(resid, dof=dof)
-                inv_sqrt, precision = _inverse_sqrt(cov)
-                if noise_normalisation == "multivariate":
-                    run_patterns = run_patterns @ inv_sqrt
-                if return_noise_precision:
-                    precisions.append(precision)
+            if return_noise_precision:
+                precisions.append(precision)
         patterns.append(run_patterns)
         designs.append(lsa_design.rename(columns={v: k for k, v in codes.items()}))
         logger.info("run %d/%d: %d conditions, %d voxels", run + 1, n_runs, len(order), n_voxels)
+    return _pattern_result(
+        patterns,
+        order,
+        masker.mask_img_,
+        opts,
+        designs,
+        residuals if return_residuals else None,
+        precisions if return_noise_precision else None,
+        mask_info,
+    )
 
-    n_cond = len(order)
+
+def _run_patterns(img, table, conf, masker, n_scans, order, codes, opts: _Options):
+    """One run's patterns by LSA or LSS.
+
+    Returns
+    -------
+    y : ndarray of shape (n_scans, n_voxels)
+        The run's masked (and scaled) data.
+    lsa_design : pandas.DataFrame
+        The run's LSA design matrix, conditions named by their codes.
+    run_patterns : ndarray of shape (n_conditions, n_voxels)
+        One pattern per condition, in ``order``.
+    """
+    from nilearn.glm.first_level import mean_scaling  # noqa: PLC0415
+
+    output, glm_kwargs = opts.output, opts.glm_kwargs
+    y = np.asarray(masker.transform(img), dtype=np.float64)
+    if opts.signal_scaling is not False:
+        y, _ = mean_scaling(y, opts.signal_scaling)
+    frame_times = np.linspace(0.0, (n_scans - 1) * opts.t_r, n_scans)
+    events = table.rename(columns={"condition": "trial_type"})
+    events["trial_type"] = events["trial_type"].map(codes)
+    lsa_design = _design(frame_times, events, conf, glm_kwargs)
+    if opts.method == "lsa":
+        run_patterns = _fit_contrasts(y, lsa_design, [codes[c] for c in order], output, glm_kwargs)
+    else:
+        run_patterns = _lss(y, frame_times, events, conf, order, codes, output, glm_kwargs)
+    return y, lsa_design, run_patterns
+
+
+def _normalise_noise(run, y, lsa_design, run_patterns, n_scans, opts, return_noise_precision):
+    """Noise normalisation from the OLS residuals of a run's LSA model.
+
+    Returns
+    -------
+    run_patterns : ndarray of shape (n_conditions, n_voxels)
+        Divided by the residual standard deviation (``"univariate"``), multiplied by
+        the inverse square root of the shrinkage covariance (``"multivariate"``), or
+        as given.
+    resid : ndarray of shape (n_scans, n_voxels)
+        The OLS residuals.
+    precision : ndarray of shape (n_voxels, n_voxels) or None
+        The inverse shrinkage covariance, when multivariate normalisation or
+        ``return_noise_precision`` asked for it.
+    """
+    noise_normalisation = opts.noise_normalisation
+    x = lsa_design.to_numpy()
+    beta, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ beta
+    dof = n_scans - int(rank)
+    if dof < 2:
+        raise ValueError(
+            f"run {run}: only {dof} residual degrees of freedom for noise normalisation"
+        )
+    if noise_normalisation == "univariate":
+        sd = np.sqrt(np.sum(resid**2, axis=0) / dof)
+        sd[sd == 0] = 1.0
+        run_patterns = run_patterns / sd
+    precision = None
+    if noise_normalisation == "multivariate" or return_noise_precision:
+        cov = shrinkage_covariance(resid, dof=dof)
+        inv_sqrt, precision = _inverse_sqrt(cov)
+        if noise_normalisation == "multivariate":
+            run_patterns = run_patterns @ inv_sqrt
+    return run_patterns, resid, precision
+
+
+def _pattern_result(
+    patterns, order, mask_img, opts, designs, residuals, precisions, mask_info
+) -> PatternResult:
+    """The :class:`PatternResult` of the runs' patterns, run-major."""
+    n_runs = len(patterns)
     return PatternResult(
         patterns=np.concatenate(patterns, axis=0),
         conditions=np.tile(np.asarray(order, dtype=object), n_runs),
-        runs=np.repeat(np.arange(n_runs), n_cond),
+        runs=np.repeat(np.arange(n_runs), len(order)),
         condition_order=list(order),
         mask_img=mask_img,
-        method=method,
-        output=output,
-        noise_normalisation=noise_normalisation,
+        method=opts.method,
+        output=opts.output,
+        noise_normalisation=opts.noise_normalisation,
         design_matrices=designs,
-        residuals=residuals if return_residuals else None,
-        noise_precisions=precisions if return_noise_precision else None,
+        residuals=residuals,
+        noise_precisions=precisions,
         mask_info=mask_info,
     )
 
