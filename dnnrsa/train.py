@@ -1,4 +1,4 @@
-"""Training a registered model for one regime, and arm-lesion evaluation.
+"""Training a registered model for one regime.
 
 :func:`fit` trains a torch model on arrays (the work); :func:`train_model` reads a
 folder of stimuli and a labels table, splits off a validation set by a chosen
@@ -24,9 +24,9 @@ Augmentation (training batches only), drawn per stimulus:
   scale), one time mask (up to 20 frames) and one frequency mask (up to 8 bands)
   set to the spectrogram mean.
 
-:func:`evaluate_lesions` measures which arm decides: the accuracy when one arm's
-input to the cross-modal part is replaced by its mean over the evaluated stimuli,
-and the drop from the intact accuracy.
+:func:`evaluate_lesions` and the other arm-lesion functions live in
+:mod:`dnnrsa.lesions`, and :func:`predict` and :func:`evaluate` in ``dnnrsa._predict``;
+they are re-exported here.
 """
 
 from __future__ import annotations
@@ -37,8 +37,12 @@ from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from ._predict import _to_tensors, evaluate, predict
+from .lesions import arm_lesion_outcomes, arm_lesion_table, evaluate_lesions, lesion_summary
 
 logger = logging.getLogger(__name__)
 
@@ -143,62 +147,6 @@ def augment_batch(batch, modalities: Sequence[str], generator) -> list:
     return out
 
 
-def _to_tensors(inputs, modalities):
-    import torch
-
-    if isinstance(inputs, Mapping):
-        arrays = [inputs[m] for m in modalities]
-    else:
-        arrays = list(inputs)
-    return [torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in arrays]
-
-
-def predict(
-    model,
-    inputs,
-    *,
-    modalities: Sequence[str] = ("visual", "auditory"),
-    batch_size: int = 32,
-    device: str = "cpu",
-) -> np.ndarray:
-    """Logits for a set of inputs.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    inputs : mapping of modality to ndarray of shape (n, ...), or sequence
-    modalities : sequence of str
-        Forward argument order when ``inputs`` is a mapping.
-
-    Returns
-    -------
-    ndarray of shape (n, n_outputs)
-    """
-    import torch
-
-    from .features import torch_device
-
-    dev = torch.device(torch_device(device))
-    tensors = _to_tensors(inputs, modalities)
-    was_training = model.training
-    model.eval().to(dev)
-    chunks = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(tensors[0]), batch_size):
-                batch = [t[start : start + batch_size].to(dev) for t in tensors]
-                chunks.append(model(*batch).float().cpu().numpy())
-    finally:
-        model.train(was_training)
-    return np.concatenate(chunks)
-
-
-def evaluate(model, inputs, targets, **kwargs) -> float:
-    """Classification accuracy (fraction correct) of ``model`` on ``inputs``."""
-    logits = predict(model, inputs, **kwargs)
-    return float(np.mean(logits.argmax(axis=1) == np.asarray(targets)))
-
-
 def fit(
     model,
     inputs,
@@ -260,7 +208,6 @@ def fit(
     import time
 
     import torch
-    from torch.nn import functional as F
 
     from .features import torch_device
 
@@ -276,15 +223,7 @@ def fit(
         raise ValueError("inputs and targets must have the same number of stimuli")
     generator = torch.Generator().manual_seed(int(seed))
     model.to(dev)
-    frozen = [model.get_submodule(path) for path in freeze]
-    frozen_ids = {id(p) for module in frozen for p in module.parameters()}
-    trainable = [p for p in model.parameters() if id(p) not in frozen_ids]
-    if not trainable:
-        raise ValueError(f"freeze={list(freeze)!r} leaves no parameter to train")
-    optimiser = torch.optim.Adam(trainable, lr=learning_rate, weight_decay=weight_decay)
-    grad_flags = {id(p): p.requires_grad for p in model.parameters()}
-    for module in frozen:
-        module.requires_grad_(False)
+    frozen, optimiser, grad_flags = _optimiser(model, freeze, learning_rate, weight_decay)
     history = []
     bar = None
     if progress:
@@ -295,26 +234,18 @@ def fit(
         torch.manual_seed(int(seed))
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
-            model.train()
-            for module in frozen:
-                module.eval()
-            order = torch.randperm(n, generator=generator)
-            total_loss, correct = 0.0, 0
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                if len(idx) < 2 and n > 1:
-                    continue  # batch norm needs at least two samples
-                batch = [t[idx].to(dev) for t in tensors]
-                if augment:
-                    batch = augment_batch(batch, modalities, generator)
-                target = y[idx].to(dev)
-                logits = model(*batch)
-                loss = F.cross_entropy(logits, target)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                total_loss += float(loss.detach()) * len(idx)
-                correct += int((logits.detach().argmax(1) == target).sum())
+            total_loss, correct = _train_epoch(
+                model,
+                frozen,
+                optimiser,
+                tensors,
+                y,
+                generator,
+                modalities,
+                batch_size,
+                augment,
+                dev,
+            )
             record = {
                 "epoch": epoch,
                 "loss": total_loss / n,
@@ -327,20 +258,7 @@ def fit(
                 )
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
-            logger.info(
-                "epoch %d: loss %.4f, train accuracy %.3f, validation accuracy %.3f",
-                epoch,
-                record["loss"],
-                record["train_accuracy"],
-                record["val_accuracy"],
-            )
-            if bar is not None:
-                bar.set_postfix(
-                    loss=f"{record['loss']:.3f}",
-                    acc=f"{record['train_accuracy']:.2f}",
-                    val=f"{record['val_accuracy']:.2f}",
-                )
-                bar.update()
+            _report_epoch(record, bar)
             if on_epoch is not None:
                 on_epoch(record)
     if bar is not None:
@@ -349,6 +267,88 @@ def fit(
         p.requires_grad_(grad_flags[id(p)])
     model.eval()
     return history
+
+
+def _optimiser(model, freeze, learning_rate, weight_decay):
+    """Adam over the parameters outside the frozen submodules, which are switched off.
+
+    Returns
+    -------
+    frozen : list of torch.nn.Module
+        The submodules named by ``freeze`` (their gradients are now off).
+    optimiser : torch.optim.Adam
+    grad_flags : dict
+        ``requires_grad`` of every parameter before, by ``id``, to restore afterwards.
+    """
+    import torch
+
+    frozen = [model.get_submodule(path) for path in freeze]
+    frozen_ids = {id(p) for module in frozen for p in module.parameters()}
+    trainable = [p for p in model.parameters() if id(p) not in frozen_ids]
+    if not trainable:
+        raise ValueError(f"freeze={list(freeze)!r} leaves no parameter to train")
+    optimiser = torch.optim.Adam(trainable, lr=learning_rate, weight_decay=weight_decay)
+    grad_flags = {id(p): p.requires_grad for p in model.parameters()}
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen, optimiser, grad_flags
+
+
+def _train_epoch(
+    model, frozen, optimiser, tensors, y, generator, modalities, batch_size, augment, dev
+):
+    """One pass over the training set in a seeded random order.
+
+    Returns
+    -------
+    total_loss : float
+        Sum over the stimuli trained on of their batch's mean loss.
+    correct : int
+        Stimuli classified correctly during the pass.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    n = len(y)
+    model.train()
+    for module in frozen:
+        module.eval()
+    order = torch.randperm(n, generator=generator)
+    total_loss, correct = 0.0, 0
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2 and n > 1:
+            continue  # batch norm needs at least two samples
+        batch = [t[idx].to(dev) for t in tensors]
+        if augment:
+            batch = augment_batch(batch, modalities, generator)
+        target = y[idx].to(dev)
+        logits = model(*batch)
+        loss = F.cross_entropy(logits, target)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        total_loss += float(loss.detach()) * len(idx)
+        correct += int((logits.detach().argmax(1) == target).sum())
+    return total_loss, correct
+
+
+def _report_epoch(record, bar) -> None:
+    """Log an epoch's record and show it on the progress bar (when there is one)."""
+    logger.info(
+        "epoch %d: loss %.4f, train accuracy %.3f, validation accuracy %.3f",
+        record["epoch"],
+        record["loss"],
+        record["train_accuracy"],
+        record["val_accuracy"],
+    )
+    if bar is not None:
+        bar.set_postfix(
+            loss=f"{record['loss']:.3f}",
+            acc=f"{record['train_accuracy']:.2f}",
+            val=f"{record['val_accuracy']:.2f}",
+        )
+        bar.update()
 
 
 @contextmanager
@@ -372,213 +372,6 @@ def _reproducible_compute(threads: int, dev):
             yield
     finally:
         torch.set_num_threads(previous)
-
-
-def evaluate_lesions(
-    model,
-    inputs,
-    targets,
-    spec=None,
-    *,
-    arms: Mapping[str, str] | None = None,
-    batch_size: int = 32,
-    device: str = "cpu",
-) -> dict:
-    """Accuracy with each arm's input to the cross-modal part replaced by its mean.
-
-    For every arm, the input of the arm's entry module into the shared part (for
-    the cross-channel CNN: the flattened output of the visual or auditory arm,
-    entering ``crossmodal.visual_dense`` or ``crossmodal.auditory_dense``) is
-    recorded for all stimuli, averaged over stimuli, and that mean is fed to the
-    module for every stimulus, so the arm carries no stimulus information.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    inputs : mapping of modality to ndarray of shape (n_stimuli, ...)
-    targets : ndarray of shape (n_stimuli,), int
-    spec : ModelSpec or str, optional
-        Supplies ``arms`` and the modality order (default: cross-channel CNN).
-    arms : mapping of arm name to module path, optional
-        Overrides ``spec.arms``.
-    batch_size : int
-    device : {"auto", "cpu", "cuda"}
-
-    Returns
-    -------
-    dict
-        ``accuracy`` (intact), ``lesioned`` (arm -> accuracy), ``drop``
-        (arm -> intact minus lesioned accuracy), ``n_stimuli`` and ``predicted``
-        (``"none"`` for the intact network and each arm -> the predicted class index of
-        every stimulus).
-    """
-    import torch
-
-    from .features import replace_input
-    from .models import get_model
-
-    spec = get_model(spec or "crosschannel")
-    arms = dict(arms if arms is not None else spec.arms)
-    if not arms:
-        raise ValueError(f"model {spec.name!r} declares no arms to lesion")
-    modalities = spec.recipe.modalities
-    targets = np.asarray(targets)
-    kwargs = {"modalities": modalities, "batch_size": batch_size, "device": device}
-    predicted = {"none": predict(model, inputs, **kwargs).argmax(axis=1)}
-    for arm, module in arms.items():
-        arm_inputs = _module_inputs(model, module, inputs, modalities, batch_size, device)
-        mean = torch.as_tensor(arm_inputs.mean(axis=0, dtype=np.float64), dtype=torch.float32)
-        with replace_input(model, module, mean):
-            predicted[arm] = predict(model, inputs, **kwargs).argmax(axis=1)
-    intact = float(np.mean(predicted["none"] == targets))
-    lesioned = {arm: float(np.mean(predicted[arm] == targets)) for arm in arms}
-    return {
-        "accuracy": intact,
-        "lesioned": lesioned,
-        "drop": {arm: intact - acc for arm, acc in lesioned.items()},
-        "n_stimuli": int(len(targets)),
-        "predicted": predicted,
-    }
-
-
-def arm_lesion_outcomes(
-    checkpoint,
-    stim_files: Sequence[str],
-    stim_labels: Sequence[str],
-    stimulus_table,
-    *,
-    device: str = "cpu",
-    crop_boxes=None,
-):
-    """Arm lesions of a trained network, stimulus by stimulus.
-
-    The stimuli scored are those whose value in the column of ``stimulus_table`` named
-    after the checkpoint's regime is one of the network's classes. Each is classified
-    by the intact network and with each arm's input to the shared part replaced by its
-    mean over the scored stimuli (:func:`evaluate_lesions`).
-
-    Parameters
-    ----------
-    checkpoint : path-like
-        A checkpoint written by training (records regime, class labels, input recipe).
-    stim_files, stim_labels : sequences of str
-        Stimulus files and their ``stim_file`` keys in ``stimulus_table``, in the same order.
-    stimulus_table : pandas.DataFrame
-        Indexed by ``stim_file``, with one column per label set.
-    device : {"auto", "cpu", "cuda"}
-    crop_boxes : optional
-        Face crops of all the stimuli (a crop table keyed by ``stim_labels``, a mode,
-        or one box per stimulus; see :func:`dnnrsa.faces.resolve_crops`); default the
-        centred square.
-
-    Returns
-    -------
-    pandas.DataFrame or None
-        One row per scored stimulus: ``stim_file``, ``target`` (its class), then
-        ``predicted_none`` and ``correct_none`` for the intact network and
-        ``predicted_<arm>``, ``correct_<arm>`` for each lesioned arm (class labels and
-        0/1); the regime and the number of classes are in ``DataFrame.attrs``
-        (``regime``, ``n_classes``). None when the network has no arms, its regime is
-        not a column of the table, or fewer than two stimuli carry one of its classes.
-    """
-    import pandas as pd
-
-    from .models import load_model
-    from .stimuli import prepare_inputs
-
-    net, spec, info = load_model(None, checkpoint)
-    regime, classes = info.get("regime"), [str(c) for c in info.get("labels", [])]
-    if not regime or regime not in stimulus_table.columns or not spec.arms:
-        return None
-    values = stimulus_table[regime].reindex(list(stim_labels))
-    keep = [i for i, v in enumerate(values) if isinstance(v, str) and v in classes]
-    if len(keep) < 2:
-        return None
-    from .faces import resolve_crops
-
-    recipe = info["recipe"]
-    crops = resolve_crops(
-        stim_files, crop_boxes, names=list(stim_labels), model_frames=(recipe.n_frames,)
-    )
-    inputs = prepare_inputs([stim_files[i] for i in keep], recipe, [crops[i].box for i in keep])
-    targets = np.array([classes.index(values.iloc[i]) for i in keep])
-    result = evaluate_lesions(net, inputs, targets, spec, device=device)
-    table = pd.DataFrame(
-        {"stim_file": [str(stim_labels[i]) for i in keep], "target": [classes[t] for t in targets]}
-    )
-    for arm, pred in result["predicted"].items():
-        table[f"predicted_{arm}"] = [classes[int(k)] for k in pred]
-        table[f"correct_{arm}"] = (np.asarray(pred) == targets).astype(int)
-    table.attrs.update(regime=str(regime), n_classes=len(classes))
-    return table
-
-
-def lesion_summary(outcomes):
-    """Accuracy of the intact and each lesioned network from :func:`arm_lesion_outcomes`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``arm`` (``none`` for the intact network), ``accuracy``,
-        ``accuracy_drop`` (intact minus lesioned accuracy).
-    """
-    import pandas as pd
-
-    arms = [c[len("correct_") :] for c in outcomes.columns if c.startswith("correct_")]
-    intact = float(outcomes["correct_none"].mean())
-    rows = [
-        {"arm": arm, "accuracy": acc, "accuracy_drop": intact - acc}
-        for arm, acc in ((a, float(outcomes[f"correct_{a}"].mean())) for a in arms)
-    ]
-    return pd.DataFrame(rows, columns=["arm", "accuracy", "accuracy_drop"])
-
-
-def arm_lesion_table(
-    checkpoint,
-    stim_files: Sequence[str],
-    stim_labels: Sequence[str],
-    stimulus_table,
-    *,
-    device: str = "cpu",
-    crop_boxes=None,
-):
-    """Arm lesions of a trained network on the stimuli it can be scored on: the
-    :func:`lesion_summary` of :func:`arm_lesion_outcomes` (same parameters).
-
-    Returns
-    -------
-    pandas.DataFrame or None
-        Columns ``arm`` (``none`` for the intact network), ``accuracy``, ``accuracy_drop``;
-        None where :func:`arm_lesion_outcomes` is None.
-    """
-    outcomes = arm_lesion_outcomes(
-        checkpoint, stim_files, stim_labels, stimulus_table, device=device, crop_boxes=crop_boxes
-    )
-    return None if outcomes is None else lesion_summary(outcomes)
-
-
-def _module_inputs(model, module, inputs, modalities, batch_size, device) -> np.ndarray:
-    import torch
-
-    from .features import torch_device
-
-    captured = []
-    target = model.get_submodule(module)
-    handle = target.register_forward_pre_hook(
-        lambda _m, args: captured.append(args[0].detach().float().cpu().numpy())
-    )
-    dev = torch.device(torch_device(device))
-    tensors = _to_tensors(inputs, modalities)
-    was_training = model.training
-    model.eval().to(dev)
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(tensors[0]), batch_size):
-                model(*[t[start : start + batch_size].to(dev) for t in tensors])
-    finally:
-        handle.remove()
-        model.train(was_training)
-    return np.concatenate(captured)
 
 
 # --------------------------------------------------------------------------- files
@@ -713,31 +506,7 @@ def train_model(
     """
     from .models import get_model
 
-    _check_threads(threads)
-    spec = get_model(model)
-    table = read_labels(labels, regime)
-    is_val = _validation_split(table, validation_column, validation_values, labels)
-    stimulus_dir = Path(stimulus_dir)
-    files = [stimulus_dir / f for f in table["file"]]
-    logger.info(
-        "training %s for %s: %d classes, %d training and %d validation stimuli",
-        spec.name,
-        regime,
-        table[regime].nunique(),
-        int((~is_val).sum()),
-        int(is_val.sum()),
-    )
-    inputs, mode = _training_inputs(spec, table, files, face_crop, missing, progress, n_jobs)
-    return _train_prepared(
-        spec,
-        table,
-        files,
-        inputs,
-        mode,
-        regime,
-        output,
-        is_val=is_val,
-        validation_column=validation_column,
+    opts = _TrainingOptions(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
@@ -745,9 +514,23 @@ def train_model(
         augment=augment,
         seed=seed,
         device=device,
+        missing=missing,
         freeze=freeze,
         progress=progress,
+        face_crop=face_crop,
+        n_jobs=n_jobs,
         threads=threads,
+    )
+    _check_threads(threads)
+    spec = get_model(model)
+    table = read_labels(labels, regime)
+    is_val = _validation_split(table, validation_column, validation_values, labels)
+    stimulus_dir = Path(stimulus_dir)
+    files = [stimulus_dir / f for f in table["file"]]
+    _log_training(spec, table, regime, is_val)
+    inputs, mode = _training_inputs(spec, table, files, opts)
+    return _train_prepared(
+        spec, table, files, inputs, mode, regime, output, is_val, validation_column, opts
     )
 
 
@@ -819,6 +602,71 @@ def train_regimes(
     """
     from .models import get_model
 
+    opts = _TrainingOptions(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        augment=augment,
+        seed=seed,
+        device=device,
+        missing=missing,
+        freeze=freeze,
+        progress=progress,
+        face_crop=face_crop,
+        n_jobs=n_jobs,
+        threads=threads,
+    )
+    regimes = _checked_regimes(regimes)
+    _check_threads(threads)
+    spec = get_model(model)
+    table = read_labels(labels)
+    for regime in regimes:
+        read_labels(labels, regime)  # a missing or incomplete column is an error
+    columns, splits = _regime_splits(table, regimes, validation_column, validation_values, labels)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stimulus_dir = Path(stimulus_dir)
+    files = [stimulus_dir / f for f in table["file"]]
+    inputs, mode = _training_inputs(spec, table, files, opts)
+    results = {}
+    for regime in regimes:
+        is_val = splits[regime]
+        n_train_classes = table.loc[~is_val, regime].nunique()
+        if n_train_classes < 2:
+            logger.warning(
+                "regime %s has %d class among its training stimuli", regime, n_train_classes
+            )
+        _log_training(spec, table, regime, is_val)
+        output = output_dir / f"{regime}.pt"
+        results[regime] = _train_prepared(
+            spec, table, files, inputs, mode, regime, output, is_val, columns[regime], opts
+        )
+    return results
+
+
+@dataclass(frozen=True)
+class _TrainingOptions:
+    """The options of :func:`train_model` and :func:`train_regimes` that every regime
+    shares (see :func:`train_model`)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    augment: bool
+    seed: int
+    device: str
+    missing: str
+    freeze: Sequence[str]
+    progress: bool
+    face_crop: Any
+    n_jobs: int
+    threads: int
+
+
+def _checked_regimes(regimes) -> list[str]:
+    """The regimes as a list of names, checked: at least one, none twice, each a file name."""
     regimes = [str(r) for r in ([regimes] if isinstance(regimes, str) else regimes)]
     if not regimes:
         raise ValueError("give at least one regime to train")
@@ -828,11 +676,19 @@ def train_regimes(
     for regime in regimes:
         if not regime or regime in (".", "..") or any(c in regime for c in "/\\"):
             raise ValueError(f"regime {regime!r} cannot name a checkpoint file")
-    _check_threads(threads)
-    spec = get_model(model)
-    table = read_labels(labels)
-    for regime in regimes:
-        read_labels(labels, regime)  # a missing or incomplete column is an error
+    return regimes
+
+
+def _regime_splits(table, regimes, validation_column, validation_values, labels):
+    """The validation column and split of each regime (see :func:`train_regimes`).
+
+    Returns
+    -------
+    columns : dict of str to str or None
+        Each regime's validation column.
+    splits : dict of str to ndarray of bool
+        Each regime's validation stimuli (:func:`_validation_split`).
+    """
     if isinstance(validation_column, Mapping):
         unknown = sorted(set(validation_column) - set(regimes))
         if unknown:
@@ -853,49 +709,19 @@ def train_regimes(
         else:
             values = validation_values
         splits[regime] = _validation_split(table, column, values, labels)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    stimulus_dir = Path(stimulus_dir)
-    files = [stimulus_dir / f for f in table["file"]]
-    inputs, mode = _training_inputs(spec, table, files, face_crop, missing, progress, n_jobs)
-    results = {}
-    for regime in regimes:
-        is_val = splits[regime]
-        n_train_classes = table.loc[~is_val, regime].nunique()
-        if n_train_classes < 2:
-            logger.warning(
-                "regime %s has %d class among its training stimuli", regime, n_train_classes
-            )
-        logger.info(
-            "training %s for %s: %d classes, %d training and %d validation stimuli",
-            spec.name,
-            regime,
-            table[regime].nunique(),
-            int((~is_val).sum()),
-            int(is_val.sum()),
-        )
-        results[regime] = _train_prepared(
-            spec,
-            table,
-            files,
-            inputs,
-            mode,
-            regime,
-            output_dir / f"{regime}.pt",
-            is_val=is_val,
-            validation_column=columns[regime],
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            augment=augment,
-            seed=seed,
-            device=device,
-            freeze=freeze,
-            progress=progress,
-            threads=threads,
-        )
-    return results
+    return columns, splits
+
+
+def _log_training(spec, table, regime, is_val) -> None:
+    """Log what is about to be trained: model, regime, classes and the split's sizes."""
+    logger.info(
+        "training %s for %s: %d classes, %d training and %d validation stimuli",
+        spec.name,
+        regime,
+        table[regime].nunique(),
+        int((~is_val).sum()),
+        int(is_val.sum()),
+    )
 
 
 def _check_threads(threads) -> None:
@@ -926,43 +752,30 @@ def _validation_split(table, validation_column, validation_values, labels) -> np
     return is_val
 
 
-def _training_inputs(spec, table, files, face_crop, missing, progress, n_jobs=-1):
+def _training_inputs(spec, table, files, opts: _TrainingOptions):
     """Network inputs of every stimulus of the table, and the face-crop mode recorded."""
     from .faces import crop_mode, resolve_crops, table_mode
     from .stimuli import prepare_inputs
 
     recipe = spec.recipe
+    face_crop = opts.face_crop
     crops = resolve_crops(
         files, face_crop, names=list(table["file"]), column="file", model_frames=(recipe.n_frames,)
     )
     mode = table_mode(crops) if crop_mode(face_crop) == "table" else crop_mode(face_crop)
     inputs = prepare_inputs(
-        files, recipe, [c.box for c in crops], missing=missing, progress=progress, n_jobs=n_jobs
+        files,
+        recipe,
+        [c.box for c in crops],
+        missing=opts.missing,
+        progress=opts.progress,
+        n_jobs=opts.n_jobs,
     )
     return inputs, mode
 
 
 def _train_prepared(
-    spec,
-    table,
-    files,
-    inputs,
-    mode,
-    regime,
-    output,
-    *,
-    is_val,
-    validation_column,
-    epochs,
-    batch_size,
-    learning_rate,
-    weight_decay,
-    augment,
-    seed,
-    device,
-    freeze,
-    progress,
-    threads,
+    spec, table, files, inputs, mode, regime, output, is_val, validation_column, opts
 ) -> TrainResult:
     """Build a seeded network for ``regime``, train it on prepared inputs, checkpoint it."""
     import pandas as pd
@@ -977,16 +790,17 @@ def _train_prepared(
     val = None
     if is_val.any():
         val = ({m: a[is_val] for m, a in inputs.items()}, y[is_val])
+    seed = opts.seed
     net = build_model(spec, len(label_set), seed=seed)
     output = Path(output)
     history_path = output.with_name(output.stem + "_history.tsv")
     meta = {
         "seed": int(seed),
-        "epochs": int(epochs),
+        "epochs": int(opts.epochs),
         "validation_column": validation_column,
-        "freeze": list(freeze),
+        "freeze": list(opts.freeze),
         "face_crop": mode,
-        "threads": int(threads),
+        "threads": int(opts.threads),
         "validation_values": sorted({str(v) for v in table.loc[is_val, validation_column]})
         if validation_column
         else [],
@@ -1013,17 +827,17 @@ def _train_prepared(
         y[~is_val],
         modalities=recipe.modalities,
         validation=val,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        augment=augment,
+        epochs=opts.epochs,
+        batch_size=opts.batch_size,
+        learning_rate=opts.learning_rate,
+        weight_decay=opts.weight_decay,
+        augment=opts.augment,
         seed=seed,
-        device=device,
-        progress=progress,
-        freeze=freeze,
+        device=opts.device,
+        progress=opts.progress,
+        freeze=opts.freeze,
         on_epoch=on_epoch,
-        threads=threads,
+        threads=opts.threads,
     )
     return TrainResult(
         checkpoint=output,
