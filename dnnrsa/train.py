@@ -194,7 +194,7 @@ def fit(
     on_epoch : callable, optional
         Called as ``on_epoch(record)`` after each epoch.
     threads : int
-        Torch intra-op threads while training (default :data:`TRAINING_THREADS`, 1);
+        Torch intra-op threads while training (default :data:`TRAINING_THREADS`, 2);
         the caller's setting is restored afterwards. The weights depend on this value
         but not on the machine's core count or load. On CUDA, cuDNN is also asked for
         deterministic algorithms (without autotuning) while training.
@@ -494,8 +494,8 @@ def train_model(
         Decoding threads (see :func:`dnnrsa.stimuli.prepare_inputs`); -1 (default) for
         one per CPU. The inputs, and so the checkpoint, do not depend on it.
     threads : int
-        Torch intra-op threads while training (see :func:`fit`; default :data:`TRAINING_THREADS`), recorded
-        in the checkpoint (``extra["threads"]``).
+        Torch intra-op threads while training (see :func:`fit`; default
+        :data:`TRAINING_THREADS`), recorded in the checkpoint (``extra["threads"]``).
 
     The batches are drawn from the rows in the labels table's order: the same table
     (rows in the same order) and seed give the same checkpoint.
