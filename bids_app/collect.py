@@ -526,27 +526,7 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
     layout = _layout(
         bids_dir, config.derivatives, config.participant_label, config.work_dir / "bids_db"
     )
-    all_subjects = layout.get_subjects()
-    subjects = list(config.participant_label) or sorted(all_subjects)
-    unknown = [s for s in subjects if s not in all_subjects]
-    if unknown:
-        on_disk = sorted(p.name[4:] for p in bids_dir.glob("sub-*") if p.is_dir())
-        raise NothingSelected(
-            f"participant label(s) {unknown} not found in {bids_dir}; available: {on_disk}"
-        )
-    if not subjects:
-        raise NothingSelected(f"no participants found in {bids_dir}")
-    tasks = layout.get_tasks()
-    task = config.task
-    if task is None:
-        if len(tasks) != 1:
-            raise UsageError(f"--task is required when the data set has several tasks: {tasks}")
-        task = tasks[0]
-    elif task not in tasks:
-        raise NothingSelected(f"--task {task!r} not found in {bids_dir}; available: {tasks}")
-
-    from bids.layout import Query
-
+    subjects, task = _subjects_and_task(layout, config)
     filters = dict(config.bids_filters.get("bold", {}))
     use_derivs = bool(config.derivatives)
     space, space_ents = split_space(config.space or DEFAULT_DERIV_SPACE)
@@ -559,36 +539,7 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
         space = config.space or NATIVE_SPACE
     out: dict[str, SubjectInputs] = {}
     for subject in subjects:
-        query = {
-            "subject": subject,
-            "task": task,
-            "suffix": "bold",
-            "extension": [".nii", ".nii.gz"],
-        }
-        if use_derivs:
-            query.update(
-                {"desc": "preproc", **_bold_query(config, {"space": space, **space_ents}, filters)}
-            )
-            bolds = layout.get(scope="derivatives", **query)
-        else:
-            query.update(filters)
-            bolds = layout.get(scope="raw", **query)
-        if not bolds:
-            if use_derivs:
-                found = _spaces_found(layout, subject, task)
-                chosen = _space_text({"space": space, **space_ents})
-                raise NothingSelected(
-                    f"no preprocessed BOLD runs (desc-preproc) for sub-{subject}, task {task!r} "
-                    f"in space {chosen}"
-                    + (f" with the BOLD filters {json.dumps(filters)}" if filters else "")
-                    + f" in the derivatives {[str(d) for d in config.derivatives]}; spaces "
-                    f"found for this participant and task: {', '.join(found) or 'none'} "
-                    f"(choose one with --space, e.g. --space {found[0] if found else space})"
-                )
-            raise NothingSelected(
-                f"no BOLD runs for sub-{subject}, task {task!r} in {bids_dir}"
-                + (f" with the BOLD filters {json.dumps(filters)}" if filters else "")
-            )
+        bolds = _subject_bolds(layout, config, subject, task, space, space_ents, filters)
         groups: dict[tuple, list] = {}
         for bold_file in sorted(bolds, key=lambda f: f.path):
             ents = bold_file.get_entities(metadata=False)
@@ -598,62 +549,7 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
         if use_derivs:
             _refuse_mixed_variants([f.get_entities(metadata=False) for f in chosen], subject)
             space = chosen[0].get_entities(metadata=False).get("space", space)
-        runs = []
-        for bold_file in chosen:
-            ents = bold_file.get_entities(metadata=False)
-            bold = Path(bold_file.path)
-            _check_bold(bold)
-            ev_query = {
-                k: v
-                for k, v in ents.items()
-                if k in ("subject", "session", "task", "run", "acquisition")
-            }
-            events = layout.get(scope="raw", suffix="events", extension=".tsv", **ev_query)
-            if not events:
-                raise InputMissing(f"{bold}: no events.tsv found for this run ({ev_query})")
-            confounds = mask = None
-            if use_derivs:
-                # the files of this run, and of no other variant: every entity of the
-                # BOLD (space, res, den included) or, where the BOLD has none, none
-                same_run = {k: ents.get(k, Query.NONE) for k in RUN_ENTITIES}
-                conf = layout.get(
-                    scope="derivatives",
-                    desc="confounds",
-                    suffix="timeseries",
-                    extension=".tsv",
-                    **{**same_run, "echo": Query.NONE, "part": Query.NONE},
-                )
-                confounds = _one_match(conf, "confounds", bold)
-                masks = layout.get(
-                    scope="derivatives",
-                    desc="brain",
-                    suffix="mask",
-                    extension=[".nii", ".nii.gz"],
-                    **same_run,
-                    **{k: ents.get(k, Query.NONE) for k in VARIANT_ENTITIES},
-                )
-                mask = _one_match(masks, "brain mask", bold)
-                if mask is not None:
-                    _check_mask(mask)
-                else:
-                    logger.warning(
-                        "%s: no brain mask (desc-brain_mask) with the same entities; the mask "
-                        "is computed from the BOLD runs",
-                        bold.name,
-                    )
-            run_label = "".join(
-                f"{k}-{ents[k]}" for k in ("session", "run", "acquisition") if k in ents
-            ) or build_stem(parse_name(bold).entities)
-            runs.append(
-                RunInputs(
-                    run=run_label,
-                    bold=bold,
-                    events=Path(events[0].path),
-                    t_r=_t_r(layout, bold, ev_query if use_derivs else None),
-                    confounds=confounds,
-                    mask=mask,
-                )
-            )
+        runs = [_run_inputs(layout, bold_file, use_derivs) for bold_file in chosen]
         conditions, stim_files = _check_events(
             bids_dir, runs, config.condition_column, need_stimuli=bool(config.checkpoints)
         )
@@ -676,6 +572,129 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
                 f"sub-{inputs.subject} presents different conditions from sub-{first.subject}: {diff[:10]}"
             )
     return out
+
+
+def _subjects_and_task(layout, config) -> tuple[list[str], str]:
+    """The selected participants (all without ``--participant-label``) and the task
+    (required when the data set has several)."""
+    bids_dir = config.bids_dir
+    all_subjects = layout.get_subjects()
+    subjects = list(config.participant_label) or sorted(all_subjects)
+    unknown = [s for s in subjects if s not in all_subjects]
+    if unknown:
+        on_disk = sorted(p.name[4:] for p in bids_dir.glob("sub-*") if p.is_dir())
+        raise NothingSelected(
+            f"participant label(s) {unknown} not found in {bids_dir}; available: {on_disk}"
+        )
+    if not subjects:
+        raise NothingSelected(f"no participants found in {bids_dir}")
+    tasks = layout.get_tasks()
+    task = config.task
+    if task is None:
+        if len(tasks) != 1:
+            raise UsageError(f"--task is required when the data set has several tasks: {tasks}")
+        task = tasks[0]
+    elif task not in tasks:
+        raise NothingSelected(f"--task {task!r} not found in {bids_dir}; available: {tasks}")
+    return subjects, task
+
+
+def _subject_bolds(layout, config, subject, task, space, space_ents, filters) -> list:
+    """The BOLD files of one participant (preprocessed in ``space`` with ``-d``, raw
+    otherwise); none is refused (18) naming what exists."""
+    query = {
+        "subject": subject,
+        "task": task,
+        "suffix": "bold",
+        "extension": [".nii", ".nii.gz"],
+    }
+    if config.derivatives:
+        query.update(
+            {"desc": "preproc", **_bold_query(config, {"space": space, **space_ents}, filters)}
+        )
+        bolds = layout.get(scope="derivatives", **query)
+    else:
+        query.update(filters)
+        bolds = layout.get(scope="raw", **query)
+    if bolds:
+        return bolds
+    if config.derivatives:
+        found = _spaces_found(layout, subject, task)
+        chosen = _space_text({"space": space, **space_ents})
+        raise NothingSelected(
+            f"no preprocessed BOLD runs (desc-preproc) for sub-{subject}, task {task!r} "
+            f"in space {chosen}"
+            + (f" with the BOLD filters {json.dumps(filters)}" if filters else "")
+            + f" in the derivatives {[str(d) for d in config.derivatives]}; spaces "
+            f"found for this participant and task: {', '.join(found) or 'none'} "
+            f"(choose one with --space, e.g. --space {found[0] if found else space})"
+        )
+    raise NothingSelected(
+        f"no BOLD runs for sub-{subject}, task {task!r} in {config.bids_dir}"
+        + (f" with the BOLD filters {json.dumps(filters)}" if filters else "")
+    )
+
+
+def _run_inputs(layout, bold_file, use_derivs: bool) -> RunInputs:
+    """One run: its BOLD, events, repetition time and, with ``-d``, the confounds and
+    brain mask with the BOLD's own entities."""
+    ents = bold_file.get_entities(metadata=False)
+    bold = Path(bold_file.path)
+    _check_bold(bold)
+    ev_query = {
+        k: v for k, v in ents.items() if k in ("subject", "session", "task", "run", "acquisition")
+    }
+    events = layout.get(scope="raw", suffix="events", extension=".tsv", **ev_query)
+    if not events:
+        raise InputMissing(f"{bold}: no events.tsv found for this run ({ev_query})")
+    confounds = mask = None
+    if use_derivs:
+        confounds, mask = _run_derivatives(layout, ents, bold)
+    run_label = "".join(
+        f"{k}-{ents[k]}" for k in ("session", "run", "acquisition") if k in ents
+    ) or build_stem(parse_name(bold).entities)
+    return RunInputs(
+        run=run_label,
+        bold=bold,
+        events=Path(events[0].path),
+        t_r=_t_r(layout, bold, ev_query if use_derivs else None),
+        confounds=confounds,
+        mask=mask,
+    )
+
+
+def _run_derivatives(layout, ents: dict, bold: Path):
+    """The confounds table and brain mask of this run, and of no other variant: every
+    entity of the BOLD (space, res, den included) or, where the BOLD has none, none."""
+    from bids.layout import Query
+
+    same_run = {k: ents.get(k, Query.NONE) for k in RUN_ENTITIES}
+    conf = layout.get(
+        scope="derivatives",
+        desc="confounds",
+        suffix="timeseries",
+        extension=".tsv",
+        **{**same_run, "echo": Query.NONE, "part": Query.NONE},
+    )
+    confounds = _one_match(conf, "confounds", bold)
+    masks = layout.get(
+        scope="derivatives",
+        desc="brain",
+        suffix="mask",
+        extension=[".nii", ".nii.gz"],
+        **same_run,
+        **{k: ents.get(k, Query.NONE) for k in VARIANT_ENTITIES},
+    )
+    mask = _one_match(masks, "brain mask", bold)
+    if mask is not None:
+        _check_mask(mask)
+    else:
+        logger.warning(
+            "%s: no brain mask (desc-brain_mask) with the same entities; the mask "
+            "is computed from the BOLD runs",
+            bold.name,
+        )
+    return confounds, mask
 
 
 def _check_events(bids_dir: Path, runs, condition_column: str, *, need_stimuli: bool = True):
