@@ -57,54 +57,9 @@ def config_from_options(opts) -> RunConfig:
             f"analysis_level must be one of {list(LEVELS)}; got {opts.analysis_level!r}"
         )
     _check_radius(opts.radius_mm)
-    bids_dir: Path = opts.bids_dir
-    if not bids_dir.is_dir():
-        raise InputMissing(f"bids_dir not found: {bids_dir}")
-    if not (bids_dir / "dataset_description.json").is_file():
-        raise DatasetInvalid(f"{bids_dir} is not a BIDS data set (no dataset_description.json)")
-    output_dir: Path = opts.output_dir
-    if _is_within(output_dir, bids_dir):
-        raise UsageError(
-            f"output_dir {output_dir} is or lies inside bids_dir {bids_dir}; dnnrsa never writes "
-            "into the input data set: choose a folder outside it"
-        )
-    work_dir = opts.work_dir or (output_dir.parent / f"{output_dir.name}_work")
-    if _is_within(work_dir, bids_dir):
-        raise UsageError(f"--work-dir {work_dir} lies inside bids_dir {bids_dir}")
-    for path, what in ((output_dir, "output_dir"), (work_dir, "--work-dir")):
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / f".dnnrsa-write-test-{os.getpid()}"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as exc:
-            raise CannotWrite(f"cannot write to {what} {path}: {exc.strerror or exc}") from exc
-    filters = {}
-    if opts.bids_filter_file:
-        try:
-            filters = json.loads(opts.bids_filter_file.read_text())
-        except FileNotFoundError:
-            raise InputMissing(f"--bids-filter-file not found: {opts.bids_filter_file}") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(
-                f"--bids-filter-file {opts.bids_filter_file} is not valid JSON: {exc}"
-            ) from exc
-        if not isinstance(filters, dict):
-            raise UsageError(
-                f"--bids-filter-file must hold a JSON object; got {type(filters).__name__}"
-            )
-    for deriv in opts.derivatives:
-        if not deriv.is_dir():
-            raise InputMissing(f"derivatives folder not found: {deriv}")
-    for ckpt in opts.checkpoint:
-        if not ckpt.is_file():
-            raise InputMissing(f"checkpoint not found: {ckpt}")
-    names = [n for n, _ in opts.model_rdm]
-    if len(set(names)) != len(names):
-        raise UsageError(f"--model-rdm names must be unique; got {names}")
-    for name, path in opts.model_rdm:
-        if not path.is_file():
-            raise InputMissing(f"--model-rdm {name}: file not found: {path}")
+    bids_dir, output_dir, work_dir = _folders(opts)
+    filters = _bids_filters(opts)
+    _check_input_files(opts)
     _check_rois(opts)
     if opts.tfce and opts.tfce_layers:
         raise UsageError(
@@ -176,6 +131,71 @@ def config_from_options(opts) -> RunConfig:
         reports=opts.reports,
         verbosity=opts.verbosity,
     )
+
+
+def _folders(opts) -> tuple[Path, Path, Path]:
+    """The data set (66 when missing, 16 when not BIDS), and the output and work folders:
+    outside the data set (64) and writable (73)."""
+    bids_dir: Path = opts.bids_dir
+    if not bids_dir.is_dir():
+        raise InputMissing(f"bids_dir not found: {bids_dir}")
+    if not (bids_dir / "dataset_description.json").is_file():
+        raise DatasetInvalid(f"{bids_dir} is not a BIDS data set (no dataset_description.json)")
+    output_dir: Path = opts.output_dir
+    if _is_within(output_dir, bids_dir):
+        raise UsageError(
+            f"output_dir {output_dir} is or lies inside bids_dir {bids_dir}; dnnrsa never writes "
+            "into the input data set: choose a folder outside it"
+        )
+    work_dir = opts.work_dir or (output_dir.parent / f"{output_dir.name}_work")
+    if _is_within(work_dir, bids_dir):
+        raise UsageError(f"--work-dir {work_dir} lies inside bids_dir {bids_dir}")
+    for path, what in ((output_dir, "output_dir"), (work_dir, "--work-dir")):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".dnnrsa-write-test-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise CannotWrite(f"cannot write to {what} {path}: {exc.strerror or exc}") from exc
+    return bids_dir, output_dir, work_dir
+
+
+def _bids_filters(opts) -> dict:
+    """The pybids filters of ``--bids-filter-file`` (66 when missing, 64 when not a JSON
+    object)."""
+    filters = {}
+    if opts.bids_filter_file:
+        try:
+            filters = json.loads(opts.bids_filter_file.read_text())
+        except FileNotFoundError:
+            raise InputMissing(f"--bids-filter-file not found: {opts.bids_filter_file}") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"--bids-filter-file {opts.bids_filter_file} is not valid JSON: {exc}"
+            ) from exc
+        if not isinstance(filters, dict):
+            raise UsageError(
+                f"--bids-filter-file must hold a JSON object; got {type(filters).__name__}"
+            )
+    return filters
+
+
+def _check_input_files(opts) -> None:
+    """The derivatives folders, checkpoints and model RDM files exist (66), and the
+    model RDM names are unique (64)."""
+    for deriv in opts.derivatives:
+        if not deriv.is_dir():
+            raise InputMissing(f"derivatives folder not found: {deriv}")
+    for ckpt in opts.checkpoint:
+        if not ckpt.is_file():
+            raise InputMissing(f"checkpoint not found: {ckpt}")
+    names = [n for n, _ in opts.model_rdm]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--model-rdm names must be unique; got {names}")
+    for name, path in opts.model_rdm:
+        if not path.is_file():
+            raise InputMissing(f"--model-rdm {name}: file not found: {path}")
 
 
 def _check_rois(opts) -> None:
