@@ -289,14 +289,52 @@ def write_clip(
 
     from ._io import _tmp_name
 
+    frames, audio, sample_rate = _check_clip(frames, fps, audio, sample_rate, threads)
+    n_frames, height, width, _ = frames.shape
+    from fractions import Fraction
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path, path.suffix)
+    try:
+        with av.open(str(tmp), mode="w", format=_container_format(path)) as container:
+            rate = Fraction(fps).limit_denominator(1001)
+            vstream = _video_stream(
+                container, video_codec, rate, width, height, crf, threads, x264_params
+            )
+            astream = None
+            if audio is not None:
+                astream = container.add_stream(audio_codec, rate=sample_rate)
+                astream.layout = "mono"
+            for i in range(n_frames):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
+                frame.pts = i
+                frame.time_base = 1 / rate
+                for packet in vstream.encode(frame):
+                    container.mux(packet)
+            for packet in vstream.encode():
+                container.mux(packet)
+            if astream is not None:
+                _mux_audio(container, astream, audio, sample_rate)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    return path
+
+
+def _check_clip(frames, fps, audio, sample_rate, threads):
+    """The frames (uint8, even sides), the audio (float32, mono) and its rate, checked."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must have shape (n_frames, height, width, 3); got {frames.shape}")
     if frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8; got {frames.dtype}")
-    n_frames, height, width, _ = frames.shape
-    if n_frames < 1:
+    if frames.shape[0] < 1:
         raise ValueError("frames must contain at least one frame")
+    height, width = frames.shape[1:3]
     if height % 2 or width % 2:
         raise ValueError(f"frame height and width must be even; got {height}x{width}")
     if not fps > 0:
@@ -313,61 +351,45 @@ def write_clip(
             raise ValueError(f"sample_rate must be a positive integer; got {sample_rate!r}")
         sample_rate = int(sample_rate)
 
+    return frames, audio, sample_rate
+
+
+def _video_stream(container, video_codec, rate, width, height, crf, threads, x264_params):
+    """The video stream of ``container`` with the encoder settings of :func:`write_clip`."""
+    vstream = container.add_stream(video_codec, rate=rate)
+    vstream.width, vstream.height = width, height
+    vstream.pix_fmt = "yuv420p"
+    if threads is not None:
+        vstream.codec_context.thread_count = int(threads)
+    if video_codec in ("libx264", "libx265"):
+        vstream.options = {"crf": str(crf), "preset": "fast"}
+        if x264_params and video_codec == "libx264":
+            vstream.options["x264-params"] = x264_params
+        if video_codec == "libx265":
+            vstream.options["x265-params"] = "log-level=error"
+    elif video_codec in ("libvpx-vp9", "libvpx"):
+        vstream.options = {"crf": str(crf + 12), "b": "0", "deadline": "realtime"}
+    else:
+        vstream.bit_rate = max(2_000_000, width * height * 40)
+    return vstream
+
+
+def _mux_audio(container, astream, audio, sample_rate) -> None:
+    """Encode the mono waveform into ``astream`` in blocks and mux it."""
     from fractions import Fraction
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path, path.suffix)
-    try:
-        with av.open(str(tmp), mode="w", format=_container_format(path)) as container:
-            rate = Fraction(fps).limit_denominator(1001)
-            vstream = container.add_stream(video_codec, rate=rate)
-            vstream.width, vstream.height = width, height
-            vstream.pix_fmt = "yuv420p"
-            if threads is not None:
-                vstream.codec_context.thread_count = int(threads)
-            if video_codec in ("libx264", "libx265"):
-                vstream.options = {"crf": str(crf), "preset": "fast"}
-                if x264_params and video_codec == "libx264":
-                    vstream.options["x264-params"] = x264_params
-                if video_codec == "libx265":
-                    vstream.options["x265-params"] = "log-level=error"
-            elif video_codec in ("libvpx-vp9", "libvpx"):
-                vstream.options = {"crf": str(crf + 12), "b": "0", "deadline": "realtime"}
-            else:
-                vstream.bit_rate = max(2_000_000, width * height * 40)
-            astream = None
-            if audio is not None:
-                astream = container.add_stream(audio_codec, rate=sample_rate)
-                astream.layout = "mono"
-            for i in range(n_frames):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
-                frame.pts = i
-                frame.time_base = 1 / rate
-                for packet in vstream.encode(frame):
-                    container.mux(packet)
-            for packet in vstream.encode():
-                container.mux(packet)
-            if astream is not None:
-                fmt = astream.codec_context.format.name if astream.codec_context.format else "fltp"
-                block = 4096
-                for start in range(0, len(audio), block):
-                    chunk = audio[start : start + block]
-                    aframe = _audio_frame(chunk, fmt)
-                    aframe.sample_rate = sample_rate
-                    aframe.pts = start
-                    aframe.time_base = Fraction(1, sample_rate)
-                    for packet in astream.encode(aframe):
-                        container.mux(packet)
-                for packet in astream.encode():
-                    container.mux(packet)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-    return path
+    fmt = astream.codec_context.format.name if astream.codec_context.format else "fltp"
+    block = 4096
+    for start in range(0, len(audio), block):
+        chunk = audio[start : start + block]
+        aframe = _audio_frame(chunk, fmt)
+        aframe.sample_rate = sample_rate
+        aframe.pts = start
+        aframe.time_base = Fraction(1, sample_rate)
+        for packet in astream.encode(aframe):
+            container.mux(packet)
+    for packet in astream.encode():
+        container.mux(packet)
 
 
 def _container_format(path: Path) -> str | None:
