@@ -372,20 +372,8 @@ def extract_features(
     if checkpoint is not None and model is not None and model != spec.name:
         raise ValueError(f"checkpoint {checkpoint} holds model {spec.name!r}, not {model!r}")
     recipe: InputRecipe = info["recipe"]
-    requested = crop_mode(crop_boxes)
-    crops = resolve_crops(
-        paths,
-        crop_boxes,
-        model_frames=(recipe.n_frames,),
-        cache_dir=None if cache_dir is None else Path(cache_dir) / "faces",
-        n_jobs=n_jobs,
-    )
-    if checkpoint is not None and requested != "boxes":
-        used = table_mode(crops) if requested == "table" else requested
-        trained = (info.get("extra") or {}).get("face_crop")
-        warn_if_mode_differs(trained, used, f"checkpoint {Path(checkpoint).name}")
+    crops = _face_crops(paths, crop_boxes, recipe, cache_dir, n_jobs, checkpoint, info)
     crop_boxes = [c.box for c in crops]
-    all_layers = spec.layers
     wanted = [layer.name for layer in spec.select_layers(layers)]
     if checkpoint is not None:
         model_key = "ckpt-" + file_sha256(checkpoint)
@@ -395,17 +383,7 @@ def extract_features(
     if cache_dir is not None:
         cache_root = Path(cache_dir) / f"{spec.name}-{model_key[:40]}"
         cache_root.mkdir(parents=True, exist_ok=True)
-
-    rows: list[dict[str, np.ndarray] | None] = [None] * len(paths)
-    cache_files: list[Path | None] = [None] * len(paths)
-    all_names = [layer.name for layer in all_layers]
-    if cache_root is not None:
-        for i, path in enumerate(paths):
-            if not path.is_file():
-                raise FileNotFoundError(f"stimulus file not found: {path}")
-            box = None if crop_boxes is None else crop_boxes[i]
-            cache_files[i] = cache_root / _cache_name(file_sha256(path), recipe, box, missing)
-            rows[i] = _load_cached(cache_files[i], wanted)
+    rows, cache_files = _cached_rows(paths, cache_root, crop_boxes, recipe, missing, wanted)
     todo = [i for i, row in enumerate(rows) if row is None]
     logger.info(
         "%s: %d of %d stimuli from the cache, %d to compute",
@@ -423,18 +401,9 @@ def extract_features(
             progress=progress,
             n_jobs=n_jobs,
         )
-        modules = {layer.name: layer.module for layer in all_layers}
-        with torch_threads(n_jobs):
-            acts = extract_activations(
-                net,
-                inputs,
-                modules,
-                modalities=recipe.modalities,
-                batch_size=batch_size,
-                device=device,
-            )
+        computed = _forward(net, spec, recipe, inputs, batch_size, device, n_jobs)
         for j, i in enumerate(todo):
-            row = {name: acts[name][j] for name in all_names}
+            row = {name: values[j] for name, values in computed.items()}
             if cache_files[i] is not None:
                 with atomic_write(cache_files[i], "wb") as fh:
                     np.savez(fh, **row)
@@ -449,3 +418,52 @@ def extract_features(
         labels=list(info.get("labels") or []),
         crops=crops,
     )
+
+
+def _face_crops(paths, crop_boxes, recipe, cache_dir, n_jobs, checkpoint, info) -> list:
+    """The face crop of every stimulus (:func:`dnnrsa.faces.resolve_crops`), with a
+    warning when the mode differs from the one the checkpoint was trained with."""
+    requested = crop_mode(crop_boxes)
+    crops = resolve_crops(
+        paths,
+        crop_boxes,
+        model_frames=(recipe.n_frames,),
+        cache_dir=None if cache_dir is None else Path(cache_dir) / "faces",
+        n_jobs=n_jobs,
+    )
+    if checkpoint is not None and requested != "boxes":
+        used = table_mode(crops) if requested == "table" else requested
+        trained = (info.get("extra") or {}).get("face_crop")
+        warn_if_mode_differs(trained, used, f"checkpoint {Path(checkpoint).name}")
+    return crops
+
+
+def _cached_rows(paths, cache_root, crop_boxes, recipe, missing, wanted):
+    """Per stimulus, its cached activations of the ``wanted`` layers (None when not
+    cached) and its cache file (None without a cache)."""
+    rows: list[dict[str, np.ndarray] | None] = [None] * len(paths)
+    cache_files: list[Path | None] = [None] * len(paths)
+    if cache_root is not None:
+        for i, path in enumerate(paths):
+            if not path.is_file():
+                raise FileNotFoundError(f"stimulus file not found: {path}")
+            box = None if crop_boxes is None else crop_boxes[i]
+            cache_files[i] = cache_root / _cache_name(file_sha256(path), recipe, box, missing)
+            rows[i] = _load_cached(cache_files[i], wanted)
+    return rows, cache_files
+
+
+def _forward(net, spec, recipe, inputs, batch_size, device, n_jobs) -> dict:
+    """Activations of every layer of the model (all are cached), with ``n_jobs`` torch
+    threads for the call."""
+    modules = {layer.name: layer.module for layer in spec.layers}
+    with torch_threads(n_jobs):
+        acts = extract_activations(
+            net,
+            inputs,
+            modules,
+            modalities=recipe.modalities,
+            batch_size=batch_size,
+            device=device,
+        )
+    return {layer.name: acts[layer.name] for layer in spec.layers}
