@@ -564,6 +564,22 @@ def validate_model_rdm(
         raise ValueError(f"{path}: duplicate condition labels {duplicates}")
     if len(rows) < 3:
         raise ValueError(f"{path}: an RDM needs at least 3 conditions; got {len(rows)}")
+    values = _rdm_cells(path, table, rows)
+    _check_square(path, values, rows)
+    if conditions is not None:
+        _check_rdm_labels(path, rows, [str(c) for c in conditions])
+    vector = squareform_to_vector(values, xp=np, check_symmetric=False)
+    used = values
+    if conditions is not None:  # judged on the conditions the analysis compares
+        index = [rows.index(str(c)) for c in conditions]
+        used = values[np.ix_(index, index)]
+    _check_rdm_entries(path, squareform_to_vector(used, xp=np, check_symmetric=False))
+    return vector, rows
+
+
+def _rdm_cells(path, table, rows) -> np.ndarray:
+    """The square table's cells as numbers (n/a and the like as NaN); a cell that is
+    not a number is refused, naming its row and column."""
     n = len(rows)
     values = np.empty((n, n), dtype=np.float64)
     for i in range(n):
@@ -579,6 +595,11 @@ def validate_model_rdm(
                     f"{path}: the cell at row {rows[i]!r}, column {rows[j]!r} is {text!r}, "
                     "not a number (write numbers, or n/a for a missing value)"
                 ) from None
+    return values
+
+
+def _check_square(path, values, rows) -> None:
+    """No infinite entry, a zero diagonal and symmetry (to rounding)."""
     infinite = np.argwhere(np.isinf(values))
     if infinite.size:
         i, j = infinite[0]
@@ -602,32 +623,34 @@ def validate_model_rdm(
             f"{path}: the RDM is not symmetric: ({rows[i]!r}, {rows[j]!r}) is {values[i, j]:g} "
             f"but ({rows[j]!r}, {rows[i]!r}) is {values[j, i]:g}"
         )
-    if conditions is not None:
-        wanted = [str(c) for c in conditions]
-        unknown = [r for r in rows if r not in set(wanted)]
-        missing = [c for c in wanted if c not in set(rows)]
-        if missing:
-            parts = [f"missing condition(s) {missing[:10]}"]
-            if unknown:
-                parts.append(f"unknown label(s) {unknown[:10]} (not conditions of the events)")
-            raise ValueError(
-                f"{path}: the RDM's labels must cover the analysis's conditions; "
-                + "; ".join(parts)
-            )
+
+
+def _check_rdm_labels(path, rows, wanted) -> None:
+    """The labels cover the analysis's conditions; extra labels are left out with a
+    warning."""
+    unknown = [r for r in rows if r not in set(wanted)]
+    missing = [c for c in wanted if c not in set(rows)]
+    if missing:
+        parts = [f"missing condition(s) {missing[:10]}"]
         if unknown:
-            logger.warning(
-                "%s: %d label(s) that are not conditions of the events are left out: %s",
-                path,
-                len(unknown),
-                unknown[:10],
-            )
-    vector = squareform_to_vector(values, xp=np, check_symmetric=False)
-    used = values
-    if conditions is not None:  # judged on the conditions the analysis compares
-        index = [rows.index(c) for c in wanted]
-        used = values[np.ix_(index, index)]
-    finite = squareform_to_vector(used, xp=np, check_symmetric=False)
-    finite = finite[np.isfinite(finite)]
+            parts.append(f"unknown label(s) {unknown[:10]} (not conditions of the events)")
+        raise ValueError(
+            f"{path}: the RDM's labels must cover the analysis's conditions; "
+            + "; ".join(parts)
+        )
+    if unknown:
+        logger.warning(
+            "%s: %d label(s) that are not conditions of the events are left out: %s",
+            path,
+            len(unknown),
+            unknown[:10],
+        )
+
+
+def _check_rdm_entries(path, entries) -> None:
+    """Something to compare: a finite entry and two distinct values; negative entries
+    are accepted with a warning."""
+    finite = entries[np.isfinite(entries)]
     if finite.size == 0:
         raise ValueError(
             f"{path}: every off-diagonal entry is NaN (n/a): the RDM has nothing to compare"
@@ -647,7 +670,6 @@ def validate_model_rdm(
             "y" if negative == 1 else "ies",
             float(finite.min()),
         )
-    return vector, rows
 
 
 __all__.append("validate_model_rdm")
