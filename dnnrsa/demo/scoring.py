@@ -250,82 +250,99 @@ def roi_acceptance(
     """
     import pandas as pd
 
-    from ..inference import adjust_pvalues
+    def table(roi, kind):
+        return _roi_table(derivatives, task, space, roi, kind)
+
+    def part_of(models):
+        return _model_parts(derivatives, task, models)
 
     rows = []
-
-    def best_by_part(roi):
-        ev = _roi_table(derivatives, task, space, roi, "evaluation")
-        ev["part"] = _model_parts(derivatives, task, ev["model"])
-        best = {}
-        for part in PARTS:
-            sub = ev[ev["part"] == part]
-            if not sub.empty:
-                best[part] = sub.loc[sub["mean"].idxmax()]
-        return ev, best
-
-    def beats(roi, winner_part, best, pairs):
-        win = best.get(winner_part)
-        for part in PARTS:
-            if part == winner_part or part not in best or win is None:
-                continue
-            diff, p, p_adj = _pairwise(pairs, win["model"], best[part]["model"])
-            rows.append(
-                dict(
-                    roi=roi,
-                    check=f"best {winner_part} layer beats best {part} layer",
-                    model=win["model"],
-                    other=best[part]["model"],
-                    value=diff,
-                    reference=float(best[part]["mean"]),
-                    p_value=p,
-                    p_adjusted=p_adj,
-                    holds=bool(diff > 0 and p_adj <= alpha),
-                )
-            )
-
     # the planted STS/TPJ region
-    ev, best = best_by_part(target)
-    beats(target, "crossmodal", best, _roi_table(derivatives, task, space, target, "pairwise"))
+    best = _best_by_part(table(target, "evaluation"), part_of)
+    rows += _beats_rows(target, "crossmodal", best, table(target, "pairwise"), alpha)
     if "crossmodal" in best:
-        ceiling = _roi_table(derivatives, task, space, target, "noiseceiling").set_index("bound")
-        lower = float(ceiling.loc["lower", "mean"])
-        win = best["crossmodal"]
-        p_adj = float(win["p_noise_ceiling_adjusted"])
-        rows.append(
-            dict(
-                roi=target,
-                check="best crossmodal layer reaches the lower noise ceiling",
-                model=win["model"],
-                other="noise ceiling (lower bound)",
-                value=float(win["mean"]),
-                reference=lower,
-                p_value=float(win["p_noise_ceiling"]),
-                p_adjusted=p_adj,
-                holds=bool(float(win["mean"]) >= lower or p_adj > alpha),
-            )
-        )
+        ceiling = table(target, "noiseceiling").set_index("bound")
+        rows.append(_ceiling_row(target, best["crossmodal"], ceiling, alpha))
     # early visual cortex
-    _, best = best_by_part(visual)
-    beats(visual, "visual", best, _roi_table(derivatives, task, space, visual, "pairwise"))
+    best = _best_by_part(table(visual, "evaluation"), part_of)
+    rows += _beats_rows(visual, "visual", best, table(visual, "pairwise"), alpha)
     # the negative control
-    ev = _roi_table(derivatives, task, space, control, "evaluation")
-    ev["part"] = _model_parts(derivatives, task, ev["model"])
-    layers = ev[ev["part"].isin(PARTS)]
-    if not layers.empty:
-        p_holm = np.asarray(adjust_pvalues(layers["p_zero"].to_numpy(float), "holm"))
-        k = int(np.argmin(p_holm))
+    rows += _control_rows(control, table(control, "evaluation"), part_of, alpha)
+    return pd.DataFrame(rows, columns=list(ACCEPTANCE_COLUMNS))
+
+
+def _best_by_part(ev, part_of) -> dict:
+    """The best layer (highest mean) of each part in one region's evaluation table."""
+    ev["part"] = part_of(ev["model"])
+    best = {}
+    for part in PARTS:
+        sub = ev[ev["part"] == part]
+        if not sub.empty:
+            best[part] = sub.loc[sub["mean"].idxmax()]
+    return best
+
+
+def _beats_rows(roi, winner_part, best, pairs, alpha) -> list[dict]:
+    """One check per other part: the winner part's best layer beats that part's best."""
+    rows = []
+    win = best.get(winner_part)
+    for part in PARTS:
+        if part == winner_part or part not in best or win is None:
+            continue
+        diff, p, p_adj = _pairwise(pairs, win["model"], best[part]["model"])
         rows.append(
             dict(
-                roi=control,
-                check="no layer above zero (family-wise over layers)",
-                model=str(layers["model"].iloc[k]),
-                other="zero",
-                value=float(layers["mean"].iloc[k]),
-                reference=float(len(layers)),
-                p_value=float(layers["p_zero"].iloc[k]),
-                p_adjusted=float(p_holm[k]),
-                holds=bool(np.all(p_holm > alpha)),
+                roi=roi,
+                check=f"best {winner_part} layer beats best {part} layer",
+                model=win["model"],
+                other=best[part]["model"],
+                value=diff,
+                reference=float(best[part]["mean"]),
+                p_value=p,
+                p_adjusted=p_adj,
+                holds=bool(diff > 0 and p_adj <= alpha),
             )
         )
-    return pd.DataFrame(rows, columns=list(ACCEPTANCE_COLUMNS))
+    return rows
+
+
+def _ceiling_row(roi, win, ceiling, alpha) -> dict:
+    """The best cross-modal layer reaches the lower noise ceiling (or is not below it)."""
+    lower = float(ceiling.loc["lower", "mean"])
+    p_adj = float(win["p_noise_ceiling_adjusted"])
+    return dict(
+        roi=roi,
+        check="best crossmodal layer reaches the lower noise ceiling",
+        model=win["model"],
+        other="noise ceiling (lower bound)",
+        value=float(win["mean"]),
+        reference=lower,
+        p_value=float(win["p_noise_ceiling"]),
+        p_adjusted=p_adj,
+        holds=bool(float(win["mean"]) >= lower or p_adj > alpha),
+    )
+
+
+def _control_rows(roi, ev, part_of, alpha) -> list[dict]:
+    """No layer of any part explains the negative control (Holm over the layers)."""
+    from ..inference import adjust_pvalues
+
+    ev["part"] = part_of(ev["model"])
+    layers = ev[ev["part"].isin(PARTS)]
+    if layers.empty:
+        return []
+    p_holm = np.asarray(adjust_pvalues(layers["p_zero"].to_numpy(float), "holm"))
+    k = int(np.argmin(p_holm))
+    return [
+        dict(
+            roi=roi,
+            check="no layer above zero (family-wise over layers)",
+            model=str(layers["model"].iloc[k]),
+            other="zero",
+            value=float(layers["mean"].iloc[k]),
+            reference=float(len(layers)),
+            p_value=float(layers["p_zero"].iloc[k]),
+            p_adjusted=float(p_holm[k]),
+            holds=bool(np.all(p_holm > alpha)),
+        )
+    ]
