@@ -202,6 +202,22 @@ def test_adjust_pvalues_matches_scipy(rng):
     np.testing.assert_allclose(np.delete(out, 3), stats.false_discovery_control(np.delete(p, 3)))
 
 
+def test_fdr_known_answer():
+    """Benjamini-Hochberg by hand: p sorted, times m / rank, running minimum from the top."""
+    p = [0.01, 0.04, 0.03, 0.005, np.nan]
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4/1, 4/2, 4/3, 4/4 -> 0.02, 0.02, 0.04, 0.04
+    np.testing.assert_allclose(
+        inf.adjust_pvalues(p, "fdr"), [0.02, 0.04, 0.04, 0.02, np.nan], rtol=1e-15, equal_nan=True
+    )
+    # ties share one value; 1 stays 1; a single test is unchanged; no finite entry: all NaN
+    np.testing.assert_allclose(inf.adjust_pvalues([0.02, 0.02, 1.0], "fdr"), [0.03, 0.03, 1.0])
+    np.testing.assert_array_equal(inf.adjust_pvalues([0.3], "fdr"), [0.3])
+    assert np.isnan(inf.adjust_pvalues([np.nan, np.inf], "fdr")).all()
+    # outside [0, 1] (scipy refuses): as R's p.adjust, above 1 gives 1, below 0 the formula
+    np.testing.assert_allclose(inf.adjust_pvalues([1.5, 0.2], "fdr"), [1.0, 0.4])
+    np.testing.assert_allclose(inf.adjust_pvalues([-0.01, 0.02, 0.5], "fdr"), [-0.03, 0.03, 0.5])
+
+
 @pytest.mark.parametrize("mode", inf.MODES)
 def test_planted_effect_beats_null_model(mode):
     """A model equal to the true RDM plus noise beats a null model in the pairwise test."""
