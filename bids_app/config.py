@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomli_w
 
 from .. import __version__
 
@@ -88,48 +89,46 @@ class RunConfig:
 
         return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
-    def to_toml(self, extra: dict | None = None, tables: dict | None = None) -> str:
+    def to_toml(
+        self,
+        extra: dict | None = None,
+        tables: dict | None = None,
+        *,
+        title: str = "dnnrsa run configuration",
+    ) -> str:
         """The configuration as TOML (written next to the outputs for provenance).
 
         ``extra`` adds top-level keys, ``tables`` named tables (name -> dict), each
-        after a comment line when the dict holds a ``"#"`` entry.
+        after a comment line when the dict holds a ``"#"`` entry; ``title`` is the
+        file's first line, a comment. Keys whose value is None are left out, and so
+        are empty top-level tables; inside a table or a list, a value TOML cannot hold
+        is written as its text (None as ``"None"``). Written with tomli-w.
         """
-        lines = ["# dnnrsa run configuration", f'dnnrsa_version = "{__version__}"', ""]
-        tables_out: list[str] = []
+        doc: dict = {"dnnrsa_version": __version__}
         for key, value in {**self.as_dict(), **(extra or {})}.items():
-            if value is None:
+            if value is None or value == {}:
                 continue
-            if isinstance(value, dict):
-                if value:
-                    tables_out.append(f"[{key}]")
-                    tables_out.extend(
-                        f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()
-                    )
-                    tables_out.append("")
-                continue
-            lines.append(f"{key} = {_toml_value(value)}")
+            doc[key] = _toml_ready(value)
+        comments = {}
         for name, table in (tables or {}).items():
             table = dict(table)
-            comment = table.pop("#", None)
+            comments[name] = table.pop("#", None)
+            doc[name] = {str(k): _toml_ready(v) for k, v in table.items() if v is not None}
+        text = "\n" + tomli_w.dumps(doc)
+        for name, comment in comments.items():
             if comment:
-                tables_out.append(f"# {comment}")
-            tables_out.append(f"[{name}]")
-            tables_out.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None)
-            tables_out.append("")
-        return "\n".join(lines + [""] + tables_out).rstrip() + "\n"
+                header = f"\n[{name}]\n"
+                text = text.replace(header, f"\n# {comment}{header}", 1)
+        return f"# {title}{text}"
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+def _toml_ready(value):
+    """``value`` with what TOML cannot hold written as text, as the configuration
+    files always had it: keys as strings, None and other objects as their ``str``."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_toml_ready(v) for v in value]
     if isinstance(value, dict):
-        return (
-            "{"
-            + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
-            + "}"
-        )
-    return json.dumps(str(value))
+        return {str(k): _toml_ready(v) for k, v in value.items()}
+    return str(value)

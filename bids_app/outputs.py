@@ -383,8 +383,10 @@ def write_group_config(config: RunConfig, groups) -> Path:
     """``dnnrsa_group_config.toml``: the group run's configuration and what it combined."""
     path = config.output_dir / GROUP_CONFIG_FILE
     subjects = sorted({s for g in groups for s in g.subjects})
-    text = config.to_toml(extra={"participants": subjects, "n_maps": len(groups)})
-    text = text.replace("# dnnrsa run configuration", "# dnnrsa group run configuration", 1)
+    text = config.to_toml(
+        extra={"participants": subjects, "n_maps": len(groups)},
+        title="dnnrsa group run configuration",
+    )
     with atomic_write(path) as fh:
         fh.write(text)
     return path
