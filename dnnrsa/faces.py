@@ -52,7 +52,8 @@ from ._croptables import (
     write_crop_table,
 )
 from ._decode import (
-    _decode_video_frames,
+    Timeline,
+    _decode_streams,
     _face_image,
     _frame_indices,
     _open,
@@ -253,11 +254,13 @@ def detect_faces(frame, cascade: str = CASCADES[0]) -> np.ndarray:
     return np.round(boxes).astype(int)
 
 
-def search_frames(n_total: int, model_frames: Sequence[int] = (1,)) -> list[int]:
-    """Frames searched for a face: ``SEARCH_FRAMES`` evenly spaced, plus the model's frames."""
-    picked = set(_frame_indices(n_total, min(SEARCH_FRAMES, n_total)).tolist())
+def search_frames(timeline: Timeline | int, model_frames: Sequence[int] = (1,)) -> list[int]:
+    """Frames searched for a face: ``SEARCH_FRAMES`` at evenly spaced times, plus the model's
+    frames (``timeline``: the clip's frame times, or a frame count for evenly spaced frames)."""
+    n_total = timeline.n if isinstance(timeline, Timeline) else int(timeline)
+    picked = set(_frame_indices(timeline, min(SEARCH_FRAMES, n_total)).tolist())
     for n in model_frames:
-        picked.update(_frame_indices(n_total, int(n)).tolist())
+        picked.update(_frame_indices(timeline, int(n)).tolist())
     return sorted(picked)
 
 
@@ -312,12 +315,12 @@ def _detect_file(path: Path, model_frames: Sequence[int]) -> FaceCrop:
         return detect_face_crop(_read_image(path)[None], [0], name=str(path), warn=False)
     chosen: list[int] = []
 
-    def select(n_total):
-        chosen.extend(search_frames(n_total, model_frames))
+    def select(timeline):
+        chosen.extend(search_frames(timeline, model_frames))
         return chosen
 
     with _open(path) as container:
-        frames, _ = _decode_video_frames(container, path, select=select)
+        frames, *_ = _decode_streams(container, path, audio=False, select=select)
     if frames is None:
         return FaceCrop(None, "none")
     return detect_face_crop(frames, chosen, name=str(path), warn=False)
@@ -396,14 +399,14 @@ def crop_preview(path: str | os.PathLike, box, n_frames: int = 1, image_size: in
         return frames[0], _face_image(frames, image_size, box)[0]
     state: dict = {}
 
-    def select(n_total):
-        state["model"] = _frame_indices(n_total, n_frames).tolist()
-        state["picked"] = sorted({n_total // 2, *state["model"]})
-        state["middle"] = n_total // 2
+    def select(timeline):
+        state["model"] = _frame_indices(timeline, n_frames).tolist()
+        state["middle"] = int(_frame_indices(timeline, 1)[0])
+        state["picked"] = sorted({state["middle"], *state["model"]})
         return state["picked"]
 
     with _open(path) as container:
-        frames, _ = _decode_video_frames(container, path, select=select)
+        frames, *_ = _decode_streams(container, path, audio=False, select=select)
     if frames is None:
         return None, None
     picked = state["picked"]

@@ -1,12 +1,15 @@
 """Stimulus decoding and model inputs.
 
-Video files (mp4, mov, mkv, avi, webm with H.264, HEVC, VP9, MPEG-4 ... streams),
-audio-only files (wav, flac, mp3, ogg) and still images (png, jpg, ...) are decoded
-with PyAV. Model inputs follow an :class:`InputRecipe`:
+Video files (mp4, mov, mkv, avi, webm, flv with H.264, HEVC, VP8/VP9, VP6, Sorenson,
+MPEG-4 ... streams), audio-only files (wav, flac, mp3, ogg) and still images (png, jpg,
+...) are decoded with PyAV, in one pass from the start of the file and never seeking,
+so containers that cannot seek (FLV) and pipes are read too. Model inputs follow an
+:class:`InputRecipe`:
 
 * **visual**: a grayscale face image of ``image_size x image_size`` pixels. The
-  ``n_frames`` frames taken at evenly spaced times (the middle frame when
-  ``n_frames=1``) are converted to gray (ITU-R BT.601 luma weights), averaged,
+  ``n_frames`` frames shown at evenly spaced times, by the stream's timestamps (the
+  frame shown at the middle of the clip when ``n_frames=1``; see
+  :func:`dnnrsa._decode._frame_indices`) are converted to gray (ITU-R BT.601 luma weights), averaged,
   cropped to a square (the centred largest square, or a crop box given per
   stimulus) and resized by area averaging. Values lie in [-0.5, 0.5] (gray level
   / 255 - 0.5).
@@ -50,7 +53,7 @@ from ._decode import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     StimulusError,
-    _decode_video_frames,
+    _decode_streams,
     _face_image,
     _frame_indices,
     _open,
@@ -221,12 +224,16 @@ class Clip:
     frames : ndarray of shape (n_frames, height, width, 3), uint8, or None
         RGB video frames (a still image is one frame); None for audio-only files.
     fps : float or None
-        Frame rate.
+        Average frame rate as the stream's header gives it (from the frame times when
+        the header has none).
     audio : ndarray of shape (n_samples,), float32, or None
         Mono mix of the audio track in [-1, 1]; None when there is none.
     sample_rate : int or None
         Audio sampling rate in Hz.
     path : str
+    frame_times : ndarray of shape (n_frames,), float64, or None
+        When each frame is shown, in seconds from the first, from the stream's
+        timestamps (variable frame rates included); None for audio-only files.
     """
 
     frames: np.ndarray | None
@@ -234,6 +241,7 @@ class Clip:
     audio: np.ndarray | None
     sample_rate: int | None
     path: str = ""
+    frame_times: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- writing
@@ -255,7 +263,7 @@ def write_clip(
     Parameters
     ----------
     path : path-like
-        Output file; the container follows the extension (mp4, mov, mkv, avi...).
+        Output file; the container follows the extension (mp4, mov, mkv, webm, avi, flv).
     frames : ndarray of shape (n_frames, height, width, 3), uint8
         RGB frames. Height and width must be even (4:2:0 chroma subsampling).
     fps : float
@@ -266,7 +274,9 @@ def write_clip(
         Audio sampling rate in Hz (required with ``audio``).
     video_codec, audio_codec : str
         FFmpeg encoder names (e.g. ``"libx264"``, ``"libx265"``, ``"libvpx-vp9"``,
-        ``"mpeg4"``; ``"aac"``, ``"flac"``, ``"libopus"``, ``"mp3"``).
+        ``"mpeg4"``, ``"flv"`` (Sorenson H.263); ``"aac"``, ``"flac"``, ``"libopus"``,
+        ``"mp3"``, ``"vorbis"`` (written as stereo, the only layout FFmpeg's Vorbis
+        encoder takes)).
     crf : int
         Constant rate factor for x264/x265 (lower is better quality).
     threads : int, optional
@@ -304,8 +314,7 @@ def write_clip(
             )
             astream = None
             if audio is not None:
-                astream = container.add_stream(audio_codec, rate=sample_rate)
-                astream.layout = "mono"
+                astream = _audio_stream(container, audio_codec, sample_rate)
             for i in range(n_frames):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
                 frame.pts = i
@@ -374,6 +383,19 @@ def _video_stream(container, video_codec, rate, width, height, crf, threads, x26
     return vstream
 
 
+def _audio_stream(container, audio_codec, sample_rate):
+    """The audio stream of ``container``: mono, except FFmpeg's own Vorbis encoder, which
+    writes stereo only (the mono track then goes to both channels) and is marked
+    experimental."""
+    if audio_codec == "vorbis":
+        astream = container.add_stream(audio_codec, rate=sample_rate, options={"strict": "-2"})
+        astream.layout = "stereo"
+    else:
+        astream = container.add_stream(audio_codec, rate=sample_rate)
+        astream.layout = "mono"
+    return astream
+
+
 def _mux_audio(container, astream, audio, sample_rate) -> None:
     """Encode the mono waveform into ``astream`` in blocks and mux it."""
     from fractions import Fraction
@@ -382,7 +404,7 @@ def _mux_audio(container, astream, audio, sample_rate) -> None:
     block = 4096
     for start in range(0, len(audio), block):
         chunk = audio[start : start + block]
-        aframe = _audio_frame(chunk, fmt)
+        aframe = _audio_frame(chunk, fmt, astream.layout.name)
         aframe.sample_rate = sample_rate
         aframe.pts = start
         aframe.time_base = Fraction(1, sample_rate)
@@ -401,10 +423,12 @@ def _container_format(path: Path) -> str | None:
         ".mkv": "matroska",
         ".webm": "webm",
         ".avi": "avi",
+        ".flv": "flv",
     }.get(ext)
 
 
-def _audio_frame(chunk: np.ndarray, fmt: str):
+def _audio_frame(chunk: np.ndarray, fmt: str, layout: str = "mono"):
+    """An audio frame of ``chunk`` in sample format ``fmt``, on every channel of ``layout``."""
     import av
 
     packed = fmt.rstrip("p")
@@ -416,7 +440,14 @@ def _audio_frame(chunk: np.ndarray, fmt: str):
         data = chunk.astype(np.float64)
     else:
         fmt, data = "fltp", chunk.astype(np.float32)
-    return av.AudioFrame.from_ndarray(data[None, :], format=fmt, layout="mono")
+    if layout == "mono":
+        return av.AudioFrame.from_ndarray(data[None, :], format=fmt, layout="mono")
+    channels = 2
+    if fmt.endswith("p"):
+        data = np.repeat(data[None, :], channels, axis=0)
+    else:
+        data = np.repeat(data, channels)[None, :]
+    return av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout=layout)
 
 
 # --------------------------------------------------------------------------- reading
@@ -430,41 +461,6 @@ def has_audio_track(path: str | os.PathLike) -> bool:
     """
     with _open(Path(path)) as container:
         return bool(container.streams.audio)
-
-
-def _decode_audio(container, path: Path) -> tuple[np.ndarray, int] | tuple[None, None]:
-    import av
-
-    if not container.streams.audio:
-        return None, None
-    stream = container.streams.audio[0]
-    chunks = []
-    rate = stream.codec_context.sample_rate or stream.rate
-    try:
-        container.seek(0)
-        for frame in container.decode(stream):
-            arr = frame.to_ndarray()
-            fmt = frame.format
-            if not fmt.is_planar:
-                arr = arr.reshape(-1, len(frame.layout.channels)).T
-            arr = _to_float(arr, fmt.name.rstrip("p"))
-            chunks.append(arr.mean(axis=0, dtype=np.float64).astype(np.float32))
-            rate = frame.sample_rate
-    except av.error.FFmpegError as exc:
-        raise StimulusError(f"cannot decode the audio of {path}: {exc}") from exc
-    if not chunks:
-        raise StimulusError(f"the audio track of {path} holds no samples")
-    return np.concatenate(chunks), int(rate)
-
-
-def _to_float(arr: np.ndarray, fmt: str) -> np.ndarray:
-    if fmt == "s16":
-        return arr.astype(np.float32) / 32768.0
-    if fmt == "s32":
-        return arr.astype(np.float32) / 2147483648.0
-    if fmt == "u8":
-        return (arr.astype(np.float32) - 128.0) / 128.0
-    return arr.astype(np.float32)
 
 
 def read_clip(path: str | os.PathLike) -> Clip:
@@ -491,11 +487,15 @@ def read_clip(path: str | os.PathLike) -> Clip:
         frame = _read_image(path)
         return Clip(frame[None], None, None, None, str(path))
     with _open(path) as container:
-        frames, fps = _decode_video_frames(container, path) if kind == "video" else (None, None)
-        audio, rate = _decode_audio(container, path)
+        frames, timeline, fps, audio, rate = _decode_streams(
+            container, path, video=kind == "video"
+        )
     if frames is None and audio is None:
         raise StimulusError(f"{path} holds neither a video nor an audio stream")
-    return Clip(frames, fps, audio, rate, str(path))
+    if frames is not None and fps is None and timeline.n > 1:
+        fps = (timeline.n - 1) / float(timeline.times[-1])
+    times = timeline.times if timeline is not None else None
+    return Clip(frames, fps, audio, rate, str(path), times)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -661,14 +661,16 @@ def load_inputs(
             frames = _read_image(path)[None]
     else:
         with _open(path) as container:
-            if kind == "video" and need_visual:
-                frames, _ = _decode_video_frames(
-                    container, path, select=lambda n: _frame_indices(n, recipe.n_frames)
-                )
-                if frames is None:
-                    raise StimulusError(f"{path} holds no video stream")
+            frames, _, _, audio, rate = _decode_streams(
+                container,
+                path,
+                video=kind == "video" and need_visual,
+                audio=need_audio,
+                select=lambda timeline: _frame_indices(timeline, recipe.n_frames),
+            )
+            if kind == "video" and need_visual and frames is None:
+                raise StimulusError(f"{path} holds no video stream")
             if need_audio:
-                audio, rate = _decode_audio(container, path)
                 if audio is None and kind == "audio":
                     raise StimulusError(f"{path} holds no audio stream")
                 if audio is not None:
