@@ -9,7 +9,7 @@ so containers that cannot seek (FLV) and pipes are read too. Model inputs follow
 * **visual**: a grayscale face image of ``image_size x image_size`` pixels. The
   ``n_frames`` frames shown at evenly spaced times, by the stream's timestamps (the
   frame shown at the middle of the clip when ``n_frames=1``; see
-  :func:`dnnrsa._decode._frame_indices`) are converted to gray (ITU-R BT.601 luma weights), averaged,
+  ``dnnrsa._decode._frame_indices``) are converted to gray (ITU-R BT.601 luma weights), averaged,
   cropped to a square (the centred largest square, or a crop box given per
   stimulus) and resized by area averaging. Values lie in [-0.5, 0.5] (gray level
   / 255 - 0.5).
