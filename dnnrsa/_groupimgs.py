@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ._cpus import resolve_n_jobs
 from ._maxt import _max_t_null_maps
 from ._scores import fisher_z
 from ._signflip import (
     SignFlipResult,
-    _default_n_jobs,
     _load_mask_img,
     _max_t_result,
     sign_flip_matrix,
@@ -256,7 +256,7 @@ def group_test_maps(
     flags = [bool(tfce)] * len(maps) if isinstance(tfce, bool) else [bool(f) for f in tfce]
     if len(flags) != len(maps):
         raise ValueError(f"tfce must be a bool or one flag per map ({len(maps)}); got {tfce!r}")
-    n_jobs = _default_n_jobs(n_jobs)
+    n_jobs = resolve_n_jobs(n_jobs, below_one="one")
     results: list[GroupTestResult | None] = [None] * len(maps)
     plain = [k for k, flag in enumerate(flags) if not flag]
     loaded = {k: _group_data(maps[k]) for k in plain}
@@ -272,7 +272,7 @@ def group_test_maps(
             two_sided=False,
             xp=xp,
             max_memory_mb=max_memory_mb,
-            n_jobs=int(n_jobs),
+            n_jobs=n_jobs,
         )
         for k, (valid, t_obs, h0_t, counts) in zip(ks, nulls, strict=True):
             result = _max_t_result(

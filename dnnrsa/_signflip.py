@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _tfce
+from ._cpus import resolve_n_jobs
 from ._maxt import _max_t_null, _observed_t, _with_tolerance
 from ._scores import t_to_z
 from .backend import get_namespace, to_numpy
@@ -319,7 +320,7 @@ def sign_flip_test(
     cluster_t = _cluster_threshold_t(
         cluster_forming_threshold, threshold_type, two_sided=two_sided, df=df
     )
-    n_jobs = int(_default_n_jobs(n_jobs))
+    n_jobs = resolve_n_jobs(n_jobs, below_one="one")
     if not tfce and cluster_t is None:
         valid, t_obs, h0_t, counts = _max_t_null(
             host, signs, two_sided=two_sided, xp=xp, max_memory_mb=max_memory_mb, n_jobs=n_jobs
@@ -424,13 +425,6 @@ def _cluster_threshold_t(threshold, threshold_type: str, *, two_sided: bool, df:
         )
     tail = threshold / 2 if two_sided else threshold
     return float(stats.t.isf(tail, df))
-
-
-def _default_n_jobs(n_jobs: int | None) -> int:
-    """``n_jobs``, or the number of cores available to the process when it is None."""
-    if n_jobs is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    return n_jobs
 
 
 @dataclasses.dataclass

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cpus import available_cpus, resolve_n_jobs
 from ._io import atomic_write, file_sha256
 from .faces import crop_mode, resolve_crops, table_mode, warn_if_mode_differs
 from .models import load_model, model_fingerprint
@@ -68,22 +69,6 @@ def torch_device(device: str = "auto") -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was requested but torch finds no CUDA device")
     return device
-
-
-def available_cpus() -> int:
-    """The number of CPUs this process may run on (its affinity mask, not the machine's
-    count: a batch job given 4 of 64 cores gets 4)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def _resolve_n_jobs(n_jobs: int | None) -> int:
-    if n_jobs is None or int(n_jobs) == -1:
-        return available_cpus()
-    if int(n_jobs) < 1:
-        raise ValueError(f"n_jobs must be a positive integer, -1 or None; got {n_jobs!r}")
-    return int(n_jobs)
 
 
 @contextlib.contextmanager
@@ -367,7 +352,7 @@ def extract_features(
     paths = [Path(p) for p in stimuli]
     if not paths:
         raise ValueError("stimuli must list at least one file")
-    n_jobs = _resolve_n_jobs(n_jobs)
+    n_jobs = resolve_n_jobs(n_jobs)
     net, spec, info = load_model(model if checkpoint is None else None, checkpoint, seed=seed)
     if checkpoint is not None and model is not None and model != spec.name:
         raise ValueError(f"checkpoint {checkpoint} holds model {spec.name!r}, not {model!r}")

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from ._cpus import resolve_n_jobs
 from ._neighbourhoods import Neighbourhoods, mask_neighbourhoods, sphere_offsets
 from ._registries import (
     _fast_ranks,  # noqa: F401 (the Spearman fast path's ranks)
@@ -324,16 +324,7 @@ class _Engine:
 def _resolve_n_jobs(n_jobs: int | None, xp) -> int:
     if xp is not np:
         return 1
-    n_jobs = -1 if n_jobs is None else int(n_jobs)
-    if n_jobs == 0:
-        raise ValueError(f"n_jobs must be a positive number or negative (all cores); got {n_jobs}")
-    if n_jobs < 0:
-        try:
-            available = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            available = os.cpu_count() or 1
-        n_jobs = max(1, available + 1 + n_jobs)
-    return n_jobs
+    return resolve_n_jobs(n_jobs, below_one="count_back")
 
 
 def _single_threaded_blas(xp):
