@@ -90,27 +90,43 @@ def find_subject_maps(config: RunConfig) -> list[MapGroup]:
 COMMON_VOXEL_PLANES = 4
 
 
-#: Bytes of a NIfTI-1 header that fix where and how the voxel data lie: sizeof_hdr,
-#: dim, datatype, bitpix, vox_offset, scl_slope, scl_inter.
-_LAYOUT_BYTES = (slice(0, 4), slice(40, 56), slice(70, 74), slice(108, 120))
-
-
 def _open_map(path):
     import gzip
 
     return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")  # noqa: SIM115
 
 
-def _layout(header_bytes: bytes) -> bytes:
-    return b"".join(header_bytes[s] for s in _LAYOUT_BYTES)
+def _stored_header(fh):
+    """The NIfTI-1 header at the start of the open map ``fh``, as stored (scaling
+    included), parsed by nibabel, and its layout: what fixes where and how the voxel
+    data lie (byte order, header size, dim, datatype, bitpix, vox_offset, scl_slope,
+    scl_inter). None when the file is too short to hold a header."""
+    import nibabel as nib
+
+    raw = fh.read(nib.Nifti1Header.template_dtype.itemsize)
+    if len(raw) < nib.Nifti1Header.template_dtype.itemsize:
+        return None
+    hdr = nib.Nifti1Header(raw, check=False)
+    # scaling as text, so that two unset (NaN) scalings compare equal
+    scaling = tuple(repr(float(hdr[k])) for k in ("scl_slope", "scl_inter"))
+    layout = (
+        hdr.endianness,
+        int(hdr["sizeof_hdr"]),
+        tuple(int(d) for d in hdr["dim"]),
+        int(hdr["datatype"]),
+        int(hdr["bitpix"]),
+        float(hdr["vox_offset"]),
+        *scaling,
+    )
+    return hdr, layout
 
 
 def _finite_planes(path, start: int, stop: int, fast=None):
     """Finiteness of planes ``start:stop`` of a 3-D map, reading the file only that far.
 
-    ``fast``, (layout bytes, dtype, shape, data offset) of a NIfTI-1 map: a file whose
-    header has the same layout is read raw up to the end of plane ``stop``, without
-    nibabel; any other through nibabel's slicing.
+    ``fast``, (layout, dtype, shape, data offset) of a NIfTI-1 map: a file whose
+    header (parsed by nibabel) has the same layout is read raw up to the end of plane
+    ``stop``; any other through nibabel's slicing.
     """
     import nibabel as nib
     import numpy as np
@@ -119,8 +135,8 @@ def _finite_planes(path, start: int, stop: int, fast=None):
         layout, dtype, shape, offset = fast
         plane = shape[0] * shape[1]
         with _open_map(path) as fh:
-            head = fh.read(348)
-            if len(head) == 348 and _layout(head) == layout:
+            stored = _stored_header(fh)
+            if stored is not None and stored[1] == layout:
                 fh.seek(offset)
                 n = plane * stop
                 raw = fh.read(n * dtype.itemsize)
@@ -137,8 +153,8 @@ def _has_common_voxels(group: MapGroup) -> bool:
     few planes (along the last axis, stored last) from the first plane where the
     first map has a finite voxel: a compressed map is decompressed only that far,
     and a map whose header lays the data out as the first's is read without
-    nibabel. When a voxel of those planes is finite in every map the answer is yes;
-    otherwise every map is read whole, as before.
+    nibabel's image machinery. When a voxel of those planes is finite in every map
+    the answer is yes; otherwise every map is read whole, as before.
     """
     import nibabel as nib
     import numpy as np
@@ -155,12 +171,11 @@ def _has_common_voxels(group: MapGroup) -> bool:
             fast = None
             if type(img.header) is nib.Nifti1Header:  # the header as stored, not as loaded
                 with _open_map(files[0]) as fh:
-                    raw = fh.read(348)
-                hdr = nib.Nifti1Header(raw, check=False)
+                    hdr, layout = _stored_header(fh)
                 scaling = np.array([hdr["scl_slope"], hdr["scl_inter"]], dtype=np.float64)
                 dtype = hdr.get_data_dtype()
                 if dtype.kind == "f" and not np.isinf(scaling).any():
-                    fast = (_layout(raw), dtype, first.shape, int(hdr["vox_offset"]))
+                    fast = (layout, dtype, first.shape, int(hdr["vox_offset"]))
             for f in files[1:]:
                 ok = _finite_planes(f, start, stop, fast)
                 if ok.shape != common.shape:

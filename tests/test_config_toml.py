@@ -24,7 +24,7 @@ from dnnrsa.bids_app.outputs import (
 
 #: What the hand-written writer wrote for :func:`_run` (sub-01, then sub-03 with the same
 #: record) with @OUT@ for the output folder and @INPUTS@ for the folder of the inputs.
-EARLIER_PARTICIPANT_CONFIG = r'''# dnnrsa run configuration
+EARLIER_PARTICIPANT_CONFIG = r"""# dnnrsa run configuration
 dnnrsa_version = "0.1.0"
 
 bids_dir = "/data/bids"
@@ -114,10 +114,10 @@ model_rdms = {"category" = "cat.tsv sha256:5dd1197866f47982"}
 rois = {"visual" = "vis.nii.gz sha256:48bf9b4f142ab45c"}
 face_crop = "crops.tsv sha256:328016ffd7bf950f"
 grids = {"MNI152NLin2009cAsym" = "91x109x91 at 2x2x2 mm"}
-'''
+"""
 
 #: What it wrote for the group level of the same folder (sub-01 and sub-03, then sub-02).
-EARLIER_GROUP_CONFIG = r'''# dnnrsa group run configuration
+EARLIER_GROUP_CONFIG = r"""# dnnrsa group run configuration
 dnnrsa_version = "0.1.0"
 
 bids_dir = "/data/bids"
@@ -181,7 +181,7 @@ n_maps = 2
 "n_procs" = 2
 "memory_gb" = 4.5
 "raise_insufficient" = false
-'''
+"""
 
 
 def _run(tmp_path: Path) -> RunConfig:
@@ -210,7 +210,7 @@ def _run(tmp_path: Path) -> RunConfig:
         layers=("conv1", "fc"),
         model_rdms=(("category", inputs / "cat.tsv"),),
         face_crop=str(inputs / "crops.tsv"),
-        face_crops={"a b.mp4": [0, 1, 95, 96], "\u00e9\"q\\.mp4": [1, 2, 3, 4]},
+        face_crops={"a b.mp4": [0, 1, 95, 96], '\u00e9"q\\.mp4': [1, 2, 3, 4]},
         confounds=("motion6", "csf"),
         smoothing_fwhm=4.0,
         radius_mm=8.5,
@@ -244,7 +244,9 @@ def test_configuration_files_read_back_as_before(tmp_path):
     text = path.read_text(encoding="utf-8")
     assert tomllib.loads(text) == _earlier(EARLIER_PARTICIPANT_CONFIG, config)
     assert text.startswith("# dnnrsa run configuration\n")
-    assert "# the options that fix what the outputs mean (checked by every run)\n[analysis]\n" in text
+    assert (
+        "# the options that fix what the outputs mean (checked by every run)\n[analysis]\n" in text
+    )
 
     group = dataclasses.replace(config, analysis_level="group")
     groups = [SimpleNamespace(subjects=["01", "03"]), SimpleNamespace(subjects=["02"])]
