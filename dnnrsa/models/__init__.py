@@ -24,7 +24,6 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -41,7 +40,14 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "dnnrsa.models"
 CHECKPOINT_FORMAT = "dnnrsa-checkpoint"
 CHECKPOINT_VERSION = 1
-_BUILTIN = {"crosschannel": "dnnrsa.models.crosschannel:registration"}
+#: The built-in model, also when dnnrsa runs from a checkout without installed metadata.
+_BUILTIN = (
+    metadata.EntryPoint(
+        name="crosschannel",
+        value="dnnrsa.models.crosschannel:registration",
+        group=ENTRY_POINT_GROUP,
+    ),
+)
 _RUNTIME: dict[str, ModelSpec] = {}
 
 __all__ = [
@@ -165,10 +171,12 @@ def register_model(spec: ModelSpec, *, overwrite: bool = False) -> None:
     _RUNTIME[spec.name] = spec
 
 
-def _entry_points() -> dict[str, str]:
-    found = dict(_BUILTIN)
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    """The entry points of group ``dnnrsa.models`` by name (an installed one replaces
+    the built-in of the same name)."""
+    found = {ep.name: ep for ep in _BUILTIN}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep.value
+        found[ep.name] = ep
     return found
 
 
@@ -196,19 +204,17 @@ def get_model(name: str | ModelSpec) -> ModelSpec:
     targets = _entry_points()
     if name not in targets:
         raise ValueError(f"model must be one of {available_models()}; got {name!r}")
-    module_name, _, attr = targets[name].partition(":")
+    entry_point = targets[name]
     try:
-        obj = importlib.import_module(module_name)
-        for part in attr.split(".") if attr else []:
-            obj = getattr(obj, part)
+        obj = entry_point.load()
     except (ImportError, AttributeError) as exc:
         raise ImportError(
-            f"cannot load model {name!r} from entry point {targets[name]!r}: {exc}"
+            f"cannot load model {name!r} from entry point {entry_point.value!r}: {exc}"
         ) from exc
     spec = obj if isinstance(obj, ModelSpec) else obj()
     if not isinstance(spec, ModelSpec):
         raise TypeError(
-            f"entry point {targets[name]!r} for model {name!r} must give a ModelSpec; "
+            f"entry point {entry_point.value!r} for model {name!r} must give a ModelSpec; "
             f"got {type(spec).__name__}"
         )
     return spec
