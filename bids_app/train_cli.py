@@ -2,10 +2,14 @@
 
 ``--regime emotion OUTPUT.pt`` trains one network into one checkpoint;
 ``--regime emotion identity gender sentence --output-dir DIR`` trains one network per
-regime from the same seed into ``DIR/<regime>.pt``. The work is done by
+regime from the same seed into ``DIR/<regime>.pt``; ``--corpus {cremad,ravdess} PATH
+--output-dir DIR`` reads a public corpus by its file names (:mod:`dnnrsa.corpora`),
+writes its labels table to ``DIR/corpus_labels.tsv`` and trains the four regimes (or
+``--regime``) with a split by actor. The work is done by
 :func:`dnnrsa.train.train_model` and :func:`dnnrsa.train.train_regimes`; this module
 parses the options, checks the input paths and reports errors with the exit codes of
-:mod:`dnnrsa.bids_app.errors` (0 success, 64 usage error, 66 required input missing).
+:mod:`dnnrsa.bids_app.errors` (0 success, 64 usage error or a corpus folder that does
+not follow the corpus's layout and naming, 66 required input missing).
 """
 
 from __future__ import annotations
@@ -16,8 +20,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dnnrsa.corpora import (
+    CORPORA,
+    CREMAD_LEVELS,
+    RAVDESS_INTENSITIES,
+    VALIDATION_FRACTION,
+    CorpusError,
+    CorpusMissing,
+    actor_split,
+    corpus_validation,
+    describe_split,
+    read_corpus,
+    write_corpus_labels,
+)
 from dnnrsa.stimuli import StimulusError
-from dnnrsa.train import TRAINING_THREADS, read_labels, train_model, train_regimes
+from dnnrsa.train import REGIMES, TRAINING_THREADS, read_labels, train_model, train_regimes
 
 from .errors import (
     EXIT_INPUT_MISSING,
@@ -30,6 +47,8 @@ from .errors import (
 from .parser import DefaultsFormatter
 
 PROG = "dnnrsa-train"
+#: The labels table written into --output-dir when training from --corpus.
+CORPUS_LABELS = "corpus_labels.tsv"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,12 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Train a registered model (default: the cross-channel CNN) for one regime, "
         "or one network per regime from the same seed, from a folder of stimuli and a labels "
-        "table.",
+        "table, or from a public corpus (--corpus cremad|ravdess PATH).",
         formatter_class=DefaultsFormatter,
     )
-    parser.add_argument("stimulus_dir", type=Path, help="folder the 'file' column is relative to")
     parser.add_argument(
-        "labels", type=Path, help="TSV with columns file, emotion, identity, gender, sentence"
+        "stimulus_dir",
+        type=Path,
+        nargs="?",
+        help="folder the 'file' column is relative to (not with --corpus)",
+    )
+    parser.add_argument(
+        "labels",
+        type=Path,
+        nargs="?",
+        help="TSV with columns file, emotion, identity, gender, sentence (not with --corpus)",
     )
     parser.add_argument(
         "output",
@@ -53,10 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--regime",
-        required=True,
         nargs="+",
-        help="label column to learn, e.g. emotion (required); several columns, e.g. emotion "
-        "identity gender sentence, train one network each into --output-dir",
+        help="label column to learn, e.g. emotion; several columns, e.g. emotion identity "
+        "gender sentence, train one network each into --output-dir (required without "
+        f"--corpus; default with --corpus: {' '.join(REGIMES)})",
     )
     parser.add_argument(
         "--output-dir",
@@ -138,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="hide the progress bar (default: shown)",
     )
+    _add_corpus_options(parser)
     parser.add_argument(
         "-v",
         "--verbose",
@@ -148,24 +176,93 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
+    """The options of training from a public corpus (see docs/corpora.md)."""
+    group = parser.add_argument_group(
+        "public corpora",
+        "train from CREMA-D or RAVDESS as distributed, labelled by their file names; the "
+        f"labels table is written to <output-dir>/{CORPUS_LABELS}",
+    )
+    group.add_argument(
+        "--corpus",
+        nargs=2,
+        metavar=("NAME", "PATH"),
+        help=f"the corpus ({', '.join(CORPORA)}) and its folder, instead of the stimulus folder "
+        "and labels table; needs --output-dir (default: none; train from a labels table)",
+    )
+    group.add_argument(
+        "--corpus-modality",
+        choices=("audiovisual", "video", "audio"),
+        default="audiovisual",
+        help="recordings used: audiovisual (CREMA-D VideoFlash/*.flv, RAVDESS 01-*.mp4), "
+        "video (RAVDESS 02-*.mp4) or audio (CREMA-D AudioWAV/*.wav, RAVDESS 03-*.wav)",
+    )
+    group.add_argument(
+        "--corpus-channel",
+        choices=("speech", "song"),
+        default="speech",
+        help="RAVDESS vocal channel (CREMA-D is speech only)",
+    )
+    group.add_argument(
+        "--corpus-emotions",
+        nargs="+",
+        metavar="EMOTION",
+        help="emotions kept, by name, or all (default: the study's six, angry disgusted "
+        "fearful happy sad surprised, for RAVDESS; CREMA-D's six, with neutral in place of "
+        "surprised)",
+    )
+    group.add_argument(
+        "--corpus-calm",
+        choices=("calm", "neutral"),
+        default="calm",
+        help="RAVDESS: label its calm clips calm (a class of its own) or neutral (merged with "
+        "neutral); either is kept only when named in --corpus-emotions",
+    )
+    levels = " ".join([*RAVDESS_INTENSITIES.values(), *CREMAD_LEVELS])
+    group.add_argument(
+        "--corpus-intensity",
+        nargs="+",
+        metavar="LEVEL",
+        help="intensities kept: RAVDESS normal or strong, CREMA-D levels LO MD HI XX X "
+        f"(default: all; one of {levels})",
+    )
+    group.add_argument(
+        "--corpus-validation-actors",
+        nargs="+",
+        metavar="ACTOR",
+        help="actors held out for validation, e.g. 21 22 23 24 (default: in each gender the "
+        "actors with the highest numbers, a share --corpus-validation-fraction of them)",
+    )
+    group.add_argument(
+        "--corpus-validation-fraction",
+        type=float,
+        default=VALIDATION_FRACTION,
+        help="share of each gender's actors held out for validation",
+    )
+    group.add_argument(
+        "--corpus-identity-sentence",
+        metavar="SENTENCE",
+        help="sentence held out to validate identity, which cannot be validated on unseen "
+        "actors (default: the last in sorted order: RAVDESS kids, CREMA-D WSI)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``dnnrsa-train``; return the exit code (0 success, 64 usage, 66 missing input)."""
-    also = {FileNotFoundError: EXIT_INPUT_MISSING, StimulusError: EXIT_INPUT_MISSING}
-    also[ValueError] = EXIT_USAGE  # after StimulusError, which is a ValueError
+    """Run ``dnnrsa-train``; return the exit code (0 success, 64 usage error or malformed
+    corpus, 66 missing input)."""
+    also = {
+        CorpusMissing: EXIT_INPUT_MISSING,
+        CorpusError: EXIT_USAGE,
+        FileNotFoundError: EXIT_INPUT_MISSING,
+        StimulusError: EXIT_INPUT_MISSING,
+    }
+    also[ValueError] = EXIT_USAGE  # after CorpusError and StimulusError, which are ValueErrors
     with handle_errors(PROG, also=also) as outcome:
         args = build_parser().parse_args(argv)
         logging.basicConfig(
             level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(message)s"
         )
-        if not args.stimulus_dir.is_dir():
-            raise InputMissing(f"stimulus folder not found: {args.stimulus_dir}")
-        if not args.labels.is_file():
-            raise InputMissing(f"labels table not found: {args.labels}")
-        face_crop = args.face_crop if args.face_crop in ("auto", "centre", "center") else None
-        if face_crop is None:
-            face_crop = Path(args.face_crop)
-            if not face_crop.is_file():
-                raise InputMissing(f"--face-crop table not found: {face_crop}")
+        face_crop = _face_crop(args)
         common = {
             "model": args.model,
             "epochs": args.epochs,
@@ -181,30 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "face_crop": face_crop,
             "threads": args.threads,
         }
-        regimes, output = _regimes_and_output(args)
-        if output is not None:
-            results = [
-                train_model(
-                    args.stimulus_dir,
-                    args.labels,
-                    regimes[0],
-                    output,
-                    validation_column=args.validation_column,
-                    validation_values=args.validation_values,
-                    **common,
-                )
-            ]
+        if args.corpus is not None:
+            results = _train_corpus(args, common)
         else:
-            column, values = _validation_options(args, regimes)
-            results = train_regimes(
-                args.stimulus_dir,
-                args.labels,
-                regimes,
-                args.output_dir,
-                validation_column=column,
-                validation_values=values,
-                **common,
-            ).values()
+            results = _train_table(args, common)
         for result in results:
             last = result.history[-1]
             print(
@@ -212,6 +289,134 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{last['train_accuracy']:.3f}, validation accuracy {last['val_accuracy']:.3f}"
             )
     return outcome.exit_code
+
+
+def _face_crop(args):
+    """The --face-crop choice: a mode, or the path of an existing crop table."""
+    if args.face_crop in ("auto", "centre", "center"):
+        return args.face_crop
+    face_crop = Path(args.face_crop)
+    if not face_crop.is_file():
+        raise InputMissing(f"--face-crop table not found: {face_crop}")
+    return face_crop
+
+
+_CORPUS_DEFAULTS = {
+    "corpus_modality": "audiovisual",
+    "corpus_channel": "speech",
+    "corpus_emotions": None,
+    "corpus_calm": "calm",
+    "corpus_intensity": None,
+    "corpus_validation_actors": None,
+    "corpus_validation_fraction": VALIDATION_FRACTION,
+    "corpus_identity_sentence": None,
+}
+
+
+def _train_table(args, common):
+    """Train from a stimulus folder and a labels table (one checkpoint or one per regime)."""
+    given = [name for name, default in _CORPUS_DEFAULTS.items() if getattr(args, name) != default]
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(f"{options} apply to --corpus only")
+    if args.stimulus_dir is None or args.labels is None:
+        raise UsageError(
+            "give the stimulus folder and the labels table, or --corpus NAME PATH\n\n"
+            + build_parser().format_usage().strip()
+        )
+    if args.regime is None:
+        raise UsageError("the following arguments are required: --regime")
+    if not args.stimulus_dir.is_dir():
+        raise InputMissing(f"stimulus folder not found: {args.stimulus_dir}")
+    if not args.labels.is_file():
+        raise InputMissing(f"labels table not found: {args.labels}")
+    regimes, output = _regimes_and_output(args)
+    if output is not None:
+        return [
+            train_model(
+                args.stimulus_dir,
+                args.labels,
+                regimes[0],
+                output,
+                validation_column=args.validation_column,
+                validation_values=args.validation_values,
+                **common,
+            )
+        ]
+    column, values = _validation_options(args, regimes)
+    return train_regimes(
+        args.stimulus_dir,
+        args.labels,
+        regimes,
+        args.output_dir,
+        validation_column=column,
+        validation_values=values,
+        **common,
+    ).values()
+
+
+def _train_corpus(args, common):
+    """Train from a public corpus: its labels table into --output-dir, a split by actor
+    (identity: by sentence), then :func:`dnnrsa.train.train_regimes`."""
+    name, root = args.corpus[0], Path(args.corpus[1])
+    if name not in CORPORA:
+        raise UsageError(f"--corpus NAME must be one of {', '.join(CORPORA)}; got {name!r}")
+    given = [p for p in (args.stimulus_dir, args.labels, args.output) if p is not None]
+    if given:
+        raise UsageError(
+            f"--corpus replaces the stimulus folder and the labels table; got {given[0]} as "
+            "well: give either --corpus NAME PATH or STIMULUS_DIR LABELS"
+        )
+    for option in ("validation_column", "validation_column_for", "validation_values"):
+        if getattr(args, option):
+            raise UsageError(
+                f"--{option.replace('_', '-')} does not apply to --corpus, whose split is by "
+                "actor (--corpus-validation-actors, --corpus-validation-fraction, "
+                f"--corpus-identity-sentence); to split otherwise, train from its {CORPUS_LABELS} "
+                "as a labels table"
+            )
+    if args.output_dir is None:
+        raise UsageError(f"--corpus needs --output-dir (the checkpoints and {CORPUS_LABELS})")
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        raise UsageError(f"--output-dir {args.output_dir} exists and is not a folder")
+    regimes = list(args.regime or REGIMES)
+    table = read_corpus(
+        root,
+        name,
+        modality=args.corpus_modality,
+        channel=args.corpus_channel,
+        emotions=args.corpus_emotions,
+        calm=args.corpus_calm,
+        intensity=args.corpus_intensity,
+    )
+    unknown = [r for r in regimes if r not in table.columns or r == "file"]
+    if unknown:
+        raise UsageError(
+            f"--regime {' '.join(unknown)}: not a label of {name} (labels: "
+            f"{', '.join(c for c in table.columns if c != 'file')})"
+        )
+    actors = actor_split(
+        table, fraction=args.corpus_validation_fraction, actors=args.corpus_validation_actors
+    )
+    columns, values = corpus_validation(
+        table, regimes, actors, identity_sentence=args.corpus_identity_sentence
+    )
+    labels = write_corpus_labels(table, args.output_dir / CORPUS_LABELS)
+    print(
+        f"{name} {root}: {len(table)} clips of {table['actor'].nunique()} actors, emotions "
+        f"{' '.join(sorted(table['emotion'].unique()))}; labels table {labels}"
+    )
+    for line in describe_split(table, columns, values):
+        print(f"  {line}")
+    return train_regimes(
+        root,
+        labels,
+        regimes,
+        args.output_dir,
+        validation_column=columns,
+        validation_values=values,
+        **common,
+    ).values()
 
 
 def _regimes_and_output(args) -> tuple[list[str], Path | None]:
