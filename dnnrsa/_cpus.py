@@ -1,5 +1,5 @@
-"""The CPUs of the process: how many it may use and how an ``n_jobs`` argument asks
-for them.
+"""The CPUs of the process: how many it may use, how an ``n_jobs`` argument asks for
+them, and BLAS held to one thread while many small products run in threads.
 
 Every core function that runs threads resolves its ``n_jobs`` here, so "all the CPUs"
 means the same everywhere: the process's affinity mask, not the machine's count.
@@ -7,7 +7,10 @@ means the same everywhere: the process's affinity mask, not the machine's count.
 
 from __future__ import annotations
 
+import contextlib
 import os
+
+import numpy as np
 
 #: What an ``n_jobs`` below 1 means, one convention per caller (see :func:`resolve_n_jobs`).
 BELOW_ONE = ("refuse", "count_back", "one")
@@ -57,4 +60,18 @@ def resolve_n_jobs(n_jobs: int | None, *, below_one: str = "refuse") -> int:
     raise ValueError(f"n_jobs must be a positive integer, -1 or None; got {n_jobs!r}")
 
 
-__all__ = ["BELOW_ONE", "available_cpus", "resolve_n_jobs"]
+def single_threaded_blas(xp):
+    """Keep BLAS to one thread for the block (numpy only; a no-op for CuPy).
+
+    The products of the searchlight and the bootstrap are many and small: BLAS threads
+    gain nothing on them and slow down badly when the cores are shared, so parallelism
+    comes from the callers' own threads.
+    """
+    if xp is not np:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+__all__ = ["BELOW_ONE", "available_cpus", "resolve_n_jobs", "single_threaded_blas"]

@@ -29,7 +29,6 @@ weighted inner products otherwise), which gives rsatoolbox's numbers exactly.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, stats
 
+from ._cpus import single_threaded_blas
 from ._registries import COMPARATOR_REGISTRY, comparator_names
 from .backend import get_namespace, to_numpy
 from .rdm import (
@@ -723,16 +723,6 @@ def evaluate_samples(
     return _run(engine, [cnt], w)[0]
 
 
-def _single_threaded_blas(xp):
-    """Keep BLAS to one thread: the products here are many and small; BLAS threads
-    gain nothing on them and slow down badly when the cores are shared."""
-    if xp is not np:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits  # noqa: PLC0415
-
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _run(engine, cnts, w, chunk: int | None = None, n_jobs: int = 1):
     """Evaluate all samples in chunks, once per subject-count array in ``cnts``; ``w``
     (condition counts) None means all conditions once."""
@@ -758,7 +748,7 @@ def _run(engine, cnts, w, chunk: int | None = None, n_jobs: int = 1):
             nc[start:stop] = np.where(valid[:, None], to_numpy(n), np.nan)
 
     starts = range(0, b, chunk)  # chunks of samples, batched inside
-    with _single_threaded_blas(xp):
+    with single_threaded_blas(xp):
         if n_jobs > 1 and xp is np and len(starts) > 1:
             # numpy releases the GIL in its sorts and array loops
             with ThreadPoolExecutor(max_workers=n_jobs) as pool:

@@ -24,7 +24,6 @@ Layers of the API:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ._cpus import resolve_n_jobs
+from ._cpus import resolve_n_jobs, single_threaded_blas
 from ._neighbourhoods import Neighbourhoods, mask_neighbourhoods, sphere_offsets
 from ._registries import (
     _fast_ranks,  # noqa: F401 (the Spearman fast path's ranks)
@@ -327,19 +326,6 @@ def _resolve_n_jobs(n_jobs: int | None, xp) -> int:
     return resolve_n_jobs(n_jobs, below_one="count_back")
 
 
-def _single_threaded_blas(xp):
-    """Keep BLAS to one thread while the engine runs.
-
-    The Gram matrices are many small products; BLAS threads gain nothing there and
-    slow down badly when the cores are shared, so parallelism comes from blocks.
-    """
-    if xp is not np:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _run_blocks(engine: _Engine, n_models, work, *, budget_bytes, n_jobs, progress, desc):
     """Call ``work(start, stop)`` on every block of spheres, in threads when asked."""
     from tqdm.auto import tqdm
@@ -365,7 +351,7 @@ def _run_blocks(engine: _Engine, n_models, work, *, budget_bytes, n_jobs, progre
         tqdm(
             total=engine.n_centres, desc=desc, unit="sphere", disable=not progress, leave=False
         ) as bar,
-        _single_threaded_blas(xp),
+        single_threaded_blas(xp),
     ):
         if n_jobs == 1:
             for start in starts:  # loop over blocks of spheres

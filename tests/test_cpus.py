@@ -59,3 +59,12 @@ def test_callers_share_one_resolution(eight_cpus):
     assert searchlight._resolve_n_jobs(None, np) == 8
     assert searchlight._resolve_n_jobs(-2, np) == 7
     assert searchlight._resolve_n_jobs(None, object()) == 1  # one thread off numpy
+
+
+def test_single_threaded_blas_only_limits_numpy():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with _cpus.single_threaded_blas(np):
+        blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+        assert all(p["num_threads"] == 1 for p in blas)
+    with _cpus.single_threaded_blas(object()) as inside:
+        assert inside is None
