@@ -4,6 +4,11 @@ The array module is chosen once, at a public entry point, from the inputs or an
 explicit ``device=`` argument, and then passed down as ``xp``. There is no global
 switch. CuPy is optional: where it is not installed, or where it imports but no
 CUDA device can be used, every path runs on numpy.
+
+Whether a GPU is usable is decided here, once, for both array libraries of dnnrsa:
+CuPy (the RSA side) and torch (the networks, through
+:func:`dnnrsa.features.torch_device`). A device counts only when both can run on it,
+so ``device="auto"`` never puts one side on the GPU and the other on the CPU.
 """
 
 from __future__ import annotations
@@ -40,12 +45,27 @@ def _cupy_module():
     return cupy
 
 
-def gpu_available() -> bool:
-    """Whether CuPy is installed and a CUDA device can run a kernel.
+@functools.cache
+def _torch_sees_cuda() -> bool:
+    """Whether torch (a dependency of dnnrsa) can use a CUDA device."""
+    try:
+        import torch
 
-    The probe runs once per process and its result is cached.
+        return bool(torch.cuda.is_available())
+    except Exception as exc:  # a broken CUDA library at import
+        logger.debug("torch cannot use a CUDA device: %s", exc)
+        return False
+
+
+def gpu_available() -> bool:
+    """Whether a CUDA device is usable here: CuPy is installed and runs a kernel on it,
+    and torch sees it too.
+
+    The one answer for both array libraries (see the module's docstring); torch is
+    asked only once CuPy has found a device. The probes run once per process and
+    their results are cached.
     """
-    return _cupy_module() is not None
+    return _cupy_module() is not None and _torch_sees_cuda()
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -54,7 +74,8 @@ def resolve_device(device: str = "auto") -> str:
     Parameters
     ----------
     device : {"auto", "cpu", "cuda"}
-        ``"auto"`` picks ``"cuda"`` when a GPU is usable and ``"cpu"`` otherwise.
+        ``"auto"`` picks ``"cuda"`` when a GPU is usable (:func:`gpu_available`) and
+        ``"cpu"`` otherwise.
 
     Returns
     -------
@@ -76,8 +97,8 @@ def resolve_device(device: str = "auto") -> str:
         if not gpu_available():
             raise RuntimeError(
                 "device='cuda' was requested but no usable CUDA device was found "
-                "(install the 'gpu' extra, cupy-cuda13x, and check the driver), "
-                "or use device='cpu'"
+                "(CuPy and torch must both run on it: install the 'gpu' extra, "
+                "cupy-cuda13x, and check the driver), or use device='cpu'"
             )
         return "cuda"
     return "cuda" if gpu_available() else "cpu"

@@ -30,6 +30,7 @@ import numpy as np
 
 from ._cpus import available_cpus, resolve_n_jobs
 from ._io import atomic_write, file_sha256
+from .backend import resolve_device
 from .faces import crop_mode, resolve_crops, table_mode, warn_if_mode_differs
 from .models import load_model, model_fingerprint
 from .stimuli import InputRecipe, prepare_inputs
@@ -53,22 +54,18 @@ _CACHE_VERSION = 1
 def torch_device(device: str = "auto") -> str:
     """Resolve ``"auto"``, ``"cpu"`` or ``"cuda"`` to the torch device to use.
 
+    The decision is :func:`dnnrsa.backend.resolve_device`'s, the one the array side
+    takes: a GPU counts when CuPy and torch can both use it, so the networks and the
+    RSA run on the same device.
+
     Raises
     ------
     ValueError
         On an unknown device name.
     RuntimeError
-        If ``"cuda"`` is requested and torch sees no CUDA device.
+        If ``"cuda"`` is requested and no usable CUDA device is found.
     """
-    import torch
-
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be one of ['auto', 'cpu', 'cuda']; got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was requested but torch finds no CUDA device")
-    return device
+    return resolve_device(device)
 
 
 @contextlib.contextmanager
