@@ -20,7 +20,8 @@ by ``compute_contrast`` gives for each condition.
 The brain mask (:func:`brain_mask`, :func:`save_brain_mask`, :class:`BrainMask`)
 lives in :mod:`dnnrsa.brainmask` and is re-exported here.
 
-Noise normalisation uses the ordinary least-squares residuals of each run's LSA
+Noise normalisation (``"none"`` by default, the names of the command line's
+``--noise-normalisation``) uses the ordinary least-squares residuals of each run's LSA
 model:
 
 - ``"univariate"``: each voxel is divided by its residual standard deviation;
@@ -70,7 +71,10 @@ __all__ = [
 
 METHODS = ("lsa", "lss")
 OUTPUTS = ("effect", "t")
-NOISE_NORMALISATIONS = (False, "univariate", "multivariate")
+#: Noise normalisations of :func:`estimate_patterns`, the names of the command line's
+#: ``--noise-normalisation`` (``False`` and ``True``, their old spellings of ``"none"``
+#: and ``"multivariate"``, are still accepted).
+NOISE_NORMALISATIONS = ("none", "univariate", "multivariate")
 #: Largest mask (in voxels) for multivariate noise normalisation (a dense covariance).
 MAX_MULTIVARIATE_VOXELS = 20000
 
@@ -94,8 +98,8 @@ class PatternResult:
         The mask defining the voxel columns.
     method, output : str
         How the patterns were estimated.
-    noise_normalisation : False or str
-        ``False``, ``"univariate"`` or ``"multivariate"``.
+    noise_normalisation : str
+        ``"none"``, ``"univariate"`` or ``"multivariate"``.
     design_matrices : list of pandas.DataFrame
         The LSA design matrix of each run (column names are the condition labels).
     residuals : list of ndarray of shape (n_scans, n_voxels), or None
@@ -113,7 +117,7 @@ class PatternResult:
     mask_img: Any
     method: str = "lsa"
     output: str = "effect"
-    noise_normalisation: bool | str = False
+    noise_normalisation: str = "none"
     design_matrices: list = field(default_factory=list, repr=False)
     residuals: list[np.ndarray] | None = field(default=None, repr=False)
     noise_precisions: list[np.ndarray] | None = field(default=None, repr=False)
@@ -456,7 +460,7 @@ def estimate_patterns(
     method: str = "lsa",
     condition_column: str = "stim_file",
     output: str = "effect",
-    noise_normalisation: bool | str = False,
+    noise_normalisation: str | bool = "none",
     hrf_model: str = "glover",
     drift_model: str | None = "cosine",
     high_pass: float = 0.01,
@@ -491,10 +495,11 @@ def estimate_patterns(
         category design).
     output : {"effect", "t"}, default="effect"
         Effect size (beta, in the units of ``signal_scaling``) or t statistic.
-    noise_normalisation : {False, True, "univariate", "multivariate"}, default=False
-        Normalise each run's patterns by its residual noise (``True`` means
-        ``"multivariate"``, limited to masks of at most
-        :data:`MAX_MULTIVARIATE_VOXELS` voxels).
+    noise_normalisation : {"none", "univariate", "multivariate"}, default="none"
+        Normalise each run's patterns by its residual noise (``"multivariate"`` is
+        limited to masks of at most :data:`MAX_MULTIVARIATE_VOXELS` voxels). The
+        names of the command line; ``False`` (``"none"``) and ``True``
+        (``"multivariate"``), the names of earlier versions, are still accepted.
     hrf_model, drift_model, high_pass
         Passed to :func:`nilearn.glm.first_level.make_first_level_design_matrix`
         (``high_pass`` in Hz).
@@ -557,7 +562,7 @@ class _Options:
 
     method: str
     output: str
-    noise_normalisation: bool | str
+    noise_normalisation: str
     signal_scaling: int | bool
     t_r: float
     glm_kwargs: dict = field(repr=False)
@@ -594,8 +599,8 @@ class _Runs:
 def _check_options(method, output, noise_normalisation, signal_scaling, t_r, glm_kwargs):
     """Check the options of :func:`estimate_patterns` (step 1).
 
-    ``noise_normalisation=True`` becomes ``"multivariate"``; ``t_r`` becomes a float,
-    checked to be finite and positive.
+    ``noise_normalisation`` False becomes ``"none"`` and True ``"multivariate"``; ``t_r``
+    becomes a float, checked to be finite and positive.
 
     Returns
     -------
@@ -607,10 +612,12 @@ def _check_options(method, output, noise_normalisation, signal_scaling, t_r, glm
         raise ValueError(f"output must be one of {list(OUTPUTS)}; got {output!r}")
     if noise_normalisation is True:
         noise_normalisation = "multivariate"
+    elif noise_normalisation in (False,):  # False (or 0), the old spelling of "none"
+        noise_normalisation = "none"
     if noise_normalisation not in NOISE_NORMALISATIONS:
         raise ValueError(
-            f"noise_normalisation must be one of [False, True, 'univariate', 'multivariate']; "
-            f"got {noise_normalisation!r}"
+            f"noise_normalisation must be one of {list(NOISE_NORMALISATIONS)} (or False, "
+            f"True: 'none', 'multivariate'); got {noise_normalisation!r}"
         )
     if signal_scaling not in (0, False) or signal_scaling is True:
         raise ValueError(f"signal_scaling must be 0 or False; got {signal_scaling!r}")
@@ -684,7 +691,7 @@ def _fit_runs(
     order = runs.order
     n_runs = len(runs.imgs)
     codes = {label: f"cond{k:05d}" for k, label in enumerate(order)}
-    want_noise = bool(opts.noise_normalisation) or return_residuals or return_noise_precision
+    want_noise = opts.noise_normalisation != "none" or return_residuals or return_noise_precision
     patterns, designs, residuals, precisions = [], [], [], []
     for run, (img, table, conf) in enumerate(zip(runs.imgs, runs.tables, runs.confs, strict=True)):
         n_scans = runs.n_scans[run]

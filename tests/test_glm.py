@@ -168,6 +168,23 @@ def test_shrinkage_covariance_equals_rsatoolbox():
     assert np.max(np.abs(cov - np.diag(np.diag(cov)))) < 0.02
 
 
+def test_noise_normalisation_takes_the_command_line_names():
+    """ "none" (the command line's name, the default) and False (the old one) are the same."""
+    imgs, events, mask, _, _ = _simulate(seed=6, n_conditions=4, n_scans=80)
+    kwargs = {"t_r": T_R, "mask_img": mask, "noise_model": "ols"}
+    default = estimate_patterns(imgs, events, **kwargs)
+    none = estimate_patterns(imgs, events, noise_normalisation="none", **kwargs)
+    old = estimate_patterns(imgs, events, noise_normalisation=False, **kwargs)
+    assert default.noise_normalisation == none.noise_normalisation == old.noise_normalisation
+    assert none.noise_normalisation == "none"
+    np.testing.assert_array_equal(none.patterns, default.patterns)
+    np.testing.assert_array_equal(old.patterns, default.patterns)
+    multi = estimate_patterns(imgs, events, noise_normalisation="multivariate", **kwargs)
+    np.testing.assert_array_equal(
+        multi.patterns, estimate_patterns(imgs, events, noise_normalisation=True, **kwargs).patterns
+    )
+
+
 def test_noise_normalisation_whitens_with_residual_covariance():
     from scipy.linalg import fractional_matrix_power
 
