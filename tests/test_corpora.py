@@ -129,11 +129,17 @@ FLV = {"video_codec": "flv", "audio_codec": "mp3"}
 
 
 def _demographics(root: Path, sexes: dict[str, str]) -> None:
-    rows = [
-        {"ActorID": a, "Age": "30", "Sex": s, "Race": "Unspecified", "Ethnicity": "Not Hispanic"}
-        for a, s in sexes.items()
-    ]
-    pd.DataFrame(rows).to_csv(root / "VideoDemographics.csv", index=False)
+    """VideoDemographics.csv as CREMA-D writes it (text quoted, numbers not)."""
+    lines = ['"ActorID","Age","Sex","Race","Ethnicity"']
+    lines += [f'{a},30,"{s}","Unspecified","Not Hispanic"' for a, s in sexes.items()]
+    (root / "VideoDemographics.csv").write_text("\n".join(lines) + "\n")
+
+
+#: The Sex column of CREMA-D's VideoDemographics.csv, actors 1001-1091 in order.
+CREMAD_SEXES = (
+    "MFFFMFFFFF" "MFFMMMMFMF" "FMMFFMMFFF" "MMMMMMFMMM" "MMFMMFFMFM"
+    "MFFFFFMFMF" "FMFMMMMMMM" "MFFFFFMFFM" "MFMFMMMMFM" "F"
+)  # fmt: skip
 
 
 def _names(root: Path, names) -> None:
@@ -270,12 +276,15 @@ def test_actor_split_holds_out_actors_of_both_genders(tmp_path):
 
     cremad = tmp_path / "cremad"
     actors = range(1001, 1092)
-    sexes = {str(a): "Male" if i < 48 else "Female" for i, a in enumerate(actors)}
+    sexes = {
+        str(a): {"M": "Male", "F": "Female"}[s] for a, s in zip(actors, CREMAD_SEXES, strict=True)
+    }
+    assert CREMAD_SEXES.count("M") == 48 and CREMAD_SEXES.count("F") == 43
     _names(cremad, [f"VideoFlash/{a}_IEO_ANG_HI.flv" for a in actors])
     _demographics(cremad, sexes)
     table = read_corpus(cremad, "cremad")
-    held = actor_split(table)
-    assert held == [str(a) for a in [*range(1039, 1049), *range(1083, 1092)]]
+    held = actor_split(table)  # the 10 male and 9 female actors with the highest IDs
+    assert held == ["1071", *map(str, range(1074, 1092))]
     train = set(table["actor"]) - set(held)
     assert len(train) == 91 - 19 and not train & set(held)
     for actor_set in (train, held):
