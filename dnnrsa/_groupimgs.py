@@ -46,7 +46,7 @@ def sign_flip_test_imgs(imgs, mask_img, **kwargs) -> tuple[SignFlipResult, dict[
     images : dict of str to nibabel.Nifti1Image
         :meth:`SignFlipResult.to_images` of the result.
     """
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
     mask_img = _load_mask_img(mask_img)
     mask = np.asanyarray(mask_img.dataobj).astype(bool)
@@ -64,7 +64,7 @@ def sign_flip_test_imgs(imgs, mask_img, **kwargs) -> tuple[SignFlipResult, dict[
 
 def _stack_imgs(imgs, *, atol: float = 1e-4):
     """Subject images as a (n_subjects, nx, ny, nz) float64 array, and the first image."""
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
     imgs = [nib.load(i) if isinstance(i, str | os.PathLike) else i for i in imgs]
     if not imgs:
@@ -159,7 +159,7 @@ def group_test_imgs(
 
 def _group_data(imgs):
     """Fisher z of the voxels finite in every subject map, that mask and its image."""
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
     imgs = list(imgs)
     if len(imgs) < 2:
@@ -174,8 +174,8 @@ def _group_data(imgs):
 
 def _group_result(result, mask, mask_img, atlas, cluster_forming_threshold) -> GroupTestResult:
     """Images (p = 1 outside the mask) and the cluster table of a group test."""
-    import nibabel as nib  # noqa: PLC0415
-    from scipy import stats  # noqa: PLC0415
+    import nibabel as nib
+    from scipy import stats
 
     images = result.to_images(mask_img)
     for name, img in images.items():
@@ -185,7 +185,7 @@ def _group_result(result, mask, mask_img, atlas, cluster_forming_threshold) -> G
             images[name] = nib.Nifti1Image(vals, img.affine)
     clusters = None
     if atlas is not None:
-        from .atlas import cluster_table  # noqa: PLC0415
+        from .atlas import cluster_table
 
         clusters = cluster_table(
             images["z"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -272,8 +273,6 @@ def _max_t_null_maps(maps, signs, *, two_sided, xp, max_memory_mb, n_jobs):
         for m in maps
     ]
     if n_jobs > 1 and len(tasks) > 1:
-        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-
         with ThreadPoolExecutor(n_jobs) as pool:
             for (k, start), part in zip(tasks, pool.map(run, tasks), strict=True):
                 _collect(start, part, *out[k])

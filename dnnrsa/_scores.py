@@ -53,7 +53,7 @@ def t_to_z(t, df: float) -> np.ndarray:
     -------
     ndarray of the same shape as ``t`` (sign kept; NaN stays NaN)
     """
-    from scipy import special, stats  # noqa: PLC0415
+    from scipy import special, stats
 
     t = np.asarray(t, dtype=np.float64)
     log_sf = stats.t.logsf(np.abs(t), df)

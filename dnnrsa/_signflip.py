@@ -149,7 +149,7 @@ class SignFlipResult:
             Keys are the names in :attr:`MAP_FIELDS` that are not None; voxels
             outside the mask are 0.
         """
-        from nilearn.masking import unmask  # noqa: PLC0415
+        from nilearn.masking import unmask
 
         mask_img = _load_mask_img(mask_img)
         return {
@@ -161,7 +161,7 @@ class SignFlipResult:
 
 def _load_mask_img(mask):
     """A mask image or path as a uint8 NIfTI image (1 inside)."""
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
     if isinstance(mask, str | os.PathLike):
         mask = nib.load(mask)
@@ -215,7 +215,7 @@ def _max_t_result(valid, t_obs, h0_t, counts, *, n_perm, exhaustive, two_sided, 
 
 def _parametric_p(t_obs, df, two_sided):
     """Parametric p of t values under the t distribution (one- or two-sided)."""
-    from scipy import stats  # noqa: PLC0415
+    from scipy import stats
 
     return 2 * stats.t.sf(np.abs(t_obs), df) if two_sided else stats.t.sf(t_obs, df)
 
@@ -412,7 +412,7 @@ def _cluster_threshold_t(threshold, threshold_type: str, *, two_sided: bool, df:
     A p threshold is converted with the t distribution of ``df`` degrees of freedom,
     halved when two-sided (as nilearn does).
     """
-    from scipy import stats  # noqa: PLC0415
+    from scipy import stats
 
     if threshold is None:
         return None

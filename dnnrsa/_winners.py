@@ -177,7 +177,7 @@ def layer_winner_imgs(
         ``winner`` (int16, index of the best layer, -1 outside), ``margin`` (float32,
         0 outside) and, when tested, ``p`` (float32 FWE p, 1 outside).
     """
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
     per_layer = [list(files) for files in imgs]
     if len(per_layer) < 2:

@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from ._io import atomic_save_nifti
+from .bidsnames import sidecar_path, write_json
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -48,7 +51,7 @@ def _as_list(value, name):
 
 
 def _load_runs(run_imgs):
-    from nilearn.image import load_img  # noqa: PLC0415
+    from nilearn.image import load_img
 
     runs = []
     for i, run in enumerate(_as_list(run_imgs, "run_imgs")):
@@ -68,7 +71,7 @@ def _load_runs(run_imgs):
 
 
 def _load_mask(mask_img):
-    from nilearn.image import load_img  # noqa: PLC0415
+    from nilearn.image import load_img
 
     try:
         img = load_img(mask_img)
@@ -167,7 +170,7 @@ def _finite_img(img, bad: np.ndarray):
     Used only to find the intensity threshold of the mask: those voxels are excluded
     from the mask, so no pattern is ever computed from the filled values.
     """
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
     data = np.array(img.dataobj, dtype=np.float64)
     series = data[bad]
@@ -181,7 +184,7 @@ def _finite_img(img, bad: np.ndarray):
 
 def _largest_piece(mask: np.ndarray) -> np.ndarray:
     """The largest face-connected piece of a boolean mask (as nilearn keeps it)."""
-    from scipy import ndimage  # noqa: PLC0415
+    from scipy import ndimage
 
     labels, n = ndimage.label(mask)
     if n <= 1:
@@ -195,8 +198,8 @@ def _on_grid(bad: np.ndarray, img, target):
     """The voxels of ``bad`` (on the grid of ``img``) on the grid of ``target``."""
     if bad.shape == target.shape[:3] and np.allclose(img.affine, target.affine):
         return bad
-    import nibabel as nib  # noqa: PLC0415
-    from nilearn.image import resample_to_img  # noqa: PLC0415
+    import nibabel as nib
+    from nilearn.image import resample_to_img
 
     moved = resample_to_img(
         nib.Nifti1Image(bad.astype(np.float32), img.affine),
@@ -246,7 +249,7 @@ def brain_mask(
     ValueError
         When the runs cannot be loaded or no voxel is left.
     """
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
     runs = _as_list(run_imgs, "run_imgs")
     if names is None:
@@ -263,7 +266,7 @@ def brain_mask(
         kept = candidates & ~bad_here
         affine, source = given.affine, "given"
     else:
-        from nilearn.masking import compute_multi_epi_mask  # noqa: PLC0415
+        from nilearn.masking import compute_multi_epi_mask
 
         clean = [
             _finite_img(img, b) if b.any() else img for img, b in zip(imgs, bad_runs, strict=True)
@@ -336,9 +339,6 @@ def save_brain_mask(
     pathlib.Path
         The mask file.
     """
-    from ._io import atomic_save_nifti  # noqa: PLC0415
-    from .bidsnames import sidecar_path, write_json  # noqa: PLC0415
-
     out = atomic_save_nifti(info.img, path)
     sidecar = info.sidecar()
     if sources:

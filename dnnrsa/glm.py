@@ -139,7 +139,7 @@ class PatternResult:
 
 
 def _masker(mask_img, smoothing_fwhm=None):
-    from nilearn.maskers import NiftiMasker  # noqa: PLC0415
+    from nilearn.maskers import NiftiMasker
 
     return NiftiMasker(
         mask_img=mask_img, smoothing_fwhm=smoothing_fwhm, standardize=_no_standardize()
@@ -148,7 +148,7 @@ def _masker(mask_img, smoothing_fwhm=None):
 
 def _no_standardize():
     """The value that switches standardisation off (None from nilearn 0.14, else False)."""
-    import nilearn  # noqa: PLC0415
+    import nilearn
 
     major, minor = (int(part) for part in nilearn.__version__.split(".")[:2])
     return None if (major, minor) >= (0, 14) else False
@@ -195,7 +195,7 @@ def img_to_patterns(img: Any, mask_img: Any) -> np.ndarray:
     patterns : ndarray of shape (n_volumes, n_voxels)
         One row per volume (a single row for a 3D image).
     """
-    from nilearn.image import load_img  # noqa: PLC0415
+    from nilearn.image import load_img
 
     masker = _masker(_load_mask(mask_img))
     data = masker.transform(load_img(img))
@@ -276,7 +276,7 @@ def _inverse_sqrt(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_events(events_list, n_runs, condition_column):
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
     items = (
         [events_list]
@@ -337,7 +337,7 @@ def _check_conditions(tables):
 
 
 def _load_confounds(confounds, n_runs, n_scans):
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
     if confounds is None:
         return [None] * n_runs
@@ -382,7 +382,7 @@ def _design(frame_times, events, confound, glm_kwargs):
     """nilearn's design matrix. Its warning about events of duration 0 is left out: it
     names the internal regressor names; :func:`_warn_zero_durations` names the
     conditions instead."""
-    from nilearn.glm.first_level import make_first_level_design_matrix  # noqa: PLC0415
+    from nilearn.glm.first_level import make_first_level_design_matrix
 
     add_regs, add_reg_names = (None, None) if confound is None else confound
     with warnings.catch_warnings():
@@ -430,8 +430,8 @@ def _warn_zero_durations(tables, names) -> None:
 
 def _fit_contrasts(y, design, columns, output, glm_kwargs):
     """Fit one GLM and return the effect (or t) of each column in ``columns``."""
-    from nilearn.glm.contrasts import compute_contrast  # noqa: PLC0415
-    from nilearn.glm.first_level import run_glm  # noqa: PLC0415
+    from nilearn.glm.contrasts import compute_contrast
+    from nilearn.glm.first_level import run_glm
 
     labels, results = run_glm(
         y,
@@ -733,7 +733,7 @@ def _run_patterns(img, table, conf, masker, n_scans, order, codes, opts: _Option
     run_patterns : ndarray of shape (n_conditions, n_voxels)
         One pattern per condition, in ``order``.
     """
-    from nilearn.glm.first_level import mean_scaling  # noqa: PLC0415
+    from nilearn.glm.first_level import mean_scaling
 
     output, glm_kwargs = opts.output, opts.glm_kwargs
     y = np.asarray(masker.transform(img), dtype=np.float64)

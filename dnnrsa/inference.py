@@ -603,7 +603,7 @@ class ModelEvaluation:
 
     def table(self):
         """One row per model: a pandas DataFrame."""
-        import pandas as pd  # noqa: PLC0415
+        import pandas as pd
 
         return pd.DataFrame(
             {
@@ -622,7 +622,7 @@ class ModelEvaluation:
 
     def pairwise_table(self):
         """One row per pair of models (i < j): a pandas DataFrame."""
-        import pandas as pd  # noqa: PLC0415
+        import pandas as pd
 
         i, j = np.triu_indices(len(self.model_names), 1)
         names = np.asarray(self.model_names, dtype=object)
