@@ -13,12 +13,15 @@ built one way and read back the same way::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._io import atomic_write
+
+_logger = logging.getLogger(__name__)
 
 LABEL_RE = re.compile(r"[A-Za-z0-9]+")
 _EXTENSIONS = (
@@ -145,13 +148,48 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(stem + ".json")
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    """A JSON object from ``path``; an empty dict when the file is absent."""
+def read_json(
+    path: str | os.PathLike,
+    *,
+    on_error: str = "raise",
+    logger: logging.Logger | None = None,
+) -> dict:
+    """A JSON object from ``path``; an empty dict when the file is absent.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The JSON file (a sidecar, ``dataset_description.json``).
+    on_error : {"raise", "warn"}
+        What a file that cannot be read or parsed, or that holds another JSON value
+        than an object, gives. ``"raise"`` (the default, for the pipeline): the error
+        (``OSError``; ``ValueError``, which covers ``json.JSONDecodeError`` and
+        ``UnicodeDecodeError``; a ``ValueError`` naming the type of a non-object).
+        ``"warn"`` (for the reports, which show what they can): an empty dict, after
+        the warning ``cannot read PATH (REASON); ignoring it`` for an unreadable
+        file; a non-object gives an empty dict without a warning.
+    logger : logging.Logger, optional
+        The logger of that warning (default: this module's).
+
+    Returns
+    -------
+    dict
+    """
+    if on_error not in ("raise", "warn"):
+        raise ValueError(f"on_error must be one of ['raise', 'warn']; got {on_error!r}")
     path = Path(path)
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        if on_error == "raise":
+            raise
+        (logger or _logger).warning("cannot read %s (%s); ignoring it", path, exc)
+        return {}
     if not isinstance(data, dict):
+        if on_error == "warn":
+            return {}
         raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
 

@@ -8,7 +8,6 @@ of the group. Nothing here draws or writes.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bidsnames import build_name, check_label, is_label, parse_name, sidecar_path, split_extension
+from ..bidsnames import (
+    build_name,
+    check_label,
+    is_label,
+    parse_name,
+    read_json,
+    sidecar_path,
+    split_extension,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,20 +71,9 @@ def condition_order(labels, by: str | Sequence[str]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- file discovery
-def read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        logger.warning("cannot read %s (%s); ignoring it", path, exc)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def sidecar(path: Path) -> dict:
-    """The JSON sidecar of a data file, {} when it is absent or unreadable."""
-    return read_json(sidecar_path(path))
+    """The JSON sidecar of a data file, {} when it is absent or unreadable (a warning)."""
+    return read_json(sidecar_path(path), on_error="warn", logger=logger)
 
 
 def read_tsv(path: Path):

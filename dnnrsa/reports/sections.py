@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..analysis import mds
-from ..bidsnames import build_stem
+from ..bidsnames import build_stem, read_json
 from . import figures as rf
 from .discovery import (
     Context,
@@ -26,10 +26,10 @@ from .discovery import (
     condition_order,
     label_columns,
     ordering_sets,
-    read_json,
     read_tsv,
     sidecar,
 )
+from .discovery import logger as discovery_logger
 from .render import code, escape, missing, note
 
 logger = logging.getLogger(__name__)
@@ -516,7 +516,9 @@ def config_section(ctx: Context, *, group: bool = False) -> str:
 
 def overview_section(ctx: Context, facts: Sequence[tuple[str, str]]) -> str:
     """Data set, software, task, space, models and the page's own ``facts``."""
-    description = read_json(ctx.output_dir / "dataset_description.json")
+    description = read_json(
+        ctx.output_dir / "dataset_description.json", on_error="warn", logger=discovery_logger
+    )
     generated = description.get("GeneratedBy") or []
     if isinstance(generated, dict):
         generated = [generated]
