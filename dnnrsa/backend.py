@@ -5,10 +5,13 @@ explicit ``device=`` argument, and then passed down as ``xp``. There is no globa
 switch. CuPy is optional: where it is not installed, or where it imports but no
 CUDA device can be used, every path runs on numpy.
 
-Whether a GPU is usable is decided here, once, for both array libraries of dnnrsa:
-CuPy (the RSA side) and torch (the networks, through
-:func:`dnnrsa.features.torch_device`). A device counts only when both can run on it,
-so ``device="auto"`` never puts one side on the GPU and the other on the CPU.
+Whether a GPU is usable is decided here, once per process, for both array libraries
+of dnnrsa: CuPy (the RSA side, :func:`resolve_device`) and torch (the networks,
+:func:`dnnrsa.features.torch_device`, which calls ``resolve_device(device, "torch")``).
+Each side uses the GPU when its own library can run on it: a GPU machine without the
+optional CuPy still trains and runs its networks on the GPU. When the two answers
+differ, ``device="auto"`` says so once, in a warning naming the side that stays on the
+CPU and why, rather than splitting the work silently.
 """
 
 from __future__ import annotations
@@ -57,25 +60,46 @@ def _torch_sees_cuda() -> bool:
         return False
 
 
-def gpu_available() -> bool:
-    """Whether a CUDA device is usable here: CuPy is installed and runs a kernel on it,
-    and torch sees it too.
+LIBRARIES = ("cupy", "torch")
 
-    The one answer for both array libraries (see the module's docstring); torch is
-    asked only once CuPy has found a device. The probes run once per process and
-    their results are cached.
+
+def gpu_available(library: str = "cupy") -> bool:
+    """Whether ``library`` can run on a CUDA device here.
+
+    ``"cupy"`` (the RSA side): CuPy is installed and runs a kernel on a device;
+    ``"torch"`` (the networks): ``torch.cuda.is_available()``. The probes run once per
+    process and their results are cached.
     """
-    return _cupy_module() is not None and _torch_sees_cuda()
+    if library not in LIBRARIES:
+        raise ValueError(f"library must be one of {list(LIBRARIES)}; got {library!r}")
+    return _cupy_module() is not None if library == "cupy" else _torch_sees_cuda()
 
 
-def resolve_device(device: str = "auto") -> str:
-    """Turn a requested device into the one that will be used.
+@functools.cache
+def _warn_if_split() -> None:
+    """Once per process: say so when only one library can use the GPU."""
+    if _torch_sees_cuda() and _cupy_module() is None:
+        logger.warning(
+            "torch can use the CUDA device but CuPy cannot (install the 'gpu' extra, "
+            "cupy-cuda13x): the networks run on the GPU and the RSA on the CPU"
+        )
+    elif _cupy_module() is not None and not _torch_sees_cuda():
+        logger.warning(
+            "CuPy can use the CUDA device but torch cannot (a CPU-only torch build?): "
+            "the RSA runs on the GPU and the networks on the CPU"
+        )
+
+
+def resolve_device(device: str = "auto", library: str = "cupy") -> str:
+    """Turn a requested device into the one ``library`` will use.
 
     Parameters
     ----------
     device : {"auto", "cpu", "cuda"}
-        ``"auto"`` picks ``"cuda"`` when a GPU is usable (:func:`gpu_available`) and
-        ``"cpu"`` otherwise.
+        ``"auto"`` picks ``"cuda"`` when ``library`` can use a GPU
+        (:func:`gpu_available`) and ``"cpu"`` otherwise.
+    library : {"cupy", "torch"}
+        The array side asking: ``"cupy"`` for the RSA, ``"torch"`` for the networks.
 
     Returns
     -------
@@ -85,23 +109,30 @@ def resolve_device(device: str = "auto") -> str:
     Raises
     ------
     ValueError
-        If ``device`` is not one of :data:`DEVICES`.
+        If ``device`` is not one of :data:`DEVICES` or ``library`` not one of
+        :data:`LIBRARIES`.
     RuntimeError
-        If ``"cuda"`` is requested but no usable GPU is present.
+        If ``"cuda"`` is requested but ``library`` cannot use a GPU.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {list(DEVICES)}; got {device!r}")
+    usable = gpu_available(library)
     if device == "cpu":
         return "cpu"
     if device == "cuda":
-        if not gpu_available():
+        if not usable:
+            need = (
+                "install the 'gpu' extra, cupy-cuda13x, and check the driver"
+                if library == "cupy"
+                else "check the driver and that torch is a CUDA build"
+            )
             raise RuntimeError(
-                "device='cuda' was requested but no usable CUDA device was found "
-                "(CuPy and torch must both run on it: install the 'gpu' extra, "
-                "cupy-cuda13x, and check the driver), or use device='cpu'"
+                f"device='cuda' was requested but {library} cannot use a CUDA device: no "
+                f"usable CUDA device was found ({need}); or use device='cpu'"
             )
         return "cuda"
-    return "cuda" if gpu_available() else "cpu"
+    _warn_if_split()
+    return "cuda" if usable else "cpu"
 
 
 def is_cupy_array(x: Any) -> bool:

@@ -54,18 +54,18 @@ _CACHE_VERSION = 1
 def torch_device(device: str = "auto") -> str:
     """Resolve ``"auto"``, ``"cpu"`` or ``"cuda"`` to the torch device to use.
 
-    The decision is :func:`dnnrsa.backend.resolve_device`'s, the one the array side
-    takes: a GPU counts when CuPy and torch can both use it, so the networks and the
-    RSA run on the same device.
+    The decision is :func:`dnnrsa.backend.resolve_device`'s for torch: ``"auto"``
+    uses the GPU when torch can, and warns once when CuPy's answer differs (the RSA
+    then runs elsewhere).
 
     Raises
     ------
     ValueError
         On an unknown device name.
     RuntimeError
-        If ``"cuda"`` is requested and no usable CUDA device is found.
+        If ``"cuda"`` is requested and torch cannot use a CUDA device.
     """
-    return resolve_device(device)
+    return resolve_device(device, "torch")
 
 
 @contextlib.contextmanager

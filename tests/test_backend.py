@@ -55,32 +55,43 @@ def test_cupy_roundtrip():
 
 
 @pytest.mark.parametrize(
-    ("cupy_runs", "torch_sees"), [(False, False), (False, True), (True, False)]
+    ("cupy_runs", "torch_sees"), [(False, False), (False, True), (True, False), (True, True)]
 )
-def test_one_decision_for_cupy_and_torch(monkeypatch, cupy_runs, torch_sees):
-    """A GPU only one of the two libraries can use counts for neither: both sides agree."""
+def test_each_side_uses_the_gpu_its_library_can(monkeypatch, caplog, cupy_runs, torch_sees):
+    """One place decides for both libraries: each side on the GPU when its own library
+    runs there (a GPU machine without CuPy still trains on the GPU), a warning once when
+    the two differ, and an explicit 'cuda' refused for the side that cannot."""
+    import logging
+
     from dnnrsa.features import torch_device
 
-    asked = []
     monkeypatch.setattr(backend, "_cupy_module", lambda: object() if cupy_runs else None)
-    monkeypatch.setattr(backend, "_torch_sees_cuda", lambda: asked.append(1) or torch_sees)
-    assert not backend.gpu_available()
-    assert asked == ([1] if cupy_runs else [])  # torch is asked only once CuPy found a device
-    assert backend.resolve_device("auto") == torch_device("auto") == "cpu"
-    assert backend.get_namespace(device="auto") is np
-    for resolve in (backend.resolve_device, torch_device):
-        with pytest.raises(RuntimeError, match="no usable CUDA device"):
-            resolve("cuda")
+    monkeypatch.setattr(backend, "_torch_sees_cuda", lambda: torch_sees)
+    backend._warn_if_split.cache_clear()
+    assert backend.gpu_available("cupy") is cupy_runs
+    assert backend.gpu_available("torch") is torch_sees
+    with caplog.at_level(logging.WARNING, logger="dnnrsa.backend"):
+        assert backend.resolve_device("auto") == ("cuda" if cupy_runs else "cpu")
+        assert torch_device("auto") == ("cuda" if torch_sees else "cpu")
+        backend.resolve_device("auto")
+    warnings = [r.getMessage() for r in caplog.records]
+    if cupy_runs == torch_sees:
+        assert warnings == []
+    else:  # once, naming the side left on the CPU
+        assert len(warnings) == 1
+        assert ("RSA on the CPU" if torch_sees else "networks on the CPU") in warnings[0]
+    for resolve, usable, library in (
+        (backend.resolve_device, cupy_runs, "cupy"),
+        (torch_device, torch_sees, "torch"),
+    ):
+        assert resolve("cpu") == "cpu"
+        if usable:
+            assert resolve("cuda") == "cuda"
+        else:
+            with pytest.raises(RuntimeError, match=f"{library} cannot use a CUDA device"):
+                resolve("cuda")
         with pytest.raises(ValueError, match=r"device must be one of .*; got 'tpu'"):
             resolve("tpu")
-
-
-def test_both_libraries_on_the_gpu_choose_cuda(monkeypatch):
-    from dnnrsa.features import torch_device
-
-    monkeypatch.setattr(backend, "_cupy_module", lambda: object())
-    monkeypatch.setattr(backend, "_torch_sees_cuda", lambda: True)
-    assert backend.gpu_available()
-    assert backend.resolve_device("auto") == torch_device("auto") == "cuda"
-    assert backend.resolve_device("cuda") == torch_device("cuda") == "cuda"
-    assert backend.resolve_device("cpu") == torch_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="library must be one of"):
+        backend.gpu_available("jax")
+    backend._warn_if_split.cache_clear()
