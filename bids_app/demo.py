@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from dnnrsa._cpus import available_cpus
 from dnnrsa.demo import GENERATOR_REVISION, DemoPaths, evaluate_groundtruth, make_demo_dataset
 
 from .. import __version__
@@ -314,12 +315,11 @@ def run_demo(
     device: str = "auto",
 ) -> dict:
     """Run the whole demo; return paths, timings and ground-truth AUCs."""
-    import os
 
     start = time.perf_counter()
     output_dir = Path(output_dir).absolute()
     output_dir.mkdir(parents=True, exist_ok=True)
-    nprocs = nprocs or max(1, len(os.sched_getaffinity(0)))
+    nprocs = nprocs or available_cpus()
     timings = {}
     _step(f"dnnrsa {__version__} demo ({setting} setting) in {output_dir}", start)
     t = time.perf_counter()

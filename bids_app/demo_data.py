@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dnnrsa._cpus import available_cpus
 from dnnrsa.demo import SETTINGS, make_demo_dataset
 
 from .errors import EXIT_CANNOT_WRITE, EXIT_USAGE, CommandParser, handle_errors
@@ -27,7 +27,7 @@ def _per_setting(key: str, unit: str = "") -> str:
 
 
 def _default_n_jobs() -> int:
-    return min(2, os.cpu_count() or 1)
+    return min(2, available_cpus())
 
 
 def build_parser() -> argparse.ArgumentParser:

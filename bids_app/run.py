@@ -13,6 +13,8 @@ from pathlib import Path
 from nipype import config as nipype_config
 from nipype import logging as nipype_logging
 
+from dnnrsa._cpus import available_cpus
+
 from .config import RunConfig
 from .errors import (
     CannotWrite,
@@ -82,7 +84,7 @@ def config_from_options(opts) -> RunConfig:
             plugin_args = json.loads(opts.plugin_args.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise UsageError(f"--plugin-args {opts.plugin_args}: cannot read JSON ({exc})") from exc
-    nprocs = opts.nprocs or max(1, len(os.sched_getaffinity(0)))
+    nprocs = opts.nprocs or available_cpus()
     return RunConfig(
         bids_dir=bids_dir.resolve(),
         output_dir=output_dir.resolve(),

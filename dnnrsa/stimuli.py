@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cpus import resolve_n_jobs
 from ._decode import (
     AUDIO_EXTENSIONS,
     IMAGE_EXTENSIONS,
@@ -736,11 +737,7 @@ def prepare_inputs(
             f"crop_boxes must have one entry per stimulus ({len(paths)}); got {len(crop_boxes)}"
         )
     out = {m: np.empty((len(paths), *recipe.input_shape(m)), np.float32) for m in recipe.modalities}
-    if n_jobs == -1:
-        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    n_jobs = int(n_jobs)
-    if n_jobs < 1:
-        raise ValueError(f"n_jobs must be a positive integer or -1; got {n_jobs!r}")
+    n_jobs = resolve_n_jobs(n_jobs)
 
     def work(i):
         box = None if crop_boxes is None else crop_boxes[i]

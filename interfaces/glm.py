@@ -83,11 +83,7 @@ class EstimatePatterns(SimpleInterface):
             method=self.inputs.method,
             condition_column=self.inputs.condition_column,
             output=self.inputs.output,
-            noise_normalisation=(
-                False
-                if self.inputs.noise_normalisation == "none"
-                else self.inputs.noise_normalisation
-            ),
+            noise_normalisation=self.inputs.noise_normalisation,
             smoothing_fwhm=self.inputs.smoothing_fwhm
             if isdefined(self.inputs.smoothing_fwhm)
             else None,
