@@ -1,6 +1,6 @@
 # dnnrsa: set up, run the demo, run the tests.
 #   make demo   create .venv from the lock file, install dnnrsa, run the whole pipeline on the demo data set
-#   make test   the same environment (runtime, test and GPU extras), then lint and the test suite
+#   make test   the same environment (runtime, test, GPU and networks extras), then lint and the test suite
 #   make lock   resolve the environment again and rewrite requirements/lock.txt (docs/install.md)
 #
 # The virtual environment is installed from requirements/lock.txt: every package at an exact
@@ -59,7 +59,7 @@ test: $(STAMP) system-deps lint
 
 lock:
 	@test -x $(UV) || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION); }
-	$(UV_COMPILE) --extra test --extra gpu setup.cfg requirements/bootstrap.in -o $(LOCK)
+	$(UV_COMPILE) --extra test --extra gpu --extra networks setup.cfg requirements/bootstrap.in -o $(LOCK)
 	$(UV_COMPILE) requirements/bootstrap.in -c $(LOCK) -o $(BOOTSTRAP)
 	@echo "== wrote $(LOCK) and $(BOOTSTRAP); run 'make test' and commit them with the change that needed them"
 

@@ -1,9 +1,12 @@
-"""The installed environment: torch and torchaudio load together, and it is the locked one.
+"""The installed environment: torch, torchaudio and torchvision load together, and it is the
+locked one.
 
 torchaudio's compiled library is built against one exact torch release; beside any other it
 fails to load with an "undefined symbol" deep inside the first audio clip. The guard below
 imports both in a fresh interpreter and computes a mel spectrogram of a known tone, so a
-mismatched pair fails here, first, with both versions named.
+mismatched pair fails here, first, with both versions named. torchvision is the same: each
+release declares the one torch it was built for (``torch==X.Y.Z``), which must be the locked
+torch, and its compiled operators run a known non-maximum suppression in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -108,6 +111,52 @@ def test_torchaudio_loads_with_the_installed_torch():
     np.testing.assert_allclose(mel, reference, rtol=1e-6, atol=1e-6 * reference.max())
 
 
+_NMS_SCRIPT = """
+import json, sys
+out = {}
+try:
+    import torch, torchvision
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    out["keep"] = torchvision.ops.nms(boxes, scores, 0.5).tolist()
+except BaseException as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"
+json.dump(out, sys.stdout)
+"""
+
+
+def test_torchvision_runs_with_the_installed_torch():
+    versions = f"torch {_installed('torch')} with torchvision {_installed('torchvision')}"
+    proc = subprocess.run(
+        [sys.executable, "-c", _NMS_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    try:
+        out = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        out = {"error": f"the interpreter died (exit {proc.returncode}): {proc.stderr[-800:]}"}
+    assert "error" not in out, (
+        f"torchvision cannot be used beside this torch ({versions}); setup.cfg pins the pair, "
+        f"`make install` installs it from requirements/lock.txt. Underlying error: "
+        f"{out.get('error')}"
+    )
+    # boxes 0 and 1 overlap with IoU 81/119 > 0.5: the lower-scored one is suppressed
+    assert out["keep"] == [0, 2], versions
+
+
+def test_torchvision_requires_the_locked_torch():
+    """torchvision's own metadata names the one torch it was built for: the locked one."""
+    lock = _lock_pins(LOCK)
+    required = [r for r in metadata.requires("torchvision") or [] if re.match(r"torch\b(?!\w)", r)]
+    pins = [m.group(1) for r in required if (m := re.search(r"==\s*([\w.+]+)", r))]
+    assert pins, f"torchvision's metadata names no exact torch: {required}"
+    assert pins == [lock["torch"]], (
+        f"torchvision {_installed('torchvision')} requires torch {pins}, the lock has torch "
+        f"{lock['torch']}: pin the torchvision release built for the locked torch in setup.cfg "
+        "and run `make lock`"
+    )
+    assert _installed("torch") == lock["torch"]
+
+
 def _setup_cfg() -> configparser.ConfigParser:
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
@@ -135,25 +184,25 @@ def test_torch_and_torchaudio_are_one_exact_pair_everywhere():
     requires = _requirements(_setup_cfg()["options"]["install_requires"])
     pins = {}
     for req in requires:
-        m = re.fullmatch(r"(torch|torchaudio)==(\d+\.\d+\.\d+)", req)
+        m = re.fullmatch(r"(torch|torchaudio|torchvision)==(\d+\.\d+\.\d+)", req)
         if m:
             pins[m.group(1)] = m.group(2)
-    assert set(pins) == {"torch", "torchaudio"}, (
-        "setup.cfg must pin torch and torchaudio to exact releases (name==X.Y.Z), got "
-        + ", ".join(r for r in requires if r.startswith("torch"))
+    assert set(pins) == {"torch", "torchaudio", "torchvision"}, (
+        "setup.cfg must pin torch, torchaudio and torchvision to exact releases (name==X.Y.Z), "
+        "got " + ", ".join(r for r in requires if r.startswith("torch"))
     )
     assert pins["torch"] == pins["torchaudio"], f"setup.cfg pins a mismatched pair: {pins}"
     lock = _lock_pins(LOCK)
     assert {k: lock.get(k) for k in pins} == pins, "requirements/lock.txt differs from setup.cfg"
     # every other runtime dependency keeps a range for library users
-    others = [r for r in requires if not r.startswith(("torch==", "torchaudio=="))]
+    others = [r for r in requires if not r.startswith(("torch==", "torchaudio==", "torchvision=="))]
     assert not [r for r in others if "==" in r], others
 
 
 def test_lock_covers_every_declared_dependency():
     cfg = _setup_cfg()
     declared = _requirements(cfg["options"]["install_requires"])
-    for extra in ("test", "gpu"):
+    for extra in ("test", "gpu", "networks"):
         declared += _requirements(cfg["options.extras_require"][extra])
     lock = _lock_pins(LOCK)
     names = [_canonical(re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0]) for r in declared]
