@@ -30,13 +30,18 @@ The core, private modules
 
 ``_cpus``                    the CPUs the process may use, and ``n_jobs``
 ``_croptables``              crop tables: each stimulus's face crop as a TSV
+``_crossval``                weighted models of RDMs: the fit, the folds, cross-validation
 ``_decode``                  reading stimulus files into frames; the gray face image
+``_evalengine``              the ROI inference's batched engine: many bootstrap samples at once
 ``_findingtests``            the statistical tests behind the findings
 ``_groupimgs``               group tests from images to images
+``_inferenceinputs``         the ROI inference's comparators and bootstrap modes, checks of its RDMs
 ``_io``                      atomic file writing
 ``_maxt``                    the blocked max-T kernel of the sign-flip test
+``_modeleval``               model evaluation by bootstrap (subjects, stimuli, both), noise ceiling
 ``_neighbourhoods``          searchlight neighbourhoods (voxels within a sphere)
 ``_predict``                 running a network on arrays: logits, accuracy
+``_pvalues``                 adjusted p-values: FDR, Bonferroni, Holm
 ``_rdmkernels``              the comparators' kernels: ranks, row standardisation, Kendall's tau-a
 ``_registries``              the comparator and group map statistic tables every consumer reads
 ``_scores``                  Fisher z of correlations, z of t values
@@ -44,6 +49,7 @@ The core, private modules
 ``_tfce``                    cluster labelling, TFCE and cluster measures of batches of maps
 ``_tfce_numba``              TFCE of whole-brain maps compiled with numba
 ``_version``                 the version
+``_weightedranks``           ranks and moments of RDM entries under bootstrap pair weights
 ``_winners``                 layers compared with each other: the winning layer at each voxel
 
 Subpackages of the core

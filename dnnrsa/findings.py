@@ -471,7 +471,7 @@ def _findings_table(rows: list[dict], alpha: float):
     the verdicts (see :func:`study_findings`)."""
     import pandas as pd
 
-    from .inference import adjust_pvalues
+    from ._pvalues import adjust_pvalues
 
     table = pd.DataFrame(rows)
     decided = table["_state"].notna()

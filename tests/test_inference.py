@@ -432,3 +432,33 @@ def test_bootstrap_crossvalidation_finds_the_better_weighted_model():
     assert res.better_than()[2, 0] and res.better_than()[2, 1]
     assert np.all(res.se >= 0) and res.samples.shape[1] == 3
     assert res.noise_ceiling[0] <= res.noise_ceiling[1]
+
+
+#: Every name dnnrsa.inference defined before it was split into its rooms.
+_NAMES_BEFORE_THE_SPLIT = (
+    "CORRECTIONS CrossValidation INFERENCE_COMPARATORS MODES ModelEvaluation "
+    "RSATOOLBOX_NAMES _BUDGET_BYTES _EPS _Engine _as_matrix _benjamini_hochberg "
+    "_check_inputs _check_method _compact _compare_mean _cov _crossval_sample "
+    "_default_k_conditions _default_k_subjects _dual _k_fold_groups _pair_weights "
+    "_pairs_within _pool_for_ceiling _pool_for_fit _ranks_from_cums _rdm_covariance "
+    "_result _run _safe_ratio _sparse_ties _tie_groups _variance_parts _wcentre "
+    "_weighted_ranks _weighted_ranks_indexed adjust_pvalues bootstrap_counts "
+    "bootstrap_crossvalidate crossvalidate evaluate_models evaluate_samples fit_weights "
+    "make_folds noise_ceiling"
+).split()
+
+
+def test_every_name_stays_importable_from_the_public_module():
+    """The rooms behind dnnrsa.inference keep every name it had importable from it, the
+    same object as in its room, and its __all__ lists exactly the public ones."""
+    import importlib
+
+    missing = [n for n in _NAMES_BEFORE_THE_SPLIT if not hasattr(inf, n)]
+    assert missing == []
+    for name in _NAMES_BEFORE_THE_SPLIT:
+        obj = getattr(inf, name)
+        home = getattr(obj, "__module__", None)
+        if home and home.startswith("dnnrsa._"):
+            assert getattr(importlib.import_module(home), name) is obj, name
+    public = sorted(n for n in _NAMES_BEFORE_THE_SPLIT if not n.startswith("_"))
+    assert sorted(inf.__all__) == public
