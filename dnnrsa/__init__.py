@@ -28,6 +28,8 @@ The core, public modules
 
 The core, private modules
 
+``_analysisinputs``          checks of the DNN-side analyses' inputs: RDM vectors, seeds, labels
+``_categoryindex``           the category index of layer RDMs, with its label-permutation test
 ``_cpus``                    the CPUs the process may use, and ``n_jobs``
 ``_croptables``              crop tables: each stimulus's face crop as a TSV
 ``_crossval``                weighted models of RDMs: the fit, the folds, cross-validation
@@ -37,7 +39,9 @@ The core, private modules
 ``_groupimgs``               group tests from images to images
 ``_inferenceinputs``         the ROI inference's comparators and bootstrap modes, checks of its RDMs
 ``_io``                      atomic file writing
+``_layersimilarity``         layer-by-layer similarity of RDMs, within and across networks
 ``_maxt``                    the blocked max-T kernel of the sign-flip test
+``_mds``                     multidimensional scaling of an RDM (classical, SMACOF)
 ``_modeleval``               model evaluation by bootstrap (subjects, stimuli, both), noise ceiling
 ``_neighbourhoods``          searchlight neighbourhoods (voxels within a sphere)
 ``_predict``                 running a network on arrays: logits, accuracy
@@ -48,6 +52,7 @@ The core, private modules
 ``_signflip``                the sign-flip permutation test: sign patterns, the test, its result
 ``_tfce``                    cluster labelling, TFCE and cluster measures of batches of maps
 ``_tfce_numba``              TFCE of whole-brain maps compiled with numba
+``_varpart``                 variance partitioning of an RDM between the two arms' last layers
 ``_version``                 the version
 ``_weightedranks``           ranks and moments of RDM entries under bootstrap pair weights
 ``_winners``                 layers compared with each other: the winning layer at each voxel

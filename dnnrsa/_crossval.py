@@ -344,7 +344,7 @@ def bootstrap_crossvalidate(
         Folds; by default rsatoolbox's ``default_k_rdm`` and ``default_k_pattern`` of
         the expected number of distinct subjects and conditions in a sample.
     seed, model_names, correction, alpha, ci
-        As for :func:`evaluate_models`.
+        As for :func:`dnnrsa.inference.evaluate_models`.
 
     Returns
     -------

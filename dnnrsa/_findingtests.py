@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .analysis import _check_random_state
+from ._analysisinputs import _check_random_state
 
 __all__ = [
     "arm_coupling_test",
@@ -87,7 +87,7 @@ def part_category_index_test(
         permutation shuffling the labels of the conditions once for every layer),
         ``null`` (ndarray).
     """
-    from .analysis import _category_index_from_masks, category_index
+    from ._categoryindex import _category_index_from_masks, category_index
     from .rdm import n_conditions_from_pairs
 
     if statistic not in ("max", "mean"):
@@ -363,7 +363,7 @@ def _lesion_rows(outcomes, *, rng, n_boot, ci_level) -> list[dict]:
 def _unique_variance_rows(rdms, parts, layers, *, rng, n_boot, ci_level) -> list[dict]:
     """The ``unique_variance`` rows of :func:`arm_relevance_table` (none when the
     network has no two arms and a cross-modal part)."""
-    from .analysis import arm_layers, variance_partitioning
+    from ._varpart import arm_layers, variance_partitioning
     from .rdm import n_conditions_from_pairs
 
     rdms = np.atleast_2d(np.asarray(rdms, dtype=np.float64))

@@ -13,7 +13,7 @@ INFERENCE_COMPARATORS = comparator_names(inference=True)
 RSATOOLBOX_NAMES = {
     name: COMPARATOR_REGISTRY[name].rsatoolbox_name for name in INFERENCE_COMPARATORS
 }
-#: Bootstrap modes of :func:`evaluate_models`.
+#: Bootstrap modes of :func:`dnnrsa.inference.evaluate_models`.
 MODES = ("subjects", "stimuli", "both")
 
 

@@ -412,3 +412,31 @@ def test_cross_regime_similarity_checks_its_inputs():
     banks["b"] = bank(b, ["v1", "x1"], conds[::-1])
     with pytest.raises(ValueError, match="order their conditions differently"):
         cross_regime_similarity(banks)
+
+
+#: Every name dnnrsa.analysis defined before it was split into its rooms.
+_NAMES_BEFORE_THE_SPLIT = (
+    "CategoryIndexTable CrossRegimeSimilarity MDSResult _NOT_LABELS _as_rdm_vector "
+    "_category_index_from_masks _check_labels _check_random_state _pairwise_distances "
+    "_r_squared arm_layers category_index category_index_table category_index_test "
+    "condition_label_sets cross_regime_similarity dnn_analysis_tables layer_rdms "
+    "layer_similarity mds variance_partitioning"
+).split()
+
+
+def test_every_name_stays_importable_from_the_public_module():
+    """The rooms behind dnnrsa.analysis keep every name it had importable from it, the
+    same object as in its room; its __all__ is unchanged."""
+    import importlib
+
+    import dnnrsa.analysis as analysis
+
+    assert [n for n in _NAMES_BEFORE_THE_SPLIT if not hasattr(analysis, n)] == []
+    for name in _NAMES_BEFORE_THE_SPLIT:
+        obj = getattr(analysis, name)
+        home = getattr(obj, "__module__", None)
+        if home and home.startswith("dnnrsa._"):
+            assert getattr(importlib.import_module(home), name) is obj, name
+    assert sorted(analysis.__all__) == sorted(
+        n for n in _NAMES_BEFORE_THE_SPLIT if not n.startswith("_")
+    )
