@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cpus import resolve_n_jobs
 from ._croptables import (
     TABLE_COLUMNS,
     CropTableError,
@@ -458,7 +459,8 @@ def resolve_crops(
     cache_dir : path-like, optional
         Folder of cached detections (one JSON per file content and detector setting).
     n_jobs : int
-        Threads for detection.
+        Threads for detection (-1 or None: every CPU this process may use); the boxes
+        do not depend on it.
 
     Returns
     -------
@@ -484,6 +486,7 @@ def resolve_crops(
         return out
     cache = Path(cache_dir) if cache_dir is not None else None
     work = [lambda i=i: _detect_cached(paths[i], model_frames, cache) for i in todo]
+    n_jobs = resolve_n_jobs(n_jobs)
     if n_jobs == 1 or len(work) < 2:
         results = [w() for w in work]
     else:

@@ -301,6 +301,7 @@ def write_clip(
     from ._io import _tmp_name
 
     frames, audio, sample_rate = _check_clip(frames, fps, audio, sample_rate, threads)
+    _check_flv_audio(Path(path), audio, audio_codec, sample_rate)
     n_frames, height, width, _ = frames.shape
     from fractions import Fraction
 
@@ -362,6 +363,21 @@ def _check_clip(frames, fps, audio, sample_rate, threads):
         sample_rate = int(sample_rate)
 
     return frames, audio, sample_rate
+
+
+#: The MP3 sampling rates an FLV file can declare.
+FLV_MP3_RATES = (11025, 22050, 44100)
+
+
+def _check_flv_audio(path: Path, audio, audio_codec: str, sample_rate) -> None:
+    """FLV holds MP3 only at 11.025, 22.05 or 44.1 kHz (FFmpeg fails later, without saying why)."""
+    mp3 = audio_codec in ("mp3", "libmp3lame")
+    if path.suffix.lower() == ".flv" and audio is not None and mp3:
+        if sample_rate not in FLV_MP3_RATES:
+            raise ValueError(
+                f"{path.name}: FLV holds MP3 audio at {', '.join(map(str, FLV_MP3_RATES))} Hz "
+                f"only; got sample_rate={sample_rate} (resample the audio first, or use AAC)"
+            )
 
 
 def _video_stream(container, video_codec, rate, width, height, crf, threads, x264_params):
@@ -488,9 +504,7 @@ def read_clip(path: str | os.PathLike) -> Clip:
         frame = _read_image(path)
         return Clip(frame[None], None, None, None, str(path))
     with _open(path) as container:
-        frames, timeline, fps, audio, rate = _decode_streams(
-            container, path, video=kind == "video"
-        )
+        frames, timeline, fps, audio, rate = _decode_streams(container, path, video=kind == "video")
     if frames is None and audio is None:
         raise StimulusError(f"{path} holds neither a video nor an audio stream")
     if frames is not None and fps is None and timeline.n > 1:
@@ -638,6 +652,9 @@ def load_inputs(
     path : path-like
         Video, audio or image file.
     recipe : InputRecipe, optional
+        Or any recipe with a ``load(path, crop_box, missing=...)`` method (the
+        standard networks' recipes, :mod:`dnnrsa.models.recipes`), which then decodes
+        the stimulus itself.
     crop_box : (x0, y0, x1, y1), optional
         Face crop in pixels.
     missing : {"error", "blank"}
@@ -652,6 +669,8 @@ def load_inputs(
     recipe = recipe or InputRecipe()
     if missing not in ("error", "blank"):
         raise ValueError(f"missing must be 'error' or 'blank'; got {missing!r}")
+    if not isinstance(recipe, InputRecipe):
+        return recipe.load(path, crop_box, missing=missing)
     path = Path(path)
     kind = stimulus_kind(path)
     need_visual = "visual" in recipe.modalities
@@ -730,7 +749,7 @@ def prepare_inputs(
     recipe = recipe or InputRecipe()
     paths = list(paths)
     if isinstance(crop_boxes, str | os.PathLike | dict):
-        crops = resolve_crops(paths, crop_boxes, model_frames=(recipe.n_frames,))
+        crops = resolve_crops(paths, crop_boxes, model_frames=(getattr(recipe, "n_frames", 1),))
         crop_boxes = [c.box for c in crops]
     if crop_boxes is not None and len(crop_boxes) != len(paths):
         raise ValueError(

@@ -760,7 +760,12 @@ def _training_inputs(spec, table, files, opts: _TrainingOptions):
     recipe = spec.recipe
     face_crop = opts.face_crop
     crops = resolve_crops(
-        files, face_crop, names=list(table["file"]), column="file", model_frames=(recipe.n_frames,)
+        files,
+        face_crop,
+        names=list(table["file"]),
+        column="file",
+        model_frames=(recipe.n_frames,),
+        n_jobs=opts.n_jobs,
     )
     mode = table_mode(crops) if crop_mode(face_crop) == "table" else crop_mode(face_crop)
     inputs = prepare_inputs(

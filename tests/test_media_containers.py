@@ -296,3 +296,10 @@ def test_a_truncated_file_is_an_error_naming_it(tmp_path):
     broken.write_bytes(source.read_bytes()[:200])
     with pytest.raises(StimulusError, match="broken.flv"):
         read_clip(broken)
+
+
+def test_flv_with_mp3_at_a_rate_flv_cannot_declare_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"clip\.flv: FLV holds MP3 audio at 11025, 22050, 44100"):
+        write_clip(tmp_path / "clip.flv", _frames(), FPS, _tone(16000), 16000,
+                   video_codec="flv", audio_codec="mp3")  # fmt: skip
+    assert not list(tmp_path.iterdir())  # nothing half-written
