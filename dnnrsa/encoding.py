@@ -71,6 +71,10 @@ DEFAULT_N_ITER = 20
 #: Split-half reliability (Spearman-Brown corrected) a voxel needs for its R² to be
 #: reported as a fraction of the noise ceiling.
 MIN_RELIABILITY = 0.3
+#: Groups of stimuli held out with each run by default (stimulus ``i`` in group
+#: ``i % 6``): a model must predict stimuli it has not seen, without which variance
+#: partitioning credits any band with many features (docs/encoding.md).
+DEFAULT_STIMULUS_FOLDS = 6
 #: Splits of the runs into halves beyond which the noise ceiling uses odd against even runs.
 MAX_HALF_SPLITS = 256
 
@@ -702,7 +706,7 @@ def fit_encoding(
     n_components: int | float | None = DEFAULT_N_COMPONENTS,
     alphas=None,
     n_iter: int = DEFAULT_N_ITER,
-    stimulus_folds=None,
+    stimulus_folds=DEFAULT_STIMULUS_FOLDS,
     partition: bool = True,
     layer_maps: bool = True,
     halves: str = "all",
@@ -736,8 +740,11 @@ def fit_encoding(
     n_iter : int
         Band weightings tried by the random search (default :data:`DEFAULT_N_ITER`).
     stimulus_folds : None, int or array-like
-        Hold stimuli out as well as runs (see :func:`encoding_folds`). Default None:
-        every stimulus is in training and test, only runs are held out.
+        Hold stimuli out as well as runs (see :func:`encoding_folds`). Default
+        :data:`DEFAULT_STIMULUS_FOLDS` groups, taken in turn: each run is predicted for
+        stimuli its model never saw. None: every stimulus is in training and test, only
+        runs are held out (the joint R² is then about the same, but unique and shared
+        variance are biased towards shared: docs/encoding.md).
     partition : bool
         Fit the leave-one-band-out models (``r2_without``, ``unique``, ``shared``).
     layer_maps : bool

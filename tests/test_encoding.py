@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from dnnrsa.encoding import (
     DEFAULT_ALPHAS,
+    DEFAULT_STIMULUS_FOLDS,
     encoding_folds,
     fit_encoding,
     layer_features,
@@ -141,9 +142,9 @@ def test_layer_maps_follow_the_driving_part(planted):
         own = [i for i, name in enumerate(result.layers) if name.startswith(part)]
         assert means[own].min() > 0.4
         assert np.delete(means, own).max() < 0.05
-    assert result.alphas.shape == (N_RUNS, 3, 4 * PER_GROUP)
+    assert result.alphas.shape == (N_RUNS * DEFAULT_STIMULUS_FOLDS, 3, 4 * PER_GROUP)
     assert {k: v.tolist() for k, v in result.n_features.items()} == {
-        p: [2 * N_LATENT] * N_RUNS for p in PARTS
+        p: [2 * N_LATENT] * (N_RUNS * DEFAULT_STIMULUS_FOLDS) for p in PARTS
     }
 
 
@@ -202,11 +203,19 @@ def test_one_band_predictions_equal_sklearn_ridge(stimulus_folds):
 
 def test_penalty_selection_equals_himalaya_ridgecv():
     """Per fold, himalaya's primal RidgeCV on the inner leave-one-run-out (fit on the
-    mean of the other training runs, score on the left-out one) picks the same alphas."""
+    mean of the other training runs, score on the left-out one) picks the same alphas
+    (runs held out only, whose inner folds the peer's splits can state)."""
     rng = np.random.default_rng(11)
     activations, parts, patterns = _one_band(rng, n_voxels=8)
     result = fit_encoding(
-        activations, parts, patterns, n_components=3, layer_maps=False, device="cpu", n_jobs=1
+        activations,
+        parts,
+        patterns,
+        n_components=3,
+        stimulus_folds=None,
+        layer_maps=False,
+        device="cpu",
+        n_jobs=1,
     )
     x = activations["visual_0"]
     for i, fold in enumerate(result.folds):
