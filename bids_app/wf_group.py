@@ -197,7 +197,8 @@ def _add_layer_winners(wf, config, groups: list[MapGroup]) -> None:
 def _add_roi_evaluations(wf, config, roi_sets) -> None:
     """Add the evaluation of every model RDM in each region of ``roi_sets`` to ``wf``:
     a :class:`RoiEvaluation` node (evaluation, noise ceiling, pairwise tables) and a
-    :class:`RoiWeightedModels` node (the weighted models) per region."""
+    :class:`RoiWeightedModels` node (the weighted models) per region, and the sinks that
+    write their tables into the output folder."""
     out = config.output_dir
     if roi_sets:  # the evaluation of every model RDM in each region
         comparator = roi_comparator(config)
@@ -212,14 +213,13 @@ def _add_roi_evaluations(wf, config, roi_sets) -> None:
                 n_boot=config.roi_n_boot,
                 seed=config.seed,
                 device=config.device,
-                evaluation_path=str(out / rs.name("evaluation")),
-                noiseceiling_path=str(out / rs.name("noiseceiling")),
-                pairwise_path=str(out / rs.name("pairwise")),
                 sidecar={"ROI": rs.roi, "Subjects": list(rs.subjects)},
             ),
             name=f"roi_evaluation_{to_label(rs.task + rs.space + rs.roi)}",
         )
         ev.overwrite = True
+        for table in ("evaluation", "noiseceiling", "pairwise"):
+            _sink(wf, ev, f"{table}_file", out / rs.name(table), name=f"write_{table}_{ev.name}")
         weighted = pe.Node(
             RoiWeightedModels(
                 subject_files=[str(f) for f in rs.files],
@@ -229,13 +229,20 @@ def _add_roi_evaluations(wf, config, roi_sets) -> None:
                 parts=list(rs.model_parts),
                 comparator=comparator,
                 seed=config.seed,
-                out_path=str(out / rs.name("weighted")),
                 sidecar={"ROI": rs.roi, "Subjects": list(rs.subjects)},
             ),
             name=f"roi_weighted_{to_label(rs.task + rs.space + rs.roi)}",
         )
         weighted.overwrite = True
-        wf.add_nodes([ev, weighted])
+        _sink(wf, weighted, "out_file", out / rs.name("weighted"), name=f"write_{weighted.name}")
+
+
+def _sink(wf, node, field: str, path, *, name: str) -> None:
+    """Connect ``node``'s table ``field`` and its sidecar fields (``out_sidecar``) to a
+    :class:`WriteDerivative` node writing them as ``path``; it always rewrites."""
+    sink = pe.Node(WriteDerivative(out_path=str(path)), name=name)
+    sink.overwrite = True
+    wf.connect([(node, sink, [(field, "in_file"), ("out_sidecar", "sidecar")])])
 
 
 def init_findings_wf(config, study_sets, *, name: str = "dnnrsa_findings_wf"):

@@ -272,7 +272,8 @@ def _add_searchlight(
 
 def _add_roi_rdms(wf, config, inputs: SubjectInputs, patterns, rois: dict) -> None:
     """Add one :class:`RoiRDM` node per region (``roi_rdm_<name>``, ROI name -> mask
-    file), each writing the participant's ``roi-<name>_rdm.tsv``, to ``wf``."""
+    file) and its sink (``write_roi_rdm_<name>``), which writes the participant's
+    ``roi-<name>_rdm.tsv``, to ``wf``."""
     s = inputs.subject
     for roi_name, roi_file in rois.items():
         roi_ents = {"sub": s, "task": inputs.task, "space": inputs.space, "roi": roi_name}
@@ -281,16 +282,27 @@ def _add_roi_rdms(wf, config, inputs: SubjectInputs, patterns, rois: dict) -> No
                 roi_file=str(roi_file),
                 roi_name=roi_name,
                 metric=config.metric,
-                out_path=str(
-                    subject_dir(config.output_dir, s) / build_name(roi_ents, "rdm", ".tsv")
-                ),
                 sidecar={"Sources": [str(r.bold) for r in inputs.runs]},
             ),
             name=f"roi_rdm_{roi_name}",
         )
         roi.overwrite = True
+        write = pe.Node(
+            WriteDerivative(
+                out_path=str(
+                    subject_dir(config.output_dir, s) / build_name(roi_ents, "rdm", ".tsv")
+                )
+            ),
+            name=f"write_roi_rdm_{roi_name}",
+        )
+        write.overwrite = True
         fields = ("patterns_file", "conditions_file", "mask_file")
-        wf.connect([(patterns, roi, [(f, f) for f in fields])])
+        wf.connect(
+            [
+                (patterns, roi, [(f, f) for f in fields]),
+                (roi, write, [("out_file", "in_file"), ("out_sidecar", "sidecar")]),
+            ]
+        )
 
 
 def init_dnnrsa_participant_wf(

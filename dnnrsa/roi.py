@@ -6,7 +6,11 @@ Harvard-Oxford atlas (MNI space, read offline from the atlas files that
 neighbour and binarised (every finite, non-zero value is inside). A region needs at
 least :data:`MIN_ROI_VOXELS` voxels inside the brain mask after resampling.
 
-Arrays and images in, arrays out; reading and writing files belongs to the callers.
+Arrays and images in, arrays out; reading and writing files belongs to the callers,
+except :func:`read_roi_rdms`, which reads the RDM tables a region's evaluation compares
+and decides which of them it can use (:func:`usable_subject_rdms`,
+:func:`usable_model_rdms`, :func:`min_roi_subjects`). :func:`weighted_model_table`
+evaluates the weighted models of a region (:func:`weighted_model_sets`).
 """
 
 from __future__ import annotations
@@ -28,14 +32,21 @@ __all__ = [
     "ATLAS_PROB_THRESHOLD",
     "MIN_ROI_VOXELS",
     "ROI_ATLASES",
+    "WEIGHTED_COLUMNS",
     "RoiCheck",
+    "RoiRDMs",
     "atlas_labels",
     "atlas_region",
     "check_roi",
     "extract_patterns",
+    "min_roi_subjects",
+    "read_roi_rdms",
     "resample_mask",
     "roi_rdm",
+    "usable_model_rdms",
+    "usable_subject_rdms",
     "weighted_model_sets",
+    "weighted_model_table",
 ]
 
 
@@ -240,3 +251,193 @@ def weighted_model_sets(
             seen.add(key)
             out.append((name, members))
     return out
+
+
+def min_roi_subjects(bootstrap: str) -> int:
+    """Participants a region's evaluation needs: 2 when only the stimuli are resampled
+    (each participant is compared with the other for the noise ceiling), 3 when the
+    participants are (a bootstrap over fewer is degenerate)."""
+    return 2 if bootstrap == "stimuli" else 3
+
+
+def usable_subject_rdms(
+    data: np.ndarray, *, min_subjects: int = 3, names: Sequence[str] | None = None
+) -> np.ndarray:
+    """Which subject RDMs a region's evaluation uses: those with every entry finite.
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_subjects, n_pairs)
+    min_subjects : int
+        The fewest that must remain (:func:`min_roi_subjects`).
+    names : sequence of str, optional
+        The subjects' RDM files, named by the error.
+
+    Returns
+    -------
+    ndarray of shape (n_subjects,), bool
+
+    Raises
+    ------
+    ValueError
+        When fewer than ``min_subjects`` remain.
+    """
+    finite = np.isfinite(np.asarray(data, dtype=np.float64)).all(axis=1)
+    if finite.sum() < min_subjects:
+        names = list(names) if names is not None else list(range(len(finite)))
+        raise ValueError(f"fewer than {min_subjects} subject RDMs with finite entries: {names}")
+    return finite
+
+
+def usable_model_rdms(models: np.ndarray, *, names: Sequence[str] | None = None) -> np.ndarray:
+    """Which model RDMs a region's evaluation uses: finite and not constant (a constant
+    RDM correlates with nothing).
+
+    Parameters
+    ----------
+    models : ndarray of shape (n_models, n_pairs)
+    names : sequence of str, optional
+        The models' RDM files, named by the error.
+
+    Returns
+    -------
+    ndarray of shape (n_models,), bool
+
+    Raises
+    ------
+    ValueError
+        When no model RDM is usable.
+    """
+    models = np.asarray(models, dtype=np.float64)
+    finite = np.isfinite(models).all(axis=1)
+    varying = np.ptp(np.where(finite[:, None], models, 0.0), axis=1) > 0
+    usable = finite & varying
+    if not usable.any():
+        names = list(names) if names is not None else list(range(len(usable)))
+        raise ValueError(f"no model RDM with finite, varying entries: {names}")
+    return usable
+
+
+@dataclass(frozen=True)
+class RoiRDMs:
+    """The RDMs of a region's evaluation, in one condition order, and those left out."""
+
+    conditions: list[str]  #: the condition order: the first subject RDM's
+    data: np.ndarray  #: (n_subjects kept, n_pairs) subject RDMs
+    models: np.ndarray  #: (n_models kept, n_pairs) model RDMs
+    kept_models: list[int]  #: indices of the model RDMs kept, in the given order
+    left_out_models: list[int]  #: indices of the model RDMs left out
+    left_out_subjects: list[int]  #: indices of the subject RDMs left out
+
+
+def read_roi_rdms(subject_files: Sequence, model_files: Sequence, *, min_subjects: int = 3):
+    """The subjects' and models' RDM tables of a region, read in the first subject's
+    condition order (:func:`dnnrsa.modelbank.reorder_rdm`), with the subjects
+    (:func:`usable_subject_rdms`) and models (:func:`usable_model_rdms`) an evaluation
+    cannot use left out.
+
+    Returns
+    -------
+    RoiRDMs
+    """
+    from .modelbank import reorder_rdm
+    from .rdm import read_rdm_tsv
+
+    subjects = [read_rdm_tsv(f) for f in subject_files]
+    conditions = subjects[0][1]
+    data = np.stack(
+        [
+            reorder_rdm(v, lab, conditions, name=f)
+            for (v, lab), f in zip(subjects, subject_files, strict=True)
+        ]
+    )
+    finite = usable_subject_rdms(data, min_subjects=min_subjects, names=list(subject_files))
+    rows = [reorder_rdm(*read_rdm_tsv(f), conditions, name=f) for f in model_files]
+    models = np.stack(rows) if rows else np.empty((0, data.shape[1]))
+    usable = usable_model_rdms(models, names=list(model_files))
+    return RoiRDMs(
+        conditions=list(conditions),
+        data=data[finite],
+        models=models[usable],
+        kept_models=np.flatnonzero(usable).tolist(),
+        left_out_models=np.flatnonzero(~usable).tolist(),
+        left_out_subjects=np.flatnonzero(~finite).tolist(),
+    )
+
+
+#: The columns of :func:`weighted_model_table`.
+WEIGHTED_COLUMNS = (
+    "model",
+    "n_components",
+    "components",
+    "cv_mean",
+    "cv_sd_folds",
+    "noise_ceiling_lower",
+    "noise_ceiling_upper",
+    "weights",
+)
+
+
+def weighted_model_table(
+    models: np.ndarray,
+    data: np.ndarray,
+    names: Sequence[str],
+    networks: Sequence[str],
+    parts: Sequence[str],
+    comparator: str,
+    *,
+    seed=0,
+):
+    """Cross-validated non-negative combinations of a region's model RDMs.
+
+    The sets of :func:`weighted_model_sets` are fitted and evaluated by
+    :func:`dnnrsa.inference.crossvalidate` (k-fold over subjects and conditions).
+
+    Parameters
+    ----------
+    models : ndarray of shape (n_models, n_pairs)
+    data : ndarray of shape (n_subjects, n_pairs)
+    names, networks, parts : sequences of str
+        Name, network and part of every model RDM.
+    comparator : str
+        One of the inference's comparators.
+    seed : int or numpy Generator
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per set (:data:`WEIGHTED_COLUMNS`): its name, components, mean and
+        standard deviation over the folds of its evaluation, the noise ceiling, and its
+        weights (the mean over folds of unit-norm weights, ``;``-separated); no rows
+        when no set has two RDMs.
+    """
+    import pandas as pd
+
+    from .inference import crossvalidate
+
+    sets = weighted_model_sets(names, networks, parts)
+    rows = []
+    if sets:
+        cv = crossvalidate(
+            [models[idx] for _, idx in sets],
+            data,
+            comparator,
+            seed=seed,
+            model_names=[n for n, _ in sets],
+        )
+        for m, (name, idx) in enumerate(sets):
+            with np.errstate(all="ignore"):
+                weights = np.nanmean(cv.weights[m], axis=0)
+            rows.append(
+                {
+                    "model": name,
+                    "n_components": len(idx),
+                    "components": ";".join(names[i] for i in idx),
+                    "cv_mean": cv.mean[m],
+                    "cv_sd_folds": np.nanstd(cv.evaluations[m]),
+                    "noise_ceiling_lower": cv.noise_ceiling[0],
+                    "noise_ceiling_upper": cv.noise_ceiling[1],
+                    "weights": ";".join(f"{w:.6g}" for w in weights),
+                }
+            )
+    return pd.DataFrame(rows, columns=list(WEIGHTED_COLUMNS))

@@ -112,6 +112,83 @@ def test_weighted_model_sets():
     assert weighted_model_sets(["x"], ["own"], ["model"]) == []
 
 
+def test_usable_rdms_leave_out_undefined_subjects_and_constant_models():
+    """The decision of which RDMs a region's evaluation uses: subjects with every entry
+    finite (at least min_subjects of them), models finite and not constant."""
+    from dnnrsa.roi import min_roi_subjects, usable_model_rdms, usable_subject_rdms
+
+    rng = np.random.default_rng(0)
+    data = rng.random((4, 10))
+    data[1, 3] = np.nan
+    np.testing.assert_array_equal(usable_subject_rdms(data, min_subjects=3), [1, 0, 1, 1])
+    with pytest.raises(ValueError, match=r"fewer than 4 subject RDMs .*\['a', 'b', 'c', 'd'\]"):
+        usable_subject_rdms(data, min_subjects=4, names=["a", "b", "c", "d"])
+    models = rng.random((4, 10))
+    models[1] = 0.5  # constant
+    models[2, 0] = np.inf
+    np.testing.assert_array_equal(usable_model_rdms(models), [1, 0, 0, 1])
+    with pytest.raises(ValueError, match=r"no model RDM with finite, varying entries: \['x'\]"):
+        usable_model_rdms(models[1:2], names=["x"])
+    assert min_roi_subjects("stimuli") == 2
+    assert min_roi_subjects("subjects") == min_roi_subjects("both") == 3
+
+
+def test_roi_rdms_are_read_in_the_first_subjects_order(tmp_path):
+    """read_roi_rdms reorders every RDM to the first subject's conditions and reports
+    the subjects and models it leaves out by index."""
+    from dnnrsa.modelbank import reorder_rdm
+    from dnnrsa.roi import read_roi_rdms
+
+    rng = np.random.default_rng(1)
+    labels = [f"c{i}" for i in range(6)]
+    subjects, models = [], []
+    for s in range(4):
+        order = labels if s == 0 else list(rng.permutation(labels))
+        vec = rng.random(15)
+        if s == 2:
+            vec[4] = np.nan
+        write_rdm_tsv(tmp_path / f"sub{s}.tsv", vec, order)
+        subjects.append(tmp_path / f"sub{s}.tsv")
+    for m, constant in enumerate((False, True, False)):
+        vec = np.full(15, 0.3) if constant else rng.random(15)
+        write_rdm_tsv(tmp_path / f"model{m}.tsv", vec, list(rng.permutation(labels)))
+        models.append(tmp_path / f"model{m}.tsv")
+    rdms = read_roi_rdms(subjects, models, min_subjects=3)
+    assert rdms.conditions == labels
+    assert rdms.left_out_subjects == [2] and rdms.kept_models == [0, 2]
+    assert rdms.left_out_models == [1]
+    expected = [reorder_rdm(*read_rdm_tsv(f), labels) for f in subjects]
+    np.testing.assert_array_equal(rdms.data, np.stack([expected[i] for i in (0, 1, 3)]))
+    expected = [reorder_rdm(*read_rdm_tsv(f), labels) for f in models]
+    np.testing.assert_array_equal(rdms.models, np.stack([expected[0], expected[2]]))
+    with pytest.raises(ValueError, match="fewer than 4 subject RDMs"):
+        read_roi_rdms(subjects, models, min_subjects=4)
+
+
+def test_weighted_model_table_is_the_cross_validation_of_the_sets():
+    """Every row of the weighted models' table is crossvalidate's result for its set."""
+    from dnnrsa.inference import crossvalidate
+    from dnnrsa.roi import WEIGHTED_COLUMNS, weighted_model_sets, weighted_model_table
+
+    rng = np.random.default_rng(2)
+    truth = rng.random(45)
+    data = truth + 0.3 * rng.random((5, 45))
+    models = np.stack([truth + rng.random(45) for _ in range(4)])
+    names, networks = ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"]
+    parts = ["visual", "auditory", "visual", "visual"]
+    table = weighted_model_table(models, data, names, networks, parts, "pearson", seed=3)
+    assert list(table.columns) == list(WEIGHTED_COLUMNS)
+    sets = weighted_model_sets(names, networks, parts)
+    assert table["model"].tolist() == [n for n, _ in sets]
+    cv = crossvalidate([models[i] for _, i in sets], data, "pearson", seed=3)
+    np.testing.assert_array_equal(table["cv_mean"], cv.mean)
+    assert table["components"].tolist() == [";".join(names[i] for i in idx) for _, idx in sets]
+    first = np.nanmean(cv.weights[0], axis=0)
+    assert table["weights"][0] == ";".join(f"{w:.6g}" for w in first)
+    none = weighted_model_table(models[:1], data, names[:1], networks[:1], parts[:1], "pearson")
+    assert none.empty and list(none.columns) == list(WEIGHTED_COLUMNS)
+
+
 # --------------------------------------------------------------------------- participant level
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
@@ -245,8 +322,9 @@ def test_roi_evaluation_over_stimuli_and_both(roi_run, tmp_path):
     data = np.stack([reorder_rdm(*read_rdm_tsv(f), labels) for f in subjects[1:]])
     model_rdms = np.stack([reorder_rdm(*read_rdm_tsv(f), labels) for f in models])
     for mode in ("stimuli", "both"):
-        paths = {k: str(tmp_path / f"{mode}_{k}.tsv") for k in ("ev", "nc", "pw")}
-        RoiEvaluation(
+        cwd = tmp_path / mode
+        cwd.mkdir()
+        res = RoiEvaluation(
             subject_files=[str(broken), *map(str, subjects[1:])],
             model_files=[str(m) for m in models],
             model_names=["a", "b"],
@@ -255,16 +333,15 @@ def test_roi_evaluation_over_stimuli_and_both(roi_run, tmp_path):
             n_boot=100,
             seed=1,
             device="cpu",
-            evaluation_path=paths["ev"],
-            noiseceiling_path=paths["nc"],
-            pairwise_path=paths["pw"],
-        ).run(cwd=str(tmp_path))
+        ).run(cwd=str(cwd))
         ev = evaluate_models(
             model_rdms, data, "pearson", mode=mode, n_boot=100, seed=1, model_names=["a", "b"]
         )
-        table = pd.read_csv(paths["ev"], sep="\t")
+        outputs = res.outputs
+        assert Path(outputs.evaluation_file).parent == cwd  # written into the node's folder
+        table = pd.read_csv(outputs.evaluation_file, sep="\t")
         np.testing.assert_allclose(table["se"], ev.se, rtol=1e-9)
-        side = json.loads(Path(paths["ev"]).with_suffix(".json").read_text())
+        side = outputs.out_sidecar
         assert side["Bootstrap"] == mode and side["SubjectRDMsLeftOut"] == [str(broken)]
 
 
@@ -284,7 +361,6 @@ def test_two_participants_suffice_for_the_stimulus_bootstrap(roi_run, tmp_path):
     models = [out / "task-cat_model-category_rdm.tsv", out / "task-cat_model-noise_rdm.tsv"]
     data = np.stack([reorder_rdm(*read_rdm_tsv(f), labels) for f in subjects])
     model_rdms = np.stack([reorder_rdm(*read_rdm_tsv(f), labels) for f in models])
-    paths = {k: str(tmp_path / f"{k}.tsv") for k in ("ev", "nc", "pw")}
     kwargs = dict(
         subject_files=[str(f) for f in subjects],
         model_files=[str(m) for m in models],
@@ -293,28 +369,24 @@ def test_two_participants_suffice_for_the_stimulus_bootstrap(roi_run, tmp_path):
         n_boot=100,
         seed=1,
         device="cpu",
-        evaluation_path=paths["ev"],
-        noiseceiling_path=paths["nc"],
-        pairwise_path=paths["pw"],
     )
-    RoiEvaluation(mode="stimuli", **kwargs).run(cwd=str(tmp_path))
+    res = RoiEvaluation(mode="stimuli", **kwargs).run(cwd=str(tmp_path))
     ev = evaluate_models(
         model_rdms, data, "spearman", mode="stimuli", n_boot=100, seed=1, model_names=["a", "b"]
     )
-    np.testing.assert_allclose(pd.read_csv(paths["ev"], sep="\t")["se"], ev.se, rtol=1e-9)
+    evaluation = res.outputs.evaluation_file
+    np.testing.assert_allclose(pd.read_csv(evaluation, sep="\t")["se"], ev.se, rtol=1e-9)
     with pytest.raises(ValueError, match="fewer than 3 subject RDMs"):
         RoiEvaluation(mode="subjects", **kwargs).run(cwd=str(tmp_path))
-    weighted = tmp_path / "weighted.tsv"
-    RoiWeightedModels(
+    res = RoiWeightedModels(
         subject_files=[str(f) for f in subjects],
         model_files=[str(m) for m in models],
         model_names=["model-category", "model-noise"],
         networks=["own", "own"],
         parts=["model", "model"],
         comparator="spearman",
-        out_path=str(weighted),
     ).run(cwd=str(tmp_path))
-    assert pd.read_csv(weighted, sep="\t")["model"].tolist() == ["model-own"]
+    assert pd.read_csv(res.outputs.out_file, sep="\t")["model"].tolist() == ["model-own"]
 
 
 # --------------------------------------------------------------------------- bad regions
