@@ -255,7 +255,7 @@ def init_findings_wf(config, study_sets, *, name: str = "dnnrsa_findings_wf"):
 
     Outputs
     -------
-    (none: each table is written into the output folder)
+    (none: a sink writes each table into the output folder)
     """
     wf = pe.Workflow(name=name, base_dir=str(config.work_dir))
     for st in study_sets:
@@ -271,11 +271,10 @@ def init_findings_wf(config, study_sets, *, name: str = "dnnrsa_findings_wf"):
                 alpha=config.fwe_alpha,
                 n_permutations=min(config.n_permutations, 1000),
                 seed=config.seed,
-                out_path=str(config.output_dir / st.name()),
                 sidecar={"Space": st.space},
             ),
             name=f"findings_{to_label(st.task)}",
         )
         node.overwrite = True
-        wf.add_nodes([node])
+        _sink(wf, node, "out_file", config.output_dir / st.name(), name=f"write_{node.name}")
     return wf

@@ -35,6 +35,7 @@ The core, private modules
 ``_crossval``                weighted models of RDMs: the fit, the folds, cross-validation
 ``_decode``                  reading stimulus files into frames; the gray face image
 ``_evalengine``              the ROI inference's batched engine: many bootstrap samples at once
+``_findingfiles``            the findings' inputs read from a run's files, and the findings table
 ``_findingtests``            the statistical tests behind the findings
 ``_groupimgs``               group tests from images to images
 ``_inferenceinputs``         the ROI inference's comparators and bootstrap modes, checks of its RDMs

@@ -4,23 +4,30 @@
 part is replaced by its mean over the evaluated stimuli, and the drop from the intact
 accuracy; :func:`arm_lesion_outcomes` does it stimulus by stimulus for a checkpoint on
 the stimuli that carry one of its classes, and :func:`lesion_summary` and
-:func:`arm_lesion_table` sum those outcomes up per arm. :mod:`dnnrsa.train` re-exports
-these names.
+:func:`arm_lesion_table` sum those outcomes up per arm; :func:`read_lesion_outcomes`
+reads the outcomes back from their table, with the network's class count.
+:mod:`dnnrsa.train` re-exports the first four.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from ._predict import _to_tensors, predict
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "arm_lesion_outcomes",
     "arm_lesion_table",
+    "checkpoint_class_count",
     "evaluate_lesions",
     "lesion_summary",
+    "read_lesion_outcomes",
 ]
 
 
@@ -205,6 +212,62 @@ def arm_lesion_table(
         checkpoint, stim_files, stim_labels, stimulus_table, device=device, crop_boxes=crop_boxes
     )
     return None if outcomes is None else lesion_summary(outcomes)
+
+
+def checkpoint_class_count(checkpoint) -> int | None:
+    """The number of classes of a trained network: the labels its checkpoint records
+    (None when it records none)."""
+    from .models import load_checkpoint
+
+    return len(load_checkpoint(checkpoint).get("labels", [])) or None
+
+
+def read_lesion_outcomes(path, n_classes: int | None = None, *, checkpoint=None):
+    """Per-stimulus lesion outcomes (:func:`arm_lesion_outcomes`) read from their table.
+
+    The table (TSV: ``stim_file``, ``target``, ``predicted_<arm>``, ``correct_<arm>``)
+    does not hold the network's number of classes, which the chance level of its
+    accuracy needs; ``attrs["n_classes"]`` gets, in this order: ``n_classes``; the
+    number of labels of the network's checkpoint (:func:`checkpoint_class_count`),
+    ``checkpoint`` or else the ``Checkpoint`` recorded by the table's JSON sidecar (the
+    BIDS App's ``desc-lesionoutcomes`` derivative records it); the number of classes
+    among the table's targets, when neither is given or the recorded checkpoint is no
+    longer there (with a warning).
+
+    Parameters
+    ----------
+    path : path-like
+        The outcomes table.
+    n_classes : int, optional
+    checkpoint : path-like, optional
+        The network's checkpoint.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table, with ``stim_file`` and ``target`` read as strings.
+    """
+    import pandas as pd
+
+    from .bidsnames import read_json, sidecar_path
+
+    table = pd.read_csv(path, sep="\t", dtype={"stim_file": str, "target": str})
+    if not n_classes:
+        if checkpoint is None:
+            recorded = read_json(sidecar_path(path)).get("Checkpoint")
+            if recorded and not Path(recorded).is_file():
+                logger.warning(
+                    "%s: the checkpoint its sidecar records (%s) is not there; its number "
+                    "of classes is taken from the targets",
+                    path,
+                    recorded,
+                )
+                recorded = None
+            checkpoint = recorded or None
+        if checkpoint is not None:
+            n_classes = checkpoint_class_count(checkpoint)
+    table.attrs["n_classes"] = int(n_classes or table["target"].nunique())
+    return table
 
 
 def _module_inputs(model, module, inputs, modalities, batch_size, device) -> np.ndarray:

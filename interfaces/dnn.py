@@ -293,15 +293,6 @@ class ArmLesion(SimpleInterface):
         return runtime
 
 
-def read_lesion_outcomes(path, n_classes: int | None = None):
-    """A per-stimulus lesion table written by :class:`ArmLesion` (``attrs`` restored)."""
-    import pandas as pd
-
-    table = pd.read_csv(path, sep="\t", dtype={"stim_file": str, "target": str})
-    table.attrs["n_classes"] = int(n_classes or table["target"].nunique())
-    return table
-
-
 class _ArmRelevanceInputSpec(BaseInterfaceInputSpec):
     bank_file = File(exists=True, mandatory=True, desc="layer RDMs of one network")
     outcomes_file = File(exists=True, desc="per-stimulus lesion outcomes (ArmLesion)")
@@ -324,17 +315,14 @@ class ArmRelevance(SimpleInterface):
 
     def _run_interface(self, runtime):
         from dnnrsa.findings import arm_relevance_table
+        from dnnrsa.lesions import read_lesion_outcomes
         from dnnrsa.modelbank import ModelBank
 
         bank = ModelBank.load(self.inputs.bank_file)
         outcomes = None
         if isdefined(self.inputs.outcomes_file):
-            n_classes = None
-            if isdefined(self.inputs.checkpoint):
-                from dnnrsa.models import load_checkpoint
-
-                n_classes = len(load_checkpoint(self.inputs.checkpoint).get("labels", [])) or None
-            outcomes = read_lesion_outcomes(self.inputs.outcomes_file, n_classes)
+            checkpoint = self.inputs.checkpoint if isdefined(self.inputs.checkpoint) else None
+            outcomes = read_lesion_outcomes(self.inputs.outcomes_file, checkpoint=checkpoint)
         table = arm_relevance_table(
             outcomes,
             bank.rdms,
@@ -461,108 +449,48 @@ class _StudyFindingsInputSpec(BaseInterfaceInputSpec):
     n_permutations = traits.Int(1000, usedefault=True)
     n_boot = traits.Int(1000, usedefault=True)
     seed = traits.Int(0, usedefault=True)
-    out_path = traits.Str(mandatory=True, desc="the findings table written (with a JSON sidecar)")
     sidecar = traits.Dict(usedefault=True, desc="extra sidecar fields")
 
 
 class _StudyFindingsOutputSpec(TraitedSpec):
-    out_file = File(exists=True)
+    out_file = File(exists=True, desc="the findings table (TSV)")
+    out_sidecar = traits.Dict(desc="its sidecar's fields (its sink adds the software versions)")
 
 
 class StudyFindings(SimpleInterface):
-    """The study's findings table (:func:`dnnrsa.findings.study_findings`)."""
+    """The study's findings table from the derivatives' files
+    (:func:`dnnrsa._findingfiles.study_findings_from_files`), written into the node's
+    folder as ``findings.tsv``, with its sidecar's fields as an output."""
 
     input_spec = _StudyFindingsInputSpec
     output_spec = _StudyFindingsOutputSpec
 
     def _run_interface(self, runtime):
-        import nibabel as nib
-        import pandas as pd
+        from dnnrsa._findingfiles import study_findings_from_files
 
-        from dnnrsa._io import atomic_write
-        from dnnrsa.bidsnames import read_json, sidecar_path, write_json
-        from dnnrsa.findings import NetworkResults, sts_tpj_region, study_findings
-        from dnnrsa.rdm import read_rdm_tsv
-        from dnnrsa.stats import fisher_z
-
-        from .bids import software_versions
-
-        stim = pd.read_csv(self.inputs.stimulus_table, sep="\t", dtype=str)
-        relevance = list(self.inputs.relevance_files) or [""] * len(self.inputs.networks)
-        outcomes = list(self.inputs.outcome_files) or [""] * len(self.inputs.networks)
-        networks = {}
-        for regime, files, rel, out in zip(
-            self.inputs.networks, self.inputs.rdm_files, relevance, outcomes, strict=True
-        ):
-            vectors, conditions, parts, layers = [], None, [], []
-            for f in files:
-                vec, labels = read_rdm_tsv(f)
-                if conditions is None:
-                    conditions = labels
-                elif labels != conditions:
-                    raise ValueError(f"{f}: conditions differ from the network's other layers")
-                meta = read_json(sidecar_path(f))
-                vectors.append(vec)
-                parts.append(str(meta.get("Part", "")))
-                layers.append(str(meta.get("LayerName", os.path.basename(f))))
-            by_cond = stim.drop_duplicates("condition").set_index("condition").reindex(conditions)
-            labels = {c: by_cond[c].to_numpy() for c in by_cond.columns if by_cond[c].notna().all()}
-            rel_table = pd.read_csv(rel, sep="\t") if rel else None
-            outcome_table = None
-            if out:
-                n_classes = None
-                if rel_table is not None:
-                    chance = rel_table.query("measure == 'accuracy' and arm == 'none'")["chance"]
-                    n_classes = int(round(1 / float(chance.iloc[0]))) if len(chance) else None
-                outcome_table = read_lesion_outcomes(out, n_classes)
-            networks[regime] = NetworkResults(
-                rdms=np.vstack(vectors),
-                parts=parts,
-                layers=layers,
-                conditions=list(conditions),
-                labels=labels,
-                arm_relevance=rel_table,
-                outcomes=outcome_table,
-            )
-        searchlight, regions = {}, {}
-        for regime, subjects in self.inputs.searchlight_files.items():
-            stacks = []
-            for layer_files in subjects:
-                maps = [np.asarray(nib.load(f).dataobj, dtype=np.float64) for f in layer_files]
-                data = np.stack(maps)
-                if self.inputs.fisher_z:
-                    data = fisher_z(data)
-                stacks.append(data.mean(axis=0))
-            scores = np.stack(stacks)
-            scored = np.isfinite(scores).all(axis=0)
-            grid = nib.load(subjects[0][0])
-            key = (grid.shape[:3], grid.affine.tobytes())
-            if key not in regions:  # the atlas region once per grid
-                regions[key] = sts_tpj_region(grid)
-            searchlight[regime] = (scores[:, scored], regions[key][scored])
-        table = study_findings(
-            networks,
-            searchlight=searchlight,
+        table = study_findings_from_files(
+            list(self.inputs.networks),
+            [list(files) for files in self.inputs.rdm_files],
+            self.inputs.stimulus_table,
+            relevance_files=list(self.inputs.relevance_files),
+            outcome_files=list(self.inputs.outcome_files),
+            searchlight_files={k: list(v) for k, v in self.inputs.searchlight_files.items()},
+            fisher_z=self.inputs.fisher_z,
             alpha=self.inputs.alpha,
             n_permutations=self.inputs.n_permutations,
             n_boot=self.inputs.n_boot,
             seed=self.inputs.seed,
         )
-        out = self.inputs.out_path
-        with atomic_write(out) as fh:
-            table.to_csv(fh, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
-        write_json(
-            sidecar_path(out),
-            {
-                **self.inputs.sidecar,
-                "Alpha": self.inputs.alpha,
-                "MultipleComparisons": "Holm over the decided findings; within a finding, "
-                "every part must hold (intersection-union: the largest p of its parts)",
-                "NumberOfPermutations": self.inputs.n_permutations,
-                "NumberOfBootstrapSamples": self.inputs.n_boot,
-                "Networks": list(self.inputs.networks),
-                "SoftwareVersions": software_versions(),
-            },
-        )
+        out = os.path.join(runtime.cwd, "findings.tsv")
+        table.to_csv(out, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
         self._results["out_file"] = out
+        self._results["out_sidecar"] = {
+            **self.inputs.sidecar,
+            "Alpha": self.inputs.alpha,
+            "MultipleComparisons": "Holm over the decided findings; within a finding, "
+            "every part must hold (intersection-union: the largest p of its parts)",
+            "NumberOfPermutations": self.inputs.n_permutations,
+            "NumberOfBootstrapSamples": self.inputs.n_boot,
+            "Networks": list(self.inputs.networks),
+        }
         return runtime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -162,11 +163,22 @@ def test_study_findings_node_equals_core(tmp_path):
             n_permutations=200,
             n_boot=300,
             seed=5,
-            out_path=str(tmp_path / "findings.tsv"),
         ),
         tmp_path,
     )
-    got = pd.read_csv(out.out_file, sep="\t")
+    # the node writes into its own folder; its sink writes the derivative and sidecar
+    assert Path(out.out_file).parent == tmp_path / "work" / "node"
+    from dnnrsa.interfaces.bids import WriteDerivative
+
+    _run(
+        WriteDerivative(
+            in_file=out.out_file, out_path=str(tmp_path / "findings.tsv"), sidecar=out.out_sidecar
+        ),
+        tmp_path,
+        name="sink",
+    )
+    assert (tmp_path / "findings.tsv").read_bytes() == Path(out.out_file).read_bytes()
+    got = pd.read_csv(tmp_path / "findings.tsv", sep="\t")
     searchlight = {}
     for regime, subjects in maps.items():
         scores = np.stack(
@@ -187,3 +199,4 @@ def test_study_findings_node_equals_core(tmp_path):
     assert got.set_index("finding").loc[[1, 5], "verdict"].tolist() == ["holds", "holds"]
     meta = json.loads((tmp_path / "findings.json").read_text())
     assert meta["Networks"] == list(networks) and "Holm" in meta["MultipleComparisons"]
+    assert list(meta) == [*out.out_sidecar, "SoftwareVersions"]
