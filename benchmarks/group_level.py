@@ -109,7 +109,6 @@ def add_per_map_tests(wf, config, groups) -> None:
         test = pe.Node(
             GroupSignFlipTest(
                 in_files=[str(f) for f in g.files],
-                comparator=config.comparator,
                 n_permutations=config.n_permutations,
                 tfce=config.tfce,
                 cluster_threshold=config.cluster_threshold,

@@ -164,7 +164,6 @@ def _add_layer_winners(wf, config, groups: list[MapGroup]) -> None:
         winner = pe.Node(
             LayerWinner(
                 in_files=per_layer,
-                comparator=config.comparator,
                 n_permutations=config.n_permutations,
                 seed=config.seed,
             ),

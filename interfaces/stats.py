@@ -15,16 +15,11 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from dnnrsa._registries import GROUP_MAP_STATISTICS, comparator_names
+from dnnrsa._registries import GROUP_MAP_STATISTICS
 
 
 class _GroupTestInputSpec(BaseInterfaceInputSpec):
     in_files = InputMultiObject(File(exists=True), mandatory=True, desc="one map per subject")
-    comparator = traits.Enum(
-        *comparator_names(fisher_z=True),
-        usedefault=True,
-        desc="comparator of the maps (correlation-like: all are Fisher z transformed)",
-    )
     n_permutations = traits.Int(1000, usedefault=True)
     tfce = traits.Bool(False, usedefault=True)
     cluster_threshold = traits.Float(0.001, usedefault=True, desc="cluster-forming p")
@@ -49,7 +44,8 @@ del _statistic
 
 class GroupSignFlipTest(SimpleInterface):
     """One-sample sign-flip permutation test of subject maps, with a cluster table
-    (:func:`dnnrsa.stats.group_test_imgs`)."""
+    (:func:`dnnrsa.stats.group_test_imgs`). The maps are Fisher z transformed first,
+    whatever their comparator (every comparator's scores are correlation-like)."""
 
     input_spec = _GroupTestInputSpec
     output_spec = _GroupTestOutputSpec
@@ -193,11 +189,6 @@ class _WinnerInputSpec(BaseInterfaceInputSpec):
     in_files = traits.List(
         traits.List(File(exists=True)), mandatory=True, desc="per layer: one map per subject"
     )
-    comparator = traits.Enum(
-        *comparator_names(fisher_z=True),
-        usedefault=True,
-        desc="comparator of the maps (correlation-like: all are Fisher z transformed)",
-    )
     n_permutations = traits.Int(1000, usedefault=True)
     seed = traits.Int(0, usedefault=True)
 
@@ -210,7 +201,8 @@ class _WinnerOutputSpec(TraitedSpec):
 
 class LayerWinner(SimpleInterface):
     """Winner-take-all map across layers, with a test of best against second best
-    where there are enough subjects (:func:`dnnrsa.stats.layer_winner_imgs`)."""
+    where there are enough subjects (:func:`dnnrsa.stats.layer_winner_imgs`); the maps
+    are Fisher z transformed first, as in :class:`GroupSignFlipTest`."""
 
     input_spec = _WinnerInputSpec
     output_spec = _WinnerOutputSpec

@@ -87,9 +87,11 @@ def test_interface_enums_are_the_registry_names():
     )
     for spec in (roi._RoiEvaluationInputSpec, roi._RoiWeightedInputSpec):
         assert _enum_values(spec, "comparator") == comparator_names(inference=True)
-    for spec in (stats._GroupTestInputSpec, stats._WinnerInputSpec):
-        assert _enum_values(spec, "comparator") == comparator_names(fisher_z=True)
-        assert spec().comparator == "spearman"
+    # the group tests and the layer winners Fisher z transform every map (they take no
+    # comparator): every comparator whose maps they test must be correlation-like
+    for spec in (stats._GroupTestInputSpec, stats._WinnerInputSpec, stats._GroupModelTestInputSpec):
+        assert "comparator" not in spec().copyable_trait_names()
+    assert set(comparator_names(searchlight=True)) <= set(comparator_names(fisher_z=True))
     assert searchlight._SearchlightInputSpec().comparator == "spearman"
 
 
