@@ -4,7 +4,8 @@ Before, ``init_group_wf`` made one ``GroupSignFlipTest`` node per layer map (whi
 formed the permuted t maps for the cluster-size FWE p that nothing wrote) and four
 ``WriteDerivative`` nodes per map: with 4 networks x 29 layers, 580 nipype nodes. Now
 each network has one ``GroupModelTest`` node (``dnnrsa.stats.group_test_maps``) that
-tests all its layers by the blocked max-T, FWE per map, and writes every file itself.
+tests all its layers by the blocked max-T, FWE per map, and names every file as its
+derivative, and one sink (``CopyDerivatives``) writes them into the output folder.
 
 The script writes a group of subject maps as the participant level does (MNI grid of
 ``--voxel-size`` mm from the demo generator, ``--networks`` x ``--layers`` maps per

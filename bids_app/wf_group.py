@@ -15,7 +15,7 @@ from nipype.pipeline import engine as pe
 from dnnrsa._registries import GROUP_MAP_STATISTICS, comparator_names
 from dnnrsa.bidsnames import build_name, to_label
 
-from ..interfaces.bids import WriteDerivative
+from ..interfaces.bids import CopyDerivatives, WriteDerivative
 from ..interfaces.dnn import StudyFindings
 from ..interfaces.roi import RoiEvaluation, RoiWeightedModels
 from ..interfaces.stats import GroupModelTest, LayerWinner
@@ -95,7 +95,6 @@ def add_group_tests(wf, config, groups: list[MapGroup]) -> None:
                 entities=entities,
                 sidecars=sidecars,
                 tfce=tfce,
-                output_dir=str(out),
                 n_permutations=config.n_permutations,
                 cluster_threshold=config.cluster_threshold,
                 seed=config.seed,
@@ -109,7 +108,9 @@ def add_group_tests(wf, config, groups: list[MapGroup]) -> None:
         # a rerun with the same work directory resumes: the test reruns only when its
         # inputs changed or one of its outputs is missing from the derivatives
         test.overwrite = not all(p.is_file() for p in expected)
-        wf.add_nodes([test])
+        sink = pe.Node(CopyDerivatives(output_dir=str(out)), name=f"write_{test.name}")
+        sink.overwrite = True
+        wf.connect(test, "out_files", sink, "in_files")
 
 
 def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_wf", roi_sets=()):
@@ -118,9 +119,10 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
 
     Each network (task, space, model) gets one :class:`GroupModelTest` node, which tests
     every layer map (sign-flip permutations, max-T FWE per map, TFCE for the layers
-    :func:`tfce_wanted` selects) and writes into ``config.output_dir`` with the names of
-    the data flow (``task-<t>_space-<sp>_model-<m>_layer-<l>_stat-<t|z|p>_statmap.nii.gz``
-    and ``_clusters.tsv``). The layer winners (:func:`_add_layer_winners`) and the ROI
+    :func:`tfce_wanted` selects) and names its outputs as the derivatives
+    (``task-<t>_space-<sp>_model-<m>_layer-<l>_stat-<t|z|p>_statmap.nii.gz`` and
+    ``_clusters.tsv``), and a :class:`CopyDerivatives` sink that writes them into
+    ``config.output_dir``. The layer winners (:func:`_add_layer_winners`) and the ROI
     evaluations of ``roi_sets`` (:func:`_add_roi_evaluations`) follow.
 
     Inputs

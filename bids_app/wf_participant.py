@@ -12,7 +12,7 @@ from nipype.pipeline import engine as pe
 
 from dnnrsa.bidsnames import build_name, subject_dir
 
-from ..interfaces.bids import WriteDerivative, WriteSubjectMaps
+from ..interfaces.bids import CopyDerivatives, WriteDerivative, WriteSubjectMaps
 from ..interfaces.glm import EstimatePatterns
 from ..interfaces.roi import RoiRDM
 from ..interfaces.searchlight import SearchlightRSA
@@ -32,12 +32,18 @@ def confound_columns(config) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def _write_brain_mask(bold_files, mask_file, out_path):
-    """The brain mask the patterns use (dnnrsa.glm.brain_mask), with its counts as sidecar."""
+def _write_brain_mask(bold_files, mask_file, name):
+    """The brain mask the patterns use (dnnrsa.glm.brain_mask), with its counts as sidecar,
+    written as ``name`` into the node's folder (the working directory of the node): the
+    paths of the mask and of its sidecar."""
+    import os
+
+    from dnnrsa.bidsnames import sidecar_path
     from dnnrsa.glm import brain_mask, save_brain_mask
 
     info = brain_mask(bold_files, mask_file)
-    return str(save_brain_mask(info, out_path, sources=list(bold_files)))
+    mask = save_brain_mask(info, os.path.abspath(name), sources=list(bold_files))
+    return [str(mask), str(sidecar_path(mask))]
 
 
 def _n_models(config) -> int:
@@ -195,31 +201,35 @@ def _add_glm(wf, config, inputs: SubjectInputs, *, t_r: float, mem_gb: float) ->
 
 
 def _add_brain_mask(wf, config, inputs: SubjectInputs) -> None:
-    """Add the writer of the brain mask derivative (``write_mask``,
-    ``desc-brain_mask.nii.gz`` and its sidecar of counts) to ``wf``.
+    """Add the brain mask derivative (``brain_mask``, ``desc-brain_mask.nii.gz`` and its
+    sidecar of counts, in the node's folder) and its sink (``write_mask``) to ``wf``.
 
     The mask is computed from the runs (and the given mask) as the patterns compute it;
     the searchlight and the ROI RDMs read the mask of :class:`EstimatePatterns`, which
     holds the same voxels, but its file (header) and outputs (no counts) are not those
-    of the derivative, so this node writes the derivative itself.
+    of the derivative, so this node makes the derivative itself.
     """
     s = inputs.subject
     mask_name = build_name(
         {"sub": s, "task": inputs.task, "space": inputs.space, "desc": "brain"}, "mask", ".nii.gz"
     )
-    write_mask = pe.Node(
+    mask = pe.Node(
         niu.Function(
             function=_write_brain_mask,
-            input_names=["bold_files", "mask_file", "out_path"],
-            output_names=["out_file"],
+            input_names=["bold_files", "mask_file", "name"],
+            output_names=["out_files"],
         ),
-        name="write_mask",
+        name="brain_mask",
     )
-    write_mask.inputs.bold_files = [str(r.bold) for r in inputs.runs]
-    write_mask.inputs.mask_file = str(inputs.mask) if inputs.mask is not None else None
-    write_mask.inputs.out_path = str(subject_dir(config.output_dir, s) / mask_name)
+    mask.inputs.bold_files = [str(r.bold) for r in inputs.runs]
+    mask.inputs.mask_file = str(inputs.mask) if inputs.mask is not None else None
+    mask.inputs.name = mask_name
+    mask.overwrite = True
+    write_mask = pe.Node(
+        CopyDerivatives(output_dir=str(subject_dir(config.output_dir, s))), name="write_mask"
+    )
     write_mask.overwrite = True
-    wf.add_nodes([write_mask])
+    wf.connect(mask, "out_files", write_mask, "in_files")
 
 
 def _add_searchlight(

@@ -1,4 +1,5 @@
-"""Nipype interfaces that write BIDS derivatives (atomically) into the output folder."""
+"""Nipype interfaces that write BIDS derivatives (atomically) into the output folder: the
+workflows' sinks, the only nodes that write there."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
+    InputMultiObject,
     OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
@@ -192,7 +194,36 @@ class WriteSubjectMaps(SimpleInterface):
         return runtime
 
 
+class _CopyDerivativesInputSpec(BaseInterfaceInputSpec):
+    in_files = InputMultiObject(
+        File(exists=True),
+        mandatory=True,
+        desc="files already named as their derivatives (data files and JSON sidecars)",
+    )
+    output_dir = traits.Str(mandatory=True, desc="the folder of the derivatives written into")
+
+
+class CopyDerivatives(SimpleInterface):
+    """Copy files named as derivatives (data files and their JSON sidecars, as a node
+    that names its outputs so lists them) into a folder of the derivatives, in order,
+    under the same names, each atomically (a temporary name, then a rename)."""
+
+    input_spec = _CopyDerivativesInputSpec
+    output_spec = _MultiOutputSpec
+
+    def _run_interface(self, runtime):
+        out_dir = Path(self.inputs.output_dir)
+        written = []
+        for src in self.inputs.in_files:
+            dst = out_dir / Path(src).name
+            copy_atomic(src, dst)
+            written.append(str(dst))
+        self._results["out_files"] = written
+        return runtime
+
+
 __all__ = [
+    "CopyDerivatives",
     "WriteDerivative",
     "WriteLayerRDMs",
     "WriteSubjectMaps",

@@ -101,7 +101,6 @@ class _GroupModelTestInputSpec(BaseInterfaceInputSpec):
     )
     sidecars = traits.List(traits.Dict, desc="per map: the sidecar of its statistic maps")
     tfce = traits.List(traits.Bool, desc="per map: add the TFCE FWE p map (default: none)")
-    output_dir = traits.Str(mandatory=True, desc="the derivatives folder written into")
     n_permutations = traits.Int(1000, usedefault=True)
     cluster_threshold = traits.Float(0.001, usedefault=True, desc="cluster-forming p")
     seed = traits.Int(0, usedefault=True)
@@ -116,17 +115,22 @@ class _GroupModelTestInputSpec(BaseInterfaceInputSpec):
 
 
 class _GroupModelTestOutputSpec(TraitedSpec):
-    out_files = OutputMultiObject(File(exists=True), desc="every file written")
+    out_files = OutputMultiObject(
+        File(exists=True),
+        desc="every file written into the node's folder, named as its derivative: each "
+        "statistic map followed by its JSON sidecar, then the map's cluster table",
+    )
 
 
 class GroupModelTest(SimpleInterface):
     """Group tests of all the maps of one network (its layers) in one call
-    (:func:`dnnrsa.stats.group_test_maps`), written into the derivatives.
+    (:func:`dnnrsa.stats.group_test_maps`), written into the node's folder under the
+    names of their derivatives (:class:`~dnnrsa.interfaces.bids.CopyDerivatives` puts
+    them into the derivatives).
 
     Per map: ``<entities>_stat-t_statmap.nii.gz``, ``_stat-z_``, ``_stat-p_`` (max-T
     FWE p over that map), ``_desc-tfce_stat-p_`` where its TFCE flag is set, each with
-    its JSON sidecar, and ``<entities>_clusters.tsv``; every file is written
-    atomically (a temporary name, then a rename).
+    its JSON sidecar, and ``<entities>_clusters.tsv``.
     """
 
     input_spec = _GroupModelTestInputSpec
@@ -161,7 +165,7 @@ class GroupModelTest(SimpleInterface):
             device=self.inputs.device,
             n_jobs=None if self.inputs.n_jobs < 1 else self.inputs.n_jobs,
         )
-        out_dir = Path(self.inputs.output_dir)
+        out_dir = Path(runtime.cwd)
         versions = software_versions()
         written = []
         for res, ents, sidecar in zip(results, self.inputs.entities, sidecars, strict=True):
@@ -176,7 +180,7 @@ class GroupModelTest(SimpleInterface):
                     "SoftwareVersions": versions,
                 }
                 write_json(sidecar_path(path), side)
-                written.append(str(path))
+                written += [str(path), str(sidecar_path(path))]
             if res.clusters is not None:
                 path = out_dir / build_name(dict(ents), "clusters", ".tsv")
                 write_cluster_tsv(res.clusters, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -449,7 +450,11 @@ def test_group_sign_flip_test(tmp_path):
 
 
 def test_group_model_test(tmp_path):
+    """The node writes every map's outputs into its own folder under their derivatives'
+    names; its sink (CopyDerivatives) copies them and their sidecars, byte for byte."""
     from dnnrsa.atlas import write_cluster_tsv
+    from dnnrsa.bidsnames import sidecar_path
+    from dnnrsa.interfaces.bids import CopyDerivatives
     from dnnrsa.interfaces.stats import GroupModelTest
     from dnnrsa.stats import group_test_imgs
 
@@ -467,11 +472,20 @@ def test_group_model_test(tmp_path):
         entities=entities,
         sidecars=sidecars,
         tfce=tfce,
-        output_dir=str(out_dir),
         n_permutations=32,
         seed=1,
     )
-    out = _run(node, tmp_path)
+    test_out = _run(node, tmp_path)
+    node_dir = tmp_path / "work" / "node"
+    assert {Path(f).parent for f in test_out.out_files} == {node_dir}
+    assert not list(out_dir.iterdir())  # the node writes nothing into the derivatives
+    out = _run(
+        CopyDerivatives(in_files=test_out.out_files, output_dir=str(out_dir)), tmp_path, "sink"
+    )
+    for f in test_out.out_files:
+        assert (out_dir / Path(f).name).read_bytes() == Path(f).read_bytes()
+        if f.endswith("_statmap.nii.gz"):  # every map is followed by its sidecar
+            assert str(sidecar_path(f)) in test_out.out_files
     written = set()
     for k in range(3):
         direct = group_test_imgs(layers[k], n_permutations=32, random_state=1, tfce=tfce[k])
@@ -484,7 +498,7 @@ def test_group_model_test(tmp_path):
             side = json.loads(path.with_name(f"{stem}_{tail}_statmap.json").read_text())
             assert side["LayerIndex"] == k and "dnnrsa" in side["SoftwareVersions"]
             assert side["Statistic"]
-            written.add(str(path))
+            written |= {str(path), str(sidecar_path(path))}
         assert not tfce[k] or side["Statistic"] == "TFCE FWE p"
         expected = tmp_path / f"clusters{k}.tsv"
         write_cluster_tsv(direct.clusters, expected)
