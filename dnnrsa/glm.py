@@ -12,10 +12,15 @@ distances such as crossnobis can use them):
 
 The data are masked once per run with a :class:`nilearn.maskers.NiftiMasker`,
 scaled like :class:`nilearn.glm.first_level.FirstLevelModel` does
-(``signal_scaling``), and fitted with :func:`nilearn.glm.first_level.run_glm`;
-design matrices come from :func:`nilearn.glm.first_level.make_first_level_design_matrix`.
-With the same options the LSA patterns equal what ``FirstLevelModel.fit`` followed
-by ``compute_contrast`` gives for each condition.
+(``signal_scaling``), and fitted with the numbers of
+:func:`nilearn.glm.first_level.run_glm` and
+:func:`nilearn.glm.contrasts.compute_contrast`; design matrices come from
+:func:`nilearn.glm.first_level.make_first_level_design_matrix`. With the same options
+the LSA patterns equal what ``FirstLevelModel.fit`` followed by ``compute_contrast``
+gives for each condition, and each LSS trial's estimate what nilearn's GLM of that
+trial's design gives. For the ``"ar1"`` and ``"ols"`` noise models the fits are
+:mod:`dnnrsa._fastglm`'s matrix products (all conditions of a run, all trials of a
+run at once, no GLM per trial); other noise models (``"arN"``) go through nilearn.
 
 The brain mask (:func:`brain_mask`, :func:`save_brain_mask`, :class:`BrainMask`)
 lives in :mod:`dnnrsa.brainmask` and is re-exported here.
@@ -41,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from ._fastglm import NOISE_MODELS, fit_lsa, fit_lss, lss_pieces
 from .brainmask import (
     MAX_MASK_LOSS,
     BrainMask,
@@ -429,18 +435,28 @@ def _warn_zero_durations(tables, names) -> None:
 
 
 def _fit_contrasts(y, design, columns, output, glm_kwargs):
-    """Fit one GLM and return the effect (or t) of each column in ``columns``."""
+    """Fit one GLM and return the effect (or t) of each column in ``columns``.
+
+    With ``noise_model`` ``"ar1"`` or ``"ols"`` the numbers of nilearn's ``run_glm``
+    and ``compute_contrast`` come from :func:`dnnrsa._fastglm.fit_lsa` (every column at
+    once); other noise models (``"arN"``) go through nilearn itself.
+    """
+    names = list(design.columns)
+    noise_model = glm_kwargs["noise_model"]
+    if noise_model in NOISE_MODELS:
+        cols = [names.index(column) for column in columns]
+        return fit_lsa(y, design.to_numpy(), cols, output=output, noise_model=noise_model)
+
     from nilearn.glm.contrasts import compute_contrast
     from nilearn.glm.first_level import run_glm
 
     labels, results = run_glm(
         y,
         design.to_numpy(),
-        noise_model=glm_kwargs["noise_model"],
+        noise_model=noise_model,
         n_jobs=glm_kwargs["n_jobs"],
         random_state=glm_kwargs["random_state"],
     )
-    names = list(design.columns)
     out = np.empty((len(columns), y.shape[1]))
     for k, column in enumerate(columns):
         con = np.zeros(len(names))
@@ -506,7 +522,8 @@ def estimate_patterns(
     smoothing_fwhm : float, optional
         Spatial smoothing in mm applied when masking.
     noise_model : str, default="ar1"
-        Passed to :func:`nilearn.glm.first_level.run_glm` (``"ar1"`` or ``"ols"``).
+        nilearn's noise model: ``"ar1"`` or ``"ols"`` (computed by
+        :mod:`dnnrsa._fastglm`), or ``"arN"`` (nilearn's ``run_glm`` itself).
     signal_scaling : {0, False}, default=0
         ``0`` scales each voxel's time series to percent signal change (nilearn's
         default); ``False`` leaves the data unscaled.
@@ -515,9 +532,10 @@ def estimate_patterns(
     return_noise_precision : bool, default=False
         Keep each run's inverse shrinkage covariance (n_voxels x n_voxels).
     random_state : int or None, default=0
-        Seed of nilearn's AR(1) coefficient clustering.
+        Seed of nilearn's coefficient clustering for ``"arN"`` noise models (N > 1).
     n_jobs : int, default=1
-        Parallel jobs for :func:`nilearn.glm.first_level.run_glm`.
+        Parallel jobs of :func:`nilearn.glm.first_level.run_glm` for ``"arN"`` noise
+        models; ``"ar1"`` and ``"ols"`` run in this process (BLAS threads).
 
     Returns
     -------
@@ -809,21 +827,24 @@ def _pattern_result(
 
 
 def _lss(y, frame_times, events, conf, order, codes, output, glm_kwargs):
-    """Least squares separate: one model per trial, averaged per condition."""
-    n_trials = len(events)
-    designs = []
-    for trial in range(n_trials):
-        lss_events = events.copy()
-        labels = np.full(n_trials, "lssothers", dtype=object)
-        labels[trial] = "lsstarget"
-        lss_events["trial_type"] = labels
-        designs.append(_design(frame_times, lss_events, conf, glm_kwargs))
-    if glm_kwargs["noise_model"] == "ols":
-        trial_estimates = _lss_ols(y, designs, output)
+    """Least squares separate: one model per trial, averaged per condition.
+
+    With ``noise_model`` ``"ar1"`` or ``"ols"`` every trial's estimate comes from
+    :func:`dnnrsa._fastglm.fit_lss` (the numbers of one nilearn GLM per trial, without
+    fitting one); other noise models fit one nilearn GLM per trial.
+    """
+    noise_model = glm_kwargs["noise_model"]
+    if noise_model in NOISE_MODELS:
+        own, shared, target = _lss_pieces(frame_times, events, conf, glm_kwargs)
+        trial_estimates = fit_lss(y, own, shared, target, output=output, noise_model=noise_model)
     else:
-        trial_estimates = np.empty((n_trials, y.shape[1]))
-        for trial, design in enumerate(designs):
-            trial_estimates[trial] = _fit_contrasts(y, design, ["lsstarget"], output, glm_kwargs)[0]
+        designs = [
+            _lss_design(frame_times, events, trial, conf, glm_kwargs)
+            for trial in range(len(events))
+        ]
+        trial_estimates = np.stack(
+            [_fit_contrasts(y, d, ["lsstarget"], output, glm_kwargs)[0] for d in designs]
+        )
     trial_codes = events["trial_type"].to_numpy()
     out = np.empty((len(order), y.shape[1]))
     for k, label in enumerate(order):
@@ -831,40 +852,48 @@ def _lss(y, frame_times, events, conf, order, codes, output, glm_kwargs):
     return out
 
 
-def _lss_ols(y, designs, output):
-    """LSS trial estimates for an OLS noise model, without one GLM fit per trial.
+def _lss_design(frame_times, events, trial, conf, glm_kwargs):
+    """nilearn's LSS design of one trial: ``lsstarget`` against ``lssothers``."""
+    lss_events = events.copy()
+    labels = np.full(len(events), "lssothers", dtype=object)
+    labels[trial] = "lsstarget"
+    lss_events["trial_type"] = labels
+    return _design(frame_times, lss_events, conf, glm_kwargs)
 
-    With ordinary least squares the target trial's effect is one row of the
-    design's pseudo-inverse applied to the data, so the effects of all trials are
-    a single matrix product. The t statistic divides by the standard error
-    ``sqrt(rss / dof * (X'X)^+_tt)``, with the residual sum of squares obtained by
-    projecting the data on the design's column space. These are the quantities
-    nilearn's OLS model and ``compute_contrast`` produce.
+
+def _lss_pieces(frame_times, events, conf, glm_kwargs):
+    """Every trial's own columns and the shared columns of the LSS designs.
+
+    When the HRF model gives one regressor per condition (``"glover"``, ``"spm"``,
+    ``None``: a linear map of the events), one nilearn design with a regressor per
+    trial holds them all: a trial's ``lsstarget`` is its own regressor (the same bits
+    as in its nilearn LSS design) and ``lssothers`` the sum of the other trials'
+    regressors (nilearn's, to rounding); drifts, confounds and the constant are the
+    design's other columns. Otherwise (HRF derivatives, FIR: per-condition
+    orthogonalisation) each trial's nilearn design is built and split by
+    :func:`dnnrsa._fastglm.lss_pieces`.
+
+    Returns
+    -------
+    own : ndarray of shape (n_trials, n_scans, n_own)
+    shared : ndarray of shape (n_scans, n_shared)
+    target : int
+        Position of ``lsstarget`` within ``own``.
     """
-    n_scans = y.shape[0]
-    rows = np.empty((len(designs), n_scans))
-    var_factor = np.empty(len(designs))
-    bases, dofs = [], []
-    for trial, design in enumerate(designs):
-        x = design.to_numpy()
-        col = list(design.columns).index("lsstarget")
-        pinv = np.linalg.pinv(x)
-        rows[trial] = pinv[col]
-        var_factor[trial] = pinv[col] @ pinv[col]
-        if output == "t":
-            u, sv, _ = np.linalg.svd(x, full_matrices=False)
-            rank = int(np.sum(sv > sv.max() * max(x.shape) * np.finfo(float).eps))
-            bases.append(u[:, :rank])
-            dofs.append(n_scans - rank)
-    effects = rows @ y
-    if output == "effect":
-        return effects
-    total_ss = np.einsum("ij,ij->j", y, y)
-    stats = np.empty_like(effects)
-    for trial, basis in enumerate(bases):
-        proj = basis.T @ y
-        rss = np.clip(total_ss - np.einsum("ij,ij->j", proj, proj), 0.0, None)
-        variance = rss / dofs[trial] * var_factor[trial]
-        # nilearn floors the variance at a tiny value in the same way
-        stats[trial] = effects[trial] / np.sqrt(np.maximum(variance, 1e-50))
-    return stats
+    n_trials = len(events)
+    names = [f"lsstrial{k:05d}" for k in range(n_trials)]
+    trial_events = events.copy()
+    trial_events["trial_type"] = names
+    design = _design(frame_times, trial_events, conf, glm_kwargs)
+    task = [c for c in design.columns if str(c).startswith("lsstrial")]
+    if task == names:
+        targets = design[names].to_numpy().T  # (n_trials, n_scans)
+        shared = design.drop(columns=names).to_numpy()
+        if n_trials == 1:
+            return targets[:, :, None], shared, 0
+        others = targets.sum(axis=0) - targets
+        return np.stack([others, targets], axis=2), shared, 1
+    designs = [
+        _lss_design(frame_times, events, trial, conf, glm_kwargs) for trial in range(n_trials)
+    ]
+    return lss_pieces(designs, "lsstarget")

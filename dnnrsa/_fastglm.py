@@ -1,0 +1,635 @@
+"""nilearn's first-level GLM numbers (OLS and AR(1), LSA and LSS) by matrix products.
+
+Everything here works on arrays: ``y`` is the masked data of one run, shape
+``(n_scans, n_voxels)`` (already scaled as the caller wants), and the design
+matrices are arrays (or DataFrames) built by nilearn. The results are the numbers
+of nilearn 0.14's :func:`nilearn.glm.first_level.run_glm` followed by
+:func:`nilearn.glm.contrasts.compute_contrast` with a unit t contrast on one column:
+
+- ``output="effect"``: ``Contrast.effect_size()``, the column's coefficient
+  ``theta[j]`` of the fit of the voxel's noise-model group;
+- ``output="t"``: ``Contrast.stat()``, ``effect / sqrt(max(variance, 1e-50))`` with
+  ``variance = normalized_cov_beta[j, j] * dispersion``, where
+  ``normalized_cov_beta = pinv(Xw) @ pinv(Xw).T`` and ``dispersion = sum(wresid**2) /
+  (n_scans - n_columns)`` (nilearn divides by the number of columns of the design,
+  not by its rank).
+
+What nilearn does, and what is reproduced:
+
+- ``noise_model="ols"``: ``OLSModel(X).fit(y)``: ``theta = pinv(X) @ y``.
+- ``noise_model="ar1"``: the OLS fit first; then ``_yule_walker`` on the OLS
+  residuals: the **global** mean of the whole residual array (every voxel and scan)
+  is subtracted, and per voxel ``rho = (sum_t e_t e_{t+1} / ((T - 1) T)) /
+  (sum_t e_t**2 / (T T))``; each rho is binned as ``(rho * bins).astype(int) / bins``
+  (truncation toward zero, ``bins=100``), and the voxels of each bin are refitted by
+  ``ARModel(X, rho).fit``: data and design whitened as ``w_0 = x_0``, ``w_t = x_t -
+  rho x_{t-1}`` (the first scan is not rescaled), then the OLS formulas above on the
+  whitened design ``Xw``.
+
+nilearn fits the groups one after another and ``compute_contrast`` loops over the
+groups once per contrast (and, for LSS, nilearn fits a complete GLM per trial);
+here every column and every trial comes out of a few matrix products. The routes are
+exact in exact arithmetic and agree with nilearn to rounding: ``tests/test_fastglm.py``
+checks 1e-8 relative on real (Haxby) and simulated runs, where the largest differences
+are about 1e-12 of a map's largest value (1e-9 of the value itself for values down to
+a thousandth of the map's largest). With an ill-conditioned design (unscaled confounds)
+nilearn's own rounding dominates the difference.
+
+The small factorisations run on one BLAS thread
+(:func:`dnnrsa._cpus.single_threaded_blas`): BLAS threads only slow them down, badly so
+when the cores are shared; the large products keep the BLAS threads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from ._cpus import single_threaded_blas
+
+__all__ = [
+    "NOISE_MODELS",
+    "OUTPUTS",
+    "TINY",
+    "ar1_coefficients",
+    "fit_lsa",
+    "fit_lss",
+    "lss_pieces",
+]
+
+#: Noise models computed here (nilearn's ``"ar1"`` and ``"ols"``).
+NOISE_MODELS = ("ols", "ar1")
+OUTPUTS = ("effect", "t")
+#: ``nilearn.glm.contrasts.DEF_TINY``: the floor of the variance in the t statistic.
+TINY = 1e-50
+#: An LSS trial's AR(1) coefficient whose ``rho * bins`` lies closer than this to an
+#: integer (a bin edge) is recomputed from that trial's explicit OLS residuals.
+EDGE_TOL = 1e-7
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def _check(noise_model: str, output: str, bins: int) -> None:
+    if noise_model not in NOISE_MODELS:
+        raise ValueError(f"noise_model must be one of {list(NOISE_MODELS)}; got {noise_model!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {list(OUTPUTS)}; got {output!r}")
+    if int(bins) != bins or bins < 1:
+        raise ValueError(f"bins must be a positive integer; got {bins!r}")
+
+
+def _data(y: Any) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 2:
+        raise ValueError(f"y must have shape (n_scans, n_voxels); got {y.shape}")
+    return y
+
+
+def _lagsum(x: np.ndarray) -> np.ndarray:
+    """``L x`` with ``L = J + J'``: ``(L x)_t = x_{t-1} + x_{t+1}`` (zero outside)."""
+    out = np.zeros_like(x)
+    out[1:] += x[:-1]
+    out[:-1] += x[1:]
+    return out
+
+
+def _bin(rho: np.ndarray, bins: int) -> np.ndarray:
+    """nilearn's binning: ``(rho * bins).astype(int) * 1.0 / bins``."""
+    return (rho * bins).astype(int) * 1.0 / bins
+
+
+def _pinv_factors(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``W = V S^-1`` and ``U`` of the SVD of ``x``, truncated as ``scipy.linalg.pinv``
+    truncates (singular values above ``max(x.shape) * eps * s_max``), so that
+    ``pinv(x) = W @ U.T`` and ``pinv(x) @ pinv(x).T = W @ W.T``."""
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    if s.size == 0 or s[0] == 0:
+        return np.zeros((x.shape[1], 0)), np.zeros((x.shape[0], 0))
+    rank = int(np.sum(s > s[0] * max(x.shape) * np.finfo(np.float64).eps))
+    return vt[:rank].T / s[:rank], u[:, :rank]
+
+
+def _orthonormal_basis(x: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of the columns of ``x`` (rank as ``scipy.linalg.pinv`` counts it)."""
+    if x.shape[1] == 0:
+        return np.zeros((x.shape[0], 0))
+    return _pinv_factors(x)[1]
+
+
+def _project_out(q: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``x`` minus its projection on the orthonormal columns ``q``, twice (so that the
+    result is orthogonal to ``q`` to rounding even when ``x`` lies close to its span)."""
+    if q.shape[1] == 0:
+        return np.array(x, dtype=np.float64, copy=True)
+    out = x - q @ (q.T @ x)
+    out -= q @ (q.T @ out)
+    return out
+
+
+def _whiten(x: np.ndarray, rho: float) -> np.ndarray:
+    """nilearn's ``ARModel.whiten`` for AR(1): ``w_0 = x_0``, ``w_t = x_t - rho x_{t-1}``."""
+    out = x.copy()
+    out[1:] -= rho * x[:-1]
+    return out
+
+
+def _t_stat(effect: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """``Contrast.stat()``: nilearn stores ``sd ** 2`` with ``sd = sqrt(variance)``."""
+    return effect / np.sqrt(np.maximum(np.sqrt(variance) ** 2, TINY))
+
+
+def ar1_coefficients(residuals: Any, bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """nilearn's AR(1) coefficient of every voxel, raw and binned.
+
+    The same operations, in the same order, as ``run_glm``'s call of
+    ``nilearn.glm.first_level.first_level._yule_walker(residuals.T, 1)`` (the global
+    mean of the whole array subtracted, the lag-0 and lag-1 sums divided by ``T * T``
+    and ``(T - 1) * T``, the 1 x 1 Yule-Walker system solved) followed by its binning
+    ``(rho * bins).astype(int) * 1.0 / bins``: given the same residual array the
+    coefficients are the same bits.
+
+    Parameters
+    ----------
+    residuals : ndarray of shape (n_scans, n_voxels)
+        OLS residuals of one fit (every voxel of it: the mean is global).
+    bins : int, default=100
+
+    Returns
+    -------
+    binned, rho : ndarray of shape (n_voxels,)
+    """
+    x = np.asarray(residuals, dtype=np.float64).T
+    n_scans = x.shape[-1]
+    centred = x - x.mean()
+    r = np.zeros((x.shape[0], 2), np.float64)
+    r[:, 0] += (centred[:, np.newaxis, :] @ centred[:, :, np.newaxis])[:, 0, 0]
+    r[:, 1] += (centred[:, np.newaxis, 0:-1] @ centred[:, 1:, np.newaxis])[:, 0, 0]
+    r /= (n_scans - np.arange(2)) * n_scans
+    rho = np.linalg.solve(r[:, :1, np.newaxis], r[:, 1:, np.newaxis])[..., 0][:, 0]
+    return _bin(rho, bins), rho
+
+
+def _column_indices(design: Any, columns: Any) -> tuple[np.ndarray, list[int]]:
+    names = list(getattr(design, "columns", []))
+    x = np.asarray(design.to_numpy() if hasattr(design, "to_numpy") else design, np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"design must have shape (n_scans, n_columns); got {x.shape}")
+    cols = []
+    for column in columns:
+        if isinstance(column, str):
+            if column not in names:
+                raise ValueError(f"column {column!r} is not in the design's columns {names}")
+            cols.append(names.index(column))
+        else:
+            index = int(column)
+            if not 0 <= index < x.shape[1]:
+                raise ValueError(f"column index {index} out of range for {x.shape[1]} columns")
+            cols.append(index)
+    return x, cols
+
+
+# ---------------------------------------------------------------------------
+# LSA: one design, many columns
+# ---------------------------------------------------------------------------
+
+
+def fit_lsa(
+    y: Any,
+    design: Any,
+    columns: Any,
+    output: str = "effect",
+    noise_model: str = "ar1",
+    bins: int = 100,
+) -> np.ndarray:
+    """The effect or t statistic of every column of one design, as nilearn computes them.
+
+    Reproduces ``labels, results = run_glm(y, design, noise_model)`` followed, for
+    every column ``j`` in ``columns``, by ``compute_contrast(labels, results, e_j,
+    "t").effect_size()`` (``output="effect"``) or ``.stat()`` (``output="t"``).
+
+    How: the OLS fit is nilearn's own operations (``scipy.linalg.pinv``, ``theta =
+    pinv(X) @ y``, residuals ``y - X @ theta``) and :func:`ar1_coefficients` is
+    nilearn's Yule-Walker estimate operation for operation, so the AR(1) coefficients
+    agree to the last bits (the pseudo-inverse runs on one BLAS thread, nilearn's on
+    the BLAS threads, which can change its last bits) and the bins are nilearn's. The
+    AR(1) refit of a bin
+    ``rho`` then needs no pass over the data: with ``A`` the whitening and ``e`` the
+    OLS residuals, ``y = X theta + e`` gives ``pinv(A X) A y = theta + pinv(A X) A e``
+    and the whitened residual sum of squares ``||A e||^2 - ||U' A e||^2`` (``U`` the
+    left singular vectors of ``A X``), and ``(A X)' A e = -rho (L X)' e - rho^2
+    x_T e_T`` (``X' e = 0``, ``L`` the lag-sum operator, ``x_T`` the last scan), so
+    one product ``(L X)' e`` for all voxels and, per bin, the SVD of the whitened
+    design (its pseudo-inverse as scipy truncates it) and products with
+    ``n_columns`` rows give every column's effect and variance at once.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_scans, n_voxels)
+    design : ndarray or DataFrame of shape (n_scans, n_columns)
+    columns : sequence of int or str
+        The columns to report (names need a DataFrame).
+    output : {"effect", "t"}
+    noise_model : {"ar1", "ols"}
+    bins : int, default=100
+        nilearn's number of AR(1) bins per unit of rho.
+
+    Returns
+    -------
+    ndarray of shape (len(columns), n_voxels)
+    """
+    _check(noise_model, output, bins)
+    y = _data(y)
+    x, cols = _column_indices(design, columns)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"design has {x.shape[0]} rows; y has {y.shape[0]} scans")
+    return _fit_design(y, x, cols, output, noise_model, bins)
+
+
+def _fit_design(y, x, cols, output, noise_model, bins):
+    n_scans, n_columns = x.shape
+    with single_threaded_blas(np):
+        pinv = scipy.linalg.pinv(x)
+    theta = pinv @ y
+    effect = theta[cols]
+    if noise_model == "ols" and output == "effect":
+        return effect
+    resid = y - x @ theta
+    if noise_model == "ols":
+        dispersion = np.sum(resid**2, 0) / (n_scans - n_columns)
+        cov = np.diag(pinv @ pinv.T)[cols]
+        return _t_stat(effect, cov[:, None] * dispersion)
+    binned, _ = ar1_coefficients(resid, bins)
+    values, inverse = np.unique(binned, return_inverse=True)
+    # the whitened designs' pseudo-inverses: small factorisations, on one BLAS thread
+    # (BLAS threads only slow them down, badly so on shared cores)
+    with single_threaded_blas(np):
+        factors = [_pinv_factors(_whiten(x, rho)) for rho in values]
+    z1 = _lagsum(x).T @ resid  # (L X)' e
+    e_last = resid[-1].copy()
+    if output == "t":
+        ee = np.einsum("tv,tv->v", resid, resid)
+        ele = 2.0 * np.einsum("tv,tv->v", resid[:-1], resid[1:])
+    del resid
+    out = np.empty((len(cols), y.shape[1]))
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=values.size))])
+    for b, rho in enumerate(values):
+        idx = order[bounds[b] : bounds[b + 1]]
+        w = factors[b][0]
+        if rho == 0.0:
+            # ARModel with rho 0 is the OLS model
+            g = np.zeros((0, idx.size))
+            beta = effect[:, idx]
+        else:
+            z = -rho * (z1[:, idx] + rho * np.outer(x[-1], e_last[idx]))
+            g = w.T @ z  # U' A e
+            beta = effect[:, idx] + w[cols] @ g
+        if output == "effect":
+            out[:, idx] = beta
+            continue
+        ae2 = ee[idx] - rho * ele[idx] + rho**2 * (ee[idx] - e_last[idx] ** 2)
+        ssr = np.maximum(ae2 - np.einsum("rv,rv->v", g, g), 0.0)
+        cov = np.einsum("cr,cr->c", w[cols], w[cols])
+        out[:, idx] = _t_stat(beta, cov[:, None] * (ssr / (n_scans - n_columns)))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# LSS: one design per trial, sharing all but a few columns
+# ---------------------------------------------------------------------------
+
+
+def lss_pieces(designs: Any, target: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """Split per-trial designs into the trials' own columns and the shared ones.
+
+    Parameters
+    ----------
+    designs : sequence of ndarray or DataFrame, each (n_scans, n_columns)
+        One design per trial (nilearn's LSS designs: target, others, drifts,
+        confounds), all with the same columns in the same order.
+    target : int or str
+        The target column (a name needs DataFrames).
+
+    Returns
+    -------
+    trial_columns : ndarray of shape (n_trials, n_scans, n_own)
+        The columns that differ between trials (the target among them).
+    shared : ndarray of shape (n_scans, n_shared)
+        The columns equal in every design (with one trial: every column but the target).
+    target_index : int
+        Position of the target within ``trial_columns``.
+    """
+    designs = list(designs)
+    if not designs:
+        raise ValueError("designs is empty")
+    arrays = []
+    cols = None
+    for design in designs:
+        x, found = _column_indices(design, [target])
+        if cols is not None and found != cols:
+            raise ValueError("the designs name the target column at different positions")
+        cols = found
+        arrays.append(x)
+    stack = np.stack(arrays)  # raises on different shapes
+    same = np.all(stack == stack[:1], axis=(0, 1))
+    same[cols[0]] = False
+    own = np.flatnonzero(~same)
+    return stack[:, :, own], stack[0][:, same], int(np.flatnonzero(own == cols[0])[0])
+
+
+def fit_lss(
+    y: Any,
+    trial_columns: Any,
+    shared: Any,
+    target: int = 0,
+    output: str = "effect",
+    noise_model: str = "ar1",
+    bins: int = 100,
+    chunk_size: int = 16384,
+) -> np.ndarray:
+    """Each trial's target effect or t statistic, as one nilearn GLM per trial gives it.
+
+    Trial ``k``'s design is ``X_k = [trial_columns[k], shared]`` (nilearn's LSS
+    design: the trial's regressor, the other trials' regressor, drifts, confounds;
+    the order of the columns changes nothing). The result for trial ``k`` is
+    ``run_glm(y, X_k, noise_model)`` followed by ``compute_contrast`` on the target
+    column: for AR(1) with that trial's own coefficients (from that fit's OLS
+    residuals, the mean of that fit's whole residual array subtracted, binned) and
+    that trial's whitened refit per bin. No GLM is fitted per trial.
+
+    How. Let ``Q`` be an orthonormal basis of the shared columns, ``y~`` the data
+    and ``S_k`` the trial's own columns with ``Q`` projected out, and ``L = J + J'``
+    the lag-sum operator (``J`` the one-scan shift). Fits on ``X_k`` and on ``[S_k,
+    Q]`` have the same residuals and the same target coefficient and variance, and
+    the shared part of ``y`` fits exactly, so ``y~`` can stand for ``y``. One product
+    ``[S, L S, L Q]' y~`` (all trials' own columns at once, per block of voxels)
+    holds every quantity either step needs:
+
+    - OLS: ``beta = (S_k'S_k)^-1 S_k'y~``; residual sum of squares ``y~'y~ -
+      beta'S_k'y~``; the residuals' lag-1 sum ``(y~'L y~ - 2 beta'(L S_k)'y~ +
+      beta'S_k'L S_k beta) / 2``, their sum, first and last values, and the global
+      mean of the fit's residual array (from the voxels' summed data) give nilearn's
+      Yule-Walker coefficient, binned. A coefficient within ``EDGE_TOL`` / ``bins``
+      of a bin edge is recomputed from the trial's explicit OLS residuals
+      (``pinv(X_k)``), so rounding cannot move a voxel to another bin than
+      nilearn's.
+    - AR(1) with ``A = I - rho J`` (nilearn's whitening): ``A'A = I - rho L + rho^2
+      (I - e_T e_T')``, so ``M = [S_k, Q]'A'A[S_k, Q]`` and ``z = [S_k, Q]'A'A y~``
+      are sums of the pieces above. With the Schur complement of the shared block
+      ``Sigma = M_SS - M_SQ M_QQ^-1 M_QS`` (a few numbers per trial and bin): target
+      effect ``(Sigma^-1 s)_target`` with ``s = z_S - M_SQ M_QQ^-1 z_Q``; variance
+      factor ``(Sigma^-1)_target,target`` (nilearn's ``normalized_cov_beta``);
+      whitened residual sum of squares ``||A y~||^2 - z_Q'M_QQ^-1 z_Q - s'Sigma^-1
+      s``. ``M_QQ^-1 z_Q`` depends on the voxel and the bin only, not on the trial,
+      so it is computed once per (voxel, bin) pair that occurs and multiplied by all
+      trials' ``(L S)'Q`` in one product.
+
+    Per trial and voxel this is a handful of operations on vectors of the length of
+    the trial's own columns (2 for a canonical HRF): the cost is that of the one
+    product, about ``4 n_trials`` multiply-adds per scan and voxel.
+
+    A trial whose own columns are (nearly) collinear with the shared ones, where
+    nilearn's pseudo-inverse would truncate, is fitted with :func:`fit_lsa`'s route
+    on its full design instead.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_scans, n_voxels)
+    trial_columns : ndarray of shape (n_trials, n_scans, n_own)
+        Each trial's own columns (:func:`lss_pieces` splits nilearn's designs).
+    shared : ndarray of shape (n_scans, n_shared)
+        The columns common to every trial's design.
+    target : int, default=0
+        Position of the target within a trial's own columns.
+    output : {"effect", "t"}
+    noise_model : {"ar1", "ols"}
+    bins : int, default=100
+    chunk_size : int, default=16384
+        Voxels per block (memory: about ``(2 n_trials n_own + n_scans) * chunk_size``
+        float64 values, and about 30 ``n_trials * chunk_size`` arrays: 250 MB for 72
+        trials).
+
+    Returns
+    -------
+    ndarray of shape (n_trials, n_voxels)
+    """
+    _check(noise_model, output, bins)
+    y = _data(y)
+    own = np.asarray(trial_columns, dtype=np.float64)
+    if own.ndim == 2:
+        own = own[:, :, None]
+    n_trials, n_scans, n_own = own.shape
+    shared = np.asarray(shared, dtype=np.float64)
+    if shared.size == 0:
+        shared = np.zeros((n_scans, 0))
+    elif shared.ndim == 1:
+        shared = shared[:, None]
+    if n_scans != y.shape[0] or shared.shape[0] != n_scans:
+        raise ValueError(
+            f"trial_columns have {n_scans} scans, shared {shared.shape[0]}; y has {y.shape[0]}"
+        )
+    if not 0 <= target < n_own:
+        raise ValueError(f"target {target} out of range for {n_own} own columns")
+    out = np.empty((n_trials, y.shape[1]))
+    with single_threaded_blas(np):
+        q = _orthonormal_basis(shared)
+        s_tilde = np.stack([_project_out(q, own[k]) for k in range(n_trials)])
+        good = _well_posed(own, shared, s_tilde)
+        if good.any():
+            fit = _LSSFit(y, own[good], shared, s_tilde[good], q, target, output, noise_model, bins)
+    for k in np.flatnonzero(~good):
+        x = np.concatenate([own[k], shared], axis=1)
+        out[k] = _fit_design(y, x, [target], output, noise_model, bins)[0]
+    if good.any():
+        out[good] = fit.run(max(1, int(chunk_size)))
+    return out
+
+
+def _well_posed(own, shared, s_tilde):
+    """Trials whose own columns stay clear of the shared ones (no truncation by pinv)."""
+    good = np.ones(own.shape[0], dtype=bool)
+    for k in range(own.shape[0]):
+        scale = np.linalg.norm(np.concatenate([own[k], shared], axis=1), 2)
+        sv = np.linalg.svd(s_tilde[k], compute_uv=False)
+        good[k] = scale > 0 and sv[-1] > 1e-8 * scale
+    return good
+
+
+class _LSSFit:
+    """The pieces of :func:`fit_lss` shared by all voxel blocks."""
+
+    def __init__(self, y, own, shared, s_tilde, q, target, output, noise_model, bins):
+        self.y, self.own, self.shared, self.q = y, own, shared, q
+        self.target, self.output, self.noise_model, self.bins = target, output, noise_model, bins
+        n_trials, n_scans, n_own = s_tilde.shape
+        self.n_trials, self.n_scans, self.n_own = n_trials, n_scans, n_own
+        self.dof = n_scans - (n_own + shared.shape[1])  # nilearn: rows - columns
+        st = s_tilde
+        lst = np.stack([_lagsum(st[k]) for k in range(n_trials)])
+        lq = _lagsum(q)
+        # one product per voxel block: [S, L S, L Q]' y~ (OLS needs S' y~ only)
+        pieces = [st.transpose(1, 0, 2).reshape(n_scans, -1)]
+        if noise_model == "ar1":
+            pieces += [lst.transpose(1, 0, 2).reshape(n_scans, -1), lq]
+        self.k_mat = np.concatenate(pieces, axis=1)
+        self.gram = np.einsum("kti,ktj->kij", st, st)
+        self.gram_inv = np.linalg.inv(self.gram)
+        self.lag = np.einsum("kti,ktj->kij", st, lst)
+        self.lag = (self.lag + self.lag.transpose(0, 2, 1)) / 2
+        self.s_last, self.s_first, self.s_sum = st[:, -1, :], st[:, 0, :], st.sum(axis=1)
+        self.s_edges = np.stack([self.s_sum, self.s_first, self.s_last], axis=1)
+        self.f = np.einsum("kti,tg->kig", lst, q)  # (L S_k)' Q
+        self.qlq = q.T @ lq
+        self.q_last = q[-1].copy()
+        # the global mean of each trial's OLS residual array, from the summed data
+        ysum = _project_out(q, y.sum(axis=1)[:, None])[:, 0]
+        beta_sum = np.einsum("kij,kj->ki", self.gram_inv, np.einsum("kti,t->ki", st, ysum))
+        rsum = ysum.sum() - np.einsum("ki,ki->k", self.s_sum, beta_sum)
+        self.mean = rsum / (n_scans * y.shape[1])
+        self._bin_cache: dict[int, tuple] = {}
+
+    # -- per bin -----------------------------------------------------------------
+
+    def _bin_tables(self, code: int):
+        """``M_QQ^-1`` and each trial's ``Sigma^-1`` for the bin ``code / bins``."""
+        if code in self._bin_cache:
+            return self._bin_cache[code]
+        rho = code * 1.0 / self.bins
+        g = self.q.shape[1]
+        mqq = np.eye(g) - rho * self.qlq + rho**2 * (np.eye(g) - np.outer(self.q_last, self.q_last))
+        mqq_inv = np.linalg.inv(mqq) if g else np.zeros((0, 0))
+        last = np.einsum("ki,kj->kij", self.s_last, self.s_last)
+        mss = self.gram - rho * self.lag + rho**2 * (self.gram - last)
+        msq = -rho * self.f - rho**2 * np.einsum("ki,g->kig", self.s_last, self.q_last)
+        sigma = mss - np.einsum("kig,gh,kjh->kij", msq, mqq_inv, msq)
+        tables = (mqq_inv, np.linalg.inv(sigma))
+        self._bin_cache[code] = tables
+        return tables
+
+    # -- per voxel block ---------------------------------------------------------
+
+    def run(self, chunk_size: int) -> np.ndarray:
+        n_voxels = self.y.shape[1]
+        out = np.empty((self.n_trials, n_voxels))
+        for start in range(0, n_voxels, chunk_size):
+            sl = slice(start, min(start + chunk_size, n_voxels))
+            out[:, sl] = self._block(sl)
+        return out
+
+    def _block(self, sl):
+        q = self.q
+        y_block = self.y[:, sl]
+        # one projection suffices here: what is left of Q in yt (rounding of y's
+        # shared part) meets S~, orthogonal to Q, in the products, and is left out of z_Q
+        yt = y_block - q @ (q.T @ y_block) if q.shape[1] else y_block
+        prods = self.k_mat.T @ yt
+        # the rest: small products, on one BLAS thread
+        with single_threaded_blas(np):
+            return self._block_rest(y_block, yt, prods)
+
+    def _block_rest(self, y_block, yt, prods):
+        n_trials, n_own = self.n_trials, self.n_own
+        nc = n_trials * n_own
+        a = prods[:nc].reshape(n_trials, n_own, -1)
+        beta = np.matmul(self.gram_inv, a)
+        if self.noise_model == "ols" and self.output == "effect":
+            return beta[:, self.target]
+        yy = np.einsum("tv,tv->v", yt, yt)
+        ssr = yy - np.einsum("kiv,kiv->kv", a, beta)
+        if self.noise_model == "ols":
+            var = self.gram_inv[:, self.target, self.target][:, None] * (
+                np.maximum(ssr, 0.0) / self.dof
+            )
+            return _t_stat(beta[:, self.target], var)
+
+        b = prods[nc : 2 * nc].reshape(n_trials, n_own, -1)
+        e = prods[2 * nc :]
+        yly = 2.0 * np.einsum("tv,tv->v", yt[:-1], yt[1:])
+        y_last, y_first, y_sum = yt[-1], yt[0], yt.sum(axis=0)
+        codes = self._ar1_codes(beta, a, b, ssr, yy, yly, y_last, y_first, y_sum, y_block, yt)
+        return self._ar1_block(codes, a, b, e, yy, yly, y_last)
+
+    def _ar1_codes(self, beta, a, b, ssr, yy, yly, y_last, y_first, y_sum, y_block, yt):
+        """Each (trial, voxel)'s binned AR(1) coefficient, as an integer ``rho * bins``."""
+        n_scans, m = self.n_scans, self.mean[:, None]
+        rlr = yly - 2.0 * np.einsum("kiv,kiv->kv", b, beta)
+        rlr += np.einsum("kiv,kiv->kv", beta, np.matmul(self.lag, beta))
+        # the residuals' sum, first and last values: one batched product
+        r_sum, r_first, r_last = np.moveaxis(np.matmul(self.s_edges, beta), 1, 0)
+        r_sum = y_sum - r_sum
+        r_first = y_first - r_first
+        r_last = y_last - r_last
+        s0 = ssr - 2.0 * m * r_sum + n_scans * m**2
+        s1 = rlr / 2.0 - m * (2.0 * r_sum - r_first - r_last) + (n_scans - 1) * m**2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = (s1 / ((n_scans - 1) * n_scans)) / (s0 / (n_scans * n_scans))
+        rho[~np.isfinite(rho)] = 0.0
+        scaled = rho * self.bins
+        near = np.abs(scaled - np.rint(scaled)) < EDGE_TOL
+        for k in np.flatnonzero(near.any(axis=1)):
+            idx = np.flatnonzero(near[k])
+            scaled[k, idx] = self._explicit_rho(k, y_block[:, idx]) * self.bins
+        return scaled.astype(int)
+
+    def _explicit_rho(self, k, y_cols):
+        """nilearn's coefficient from trial ``k``'s explicit OLS residuals (a few voxels)."""
+        n_scans = self.n_scans
+        x = np.concatenate([self.own[k], self.shared], axis=1)
+        resid = y_cols - x @ (scipy.linalg.pinv(x) @ y_cols)
+        centred = resid.T - self.mean[k]
+        r0 = (centred[:, np.newaxis, :] @ centred[:, :, np.newaxis])[:, 0, 0]
+        r1 = (centred[:, np.newaxis, 0:-1] @ centred[:, 1:, np.newaxis])[:, 0, 0]
+        return (r1 / ((n_scans - 1) * n_scans)) / (r0 / (n_scans * n_scans))
+
+    def _ar1_block(self, codes, a, b, e, yy, yly, y_last):
+        """The whitened fits of a voxel block, each (trial, voxel) with its own bin."""
+        n_trials, n_own, t = self.n_trials, self.n_own, self.target
+        g = self.q.shape[1]
+        lo, hi = codes.min(axis=0), codes.max(axis=0)
+        c_min, c_max = int(lo.min()), int(hi.max())
+        tables = [self._bin_tables(code) for code in range(c_min, c_max + 1)]
+        # per (voxel, bin) pair: w = M_QQ^-1 z_Q, z_Q'w and q_T'w
+        offset = np.concatenate([[0], np.cumsum(hi - lo + 1)])
+        n_pairs = int(offset[-1])
+        w_pairs = np.zeros((g, n_pairs))
+        zqw = np.zeros(n_pairs)
+        for code in range(c_min, c_max + 1) if g else ():
+            idx = np.flatnonzero((lo <= code) & (code <= hi))
+            rho = code * 1.0 / self.bins
+            zq = -rho * (e[:, idx] + rho * np.outer(self.q_last, y_last[idx]))
+            w = tables[code - c_min][0] @ zq
+            pos = offset[idx] + code - lo[idx]
+            w_pairs[:, pos] = w
+            zqw[pos] = np.einsum("gv,gv->v", zq, w)
+        fw = (self.f.reshape(n_trials * n_own, g) @ w_pairs).reshape(n_trials, n_own, n_pairs)
+        qtw = self.q_last @ w_pairs
+        pair = offset[:-1][None, :] + codes - lo[None, :]  # (n_trials, n_vox)
+        fw_kv = np.take_along_axis(fw, pair[:, None, :], axis=2)
+
+        rho = codes * 1.0 / self.bins
+        rho2 = rho**2
+        # s = z_S - M_SQ w with z_S = a - rho b + rho^2 (a - s_T y_T) and
+        # M_SQ w = -rho F_k w - rho^2 s_T (q_T'w)
+        s = a * (1.0 + rho2)[:, None]
+        s -= rho[:, None] * (b - fw_kv)
+        s -= self.s_last[:, :, None] * (rho2 * (y_last - qtw[pair]))[:, None]
+        # Sigma^-1 of each (trial, voxel)'s bin, entry by entry: flat gathers
+        sigma_inv = np.stack([tab[1] for tab in tables])  # (n_codes, n_trials, own, own)
+        flat = (codes - c_min) * n_trials + np.arange(n_trials)[:, None]
+        sig = {}
+        for i in range(n_own):
+            for j in range(i, n_own):
+                sig[i, j] = sig[j, i] = sigma_inv[:, :, i, j].ravel()[flat]
+        u_t = sum(sig[t, j] * s[:, j] for j in range(n_own))
+        if self.output == "effect":
+            return u_t
+        quad = sum(s[:, i] * sum(sig[i, j] * s[:, j] for j in range(n_own)) for i in range(n_own))
+        ay2 = yy - rho * yly + rho2 * (yy - y_last**2)
+        ssr = ay2 - zqw[pair] - quad
+        var = sig[t, t] * (np.maximum(ssr, 0.0) / self.dof)
+        return _t_stat(u_t, var)
