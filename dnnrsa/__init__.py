@@ -60,8 +60,11 @@ The core, private modules
 
 Subpackages of the core
 
-``models``                   the model registry (entry point group ``dnnrsa.models``), checkpoints
+``models``                   the model registry (entry points ``dnnrsa.models``, families), checkpoints
 ``models.crosschannel``      the cross-channel CNN for audio-visual emotion recognition
+``models.standard``          standard video, image and audio networks; their weights, never fetched
+``models.recipes``           the input recipes of the standard networks (clips, frames, waveforms)
+``models._framemean``        an image network run on every frame, its layers averaged over them
 ``demo``                     the demo data set: stimuli, training clips, simulated BOLD, truth
 ``demo.dataset``             writing the whole demo data set, step by step
 ``demo.design``              the demo study's design: actors, emotions, sentences, stimulus table

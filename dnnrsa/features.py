@@ -7,9 +7,12 @@ input recipe (:mod:`dnnrsa.stimuli`) and caches every stimulus's activations in
 ``cache_dir`` under a key made of the SHA-256 of the stimulus file's contents, the
 model key (SHA-256 of the checkpoint file, or of the parameters of a randomly
 initialised model), the recipe and the crop box: a changed crop recomputes the
-stimulus, an unchanged one does not. Face detections (``crop_boxes="auto"``) are
-cached beside the activations (``faces/``), so a second run with unchanged inputs
-reads the cache and decodes nothing.
+stimulus, an unchanged one does not. The standard networks
+(:mod:`dnnrsa.models.standard`) take ``weights=`` instead of a checkpoint: a weight
+file (its SHA-256 is the model key), ``"random"`` (the seeded untrained network) or
+None (the library's own file in the local caches, never downloaded). Face detections
+(``crop_boxes="auto"``) are cached beside the activations (``faces/``), so a second run
+with unchanged inputs reads the cache and decodes nothing.
 
 :func:`replace_input` temporarily feeds a module a fixed tensor instead of its
 input (used by :func:`dnnrsa.train.evaluate_lesions`).
@@ -220,10 +223,14 @@ def extract_activations(
         for h in handles:
             h.remove()
         model.train(was_training)
-    return {
-        name: np.concatenate(chunks) if chunks else np.empty((0,), dtype)
-        for name, chunks in outputs.items()
-    }
+    # one layer at a time, its batches freed as soon as they are joined: the peak is the
+    # activations once plus the largest layer, not twice the activations
+    joined = {}
+    for name in list(outputs):
+        chunks = outputs.pop(name)
+        joined[name] = np.concatenate(chunks) if chunks else np.empty((0,), dtype)
+        del chunks
+    return joined
 
 
 @dataclass
@@ -245,7 +252,11 @@ class FeatureSet:
     labels : list of str
         Output labels of the checkpoint (empty for random weights).
     crops : list of dnnrsa.faces.FaceCrop
-        The face crop of each stimulus.
+        The face crop of each stimulus (empty for a standard network given no crops).
+    weights : dict
+        Where the weights came from: ``source`` (``"checkpoint"``, ``"file"``,
+        ``"cache"`` or ``"random"``), ``trained`` (False for the seeded untrained
+        network), ``file`` and ``sha256`` (None for random weights), ``seed``.
     """
 
     activations: dict[str, np.ndarray]
@@ -255,6 +266,7 @@ class FeatureSet:
     model_key: str
     labels: list[str] = field(default_factory=list)
     crops: list = field(default_factory=list)
+    weights: dict = field(default_factory=dict)
 
     @property
     def layer_names(self) -> list[str]:
@@ -296,6 +308,7 @@ def extract_features(
     model: str = "crosschannel",
     *,
     checkpoint: str | os.PathLike | None = None,
+    weights: str | os.PathLike | None = None,
     layers: Sequence[str] | None = None,
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 32,
@@ -314,9 +327,15 @@ def extract_features(
         Video, audio or image files.
     model : str
         Registered model name (see :func:`dnnrsa.models.available_models`); with a
-        checkpoint, it must match the checkpoint's model.
+        checkpoint, it must match the checkpoint's model. A standard network may be
+        given as ``NAME=FILE`` or ``NAME=random`` (see ``weights``).
     checkpoint : path-like, optional
         Trained weights; without one the model has seeded random weights.
+    weights : path-like or "random", optional
+        For a standard network (``torchvision/...``, ``torchaudio/...``, ``timm/...``):
+        a state dict file, ``"random"`` (the seeded untrained network), or None (the
+        library's own file in the torch hub or Hugging Face cache; see
+        :func:`dnnrsa.models.standard.load_network`, which raises when it is absent).
     layers : sequence of str, optional
         Layer names to return (default all, in model order). All layers are cached.
     cache_dir : path-like, optional
@@ -329,7 +348,8 @@ def extract_features(
         square), a crop table (TSV), a mapping from file name to box, or one
         ``(x0, y0, x1, y1)`` per stimulus (see :func:`dnnrsa.faces.resolve_crops`).
         A warning is given when the crop mode differs from the one the checkpoint
-        was trained with.
+        was trained with. A standard visual network given None sees the whole frame
+        (its recipe's resize and centre crop); audio networks ignore crops.
     missing : {"error", "blank"}
         What to do with a video without audio (see :func:`dnnrsa.stimuli.load_inputs`).
     seed : int
@@ -350,20 +370,19 @@ def extract_features(
     if not paths:
         raise ValueError("stimuli must list at least one file")
     n_jobs = resolve_n_jobs(n_jobs)
-    net, spec, info = load_model(model if checkpoint is None else None, checkpoint, seed=seed)
-    if checkpoint is not None and model is not None and model != spec.name:
-        raise ValueError(f"checkpoint {checkpoint} holds model {spec.name!r}, not {model!r}")
-    recipe: InputRecipe = info["recipe"]
-    crops = _face_crops(paths, crop_boxes, recipe, cache_dir, n_jobs, checkpoint, info)
-    crop_boxes = [c.box for c in crops]
+    net, spec, info, model_key = _network(model, checkpoint, weights, seed)
+    recipe = info["recipe"]
+    if isinstance(recipe, InputRecipe) or (
+        crop_boxes is not None and "visual" in recipe.modalities
+    ):
+        crops = _face_crops(paths, crop_boxes, recipe, cache_dir, n_jobs, checkpoint, info)
+        crop_boxes = [c.box for c in crops]
+    else:  # a standard network: the whole frame (its recipe crops), or no frames at all
+        crops, crop_boxes = [], [None] * len(paths)
     wanted = [layer.name for layer in spec.select_layers(layers)]
-    if checkpoint is not None:
-        model_key = "ckpt-" + file_sha256(checkpoint)
-    else:
-        model_key = f"init-{spec.name}-" + model_fingerprint(net)
     cache_root = None
     if cache_dir is not None:
-        cache_root = Path(cache_dir) / f"{spec.name}-{model_key[:40]}"
+        cache_root = Path(cache_dir) / f"{spec.name}-{model_key[:40]}".replace("/", "_")
         cache_root.mkdir(parents=True, exist_ok=True)
     rows, cache_files = _cached_rows(paths, cache_root, crop_boxes, recipe, missing, wanted)
     todo = [i for i, row in enumerate(rows) if row is None]
@@ -390,7 +409,10 @@ def extract_features(
                 with atomic_write(cache_files[i], "wb") as fh:
                     np.savez(fh, **row)
             rows[i] = {name: row[name] for name in wanted}
-    activations = {name: np.stack([row[name] for row in rows]) for name in wanted}
+    if len(todo) == len(paths):  # all computed now, in order: no second copy
+        activations = {name: computed[name] for name in wanted}
+    else:
+        activations = {name: np.stack([row[name] for row in rows]) for name in wanted}
     return FeatureSet(
         activations=activations,
         stimuli=[str(p) for p in paths],
@@ -399,7 +421,47 @@ def extract_features(
         model_key=model_key,
         labels=list(info.get("labels") or []),
         crops=crops,
+        weights=dict(info["weights"]),
     )
+
+
+def _network(model, checkpoint, weights, seed: int):
+    """The network, its spec, its info (with ``weights``: where they came from) and the
+    key of its weights: ``ckpt-`` or ``weights-`` and the file's SHA-256, or ``init-``,
+    the model's name and the SHA-256 of its seeded random parameters."""
+    from .models import get_model
+    from .models.standard import load_network, parse_network
+
+    if isinstance(model, str) and "=" in model:
+        if weights is not None:
+            raise ValueError(f"give the weights once: model={model!r} and weights={weights!r}")
+        model, weights = parse_network(model)
+    spec = get_model(model) if checkpoint is None and model is not None else None
+    if spec is not None and spec.weights is not None:
+        net, spec, info = load_network(spec, weights, seed=seed)
+        sha = info["weights"]["sha256"]
+        key = f"weights-{sha}" if sha else f"init-{spec.name}-" + model_fingerprint(net)
+        return net, spec, info, key
+    if weights is not None:
+        raise ValueError(
+            f"weights= is for the standard networks (torchvision/..., torchaudio/..., "
+            f"timm/...); model {model!r} takes a checkpoint"
+        )
+    net, spec, info = load_model(model if checkpoint is None else None, checkpoint, seed=seed)
+    if checkpoint is not None and model is not None and model != spec.name:
+        raise ValueError(f"checkpoint {checkpoint} holds model {spec.name!r}, not {model!r}")
+    if checkpoint is not None:
+        sha = file_sha256(checkpoint)
+        info["weights"] = {
+            "source": "checkpoint",
+            "trained": True,
+            "file": str(checkpoint),
+            "sha256": sha,
+        }
+        return net, spec, info, "ckpt-" + sha
+    info["weights"] = {"source": "random", "trained": False, "file": None, "sha256": None}
+    info["weights"]["seed"] = int(seed)
+    return net, spec, info, f"init-{spec.name}-" + model_fingerprint(net)
 
 
 def _face_crops(paths, crop_boxes, recipe, cache_dir, n_jobs, checkpoint, info) -> list:
@@ -409,7 +471,7 @@ def _face_crops(paths, crop_boxes, recipe, cache_dir, n_jobs, checkpoint, info) 
     crops = resolve_crops(
         paths,
         crop_boxes,
-        model_frames=(recipe.n_frames,),
+        model_frames=(getattr(recipe, "n_frames", 1),),
         cache_dir=None if cache_dir is None else Path(cache_dir) / "faces",
         n_jobs=n_jobs,
     )

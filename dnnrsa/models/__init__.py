@@ -14,6 +14,12 @@ metadata::
 
 The cross-channel CNN (``crosschannel``) registers itself the same way.
 
+Families of models are named ``<family>/<member>`` and resolved on demand: an entry
+point of the group ``dnnrsa.model_families`` names a :class:`ModelFamily` (or a
+callable returning one). dnnrsa registers three, the standard networks of
+:mod:`dnnrsa.models.standard`: ``torchvision/<architecture>`` (video and image),
+``torchaudio/<architecture>`` (speech) and ``timm/<any timm architecture>``.
+
 Checkpoints are plain dictionaries of tensors and metadata written with
 ``torch.save`` and read with ``torch.load(..., weights_only=True)``; see
 :func:`save_checkpoint` and :func:`load_checkpoint`.
@@ -38,6 +44,7 @@ from ..stimuli import InputRecipe
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "dnnrsa.models"
+FAMILY_GROUP = "dnnrsa.model_families"
 CHECKPOINT_FORMAT = "dnnrsa-checkpoint"
 CHECKPOINT_VERSION = 1
 #: The built-in model, also when dnnrsa runs from a checkout without installed metadata.
@@ -48,15 +55,27 @@ _BUILTIN = (
         group=ENTRY_POINT_GROUP,
     ),
 )
+#: The built-in families of standard networks (dnnrsa.models.standard).
+_BUILTIN_FAMILIES = tuple(
+    metadata.EntryPoint(
+        name=name, value=f"dnnrsa.models.standard:{name}_family", group=FAMILY_GROUP
+    )
+    for name in ("timm", "torchaudio", "torchvision")
+)
 _RUNTIME: dict[str, ModelSpec] = {}
+_RESOLVED: dict[str, ModelSpec] = {}
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "ENTRY_POINT_GROUP",
+    "FAMILY_GROUP",
     "LayerSpec",
+    "ModelFamily",
     "ModelSpec",
+    "available_families",
     "available_models",
+    "get_family",
     "build_model",
     "check_checkpoint",
     "get_model",
@@ -115,6 +134,11 @@ class ModelSpec:
     default_outputs : int
         Number of outputs when none is given.
     description : str
+    weights : dnnrsa.models.standard.OfficialWeights, optional
+        For a standard network (a feature extractor whose ``forward`` need not return
+        logits): where its trained weights are looked for
+        (:func:`dnnrsa.models.standard.load_network`); None for models trained with
+        dnnrsa (checkpoints).
     """
 
     name: str
@@ -124,6 +148,7 @@ class ModelSpec:
     arms: Mapping[str, str] = field(default_factory=dict)
     default_outputs: int = 6
     description: str = ""
+    weights: Any = None
 
     def __post_init__(self):
         layers = tuple(self.layers)
@@ -180,9 +205,82 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
     return found
 
 
+@dataclass(frozen=True)
+class ModelFamily:
+    """Models named ``<name>/<member>``, built on demand.
+
+    Parameters
+    ----------
+    name : str
+        The family's name, the part before the ``/``.
+    resolve : callable
+        ``resolve(member: str) -> ModelSpec`` (the spec's name is ``<name>/<member>``);
+        raises ValueError for a member the family does not have.
+    members : callable, optional
+        ``members() -> sequence of str``: the members to list (a family may resolve
+        more than it lists, e.g. every timm architecture).
+    description : str
+    """
+
+    name: str
+    resolve: Callable[[str], ModelSpec]
+    members: Callable[[], Sequence[str]] = tuple
+    description: str = ""
+
+
+def _family_entry_points() -> dict[str, metadata.EntryPoint]:
+    """The entry points of group ``dnnrsa.model_families`` by name (an installed one
+    replaces the built-in of the same name)."""
+    found = {ep.name: ep for ep in _BUILTIN_FAMILIES}
+    for ep in metadata.entry_points(group=FAMILY_GROUP):
+        found[ep.name] = ep
+    return found
+
+
+def available_families() -> list[str]:
+    """Names of all model families (``<family>/<member>`` names)."""
+    return sorted(_family_entry_points())
+
+
+def get_family(name: str) -> ModelFamily:
+    """Look up a model family by name (the part of a model name before the ``/``)."""
+    targets = _family_entry_points()
+    if name not in targets:
+        raise ValueError(f"model family must be one of {available_families()}; got {name!r}")
+    entry_point = targets[name]
+    try:
+        obj = entry_point.load()
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(
+            f"cannot load model family {name!r} from entry point {entry_point.value!r}: {exc}"
+        ) from exc
+    family = obj if isinstance(obj, ModelFamily) else obj()
+    if not isinstance(family, ModelFamily):
+        raise TypeError(
+            f"entry point {entry_point.value!r} for model family {name!r} must give a "
+            f"ModelFamily; got {type(family).__name__}"
+        )
+    return family
+
+
+def _family_members() -> list[str]:
+    """``<family>/<member>`` for every member the families list (a family that fails to
+    load is left out with a warning)."""
+    names = []
+    for family_name in available_families():
+        try:
+            family = get_family(family_name)
+        except (ImportError, TypeError) as exc:
+            logger.warning("model family %s left out: %s", family_name, exc)
+            continue
+        names += [f"{family_name}/{member}" for member in family.members()]
+    return names
+
+
 def available_models() -> list[str]:
-    """Names of all registered models (entry points and runtime registrations)."""
-    return sorted(set(_entry_points()) | set(_RUNTIME))
+    """Names of all registered models (entry points, runtime registrations and the
+    members the model families list)."""
+    return sorted(set(_entry_points()) | set(_RUNTIME) | set(_family_members()))
 
 
 def get_model(name: str | ModelSpec) -> ModelSpec:
@@ -202,6 +300,8 @@ def get_model(name: str | ModelSpec) -> ModelSpec:
     if name in _RUNTIME:
         return _RUNTIME[name]
     targets = _entry_points()
+    if name not in targets and "/" in str(name):
+        return _family_model(name)
     if name not in targets:
         raise ValueError(f"model must be one of {available_models()}; got {name!r}")
     entry_point = targets[name]
@@ -217,6 +317,26 @@ def get_model(name: str | ModelSpec) -> ModelSpec:
             f"entry point {entry_point.value!r} for model {name!r} must give a ModelSpec; "
             f"got {type(spec).__name__}"
         )
+    return spec
+
+
+def _family_model(name: str) -> ModelSpec:
+    """The member of a family named ``<family>/<member>`` (resolved once per process)."""
+    if name in _RESOLVED:
+        return _RESOLVED[name]
+    family_name, member = name.split("/", 1)
+    if family_name not in _family_entry_points():
+        raise ValueError(
+            f"model must be one of {available_models()} or <family>/<member> with a family "
+            f"of {available_families()}; got {name!r}"
+        )
+    spec = get_family(family_name).resolve(member)
+    if not isinstance(spec, ModelSpec) or spec.name != name:
+        raise TypeError(
+            f"model family {family_name!r} must resolve {member!r} to a ModelSpec named "
+            f"{name!r}; got {getattr(spec, 'name', type(spec).__name__)!r}"
+        )
+    _RESOLVED[name] = spec
     return spec
 
 
