@@ -139,6 +139,21 @@ def _path(text: str) -> Path:
     return Path(text).expanduser().absolute()
 
 
+class _ListNetworks(argparse.Action):
+    """``--list-networks``: print the registered networks and exit 0 (as ``--version``)."""
+
+    def __init__(
+        self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None
+    ):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from dnnrsa.models.standard import list_networks
+
+        print(list_networks())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the command-line parser (no side effects)."""
     from dnnrsa._registries import comparator_names
@@ -157,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         "analysis_level", help="'participant' (per-subject maps) or 'group' (inference and reports)"
     )
     parser.add_argument("--version", action="version", version=f"dnnrsa {__version__}")
+    parser.add_argument(
+        "--list-networks",
+        action=_ListNetworks,
+        help="print every registered network (the study's, torchvision's, torchaudio's and "
+        "timm's) with its layers and their parts, its input recipe and the weight file it "
+        "expects, then exit; nothing is listed by default",
+    )
     parser.add_argument(
         "-v",
         "--verbose",

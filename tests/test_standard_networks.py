@@ -1,7 +1,7 @@
 """The standard video, image and audio networks (dnnrsa.models.standard): what dnnrsa
 records equals the library's own network run by hand on the same input, the recipes'
 preprocessing against hand-computed values, the weight lookup (never a download), the
-registry."""
+registry and ``dnnrsa --list-networks``."""
 
 from __future__ import annotations
 
@@ -600,3 +600,30 @@ def test_a_plugin_family_through_entry_points(family_plugin):
         get_model("toy/c")
     with pytest.raises(TypeError, match="named 'toy/wrongname'"):
         get_model("toy/wrongname")
+
+
+def test_list_networks_names_every_family(capsys):
+    from dnnrsa.bids_app.run import main
+
+    assert main(["--list-networks"]) == 0
+    out = capsys.readouterr().out
+    for name in available_models():
+        assert f"\n{name}: " in "\n" + out
+    for text in (
+        "timm/<name>",
+        "timm/resnet50",
+        "r3d_18-b3b3357e.pth",
+        "hubert_fairseq_base_ls960.pth",
+        "wavlm_base.pth",
+        "vit_b_16-c867db91.pth",
+        "models--timm--resnet50.a1_in1k",
+        "transformer_12",
+        "16 frames at evenly spaced times",
+        "activations averaged over the 8 frames",
+        "mono waveform resampled to 16000 Hz",
+        "torchvision/r3d_18=random (untrained)",
+    ):
+        assert text in out, text
+    lines = [ln.split() for ln in out.splitlines() if ln.startswith("    ") and len(ln.split()) > 2]
+    parts = {words[1] for words in lines if not words[0].startswith(("or", "looked"))}
+    assert {"visual", "auditory", "crossmodal"} <= parts
