@@ -1,4 +1,5 @@
-"""Benchmark: decoding, feature extraction and one training epoch of the cross-channel CNN.
+"""Benchmark: decoding, feature extraction and one training epoch of the cross-channel CNN;
+with ``--networks``, extraction time and peak memory of every network.
 
 Synthesises 72 three-second audio-visual clips (H.264 + AAC in mp4, 25 fps, 128x128
 pixels, 44.1 kHz audio), then times
@@ -8,15 +9,27 @@ pixels, 44.1 kHz audio), then times
 3. the same extraction again from the on-disk cache (nothing is decoded);
 4. one training epoch on the 72 clips (emotion, batch size 16, augmentation on).
 
+With ``--networks [NAME ...]`` (default: every registered network, and ``timm/resnet50``
+when timm is installed) it instead runs, for each network in a process of its own, what
+``dnnrsa.features.extract_features`` does without a cache, on the same clips and with the
+untrained (seeded random) weights: building the network, decoding the clips with its
+recipe, the forward passes recording every layer. It prints one row per network: the
+seconds of each step, the values per clip over all layers, and the process's peak
+resident memory (and the GPU's peak allocation when the device is a GPU).
+
 Usage::
 
     python benchmarks/features.py [--n-clips 72] [--device cpu] [--threads N]
+    python benchmarks/features.py --networks [NAME ...] [--n-clips 72] [--device auto]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,12 +60,129 @@ def synthesise(folder: Path, n_clips: int, seed: int = 0) -> list[Path]:
     return paths
 
 
+def _one_network(name: str, clips: Path, device: str, batch_size: int, n_jobs: int) -> dict:
+    """Build, decode, forward for one network on the clips of a folder (in this process)."""
+    import resource
+
+    import torch
+
+    from dnnrsa.features import extract_activations, torch_device
+    from dnnrsa.models import get_model, load_model
+    from dnnrsa.models.standard import load_network
+    from dnnrsa.stimuli import prepare_inputs
+
+    device = torch_device(device)
+    paths = sorted(clips.glob("*.mp4"))
+    t0 = time.perf_counter()
+    if get_model(name).weights is None:
+        net, spec, _ = load_model(name, seed=0)
+    else:
+        net, spec, _ = load_network(name, "random", seed=0)
+    t_build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    inputs = prepare_inputs(paths, spec.recipe, n_jobs=n_jobs)
+    t_decode = time.perf_counter() - t0
+    modules = {layer.name: layer.module for layer in spec.layers}
+    modalities = spec.recipe.modalities
+    first = {m: a[:1] for m, a in inputs.items()}  # warm-up (kernels, allocator), not timed
+    extract_activations(net, first, modules, modalities=modalities, device=device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    acts = extract_activations(
+        net, inputs, modules, modalities=modalities, batch_size=batch_size, device=device
+    )
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t_forward = time.perf_counter() - t0
+    row = {
+        "network": name,
+        "device": device,
+        "clips": len(paths),
+        "layers": len(acts),
+        "values_per_clip": int(sum(a[0].size for a in acts.values())),
+        "build_s": t_build,
+        "decode_s": t_decode,
+        "forward_s": t_forward,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if device == "cuda":
+        row["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return row
+
+
+def _networks_table(args) -> None:
+    """One child process per network; a Markdown table of their rows."""
+    from dnnrsa.models import available_models
+
+    names = list(args.networks) or available_models()
+    if not args.networks:
+        try:
+            import timm  # noqa: F401
+
+            names.append("timm/resnet50")
+        except ImportError:
+            pass
+    tmp = Path(tempfile.mkdtemp(prefix="dnnrsa-bench-networks-"))
+    try:
+        t0 = time.perf_counter()
+        synthesise(tmp / "clips", args.n_clips)
+        print(
+            f"synthesised {args.n_clips} clips (3 s, 128x128, 25 fps, 44.1 kHz) in "
+            f"{time.perf_counter() - t0:.1f} s; device {args.device}, batch {args.batch_size}"
+        )
+        print()
+        print(
+            "| network | layers | values per clip | build s | decode s | forward s | "
+            "peak RSS MB | GPU peak MB |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name in names:
+            command = [sys.executable, __file__, "--one", name, "--clips", str(tmp / "clips")]
+            command += ["--device", args.device, "--batch-size", str(args.batch_size)]
+            if args.threads:
+                command += ["--threads", str(args.threads)]
+            proc = subprocess.run(command, capture_output=True, text=True)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode or not lines:
+                tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                print(f"| {name} | failed (exit {proc.returncode}): {tail} |||||||")
+                continue
+            r = json.loads(lines[-1])
+            gpu = f"{r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else "-"
+            print(
+                f"| {name} | {r['layers']} | {r['values_per_clip']:,} | {r['build_s']:.1f} | "
+                f"{r['decode_s']:.1f} | {r['forward_s']:.1f} | {r['peak_rss_mb']:.0f} | {gpu} |",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-clips", type=int, default=72)
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--networks", nargs="*", default=None, help="the per-network table (default: all)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="with --networks")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--clips", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        row = _one_network(args.one, args.clips, args.device, args.batch_size, args.threads or -1)
+        print(json.dumps(row))
+        return
+    if args.networks is not None:
+        _networks_table(args)
+        return
 
     import torch
 
