@@ -12,6 +12,7 @@ The core, public modules
 ``bidsnames``                BIDS derivative names: labels, file names built and parsed, sidecars
 ``brainmask``                the brain mask of a set of fMRI runs and what it leaves out
 ``corpora``                  public emotion corpora (CREMA-D, RAVDESS) read by their file naming
+``encoding``                 voxelwise encoding models: banded ridge over network parts, ceilings
 ``faces``                    face detection and the face crop of each stimulus
 ``features``                 layer activations of a registered model, with an on-disk cache
 ``findings``                 the study's five findings, each a checked statement, and their table
@@ -34,7 +35,9 @@ The core, private modules
 ``_croptables``              crop tables: each stimulus's face crop as a TSV
 ``_crossval``                weighted models of RDMs: the fit, the folds, cross-validation
 ``_decode``                  reading stimulus files into frames; the gray face image
+``_encoding_solve``          the banded ridge solves behind the encoding models (himalaya)
 ``_evalengine``              the ROI inference's batched engine: many bootstrap samples at once
+``_fastglm``                 GLM fits by matrix products, with nilearn's numbers (LSA, LSS; OLS, AR(1))
 ``_findingfiles``            the findings' inputs read from a run's files, and the findings table
 ``_findingtests``            the statistical tests behind the findings
 ``_groupimgs``               group tests from images to images
