@@ -64,8 +64,9 @@ NOISE_MODELS = ("ols", "ar1")
 OUTPUTS = ("effect", "t")
 #: ``nilearn.glm.contrasts.DEF_TINY``: the floor of the variance in the t statistic.
 TINY = 1e-50
-#: An LSS trial's AR(1) coefficient whose ``rho * bins`` lies closer than this to an
-#: integer (a bin edge) is recomputed from that trial's explicit OLS residuals.
+#: An AR(1) coefficient whose ``rho * bins`` lies closer than this to an integer (a
+#: bin edge) is recomputed with nilearn's own operations from explicit OLS residuals
+#: (the fast sums agree with nilearn's to about 1e-13 of rho at worst).
 EDGE_TOL = 1e-7
 
 
@@ -139,8 +140,14 @@ def _whiten(x: np.ndarray, rho: float) -> np.ndarray:
 
 
 def _t_stat(effect: np.ndarray, variance: np.ndarray) -> np.ndarray:
-    """``Contrast.stat()``: nilearn stores ``sd ** 2`` with ``sd = sqrt(variance)``."""
-    return effect / np.sqrt(np.maximum(np.sqrt(variance) ** 2, TINY))
+    """``Contrast.stat()``: ``effect / sqrt(max(sd ** 2, 1e-50))`` with ``sd =
+    sqrt(variance)`` (nilearn stores ``sd ** 2``). Computed in ``variance``, a
+    temporary of the caller's, which is returned."""
+    np.sqrt(variance, out=variance)
+    np.square(variance, out=variance)
+    np.maximum(variance, TINY, out=variance)
+    np.sqrt(variance, out=variance)
+    return np.divide(effect, variance, out=variance)
 
 
 def ar1_coefficients(residuals: Any, bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -165,10 +172,14 @@ def ar1_coefficients(residuals: Any, bins: int = 100) -> tuple[np.ndarray, np.nd
     """
     x = np.asarray(residuals, dtype=np.float64).T
     n_scans = x.shape[-1]
-    centred = x - x.mean()
+    mean = x.mean()
     r = np.zeros((x.shape[0], 2), np.float64)
-    r[:, 0] += (centred[:, np.newaxis, :] @ centred[:, :, np.newaxis])[:, 0, 0]
-    r[:, 1] += (centred[:, np.newaxis, 0:-1] @ centred[:, 1:, np.newaxis])[:, 0, 0]
+    # by blocks of voxels (each voxel's sums are the same operations as nilearn's)
+    for start in range(0, x.shape[0], 16384):
+        block = slice(start, start + 16384)
+        centred = x[block] - mean
+        r[block, 0] += (centred[:, np.newaxis, :] @ centred[:, :, np.newaxis])[:, 0, 0]
+        r[block, 1] += (centred[:, np.newaxis, 0:-1] @ centred[:, 1:, np.newaxis])[:, 0, 0]
     r /= (n_scans - np.arange(2)) * n_scans
     rho = np.linalg.solve(r[:, :1, np.newaxis], r[:, 1:, np.newaxis])[..., 0][:, 0]
     return _bin(rho, bins), rho
@@ -212,20 +223,24 @@ def fit_lsa(
     every column ``j`` in ``columns``, by ``compute_contrast(labels, results, e_j,
     "t").effect_size()`` (``output="effect"``) or ``.stat()`` (``output="t"``).
 
-    How: the OLS fit is nilearn's own operations (``scipy.linalg.pinv``, ``theta =
-    pinv(X) @ y``, residuals ``y - X @ theta``) and :func:`ar1_coefficients` is
-    nilearn's Yule-Walker estimate operation for operation, so the AR(1) coefficients
-    agree to the last bits (the pseudo-inverse runs on one BLAS thread, nilearn's on
-    the BLAS threads, which can change its last bits) and the bins are nilearn's. The
-    AR(1) refit of a bin
-    ``rho`` then needs no pass over the data: with ``A`` the whitening and ``e`` the
-    OLS residuals, ``y = X theta + e`` gives ``pinv(A X) A y = theta + pinv(A X) A e``
-    and the whitened residual sum of squares ``||A e||^2 - ||U' A e||^2`` (``U`` the
-    left singular vectors of ``A X``), and ``(A X)' A e = -rho (L X)' e - rho^2
-    x_T e_T`` (``X' e = 0``, ``L`` the lag-sum operator, ``x_T`` the last scan), so
-    one product ``(L X)' e`` for all voxels and, per bin, the SVD of the whitened
-    design (its pseudo-inverse as scipy truncates it) and products with
-    ``n_columns`` rows give every column's effect and variance at once.
+    How: the OLS fit is nilearn's (``theta = pinv(X) @ y`` with
+    ``scipy.linalg.pinv``; for OLS the same operations, so the same numbers to the
+    last bits or nearly: the pseudo-inverse runs on one BLAS thread, nilearn's on the
+    BLAS threads, which can change its last bits). For AR(1) the residuals are formed
+    voxel by voxel (rows), their Yule-Walker coefficients from their lag-0 and lag-1
+    sums, sum, first and last values (the global mean subtracted algebraically), and
+    a coefficient within ``EDGE_TOL / bins`` of a bin edge is recomputed with
+    nilearn's own operations (:func:`ar1_coefficients`' sums) on residuals computed
+    as nilearn computes them, so rounding cannot move a voxel into another bin. The
+    AR(1) refit of a bin ``rho`` then needs no pass over the data: with ``A`` the
+    whitening and ``e`` the OLS residuals, ``y = X theta + e`` gives ``pinv(A X) A y
+    = theta + pinv(A X) A e`` and the whitened residual sum of squares ``||A e||^2 -
+    ||U' A e||^2`` (``U`` the left singular vectors of ``A X``), and ``(A X)' A e =
+    -rho (L X)' e - rho^2 x_T e_T`` (``X' e = 0``, ``L`` the lag-sum operator,
+    ``x_T`` the last scan), so one product ``(L X)' e`` for all voxels and, per bin,
+    the SVD of the whitened design (its pseudo-inverse as scipy truncates it) and
+    products with ``n_columns`` columns, on that bin's voxels (contiguous once the
+    voxels are sorted by bin), give every column's effect and variance at once.
 
     Parameters
     ----------
@@ -254,49 +269,79 @@ def _fit_design(y, x, cols, output, noise_model, bins):
     n_scans, n_columns = x.shape
     with single_threaded_blas(np):
         pinv = scipy.linalg.pinv(x)
-    theta = pinv @ y
-    effect = theta[cols]
-    if noise_model == "ols" and output == "effect":
-        return effect
-    resid = y - x @ theta
     if noise_model == "ols":
-        dispersion = np.sum(resid**2, 0) / (n_scans - n_columns)
+        theta = pinv @ y
+        effect = theta[cols]
+        if output == "effect":
+            return effect
+        resid = x @ theta
+        np.subtract(y, resid, out=resid)
+        dispersion = np.einsum("tv,tv->v", resid, resid) / (n_scans - n_columns)
         cov = np.diag(pinv @ pinv.T)[cols]
         return _t_stat(effect, cov[:, None] * dispersion)
-    binned, _ = ar1_coefficients(resid, bins)
-    values, inverse = np.unique(binned, return_inverse=True)
+
+    # AR(1): voxel-major arrays, so that every bin's voxels are contiguous rows
+    theta = y.T @ pinv.T  # (n_voxels, n_columns)
+    resid = theta @ (-x.T)
+    resid += y.T  # (n_voxels, n_scans): the OLS residuals
+    mean = resid.mean()
+    r0 = np.einsum("vt,vt->v", resid, resid)
+    r1 = np.einsum("vt,vt->v", resid[:, :-1], resid[:, 1:])
+    # nilearn's Yule-Walker sums of the centred residuals: sum (e_t - m)^2 and
+    # sum (e_t - m)(e_t+1 - m), from the uncentred sums
+    e_sum = resid.sum(axis=1)
+    e_first, e_last = resid[:, 0].copy(), resid[:, -1].copy()
+    c0 = r0 - 2.0 * mean * e_sum + n_scans * mean**2
+    c1 = r1 - mean * (2.0 * e_sum - e_first - e_last) + (n_scans - 1) * mean**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (c1 / ((n_scans - 1) * n_scans)) / (c0 / (n_scans * n_scans))
+    rho[~np.isfinite(rho)] = 0.0
+    scaled = rho * bins
+    near = np.flatnonzero(np.abs(scaled - np.rint(scaled)) < EDGE_TOL)
+    if near.size:  # nilearn's own operations on nilearn's residuals, for these voxels
+        y_near = y[:, near]
+        e_near = y_near - x @ (pinv @ y_near)
+        centred = e_near.T - mean
+        n0 = (centred[:, np.newaxis, :] @ centred[:, :, np.newaxis])[:, 0, 0]
+        n1 = (centred[:, np.newaxis, 0:-1] @ centred[:, 1:, np.newaxis])[:, 0, 0]
+        scaled[near] = (n1 / ((n_scans - 1) * n_scans)) / (n0 / (n_scans * n_scans)) * bins
+    codes = scaled.astype(int)
+    z1 = resid @ _lagsum(x)  # rows: (L X)' e of each voxel
+    if output == "t":
+        ele = 2.0 * r1
+    del resid
+    values, inverse = np.unique(codes, return_inverse=True)
     # the whitened designs' pseudo-inverses: small factorisations, on one BLAS thread
     # (BLAS threads only slow them down, badly so on shared cores)
     with single_threaded_blas(np):
-        factors = [_pinv_factors(_whiten(x, rho)) for rho in values]
-    z1 = _lagsum(x).T @ resid  # (L X)' e
-    e_last = resid[-1].copy()
-    if output == "t":
-        ee = np.einsum("tv,tv->v", resid, resid)
-        ele = 2.0 * np.einsum("tv,tv->v", resid[:-1], resid[1:])
-    del resid
-    out = np.empty((len(cols), y.shape[1]))
+        factors = [_pinv_factors(_whiten(x, code * 1.0 / bins))[0] for code in values]
     order = np.argsort(inverse, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=values.size))])
-    for b, rho in enumerate(values):
-        idx = order[bounds[b] : bounds[b + 1]]
-        w = factors[b][0]
-        if rho == 0.0:
-            # ARModel with rho 0 is the OLS model
-            g = np.zeros((0, idx.size))
-            beta = effect[:, idx]
-        else:
-            z = -rho * (z1[:, idx] + rho * np.outer(x[-1], e_last[idx]))
-            g = w.T @ z  # U' A e
-            beta = effect[:, idx] + w[cols] @ g
-        if output == "effect":
-            out[:, idx] = beta
-            continue
-        ae2 = ee[idx] - rho * ele[idx] + rho**2 * (ee[idx] - e_last[idx] ** 2)
-        ssr = np.maximum(ae2 - np.einsum("rv,rv->v", g, g), 0.0)
-        cov = np.einsum("cr,cr->c", w[cols], w[cols])
-        out[:, idx] = _t_stat(beta, cov[:, None] * (ssr / (n_scans - n_columns)))
-    return out
+    z1 = z1[order]
+    effect = theta[:, cols][order]
+    del theta
+    e_last = e_last[order]
+    if output == "t":
+        ee, ele = r0[order], ele[order]
+    for b, code in enumerate(values):
+        rho = code * 1.0 / bins
+        sl = slice(bounds[b], bounds[b + 1])
+        w = factors[b]  # pinv(A X) = w @ U'
+        if rho != 0.0:  # rho 0: ARModel is the OLS model
+            # g = U' A e = w' (A X)' A e, with (A X)' A e = -rho (L X)' e - rho^2 x_T e_T
+            g = z1[sl] @ (-rho * w)
+            g -= np.outer(e_last[sl], rho**2 * (x[-1] @ w))
+            effect[sl] += g @ w[cols].T
+        if output == "t":
+            ssr = ee[sl] - rho * ele[sl] + rho**2 * (ee[sl] - e_last[sl] ** 2)
+            if rho != 0.0:
+                ssr -= np.einsum("vr,vr->v", g, g)
+            cov = np.einsum("cr,cr->c", w[cols], w[cols])
+            var = (np.maximum(ssr, 0.0) / (n_scans - n_columns))[:, None] * cov
+            effect[sl] = _t_stat(effect[sl], var)
+    out = np.empty_like(effect)
+    out[order] = effect
+    return np.ascontiguousarray(out.T)
 
 
 # ---------------------------------------------------------------------------
@@ -391,7 +436,10 @@ def fit_lss(
 
     Per trial and voxel this is a handful of operations on vectors of the length of
     the trial's own columns (2 for a canonical HRF): the cost is that of the one
-    product, about ``4 n_trials`` multiply-adds per scan and voxel.
+    product, about ``4 n_trials`` multiply-adds per scan and voxel, or ``2 n_trials``
+    when every trial's two own columns add up to the same column (nilearn's LSS
+    designs: "others" is all trials' regressor but the target's), where the product
+    needs only the targets and their total (the others' products are differences).
 
     A trial whose own columns are (nearly) collinear with the shared ones, where
     nilearn's pseudo-inverse would truncate, is fitted with :func:`fit_lsa`'s route
@@ -450,6 +498,15 @@ def fit_lss(
     return out
 
 
+def _common_total(own, target, rtol=1e-10):
+    """Whether each trial's two own columns add up to the same column (to ``rtol``)."""
+    if own.shape[2] != 2 or own.shape[0] < 2:
+        return False
+    total = own.sum(axis=2)
+    scale = np.abs(total[0]).max()
+    return bool(scale > 0 and np.all(np.abs(total - total[0]) <= rtol * scale))
+
+
 def _well_posed(own, shared, s_tilde):
     """Trials whose own columns stay clear of the shared ones (no truncation by pinv)."""
     good = np.ones(own.shape[0], dtype=bool)
@@ -470,13 +527,25 @@ class _LSSFit:
         self.n_trials, self.n_scans, self.n_own = n_trials, n_scans, n_own
         self.dof = n_scans - (n_own + shared.shape[1])  # nilearn: rows - columns
         st = s_tilde
+        # nilearn's LSS designs: "others" is the sum of all trials' regressors but the
+        # target's, so the trials' own columns span only the targets and their total
+        # (to rounding); then the products need those alone, about half the work
+        self.total = _common_total(own, target)
+        if self.total:
+            st = st.copy()
+            st[:, :, 1 - target] = st[0].sum(axis=1) - st[:, :, target]
         lst = np.stack([_lagsum(st[k]) for k in range(n_trials)])
         lq = _lagsum(q)
         # one product per voxel block: [S, L S, L Q]' y~ (OLS needs S' y~ only)
-        pieces = [st.transpose(1, 0, 2).reshape(n_scans, -1)]
-        if noise_model == "ar1":
-            pieces += [lst.transpose(1, 0, 2).reshape(n_scans, -1), lq]
+        if self.total:
+            cols = [st[:, :, target].T, st[0].sum(axis=1)[:, None]]
+            lcols = [lst[:, :, target].T, lst[0].sum(axis=1)[:, None]]
+        else:
+            cols = [st.transpose(1, 0, 2).reshape(n_scans, -1)]
+            lcols = [lst.transpose(1, 0, 2).reshape(n_scans, -1)]
+        pieces = cols + (lcols + [lq] if noise_model == "ar1" else [])
         self.k_mat = np.concatenate(pieces, axis=1)
+        self.n_prod = sum(c.shape[1] for c in cols)
         self.gram = np.einsum("kti,ktj->kij", st, st)
         self.gram_inv = np.linalg.inv(self.gram)
         self.lag = np.einsum("kti,ktj->kij", st, lst)
@@ -525,17 +594,19 @@ class _LSSFit:
         q = self.q
         y_block = self.y[:, sl]
         # one projection suffices here: what is left of Q in yt (rounding of y's
-        # shared part) meets S~, orthogonal to Q, in the products, and is left out of z_Q
-        yt = y_block - q @ (q.T @ y_block) if q.shape[1] else y_block
+        # shared part) meets S~, orthogonal to Q, in the products, and is left out of
+        # z_Q; OLS effects need none (S~'y = S~'y~)
+        yt = y_block
+        if q.shape[1] and not (self.noise_model == "ols" and self.output == "effect"):
+            yt = y_block - q @ (q.T @ y_block)
         prods = self.k_mat.T @ yt
         # the rest: small products, on one BLAS thread
         with single_threaded_blas(np):
             return self._block_rest(y_block, yt, prods)
 
     def _block_rest(self, y_block, yt, prods):
-        n_trials, n_own = self.n_trials, self.n_own
-        nc = n_trials * n_own
-        a = prods[:nc].reshape(n_trials, n_own, -1)
+        n_prod = self.n_prod
+        a = self._own_products(prods[:n_prod])
         beta = np.matmul(self.gram_inv, a)
         if self.noise_model == "ols" and self.output == "effect":
             return beta[:, self.target]
@@ -547,12 +618,22 @@ class _LSSFit:
             )
             return _t_stat(beta[:, self.target], var)
 
-        b = prods[nc : 2 * nc].reshape(n_trials, n_own, -1)
-        e = prods[2 * nc :]
+        b = self._own_products(prods[n_prod : 2 * n_prod])
+        e = prods[2 * n_prod :]
         yly = 2.0 * np.einsum("tv,tv->v", yt[:-1], yt[1:])
         y_last, y_first, y_sum = yt[-1], yt[0], yt.sum(axis=0)
         codes = self._ar1_codes(beta, a, b, ssr, yy, yly, y_last, y_first, y_sum, y_block, yt)
         return self._ar1_block(codes, a, b, e, yy, yly, y_last)
+
+    def _own_products(self, rows):
+        """(n_trials, n_own, n_voxels) products of the trials' own columns from the
+        product's rows (the targets and their total, when the designs share a total)."""
+        if not self.total:
+            return rows.reshape(self.n_trials, self.n_own, -1)
+        out = np.empty((self.n_trials, 2, rows.shape[1]))
+        out[:, self.target] = rows[:-1]
+        np.subtract(rows[-1], rows[:-1], out=out[:, 1 - self.target])
+        return out
 
     def _ar1_codes(self, beta, a, b, ssr, yy, yly, y_last, y_first, y_sum, y_block, yt):
         """Each (trial, voxel)'s binned AR(1) coefficient, as an integer ``rho * bins``."""

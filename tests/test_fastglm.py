@@ -193,6 +193,19 @@ def test_ar1_coefficients_are_nilearns_bits_on_real_data():
     assert np.unique(binned).size > 20  # many bins: the refits per bin are exercised
 
 
+def test_ar1_coefficients_in_blocks_are_nilearns_bits():
+    """More voxels than one block of the centring: still nilearn's bits."""
+    from nilearn.glm.first_level.first_level import _yule_walker
+
+    rng = np.random.default_rng(3)
+    resid = rng.normal(size=(120, 40000))
+    resid[1:] += 0.6 * resid[:-1]
+    binned, rho = ar1_coefficients(resid)
+    ref = _yule_walker(resid.T, 1)[:, 0]
+    np.testing.assert_array_equal(rho, ref)
+    np.testing.assert_array_equal(binned, (ref * 100).astype(int) * 1.0 / 100)
+
+
 # ---------------------------------------------------------------------------
 # simulated runs with strong autocorrelation, and voxels at the bin edges
 # ---------------------------------------------------------------------------
