@@ -1,0 +1,322 @@
+"""Per-stimulus patterns of one subject at 2 mm: dnnrsa's GLM beside nilearn's.
+
+One subject simulated with the demo generator's machinery (``dnnrsa.demo``): the MNI
+grid at 2 mm (235,375 brain voxels), 6 runs of 72 stimuli of 3 s in random order with
+2.5-4.5 s gaps (about 245 volumes at TR 2 s), BOLD with AR(1) noise (rho 0.2-0.5),
+drift, physiological and motion signals; confounds: the 6 motion parameters, CSF and
+white matter. Each run's masked data are scaled to percent signal change (nilearn's
+``mean_scaling``, as ``estimate_patterns`` does) and every run goes through:
+
+- LSA (one regressor per stimulus, cosine drift 0.01 Hz, confounds): dnnrsa
+  (``dnnrsa.glm._fit_contrasts``, i.e. ``dnnrsa._fastglm.fit_lsa``, effects and t)
+  beside nilearn (``run_glm`` and ``compute_contrast`` of each of the 72 stimuli,
+  giving both effect and t);
+- LSS (each trial against all others): dnnrsa (the designs' pieces from one nilearn
+  design, ``dnnrsa.glm._lss_pieces``, and ``dnnrsa._fastglm.fit_lss``, effects and t)
+  beside one complete nilearn GLM per trial (its design, ``run_glm``,
+  ``compute_contrast``), timed on ``--nilearn-trials`` trials of the first run and
+  scaled to all trials of all runs;
+
+with the OLS and AR(1) noise models. Each row prints the wall and CPU time (this
+process, all threads), the peak memory above the stage's start (resident memory
+sampled every 20 ms; for dnnrsa's stages also the peak traced by ``tracemalloc``,
+numpy's arrays included), and for the nilearn rows the largest relative difference
+of dnnrsa's numbers from nilearn's: ``max |dnnrsa - nilearn| / max |nilearn|`` per
+map, the maximum over maps (``diff/scale``), and the largest per-value relative
+difference over the values above 1e-3 of their map's maximum (``diff/value``).
+
+nilearn's LSA runs on ``--nilearn-runs`` runs (all by default) and
+``--nilearn-voxels`` of the voxels (1 = all; a fraction takes every k-th voxel, and
+dnnrsa is refitted on the same voxels for the comparison, since nilearn's AR(1) uses
+the mean of all voxels' residuals); its time is scaled to the whole subject and the
+row says by how much.
+
+Run::
+
+    python benchmarks/glm.py                      # 2 mm, 6 runs (5-15 minutes on 2 cores)
+    python benchmarks/glm.py --voxel-size 6 --runs 2 --nilearn-trials 2   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import threading
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+
+N_STIMULI = 72
+CLIP_S = 3.0
+TR_S = 2.0
+ITI_RANGE_S = (2.5, 4.5)
+CONFOUNDS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z", "csf", "white_matter")
+GLM_KWARGS = {
+    "hrf_model": "glover",
+    "drift_model": "cosine",
+    "high_pass": 0.01,
+    "n_jobs": 1,
+    "random_state": 0,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--voxel-size", type=float, default=2.0, help="grid in mm")
+    parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--nilearn-runs", type=int, default=None, help="LSA runs (default all)")
+    parser.add_argument("--nilearn-voxels", type=float, default=1.0, help="fraction for LSA")
+    parser.add_argument("--nilearn-trials", type=int, default=2, help="LSS trials timed")
+    parser.add_argument("--noise-models", default="ols,ar1")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+# --------------------------------------------------------------------------- measuring
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _PeakRSS:
+    """Peak resident memory above the start, sampled every 20 ms by a thread."""
+
+    def __enter__(self):
+        self.start = self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+        self.mb = self.peak - self.start
+
+
+class Totals:
+    """Time and memory summed (or maximised) over runs, per stage."""
+
+    def __init__(self):
+        self.rows: dict[str, dict] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str, traced: bool = False):
+        row = self.rows.setdefault(
+            name, {"wall": 0.0, "cpu": 0.0, "rss": 0.0, "traced": None, "n": 0}
+        )
+        if traced:
+            tracemalloc.start()
+        wall, cpu = time.perf_counter(), time.process_time()
+        with _PeakRSS() as rss:
+            yield row
+        row["wall"] += time.perf_counter() - wall
+        row["cpu"] += time.process_time() - cpu
+        row["rss"] = max(row["rss"], rss.mb)
+        if traced:
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+            row["traced"] = max(row["traced"] or 0.0, peak)
+        row["n"] += 1
+
+
+def _quiet():
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack
+
+
+def _differences(got, ref):
+    """(max over maps of max|d| / max|ref|, max per-value relative above 1e-3 of scale)."""
+    got, ref = np.atleast_2d(got), np.atleast_2d(ref)
+    scale = np.abs(ref).max(axis=1, keepdims=True)
+    err = np.abs(got - ref)
+    big = np.abs(ref) > 1e-3 * scale
+    return float(np.max(err / scale)), float(np.max(err[big] / np.abs(ref[big])))
+
+
+# --------------------------------------------------------------------------- data
+def simulate_run(grid, rng, betas):
+    """One run's masked BOLD (n_volumes, n_voxels), events and confounds."""
+    import pandas as pd
+
+    from dnnrsa.demo.bold import make_run_events, simulate_run, trial_regressors
+    from dnnrsa.demo.design import LEAD_S, TAIL_S
+
+    order, onsets, n_vol = make_run_events(
+        N_STIMULI,
+        rng,
+        clip_s=CLIP_S,
+        iti_range_s=ITI_RANGE_S,
+        lead_s=LEAD_S,
+        tail_s=TAIL_S,
+        tr_s=TR_S,
+    )
+    regressors = trial_regressors(onsets, CLIP_S, np.arange(n_vol) * TR_S)
+    ventricles = np.zeros(grid.mask.shape, dtype=bool)
+    run = simulate_run(grid, ventricles, regressors, betas[order], tr_s=TR_S, noise_sd=1.0, rng=rng)
+    events = pd.DataFrame(
+        {"onset": onsets, "duration": CLIP_S, "trial_type": [f"cond{i:05d}" for i in order]}
+    )
+    conf = np.stack([run.confounds[k] for k in CONFOUNDS], axis=1)
+    return run.bold, events, (conf, [f"confound_{k}" for k in CONFOUNDS])
+
+
+# --------------------------------------------------------------------------- the fits
+def nilearn_lsa(y, design, columns, noise_model):
+    from nilearn.glm.contrasts import compute_contrast
+    from nilearn.glm.first_level import run_glm
+
+    x = design.to_numpy()
+    labels, results = run_glm(y, x, noise_model=noise_model)
+    effects = np.empty((len(columns), y.shape[1]))
+    stats = np.empty_like(effects)
+    for k, column in enumerate(columns):
+        con = np.zeros(x.shape[1])
+        con[list(design.columns).index(column)] = 1.0
+        contrast = compute_contrast(labels, results, con, stat_type="t")
+        effects[k] = contrast.effect_size()
+        stats[k] = contrast.stat()
+    return effects, stats
+
+
+def nilearn_lss_trial(y, frame_times, events, trial, conf, noise_model):
+    from dnnrsa.glm import _lss_design
+
+    design = _lss_design(frame_times, events, trial, conf, GLM_KWARGS)
+    effects, stats = nilearn_lsa(y, design, ["lsstarget"], noise_model)
+    return effects[0], stats[0]
+
+
+def fit_run(args, totals, diffs, run, y, events, conf):
+    from dnnrsa._fastglm import fit_lss
+    from dnnrsa.glm import _design, _fit_contrasts, _lss_pieces
+
+    n_scans = y.shape[0]
+    frame_times = np.linspace(0.0, (n_scans - 1) * TR_S, n_scans)
+    with _quiet():
+        lsa_design = _design(frame_times, events, conf, GLM_KWARGS)
+    columns = sorted(events["trial_type"])
+    n_lsa_runs = args.runs if args.nilearn_runs is None else args.nilearn_runs
+    step = max(1, int(round(1.0 / args.nilearn_voxels)))
+    sub = slice(None, None, step)
+    for noise_model in args.noise_models:
+        kwargs = dict(GLM_KWARGS, noise_model=noise_model)
+        label = {"ols": "OLS", "ar1": "AR(1)"}[noise_model]
+        got = {}
+        for output in ("effect", "t"):
+            with totals.stage(f"dnnrsa LSA {label} {output}", traced=True), _quiet():
+                got[output] = _fit_contrasts(y, lsa_design, columns, output, kwargs)
+        if run < n_lsa_runs:
+            with totals.stage(f"nilearn LSA {label}"), _quiet():
+                ref = nilearn_lsa(y[:, sub], lsa_design, columns, noise_model)
+            if step > 1:
+                got = {o: _fit_contrasts(y[:, sub], lsa_design, columns, o, kwargs) for o in got}
+            for output, r in zip(("effect", "t"), ref, strict=True):
+                _record(diffs, f"LSA {label} {output}", _differences(got[output], r))
+
+        got = {}
+        for output in ("effect", "t"):
+            with totals.stage(f"dnnrsa LSS {label} {output}", traced=True), _quiet():
+                own, shared, target = _lss_pieces(frame_times, events, conf, kwargs)
+                got[output] = fit_lss(y, own, shared, target, output, noise_model)
+        if run == 0 and args.nilearn_trials > 0:
+            trials = np.linspace(0, len(events) - 1, args.nilearn_trials).round().astype(int)
+            refs = []
+            for trial in trials:
+                with totals.stage(f"nilearn LSS {label} (per trial)"):
+                    refs.append(nilearn_lss_trial(y, frame_times, events, trial, conf, noise_model))
+            for k, output in enumerate(("effect", "t")):
+                ref = np.stack([r[k] for r in refs])
+                _record(diffs, f"LSS {label} {output}", _differences(got[output][trials], ref))
+
+
+def _record(diffs, key, values):
+    old = diffs.get(key, (0.0, 0.0))
+    diffs[key] = (max(old[0], values[0]), max(old[1], values[1]))
+
+
+# --------------------------------------------------------------------------- report
+def report(args, totals, diffs, n_vox, n_trials_total):
+    n_lsa_runs = args.runs if args.nilearn_runs is None else args.nilearn_runs
+    step = max(1, int(round(1.0 / args.nilearn_voxels)))
+    print(
+        f"\n{'stage':<34}{'wall s':>9}{'cpu s':>9}{'RSS+ MB':>9}{'traced MB':>11}"
+        f"{'nilearn s':>11}{'ratio':>8}{'diff/scale':>12}{'diff/value':>12}"
+    )
+    for method in ("LSA", "LSS"):
+        for noise_model in args.noise_models:
+            label = {"ols": "OLS", "ar1": "AR(1)"}[noise_model]
+            if method == "LSA":
+                peer = totals.rows.get(f"nilearn LSA {label}")
+                scale = args.runs / n_lsa_runs * step if peer else None
+                how = f"{n_lsa_runs} of {args.runs} runs, 1/{step} of the voxels"
+            else:
+                peer = totals.rows.get(f"nilearn LSS {label} (per trial)")
+                scale = n_trials_total / peer["n"] if peer else None
+                how = f"{peer['n'] if peer else 0} of {n_trials_total} trials"
+            peer_s = peer["wall"] * scale if peer else None
+            for output in ("effect", "t"):
+                row = totals.rows[f"dnnrsa {method} {label} {output}"]
+                d = diffs.get(f"{method} {label} {output}")
+                print(
+                    f"{f'dnnrsa {method} {label} {output}':<34}{row['wall']:>9.2f}{row['cpu']:>9.2f}"
+                    f"{row['rss']:>9.0f}{row['traced']:>11.0f}"
+                    + (f"{peer_s:>11.1f}{peer_s / row['wall']:>7.1f}x" if peer else f"{'':>19}")
+                    + (f"{d[0]:>12.1e}{d[1]:>12.1e}" if d else "")
+                )
+            if peer:
+                print(
+                    f"{f'nilearn {method} {label}':<34}{peer['wall']:>9.2f}{peer['cpu']:>9.2f}"
+                    f"{peer['rss']:>9.0f}{'':>11}  timed on {how}, scaled x{scale:.1f} "
+                    f"to {peer_s:.1f} s"
+                )
+    print(
+        f"\n{n_vox} voxels, {args.runs} runs, {n_trials_total} trials; times summed over runs; "
+        "RSS+ is the largest increase of resident memory within one call"
+    )
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    args.noise_models = [m.strip() for m in args.noise_models.split(",") if m.strip()]
+    from nilearn.glm.first_level import mean_scaling
+
+    from dnnrsa.demo.bold import embed_features, make_grid
+
+    grid = make_grid(args.voxel_size)
+    n_vox = int(grid.mask.sum())
+    print(
+        f"{args.voxel_size:g} mm grid {grid.mask.shape}, {n_vox} brain voxels, {args.runs} runs "
+        f"x {N_STIMULI} stimuli, TR {TR_S:g} s; {len(os.sched_getaffinity(0))} cores",
+        flush=True,
+    )
+    rng = np.random.default_rng(args.seed)
+    betas = embed_features(rng.standard_normal((N_STIMULI, 8)), n_vox, signal_sd=0.5, rng=rng)
+    totals, diffs = Totals(), {}
+    n_trials_total = 0
+    for run in range(args.runs):
+        t0 = time.perf_counter()
+        bold, events, conf = simulate_run(grid, rng, betas)
+        y, _ = mean_scaling(np.asarray(bold, dtype=np.float64), 0)
+        del bold
+        n_trials_total += len(events)
+        print(f"run {run + 1}: {y.shape[0]} volumes, simulated in {time.perf_counter() - t0:.1f} s")
+        fit_run(args, totals, diffs, run, y, events, conf)
+        for name, row in totals.rows.items():
+            print(f"  {name:<36} {row['wall']:8.2f} s so far ({row['n']} calls)", flush=True)
+    report(args, totals, diffs, n_vox, n_trials_total)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
