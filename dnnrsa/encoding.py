@@ -636,8 +636,66 @@ def _scores(y: np.ndarray, split: np.ndarray):
     return r2, r, parts
 
 
+def _check_data(activations, parts, patterns, bands):
+    """``patterns``, ``activations`` and the bands, checked: the patterns array, each
+    layer's activations as (n_stimuli, n_units) and band name -> layers."""
+    arr = _check_patterns(patterns)
+    acts = _check_activations(activations, arr.shape[1])
+    return arr, acts, make_bands(parts, list(acts), bands)
+
+
+def _check_settings(n_iter, voxel_batch, halves, min_reliability) -> None:
+    """``n_iter``, ``voxel_batch``, ``halves`` and ``min_reliability``, checked in that order."""
+    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
+        raise ValueError(f"n_iter must be a positive int; got {n_iter!r}")
+    if voxel_batch is not None and (isinstance(voxel_batch, bool) or int(voxel_batch) < 1):
+        raise ValueError(f"voxel_batch must be a positive int or None; got {voxel_batch!r}")
+    if halves not in ("all", "odd-even"):
+        raise ValueError(f"halves must be one of ['all', 'odd-even']; got {halves!r}")
+    if not np.isfinite(min_reliability):
+        raise ValueError(f"min_reliability must be a finite number; got {min_reliability!r}")
+
+
+def _fitted_voxels(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels fitted (:func:`_valid_voxels`; an error when there are none) and their
+    responses in float64, shape (n_runs, n_stimuli, n_valid)."""
+    valid = _valid_voxels(arr)
+    if not valid.any():
+        raise ValueError(
+            "patterns has no voxel that is finite in every run and varies over stimuli"
+        )
+    return valid, np.asarray(arr[:, :, valid], dtype=np.float64)
+
+
+def _fold_features(acts, band_layers, map_layers, folds, n_components):
+    """Every fold's layer kernels (:func:`_fold_kernels`) for the layers of the bands and
+    of the per-layer maps, and the features each band had in each fold."""
+    layers = [name for members in band_layers.values() for name in members]
+    used = {name: acts[name] for name in dict.fromkeys(layers + map_layers)}
+    with _blas_limit("numpy"):
+        grams = None if n_components is None else {n: _solve.gram(x) for n, x in used.items()}
+        fold_kernels = [_fold_kernels(used, grams, fold, n_components) for fold in folds]
+    n_features = {
+        band: np.array([sum(fk[name][1] for name in members) for fk in fold_kernels])
+        for band, members in band_layers.items()
+    }
+    return fold_kernels, n_features
+
+
+def _models(band_layers, partition: bool, map_layers) -> list[tuple[str, list[list[str]]]]:
+    """The models and the layers of each of their bands: the joint one, one without each
+    band (with ``partition`` and several bands), one per layer of ``map_layers``."""
+    band_names = list(band_layers)
+    models: list[tuple[str, list[list[str]]]] = [("joint", [band_layers[b] for b in band_names])]
+    if partition and len(band_names) > 1:
+        for b in band_names:
+            models.append((f"without:{b}", [band_layers[o] for o in band_names if o != b]))
+    models += [(f"layer:{name}", [[name]]) for name in map_layers]
+    return models
+
+
 class _ModelFit:
-    """The cross-validated fits of every model on one block of voxels."""
+    """The cross-validated fits of every model, block of voxels by block."""
 
     def __init__(self, folds, fold_kernels, alphas, n_iter, random_state, n_runs, n_stimuli):
         self.folds = folds
@@ -695,6 +753,93 @@ class _ModelFit:
                 out["alphas"] = alphas
                 out["predictions"] = split.sum(axis=1)
         return out
+
+    def blocks(
+        self, y, models, backend_name, n_jobs, voxel_batch, return_predictions
+    ) -> dict[str, np.ndarray]:
+        """:meth:`voxels` on blocks of ``voxel_batch`` voxels of ``y`` (folds fitted by
+        ``n_jobs`` threads on the CPU), the blocks' maps joined along the voxel axis; the
+        joint model's predictions only with ``return_predictions``."""
+        nv = y.shape[2]
+        n_jobs = 1 if backend_name != "numpy" else min(resolve_n_jobs(n_jobs), len(self.folds))
+        batch = nv if voxel_batch is None else int(voxel_batch)
+        logger.info(
+            "encoding: %d voxels, %d runs, %d stimuli, %d models x %d folds on himalaya's %s "
+            "backend, %d thread(s)",
+            nv,
+            self.n_runs,
+            self.n_stimuli,
+            len(models),
+            len(self.folds),
+            backend_name,
+            n_jobs,
+        )
+        chunks = []
+        with _solve.himalaya_backend(backend_name) as backend, _blas_limit(backend_name):
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                mapper = pool.map if n_jobs > 1 else map
+                for start in range(0, nv, batch):
+                    chunks.append(
+                        self.voxels(y[:, :, start : start + batch], models, backend, mapper)
+                    )
+        keys = [key for key in chunks[0] if return_predictions or key != "predictions"]
+        return {key: np.concatenate([c.pop(key) for c in chunks], axis=-1) for key in keys}
+
+
+def _assemble(
+    maps, band_layers, map_layers, partition, ceiling, valid, folds, n_features, backend
+) -> EncodingResult:
+    """The :class:`EncodingResult`: the maps of :meth:`_ModelFit.blocks`, unique and shared
+    variance, the noise ceiling, every map spread over all voxels (NaN where not valid)."""
+    band_names = list(band_layers)
+    nv = int(valid.sum())
+    r2 = maps["r2:joint"]
+    if len(band_names) == 1:
+        without = np.zeros((1, nv))
+    elif partition:
+        without = np.stack([maps[f"r2:without:{b}"] for b in band_names])
+    else:
+        without = np.full((len(band_names), nv), np.nan)
+    unique, shared = variance_partition(r2, without)
+
+    def full(values: np.ndarray) -> np.ndarray:
+        out = np.full(values.shape[:-1] + valid.shape, np.nan)
+        out[..., valid] = values
+        return out
+
+    ceiling_full = NoiseCeiling(
+        split_half=full(ceiling.split_half),
+        reliability=full(ceiling.reliability),
+        ceiling=full(ceiling.ceiling),
+        n_splits=ceiling.n_splits,
+        halves=ceiling.halves,
+        min_reliability=ceiling.min_reliability,
+    )
+    empty = np.zeros((0, nv))
+    predictions = maps.get("predictions")
+    return EncodingResult(
+        bands=band_layers,
+        layers=map_layers,
+        r2=full(r2),
+        r=full(maps["r:joint"]),
+        r2_split=full(maps["split"]),
+        r2_without=full(without),
+        unique=full(unique),
+        shared=full(shared),
+        layer_r2=full(
+            np.stack([maps[f"r2:layer:{n}"] for n in map_layers]) if map_layers else empty
+        ),
+        layer_r=full(np.stack([maps[f"r:layer:{n}"] for n in map_layers]) if map_layers else empty),
+        fold_r2=full(maps["fold_r2"]),
+        alphas=full(maps["alphas"]),
+        folds=folds,
+        n_features=n_features,
+        ceiling=ceiling_full,
+        r2_fraction=ceiling_full.fraction(full(r2)),
+        valid=valid,
+        backend=backend,
+        predictions=None if predictions is None else full(predictions),
+    )
 
 
 def fit_encoding(
@@ -799,122 +944,18 @@ def fit_encoding(
     joint prediction; maps are the means over runs. ``unique`` and ``shared`` come
     from :func:`variance_partition` on those means.
     """
-    arr = _check_patterns(patterns)
-    n_runs, n_stimuli, n_voxels = arr.shape
-    acts = _check_activations(activations, n_stimuli)
-    band_layers = make_bands(parts, list(acts), bands)
-    n_components = _check_n_components(n_components)
-    alpha_grid = _check_alphas(alphas)
-    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
-        raise ValueError(f"n_iter must be a positive int; got {n_iter!r}")
-    if voxel_batch is not None and (isinstance(voxel_batch, bool) or int(voxel_batch) < 1):
-        raise ValueError(f"voxel_batch must be a positive int or None; got {voxel_batch!r}")
-    if halves not in ("all", "odd-even"):
-        raise ValueError(f"halves must be one of ['all', 'odd-even']; got {halves!r}")
-    if not np.isfinite(min_reliability):
-        raise ValueError(f"min_reliability must be a finite number; got {min_reliability!r}")
-    folds = encoding_folds(n_runs, n_stimuli, stimulus_folds)
+    arr, acts, band_layers = _check_data(activations, parts, patterns, bands)
+    n_components, alpha_grid = _check_n_components(n_components), _check_alphas(alphas)
+    _check_settings(n_iter, voxel_batch, halves, min_reliability)
+    folds = encoding_folds(arr.shape[0], arr.shape[1], stimulus_folds)
     backend_name = _solve.himalaya_backend_name(device)
-
-    valid = _valid_voxels(arr)
-    if not valid.any():
-        raise ValueError(
-            "patterns has no voxel that is finite in every run and varies over stimuli"
-        )
-    y = np.asarray(arr[:, :, valid], dtype=np.float64)
-    band_names = list(band_layers)
-    layers = [name for members in band_layers.values() for name in members]
+    valid, y = _fitted_voxels(arr)
     map_layers = list(acts) if layer_maps else []
-    used = {name: acts[name] for name in dict.fromkeys(layers + map_layers)}
-    with _blas_limit("numpy"):
-        grams = None if n_components is None else {n: _solve.gram(x) for n, x in used.items()}
-        fold_kernels = [_fold_kernels(used, grams, fold, n_components) for fold in folds]
-    n_features = {
-        band: np.array([sum(fk[name][1] for name in members) for fk in fold_kernels])
-        for band, members in band_layers.items()
-    }
-
-    # the models: the joint one, one without each band, one per layer
-    models: list[tuple[str, list[list[str]]]] = [("joint", [band_layers[b] for b in band_names])]
-    if partition and len(band_names) > 1:
-        for b in band_names:
-            models.append((f"without:{b}", [band_layers[o] for o in band_names if o != b]))
-    models += [(f"layer:{name}", [[name]]) for name in map_layers]
-
-    nv = int(valid.sum())
-    n_jobs = 1 if backend_name != "numpy" else min(resolve_n_jobs(n_jobs), len(folds))
-    batch = nv if voxel_batch is None else int(voxel_batch)
-    logger.info(
-        "encoding: %d voxels, %d runs, %d stimuli, %d models x %d folds on himalaya's %s "
-        "backend, %d thread(s)",
-        nv,
-        n_runs,
-        n_stimuli,
-        len(models),
-        len(folds),
-        backend_name,
-        n_jobs,
-    )
-    fit = _ModelFit(folds, fold_kernels, alpha_grid, int(n_iter), random_state, n_runs, n_stimuli)
-    chunks = []
-    with _solve.himalaya_backend(backend_name) as backend, _blas_limit(backend_name):
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            mapper = pool.map if n_jobs > 1 else map
-            for start in range(0, nv, batch):
-                chunks.append(fit.voxels(y[:, :, start : start + batch], models, backend, mapper))
-    keys = [key for key in chunks[0] if return_predictions or key != "predictions"]
-    out = {key: np.concatenate([c.pop(key) for c in chunks], axis=-1) for key in keys}
-    model_r2 = {name: out[f"r2:{name}"] for name, _ in models}
-    model_r = {name: out[f"r:{name}"] for name, _ in models}
-    fold_r2, joint_split, fold_alphas = out["fold_r2"], out["split"], out["alphas"]
-    predictions = out["predictions"] if return_predictions else None
-
-    r2 = model_r2["joint"]
-    if len(band_names) == 1:
-        without = np.zeros((1, nv))
-    elif partition:
-        without = np.stack([model_r2[f"without:{b}"] for b in band_names])
-    else:
-        without = np.full((len(band_names), nv), np.nan)
-    unique, shared = variance_partition(r2, without)
-    ceiling = noise_ceiling(arr[:, :, valid], halves=halves, min_reliability=min_reliability)
-
-    def full(values: np.ndarray) -> np.ndarray:
-        out = np.full(values.shape[:-1] + (n_voxels,), np.nan)
-        out[..., valid] = values
-        return out
-
-    ceiling_full = NoiseCeiling(
-        split_half=full(ceiling.split_half),
-        reliability=full(ceiling.reliability),
-        ceiling=full(ceiling.ceiling),
-        n_splits=ceiling.n_splits,
-        halves=ceiling.halves,
-        min_reliability=ceiling.min_reliability,
-    )
-    empty = np.zeros((0, nv))
-    return EncodingResult(
-        bands=band_layers,
-        layers=map_layers,
-        r2=full(r2),
-        r=full(model_r["joint"]),
-        r2_split=full(joint_split),
-        r2_without=full(without),
-        unique=full(unique),
-        shared=full(shared),
-        layer_r2=full(
-            np.stack([model_r2[f"layer:{n}"] for n in map_layers]) if map_layers else empty
-        ),
-        layer_r=full(
-            np.stack([model_r[f"layer:{n}"] for n in map_layers]) if map_layers else empty
-        ),
-        fold_r2=full(fold_r2),
-        alphas=full(fold_alphas),
-        folds=folds,
-        n_features=n_features,
-        ceiling=ceiling_full,
-        r2_fraction=ceiling_full.fraction(full(r2)),
-        valid=valid,
-        backend=backend_name,
-        predictions=None if predictions is None else full(predictions),
+    fold_kernels, n_features = _fold_features(acts, band_layers, map_layers, folds, n_components)
+    models = _models(band_layers, partition, map_layers)
+    fit = _ModelFit(folds, fold_kernels, alpha_grid, int(n_iter), random_state, *y.shape[:2])
+    maps = fit.blocks(y, models, backend_name, n_jobs, voxel_batch, return_predictions)
+    ceiling = noise_ceiling(y, halves=halves, min_reliability=min_reliability)
+    return _assemble(
+        maps, band_layers, map_layers, partition, ceiling, valid, folds, n_features, backend_name
     )
