@@ -38,6 +38,66 @@ def rng():
     return np.random.default_rng(20261126)
 
 
+def _files(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (links included) with the SHA-256 of its bytes."""
+    import hashlib
+
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file()
+        else f"link to {p.readlink()}"
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() or p.is_symlink()
+    }
+
+
+def _read_only(value, folder: Path):
+    """Yield ``value``; at the end of the run, fail if a file under ``folder`` changed.
+
+    The session's shared inputs are read by many modules: a test that edits one copies
+    it first (``shutil.copytree``), so that no test sees another's edits.
+    """
+    before = _files(folder)
+    yield value
+    after = _files(folder)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"tests changed the shared inputs in {folder}: {changed}"
+
+
+@pytest.fixture(scope="session")
+def bids_two_subjects(tmp_path_factory):
+    """``make_small_bids`` with its defaults (2 participants of 2 runs, 9 stimuli in 3
+    categories), made once for every module that reads it; never written to."""
+    from .bids_fixtures import make_small_bids
+
+    small = make_small_bids(tmp_path_factory.mktemp("bids_two") / "bids")
+    yield from _read_only(small, small.root.parent)
+
+
+@pytest.fixture(scope="session")
+def bids_one_subject(tmp_path_factory):
+    """``make_small_bids(n_subjects=1)`` (1 participant of 2 runs), made once for every
+    module that reads it; never written to."""
+    from .bids_fixtures import make_small_bids
+
+    small = make_small_bids(tmp_path_factory.mktemp("bids_one") / "bids", n_subjects=1)
+    yield from _read_only(small, small.root.parent)
+
+
+@pytest.fixture(scope="session")
+def crosschannel_checkpoint(tmp_path_factory):
+    """``net.pt``: the untrained cross-channel network (seed 1) with 3 labels a, b, c, as
+    dnnrsa-train writes a checkpoint; never written to."""
+    from dnnrsa.models import build_model, get_model, save_checkpoint
+
+    spec = get_model("crosschannel")
+    folder = tmp_path_factory.mktemp("ckpt")
+    path = save_checkpoint(
+        folder / "net.pt", build_model(spec, 3, seed=1), spec, labels=["a", "b", "c"]
+    )
+    yield from _read_only(path, folder)
+
+
 #: The fast demo's command line, as a user types it (``dnnrsa-demo OUT --setting fast``).
 FAST_DEMO_ARGS = ["--setting", "fast", "--nprocs", "2", "--device", "cpu"]
 

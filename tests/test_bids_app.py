@@ -14,15 +14,15 @@ import pytest
 
 from dnnrsa.bids_app.run import main
 
-from .bids_fixtures import make_small_bids
 from .conftest import shared_data
 
 SL = ["--radius-mm", "6", "--min-voxels", "5", "--nprocs", "2"]
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    return make_small_bids(tmp_path_factory.mktemp("small") / "bids")
+def small(bids_two_subjects):
+    """The session's two-participant data set (a test that edits it edits a copy)."""
+    return bids_two_subjects
 
 
 @pytest.fixture(scope="module")
@@ -545,17 +545,13 @@ def test_haxby_participant_with_category_model(tmp_path):
     assert face_house > np.median(square[iu, ju])
 
 
-def test_checkpoint_on_a_category_design_without_label_columns(tmp_path):
+def test_checkpoint_on_a_category_design_without_label_columns(
+    tmp_path, bids_one_subject, crosschannel_checkpoint
+):
     """A trained network on a design whose events carry no label column (conditions from
     trial_type, nothing coarser): layer maps are written, the category index is skipped
     and the report says why."""
-    from dnnrsa.models import build_model, get_model, save_checkpoint
-
-    small = make_small_bids(tmp_path / "bids", n_subjects=1, n_runs=2)
-    spec = get_model("crosschannel")
-    ckpt = save_checkpoint(
-        tmp_path / "net.pt", build_model(spec, 3, seed=1), spec, labels=["a", "b", "c"]
-    )
+    small, ckpt = bids_one_subject, crosschannel_checkpoint
     out = tmp_path / "out"
     argv = [str(small.root), str(out), "participant", "--checkpoint", str(ckpt)]
     argv += ["--conditions-from", "trial_type", "--layers", "visual_conv1_1", "auditory_conv1"]
@@ -574,7 +570,7 @@ def test_checkpoint_on_a_category_design_without_label_columns(tmp_path):
     assert f'voxels in the mask</td><td class="text">{n_mask}<' in html
 
 
-def test_several_checkpoints_write_the_cross_regime_similarity(tmp_path):
+def test_several_checkpoints_write_the_cross_regime_similarity(tmp_path, bids_one_subject):
     """Two networks (regimes emotion and identity): the stacked layer-by-layer similarity
     of both is written at dataset level, and equals the core function on the written
     layer RDMs; its within-network blocks are each network's own layer similarity."""
@@ -582,7 +578,7 @@ def test_several_checkpoints_write_the_cross_regime_similarity(tmp_path):
     from dnnrsa.models import build_model, get_model, save_checkpoint
     from dnnrsa.rdm import read_rdm_tsv
 
-    small = make_small_bids(tmp_path / "bids", n_subjects=1, n_runs=2)
+    small = bids_one_subject
     spec = get_model("crosschannel")
     ckpts = [
         save_checkpoint(
@@ -650,10 +646,10 @@ def test_several_checkpoints_write_the_cross_regime_similarity(tmp_path):
         assert node.inputs.n_jobs == 2 and node.n_procs == 2, regime
 
 
-def test_checkpoints_sharing_a_regime_exit_64(tmp_path, capsys):
+def test_checkpoints_sharing_a_regime_exit_64(tmp_path, capsys, bids_one_subject):
     from dnnrsa.models import build_model, get_model, save_checkpoint
 
-    small = make_small_bids(tmp_path / "bids", n_subjects=1, n_runs=2)
+    small = bids_one_subject
     spec = get_model("crosschannel")
     ckpts = [
         save_checkpoint(

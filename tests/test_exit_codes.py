@@ -18,15 +18,14 @@ import pytest
 from dnnrsa.bids_app.errors import EXIT_CODES, EXIT_INTERRUPTED
 from dnnrsa.bids_app.run import main
 
-from .bids_fixtures import make_small_bids
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 FAST = ["--skip-bids-validation", "--radius-mm", "6", "--min-voxels", "5", "--nprocs", "1"]
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    return make_small_bids(tmp_path_factory.mktemp("codes") / "bids", n_subjects=1)
+def small(bids_one_subject):
+    """The session's one-participant data set (a test that edits it edits a copy)."""
+    return bids_one_subject
 
 
 def _argv(small, tmp_path, *extra, root=None):

@@ -26,8 +26,6 @@ import pytest
 from dnnrsa.bids_app.errors import EXIT_CANNOT_WRITE, handle_errors
 from dnnrsa.bids_app.run import main
 
-from .bids_fixtures import make_small_bids
-
 FAST = ["--skip-bids-validation", "--radius-mm", "6", "--min-voxels", "5", "--nprocs", "1"]
 N_SCANS, T_R = 70, 2.0  # make_small_bids: 70 volumes of 2 s per run
 #: torch's advice, which a dnnrsa message never repeats.
@@ -43,18 +41,15 @@ TORCH_ADVICE = (
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    return make_small_bids(tmp_path_factory.mktemp("hostile") / "bids", n_subjects=1)
+def small(bids_one_subject):
+    """The session's one-participant data set (a test that edits it edits a copy)."""
+    return bids_one_subject
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A checkpoint of the cross-channel network as dnnrsa-train writes it."""
-    from dnnrsa.models import build_model, get_model, save_checkpoint
-
-    spec = get_model("crosschannel")
-    path = tmp_path_factory.mktemp("ckpt") / "net.pt"
-    return save_checkpoint(path, build_model(spec, 3, seed=1), spec, labels=["a", "b", "c"])
+def checkpoint(crosschannel_checkpoint):
+    """The session's cross-channel checkpoint (a test that edits it edits a copy)."""
+    return crosschannel_checkpoint
 
 
 def _func(root: Path) -> Path:

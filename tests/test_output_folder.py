@@ -13,23 +13,19 @@ import pytest
 
 from dnnrsa.bids_app.run import main
 
-from .bids_fixtures import make_small_bids
-
 SL = ["--min-voxels", "5", "--nprocs", "1", "--skip-bids-validation", "--no-reports"]
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    return make_small_bids(tmp_path_factory.mktemp("folder") / "bids", n_subjects=2, n_runs=2)
+def small(bids_two_subjects):
+    """The session's two-participant data set (a test that edits it edits a copy)."""
+    return bids_two_subjects
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from dnnrsa.models import build_model, get_model, save_checkpoint
-
-    spec = get_model("crosschannel")
-    path = tmp_path_factory.mktemp("ckpt") / "net.pt"
-    return save_checkpoint(path, build_model(spec, 3, seed=1), spec, labels=["a", "b", "c"])
+def checkpoint(crosschannel_checkpoint):
+    """The session's cross-channel checkpoint (a test that edits it edits a copy)."""
+    return crosschannel_checkpoint
 
 
 def _argv(small, out, *extra, work=None):

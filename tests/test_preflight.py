@@ -26,8 +26,9 @@ from .bids_fixtures import make_small_bids
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    return make_small_bids(tmp_path_factory.mktemp("pre") / "bids", n_subjects=1)
+def small(bids_one_subject):
+    """The session's one-participant data set (a test that edits it edits a copy)."""
+    return bids_one_subject
 
 
 def _copy(small, tmp_path):

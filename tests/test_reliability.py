@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from .bids_fixtures import make_small_bids
-
 SL = ["--radius-mm", "6", "--min-voxels", "5", "--nprocs", "2"]
 RUN = [
     sys.executable,
@@ -95,8 +93,9 @@ def _marked_env(marker: str) -> dict:
 
 # --------------------------------------------------------------------------- 7: kill -9
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    return make_small_bids(tmp_path_factory.mktemp("reliability") / "bids")
+def small(bids_two_subjects):
+    """The session's two-participant data set (a test that edits it edits a copy)."""
+    return bids_two_subjects
 
 
 def _argv(small, base: Path) -> list[str]:

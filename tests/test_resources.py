@@ -57,10 +57,10 @@ def test_searchlight_memory_grows_with_the_data():
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
+def datasets(tmp_path_factory, bids_one_subject):
     root = tmp_path_factory.mktemp("resources")
     return {
-        "small": make_small_bids(root / "small", n_subjects=1, n_runs=2),
+        "small": bids_one_subject,
         "runs": make_small_bids(root / "runs", n_subjects=1, n_runs=4),
         "grid": make_small_bids(root / "grid", n_subjects=1, n_runs=2, shape=(16, 16, 16)),
     }

@@ -421,10 +421,10 @@ def test_unknown_atlas_label_exits_64(small, tmp_path, capsys):
     assert rc == 64 and "Nowhere_Gyrus" in capsys.readouterr().err
 
 
-def test_atlas_region_at_the_participant_level(tmp_path):
+def test_atlas_region_at_the_participant_level(tmp_path, bids_one_subject):
     """A Harvard-Oxford region near the origin of the fixture's grid (centred on 0 mm)."""
     _need_atlas()
-    one = make_small_bids(tmp_path / "bids", n_subjects=1)
+    one = bids_one_subject
     argv = [str(one.root), str(tmp_path / "o"), "participant", "-w", str(tmp_path / "w")]
     argv += ["--model-rdm", f"category={one.model_rdm}", *SL, "--no-reports"]
     assert main([*argv, "--roi-atlas", "harvard-oxford", "--roi-labels", "Left_Thalamus"]) == 0
