@@ -42,8 +42,9 @@ The core, private modules
 ``_findingtests``            the statistical tests behind the findings
 ``_groupimgs``               group tests from images to images
 ``_inferenceinputs``         the ROI inference's comparators and bootstrap modes, checks of its RDMs
-``_io``                      atomic file writing
+``_io``                      atomic file writing; cache names from file contents
 ``_layersimilarity``         layer-by-layer similarity of RDMs, within and across networks
+``_masks``                   reading a mask: its image and the voxels inside
 ``_maxt``                    the blocked max-T kernel of the sign-flip test
 ``_mds``                     multidimensional scaling of an RDM (classical, SMACOF)
 ``_modeleval``               model evaluation by bootstrap (subjects, stimuli, both), noise ceiling
@@ -71,7 +72,7 @@ Subpackages of the core
 ``demo``                     the demo data set: stimuli, training clips, simulated BOLD, truth
 ``demo.dataset``             writing the whole demo data set, step by step
 ``demo.design``              the demo study's design: actors, emotions, sentences, stimulus table
-``demo.faces``               procedural talking faces and an mp4 clip writer
+``demo.talking_faces``       procedural talking faces and an mp4 clip writer
 ``demo.voices``              source-filter voice synthesis
 ``demo.clips``               the demo clips: actors rendered and encoded, the features they carry
 ``demo.bold``                simulated BOLD: MNI grid, planted regions, time series

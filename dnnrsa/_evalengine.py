@@ -19,7 +19,7 @@ _BUDGET_BYTES = 192 * 2**20
 
 
 @dataclass
-class _Engine:
+class _BootstrapEngine:
     """Evaluations and noise ceilings for batches of bootstrap weights."""
 
     models: object  # (M, P) or None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -196,3 +197,15 @@ def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk_bytes), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def content_cache_name(path: str | os.PathLike, params: dict, suffix: str) -> str:
+    """The name under which a result computed from a file is cached.
+
+    ``<SHA-256 of the file>-<the first 16 hex digits of the SHA-256 of params as
+    sorted JSON><suffix>``: a changed file or changed parameters give another name,
+    so a cache never returns a result computed from other inputs. The face
+    detections and the network activations are cached under such names.
+    """
+    text = json.dumps(params, sort_keys=True)
+    return f"{file_sha256(path)}-{hashlib.sha256(text.encode()).hexdigest()[:16]}{suffix}"

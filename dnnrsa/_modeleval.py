@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ._evalengine import _Engine, _run
+from ._evalengine import _BootstrapEngine, _run
 from ._inferenceinputs import MODES, _check_inputs, _check_method
 from ._pvalues import CORRECTIONS, adjust_pvalues
 from .backend import get_namespace, to_numpy
@@ -46,7 +46,7 @@ def noise_ceiling(data_rdms, method: str = "spearman", *, device: str | None = N
     keep = xp.isfinite(data).all(axis=0)
     q = keep.astype(xp.float64)[None, :]
     data = xp.where(keep[None, :], data, 0.0)
-    engine = _Engine(None, data, method, xp, n_cond)
+    engine = _BootstrapEngine(None, data, method, xp, n_cond)
     ((_, nc),) = engine.batch(q, xp.ones((1, n_cond)), [xp.ones((1, data.shape[0]))])
     nc = to_numpy(nc)[0]
     return float(nc[0]), float(nc[1])
@@ -213,7 +213,7 @@ def evaluate_samples(
     _check_method(method)
     xp = get_namespace(model_rdms, data_rdms, device=device)
     models, data, n_cond = _check_inputs(model_rdms, data_rdms, xp)
-    engine = _Engine(models, data, method, xp, n_cond)
+    engine = _BootstrapEngine(models, data, method, xp, n_cond)
     cnt = np.asarray(subject_counts, dtype=np.float64)
     w = None if condition_counts is None else np.asarray(condition_counts, dtype=np.float64)
     return _run(engine, [cnt], w)[0]
@@ -291,7 +291,7 @@ def evaluate_models(
     model_names = tuple(str(m) for m in model_names)
     if len(model_names) != n_mod:
         raise ValueError(f"model_names has {len(model_names)} names for {n_mod} models")
-    engine = _Engine(models, data, method, xp, n_cond)
+    engine = _BootstrapEngine(models, data, method, xp, n_cond)
     ((point, nc_point),) = _run(engine, [np.ones((1, n_sub))], None)
 
     cnt, w = bootstrap_counts(int(n_boot), n_sub, n_cond, mode, seed)

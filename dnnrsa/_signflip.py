@@ -16,13 +16,13 @@ import dataclasses
 import functools
 import logging
 import math
-import os
 from typing import Any
 
 import numpy as np
 
 from . import _tfce
 from ._cpus import resolve_n_jobs
+from ._masks import load_mask
 from ._maxt import _max_t_null, _observed_t, _with_tolerance
 from ._scores import t_to_z
 from .backend import get_namespace, to_numpy
@@ -163,10 +163,8 @@ def _load_mask_img(mask):
     """A mask image or path as a uint8 NIfTI image (1 inside)."""
     import nibabel as nib
 
-    if isinstance(mask, str | os.PathLike):
-        mask = nib.load(mask)
-    data = np.asanyarray(mask.dataobj) != 0
-    return nib.Nifti1Image(data.astype(np.uint8), mask.affine)
+    img, inside = load_mask(mask, name="mask")
+    return nib.Nifti1Image(inside.astype(np.uint8), img.affine)
 
 
 def _mask_array(mask) -> np.ndarray | None:
@@ -175,7 +173,7 @@ def _mask_array(mask) -> np.ndarray | None:
         return None
     if isinstance(mask, np.ndarray):
         return mask.astype(bool)
-    return np.asanyarray(_load_mask_img(mask).dataobj).astype(bool)
+    return load_mask(mask, name="mask").inside
 
 
 def _p_from_counts(counts, n_null: int, exhaustive: bool):

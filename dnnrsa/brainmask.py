@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._io import atomic_save_nifti
+from ._masks import load_mask
 from .bidsnames import sidecar_path, write_json
 
 logger = logging.getLogger(__name__)
@@ -68,23 +69,6 @@ def _load_runs(run_imgs):
             raise ValueError(f"run_imgs[{i}] has {img.shape[3]} volume(s); need at least 2")
         runs.append(img)
     return runs
-
-
-def _load_mask(mask_img):
-    from nilearn.image import load_img
-
-    try:
-        img = load_img(mask_img)
-    except Exception as exc:
-        raise ValueError(f"mask_img could not be loaded: {mask_img!r} ({exc})") from exc
-    data = np.asanyarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ValueError(f"mask_img must be a 3D image; got shape {data.shape} from {mask_img!r}")
-    if not np.any(data != 0):
-        raise ValueError(f"mask_img is empty (no non-zero voxel): {mask_img!r}")
-    return img
 
 
 # ---------------------------------------------------------------------------
@@ -259,9 +243,7 @@ def brain_mask(
     bad_runs = [_nonfinite_voxels(img) for img in imgs]
     bad = np.logical_or.reduce(bad_runs)
     if mask_img is not None:
-        given = _load_mask(mask_img)
-        data = np.asanyarray(given.dataobj)
-        candidates = (data[..., 0] if data.ndim == 4 else data) != 0
+        given, candidates = load_mask(mask_img, require_voxels=True)
         bad_here = _on_grid(bad, imgs[0], given) if bad.any() else np.zeros_like(candidates)
         kept = candidates & ~bad_here
         affine, source = given.affine, "given"

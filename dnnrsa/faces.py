@@ -32,7 +32,6 @@ faces at least 1/8 of the shorter side.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -61,7 +60,7 @@ from ._decode import (
     _read_image,
     stimulus_kind,
 )
-from ._io import atomic_write, file_sha256
+from ._io import atomic_write, content_cache_name
 
 logger = logging.getLogger(__name__)
 
@@ -327,29 +326,25 @@ def _detect_file(path: Path, model_frames: Sequence[int]) -> FaceCrop:
     return detect_face_crop(frames, chosen, name=str(path), warn=False)
 
 
-def _detector_key(model_frames: Sequence[int]) -> str:
-    text = json.dumps(
-        {
-            "v": _DETECTOR_VERSION,
-            "cascades": CASCADES,
-            "search": SEARCH_FRAMES,
-            "margin": MARGIN,
-            "side": DETECT_SIDE,
-            "min": MIN_FACE_FRACTION,
-            "scale": SCALE_FACTOR,
-            "neighbors": MIN_NEIGHBORS,
-            "model_frames": sorted({int(n) for n in model_frames}),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _detector_params(model_frames: Sequence[int]) -> dict:
+    return {
+        "v": _DETECTOR_VERSION,
+        "cascades": CASCADES,
+        "search": SEARCH_FRAMES,
+        "margin": MARGIN,
+        "side": DETECT_SIDE,
+        "min": MIN_FACE_FRACTION,
+        "scale": SCALE_FACTOR,
+        "neighbors": MIN_NEIGHBORS,
+        "model_frames": sorted({int(n) for n in model_frames}),
+    }
 
 
 def _detect_cached(path: Path, model_frames, cache_dir: Path | None) -> FaceCrop:
     """Detection on one file, read from (or saved to) ``cache_dir`` when given."""
     if cache_dir is None:
         return _detect_file(path, model_frames)
-    cached = cache_dir / f"{file_sha256(path)}-{_detector_key(model_frames)}.json"
+    cached = cache_dir / content_cache_name(path, _detector_params(model_frames), ".json")
     if cached.is_file():
         try:
             return FaceCrop.from_dict(json.loads(cached.read_text()))

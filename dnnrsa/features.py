@@ -21,8 +21,6 @@ input (used by :func:`dnnrsa.train.evaluate_lesions`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -32,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ._cpus import available_cpus, resolve_n_jobs
-from ._io import atomic_write, file_sha256
+from ._io import atomic_write, content_cache_name, file_sha256
 from .backend import resolve_device
 from .faces import crop_mode, resolve_crops, table_mode, warn_if_mode_differs
 from .models import load_model, model_fingerprint
@@ -277,17 +275,13 @@ class FeatureSet:
         return {k: v.reshape(len(v), -1) for k, v in self.activations.items()}
 
 
-def _cache_name(stim_hash: str, recipe: InputRecipe, crop_box, missing: str) -> str:
-    extra = json.dumps(
-        {
-            "recipe": recipe.to_dict(),
-            "crop": None if crop_box is None else [int(v) for v in crop_box],
-            "missing": missing,
-            "v": _CACHE_VERSION,
-        },
-        sort_keys=True,
-    )
-    return f"{stim_hash}-{hashlib.sha256(extra.encode()).hexdigest()[:16]}.npz"
+def _cache_params(recipe: InputRecipe, crop_box, missing: str) -> dict:
+    return {
+        "recipe": recipe.to_dict(),
+        "crop": None if crop_box is None else [int(v) for v in crop_box],
+        "missing": missing,
+        "v": _CACHE_VERSION,
+    }
 
 
 def _load_cached(path: Path, names: Sequence[str]) -> dict[str, np.ndarray] | None:
@@ -492,7 +486,9 @@ def _cached_rows(paths, cache_root, crop_boxes, recipe, missing, wanted):
             if not path.is_file():
                 raise FileNotFoundError(f"stimulus file not found: {path}")
             box = None if crop_boxes is None else crop_boxes[i]
-            cache_files[i] = cache_root / _cache_name(file_sha256(path), recipe, box, missing)
+            cache_files[i] = cache_root / content_cache_name(
+                path, _cache_params(recipe, box, missing), ".npz"
+            )
             rows[i] = _load_cached(cache_files[i], wanted)
     return rows, cache_files
 

@@ -47,11 +47,11 @@ from typing import Any
 import numpy as np
 
 from ._fastglm import NOISE_MODELS, fit_lsa, fit_lss, lss_pieces
+from ._masks import load_mask
 from .brainmask import (
     MAX_MASK_LOSS,
     BrainMask,
     _as_list,
-    _load_mask,
     _load_runs,
     _run_name,
     brain_mask,
@@ -177,7 +177,7 @@ def patterns_to_img(patterns: Any, mask_img: Any):
         3D image for a 1-D input, 4D image with ``n_patterns`` volumes otherwise.
     """
     patterns = np.asarray(patterns)
-    masker = _masker(_load_mask(mask_img))
+    masker = _masker(load_mask(mask_img, require_voxels=True).img)
     n_voxels = int(np.count_nonzero(np.asanyarray(masker.mask_img_.dataobj)))
     if patterns.shape[-1] != n_voxels or patterns.ndim not in (1, 2):
         raise ValueError(
@@ -203,7 +203,7 @@ def img_to_patterns(img: Any, mask_img: Any) -> np.ndarray:
     """
     from nilearn.image import load_img
 
-    masker = _masker(_load_mask(mask_img))
+    masker = _masker(load_mask(mask_img, require_voxels=True).img)
     data = masker.transform(load_img(img))
     return np.atleast_2d(np.asarray(data))
 

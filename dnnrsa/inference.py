@@ -57,7 +57,7 @@ from ._crossval import (
 )
 from ._evalengine import (
     _BUDGET_BYTES,  # noqa: F401
-    _Engine,  # noqa: F401
+    _BootstrapEngine,  # noqa: F401
     _pair_weights,  # noqa: F401
     _run,  # noqa: F401
 )

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._masks import load_mask
+
 #: The fewest voxels a region may keep on the BOLD grid, inside the brain mask.
 MIN_ROI_VOXELS = 10
 #: Atlases from which regions can be taken by label (``--roi-atlas``).
@@ -71,13 +73,9 @@ def resample_mask(mask_img, target_img) -> np.ndarray:
     import nibabel as nib
     from nilearn.image import resample_img
 
-    mask, target = _load(mask_img), _load(target_img)
-    data = np.asanyarray(mask.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ValueError(f"a region mask must be a 3D image; got shape {data.shape}")
-    inside = (np.isfinite(data) & (data != 0)).astype(np.uint8)
+    mask, inside = load_mask(mask_img, name="a region mask")
+    target = _load(target_img)
+    inside = inside.astype(np.uint8)
     shape = tuple(int(n) for n in target.shape[:3])
     if shape == inside.shape and np.allclose(mask.affine, target.affine, atol=1e-5):
         return inside.astype(bool)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._cpus import resolve_n_jobs, single_threaded_blas
+from ._masks import load_mask
 from ._neighbourhoods import Neighbourhoods, mask_neighbourhoods, sphere_offsets
 from ._registries import (
     _fast_ranks,  # noqa: F401 (the Spearman fast path's ranks)
@@ -88,18 +89,8 @@ def volume_neighbourhoods(mask_img: Any, radius_mm: float = 6.0) -> Neighbourhoo
         One sphere per in-mask voxel, in the C order of the mask's voxels (the
         order of ``data[mask]`` and of nilearn's maskers).
     """
-    mask_img, mask = _load_mask(mask_img)
+    mask_img, mask = load_mask(mask_img)
     return mask_neighbourhoods(mask, mask_img.affine, radius_mm)
-
-
-def _load_mask(mask_img: Any):
-    """The loaded 3-D mask image and its boolean voxel array (non-zero: in the mask)."""
-    from nilearn.image import load_img
-
-    mask_img = load_img(mask_img)
-    if len(mask_img.shape) != 3:
-        raise ValueError(f"mask_img must be a 3-D image; got shape {mask_img.shape}")
-    return mask_img, np.asanyarray(mask_img.dataobj) != 0
 
 
 # --------------------------------------------------------------------------- validation
@@ -274,7 +265,7 @@ def _prepare_models(model_rdms, n_cond, xp):
     return models, nan
 
 
-class _Engine:
+class _SphereEngine:
     """Per-voxel data and index arrays shared by all blocks of one searchlight run."""
 
     def __init__(self, patterns, nb, *, metric, labels, inverse, runs, min_voxels, xp, keep_pairs):
@@ -326,7 +317,7 @@ def _resolve_n_jobs(n_jobs: int | None, xp) -> int:
     return resolve_n_jobs(n_jobs, below_one="count_back")
 
 
-def _run_blocks(engine: _Engine, n_models, work, *, budget_bytes, n_jobs, progress, desc):
+def _run_blocks(engine: _SphereEngine, n_models, work, *, budget_bytes, n_jobs, progress, desc):
     """Call ``work(start, stop)`` on every block of spheres, in threads when asked."""
     from tqdm.auto import tqdm
 
@@ -443,7 +434,7 @@ def searchlight_rdms(
     patterns, nb, labels, inverse, runs = _check_common(
         patterns, neighbourhoods, metric, conditions, runs, min_voxels, xp
     )
-    engine = _Engine(
+    engine = _SphereEngine(
         patterns,
         nb,
         metric=metric,
@@ -543,7 +534,7 @@ def searchlight_rsa_array(
             logger.info("model RDMs have different missing entries: slower comparison path")
     prepared = None if per_block_fallback else _Models(models, comparator, xp)
 
-    engine = _Engine(
+    engine = _SphereEngine(
         patterns,
         nb,
         metric=metric,
@@ -597,7 +588,7 @@ def _load_inputs(patterns_img, mask_img):
         imgs = nib.Nifti1Image(np.asanyarray(imgs.dataobj)[..., None], imgs.affine, imgs.header)
     if len(imgs.shape) != 4:
         raise ValueError(f"patterns_img must be a 4-D image; got shape {imgs.shape}")
-    mask, mask_data = _load_mask(mask_img)
+    mask, mask_data = load_mask(mask_img)
     if tuple(mask.shape) != tuple(imgs.shape[:3]) or not np.allclose(
         mask.affine, imgs.affine, atol=1e-4
     ):

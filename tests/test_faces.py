@@ -48,7 +48,7 @@ def demo_face(size: int, identity: int = 2, emotion: int = 3, n_frames: int = 12
     """Frames of one of the demo's drawn faces."""
     from dnnrsa.demo.clips import _actors
     from dnnrsa.demo.design import EMOTIONS, IDENTITIES, STREAM_CLIP
-    from dnnrsa.demo.faces import expression_tracks, render_face_clip
+    from dnnrsa.demo.talking_faces import expression_tracks, render_face_clip
 
     face = _actors(0)[IDENTITIES[identity]][0]
     rng = np.random.default_rng([0, STREAM_CLIP, identity, emotion, 0, 0, 0])
@@ -132,7 +132,7 @@ def test_demo_faces_are_detected():
     """The drawn faces of the demo (fast setting, 96 px): detected in >= 95% of clips."""
     from dnnrsa.demo.clips import _actors
     from dnnrsa.demo.design import EMOTIONS, IDENTITIES, SENTENCES, STREAM_CLIP
-    from dnnrsa.demo.faces import expression_tracks, render_face_clip
+    from dnnrsa.demo.talking_faces import expression_tracks, render_face_clip
 
     actors = _actors(0)
     found = total = 0

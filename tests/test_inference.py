@@ -437,7 +437,7 @@ def test_bootstrap_crossvalidation_finds_the_better_weighted_model():
 #: Every name dnnrsa.inference defined before it was split into its rooms.
 _NAMES_BEFORE_THE_SPLIT = (
     "CORRECTIONS CrossValidation INFERENCE_COMPARATORS MODES ModelEvaluation "
-    "RSATOOLBOX_NAMES _BUDGET_BYTES _EPS _Engine _as_matrix _benjamini_hochberg "
+    "RSATOOLBOX_NAMES _BUDGET_BYTES _EPS _BootstrapEngine _as_matrix _benjamini_hochberg "
     "_check_inputs _check_method _compact _compare_mean _cov _crossval_sample "
     "_default_k_conditions _default_k_subjects _dual _k_fold_groups _pair_weights "
     "_pairs_within _pool_for_ceiling _pool_for_fit _ranks_from_cums _rdm_covariance "

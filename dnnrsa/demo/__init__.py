@@ -23,7 +23,7 @@ stimulus-specific response. :func:`evaluate_groundtruth` scores searchlight maps
 against it, and :func:`~dnnrsa.demo.scoring.roi_acceptance` checks the group-level
 ROI evaluation in the planted regions and the control. See ``docs/demo_dataset.md``.
 
-Modules: ``design`` (actors, emotions, sentences, settings), ``faces`` and
+Modules: ``design`` (actors, emotions, sentences, settings), ``talking_faces`` and
 ``voices`` (procedural faces and voices), ``clips`` (rendering, encoding, features),
 ``bold`` (MNI grid, planted regions, BOLD time series), ``bids_writer`` (raw and
 fMRIPrep-style files), ``groundtruth`` (the planted truth), ``scoring`` (AUC of

@@ -47,7 +47,7 @@ def _actors(seed: int) -> dict:
     for everyone (each rendition varies it by :func:`~dnnrsa.demo.voices.rendition_voice`),
     so identity and gender are visible but not audible.
     """
-    from .faces import make_face_params
+    from .talking_faces import make_face_params
     from .voices import SHARED_VOICE
 
     actors = {}
@@ -124,7 +124,7 @@ def render_clip(
     frames : ndarray of uint8, shape (n_frames, image_size, image_size, 3)
     audio : ndarray of float32, shape (CLIP_DURATION_S * SAMPLE_RATE,)
     """
-    from .faces import expression_tracks, render_face_clip
+    from .talking_faces import expression_tracks, render_face_clip
     from .voices import rendition_voice, synthesize_voice
 
     face, voice = actor
