@@ -4,6 +4,7 @@ ends the run promptly, and the stimulus-path rule (symlinks, git-annex)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ RUN = [
     "import sys; from dnnrsa.bids_app.run import main; sys.exit(main(sys.argv[1:]))",
 ]
 MARK = "DNNRSA_TEST_PROCESS_MARK"
+REPO = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- processes
@@ -410,9 +412,118 @@ def test_annex_link_without_content_exits_66_from_the_command_line(small, tmp_pa
     assert "datalad get" in err and name in err
 
 
-def test_stimulus_rule_is_documented():
-    text = (Path(__file__).resolve().parents[1] / "docs" / "own-data.md").read_text()
-    assert "annex/objects" in text and "datalad get" in text
+def _documented_rule() -> str:
+    """The stimulus-path rule of docs/own-data.md, on one line."""
+    text = (REPO / "docs" / "own-data.md").read_text()
+    section = text.split("## The stimulus-path rule", 1)[1].split("\n## ", 1)[0]
+    return " ".join(section.split())
+
+
+def test_the_documented_stimulus_rule_is_the_app_s(small, tmp_path, capsys):
+    """docs/own-data.md's stimulus-path rule, taken case by case from the page: the
+    values it accepts resolve, those it refuses raise the exit code it names (also from
+    the command line), the links it allows are followed and others refused naming link
+    and target, and a git-annex file without content gives its code with the command the
+    page prints (`datalad get -d <bids_dir> stimuli/<file>`)."""
+    import shutil
+
+    import pandas as pd
+
+    from dnnrsa.bids_app.errors import EXIT_CODES, DatasetInvalid, InputMissing
+    from dnnrsa.bids_app.run import main
+
+    rule = _documented_rule()
+    written = rule.split("**As written**", 1)[1].split(" 2. ", 1)[0]
+    accepted_text, refused_text = written.split(" are accepted, while ", 1)
+    refused_text, code = re.match(r"(.*) is refused \(exit (\d+)\)", refused_text).groups()
+    accepted = re.findall(r"`([^`]+)`", accepted_text)
+    documented = re.findall(r"`([^`]+)`", refused_text)
+    refused = list(documented)
+    if "absolute path" in refused_text:
+        refused.append(str(tmp_path / "ds" / "stimuli" / "abs.wav"))
+    assert len(accepted) >= 2 and len(documented) >= 2, written
+    refused_code = int(code)
+    assert refused_code == DatasetInvalid.exit_code and refused_code in EXIT_CODES
+
+    # 1. as written: each accepted value names an existing file; each refused one names a
+    # file that exists too, so that only the rule can refuse it
+    root = _dataset(tmp_path)
+    (root / "participants.tsv").write_text("participant_id\n")
+    for value in accepted + refused:
+        target = Path(os.path.normpath(root / "stimuli" / value))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"RIFF")
+    for value in accepted:
+        path = _resolve(root, value)
+        assert path.read_bytes() == b"RIFF" and path.name == Path(value).name, value
+    for value in refused:
+        with pytest.raises(DatasetInvalid) as info:
+            _resolve(root, value)
+        assert info.value.exit_code == refused_code, value
+        assert repr(value) in str(info.value), value
+
+    # ... and from the command line, for the page's last refused value
+    bids = tmp_path / "bids"
+    shutil.copytree(small.root, bids)
+    events = bids / "sub-01" / "func" / "sub-01_task-cat_run-1_events.tsv"
+    table = pd.read_csv(events, sep="\t")
+    table.loc[0, "stim_file"] = documented[-1]
+    table.to_csv(events, sep="\t", index=False)
+    assert main([str(bids), *_argv(small, tmp_path)[1:]]) == refused_code
+    assert documented[-1] in capsys.readouterr().err
+
+    # 2. links: the page's example of a link inside the data set is followed ...
+    links = rule.split(" 2. **Symbolic links**", 1)[1].split(" 3. ", 1)[0]
+    link, link_target = re.search(r"`(\S+)/ -> (\S+)/`", links).groups()
+    inside = tmp_path / "inside"
+    (inside / link_target).mkdir(parents=True)
+    (inside / link_target / "a.wav").write_bytes(b"RIFF")
+    (inside / link).symlink_to(Path(link_target), target_is_directory=True)
+    assert _resolve(inside, "a.wav").read_bytes() == b"RIFF"
+    # ... so are links into the git-annex stores it names, of the data set and of a
+    # superdataset enclosing it ...
+    stores = [s for s in re.findall(r"`([^`]+)`", links) if "annex/objects" in s]
+    assert len(stores) >= 2, links
+    for k, store in enumerate(stores):
+        sup = tmp_path / f"super{k}"
+        ds = _dataset(sup)
+        git_dir = ds / ".git"
+        if "<name>" in store:  # a subdataset: its .git is the superdataset's module
+            git_dir = sup / store.split("/annex/")[0].replace("<name>", "ds")
+            git_dir.mkdir(parents=True)
+            (ds / ".git").symlink_to(os.path.relpath(git_dir, ds), target_is_directory=True)
+        obj = _annex_object(git_dir, "b.wav")
+        assert store.split("...")[0].replace("<name>", "ds") in obj.relative_to(sup).as_posix()
+        (ds / "stimuli" / "b.wav").symlink_to(os.path.relpath(obj, ds / "stimuli"))
+        assert _resolve(ds, "b.wav").read_bytes() == b"RIFF", store
+    # ... and any other target is refused with the code the page gives, naming both
+    other_code = int(re.search(r"is refused \(exit (\d+)\), naming the link", links).group(1))
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes(b"RIFF")
+    (root / "stimuli" / "out.wav").symlink_to(outside)
+    with pytest.raises(DatasetInvalid) as info:
+        _resolve(root, "out.wav")
+    assert info.value.exit_code == other_code
+    assert "stimuli/out.wav" in str(info.value) and str(outside) in str(info.value)
+
+    # 3. content: an annexed file without content names the page's command ...
+    content = rule.split(" 3. **Present content**", 1)[1]
+    annex_code, command = re.search(
+        r"gives exit (\d+) with the command[^`]*`([^`]+)`", content
+    ).groups()
+    obj = _annex_object(root / ".git", "c.wav", present=False)
+    (root / "stimuli" / "c.wav").symlink_to(os.path.relpath(obj, root / "stimuli"))
+    with pytest.raises(InputMissing) as info:
+        _resolve(root, "c.wav")
+    assert info.value.exit_code == int(annex_code) and int(annex_code) in EXIT_CODES
+    expected = command.replace("<bids_dir>", str(root)).replace("<file>", "c.wav")
+    assert str(info.value).endswith(expected)
+    # ... and any other missing file the path looked for
+    missing_code = int(re.search(r"any other missing file gives exit (\d+)", content).group(1))
+    with pytest.raises(InputMissing) as info:
+        _resolve(root, "absent.wav")
+    assert info.value.exit_code == missing_code
+    assert str(root / "stimuli" / "absent.wav") in str(info.value)
 
 
 # --------------------------------------------------------------------------- 9: a failing step
@@ -590,8 +701,35 @@ def test_arm_lesion_with_labels_not_in_the_events_is_skipped_with_a_note(tmp_pat
     assert _lesion_possible(ckpt, str(table))
 
 
-def test_reliability_page_lists_the_guarantees():
-    page = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
-    text = page.read_text()
+def test_reliability_page_names_tests_that_exist():
+    """docs/reliability.md names, for each guarantee, the tests that check it: every test
+    it names is a test function of that module (the module alone: a test module), this
+    module's kill -9 and failing-step tests among them."""
+    import ast
+
+    page = (REPO / "docs" / "reliability.md").read_text()
+    rows = [ln for ln in page.splitlines() if ln.startswith("| ") and "`test_" in ln]
+    named: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        guarantee, _meaning, checked = (c.strip() for c in row.strip().strip("|").split(" | "))
+        refs = re.findall(r"`(test_\w+\.py)(?:::(test_\w+))?`", checked)
+        assert refs, f"the guarantee {guarantee!r} names no test"
+        for ref in refs:
+            named.setdefault(ref, []).append(guarantee)
+    assert len(rows) >= 10
+    missing = []
+    for module, test in sorted(named):
+        path = REPO / "tests" / module
+        if not path.is_file():
+            missing.append(module)
+            continue
+        tests = {
+            node.name
+            for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        }
+        if (test and test not in tests) or not tests:
+            missing.append(f"{module}::{test}")
+    assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"
     for test in ("test_kill9_leaves_no_process", "test_failing_step_ends_the_run"):
-        assert test in text
+        assert any(m == "test_reliability.py" and t.startswith(test) for m, t in named), test
