@@ -25,6 +25,7 @@ The core, public modules
 ``searchlight``              whole-brain searchlight RSA
 ``stats``                    group statistics: sign-flip tests, TFCE, clusters, layer winners
 ``stimuli``                  stimulus decoding and model inputs
+``surface``                  the cortical surface: meshes, searchlight discs, TFCE on a mesh
 ``train``                    training a registered model for one regime or several
 
 The core, private modules

@@ -1,0 +1,560 @@
+"""The cortical surface: meshes, searchlight discs and TFCE on a mesh.
+
+The volume searchlight's engine works on any padded index array of neighbourhoods
+(:class:`dnnrsa._neighbourhoods.Neighbourhoods`), so it runs unchanged on the vertices
+of a mesh once the discs are built here:
+
+* :func:`load_mesh` reads a surface (GIFTI, ``.gii.gz`` or FreeSurfer geometry) into a
+  :class:`Mesh` (vertex coordinates in millimetres and triangles);
+  :func:`fsaverage_mesh` gives nilearn's fsaverage5 (shipped with nilearn, no
+  download); :func:`fsaverage_medial_wall` and :func:`label_mask` give the vertices to
+  leave out.
+* :func:`surface_neighbourhoods` builds one disc per vertex of a mask: the vertices
+  within ``radius_mm`` along the mesh (geodesic, approximated by the shortest path
+  along the triangles' edges) or in 3-D (``metric="euclidean"``), the centre first.
+* :func:`stack_neighbourhoods` puts the discs of the two hemispheres on one vertex axis.
+* :func:`mesh_adjacency` and :func:`tfce_mesh` label clusters and compute TFCE on
+  the mesh, with the volume TFCE's conventions (:mod:`dnnrsa._tfce`).
+
+The vertex axis of the discs is that of the mask's vertices in increasing order
+(``data[..., mask]``); vertices outside the mask (the medial wall) are neither
+centres nor members, and paths between vertices do not pass through them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._io import atomic_save_npz
+from ._neighbourhoods import Neighbourhoods
+from ._tfce import height_weights, tfce_thresholds
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("geodesic", "euclidean")
+FSAVERAGE_SURFACES = ("midthickness", "pial", "white_matter", "inflated", "sphere")
+HEMISPHERES = ("left", "right")
+
+# Distances are compared with this tolerance (millimetres), as in the volume spheres.
+_DISTANCE_TOLERANCE_MM = 1e-6
+# Sources per call of the limited Dijkstra: bounds its dense (batch, n_vertices) output.
+_DIJKSTRA_BATCH = 512
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """A triangle mesh.
+
+    Attributes
+    ----------
+    coords : ndarray of shape (n_vertices, 3), float64
+        Vertex coordinates in millimetres.
+    faces : ndarray of shape (n_faces, 3), int64
+        Vertex indices of each triangle.
+    """
+
+    coords: np.ndarray
+    faces: np.ndarray
+
+    @property
+    def n_vertices(self) -> int:
+        """Number of vertices."""
+        return int(self.coords.shape[0])
+
+
+def _check_mesh(coords, faces) -> tuple[np.ndarray, np.ndarray]:
+    coords = np.asarray(coords, dtype=np.float64)
+    faces = np.asarray(faces)
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise ValueError(f"coords must have shape (n_vertices, 3); got {coords.shape}")
+    if not np.all(np.isfinite(coords)):
+        raise ValueError("coords must be finite")
+    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
+        raise ValueError(f"faces must be integers of shape (n_faces, 3); got {faces.shape}")
+    faces = faces.astype(np.int64)
+    if faces.size and (faces.min() < 0 or faces.max() >= coords.shape[0]):
+        raise ValueError(
+            f"faces must index vertices 0..{coords.shape[0] - 1}; got values from "
+            f"{faces.min()} to {faces.max()}"
+        )
+    return coords, faces
+
+
+def load_mesh(path: str | os.PathLike) -> Mesh:
+    """Read a surface mesh from a file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A GIFTI surface (``.surf.gii``, also gzipped), with one point set and one
+        triangle array, or a FreeSurfer geometry file (``lh.pial``, ``lh.white``...),
+        as nilearn's ``load_surf_mesh`` reads them. fsaverage6 and fsaverage (the
+        meshes of fMRIPrep's ``--output-spaces fsaverage6``) are not shipped offline:
+        give their files here, for example ``$SUBJECTS_DIR/fsaverage6/surf/lh.pial``
+        or TemplateFlow's ``tpl-fsaverage_hemi-L_den-41k_pial.surf.gii``.
+
+    Returns
+    -------
+    Mesh
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no mesh file at {str(path)!r}")
+    from nilearn.surface import load_surf_mesh
+
+    mesh = load_surf_mesh(str(path))
+    coords, faces = _check_mesh(mesh.coordinates, mesh.faces)
+    return Mesh(coords=coords, faces=faces)
+
+
+def _check_hemi(hemi: str) -> str:
+    if hemi not in HEMISPHERES:
+        raise ValueError(f"hemi must be one of {list(HEMISPHERES)}; got {hemi!r}")
+    return hemi
+
+
+def _check_fsaverage(mesh: str) -> None:
+    if mesh != "fsaverage5":
+        raise ValueError(
+            "mesh: only 'fsaverage5' ships with nilearn and loads offline; got "
+            f"{mesh!r}. Read fsaverage6 or fsaverage from your own files with load_mesh "
+            "(FreeSurfer's $SUBJECTS_DIR/<mesh>/surf or TemplateFlow's tpl-fsaverage)."
+        )
+
+
+def fsaverage_mesh(
+    hemi: str = "left", surface: str = "midthickness", *, mesh: str = "fsaverage5"
+) -> Mesh:
+    """One hemisphere of nilearn's fsaverage5 (10,242 vertices), read offline.
+
+    Parameters
+    ----------
+    hemi : {"left", "right"}
+    surface : {"midthickness", "pial", "white_matter", "inflated", "sphere"}
+        ``"midthickness"`` is the mean of the pial and white matter coordinates
+        (the two share their triangles), the surface on which distances within
+        the grey matter are usually measured.
+    mesh : {"fsaverage5"}
+        Other densities are not shipped with nilearn: use :func:`load_mesh`.
+
+    Returns
+    -------
+    Mesh
+    """
+    _check_hemi(hemi)
+    _check_fsaverage(mesh)
+    if surface not in FSAVERAGE_SURFACES:
+        raise ValueError(f"surface must be one of {list(FSAVERAGE_SURFACES)}; got {surface!r}")
+    from nilearn.datasets import load_fsaverage
+
+    meshes = load_fsaverage(mesh)  # nilearn's own files, no download for fsaverage5
+    names = ("pial", "white_matter") if surface == "midthickness" else (surface,)
+    parts = [meshes[name].parts[hemi] for name in names]
+    coords = np.mean([np.asarray(p.coordinates, dtype=np.float64) for p in parts], axis=0)
+    coords, faces = _check_mesh(coords, parts[0].faces)
+    return Mesh(coords=coords, faces=faces)
+
+
+def fsaverage_medial_wall(hemi: str = "left", *, mesh: str = "fsaverage5") -> np.ndarray:
+    """The medial wall of fsaverage5 as shipped offline: vertices of zero thickness.
+
+    nilearn ships fsaverage5's mean cortical thickness; it is exactly 0 on the
+    vertices that FreeSurfer labelled outside the cortex in every subject of the
+    template (263 on the left, 304 on the right). That is the core of the medial
+    wall, smaller than the usual cortex masks (FreeSurfer's ``?h.cortex.label``,
+    the Destrieux atlas's ``Medial_wall``, about 800 to 900 vertices per
+    hemisphere on fsaverage5), which need a download: read one with
+    :func:`label_mask` when you have it.
+
+    Returns
+    -------
+    ndarray of bool, shape (10242,)
+        True on the medial wall (the vertices to leave out).
+    """
+    _check_hemi(hemi)
+    _check_fsaverage(mesh)
+    from nilearn.datasets import load_fsaverage_data
+
+    thickness = load_fsaverage_data(mesh, mesh_type="pial", data_type="thickness")
+    return np.asarray(thickness.data.parts[hemi]).ravel() == 0
+
+
+def label_mask(path: str | os.PathLike, n_vertices: int) -> np.ndarray:
+    """The vertices of a FreeSurfer label file (``lh.cortex.label``) as a boolean mask.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A FreeSurfer ``.label`` file.
+    n_vertices : int
+        Number of vertices of the mesh the label belongs to.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_vertices,)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no label file at {str(path)!r}")
+    from nibabel.freesurfer import read_label
+
+    vertices = np.asarray(read_label(str(path)), dtype=np.int64)
+    if vertices.size and (vertices.min() < 0 or vertices.max() >= n_vertices):
+        raise ValueError(
+            f"{str(path)!r} names vertices up to {vertices.max()}, but n_vertices is {n_vertices}"
+        )
+    mask = np.zeros(int(n_vertices), dtype=bool)
+    mask[vertices] = True
+    return mask
+
+
+def _check_mask(mask, n_vertices: int) -> np.ndarray:
+    if mask is None:
+        return np.ones(n_vertices, dtype=bool)
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        raise TypeError(f"mask must be an array of bool (True = kept); got dtype {mask.dtype}")
+    if mask.shape != (n_vertices,):
+        raise ValueError(f"mask must have shape ({n_vertices},); got {mask.shape}")
+    if not mask.any():
+        raise ValueError("mask keeps no vertex")
+    return mask
+
+
+def _edges(faces: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each edge of the triangles between two kept vertices once, in masked indices."""
+    pairs = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    pairs = np.sort(pairs, axis=1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    pairs = np.unique(pairs, axis=0)
+    pairs = pairs[mask[pairs[:, 0]] & mask[pairs[:, 1]]]
+    rank = np.cumsum(mask) - 1
+    return rank[pairs[:, 0]], rank[pairs[:, 1]]
+
+
+def mesh_adjacency(faces, n_vertices: int, mask=None):
+    """The vertex adjacency of a mesh: two vertices are neighbours when they share an edge.
+
+    Parameters
+    ----------
+    faces : array of int, shape (n_faces, 3)
+    n_vertices : int
+    mask : array of bool, shape (n_vertices,), optional
+        Vertices kept; the adjacency is then over the kept vertices, in increasing
+        order (the axis of ``data[..., mask]``), and edges to other vertices are
+        dropped.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of bool, shape (n_kept, n_kept)
+        Symmetric, with an empty diagonal.
+    """
+    from scipy.sparse import coo_matrix
+
+    faces = np.asarray(faces)
+    _, faces = _check_mesh(np.zeros((int(n_vertices), 3)), faces)
+    mask = _check_mask(mask, int(n_vertices))
+    u, v = _edges(faces, mask)
+    n = int(mask.sum())
+    ones = np.ones(2 * u.size, dtype=bool)
+    return coo_matrix(
+        (ones, (np.concatenate([u, v]), np.concatenate([v, u]))), shape=(n, n)
+    ).tocsr()
+
+
+def _edge_graph(coords: np.ndarray, faces: np.ndarray, mask: np.ndarray):
+    """The kept vertices' graph weighted by edge lengths (mm), symmetric CSR."""
+    from scipy.sparse import coo_matrix
+
+    u, v = _edges(faces, mask)
+    kept = coords[mask]
+    length = np.linalg.norm(kept[u] - kept[v], axis=1)
+    # A zero-length edge (duplicate vertices) would vanish from the sparse graph.
+    length = np.maximum(length, np.finfo(np.float64).tiny)
+    n = kept.shape[0]
+    return coo_matrix(
+        (np.concatenate([length, length]), (np.concatenate([u, v]), np.concatenate([v, u]))),
+        shape=(n, n),
+    ).tocsr()
+
+
+def _pairs_within(coords, faces, mask, radius_mm, metric):
+    """(centre, member, distance) of every pair within the radius, masked indices."""
+    limit = radius_mm + _DISTANCE_TOLERANCE_MM
+    if metric == "euclidean":
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(coords[mask])
+        found = tree.sparse_distance_matrix(tree, limit, output_type="ndarray")
+        return found["i"].astype(np.int64), found["j"].astype(np.int64), found["v"]
+    from scipy.sparse.csgraph import dijkstra
+
+    graph = _edge_graph(coords, faces, mask)
+    n = graph.shape[0]
+    rows, cols, dists = [], [], []
+    for start in range(0, n, _DIJKSTRA_BATCH):
+        sources = np.arange(start, min(start + _DIJKSTRA_BATCH, n))
+        dist = dijkstra(graph, directed=False, indices=sources, limit=limit)
+        r, c = np.nonzero(dist <= limit)
+        rows.append(sources[r])
+        cols.append(c)
+        dists.append(dist[r, c])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(dists)
+
+
+def _padded(rows, cols, dists, n) -> Neighbourhoods:
+    """Padded index rows from pairs: the centre first, then by distance and index."""
+    key = np.where(rows == cols, -1.0, dists)
+    order = np.lexsort((cols, key, rows))
+    rows, cols = rows[order], cols[order]
+    sizes = np.bincount(rows, minlength=n).astype(np.int32)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    slot = np.arange(rows.size) - starts[rows]
+    indices = np.full((n, int(sizes.max())), n, dtype=np.int32)
+    indices[rows, slot] = cols
+    return Neighbourhoods(
+        indices=indices, sizes=sizes, centres=np.arange(n, dtype=np.int64), n_voxels=n
+    )
+
+
+def _cache_key(coords, faces, mask, radius_mm, metric) -> str:
+    digest = hashlib.sha256()
+    for arr in (coords, faces, mask):
+        arr = np.ascontiguousarray(arr)
+        digest.update(str((arr.dtype.str, arr.shape)).encode())
+        digest.update(arr.tobytes())
+    digest.update(repr((float(radius_mm), metric, _CACHE_VERSION)).encode())
+    return digest.hexdigest()
+
+
+def surface_neighbourhoods(
+    coords,
+    faces,
+    radius_mm: float,
+    *,
+    mask=None,
+    metric: str = "geodesic",
+    cache_dir: str | os.PathLike | None = None,
+) -> Neighbourhoods:
+    """Searchlight discs around every kept vertex of a mesh.
+
+    Parameters
+    ----------
+    coords : array of shape (n_vertices, 3)
+        Vertex coordinates in millimetres.
+    faces : array of int, shape (n_faces, 3)
+        Triangles.
+    radius_mm : float
+        Disc radius; vertices at a distance ``<= radius_mm`` are members.
+    mask : array of bool, shape (n_vertices,), optional
+        Vertices kept (True), for example ``~fsaverage_medial_wall(hemi)``. The
+        others are neither centres nor members, and geodesic paths do not cross
+        them. Default: every vertex.
+    metric : {"geodesic", "euclidean"}
+        ``"geodesic"``: the length of the shortest path along the triangles' edges
+        (Dijkstra), which approximates the geodesic distance from above: on an
+        icosphere the edge path is up to about 15 % longer than the great-circle
+        distance (docs/surface.md), so a disc reaches a little less far in some
+        directions than in others. ``"euclidean"``: the straight 3-D distance,
+        which may join banks of a sulcus that are far apart along the cortex.
+    cache_dir : str or path-like, optional
+        Folder of an on-disk cache: the discs are saved there under a hash of the
+        mesh, the mask, the radius and the metric, and read back next time.
+
+    Returns
+    -------
+    Neighbourhoods
+        One disc per kept vertex, in increasing vertex order; indices are into the
+        kept vertices (the axis of ``data[..., mask]``), the centre first, then by
+        distance; unused slots hold the number of kept vertices. Give it to
+        :func:`dnnrsa.searchlight.searchlight_rsa_array` with the patterns of the
+        kept vertices.
+    """
+    coords, faces = _check_mesh(coords, faces)
+    mask = _check_mask(mask, coords.shape[0])
+    radius_mm = float(radius_mm)
+    if not np.isfinite(radius_mm) or radius_mm < 0:
+        raise ValueError(f"radius_mm must be a finite number >= 0; got {radius_mm!r}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}")
+    cache_path = None
+    if cache_dir is not None:
+        key = _cache_key(coords, faces, mask, radius_mm, metric)
+        cache_path = Path(cache_dir) / f"surface-discs-{key[:32]}.npz"
+        if cache_path.is_file():
+            with np.load(cache_path) as saved:
+                logger.debug("discs read from %s", cache_path)
+                return Neighbourhoods(
+                    indices=saved["indices"],
+                    sizes=saved["sizes"],
+                    centres=saved["centres"],
+                    n_voxels=int(saved["n_voxels"]),
+                )
+    n = int(mask.sum())
+    rows, cols, dists = _pairs_within(coords, faces, mask, radius_mm, metric)
+    nb = _padded(rows, cols, dists, n)
+    logger.debug(
+        "%d %s discs of radius %.3g mm: sizes %d..%d",
+        n,
+        metric,
+        radius_mm,
+        int(nb.sizes.min()),
+        int(nb.sizes.max()),
+    )
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save_npz(
+            cache_path,
+            indices=nb.indices,
+            sizes=nb.sizes,
+            centres=nb.centres,
+            n_voxels=np.int64(nb.n_voxels),
+        )
+    return nb
+
+
+def stack_neighbourhoods(parts: Sequence[Neighbourhoods]) -> Neighbourhoods:
+    """Put the discs of several meshes (the two hemispheres) on one vertex axis.
+
+    The vertex axis is the parts' axes one after the other (left then right, as
+    ``numpy.concatenate`` of their data); the padding becomes the total count.
+    """
+    if not parts:
+        raise ValueError("parts must hold at least one Neighbourhoods")
+    total = sum(int(p.n_voxels) for p in parts)
+    width = max(p.max_size for p in parts)
+    rows, centres = [], []
+    offset = 0
+    for p in parts:
+        block = np.full((p.n_centres, width), total, dtype=np.int32)
+        real = p.indices != p.n_voxels
+        block[:, : p.max_size] = np.where(real, p.indices.astype(np.int64) + offset, total)
+        rows.append(block)
+        centres.append(p.centres + offset)
+        offset += int(p.n_voxels)
+    return Neighbourhoods(
+        indices=np.concatenate(rows),
+        sizes=np.concatenate([p.sizes for p in parts]).astype(np.int32),
+        centres=np.concatenate(centres).astype(np.int64),
+        n_voxels=total,
+    )
+
+
+def _components(n_nodes, u, v):
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(u.size, dtype=np.int8), (u, v)), shape=(n_nodes, n_nodes))
+    return connected_components(graph.tocsr(), directed=False)[1]
+
+
+def tfce_mesh(
+    values,
+    adjacency,
+    *,
+    e: float = 0.5,
+    h: float = 2.0,
+    n_steps: int = 100,
+    dh: float | None = None,
+    two_sided: bool = False,
+):
+    """Threshold-free cluster enhancement on a mesh.
+
+    Parameters
+    ----------
+    values : array of shape (n_vertices,) or (n_maps, n_vertices)
+        Statistic maps on the adjacency's vertices (NaN counts as 0).
+    adjacency : sparse matrix of shape (n_vertices, n_vertices)
+        Which vertices touch (:func:`mesh_adjacency`); only its pattern is used.
+    e, h : float
+        Extent and height exponents (``E``, ``H``).
+    n_steps : int
+        With ``dh=None`` (the default, the volume TFCE's convention of
+        :func:`dnnrsa._tfce.tfce`, nilearn's and fslmaths'): ``n_steps`` thresholds
+        equally spaced from ``max / n_steps`` to the map's maximum (of ``|map|``
+        when two-sided), the step height left out of the sum.
+    dh : float, optional
+        Thresholds ``dh, 2 dh, ...`` up to the map's maximum instead, each
+        contribution multiplied by ``dh`` (the integral's convention).
+    two_sided : bool
+        Also enhance negative clusters, returned with a negative sign.
+
+    Returns
+    -------
+    ndarray of float64, the shape of ``values``
+        ``sum over thresholds t <= value of extent(t) ** e * t ** h`` (times ``dh``
+        when given), where ``extent(t)`` is the number of vertices of the connected
+        piece of ``{values >= t}`` (values not 0) that holds the vertex.
+    """
+    from scipy.sparse import coo_matrix
+
+    maps = np.asarray(values, dtype=np.float64)
+    one = maps.ndim == 1
+    maps = np.atleast_2d(np.nan_to_num(maps, nan=0.0))
+    if maps.ndim != 2:
+        raise ValueError(f"values must be 1-D or 2-D; got shape {np.shape(values)}")
+    n = maps.shape[1]
+    if adjacency.shape != (n, n):
+        raise ValueError(
+            f"adjacency must have shape ({n}, {n}) to match values; got {adjacency.shape}"
+        )
+    if int(n_steps) < 1:
+        raise ValueError(f"n_steps must be >= 1; got {n_steps!r}")
+    if dh is not None and not (np.isfinite(dh) and dh > 0):
+        raise ValueError(f"dh must be a positive number; got {dh!r}")
+    graph = coo_matrix(adjacency)
+    upper = graph.row < graph.col
+    u, v = graph.row[upper].astype(np.int64), graph.col[upper].astype(np.int64)
+    if dh is None:
+        threshs = tfce_thresholds(maps, two_sided, int(n_steps))
+        weights = height_weights(threshs, h)
+        factor = 1.0
+    extent = np.arange(n + 1, dtype=np.int64) ** e
+    out = np.zeros_like(maps)
+    signs = (1.0, -1.0) if two_sided else (1.0,)
+    for i in range(maps.shape[0]):
+        if dh is not None:
+            top = np.max(np.abs(maps[i])) if two_sided else max(np.max(maps[i]), 0.0)
+            steps = np.arange(1, int(np.floor(top / dh + 1e-9)) + 1)
+            map_threshs = steps * dh
+            map_weights = map_threshs**h
+            factor = dh
+        else:
+            map_threshs, map_weights = threshs[i], weights[i]
+        for sign in signs:
+            x = maps[i] * sign
+            for thr, weight in zip(map_threshs, map_weights, strict=True):
+                supra = (x >= thr) & (x != 0) & (thr > 0)
+                nodes = np.flatnonzero(supra)
+                if nodes.size == 0:
+                    break
+                rank = np.full(n, -1, dtype=np.int64)
+                rank[nodes] = np.arange(nodes.size)
+                keep = supra[u] & supra[v]
+                comp = _components(nodes.size, rank[u[keep]], rank[v[keep]])
+                sizes = np.bincount(comp)
+                out[i, nodes] += sign * factor * extent[sizes[comp]] * weight
+    return out[0] if one else out
+
+
+__all__ = [
+    "FSAVERAGE_SURFACES",
+    "METRICS",
+    "Mesh",
+    "fsaverage_medial_wall",
+    "fsaverage_mesh",
+    "label_mask",
+    "load_mesh",
+    "mesh_adjacency",
+    "stack_neighbourhoods",
+    "surface_neighbourhoods",
+    "tfce_mesh",
+]
