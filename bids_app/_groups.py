@@ -5,7 +5,7 @@ evaluation. Both sides import it; it imports neither."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dnnrsa.bidsnames import build_stem
@@ -29,6 +29,8 @@ class MapGroup:
     part: str
     layer_index: int
     layer_name: str
+    #: a standard network's sidecar fields (Network, Weights, Untrained), else empty
+    network: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def stem(self) -> str:

@@ -551,7 +551,10 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
             space = chosen[0].get_entities(metadata=False).get("space", space)
         runs = [_run_inputs(layout, bold_file, use_derivs) for bold_file in chosen]
         conditions, stim_files = _check_events(
-            bids_dir, runs, config.condition_column, need_stimuli=bool(config.checkpoints)
+            bids_dir,
+            runs,
+            config.condition_column,
+            need_stimuli=bool(config.checkpoints or config.networks),
         )
         mask = next((r.mask for r in runs if r.mask is not None), None)
         out[subject] = SubjectInputs(

@@ -10,6 +10,10 @@ import tomli_w
 
 from .. import __version__
 
+#: Features per stimulus above which a layer is reduced, before its RDM, by a seeded
+#: sparse random projection to this many features (``--feature-budget``).
+DEFAULT_FEATURE_BUDGET = 1_000_000
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -32,6 +36,9 @@ class RunConfig:
     # DNN models
     model: str | None = "crosschannel"
     checkpoints: tuple[Path, ...] = ()
+    # standard networks (--network): "NAME", "NAME=FILE" (absolute) or "NAME=random"
+    networks: tuple[str, ...] = ()
+    feature_budget: int = DEFAULT_FEATURE_BUDGET  # features per stimulus of a layer RDM
     layers: tuple[str, ...] = ()
     model_rdms: tuple[tuple[str, Path], ...] = ()
     dnn_metric: str = "correlation"
@@ -101,13 +108,16 @@ class RunConfig:
         ``extra`` adds top-level keys, ``tables`` named tables (name -> dict), each
         after a comment line when the dict holds a ``"#"`` entry; ``title`` is the
         file's first line, a comment. Keys whose value is None are left out, and so
-        are empty top-level tables; inside a table or a list, a value TOML cannot hold
+        are empty top-level tables and ``networks`` and ``feature_budget`` at their
+        defaults; inside a table or a list, a value TOML cannot hold
         is written as its text (None as ``"None"``). Written with tomli-w.
         """
         doc: dict = {"dnnrsa_version": __version__}
         for key, value in {**self.as_dict(), **(extra or {})}.items():
             if value is None or value == {}:
                 continue
+            if key in _LEFT_OUT_AT_DEFAULT and value == _LEFT_OUT_AT_DEFAULT[key]:
+                continue  # files of runs without standard networks read as before
             doc[key] = _toml_ready(value)
         comments = {}
         for name, table in (tables or {}).items():
@@ -120,6 +130,11 @@ class RunConfig:
                 header = f"\n[{name}]\n"
                 text = text.replace(header, f"\n# {comment}{header}", 1)
         return f"# {title}{text}"
+
+
+#: Fields the configuration files leave out at their default (added after the files'
+#: format was fixed: a run that does not use them writes the same file as before).
+_LEFT_OUT_AT_DEFAULT = {"networks": [], "feature_budget": DEFAULT_FEATURE_BUDGET}
 
 
 def _toml_ready(value):

@@ -80,6 +80,7 @@ def find_subject_maps(config: RunConfig) -> list[MapGroup]:
                 part=meta.get("Part", "model"),
                 layer_index=int(meta.get("LayerIndex", 0)),
                 layer_name=meta.get("LayerName", layer or model),
+                network={k: meta[k] for k in ("Network", "Weights", "Untrained") if k in meta},
             )
         )
     return groups

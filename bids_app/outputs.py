@@ -80,7 +80,15 @@ ANALYSIS_OPTIONS = {
 GROUP_OWN_OPTIONS = ("seed",)
 
 #: Fields of a participant map's sidecar that must agree across the subjects of a map.
-MAP_SIDECAR_FIELDS = ("Comparator", "Metric", "RadiusMm", "ModelMetric", "Conditions")
+MAP_SIDECAR_FIELDS = (
+    "Comparator",
+    "Metric",
+    "RadiusMm",
+    "ModelMetric",
+    "Conditions",
+    "Network",
+    "Weights",
+)
 
 
 # --------------------------------------------------------------------------- locks
@@ -160,6 +168,16 @@ def analysis_record(config: RunConfig) -> dict:
         record.pop("model")  # no network: the model option is not used
         record.pop("layers")
     record["checkpoints"] = [_digest(c) for c in config.checkpoints]
+    if config.networks:  # absent without: folders of earlier versions keep their record
+        from .preflight import resolve_networks
+
+        record["networks"] = {n.label: n.record() for n in resolve_networks(config)}
+    if config.checkpoints or config.networks:
+        from .config import DEFAULT_FEATURE_BUDGET
+
+        # with checkpoints alone, only when not the default (as earlier versions recorded)
+        if config.networks or config.feature_budget != DEFAULT_FEATURE_BUDGET:
+            record["feature_budget"] = config.feature_budget
     record["model_rdms"] = {name: _digest(path) for name, path in config.model_rdms}
     record["rois"] = {name: _digest(path) for name, path in config.rois}
     crop = config.face_crop
@@ -170,6 +188,8 @@ def analysis_record(config: RunConfig) -> dict:
 def _flag(key: str) -> str:
     special = {
         "checkpoints": "--checkpoint",
+        "networks": "--network",
+        "feature_budget": "--feature-budget",
         "model_rdms": "--model-rdm",
         "rois": "--roi",
         "face_crop": "--face-crop",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..bidsnames import check_label, is_label
+from .config import DEFAULT_FEATURE_BUDGET
 from .errors import CommandParser, UsageError
 
 LEVELS = ("participant", "group")
@@ -116,6 +117,22 @@ def _model_rdm(text: str) -> tuple[str, Path]:
             f"--model-rdm NAME must be alphanumeric (it becomes a BIDS entity label); got {name!r}"
         )
     return name, Path(path).expanduser().absolute()
+
+
+def _network(text: str) -> str:
+    """``NAME``, ``NAME=FILE`` (made absolute) or ``NAME=random``; the name is checked
+    against the registry in the preflight (64), the weights too (66 when not found)."""
+    from dnnrsa.models.standard import RANDOM, parse_network
+
+    try:
+        name, source = parse_network(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--network: {exc}") from None
+    if source is None:
+        return name
+    if source == RANDOM:
+        return f"{name}={RANDOM}"
+    return f"{name}={Path(source).expanduser().absolute()}"
 
 
 def _roi(text: str) -> tuple[str, Path]:
@@ -244,7 +261,30 @@ def build_parser() -> argparse.ArgumentParser:
         "models) (default: none; then --model-rdm is needed)",
     )
     g.add_argument(
-        "--layers", nargs="+", default=[], help="layers to use (default: all named layers)"
+        "--network",
+        dest="networks",
+        action="append",
+        type=_network,
+        default=[],
+        metavar="NAME[=FILE|=random]",
+        help="a standard network (dnnrsa --list-networks: torchvision/..., torchaudio/..., "
+        "timm/...) whose every layer becomes a model: NAME alone reads the library's own "
+        "weight file from $TORCH_HOME/hub/checkpoints (never downloaded), NAME=FILE a state "
+        "dict, NAME=random the seeded untrained network (repeatable; default: none)",
+    )
+    g.add_argument(
+        "--feature-budget",
+        type=_positive_int("--feature-budget"),
+        default=DEFAULT_FEATURE_BUDGET,
+        metavar="N",
+        help="a layer with more features per stimulus is reduced to N features by a seeded "
+        "sparse random projection before its RDM (recorded in its sidecar)",
+    )
+    g.add_argument(
+        "--layers",
+        nargs="+",
+        default=[],
+        help="layers of --model to use (default: all named layers; --network uses every layer)",
     )
     g.add_argument(
         "--model-rdm",

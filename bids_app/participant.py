@@ -32,9 +32,10 @@ def prepare_stimuli(config: RunConfig, subjects) -> dict:
     table = stimulus_table(config.bids_dir, subjects, config.condition_column)
     conditions = list(first.conditions)
     if table is None:
-        if config.checkpoints:
+        if config.checkpoints or config.networks:
+            which = "--checkpoint" if config.checkpoints else "--network"
             raise InputMissing(
-                "--checkpoint needs stimuli: the events files have no 'stim_file' column"
+                f"{which} needs stimuli: the events files have no 'stim_file' column"
             )
         stim_paths, stim_labels, stim_conditions = [], [], []
     else:
@@ -45,7 +46,8 @@ def prepare_stimuli(config: RunConfig, subjects) -> dict:
         table = table[table["condition"].isin(conditions)].reset_index(drop=True)
         stim_labels = table["stim_file"].tolist()
         stim_conditions = table["condition"].tolist()
-        events, need = config.bids_dir / "events.tsv", bool(config.checkpoints)
+        events = config.bids_dir / "events.tsv"
+        need = bool(config.checkpoints or config.networks)
         stim_paths = [  # present only where a network reads them; the path rule always
             str(resolve_stim_file(config.bids_dir, s, events, must_exist=need)) for s in stim_labels
         ]
@@ -194,10 +196,12 @@ def run_participant(config: RunConfig) -> None:
         rois = resolve_rois(config)
         preflight(config, subjects, rois)
         logger.info(
-            "participants: %s; %d conditions; models: %d checkpoint(s), %d model RDM(s)",
+            "participants: %s; %d conditions; models: %d checkpoint(s), %d standard "
+            "network(s), %d model RDM(s)",
             ", ".join(f"sub-{s}" for s in subjects),
             len(next(iter(subjects.values())).conditions),
             len(config.checkpoints),
+            len(config.networks),
             len(config.model_rdms),
         )
         with folder_lock(config.output_dir):

@@ -6,6 +6,8 @@ code the command line returns; the message names the file or option and what is 
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 from .._neighbourhoods import sphere_size
@@ -196,15 +198,22 @@ def _check_stimulus_audio(config: RunConfig, subjects) -> None:
     """Every stimulus video has the audio track a network needs (66 naming the files),
     unless ``--allow-silent-video`` gives such videos silence; an unreadable stimulus
     gives 16."""
-    if not config.checkpoints or config.allow_silent_video:
+    if not (config.checkpoints or config.networks) or config.allow_silent_video:
         return
-    from dnnrsa.models import load_checkpoint
+    from dnnrsa.models import get_model, load_checkpoint
     from dnnrsa.stimuli import StimulusError, has_audio_track, stimulus_kind
 
     from .collect import resolve_stim_file
 
     hearing = [
-        c for c in config.checkpoints if "auditory" in load_checkpoint(c)["recipe"].modalities
+        f"--checkpoint {c.name}"
+        for c in config.checkpoints
+        if "auditory" in load_checkpoint(c)["recipe"].modalities
+    ]
+    hearing += [
+        f"--network {text}"
+        for text in config.networks
+        if "auditory" in get_model(text.partition("=")[0]).recipe.modalities
     ]
     if not hearing:
         return
@@ -228,8 +237,8 @@ def _check_stimulus_audio(config: RunConfig, subjects) -> None:
             else ""
         )
         raise InputMissing(
-            f"{files[0]}{more}: the stimulus video has no audio track, but --checkpoint "
-            f"{hearing[0].name} needs sound: add the sound track to the video, or pass "
+            f"{files[0]}{more}: the stimulus video has no audio track, but "
+            f"{hearing[0]} needs sound: add the sound track to the video, or pass "
             "--allow-silent-video to give videos without audio silence (the network's "
             "auditory layers then hear nothing for them)"
         )
@@ -301,17 +310,194 @@ def _check_rois(rois: dict[str, Path], subjects) -> None:
                 raise UsageError(f"sub-{s}: {exc} (brain: {what})") from None
 
 
+# --------------------------------------------------------------------------- networks
+def checkpoint_label(path: Path) -> str:
+    """Model label of a checkpoint in file names: its regime if recorded, else its file name."""
+    from dnnrsa.bidsnames import to_label
+    from dnnrsa.models import load_checkpoint
+
+    try:
+        regime = load_checkpoint(path).get("regime")
+    except Exception:  # an unreadable checkpoint is reported by the extraction step
+        regime = None
+    return to_label(regime or Path(path).name.split(".")[0], fallback="dnn")
+
+
+def network_label(text: str) -> str:
+    """Model label of a standard network (``--network``) in file names.
+
+    The letters and digits of the architecture (the name after the family's ``/``),
+    after ``timm`` for timm's networks; then ``random`` for the untrained network
+    (``NAME=random``), nothing for the library's own weights (``NAME``, or a file with
+    the library's own file name), else the letters and digits of the weight file's name
+    before its first dot: ``torchvision/r3d_18`` -> ``r3d18``,
+    ``torchvision/r3d_18=random`` -> ``r3d18random``, ``timm/resnet50`` ->
+    ``timmresnet50``, ``torchaudio/hubert_base=/w/hubert_emotion.pth`` ->
+    ``hubertbasehubertemotion``.
+    """
+    from dnnrsa.bidsnames import to_label
+    from dnnrsa.models import get_model
+    from dnnrsa.models.standard import RANDOM, parse_network
+
+    name, source = parse_network(text)
+    family, _, arch = name.partition("/")
+    label = to_label(arch or name, fallback="network")
+    if family == "timm":
+        label = "timm" + label
+    if source is None:
+        return label
+    if source == RANDOM:
+        return label + "random"
+    official = getattr(get_model(name), "weights", None)
+    if official is not None and Path(source).name == official.file_name:
+        return label
+    return label + to_label(Path(source).name.split(".")[0], fallback="file")
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    from .._io import file_sha256
+
+    return file_sha256(path)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A standard network of ``--network``, as the run uses it.
+
+    ``text`` as given (``NAME``, ``NAME=FILE``, ``NAME=random``), ``name`` (registry
+    name), ``source`` (the file or ``random``; None: the library's own file), ``label``
+    (:func:`network_label`), ``parts`` (its layers' parts, in layer order), and
+    ``weights``: where the weights come from, as recorded in every sidecar of its
+    outputs (``Source``: ``random``, ``file`` or ``cache``; ``File`` and ``SHA256`` of
+    the weight file, or ``Seed`` of the untrained network) and ``untrained``.
+    """
+
+    text: str
+    name: str
+    source: str | None
+    label: str
+    parts: tuple[str, ...]
+    weights: dict
+    untrained: bool
+
+    def sidecar(self) -> dict:
+        """The fields every sidecar of the network's outputs carries."""
+        return {
+            "Network": self.name,
+            "Weights": dict(self.weights),
+            "Untrained": self.untrained,
+        }
+
+    def record(self) -> str:
+        """The network and its weights in the output folder's ``[analysis]`` record."""
+        if self.untrained:
+            return f"{self.name} random seed {self.weights['Seed']}"
+        return f"{self.name} {Path(self.weights['File']).name} sha256:{self.weights['SHA256']}"
+
+
+def resolve_network(text: str, seed: int = 0) -> Network:
+    """The :class:`Network` of ``--network TEXT``: its registry entry and its weights
+    (the file hashed, nothing built). Raises ValueError for an unknown name or a network
+    that is not a standard one, :class:`~dnnrsa.models.standard.WeightsNotFound` when
+    the weights are not where they are looked for."""
+    from dnnrsa.models import get_model
+    from dnnrsa.models.standard import RANDOM, WeightsNotFound, parse_network
+
+    name, source = parse_network(text)
+    spec = get_model(name)
+    official = spec.weights
+    if official is None:
+        raise ValueError(
+            f"{name!r} is not a standard network (it has no published weights); a network "
+            "trained with dnnrsa-train is given with --model and --checkpoint"
+        )
+    parts = tuple(spec.parts[n] for n in spec.layer_names)
+    if source == RANDOM:
+        weights = {"Source": RANDOM, "Seed": int(seed)}
+        return Network(text, name, source, network_label(text), parts, weights, True)
+    if source is None:
+        path = official.find()
+        if path is None:
+            raise WeightsNotFound(
+                f"no weights for {name}: dnnrsa never downloads them. Put {official.where()}, "
+                f"or pass --network {name}=FILE (a state dict: .pth, .pt or .safetensors), or "
+                f"--network {name}=random for the untrained network"
+            )
+        kind = "cache"
+    else:
+        path, kind = Path(source), "file"
+        if not path.is_file():
+            raise WeightsNotFound(
+                f"weight file for {name} not found: {path} (the library's own file is "
+                f"{official.file_name}; put it at $TORCH_HOME/hub/checkpoints/"
+                f"{official.file_name} and pass --network {name}, or give an existing file)"
+            )
+    stat = path.stat()
+    digest = _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+    weights = {"Source": kind, "File": str(path), "SHA256": digest}
+    return Network(text, name, source, network_label(text), parts, weights, False)
+
+
+def resolve_networks(config: RunConfig) -> list[Network]:
+    """Every network of ``--network``, in order (:func:`resolve_network`)."""
+    return [resolve_network(text, config.seed) for text in config.networks]
+
+
+def _check_networks(config: RunConfig) -> None:
+    """Every ``--network`` is a registered standard network (64, pointing to
+    ``dnnrsa --list-networks``), its weights are where they are looked for (66 naming
+    the file expected and where to put it) and fit its architecture (64 naming the
+    first tensor that does not), and every network and checkpoint has its own label
+    (64)."""
+    from dnnrsa.models.standard import RANDOM, WeightsError, WeightsNotFound, load_network
+
+    labels: dict[str, str] = {}
+    for ckpt in config.checkpoints:
+        labels.setdefault(checkpoint_label(ckpt), f"--checkpoint {Path(ckpt).name}")
+    for text in config.networks:
+        name = text.partition("=")[0]
+        try:
+            network = resolve_network(text, config.seed)
+        except WeightsNotFound as exc:
+            raise InputMissing(f"--network {text}: {exc}") from None
+        except ImportError as exc:
+            raise UsageError(f"--network {name}: {exc}") from None
+        except (ValueError, KeyError) as exc:
+            known = "not a registered network" if "must be one of" in str(exc) else str(exc)
+            raise UsageError(
+                f"--network {name}: {known}; `dnnrsa --list-networks` lists the networks "
+                "(torchvision/..., torchaudio/..., timm/<any timm architecture>)"
+            ) from None
+        if network.source != RANDOM:
+            try:  # built and loaded once here, so a file of another network costs seconds
+                load_network(network.name, network.weights["File"], seed=config.seed)
+            except WeightsNotFound as exc:
+                raise InputMissing(f"--network {text}: {exc}") from None
+            except WeightsError as exc:
+                raise UsageError(f"--network {text}: {exc}") from None
+        if network.label in labels:
+            raise UsageError(
+                f"--network {text} has the model label {network.label!r} of "
+                f"{labels[network.label]}; every network needs its own label: give the "
+                "weight file another name"
+            )
+        labels[network.label] = f"--network {text}"
+
+
 def preflight(config: RunConfig, subjects, rois: dict[str, Path] | None = None) -> None:
     """Check every selected input before any computation, so a mistake costs seconds.
 
     Every BOLD file and mask is read to its end (16 naming a truncated file), every
     events file has numeric onsets and durations, none after the end of its scan (16),
+    every ``--network`` is known (64) with weights found (66) that fit it (64),
     the runs of a participant share one repetition time (16), ``--metric crossnobis``
     has two runs per participant (64), every stimulus video has the audio track a
     checkpoint needs (66, unless ``--allow-silent-video``), every model RDM is usable
     (64), every output folder can be written (73), and the searchlight's spheres fit
     the grid and the memory budget (64).
     """
+    _check_networks(config)
     _check_repetition_times(subjects)
     _check_runs_for_metric(config, subjects)
     for inputs in subjects.values():

@@ -69,10 +69,11 @@ def config_from_options(opts) -> RunConfig:
             f"got both, --tfce-layers {' '.join(opts.tfce_layers)}"
         )
     if opts.analysis_level == "participant":
-        if not opts.checkpoint and not opts.model_rdm:
+        if not opts.checkpoint and not opts.model_rdm and not opts.networks:
             raise UsageError(
-                "nothing to compare with the brain: give a trained network with --checkpoint "
-                "and/or model RDMs with --model-rdm NAME=FILE.tsv"
+                "nothing to compare with the brain: give a trained network with --checkpoint, "
+                "a standard network with --network NAME and/or model RDMs with "
+                "--model-rdm NAME=FILE.tsv"
             )
         if opts.checkpoint or opts.layers:
             _check_model_and_layers(opts.model, opts.layers)
@@ -98,6 +99,8 @@ def config_from_options(opts) -> RunConfig:
         skip_bids_validation=opts.skip_bids_validation,
         model=opts.model,
         checkpoints=tuple(c.resolve() for c in opts.checkpoint),
+        networks=tuple(dict.fromkeys(opts.networks)),
+        feature_budget=opts.feature_budget,
         layers=tuple(opts.layers),
         model_rdms=tuple((n, p.resolve()) for n, p in opts.model_rdm),
         dnn_metric=opts.dnn_metric,

@@ -11,7 +11,7 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from dnnrsa.bidsnames import build_name, to_label
+from dnnrsa.bidsnames import build_name
 
 from ..interfaces.bids import WriteDerivative, WriteLayerRDMs
 from ..interfaces.dnn import (
@@ -25,17 +25,7 @@ from ..interfaces.dnn import (
     UserModelRDMs,
 )
 from .errors import UsageError
-
-
-def checkpoint_label(path: Path) -> str:
-    """Model label of a checkpoint in file names: its regime if recorded, else its file name."""
-    from dnnrsa.models import load_checkpoint
-
-    try:
-        regime = load_checkpoint(path).get("regime")
-    except Exception:  # an unreadable checkpoint is reported by the extraction step
-        regime = None
-    return to_label(regime or Path(path).name.split(".")[0], fallback="dnn")
+from .preflight import Network, checkpoint_label, resolve_networks  # noqa: F401
 
 
 def init_dnn_wf(
@@ -50,14 +40,17 @@ def init_dnn_wf(
     crop_file: str | None = None,
     name: str = "dnn_wf",
 ):
-    """Dataset-level models: layer RDMs of each checkpoint and the user's model RDMs.
+    """Dataset-level models: layer RDMs of each checkpoint, of each standard network and
+    the user's model RDMs.
 
     Each checkpoint gets its feature extraction and layer RDMs
     (:func:`_add_checkpoint_rdms`), its analyses and their tables
     (:func:`_add_dnn_analyses`) and its arm relevance and lesion
-    (:func:`_add_arm_relevance`); two or more checkpoints are compared layer by layer
-    (:func:`_add_cross_regime`); the user's model RDMs join the bank
-    (:func:`_add_user_models`).
+    (:func:`_add_arm_relevance`); each standard network of ``--network`` its feature
+    extraction and layer RDMs (:func:`_add_network_rdms`) and its analyses, but no arm
+    relevance or lesion (the study's two-armed network only); two or more networks are
+    compared layer by layer (:func:`_add_cross_regime`), checkpoints first; the user's
+    model RDMs join the bank (:func:`_add_user_models`).
 
     Inputs
     ------
@@ -70,16 +63,18 @@ def init_dnn_wf(
     """
     wf = pe.Workflow(name=name)
     outputnode = pe.Node(niu.IdentityInterface(fields=["bank_file"]), name="outputnode")
-    n_banks = len(config.checkpoints) + (1 if config.model_rdms else 0)
+    networks = resolve_networks(config)
+    n_nets = len(config.checkpoints) + len(networks)
+    n_banks = n_nets + (1 if config.model_rdms else 0)
     merge_list = pe.Node(niu.Merge(n_banks), name="merge_list")
     merge = pe.Node(MergeBanks(), name="merge_banks")
     wf.connect(merge_list, "out", merge, "bank_files")
     wf.connect(merge, "bank_file", outputnode, "bank_file")
     labels = _checkpoint_labels(config)
     cross_list = None
-    if len(config.checkpoints) >= 2:
-        cross_list = pe.Node(niu.Merge(len(config.checkpoints)), name="merge_regimes")
-        _add_cross_regime(wf, config, cross_list, labels, task)
+    if n_nets >= 2:
+        cross_list = pe.Node(niu.Merge(n_nets), name="merge_regimes")
+        _add_cross_regime(wf, config, cross_list, labels, task, networks=networks)
     stimuli = {
         "stim_paths": stim_paths,
         "stim_labels": stim_labels,
@@ -116,7 +111,36 @@ def init_dnn_wf(
             stimulus_table=stimulus_table,
             crop_file=crop_file,
         )
-        _add_dnn_analyses(wf, config, analyses, ckpt, entities)
+        _add_dnn_analyses(wf, config, analyses, entities, Checkpoint=str(ckpt))
+    if networks:
+        import logging
+
+        logging.getLogger("dnnrsa.workflows").info(
+            "standard networks %s: layer RDMs, searchlight maps and analyses as for a "
+            "checkpoint; the arm relevance, arm lesions and the study's findings are the "
+            "study's two-armed network's and are skipped for them",
+            ", ".join(n.label for n in networks),
+        )
+    for k, network in enumerate(networks, start=len(config.checkpoints)):
+        rdms = _add_network_rdms(wf, config, network, task=task, **stimuli)
+        analyses = pe.Node(
+            DNNAnalyses(
+                stimulus_table=stimulus_table,
+                n_permutations=min(config.n_permutations, 1000),
+                seed=config.seed,
+            ),
+            name=f"dnn_analyses_{network.label}",
+        )
+        wf.connect(
+            [
+                (rdms, analyses, [("bank_file", "bank_file")]),
+                (rdms, merge_list, [("bank_file", f"in{k + 1}")]),
+            ]
+        )
+        if cross_list is not None:
+            wf.connect(rdms, "bank_file", cross_list, f"in{k + 1}")
+        entities = {"task": task, "model": network.label}
+        _add_dnn_analyses(wf, config, analyses, entities, **network.sidecar())
     if config.model_rdms:
         _add_user_models(wf, config, merge_list, n_banks, conditions=conditions, task=task)
     return wf
@@ -175,15 +199,7 @@ def _add_checkpoint_rdms(
         extract.inputs.crop_file = crop_file
     if config.allow_silent_video:
         extract.inputs.missing = "blank"
-    rdms = pe.Node(
-        LayerRDMs(
-            stim_labels=stim_labels,
-            conditions=stim_conditions,
-            model_label=label,
-            metric=config.dnn_metric,
-        ),
-        name=f"layer_rdms_{label}",
-    )
+    rdms = _layer_rdms_node(config, label, stim_labels, stim_conditions)
     write = pe.Node(
         WriteLayerRDMs(
             output_dir=str(config.output_dir),
@@ -196,7 +212,78 @@ def _add_checkpoint_rdms(
     wf.connect(
         [
             (extract, rdms, [("features_file", "features_file")]),
-            (rdms, write, [("bank_file", "bank_file")]),
+            (rdms, write, [("bank_file", "bank_file"), ("reductions", "reductions")]),
+        ]
+    )
+    return rdms
+
+
+def _layer_rdms_node(config, label: str, stim_labels, stim_conditions):
+    """The :class:`LayerRDMs` node of one network (``layer_rdms_<label>``)."""
+    return pe.Node(
+        LayerRDMs(
+            stim_labels=stim_labels,
+            conditions=stim_conditions,
+            model_label=label,
+            metric=config.dnn_metric,
+            feature_budget=config.feature_budget,
+            seed=config.seed,
+        ),
+        name=f"layer_rdms_{label}",
+    )
+
+
+def _add_network_rdms(
+    wf,
+    config,
+    network: Network,
+    *,
+    task: str,
+    stim_paths: list[str],
+    stim_labels: list[str],
+    stim_conditions: list[str],
+    crop_file: str | None,
+):
+    """Add one standard network's feature extraction (``extract_<label>``: every layer,
+    the whole frame of each stimulus, as the library evaluates the network), its layer
+    RDMs (``layer_rdms_<label>``) and their writer (``write_rdms_<label>``, every
+    sidecar with the network, its weights and whether it is untrained) to ``wf``.
+
+    The stimuli are decoded by the network's own recipe, once per network (networks
+    of one recipe do not share the decoding).
+
+    Returns
+    -------
+    nipype.pipeline.engine.Node
+        The layer RDMs node, whose ``bank_file`` holds the network's RDMs.
+    """
+    label = network.label
+    extract = pe.Node(
+        ExtractFeatures(
+            stim_files=stim_paths,
+            model=network.name,
+            cache_dir=str(config.work_dir / "feature_cache"),
+            device=config.device,
+            seed=config.seed,
+            use_gpu=_use_gpu(config),
+            n_jobs=config.nprocs,
+        ),
+        name=f"extract_{label}",
+        n_procs=config.nprocs,
+    )
+    extract.inputs.weights = network.weights.get("File") or network.weights["Source"]
+    if config.allow_silent_video:
+        extract.inputs.missing = "blank"
+    rdms = _layer_rdms_node(config, label, stim_labels, stim_conditions)
+    write = pe.Node(
+        WriteLayerRDMs(output_dir=str(config.output_dir), task=task, extra={**network.sidecar()}),
+        name=f"write_rdms_{label}",
+    )
+    write.overwrite = True
+    wf.connect(
+        [
+            (extract, rdms, [("features_file", "features_file")]),
+            (rdms, write, [("bank_file", "bank_file"), ("reductions", "reductions")]),
         ]
     )
     return rdms
@@ -271,9 +358,10 @@ def _add_arm_relevance(
     wf.connect(lesion, "outcomes_file", relevance, "outcomes_file")
 
 
-def _add_dnn_analyses(wf, config, analyses, ckpt: Path, entities: dict) -> None:
+def _add_dnn_analyses(wf, config, analyses, entities: dict, **meta) -> None:
     """Add the writers of a network's analyses (``analyses``, a :class:`DNNAnalyses`
-    node) to ``wf``: category index, layer similarity and variance partitioning."""
+    node) to ``wf``: category index, layer similarity and variance partitioning, each
+    sidecar with ``meta`` (the checkpoint, or the standard network and its weights)."""
     label = entities["model"]
     n_perm = min(config.n_permutations, 1000)
     described = {
@@ -302,7 +390,7 @@ def _add_dnn_analyses(wf, config, analyses, ckpt: Path, entities: dict) -> None:
             f"write_{field}_{label}",
             text,
             suffix=suffix,
-            Checkpoint=str(ckpt),
+            **meta,
             Seed=config.seed,
             **({"Comparator": "spearman"} if field == "layer_similarity" else {}),
         )
@@ -346,17 +434,23 @@ def _table_sink(config, entities: dict, name: str, description: str, *, suffix="
     return sink
 
 
-def _add_cross_regime(wf, config, bank_list, labels: list[str], task: str) -> None:
-    """Layer-by-layer similarity of every checkpoint with every other, written at dataset
+def _add_cross_regime(
+    wf, config, bank_list, labels: list[str], task: str, networks: list[Network] = ()
+) -> None:
+    """Layer-by-layer similarity of every checkpoint and standard network with every
+    other (checkpoints first, then the networks of ``--network``), written at dataset
     level as ``task-<t>_desc-crossregime_matrix.tsv`` (every layer of every network) and
     ``task-<t>_desc-crossregime_stats.tsv`` (one row per layer pair of two networks)."""
+    extra = {
+        "Checkpoints": dict(zip(labels, map(str, config.checkpoints), strict=True)),
+        "Model": config.model,
+    }
+    if networks:
+        extra["Networks"] = {n.label: n.sidecar() for n in networks}
     cross = pe.Node(
         CrossRegimeSimilarity(
-            regimes=labels,
-            extra={
-                "Checkpoints": dict(zip(labels, map(str, config.checkpoints), strict=True)),
-                "Model": config.model,
-            },
+            regimes=[*labels, *(n.label for n in networks)],
+            extra=extra,
         ),
         name="cross_regime_similarity",
     )

@@ -73,6 +73,7 @@ def add_group_tests(wf, config, groups: list[MapGroup]) -> None:
                     "LayerName": g.layer_name,
                     "Part": g.part,
                     "LayerIndex": g.layer_index,
+                    **g.network,
                     "Comparator": config.comparator,
                     "FisherZ": config.comparator in comparator_names(fisher_z=True),
                     "Test": "one-sample sign-flip permutation test across subjects "

@@ -21,7 +21,7 @@ from .errors import DatasetInvalid
 from .outputs import run_work_dir
 from .parser import CONFOUND_STRATEGIES
 from .resources import glm_memory_gb, searchlight_memory_gb
-from .wf_dnn import _use_gpu, init_dnn_wf
+from .wf_dnn import _use_gpu, init_dnn_wf, resolve_networks
 
 
 def confound_columns(config) -> list[str]:
@@ -47,7 +47,8 @@ def _write_brain_mask(bold_files, mask_file, name):
 
 
 def _n_models(config) -> int:
-    """Model RDMs of the bank: every chosen layer of every checkpoint, and the user's."""
+    """Model RDMs of the bank: every chosen layer of every checkpoint, every layer of
+    every standard network, and the user's."""
     n_layers = 0
     if config.checkpoints:
         from dnnrsa.models import get_model
@@ -56,7 +57,21 @@ def _n_models(config) -> int:
             n_layers = len(get_model(config.model).select_layers(config.layers or None))
         except (KeyError, ValueError):  # reported when the features are extracted
             n_layers = len(config.layers) or 1
-    return max(1, len(config.checkpoints) * n_layers + len(config.model_rdms))
+    n_models = len(config.checkpoints) * n_layers + len(config.model_rdms)
+    return max(1, n_models + _network_layers(config))
+
+
+def _network_layers(config) -> int:
+    """Layers of every standard network of ``--network`` (each a model RDM)."""
+    from dnnrsa.models import get_model
+
+    n = 0
+    for text in config.networks:
+        try:
+            n += len(get_model(text.partition("=")[0]).layer_names)
+        except (KeyError, ValueError, ImportError):  # refused by the preflight
+            n += 1
+    return n
 
 
 def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
@@ -264,6 +279,7 @@ def _add_searchlight(
             metric=config.metric,
             radius_mm=config.radius_mm,
             sources=[str(r.bold) for r in inputs.runs],
+            model_sidecars={n.label: n.sidecar() for n in resolve_networks(config)},
         ),
         name="write_maps",
     )

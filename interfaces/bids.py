@@ -84,11 +84,21 @@ def _model(bank, i: int) -> dict[str, str | None]:
     return {"model": bank.model_labels[i], "layer": bank.layer_labels[i] or None}
 
 
+def _reduction(reductions, layer: str) -> dict:
+    """The sidecar field of a layer's feature reduction (none when not reduced)."""
+    if not isdefined(reductions) or layer not in reductions:
+        return {}
+    return {"FeatureReduction": dict(reductions[layer])}
+
+
 class _WriteLayerRDMsInputSpec(BaseInterfaceInputSpec):
     bank_file = File(exists=True, mandatory=True)
     output_dir = traits.Str(mandatory=True)
     task = traits.Str(mandatory=True)
     extra = traits.Dict(usedefault=True, desc="extra sidecar fields (checkpoint, regime...)")
+    reductions = traits.Dict(
+        desc="layer name -> how its features were reduced before its RDM (FeatureReduction)"
+    )
 
 
 class _MultiOutputSpec(TraitedSpec):
@@ -122,6 +132,7 @@ class WriteLayerRDMs(SimpleInterface):
                     "Metric": bank.metrics[i],
                     "Conditions": bank.conditions,
                     **dict(self.inputs.extra),
+                    **_reduction(self.inputs.reductions, bank.layer_names[i]),
                     "SoftwareVersions": software_versions(),
                 },
             )
@@ -141,6 +152,9 @@ class _WriteSubjectMapsInputSpec(BaseInterfaceInputSpec):
     metric = traits.Str(mandatory=True)
     radius_mm = traits.Float(mandatory=True)
     sources = traits.List(traits.Str)
+    model_sidecars = traits.Dict(
+        desc="model label -> more sidecar fields of its maps (a standard network and its weights)"
+    )
 
 
 class WriteSubjectMaps(SimpleInterface):
@@ -186,6 +200,11 @@ class WriteSubjectMaps(SimpleInterface):
                     "ModelMetric": bank.metrics[i],
                     "Conditions": bank.conditions,
                     "Sources": list(self.inputs.sources) if isdefined(self.inputs.sources) else [],
+                    **(
+                        dict(self.inputs.model_sidecars.get(bank.model_labels[i], {}))
+                        if isdefined(self.inputs.model_sidecars)
+                        else {}
+                    ),
                     "SoftwareVersions": software_versions(),
                 },
             )

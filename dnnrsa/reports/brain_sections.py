@@ -80,7 +80,7 @@ def subject_maps_section(ctx: Context, subject: str) -> str:
         chosen = best_per_part(ms.layers, {k: v[1] for k, v in scores.items()})
         chosen = add_requested(ctx, ms.model, chosen, ms.layers)
         ents = {"sub": subject, "task": ctx.task, "space": ctx.space, "model": ms.model.label}
-        out.append(f"<h3>model {escape(ms.model.label)}, {escape(ms.stat)}</h3>")
+        out.append(f"<h3>model {escape(ms.model.title)}, {escape(ms.stat)}</h3>")
         if len(ms.layers) > 1:
             out.append(
                 ctx.figures.html(
@@ -174,7 +174,7 @@ def group_maps_section(ctx: Context) -> str:
         chosen = best_per_part(ms.layers, peaks)
         chosen = add_requested(ctx, ms.model, chosen, ms.layers)
         ents = {"task": ctx.task, "space": ctx.space, "model": ms.model.label}
-        out.append(f"<h3>model {escape(ms.model.label)}</h3>")
+        out.append(f"<h3>model {escape(ms.model.title)}</h3>")
         if len(ms.layers) > 1:
             out.append(_group_summary(ctx, ents, ms, peaks, masked, chosen))
         for layer in chosen:
@@ -290,7 +290,7 @@ def clusters_section(ctx: Context) -> str:
         paths = {parse_name(p).get("layer", model.label): p for p in found}
         if not paths:
             continue
-        out.append(f"<h3>model {escape(model.label)}</h3>")
+        out.append(f"<h3>model {escape(model.title)}</h3>")
         empty = []
         order = sorted(paths, key=lambda k: layer_position(model, k, 0))
         for key in order:
@@ -352,7 +352,7 @@ def winner_section(ctx: Context) -> str:
                 how = f"no voxel's winner reaches p &lt; {ctx.alpha:g}; every winner shown"
             inputs.append(p_path)
         img = nib.Nifti1Image(np.nan_to_num(data).astype(np.float32), img.affine)
-        out.append(f"<h3>model {escape(model.label)}</h3>")
+        out.append(f"<h3>model {escape(model.title)}</h3>")
         out.append(
             ctx.figures.html(
                 build_stem(ents),

@@ -103,6 +103,17 @@ class Model:
 
     label: str
     layers: list[Layer] = field(default_factory=list)
+    network: str = ""  # a standard network's registry name (sidecar Network)
+    untrained: bool = False  # its seeded untrained weights (sidecar Untrained)
+
+    @property
+    def title(self) -> str:
+        """The model as the reports' headings name it: its label, then for a standard
+        network its registry name, and ``untrained control`` for untrained weights."""
+        if not self.network:
+            return self.label
+        what = f"{self.network}, untrained control" if self.untrained else self.network
+        return f"{self.label} ({what})"
 
     @property
     def is_dnn(self) -> bool:
@@ -160,6 +171,7 @@ class Context:
 def discover_models(output_dir: Path, task: str, space: str, model: str | None) -> list[Model]:
     """Models and their layers, from RDM sidecars (or map sidecars when RDMs are absent)."""
     found: dict[str, dict[str, Layer]] = {}
+    networks: dict[str, tuple[str, bool]] = {}
 
     def add(path: Path, meta: dict, fallback_index: int) -> None:
         name = parse_name(path)
@@ -172,6 +184,8 @@ def discover_models(output_dir: Path, task: str, space: str, model: str | None) 
         if not (is_label(m) and is_label(label)):
             return
         is_rdm = (name.suffix, name.extension) == ("rdm", ".tsv")
+        if meta.get("Network") and m not in networks:
+            networks[m] = (str(meta["Network"]), meta.get("Untrained") is True)
         layers = found.setdefault(m, {})
         if label in layers:
             if is_rdm:
@@ -204,7 +218,8 @@ def discover_models(output_dir: Path, task: str, space: str, model: str | None) 
     models = []
     for label in sorted(found):
         layers = sorted(found[label].values(), key=lambda la: (la.index, la.label))
-        models.append(Model(label, layers))
+        network, untrained = networks.get(label, ("", False))
+        models.append(Model(label, layers, network=network, untrained=untrained))
     return models
 
 
