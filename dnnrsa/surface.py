@@ -361,7 +361,7 @@ def surface_neighbourhoods(
     metric : {"geodesic", "euclidean"}
         ``"geodesic"``: the length of the shortest path along the triangles' edges
         (Dijkstra), which approximates the geodesic distance from above: on an
-        icosphere the edge path is up to about 15 % longer than the great-circle
+        icosphere the edge path is up to 24 % (9 % on average) longer than the great-circle
         distance (docs/surface.md), so a disc reaches a little less far in some
         directions than in others. ``"euclidean"``: the straight 3-D distance,
         which may join banks of a sulcus that are far apart along the cortex.
