@@ -195,6 +195,32 @@ def test_record_holds_networks_and_weights(small, tmp_path, torch_home):
     assert diff.startswith("--network: ") and "resnet18mine" in diff
 
 
+def test_library_weights_in_torch_home_pass_and_are_recorded(small, tmp_path, torch_home):
+    """The library's own file where TORCH_HOME says: the preflight passes, the label is
+    the architecture's alone and the sidecar fields name the file and its SHA-256."""
+    import torch
+    import torchvision
+
+    from dnnrsa._io import file_sha256
+    from dnnrsa.bids_app.parser import build_parser
+    from dnnrsa.bids_app.preflight import _check_networks, resolve_networks
+    from dnnrsa.bids_app.run import config_from_options
+
+    official = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), official)
+    args = [str(small.root), str(tmp_path / "o"), "participant", "--network"]
+    config = config_from_options(build_parser().parse_args([*args, "torchvision/resnet18"]))
+    _check_networks(config)  # no error
+    (network,) = resolve_networks(config)
+    assert network.label == "resnet18"
+    assert network.sidecar() == {
+        "Network": "torchvision/resnet18",
+        "Weights": {"Source": "cache", "File": str(official), "SHA256": file_sha256(official)},
+        "Untrained": False,
+    }
+    assert set(network.parts) == {"visual"} and len(network.parts) == 7
+
+
 # ---------------------------------------------------------------- the feature budget
 def _synthetic_layer(rng, n_stim=24, n_features=300_000):
     """Activations of a wide layer: a low-rank stimulus structure (4 categories) plus
