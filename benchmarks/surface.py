@@ -4,10 +4,12 @@ Builds the discs of both hemispheres of nilearn's fsaverage5 (10,242 vertices ea
 midthickness surface, the zero-thickness medial wall left out) at ``--radius-mm``,
 synthetic condition patterns and random model RDMs, and runs the searchlight engine
 (``dnnrsa.searchlight.searchlight_rsa_array``) on every vertex. Beside it, the same
-engine on the same number of centres of nilearn's MNI152 2 mm brain mask, evenly
-spaced, with spheres of 3 voxels radius (6 mm, 123 voxels) and of 2 voxels (4 mm,
+engine on the same number of centres of nilearn's MNI152 2 mm brain mask (a slab of
+consecutive centres in the middle of the mask, with their voxels), with spheres of 3 voxels radius (6 mm, 123 voxels) and of 2 voxels (4 mm,
 33 voxels, about the size of a 10 mm disc on fsaverage5). Prints the time to build
-the discs (geodesic and Euclidean) and the spheres, and the searchlight times.
+the discs (geodesic and Euclidean) and the spheres, and the searchlight times. Then
+the same on two icospheres of order 6 (fsaverage6's 40,962 vertices each) whose mean
+edge is half fsaverage5's, as fsaverage6's is: a stand-in for fsaverage6's density.
 
 fsaverage6 is not shipped with nilearn: give its two meshes with ``--fsaverage6 LEFT
 RIGHT`` (FreeSurfer's ``lh.pial``/``rh.pial`` or GIFTI files), or it is skipped.
@@ -40,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fsaverage6", nargs=2, metavar=("LEFT", "RIGHT"), default=None, help="mesh files"
     )
+    parser.add_argument(
+        "--icosphere-orders",
+        type=int,
+        nargs="*",
+        default=[6],
+        help="also two icospheres of each order (6: fsaverage6's vertex count, 7: fsaverage's) "
+        "with fsaverage5's mean edge halved at each order; from order 7 on, discs only",
+    )
     return parser
 
 
@@ -56,11 +66,11 @@ def _searchlight(nb, args, rng) -> tuple[float, float]:
     return time.perf_counter() - t0, float(np.isfinite(scores).mean())
 
 
-def _surface(name, meshes, walls, args, rng) -> int:
+def _surface(name, meshes, walls, args, rng, *, searchlight=True) -> int:
     from dnnrsa import surface
 
     parts = {}
-    for metric in ("geodesic", "euclidean"):
+    for metric in ("geodesic", "euclidean") if searchlight else ("geodesic",):
         t0 = time.perf_counter()
         parts[metric] = [
             surface.surface_neighbourhoods(
@@ -76,6 +86,8 @@ def _surface(name, meshes, walls, args, rng) -> int:
             f"(min {sizes.min()}, max {sizes.max()})"
         )
     nb = surface.stack_neighbourhoods(parts["geodesic"])
+    if not searchlight:
+        return nb.n_centres
     t_engine, finite = _searchlight(nb, args, rng)
     print(
         f"{name:11s}: searchlight on {nb.n_centres} vertices (geodesic discs) in "
@@ -83,6 +95,14 @@ def _surface(name, meshes, walls, args, rng) -> int:
         f"(finite scores {finite:.3f})"
     )
     return nb.n_centres
+
+
+def _mean_edge(mesh) -> float:
+    return float(
+        np.mean(
+            np.linalg.norm(mesh.coords[mesh.faces[:, 0]] - mesh.coords[mesh.faces[:, 1]], axis=1)
+        )
+    )
 
 
 def _volume(n_centres, radius_voxels, args, rng) -> None:
@@ -95,13 +115,21 @@ def _volume(n_centres, radius_voxels, args, rng) -> None:
     t0 = time.perf_counter()
     whole = volume_neighbourhoods(mask_img, radius_mm=2.0 * radius_voxels)
     t_nb = time.perf_counter() - t0
-    pick = np.linspace(0, whole.n_centres - 1, n_centres).round().astype(np.int64)
-    nb = Neighbourhoods(whole.indices[pick], whole.sizes[pick], whole.centres[pick], whole.n_voxels)
+    # a slab of consecutive centres (C order) in the middle of the mask
+    first = max(0, (whole.n_centres - n_centres) // 2)
+    pick = np.arange(first, min(first + n_centres, whole.n_centres))
+    # only the voxels of the chosen spheres, so that the engine prepares the data of
+    # about as many voxels as there are centres (as on the mesh), not the whole brain's
+    rows = whole.indices[pick]
+    used = np.unique(rows[rows != whole.n_voxels])
+    rows = np.where(rows != whole.n_voxels, np.searchsorted(used, rows), used.size)
+    nb = Neighbourhoods(rows.astype(np.int32), whole.sizes[pick], whole.centres[pick], used.size)
     t_engine, finite = _searchlight(nb, args, rng)
     print(
         f"volume 2 mm: spheres of {radius_voxels} voxels ({2 * radius_voxels} mm, median "
         f"{np.median(nb.sizes):.0f} voxels), built for the whole mask ({whole.n_centres} "
-        f"voxels) in {t_nb:.2f} s; searchlight on {nb.n_centres} evenly spaced centres in "
+        f"voxels) in {t_nb:.2f} s; searchlight on a slab of {nb.n_centres} centres "
+        f"({nb.n_voxels} voxels) in "
         f"{t_engine:.2f} s -> {nb.n_centres / t_engine:,.0f} spheres/s (finite {finite:.3f})"
     )
 
@@ -137,6 +165,18 @@ def main(argv=None) -> int:
         walls6 = [np.zeros(m.n_vertices, dtype=bool) for m in meshes6]
         print(f"fsaverage6 : {sum(m.n_vertices for m in meshes6)} vertices, no medial wall mask")
         _surface("fsaverage6", meshes6, walls6, args, rng)
+    edge5 = np.mean([_mean_edge(m) for m in meshes])
+    for order in args.icosphere_orders:
+        radius = edge5 / 2 ** (order - 5) / _mean_edge(surface.icosphere(order, 1.0))
+        ico = surface.icosphere(order, radius)
+        print(
+            f"icosphere {order}: {2 * ico.n_vertices} vertices (two of radius {radius:.1f} mm, "
+            f"mean edge {_mean_edge(ico):.2f} mm = fsaverage5's {edge5:.2f} / {2 ** (order - 5)})"
+        )
+        _surface(
+            f"icosphere {order}", [ico, ico], [np.zeros(ico.n_vertices, dtype=bool)] * 2, args,
+            rng, searchlight=order < 7,
+        )  # fmt: skip
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -44,8 +44,8 @@ HEMISPHERES = ("left", "right")
 
 # Distances are compared with this tolerance (millimetres), as in the volume spheres.
 _DISTANCE_TOLERANCE_MM = 1e-6
-# Sources per call of the limited Dijkstra: bounds its dense (batch, n_vertices) output.
-_DIJKSTRA_BATCH = 512
+# Sources per call of the limited Dijkstra, each call on the subgraph around them.
+_DIJKSTRA_BATCH = 128
 _CACHE_VERSION = 1
 
 
@@ -216,6 +216,48 @@ def label_mask(path: str | os.PathLike, n_vertices: int) -> np.ndarray:
     return mask
 
 
+def icosphere(n_subdivisions: int, radius_mm: float = 100.0) -> Mesh:
+    """An icosahedron subdivided ``n_subdivisions`` times, on a sphere of ``radius_mm``.
+
+    Order 5 has as many vertices as fsaverage5 (10,242), order 6 as fsaverage6
+    (40,962) and order 7 as fsaverage (163,842): FreeSurfer built those meshes by
+    subdividing an icosahedron. A mesh with known geodesics (great circles), for tests
+    and benchmarks.
+    """
+    n_subdivisions = int(n_subdivisions)
+    if n_subdivisions < 0:
+        raise ValueError(f"n_subdivisions must be >= 0; got {n_subdivisions!r}")
+    t = (1 + 5**0.5) / 2
+    verts = np.array(
+        [
+            [-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t],
+            [0, -1, -t], [0, 1, -t], [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1],
+        ]
+    )  # fmt: skip
+    faces = np.array(
+        [
+            [0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4],
+            [11, 10, 2], [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8],
+            [3, 8, 9], [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1],
+        ],
+        dtype=np.int64,
+    )  # fmt: skip
+    verts /= np.linalg.norm(verts, axis=1, keepdims=True)
+    for _ in range(n_subdivisions):
+        edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
+        unique, inverse = np.unique(edges, axis=0, return_inverse=True)
+        middle = verts[unique[:, 0]] + verts[unique[:, 1]]
+        middle /= np.linalg.norm(middle, axis=1, keepdims=True)
+        mid = verts.shape[0] + inverse.reshape(3, -1).T  # midpoints of (ab, bc, ca)
+        verts = np.concatenate([verts, middle])
+        a, b, c = faces.T
+        ab, bc, ca = mid.T
+        faces = np.concatenate(
+            [np.stack(f, axis=1) for f in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca))]
+        )
+    return Mesh(coords=verts * float(radius_mm), faces=faces)
+
+
 def _check_mask(mask, n_vertices: int) -> np.ndarray:
     if mask is None:
         return np.ones(n_vertices, dtype=bool)
@@ -296,16 +338,29 @@ def _pairs_within(coords, faces, mask, radius_mm, metric):
         found = tree.sparse_distance_matrix(tree, limit, output_type="ndarray")
         return found["i"].astype(np.int64), found["j"].astype(np.int64), found["v"]
     from scipy.sparse.csgraph import dijkstra
+    from scipy.spatial import cKDTree
 
+    kept = coords[mask]
     graph = _edge_graph(coords, faces, mask)
-    n = graph.shape[0]
+    tree = cKDTree(kept)
+    # Sources in the tree's leaf order, so that a batch is a compact piece of the mesh.
+    # A path no longer than the radius stays inside the 3-D ball of that radius around
+    # its source, so each batch runs on the subgraph of the vertices within the radius
+    # of the batch's ball: the distances are those of the whole graph.
+    order = np.asarray(tree.indices, dtype=np.int64)
     rows, cols, dists = [], [], []
-    for start in range(0, n, _DIJKSTRA_BATCH):
-        sources = np.arange(start, min(start + _DIJKSTRA_BATCH, n))
-        dist = dijkstra(graph, directed=False, indices=sources, limit=limit)
+    for start in range(0, order.size, _DIJKSTRA_BATCH):
+        sources = order[start : start + _DIJKSTRA_BATCH]
+        centre = kept[sources].mean(axis=0)
+        reach = np.sqrt(np.max(np.sum((kept[sources] - centre) ** 2, axis=1)))
+        near = np.sort(
+            np.asarray(tree.query_ball_point(centre, limit + reach + 1e-6), dtype=np.int64)
+        )
+        sub = graph[near][:, near]
+        dist = dijkstra(sub, directed=False, indices=np.searchsorted(near, sources), limit=limit)
         r, c = np.nonzero(dist <= limit)
         rows.append(sources[r])
-        cols.append(c)
+        cols.append(near[c])
         dists.append(dist[r, c])
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(dists)
 
@@ -551,6 +606,7 @@ __all__ = [
     "Mesh",
     "fsaverage_medial_wall",
     "fsaverage_mesh",
+    "icosphere",
     "label_mask",
     "load_mesh",
     "mesh_adjacency",

@@ -67,13 +67,16 @@ def _neighbours(faces, n, keep=None):
     return nbrs
 
 
-def _heap_dijkstra(coords, nbrs, source):
-    """Edge-path distances from one vertex, a plain heap implementation."""
+def _heap_dijkstra(coords, nbrs, source, limit=np.inf):
+    """Edge-path distances from one vertex, a plain heap implementation (exact up to
+    ``limit``; farther vertices may be missing)."""
     dist = {source: 0.0}
     heap = [(0.0, source)]
     done = set()
     while heap:
         d, a = heapq.heappop(heap)
+        if d > limit:
+            break
         if a in done:
             continue
         done.add(a)
@@ -93,6 +96,20 @@ def _great_circle(coords, a):
 @pytest.fixture(scope="module")
 def ico4():
     return icosphere(4)  # 2,562 vertices, edges of 3.5 to 4.1 mm
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_the_library_icosphere_is_the_tests(order):
+    mesh = surface.icosphere(order, RADIUS)
+    coords, faces = icosphere(order)
+    assert mesh.n_vertices == 10 * 4**order + 2 and mesh.faces.shape == (20 * 4**order, 3)
+    np.testing.assert_allclose(np.linalg.norm(mesh.coords, axis=1), RADIUS)
+    a = mesh.coords[np.lexsort(mesh.coords.T)]
+    b = coords[np.lexsort(coords.T)]
+    np.testing.assert_allclose(a, b, atol=1e-9)
+    # the same triangles, as sets of vertex positions
+    key = lambda c, f: sorted(tuple(sorted(map(tuple, np.round(c[t], 6)))) for t in f)  # noqa: E731
+    assert key(mesh.coords, mesh.faces) == key(coords, faces)
 
 
 # --------------------------------------------------------------------------- discs
@@ -392,6 +409,13 @@ def test_fsaverage5_loads_offline_with_its_medial_wall(hemi):
     nb = surface.surface_neighbourhoods(mesh.coords, mesh.faces, 10.0, mask=~wall)
     assert nb.n_centres == 10242 - wall.sum()
     assert 20 < np.median(nb.sizes) < 80
+    # on the folded cortex too, the discs are the edge-path discs of the kept vertices
+    kept = np.flatnonzero(~wall)
+    nbrs = _neighbours(mesh.faces, mesh.n_vertices, ~wall)
+    for c in np.random.default_rng(1).choice(kept.size, 30, replace=False):
+        dist = _heap_dijkstra(mesh.coords, nbrs, int(kept[c]), limit=10.0)
+        expected = sorted(v for v, d in dist.items() if d <= 10.0)
+        assert sorted(kept[nb.members(int(c))].tolist()) == expected
 
 
 def test_fsaverage6_needs_a_file():
