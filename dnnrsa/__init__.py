@@ -14,6 +14,7 @@ The core, public modules
 ``corpora``                  public emotion corpora (CREMA-D, RAVDESS) read by their file naming
 ``encoding``                 voxelwise encoding models: banded ridge over network parts, ceilings
 ``faces``                    face detection and the face crop of each stimulus
+``featurebudget``            layers too large for memory reduced by a seeded sparse projection
 ``features``                 layer activations of a registered model, with an on-disk cache
 ``findings``                 the study's five findings, each a checked statement, and their table
 ``glm``                      per-stimulus fMRI patterns (nilearn's first-level GLM)
@@ -48,6 +49,7 @@ The core, private modules
 ``_masks``                   reading a mask: its image and the voxels inside
 ``_maxt``                    the blocked max-T kernel of the sign-flip test
 ``_mds``                     multidimensional scaling of an RDM (classical, SMACOF)
+``_meshtfce``                TFCE on a mesh's graph compiled with numba: one union-find per map
 ``_modeleval``               model evaluation by bootstrap (subjects, stimuli, both), noise ceiling
 ``_neighbourhoods``          searchlight neighbourhoods (voxels within a sphere)
 ``_predict``                 running a network on arrays: logits, accuracy

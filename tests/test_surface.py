@@ -341,6 +341,48 @@ def test_mesh_tfce_equals_a_union_find_at_every_threshold(ico2, two_sided):
     )
 
 
+def _scipy_tfce(values, adjacency, n_steps=100, e=0.5, h=2.0, two_sided=False):
+    """TFCE by scipy's connected components of the graph at every threshold."""
+    from scipy.sparse.csgraph import connected_components
+
+    out = np.zeros(values.size)
+    top = np.max(np.abs(values)) if two_sided else max(np.max(values), 0.0)
+    for sign in (1.0, -1.0) if two_sided else (1.0,):
+        x = values * sign
+        for k in range(1, n_steps + 1):
+            t = top if k == n_steps else k * (top / n_steps)
+            supra = np.flatnonzero((x >= t) & (x != 0))
+            if t <= 0 or supra.size == 0:
+                break
+            _, comp = connected_components(adjacency[supra][:, supra], directed=False)
+            out[supra] += sign * np.bincount(comp)[comp] ** e * t**h
+    return out
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_mesh_tfce_on_rough_maps_equals_scipys_components(two_sided):
+    """Many small pieces that merge at every step: unions, path compression."""
+    mesh = surface.icosphere(3)
+    adjacency = surface.mesh_adjacency(mesh.faces, mesh.n_vertices)
+    rng = np.random.default_rng(5)
+    maps = np.round(rng.standard_normal((4, mesh.n_vertices)), 1)
+    maps[2] = np.abs(maps[2])
+    maps[3] = 0.0  # no piece at all
+    got = surface.tfce_mesh(maps, adjacency, two_sided=two_sided)
+    for i in range(maps.shape[0]):
+        expected = _scipy_tfce(maps[i], adjacency, two_sided=two_sided)
+        np.testing.assert_allclose(got[i], expected, rtol=1e-12, atol=1e-12)
+    assert not got[3].any()
+    from scipy.sparse import triu
+
+    one_way = surface.tfce_mesh(maps, triu(adjacency), two_sided=two_sided)
+    np.testing.assert_array_equal(one_way, got)
+    edges = _edge_list(adjacency)
+    np.testing.assert_allclose(
+        got[0], _union_find_tfce(maps[0], edges, two_sided=two_sided), rtol=1e-12, atol=1e-12
+    )
+
+
 @pytest.mark.parametrize("two_sided", [False, True])
 def test_mesh_tfce_on_a_chain_equals_the_volume_tfce_on_a_line_of_voxels(two_sided):
     n = 60
@@ -416,6 +458,15 @@ def test_fsaverage5_loads_offline_with_its_medial_wall(hemi):
         dist = _heap_dijkstra(mesh.coords, nbrs, int(kept[c]), limit=10.0)
         expected = sorted(v for v, d in dist.items() if d <= 10.0)
         assert sorted(kept[nb.members(int(c))].tolist()) == expected
+    # TFCE on the hemisphere, against scipy's components at every threshold
+    adjacency = surface.mesh_adjacency(mesh.faces, mesh.n_vertices, mask=~wall)
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal(kept.size)
+    for _ in range(4):  # smooth along the mesh
+        values = (adjacency @ values + values) / (1 + np.asarray(adjacency.sum(axis=1)).ravel())
+    got = surface.tfce_mesh(values, adjacency, two_sided=True)
+    expected = _scipy_tfce(values, adjacency, two_sided=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_fsaverage6_needs_a_file():
