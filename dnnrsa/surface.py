@@ -328,27 +328,21 @@ def _edge_graph(coords: np.ndarray, faces: np.ndarray, mask: np.ndarray):
     ).tocsr()
 
 
-def _pairs_within(coords, faces, mask, radius_mm, metric):
-    """(centre, member, distance) of every pair within the radius, masked indices."""
-    limit = radius_mm + _DISTANCE_TOLERANCE_MM
-    if metric == "euclidean":
-        from scipy.spatial import cKDTree
-
-        tree = cKDTree(coords[mask])
-        found = tree.sparse_distance_matrix(tree, limit, output_type="ndarray")
-        return found["i"].astype(np.int64), found["j"].astype(np.int64), found["v"]
-    from scipy.sparse.csgraph import dijkstra
+def _disc_batches(coords, faces, mask, radius_mm, metric):
+    """Batches of neighbouring sources: ``(sources, rows, cols, dists)``, where
+    ``rows`` index ``sources`` and ``cols`` the kept vertices, for every pair within
+    the radius."""
     from scipy.spatial import cKDTree
 
+    limit = radius_mm + _DISTANCE_TOLERANCE_MM
     kept = coords[mask]
-    graph = _edge_graph(coords, faces, mask)
     tree = cKDTree(kept)
+    graph = _edge_graph(coords, faces, mask) if metric == "geodesic" else None
     # Sources in the tree's leaf order, so that a batch is a compact piece of the mesh.
     # A path no longer than the radius stays inside the 3-D ball of that radius around
     # its source, so each batch runs on the subgraph of the vertices within the radius
     # of the batch's ball: the distances are those of the whole graph.
     order = np.asarray(tree.indices, dtype=np.int64)
-    rows, cols, dists = [], [], []
     for start in range(0, order.size, _DIJKSTRA_BATCH):
         sources = order[start : start + _DIJKSTRA_BATCH]
         centre = kept[sources].mean(axis=0)
@@ -356,25 +350,41 @@ def _pairs_within(coords, faces, mask, radius_mm, metric):
         near = np.sort(
             np.asarray(tree.query_ball_point(centre, limit + reach + 1e-6), dtype=np.int64)
         )
-        sub = graph[near][:, near]
-        dist = dijkstra(sub, directed=False, indices=np.searchsorted(near, sources), limit=limit)
+        if graph is None:
+            from scipy.spatial.distance import cdist
+
+            dist = cdist(kept[sources], kept[near])
+        else:
+            from scipy.sparse.csgraph import dijkstra
+
+            dist = dijkstra(
+                graph[near][:, near],
+                directed=False,
+                indices=np.searchsorted(near, sources),
+                limit=limit,
+            )
         r, c = np.nonzero(dist <= limit)
-        rows.append(sources[r])
-        cols.append(near[c])
-        dists.append(dist[r, c])
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(dists)
+        yield sources, r, near[c], dist[r, c]
 
 
-def _padded(rows, cols, dists, n) -> Neighbourhoods:
-    """Padded index rows from pairs: the centre first, then by distance and index."""
-    key = np.where(rows == cols, -1.0, dists)
-    order = np.lexsort((cols, key, rows))
-    rows, cols = rows[order], cols[order]
-    sizes = np.bincount(rows, minlength=n).astype(np.int32)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    slot = np.arange(rows.size) - starts[rows]
+def _discs(coords, faces, mask, radius_mm, metric) -> Neighbourhoods:
+    """Padded index rows, each the centre first, then by distance and index."""
+    n = int(mask.sum())
+    blocks = []
+    sizes = np.zeros(n, dtype=np.int32)
+    for sources, rows, cols, dists in _disc_batches(coords, faces, mask, radius_mm, metric):
+        key = np.where(sources[rows] == cols, -1.0, dists)
+        order = np.lexsort((cols, key, rows))
+        rows, cols = rows[order], cols[order]
+        counts = np.bincount(rows, minlength=sources.size)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        block = np.full((sources.size, int(counts.max())), n, dtype=np.int32)
+        block[rows, np.arange(rows.size) - starts[rows]] = cols
+        sizes[sources] = counts
+        blocks.append((sources, block))
     indices = np.full((n, int(sizes.max())), n, dtype=np.int32)
-    indices[rows, slot] = cols
+    for sources, block in blocks:
+        indices[sources, : block.shape[1]] = block
     return Neighbourhoods(
         indices=indices, sizes=sizes, centres=np.arange(n, dtype=np.int64), n_voxels=n
     )
@@ -453,12 +463,10 @@ def surface_neighbourhoods(
                     centres=saved["centres"],
                     n_voxels=int(saved["n_voxels"]),
                 )
-    n = int(mask.sum())
-    rows, cols, dists = _pairs_within(coords, faces, mask, radius_mm, metric)
-    nb = _padded(rows, cols, dists, n)
+    nb = _discs(coords, faces, mask, radius_mm, metric)
     logger.debug(
         "%d %s discs of radius %.3g mm: sizes %d..%d",
-        n,
+        nb.n_centres,
         metric,
         radius_mm,
         int(nb.sizes.min()),
