@@ -15,6 +15,7 @@ of a mesh once the discs are built here:
 * :func:`stack_neighbourhoods` puts the discs of the two hemispheres on one vertex axis.
 * :func:`mesh_adjacency` and :func:`tfce_mesh` label clusters and compute TFCE on
   the mesh, with the volume TFCE's conventions (:mod:`dnnrsa._tfce`).
+* :func:`icosphere` makes a mesh whose geodesics are known, for tests and benchmarks.
 
 The vertex axis of the discs is that of the mask's vertices in increasing order
 (``data[..., mask]``); vertices outside the mask (the medial wall) are neither
