@@ -13,6 +13,12 @@ from .. import __version__
 #: Features per stimulus above which a layer is reduced, before its RDM, by a seeded
 #: sparse random projection to this many features (``--feature-budget``).
 DEFAULT_FEATURE_BUDGET = 1_000_000
+#: Principal components per layer of the encoding models (``--encoding-components``),
+#: as :data:`dnnrsa.encoding.DEFAULT_N_COMPONENTS`.
+DEFAULT_ENCODING_COMPONENTS = 10
+#: Groups of stimuli the encoding models hold out (``--encoding-stimulus-folds``), as
+#: :data:`dnnrsa.encoding.DEFAULT_STIMULUS_FOLDS`.
+DEFAULT_ENCODING_STIMULUS_FOLDS = 6
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,11 @@ class RunConfig:
     radius_mm: float = 6.0
     min_voxels: int = 10
     searchlight_memory_mb: int = 1024
+    # encoding models (--encoding): banded ridge of each checkpoint's parts
+    encoding: bool = False
+    encoding_components: int = DEFAULT_ENCODING_COMPONENTS
+    encoding_stimulus_folds: int = DEFAULT_ENCODING_STIMULUS_FOLDS  # 0: runs only
+    encoding_layer_maps: bool = False
     # regions of interest
     rois: tuple[tuple[str, Path], ...] = ()  # (NAME, mask file) of --roi
     roi_atlas: str | None = None
@@ -108,8 +119,8 @@ class RunConfig:
         ``extra`` adds top-level keys, ``tables`` named tables (name -> dict), each
         after a comment line when the dict holds a ``"#"`` entry; ``title`` is the
         file's first line, a comment. Keys whose value is None are left out, and so
-        are empty top-level tables and ``networks`` and ``feature_budget`` at their
-        defaults; inside a table or a list, a value TOML cannot hold
+        are empty top-level tables and ``networks``, ``feature_budget`` and the
+        encoding options at their defaults; inside a table or a list, a value TOML cannot hold
         is written as its text (None as ``"None"``). Written with tomli-w.
         """
         doc: dict = {"dnnrsa_version": __version__}
@@ -134,7 +145,14 @@ class RunConfig:
 
 #: Fields the configuration files leave out at their default (added after the files'
 #: format was fixed: a run that does not use them writes the same file as before).
-_LEFT_OUT_AT_DEFAULT = {"networks": [], "feature_budget": DEFAULT_FEATURE_BUDGET}
+_LEFT_OUT_AT_DEFAULT = {
+    "networks": [],
+    "feature_budget": DEFAULT_FEATURE_BUDGET,
+    "encoding": False,
+    "encoding_components": DEFAULT_ENCODING_COMPONENTS,
+    "encoding_stimulus_folds": DEFAULT_ENCODING_STIMULUS_FOLDS,
+    "encoding_layer_maps": False,
+}
 
 
 def _toml_ready(value):

@@ -178,6 +178,12 @@ def analysis_record(config: RunConfig) -> dict:
         # with checkpoints alone, only when not the default (as earlier versions recorded)
         if config.networks or config.feature_budget != DEFAULT_FEATURE_BUDGET:
             record["feature_budget"] = config.feature_budget
+    if config.encoding:  # absent without: the record of a run without it is unchanged
+        record["encoding"] = {
+            "components": config.encoding_components,
+            "stimulus_folds": config.encoding_stimulus_folds,
+            "layer_maps": config.encoding_layer_maps,
+        }
     record["model_rdms"] = {name: _digest(path) for name, path in config.model_rdms}
     record["rois"] = {name: _digest(path) for name, path in config.rois}
     crop = config.face_crop
@@ -190,6 +196,7 @@ def _flag(key: str) -> str:
         "checkpoints": "--checkpoint",
         "networks": "--network",
         "feature_budget": "--feature-budget",
+        "encoding": "--encoding",
         "model_rdms": "--model-rdm",
         "rois": "--roi",
         "face_crop": "--face-crop",

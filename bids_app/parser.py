@@ -12,7 +12,11 @@ from pathlib import Path
 
 from .. import __version__
 from ..bidsnames import check_label, is_label
-from .config import DEFAULT_FEATURE_BUDGET
+from .config import (
+    DEFAULT_ENCODING_COMPONENTS,
+    DEFAULT_ENCODING_STIMULUS_FOLDS,
+    DEFAULT_FEATURE_BUDGET,
+)
 from .errors import CommandParser, UsageError
 
 LEVELS = ("participant", "group")
@@ -79,6 +83,20 @@ def _positive_int(name):
         return value
 
     return check
+
+
+def _stimulus_folds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--encoding-stimulus-folds must be an integer; got {text!r}"
+        ) from None
+    if value != 0 and value < 3:
+        raise argparse.ArgumentTypeError(
+            f"--encoding-stimulus-folds must be 0 (runs only) or at least 3; got {text!r}"
+        )
+    return value
 
 
 def _memory_gb(text: str) -> float:
@@ -390,6 +408,37 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int("--searchlight-memory-mb"),
         default=1024,
         help="memory budget of one searchlight chunk (CPU RAM or GPU memory)",
+    )
+
+    g = parser.add_argument_group("encoding models")
+    g.add_argument(
+        "--encoding",
+        action="store_true",
+        help="also fit voxelwise banded ridge encoding models of each --checkpoint (one band "
+        "per part of the network) on the patterns, cross-validated over runs (at least 3) and "
+        "stimuli, within the brain mask: joint R², each band's share, unique and shared "
+        "variance, the noise ceiling (default: off)",
+    )
+    g.add_argument(
+        "--encoding-components",
+        type=_positive_int("--encoding-components"),
+        default=DEFAULT_ENCODING_COMPONENTS,
+        metavar="N",
+        help="principal components kept per layer, fitted on the training stimuli of each fold",
+    )
+    g.add_argument(
+        "--encoding-stimulus-folds",
+        type=_stimulus_folds,
+        default=DEFAULT_ENCODING_STIMULUS_FOLDS,
+        metavar="G",
+        help="groups of stimuli held out as well as runs (at least 3; 0: runs only, every "
+        "stimulus in training and test)",
+    )
+    g.add_argument(
+        "--encoding-layer-maps",
+        action="store_true",
+        help="also fit one encoding model per layer (R² and r maps of each layer; costs one "
+        "model per layer) (default: off)",
     )
 
     g = parser.add_argument_group("regions of interest")

@@ -194,6 +194,33 @@ def _check_runs_for_metric(config: RunConfig, subjects) -> None:
             )
 
 
+def _check_encoding(config: RunConfig, subjects) -> None:
+    """``--encoding`` fits the networks of ``--checkpoint``, cross-validated over runs with
+    an inner cross-validation over the training runs: every participant needs three runs,
+    and ``--encoding-stimulus-folds`` no more groups than conditions."""
+    if not config.encoding:
+        return
+    if not config.checkpoints:
+        raise UsageError(
+            "--encoding fits the layers of the networks of --checkpoint: give at least one "
+            "--checkpoint (standard networks of --network are not fitted)"
+        )
+    for s, inputs in subjects.items():
+        n_runs = len(inputs.runs)
+        if n_runs < 3:
+            raise UsageError(
+                f"--encoding needs at least 3 runs per participant (leave one run out, the "
+                f"penalties chosen on the other runs left out in turn); sub-{s} has {n_runs}: "
+                f"leave out --encoding, or leave sub-{s} out with --participant-label"
+            )
+        folds = config.encoding_stimulus_folds
+        if folds and folds > len(inputs.conditions):
+            raise UsageError(
+                f"--encoding-stimulus-folds {folds} exceeds the {len(inputs.conditions)} "
+                f"conditions of sub-{s}: give at most {len(inputs.conditions)}, or 0"
+            )
+
+
 def _check_stimulus_audio(config: RunConfig, subjects) -> None:
     """Every stimulus video has the audio track a network needs (66 naming the files),
     unless ``--allow-silent-video`` gives such videos silence; an unreadable stimulus
@@ -492,7 +519,8 @@ def preflight(config: RunConfig, subjects, rois: dict[str, Path] | None = None) 
     events file has numeric onsets and durations, none after the end of its scan (16),
     every ``--network`` is known (64) with weights found (66) that fit it (64),
     the runs of a participant share one repetition time (16), ``--metric crossnobis``
-    has two runs per participant (64), every stimulus video has the audio track a
+    has two runs per participant (64), ``--encoding`` a checkpoint and three runs per
+    participant (64), every stimulus video has the audio track a
     checkpoint needs (66, unless ``--allow-silent-video``), every model RDM is usable
     (64), every output folder can be written (73), and the searchlight's spheres fit
     the grid and the memory budget (64).
@@ -500,6 +528,7 @@ def preflight(config: RunConfig, subjects, rois: dict[str, Path] | None = None) 
     _check_networks(config)
     _check_repetition_times(subjects)
     _check_runs_for_metric(config, subjects)
+    _check_encoding(config, subjects)
     for inputs in subjects.values():
         for run in inputs.runs:
             _nifti_complete(run.bold)

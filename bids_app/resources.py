@@ -112,3 +112,42 @@ def searchlight_memory_gb(
     computing = data + 8.0 * mask * sphere + budget_mb * 2**20 + scores
     writing = data + scores + 2 * 4.0 * grid * n_models
     return BASE_GB + _gb(max(reading, computing, writing))
+
+
+#: Penalties the encoding models try (:data:`dnnrsa.encoding.DEFAULT_ALPHAS`): the inner
+#: cross-validation holds a prediction per penalty.
+ENCODING_ALPHAS = 19
+#: Voxels the encoding models fit together (``voxel_batch`` of :func:`dnnrsa.encoding.fit_encoding`).
+ENCODING_VOXEL_BATCH = 20000
+#: An allowance for one network's activations of every stimulus, loaded at once (the
+#: features file's size is known only when the features exist).
+ENCODING_FEATURES_GB = 2.0
+
+
+def encoding_memory_gb(
+    grid_voxels: int,
+    mask_voxels: int,
+    *,
+    n_runs: int,
+    n_cond: int,
+    n_jobs: int = 1,
+    n_bands: int = 3,
+    layer_maps: bool = False,
+) -> float:
+    """Memory (GB) of ``EncodingModel`` (an estimate, not measured).
+
+    The patterns read on their grid (float64) and their masked copies (three), the
+    network's activations (:data:`ENCODING_FEATURES_GB`), and for one block of
+    :data:`ENCODING_VOXEL_BATCH` voxels: each band's prediction of every run, and in each
+    of ``n_jobs`` threads the inner cross-validation's predictions for every penalty;
+    then the maps written on the grid (float32; two per layer more with ``layer_maps``).
+    """
+    mask = min(int(mask_voxels), int(grid_voxels))
+    n_obs = int(n_runs) * int(n_cond)
+    block = min(mask, ENCODING_VOXEL_BATCH)
+    reading = 8.0 * grid_voxels * n_obs + 3 * 8.0 * mask * n_obs
+    fitting = 8.0 * n_runs * n_bands * n_cond * block
+    fitting += max(1, int(n_jobs)) * 2 * 8.0 * ENCODING_ALPHAS * n_cond * n_runs * block
+    maps = 8.0 * mask * (n_runs + 3 * n_bands + 8) + 4.0 * grid_voxels
+    extra = 2 * 8.0 * mask * 30 if layer_maps else 0.0  # two maps of up to 30 layers
+    return BASE_GB + ENCODING_FEATURES_GB + _gb(reading + fitting + maps + extra)

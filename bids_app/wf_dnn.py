@@ -60,9 +60,15 @@ def init_dnn_wf(
     -------
     bank_file
         The model bank (npz) compared in every participant's searchlight.
+    features_<label>
+        With ``--encoding``: each checkpoint's features (npz of :class:`ExtractFeatures`),
+        which every participant's encoding models read.
     """
     wf = pe.Workflow(name=name)
-    outputnode = pe.Node(niu.IdentityInterface(fields=["bank_file"]), name="outputnode")
+    fields = ["bank_file"]
+    if config.encoding:  # without it the workflow is the one it always was
+        fields += [f"features_{label}" for label in _checkpoint_labels(config)]
+    outputnode = pe.Node(niu.IdentityInterface(fields=fields), name="outputnode")
     networks = resolve_networks(config)
     n_nets = len(config.checkpoints) + len(networks)
     n_banks = n_nets + (1 if config.model_rdms else 0)
@@ -83,6 +89,10 @@ def init_dnn_wf(
     }
     for k, (ckpt, label) in enumerate(zip(config.checkpoints, labels, strict=True)):
         rdms = _add_checkpoint_rdms(wf, config, ckpt, label, task=task, **stimuli)
+        if config.encoding:
+            wf.connect(
+                wf.get_node(f"extract_{label}"), "features_file", outputnode, f"features_{label}"
+            )
         analyses = pe.Node(
             DNNAnalyses(
                 stimulus_table=stimulus_table,

@@ -13,6 +13,7 @@ from nipype.pipeline import engine as pe
 from dnnrsa.bidsnames import build_name, subject_dir
 
 from ..interfaces.bids import CopyDerivatives, WriteDerivative, WriteSubjectMaps
+from ..interfaces.encoding import EncodingModel
 from ..interfaces.glm import EstimatePatterns
 from ..interfaces.roi import RoiRDM
 from ..interfaces.searchlight import SearchlightRSA
@@ -20,8 +21,8 @@ from .collect import SubjectInputs
 from .errors import DatasetInvalid
 from .outputs import run_work_dir
 from .parser import CONFOUND_STRATEGIES
-from .resources import glm_memory_gb, searchlight_memory_gb
-from .wf_dnn import _use_gpu, init_dnn_wf, resolve_networks
+from .resources import encoding_memory_gb, glm_memory_gb, searchlight_memory_gb
+from .wf_dnn import _checkpoint_labels, _use_gpu, init_dnn_wf, resolve_networks
 
 
 def confound_columns(config) -> list[str]:
@@ -75,9 +76,9 @@ def _network_layers(config) -> int:
 
 
 def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
-    """Memory (GB) the GLM and the searchlight nodes of one participant declare to
-    nipype, from the shapes of the BOLD runs (headers only), the brain mask when one
-    is given (else the grid) and the number of model RDMs
+    """Memory (GB) the GLM and the searchlight nodes (and with ``--encoding`` the
+    encoding models) of one participant declare to nipype, from the shapes of the BOLD
+    runs (headers only), the brain mask when one is given (else the grid) and the number of model RDMs
     (:mod:`dnnrsa.bids_app.resources`)."""
     import nibabel as nib
 
@@ -107,23 +108,42 @@ def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
         # on the GPU the working memory of a block is the device's, not the host's
         budget_mb=0 if _use_gpu(config) else config.searchlight_memory_mb,
     )
-    return {"glm": glm, "searchlight": searchlight}
+    memory = {"glm": glm, "searchlight": searchlight}
+    if config.encoding:
+        memory["encoding"] = encoding_memory_gb(
+            int(np.prod(grid)),
+            mask_voxels if mask_voxels is not None else int(np.prod(grid)),
+            n_runs=len(shapes),
+            n_cond=n_cond,
+            n_jobs=config.nprocs,
+            layer_maps=config.encoding_layer_maps,
+        )
+    return memory
 
 
 def init_participant_wf(
-    config, inputs: SubjectInputs, *, name: str | None = None, rois: dict | None = None
+    config,
+    inputs: SubjectInputs,
+    *,
+    name: str | None = None,
+    rois: dict | None = None,
+    stim_conditions: list[str] | None = None,
 ):
     """Per-participant workflow: patterns by GLM, searchlight RSA, derivatives.
 
     The patterns and their writer (:func:`_add_glm`), the brain mask written as a
     derivative (:func:`_add_brain_mask`), the searchlight and its maps' writer
-    (:func:`_add_searchlight`) and one RDM per region of ``rois``
-    (:func:`_add_roi_rdms`).
+    (:func:`_add_searchlight`), one RDM per region of ``rois``
+    (:func:`_add_roi_rdms`) and, with ``--encoding``, the encoding models of each
+    checkpoint (:func:`_add_encoding`; ``stim_conditions``: the condition of each
+    stimulus, the rows of the features).
 
     Inputs
     ------
     bank_file
         Model bank (npz) of the model RDMs to compare.
+    features_<label>
+        With ``--encoding``: each checkpoint's features (npz).
 
     Outputs
     -------
@@ -134,7 +154,10 @@ def init_participant_wf(
     """
     s = inputs.subject
     wf = pe.Workflow(name=name or f"sub_{s}_wf")
-    inputnode = pe.Node(niu.IdentityInterface(fields=["bank_file"]), name="inputnode")
+    fields = ["bank_file"]
+    if config.encoding:
+        fields += [f"features_{label}" for label in _checkpoint_labels(config)]
+    inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
     outputnode = pe.Node(
         niu.IdentityInterface(fields=["map_files", "patterns_file"]), name="outputnode"
     )
@@ -149,6 +172,16 @@ def init_participant_wf(
         wf, config, inputs, patterns["node"], inputnode, outputnode, mem_gb=memory["searchlight"]
     )
     _add_roi_rdms(wf, config, inputs, patterns["node"], rois or {})
+    if config.encoding:
+        _add_encoding(
+            wf,
+            config,
+            inputs,
+            patterns["node"],
+            inputnode,
+            stim_conditions or [],
+            mem_gb=memory["encoding"],
+        )
     return wf
 
 
@@ -331,6 +364,54 @@ def _add_roi_rdms(wf, config, inputs: SubjectInputs, patterns, rois: dict) -> No
         )
 
 
+def _add_encoding(
+    wf, config, inputs: SubjectInputs, patterns, inputnode, stim_conditions, *, mem_gb: float
+) -> None:
+    """Add each checkpoint's encoding models (``encoding_<label>``, :class:`EncodingModel`
+    of the patterns in their mask from the features of ``inputnode.features_<label>``)
+    and their sink (``write_encoding_<label>``, which copies the maps and sidecars into
+    the participant's folder) to ``wf``. The whole brain mask: not the regions of
+    ``--roi``."""
+    s = inputs.subject
+    labels = _checkpoint_labels(config)
+    gpu = _use_gpu(config)
+    for ckpt, label in zip(config.checkpoints, labels, strict=True):
+        node = pe.Node(
+            EncodingModel(
+                stim_conditions=list(stim_conditions),
+                entities={"sub": s, "task": inputs.task, "space": inputs.space, "model": label},
+                n_components=config.encoding_components,
+                stimulus_folds=config.encoding_stimulus_folds,
+                layer_maps=config.encoding_layer_maps,
+                seed=config.seed,
+                device=config.device,
+                sidecar={
+                    "Checkpoint": str(ckpt),
+                    "Model": config.model,
+                    "Runs": [r.run for r in inputs.runs],
+                    "Sources": [str(r.bold) for r in inputs.runs],
+                },
+                n_jobs=1 if gpu else config.nprocs,
+            ),
+            name=f"encoding_{label}",
+            mem_gb=mem_gb,
+            n_procs=1 if gpu else config.nprocs,
+        )
+        write = pe.Node(
+            CopyDerivatives(output_dir=str(subject_dir(config.output_dir, s))),
+            name=f"write_encoding_{label}",
+        )
+        write.overwrite = True
+        fields = ("patterns_file", "conditions_file", "mask_file")
+        wf.connect(
+            [
+                (patterns, node, [(f, f) for f in fields]),
+                (inputnode, node, [(f"features_{label}", "features_file")]),
+                (node, write, [("out_files", "in_files")]),
+            ]
+        )
+
+
 def init_dnnrsa_participant_wf(
     config, subjects: dict[str, SubjectInputs], dnn_kwargs: dict, rois: dict | None = None
 ):
@@ -349,6 +430,16 @@ def init_dnnrsa_participant_wf(
     wf = pe.Workflow(name="dnnrsa_participant_wf", base_dir=str(run_work_dir(config)))
     dnn = init_dnn_wf(config, **dnn_kwargs)
     for subject, inputs in subjects.items():
-        sub_wf = init_participant_wf(config, inputs, name=f"sub_{subject}_wf", rois=rois)
+        sub_wf = init_participant_wf(
+            config,
+            inputs,
+            name=f"sub_{subject}_wf",
+            rois=rois,
+            stim_conditions=dnn_kwargs.get("stim_conditions"),
+        )
         wf.connect(dnn, "outputnode.bank_file", sub_wf, "inputnode.bank_file")
+        if config.encoding:
+            for label in _checkpoint_labels(config):
+                field = f"features_{label}"
+                wf.connect(dnn, f"outputnode.{field}", sub_wf, f"inputnode.{field}")
     return wf

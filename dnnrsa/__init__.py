@@ -99,6 +99,7 @@ The interfaces (nipype), ``dnnrsa.interfaces``
 ``interfaces``               nipype interfaces: load, call one core function, save
 ``interfaces.bids``          writing BIDS derivatives into the output folder
 ``interfaces.dnn``           the DNN side: features, layer RDMs, model banks, analyses
+``interfaces.encoding``      voxelwise encoding models of a network's features
 ``interfaces.glm``           per-condition fMRI patterns
 ``interfaces.roi``           the RDM of a region of interest
 ``interfaces.searchlight``   searchlight RSA

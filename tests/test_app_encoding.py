@@ -1,0 +1,183 @@
+"""``dnnrsa participant --encoding``: the banded ridge encoding maps of each checkpoint,
+written per participant with their sidecars, recorded in the folder's analysis."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from dnnrsa.bids_app.run import main
+
+SL = ["--radius-mm", "6", "--min-voxels", "5", "--nprocs", "2"]
+LAYERS = ["--layers", "visual_conv1_1", "auditory_conv1", "crossmodal_dense"]
+ENCODING = ["--encoding", "--encoding-stimulus-folds", "3", "--encoding-layer-maps"]
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory):
+    """One participant of 3 runs (the encoding models need 3), 9 stimuli."""
+    from .bids_fixtures import make_small_bids
+
+    return make_small_bids(tmp_path_factory.mktemp("enc") / "bids", n_subjects=1, n_runs=3)
+
+
+@pytest.fixture(scope="module")
+def encoding_run(tmp_path_factory, three_runs, crosschannel_checkpoint):
+    """A participant run with ``--encoding`` (3 layers in 3 parts, per-layer maps)."""
+    top = tmp_path_factory.mktemp("enc_run")
+    out, work = top / "out", top / "work"
+    argv = [str(three_runs.root), str(out), "participant"]
+    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *ENCODING]
+    argv += ["-w", str(work), "--skip-bids-validation", "--no-reports", *SL]
+    assert main(argv) == 0
+    return out, work
+
+
+def _func(out):
+    return out / "sub-01" / "func"
+
+
+def test_the_encoding_maps_are_written_with_their_sidecars(encoding_run):
+    out, _ = encoding_run
+    stem = "sub-01_task-cat_space-native_model-net"
+    names = [
+        f"{stem}_desc-encoding_stat-r2_statmap.nii.gz",
+        f"{stem}_desc-encoding_stat-r_statmap.nii.gz",
+        f"{stem}_desc-encodingshared_stat-r2_statmap.nii.gz",
+        f"{stem}_desc-encodingceiling_stat-r2_statmap.nii.gz",
+        f"{stem}_desc-encodingreliability_stat-r_statmap.nii.gz",
+        f"{stem}_desc-encodingfraction_stat-r2_statmap.nii.gz",
+    ]
+    for band in ("visual", "auditory", "crossmodal"):
+        names += [
+            f"{stem}_band-{band}_desc-encodingsplit_stat-r2_statmap.nii.gz",
+            f"{stem}_band-{band}_desc-encodingunique_stat-r2_statmap.nii.gz",
+        ]
+    for layer in ("visualconv11", "auditoryconv1", "crossmodaldense"):
+        names += [
+            f"{stem}_layer-{layer}_desc-encoding_stat-{s}_statmap.nii.gz" for s in ("r2", "r")
+        ]
+    written = sorted(p.name for p in _func(out).glob("*encoding*_statmap.nii.gz"))
+    assert written == sorted(names)
+    for name in names:
+        side = json.loads((_func(out) / name.replace(".nii.gz", ".json")).read_text())
+        assert side["Bands"] == {
+            "visual": ["visual_conv1_1"],
+            "auditory": ["auditory_conv1"],
+            "crossmodal": ["crossmodal_dense"],
+        }
+        assert set(side["FeaturesPerBand"]) == set(side["Bands"])
+        assert all(len(v) == 9 for v in side["FeaturesPerBand"].values())  # 3 runs x 3 groups
+        assert set(side["AlphasChosen"]) == set(side["Bands"])
+        assert side["Folds"]["NumberOfFolds"] == 9
+        assert side["Folds"]["Runs"] == ["0", "1", "2"]  # the runs' order in the patterns
+        assert len(side["Runs"]) == 3  # their BIDS labels
+        assert side["StimulusFolds"] == 3 and side["NComponents"] == 10
+        assert side["NoiseCeiling"]["Halves"] == "all"
+        assert side["NoiseCeiling"]["MinReliability"] == 0.3
+        assert side["Checkpoint"].endswith("net.pt")
+    unique = json.loads(
+        (_func(out) / f"{stem}_band-visual_desc-encodingunique_stat-r2_statmap.json").read_text()
+    )
+    assert "never clipped" in unique["NegativeEstimates"]
+    record = tomllib.loads((out / "dnnrsa_config.toml").read_text())["analysis"]
+    assert record["encoding"] == {"components": 10, "stimulus_folds": 3, "layer_maps": True}
+    # the group level and the reports read no encoding map as a searchlight map
+    from dnnrsa.bids_app.group import _subject_map
+
+    assert all(_subject_map(_func(out) / n) is None for n in names)
+
+
+def test_the_joint_r2_equals_the_core_on_the_same_patterns_and_features(encoding_run):
+    """Known answer: the patterns written, in the mask written, and the network's features
+    given to dnnrsa.encoding.fit_encoding directly."""
+    from dnnrsa.encoding import fit_encoding
+
+    out, work = encoding_run
+    (patterns,) = _func(out).glob("*_desc-lsa_stat-effect_statmap.nii.gz")
+    side = json.loads(patterns.with_name(patterns.name.replace(".nii.gz", ".json")).read_text())
+    (mask_file,) = _func(out).glob("*_desc-brain_mask.nii.gz")
+    mask = np.asarray(nib.load(mask_file).dataobj).astype(bool)
+    data = np.asarray(nib.load(patterns).dataobj)[mask].T  # (n_rows, n_voxels), run-major
+    conditions, n_runs = side["Conditions"], len(side["Runs"])
+    (features,) = work.glob("**/extract_net/features.npz")
+    with np.load(features) as f:
+        names = [str(n) for n in f["layer_names"]]
+        acts = {n: f[f"layer{i:03d}"] for i, n in enumerate(names)}
+        parts = {n: str(p) for n, p in zip(names, f["parts"], strict=True)}
+        stimuli = [str(s) for s in f["stimuli"]]
+    by_name = {c.rsplit("/", 1)[-1]: i for i, c in enumerate(conditions)}
+    rows = [by_name[s] for s in stimuli]  # the features' stimulus order
+    pats = data.reshape(n_runs, len(conditions), -1)[:, rows]
+    res = fit_encoding(
+        acts, parts, pats, n_components=10, stimulus_folds=3, layer_maps=False, device="cpu"
+    )
+    (r2_file,) = _func(out).glob("*_model-net_desc-encoding_stat-r2_statmap.nii.gz")
+    written = np.asarray(nib.load(r2_file).dataobj)
+    assert np.isnan(written[~mask]).all()
+    assert np.isfinite(res.r2).sum() > 10
+    np.testing.assert_allclose(written[mask], res.r2.astype(np.float32), atol=1e-6, equal_nan=True)
+    # the variance partition adds up as the core's does
+    (shared,) = _func(out).glob("*_desc-encodingshared_stat-r2_statmap.nii.gz")
+    np.testing.assert_allclose(
+        np.asarray(nib.load(shared).dataobj)[mask],
+        res.shared.astype(np.float32),
+        atol=1e-6,
+        equal_nan=True,
+    )
+
+
+def test_a_rerun_with_other_encoding_settings_is_refused(
+    encoding_run, three_runs, crosschannel_checkpoint, tmp_path, capsys
+):
+    out, _ = encoding_run
+    before = sorted(p.name for p in _func(out).iterdir())
+    argv = [str(three_runs.root), str(out), "participant"]
+    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *ENCODING]
+    argv += ["--encoding-components", "5"]
+    argv += ["-w", str(tmp_path / "work"), "--skip-bids-validation", "--no-reports", *SL]
+    assert main(argv) == 64
+    assert "--encoding" in capsys.readouterr().err
+    # and one without --encoding: the folder's maps would lack theirs
+    argv = [str(three_runs.root), str(out), "participant"]
+    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS]
+    argv += ["-w", str(tmp_path / "work2"), "--skip-bids-validation", "--no-reports", *SL]
+    assert main(argv) == 64
+    assert sorted(p.name for p in _func(out).iterdir()) == before
+
+
+def test_encoding_needs_three_runs_and_a_checkpoint(
+    bids_one_subject, three_runs, crosschannel_checkpoint, tmp_path, capsys
+):
+    small = bids_one_subject  # 2 runs
+    common = ["--skip-bids-validation", "--no-reports", *SL]
+    argv = [str(three_runs.root), str(tmp_path / "out1"), "participant", "--encoding"]
+    argv += ["--model-rdm", f"cat={small.model_rdm}", "-w", str(tmp_path / "w1"), *common]
+    assert main(argv) == 64
+    assert "give at least one --checkpoint" in capsys.readouterr().err
+    argv = [str(small.root), str(tmp_path / "out2"), "participant", "--encoding"]
+    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS]
+    argv += ["-w", str(tmp_path / "w2"), *common]
+    assert main(argv) == 64
+    assert "--encoding needs at least 3 runs per participant" in capsys.readouterr().err
+    for out in ("out1", "out2"):
+        assert not list((tmp_path / out).glob("sub-*/func/*"))
+
+
+def test_a_run_without_encoding_writes_no_encoding_file(
+    three_runs, crosschannel_checkpoint, tmp_path
+):
+    out = tmp_path / "out"
+    argv = [str(three_runs.root), str(out), "participant"]
+    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS]
+    argv += ["-w", str(tmp_path / "work"), "--skip-bids-validation", "--no-reports", *SL]
+    assert main(argv) == 0
+    assert list(_func(out).glob("*_statmap.nii.gz"))
+    assert not list(out.rglob("*encoding*"))
+    config = tomllib.loads((out / "dnnrsa_config.toml").read_text())
+    assert not [key for key in config if key.startswith("encoding")]
+    assert "encoding" not in config["analysis"]
