@@ -14,6 +14,7 @@ The core, public modules
 ``corpora``                  public emotion corpora (CREMA-D, RAVDESS) read by their file naming
 ``encoding``                 voxelwise encoding models: banded ridge over network parts, ceilings
 ``faces``                    face detection and the face crop of each stimulus
+``featurebudget``            layers too large for memory reduced by a seeded sparse projection
 ``features``                 layer activations of a registered model, with an on-disk cache
 ``findings``                 the study's five findings, each a checked statement, and their table
 ``glm``                      per-stimulus fMRI patterns (nilearn's first-level GLM)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -212,6 +212,37 @@ def layer_bank(
         conditions=[str(c) for c in np.unique(conditions)],
         metrics=[metric] * len(names),
     )
+
+
+def budgeted_layer_bank(
+    layers: Iterable[tuple[str, Any]],
+    *,
+    parts: Sequence[str],
+    model_label: str,
+    conditions: Sequence[str],
+    metric: str = "correlation",
+    feature_budget: int = 0,
+    seed: int = 0,
+) -> tuple[ModelBank, dict[str, dict]]:
+    """:func:`layer_bank` of layers read one at a time, each larger than
+    ``feature_budget`` features per stimulus reduced first
+    (:func:`dnnrsa.featurebudget.reduce_layer`, seeded by ``seed`` and its name).
+
+    Returns the bank and, for each reduced layer, the record of its reduction.
+    """
+    from .featurebudget import reduce_layer
+
+    activations, reductions = {}, {}
+    for name, values in layers:
+        activations[name], record = reduce_layer(
+            values, feature_budget, seed=seed, layer=name, metric=metric
+        )
+        if record is not None:
+            reductions[name] = record
+    bank = layer_bank(
+        activations, parts=parts, model_label=model_label, conditions=conditions, metric=metric
+    )
+    return bank, reductions
 
 
 def merge_banks(banks: Sequence[ModelBank], *, sources: Sequence[str] | None = None) -> ModelBank:

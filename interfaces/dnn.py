@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 
 import numpy as np
 from nipype.interfaces.base import (
@@ -114,7 +113,7 @@ class _LayerRDMsInputSpec(BaseInterfaceInputSpec):
         0,
         usedefault=True,
         desc="a layer with more features per stimulus is reduced to this many by a seeded "
-        "sparse random projection (reduce_features) before its RDM (0: never)",
+        "sparse random projection (dnnrsa.featurebudget) before its RDM (0: never)",
     )
     seed = traits.Int(0, usedefault=True, desc="seed of the projections (with the layer name)")
 
@@ -126,100 +125,33 @@ class _LayerRDMsOutputSpec(TraitedSpec):
     )
 
 
-#: How :func:`reduce_features` reduces a layer, in words (recorded in the sidecars).
-REDUCTION_METHOD = (
-    "seeded sparse random projection (count sketch: every feature, centred on the "
-    "stimulus' mean over features for the correlation distance, added with a random sign "
-    "to one of the reduced features), which keeps inner products and distances in "
-    "expectation"
-)
-
-
-def projection_seed(seed: int, layer: str) -> list[int]:
-    """The seed of a layer's projection: the run's seed and the CRC-32 of its name."""
-    return [int(seed), zlib.crc32(str(layer).encode())]
-
-
-def reduce_features(
-    x: np.ndarray, n_features: int, *, seed: int = 0, layer: str = "", centre: bool = True
-) -> np.ndarray:
-    """``x`` (n_stimuli, ...) reduced to (n_stimuli, n_features) by a seeded sparse
-    random projection.
-
-    Every feature ``j`` is added, multiplied by a random sign ``s_j``, to the reduced
-    feature ``h_j`` drawn uniformly (the count sketch, a sparse Johnson-Lindenstrauss
-    projection with one non-zero per input feature): inner products, and so Euclidean
-    and cosine distances, are kept in expectation, with a relative error of the order
-    of ``1 / sqrt(n_features)``. With ``centre`` every row is first centred on its mean
-    over the features, so the correlation distance of the reduced rows estimates that
-    of the rows. The signs and buckets follow from ``seed`` and ``layer``
-    (:func:`projection_seed`): the same for every stimulus, every run and every machine.
-    Computed one stimulus at a time, in float64; returned as float32.
-    """
-    x = np.asarray(x)
-    flat = x.reshape(x.shape[0], -1)
-    d = flat.shape[1]
-    if d <= n_features:
-        return flat
-    rng = np.random.default_rng(projection_seed(seed, layer))
-    bucket = rng.integers(0, n_features, size=d, dtype=np.int64)
-    sign = rng.integers(0, 2, size=d, dtype=np.int8).astype(np.float64) * 2 - 1
-    out = np.empty((flat.shape[0], n_features), dtype=np.float32)
-    for i, row in enumerate(flat):
-        row = np.asarray(row, dtype=np.float64)
-        if centre:
-            row = row - row.mean()
-        out[i] = np.bincount(bucket, weights=sign * row, minlength=n_features)
-    return out
-
-
 class LayerRDMs(SimpleInterface):
     """One RDM per layer from extracted activations (:func:`dnnrsa.analysis.layer_rdms`).
 
     A layer with more features per stimulus than ``feature_budget`` is first reduced
-    to that many by :func:`reduce_features` (the layers are read and reduced one at a
-    time); ``reductions`` says which, from how many features to how many.
+    to that many by :func:`dnnrsa.featurebudget.reduce_features` (the layers are read
+    and reduced one at a time); ``reductions`` says which, from how many features to how many.
     """
 
     input_spec = _LayerRDMsInputSpec
     output_spec = _LayerRDMsOutputSpec
 
     def _run_interface(self, runtime):
-        from dnnrsa.modelbank import layer_bank
+        from dnnrsa.modelbank import budgeted_layer_bank
 
-        budget = int(self.inputs.feature_budget)
-        reductions = {}
-        acts = {}
-        with np.load(self.inputs.features_file) as data:
-            names = [str(n) for n in data["layer_names"]]
-            parts = [str(p) for p in data["parts"]]
-            for i, n in enumerate(names):
-                a = data[f"layer{i:03d}"]
-                n_feat = int(np.prod(a.shape[1:], dtype=np.int64))
-                if budget > 0 and n_feat > budget:
-                    a = reduce_features(
-                        a,
-                        budget,
-                        seed=self.inputs.seed,
-                        layer=n,
-                        centre=self.inputs.metric == "correlation",
-                    )
-                    reductions[n] = {
-                        "Features": n_feat,
-                        "ReducedTo": budget,
-                        "Method": REDUCTION_METHOD,
-                        "Seed": projection_seed(self.inputs.seed, n),
-                    }
-                acts[n] = a
         if len(self.inputs.conditions) != len(self.inputs.stim_labels):
             raise ValueError("conditions must have one entry per stimulus")
-        bank = layer_bank(
-            acts,
-            parts=parts,
-            model_label=self.inputs.model_label,
-            conditions=list(self.inputs.conditions),
-            metric=self.inputs.metric,
-        )
+        with np.load(self.inputs.features_file) as data:
+            names = [str(n) for n in data["layer_names"]]
+            bank, reductions = budgeted_layer_bank(
+                ((n, data[f"layer{i:03d}"]) for i, n in enumerate(names)),
+                parts=[str(p) for p in data["parts"]],
+                model_label=self.inputs.model_label,
+                conditions=list(self.inputs.conditions),
+                metric=self.inputs.metric,
+                feature_budget=int(self.inputs.feature_budget),
+                seed=int(self.inputs.seed),
+            )
         out = os.path.join(runtime.cwd, "layer_rdms.npz")
         bank.save(out)
         self._results["bank_file"] = out

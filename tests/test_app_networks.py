@@ -237,7 +237,7 @@ def test_reduction_keeps_the_correlation_rdm_and_is_seeded(rng):
     from scipy.spatial.distance import pdist
 
     from dnnrsa.bids_app.config import DEFAULT_FEATURE_BUDGET
-    from dnnrsa.interfaces.dnn import reduce_features
+    from dnnrsa.featurebudget import reduce_features
 
     x = _synthetic_layer(rng)
     budget = 100_000  # a third of the features (the default, 1,000,000, keeps more)
@@ -262,7 +262,7 @@ def test_reduction_at_the_default_budget(rng):
     from scipy.spatial.distance import pdist
 
     from dnnrsa.bids_app.config import DEFAULT_FEATURE_BUDGET
-    from dnnrsa.interfaces.dnn import reduce_features
+    from dnnrsa.featurebudget import reduce_features
 
     x = _synthetic_layer(rng, n_stim=12, n_features=3_211_264)
     exact = pdist(x.astype(np.float64), "correlation")
@@ -431,8 +431,8 @@ def test_layer_rdms_equal_those_of_extract_features(network_run):
     activations extract_features gives for the same network and seed (the reduced
     layers: of the same seeded projection)."""
     from dnnrsa.analysis import layer_rdms
+    from dnnrsa.featurebudget import reduce_features
     from dnnrsa.features import extract_features
-    from dnnrsa.interfaces.dnn import reduce_features
     from dnnrsa.rdm import read_rdm_tsv
 
     out = network_run["out"]
