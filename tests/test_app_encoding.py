@@ -181,3 +181,40 @@ def test_a_run_without_encoding_writes_no_encoding_file(
     config = tomllib.loads((out / "dnnrsa_config.toml").read_text())
     assert not [key for key in config if key.startswith("encoding")]
     assert "encoding" not in config["analysis"]
+
+
+def _workflow(data, ckpt, tmp_path, *extra):
+    from dnnrsa.bids_app.collect import collect_inputs
+    from dnnrsa.bids_app.parser import build_parser
+    from dnnrsa.bids_app.run import config_from_options
+    from dnnrsa.bids_app.workflows import init_participant_wf
+
+    argv = [str(data.root), str(tmp_path / "o"), "participant", "-w", str(tmp_path / "w")]
+    argv += ["--checkpoint", str(ckpt), "--skip-bids-validation", *extra]
+    config = config_from_options(build_parser().parse_args(argv))
+    return init_participant_wf(config, collect_inputs(config)["01"], stim_conditions=[])
+
+
+def test_the_encoding_node_is_added_only_with_encoding_and_declares_its_memory(
+    three_runs, crosschannel_checkpoint, tmp_path
+):
+    from dnnrsa.bids_app.resources import encoding_memory_gb
+
+    plain = _workflow(three_runs, crosschannel_checkpoint, tmp_path)
+    assert not [n for n in plain.list_node_names() if "encoding" in n]
+    assert plain.get_node("inputnode").inputs.copyable_trait_names() == ["bank_file"]
+    wf = _workflow(three_runs, crosschannel_checkpoint, tmp_path, "--encoding")
+    node = wf.get_node("encoding_net")
+    assert node.inputs.stimulus_folds == 6 and node.inputs.n_components == 10
+    assert not node.inputs.layer_maps
+    assert wf.get_node("write_encoding_net") is not None
+    assert node.mem_gb == pytest.approx(
+        encoding_memory_gb(9 * 9 * 9, 9 * 9 * 9, n_runs=3, n_cond=9, n_jobs=node.n_procs)
+    )
+    # more voxels, runs, threads or per-layer maps: more memory
+    base = dict(n_runs=3, n_cond=72, n_jobs=1)
+    small = encoding_memory_gb(100_000, 50_000, **base)
+    assert encoding_memory_gb(200_000, 100_000, **base) > small
+    assert encoding_memory_gb(100_000, 50_000, **{**base, "n_runs": 6}) > small
+    assert encoding_memory_gb(100_000, 50_000, **{**base, "n_jobs": 4}) > small
+    assert encoding_memory_gb(100_000, 50_000, **base, layer_maps=True) > small
