@@ -385,6 +385,7 @@ def _add_encoding(
                 layer_maps=config.encoding_layer_maps,
                 seed=config.seed,
                 device=config.device,
+                use_gpu=gpu,
                 sidecar={
                     "Checkpoint": str(ckpt),
                     "Model": config.model,

@@ -39,6 +39,9 @@ class _EncodingModelInputSpec(BaseInterfaceInputSpec):
     layer_maps = traits.Bool(False, usedefault=True, desc="one model per layer as well")
     seed = traits.Int(0, usedefault=True, desc="seed of the random search over band weightings")
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
+    use_gpu = traits.Bool(
+        False, usedefault=True, desc="runs on a GPU (nipype schedules it on a GPU slot)"
+    )
     sidecar = traits.Dict(usedefault=True, desc="more sidecar fields (the network, its weights)")
     n_jobs = traits.Int(
         1, usedefault=True, nohash=True, desc="folds fitted at once (the maps do not depend on it)"
