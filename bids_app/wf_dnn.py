@@ -93,23 +93,17 @@ def init_dnn_wf(
             wf.connect(
                 wf.get_node(f"extract_{label}"), "features_file", outputnode, f"features_{label}"
             )
-        analyses = pe.Node(
-            DNNAnalyses(
-                stimulus_table=stimulus_table,
-                n_permutations=min(config.n_permutations, 1000),
-                seed=config.seed,
-            ),
-            name=f"dnn_analyses_{label}",
-        )
-        wf.connect(
-            [
-                (rdms, analyses, [("bank_file", "bank_file")]),
-                (rdms, merge_list, [("bank_file", f"in{k + 1}")]),
-            ]
-        )
-        if cross_list is not None:
-            wf.connect(rdms, "bank_file", cross_list, f"in{k + 1}")
         entities = {"task": task, "model": label}
+        _add_network_analyses(
+            wf,
+            config,
+            rdms,
+            k,
+            entities,
+            (merge_list, cross_list),
+            stimulus_table,
+            Checkpoint=str(ckpt),
+        )
         _add_arm_relevance(
             wf,
             config,
@@ -121,7 +115,6 @@ def init_dnn_wf(
             stimulus_table=stimulus_table,
             crop_file=crop_file,
         )
-        _add_dnn_analyses(wf, config, analyses, entities, Checkpoint=str(ckpt))
     if networks:
         import logging
 
@@ -133,27 +126,46 @@ def init_dnn_wf(
         )
     for k, network in enumerate(networks, start=len(config.checkpoints)):
         rdms = _add_network_rdms(wf, config, network, task=task, **stimuli)
-        analyses = pe.Node(
-            DNNAnalyses(
-                stimulus_table=stimulus_table,
-                n_permutations=min(config.n_permutations, 1000),
-                seed=config.seed,
-            ),
-            name=f"dnn_analyses_{network.label}",
-        )
-        wf.connect(
-            [
-                (rdms, analyses, [("bank_file", "bank_file")]),
-                (rdms, merge_list, [("bank_file", f"in{k + 1}")]),
-            ]
-        )
-        if cross_list is not None:
-            wf.connect(rdms, "bank_file", cross_list, f"in{k + 1}")
         entities = {"task": task, "model": network.label}
-        _add_dnn_analyses(wf, config, analyses, entities, **network.sidecar())
+        _add_network_analyses(
+            wf,
+            config,
+            rdms,
+            k,
+            entities,
+            (merge_list, cross_list),
+            stimulus_table,
+            **network.sidecar(),
+        )
     if config.model_rdms:
         _add_user_models(wf, config, merge_list, n_banks, conditions=conditions, task=task)
     return wf
+
+
+def _add_network_analyses(
+    wf, config, rdms, k: int, entities: dict, merges, stimulus_table: str, **sidecar
+) -> None:
+    """The analyses of the ``k``-th network's layer RDMs (node ``dnn_analyses_<model>``)
+    and their tables (:func:`_add_dnn_analyses`); its bank joins the model bank's merge
+    and, with two or more networks, the cross-network comparison's."""
+    merge_list, cross_list = merges
+    analyses = pe.Node(
+        DNNAnalyses(
+            stimulus_table=stimulus_table,
+            n_permutations=min(config.n_permutations, 1000),
+            seed=config.seed,
+        ),
+        name=f"dnn_analyses_{entities['model']}",
+    )
+    wf.connect(
+        [
+            (rdms, analyses, [("bank_file", "bank_file")]),
+            (rdms, merge_list, [("bank_file", f"in{k + 1}")]),
+        ]
+    )
+    if cross_list is not None:
+        wf.connect(rdms, "bank_file", cross_list, f"in{k + 1}")
+    _add_dnn_analyses(wf, config, analyses, entities, **sidecar)
 
 
 def _checkpoint_labels(config) -> list[str]:
