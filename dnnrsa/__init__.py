@@ -13,6 +13,7 @@ The core, public modules
 ``brainmask``                the brain mask of a set of fMRI runs and what it leaves out
 ``corpora``                  public emotion corpora (CREMA-D, RAVDESS) read by their file naming
 ``encoding``                 voxelwise encoding models: banded ridge over network parts, ceilings
+``encodingmaps``             the encoding maps the BIDS App writes, from a GLM's rows, with sidecars
 ``faces``                    face detection and the face crop of each stimulus
 ``featurebudget``            layers too large for memory reduced by a seeded sparse projection
 ``features``                 layer activations of a registered model, with an on-disk cache

@@ -56,7 +56,7 @@ class _EncodingModelOutputSpec(TraitedSpec):
 
 class EncodingModel(SimpleInterface):
     """Cross-validated banded ridge encoding of the patterns from one network's layers
-    (:func:`dnnrsa.encoding.encoding_maps`), one band per part of the network; its maps
+    (:func:`dnnrsa.encodingmaps.encoding_maps`), one band per part of the network; its maps
     are saved with their sidecars under the names of their derivatives."""
 
     input_spec = _EncodingModelInputSpec
@@ -68,7 +68,7 @@ class EncodingModel(SimpleInterface):
 
         from dnnrsa._io import atomic_save_nifti
         from dnnrsa.bidsnames import write_json
-        from dnnrsa.encoding import encoding_maps
+        from dnnrsa.encodingmaps import encoding_maps
 
         from .bids import software_versions
 
