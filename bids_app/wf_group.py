@@ -176,6 +176,7 @@ def _add_layer_winners(wf, config, groups: list[MapGroup]) -> None:
             "Layers": [g.layer for g in layers],
             "LayerNames": [g.layer_name for g in layers],
             "Parts": [g.part for g in layers],
+            **layers[0].network,
             "Subjects": common,
             "Description": "index into Layers of the layer with the highest group-mean (Fisher z) score; -1 outside",
         }

@@ -406,7 +406,10 @@ def test_every_layer_of_every_network_is_a_model(network_run):
             gmeta = json.loads(Path(str(group).replace(".nii.gz", ".json")).read_text())
             assert gmeta["Network"] == name and gmeta["Untrained"] is True
             assert gmeta["Part"] == spec.parts[layer]
-        assert (out / f"task-cat_space-native_model-{label}_desc-winner_statmap.nii.gz").is_file()
+        winner = out / f"task-cat_space-native_model-{label}_desc-winner_statmap.nii.gz"
+        wmeta = json.loads(Path(str(winner).replace(".nii.gz", ".json")).read_text())
+        assert wmeta["Network"] == name and wmeta["Untrained"] is True
+        assert wmeta["Weights"]["Source"] == "random"
         assert (out / f"task-cat_model-{label}_desc-layersimilarity_matrix.tsv").is_file()
         assert not (out / f"task-cat_model-{label}_desc-armrelevance_stats.tsv").exists()
     # layers above the budget were reduced, and say so; the others were not
