@@ -43,11 +43,13 @@ DEMO_REGIMES = {
 }
 
 DEMO_SETTINGS = {
-    # per setting: training of the four networks (epochs, learning rate, renditions of each
-    # clip in the training set), group permutations, participants, planted signal-to-noise
-    # ratio
+    # per setting: training of the four networks (epochs at most, stopping once the
+    # validation accuracy has been 1 for stop_after_perfect epochs, learning rate,
+    # renditions of each clip in the training set), group permutations, participants,
+    # planted signal-to-noise ratio
     "full": {
         "epochs": 30,
+        "stop_after_perfect": 3,
         "n_permutations": 1000,
         "learning_rate": 3e-4,
         "n_subjects": 8,
@@ -56,6 +58,7 @@ DEMO_SETTINGS = {
     },
     "fast": {
         "epochs": 15,
+        "stop_after_perfect": 3,
         "n_permutations": 200,
         "learning_rate": 3e-4,
         "n_subjects": 2,
@@ -212,7 +215,8 @@ def _train(paths: DemoPaths, models_dir: Path, *, setting, seed, epochs, device,
         return ckpts
     _step(
         f"2/4 training the cross-channel network on {', '.join(DEMO_REGIMES)} "
-        f"({n_epochs} epochs each)",
+        f"(at most {n_epochs} epochs each, fewer once every validation clip has been "
+        f"right for {opts['stop_after_perfect']})",
         start,
     )
     results = train_regimes(
@@ -223,6 +227,7 @@ def _train(paths: DemoPaths, models_dir: Path, *, setting, seed, epochs, device,
         validation_column=dict(DEMO_REGIMES),
         epochs=n_epochs,
         learning_rate=opts["learning_rate"],
+        stop_after_perfect=opts["stop_after_perfect"],
         seed=seed,
         device=device,
         progress=True,
@@ -230,7 +235,7 @@ def _train(paths: DemoPaths, models_dir: Path, *, setting, seed, epochs, device,
     for regime, result in results.items():
         _step(
             f"    {regime}: validation accuracy (held-out {DEMO_REGIMES[regime]}) "
-            f"{result.val_accuracy:.2f}",
+            f"{result.val_accuracy:.2f} after {len(result.history)} epochs",
             start,
         )
     return ckpts

@@ -143,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
         "on this number, not on the machine's cores, so keep it to reproduce a checkpoint",
     )
     parser.add_argument(
+        "--nprocs",
+        type=int,
+        metavar="N",
+        help="regimes trained at once, each in its own process (default: one per CPU this "
+        "process may use divided by --threads); the checkpoints do not depend on it",
+    )
+    parser.add_argument(
+        "--stop-after-perfect",
+        type=int,
+        metavar="N",
+        help="stop before --epochs once every validation clip has been classified correctly "
+        "in N consecutive epochs (default: train every epoch); needs a validation split",
+    )
+    parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
@@ -277,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "progress": not args.no_progress,
             "face_crop": face_crop,
             "threads": args.threads,
+            "stop_after_perfect": args.stop_after_perfect,
         }
         if args.corpus is not None:
             results = _train_corpus(args, common)
@@ -351,6 +366,7 @@ def _train_table(args, common):
         args.output_dir,
         validation_column=column,
         validation_values=values,
+        n_procs=args.nprocs,
         **common,
     ).values()
 
@@ -415,6 +431,7 @@ def _train_corpus(args, common):
         args.output_dir,
         validation_column=columns,
         validation_values=values,
+        n_procs=args.nprocs,
         **common,
     ).values()
 

@@ -490,14 +490,36 @@ def resolve_crops(
         with ThreadPoolExecutor(max_workers=n_jobs) as pool:
             results = list(pool.map(lambda w: w(), work))
     for i, crop in zip(todo, results, strict=True):
-        if crop.source == "fallback":
+        out[i] = crop
+    _warn_fallbacks([(names[i], out[i]) for i in todo if out[i].source == "fallback"], len(paths))
+    return out
+
+
+def _warn_fallbacks(missed: list, n_clips: int, shown: int = 3) -> None:
+    """One warning for the clips in which no face was found (``(name, crop)`` pairs):
+    each named when there are few, else a count and the first ``shown``."""
+    if not missed:
+        return
+    searched = sorted({len(crop.frames) for _, crop in missed})
+    frames = "/".join(str(n) for n in searched)
+    if len(missed) <= shown:
+        for name, crop in missed:
             logger.warning(
                 "no face found in %s (%d frames searched): using the centred square",
-                names[i],
+                name,
                 len(crop.frames),
             )
-        out[i] = crop
-    return out
+        return
+    names = ", ".join(name for name, _ in missed[:shown])
+    logger.warning(
+        "no face found in %d of %d clips (%s and %d more; %s frames searched in each): "
+        "using the centred square",
+        len(missed),
+        n_clips,
+        names,
+        len(missed) - shown,
+        frames,
+    )
 
 
 def _given_boxes(face_crop, mode: str, names: Sequence[str], column) -> dict[int, tuple]:

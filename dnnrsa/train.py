@@ -13,7 +13,8 @@ load or the number of decoding threads (initialisation, shuffling, augmentation 
 dropout all draw from seeded generators; the batches are drawn from the rows in the
 table's order; and torch computes with :data:`TRAINING_THREADS` intra-op threads
 while it trains, because oneDNN's convolution weight gradients depend on the thread
-count).
+count). :func:`train_regimes` trains several regimes at once, each in its own process
+with those threads, so the weights do not depend on how many run at once either.
 
 Augmentation (training batches only), drawn per stimulus:
 
@@ -51,11 +52,14 @@ REGIMES = ("emotion", "identity", "gender", "sentence")
 
 #: Torch intra-op threads while a network trains (``fit(threads=...)``). The weights
 #: depend on this number (oneDNN's convolution weight gradients sum in an order set by
-#: the thread count), never on the machine's core count: the same value gives the same
-#: checkpoint on every machine with the same processor type. Two, the count torch chose
-#: on the 2-core machines the demo's networks were validated on, so those checkpoints
-#: are unchanged.
-TRAINING_THREADS = 2
+#: the thread count), never on the machine's core count or load: the same value gives
+#: the same checkpoint on every machine with the same processor type. One thread per
+#: network, with the regimes trained side by side in processes (:func:`train_regimes`),
+#: is as fast on an idle 2-core machine as two threads per network one after the other
+#: (2.15 against 2.3 s per epoch of the demo's emotion network), and does not slow down
+#: when another busy process takes a core (4.2 s per epoch, against 6.5 s with two
+#: threads).
+TRAINING_THREADS = 1
 
 __all__ = [
     "LABEL_COLUMNS",
@@ -165,6 +169,7 @@ def fit(
     freeze: Sequence[str] = (),
     on_epoch=None,
     threads: int = TRAINING_THREADS,
+    stop_after_perfect: int | None = None,
 ) -> list[dict]:
     """Train a classifier with Adam and cross-entropy.
 
@@ -198,6 +203,11 @@ def fit(
         the caller's setting is restored afterwards. The weights depend on this value
         but not on the machine's core count or load. On CUDA, cuDNN is also asked for
         deterministic algorithms (without autotuning) while training.
+    stop_after_perfect : int, optional
+        Stop before ``epochs`` once every validation stimulus has been classified
+        correctly after this many consecutive epochs (a plateau at the ceiling, where
+        more epochs cannot improve the validation accuracy); None (default) trains
+        every epoch. Needs ``validation``.
 
     Returns
     -------
@@ -215,6 +225,7 @@ def fit(
         if int(value) < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
     _check_threads(threads)
+    _check_stop(stop_after_perfect, validation)
     dev = torch.device(torch_device(device))
     tensors = _to_tensors(inputs, modalities)
     y = torch.as_tensor(np.asarray(targets), dtype=torch.long)
@@ -261,12 +272,39 @@ def fit(
             _report_epoch(record, bar)
             if on_epoch is not None:
                 on_epoch(record)
+            if _at_ceiling(history, stop_after_perfect):
+                logger.info(
+                    "stopped after epoch %d of %d: every validation stimulus correct in "
+                    "the last %d epochs",
+                    epoch,
+                    epochs,
+                    stop_after_perfect,
+                )
+                break
     if bar is not None:
         bar.close()
     for p in model.parameters():
         p.requires_grad_(grad_flags[id(p)])
     model.eval()
     return history
+
+
+def _check_stop(stop_after_perfect, validation) -> None:
+    if stop_after_perfect is None:
+        return
+    value = stop_after_perfect
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"stop_after_perfect must be a positive integer or None; got {value!r}")
+    if validation is None:
+        raise ValueError("stop_after_perfect needs a validation set (validation=...)")
+
+
+def _at_ceiling(history: list[dict], stop_after_perfect: int | None) -> bool:
+    """Whether the last ``stop_after_perfect`` epochs classified every validation
+    stimulus correctly."""
+    if stop_after_perfect is None or len(history) < stop_after_perfect:
+        return False
+    return all(r["val_accuracy"] == 1.0 for r in history[-stop_after_perfect:])
 
 
 def _optimiser(model, freeze, learning_rate, weight_decay):
@@ -456,6 +494,7 @@ def train_model(
     face_crop="auto",
     n_jobs: int = -1,
     threads: int = TRAINING_THREADS,
+    stop_after_perfect: int | None = None,
 ) -> TrainResult:
     """Train a registered model for one regime from stimulus files.
 
@@ -496,6 +535,11 @@ def train_model(
     threads : int
         Torch intra-op threads while training (see :func:`fit`; default
         :data:`TRAINING_THREADS`), recorded in the checkpoint (``extra["threads"]``).
+    stop_after_perfect : int, optional
+        Stop early once the validation accuracy has been 1 for this many consecutive
+        epochs (see :func:`fit`; needs a validation split), recorded in the
+        checkpoint (``extra["stop_after_perfect"]``; ``extra["epochs"]`` stays the
+        largest number of epochs, the history has the epochs run).
 
     The batches are drawn from the rows in the labels table's order: the same table
     (rows in the same order) and seed give the same checkpoint.
@@ -520,8 +564,10 @@ def train_model(
         face_crop=face_crop,
         n_jobs=n_jobs,
         threads=threads,
+        stop_after_perfect=stop_after_perfect,
     )
     _check_threads(threads)
+    _check_stop(stop_after_perfect, validation=())
     spec = get_model(model)
     table = read_labels(labels, regime)
     is_val = _validation_split(table, validation_column, validation_values, labels)
@@ -556,6 +602,8 @@ def train_regimes(
     face_crop="auto",
     n_jobs: int = -1,
     threads: int = TRAINING_THREADS,
+    stop_after_perfect: int | None = None,
+    n_procs: int | None = None,
 ) -> dict[str, TrainResult]:
     """Train one network per regime from the same stimuli and the same seed.
 
@@ -592,8 +640,13 @@ def train_regimes(
         its last value in sorted order).
     model, epochs, batch_size, learning_rate, weight_decay, augment, seed
         As for :func:`train_model`, the same for every regime.
-    device, missing, freeze, progress, face_crop, n_jobs, threads
+    device, missing, freeze, progress, face_crop, n_jobs, threads, stop_after_perfect
         As for :func:`train_model`, the same for every regime.
+    n_procs : int, optional
+        Regimes trained at once, each in its own process with ``threads`` torch threads
+        (default: as many as the CPUs this process may use allow, ``available_cpus() //
+        threads``, at most one per regime; 1 trains them one after the other in this
+        process). The checkpoints do not depend on it.
 
     Returns
     -------
@@ -616,9 +669,11 @@ def train_regimes(
         face_crop=face_crop,
         n_jobs=n_jobs,
         threads=threads,
+        stop_after_perfect=stop_after_perfect,
     )
     regimes = _checked_regimes(regimes)
     _check_threads(threads)
+    _check_stop(stop_after_perfect, validation=())
     spec = get_model(model)
     table = read_labels(labels)
     for regime in regimes:
@@ -628,8 +683,9 @@ def train_regimes(
     output_dir.mkdir(parents=True, exist_ok=True)
     stimulus_dir = Path(stimulus_dir)
     files = [stimulus_dir / f for f in table["file"]]
+    workers = _regime_workers(n_procs, len(regimes), opts.threads)
     inputs, mode = _training_inputs(spec, table, files, opts)
-    results = {}
+    jobs = []
     for regime in regimes:
         is_val = splits[regime]
         n_train_classes = table.loc[~is_val, regime].nunique()
@@ -638,11 +694,124 @@ def train_regimes(
                 "regime %s has %d class among its training stimuli", regime, n_train_classes
             )
         _log_training(spec, table, regime, is_val)
-        output = output_dir / f"{regime}.pt"
-        results[regime] = _train_prepared(
-            spec, table, files, inputs, mode, regime, output, is_val, columns[regime], opts
-        )
-    return results
+        jobs.append(_RegimeJob(regime, output_dir / f"{regime}.pt", is_val, columns[regime]))
+    if workers == 1:
+        return {
+            job.regime: _train_prepared(
+                spec, table, files, inputs, mode, job.regime, job.output, job.is_val,
+                job.validation_column, opts,
+            )
+            for job in jobs
+        }  # fmt: skip
+    return _train_in_processes(spec.name, table, files, inputs, mode, jobs, opts, workers)
+
+
+@dataclass(frozen=True)
+class _RegimeJob:
+    """One regime of :func:`train_regimes`: its checkpoint and validation split."""
+
+    regime: str
+    output: Path
+    is_val: np.ndarray
+    validation_column: str | None
+
+
+def _regime_workers(n_procs: int | None, n_regimes: int, threads: int) -> int:
+    """How many regimes :func:`train_regimes` trains at once."""
+    from ._cpus import available_cpus
+
+    if n_procs is None:
+        n_procs = max(1, available_cpus() // threads)
+    elif isinstance(n_procs, bool) or not isinstance(n_procs, int | np.integer) or n_procs < 1:
+        raise ValueError(f"n_procs must be a positive integer or None; got {n_procs!r}")
+    return int(min(n_procs, n_regimes))
+
+
+def _train_in_processes(model, table, files, inputs, mode, jobs, opts, workers) -> dict:
+    """Train every job of :func:`train_regimes` in ``workers`` processes at once.
+
+    The prepared inputs go to the workers as ``.npy`` files in a temporary folder
+    (memory-mapped there, never decoded again); each worker trains as the sequential
+    path does, with the same options, so its checkpoint is the same; one progress bar
+    here counts the epochs of all of them.
+    """
+    import dataclasses
+    import multiprocessing
+    import tempfile
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    context = multiprocessing.get_context("spawn")  # torch's thread pools do not survive fork
+    worker_opts = dataclasses.replace(opts, progress=False)
+    total = opts.epochs * len(jobs)
+    with tempfile.TemporaryDirectory(prefix="dnnrsa-train-") as tmp, context.Manager() as manager:
+        arrays = {}
+        for modality, array in inputs.items():
+            arrays[modality] = str(Path(tmp) / f"{modality}.npy")
+            np.save(arrays[modality], array)
+        queue = manager.Queue()
+        bar = tqdm(total=total, desc="training", unit="epoch", disable=not opts.progress)
+        state: dict[str, str] = {}
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = {
+                    pool.submit(
+                        _regime_worker, model, table, files, arrays, mode, job, worker_opts, queue
+                    ): job
+                    for job in jobs
+                }
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    _drain_progress(queue, bar, state)
+                    for future in done:
+                        result = future.result()  # a worker's error is raised here
+                        bar.update(opts.epochs - len(result.history))  # stopped early
+                _drain_progress(queue, bar, state)
+        finally:
+            bar.close()
+        results = {job.regime: future.result() for future, job in futures.items()}
+    for job in jobs:
+        run = len(results[job.regime].history)
+        if run < opts.epochs:
+            logger.info(
+                "%s: stopped after epoch %d of %d (every validation stimulus correct in the "
+                "last %d epochs)",
+                job.regime,
+                run,
+                opts.epochs,
+                opts.stop_after_perfect,
+            )
+    return {job.regime: results[job.regime] for job in jobs}
+
+
+def _drain_progress(queue, bar, state: dict[str, str]) -> None:
+    """Move the epochs the workers reported onto the progress bar."""
+    import queue as queue_module
+
+    updated = False
+    while True:
+        try:
+            regime, record = queue.get_nowait()
+        except queue_module.Empty:
+            break
+        bar.update(1)
+        state[regime] = f"{record['epoch']} val {record['val_accuracy']:.2f}"
+        updated = True
+    if updated:
+        bar.set_postfix_str(", ".join(f"{r} {v}" for r, v in state.items()), refresh=False)
+
+
+def _regime_worker(model, table, files, arrays, mode, job, opts, queue) -> TrainResult:
+    """Train one regime in a worker process of :func:`_train_in_processes`."""
+    from .models import get_model
+
+    inputs = {modality: np.load(path, mmap_mode="r") for modality, path in arrays.items()}
+    return _train_prepared(
+        get_model(model), table, files, inputs, mode, job.regime, job.output, job.is_val,
+        job.validation_column, opts, report=lambda record: queue.put((job.regime, record)),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -663,6 +832,7 @@ class _TrainingOptions:
     face_crop: Any
     n_jobs: int
     threads: int
+    stop_after_perfect: int | None = None
 
 
 def _checked_regimes(regimes) -> list[str]:
@@ -780,7 +950,7 @@ def _training_inputs(spec, table, files, opts: _TrainingOptions):
 
 
 def _train_prepared(
-    spec, table, files, inputs, mode, regime, output, is_val, validation_column, opts
+    spec, table, files, inputs, mode, regime, output, is_val, validation_column, opts, report=None
 ) -> TrainResult:
     """Build a seeded network for ``regime``, train it on prepared inputs, checkpoint it."""
     import pandas as pd
@@ -806,6 +976,7 @@ def _train_prepared(
         "freeze": list(opts.freeze),
         "face_crop": mode,
         "threads": int(opts.threads),
+        "stop_after_perfect": opts.stop_after_perfect,
         "validation_values": sorted({str(v) for v in table.loc[is_val, validation_column]})
         if validation_column
         else [],
@@ -825,6 +996,8 @@ def _train_prepared(
         )
         with atomic_write(history_path) as fh:
             pd.DataFrame(history).to_csv(fh, sep="\t", index=False)
+        if report is not None:
+            report(record)
 
     fit(
         net,
@@ -843,6 +1016,7 @@ def _train_prepared(
         freeze=opts.freeze,
         on_epoch=on_epoch,
         threads=opts.threads,
+        stop_after_perfect=opts.stop_after_perfect if val is not None else None,
     )
     return TrainResult(
         checkpoint=output,

@@ -113,6 +113,21 @@ def test_clip_without_a_face_falls_back_with_a_warning(tmp_path, caplog):
     assert any("no face found in house.mp4" in r.getMessage() for r in caplog.records)
 
 
+def test_many_clips_without_a_face_give_one_warning(tmp_path, caplog):
+    """Beyond three clips without a face, one warning counts them and names the first
+    three, instead of a line per clip."""
+    paths = [write_clip(tmp_path / f"house{i}.mp4", gradient_frames(), 12) for i in range(5)]
+    names = [p.name for p in paths]
+    with caplog.at_level(logging.WARNING, logger="dnnrsa.faces"):
+        crops = resolve_crops(paths, "auto", names=names, n_jobs=1)
+    assert [c.source for c in crops] == ["fallback"] * 5
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert messages[0].startswith(
+        "no face found in 5 of 5 clips (house0.mp4, house1.mp4, house2.mp4 and 2 more; "
+    )
+
+
 def test_two_faces_the_largest_is_chosen():
     big, small = demo_face(96, identity=2), demo_face(64, identity=3, emotion=1)
     n = len(big)

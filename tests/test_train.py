@@ -61,6 +61,33 @@ def test_fit_is_seeded_and_deterministic_on_cpu():
     assert not torch.equal(states[0][w], _small_model(2).state_dict()[w])
 
 
+def test_training_stops_at_a_perfect_validation_plateau_and_equals_a_shorter_run():
+    """stop_after_perfect=2 ends training after the first two consecutive epochs with
+    every validation stimulus correct, with the weights of a run of that many epochs."""
+    rng = np.random.default_rng(1)
+    y = np.array([0, 1] * 4)
+    inputs = _inputs(rng, 8)
+    for modality in inputs:  # an easy task: the class shifts every input value
+        inputs[modality] += (4.0 * y - 2.0).reshape(-1, *[1] * (inputs[modality].ndim - 1))
+    options = dict(batch_size=4, learning_rate=1e-3, seed=5, device="cpu", progress=False)
+    stopped_model = _small_model(2)
+    history = fit(
+        stopped_model, inputs, y, validation=(inputs, y), epochs=40, stop_after_perfect=2, **options
+    )
+    accuracy = [h["val_accuracy"] for h in history]
+    assert 2 <= len(history) < 40
+    assert accuracy[-2:] == [1.0, 1.0]
+    assert not any(a == b == 1.0 for a, b in zip(accuracy[:-2], accuracy[1:-1], strict=True))
+    full_model = _small_model(2)
+    fit(full_model, inputs, y, validation=(inputs, y), epochs=len(history), **options)
+    for key, value in full_model.state_dict().items():
+        assert torch.equal(value, stopped_model.state_dict()[key]), key
+    with pytest.raises(ValueError, match="validation set"):
+        fit(_small_model(2), inputs, y, epochs=1, stop_after_perfect=2, **options)
+    with pytest.raises(ValueError, match="positive integer"):
+        fit(_small_model(2), inputs, y, validation=(inputs, y), stop_after_perfect=0, **options)
+
+
 def test_freeze_keeps_a_part_fixed():
     rng = np.random.default_rng(1)
     inputs, y = _inputs(rng, 6), np.array([0, 1, 2] * 2)
@@ -155,7 +182,7 @@ def test_command_line_trains_and_writes_a_checkpoint(tmp_path, capsys):
     assert main([str(stim), str(labels), str(out), "--regime", "mood"]) == 64
     assert main([str(stim), str(labels), str(out)]) == 64  # --regime is required
     assert main([str(stim), str(labels), str(out), "--regime", "emotion", "--threads", "0"]) == 64
-    assert info["extra"]["threads"] == TRAINING_THREADS == 2
+    assert info["extra"]["threads"] == TRAINING_THREADS == 1
     bad = tmp_path / "bad.tsv"
     pd.DataFrame({"file": ["missing.mp4"], "emotion": ["happy"]}).to_csv(bad, sep="\t", index=False)
     assert main([str(stim), str(bad), str(out), "--regime", "emotion", "--no-progress"]) == 66
@@ -254,7 +281,7 @@ def test_four_regimes_train_from_one_seed_into_one_folder(tmp_path, capsys):
     out = tmp_path / "networks"
     regimes = ["emotion", "identity", "gender", "sentence"]
     common = ["--epochs", "1", "--batch-size", "4", "--seed", "1", "--no-progress"]
-    common += ["--face-crop", "centre", "--freeze", "visual"]
+    common += ["--face-crop", "centre", "--freeze", "visual", "--nprocs", "2"]
     code = main(
         [str(stim), str(labels), "--regime", *regimes, "--output-dir", str(out)]
         + ["--validation-column", "sentence", "--validation-column-for", "sentence=identity"]
@@ -277,7 +304,8 @@ def test_four_regimes_train_from_one_seed_into_one_folder(tmp_path, capsys):
         for key, value in states["emotion"].items():
             if key.startswith("visual."):
                 torch.testing.assert_close(states[regime][key], value, rtol=0, atol=0)
-    # run again from the same seed: the same networks, weight for weight
+    # run again from the same seed, one regime after the other in this process (above:
+    # two at once, each in its own process): the same networks, weight for weight
     again = train_regimes(
         stim,
         labels,
@@ -291,6 +319,7 @@ def test_four_regimes_train_from_one_seed_into_one_folder(tmp_path, capsys):
         progress=False,
         face_crop="centre",
         freeze=("visual",),
+        n_procs=1,
     )
     assert list(again) == ["emotion", "gender"]
     for regime, result in again.items():
