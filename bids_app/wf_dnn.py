@@ -222,20 +222,8 @@ def _add_checkpoint_rdms(
     if config.allow_silent_video:
         extract.inputs.missing = "blank"
     rdms = _layer_rdms_node(config, label, stim_labels, stim_conditions)
-    write = pe.Node(
-        WriteLayerRDMs(
-            output_dir=str(config.output_dir),
-            task=task,
-            extra={"Checkpoint": str(ckpt), "Model": config.model},
-        ),
-        name=f"write_rdms_{label}",
-    )
-    write.overwrite = True
-    wf.connect(
-        [
-            (extract, rdms, [("features_file", "features_file")]),
-            (rdms, write, [("bank_file", "bank_file"), ("reductions", "reductions")]),
-        ]
+    _connect_layer_rdms(
+        wf, config, extract, rdms, label, task, {"Checkpoint": str(ckpt), "Model": config.model}
     )
     return rdms
 
@@ -252,6 +240,22 @@ def _layer_rdms_node(config, label: str, stim_labels, stim_conditions):
             seed=config.seed,
         ),
         name=f"layer_rdms_{label}",
+    )
+
+
+def _connect_layer_rdms(wf, config, extract, rdms, label: str, task: str, extra: dict) -> None:
+    """Feed a network's features (``extract``) to its layer RDMs (``rdms``) and add their
+    writer (``write_rdms_<label>``, every sidecar with ``extra``), which always rewrites."""
+    write = pe.Node(
+        WriteLayerRDMs(output_dir=str(config.output_dir), task=task, extra=extra),
+        name=f"write_rdms_{label}",
+    )
+    write.overwrite = True
+    wf.connect(
+        [
+            (extract, rdms, [("features_file", "features_file")]),
+            (rdms, write, [("bank_file", "bank_file"), ("reductions", "reductions")]),
+        ]
     )
 
 
@@ -297,17 +301,7 @@ def _add_network_rdms(
     if config.allow_silent_video:
         extract.inputs.missing = "blank"
     rdms = _layer_rdms_node(config, label, stim_labels, stim_conditions)
-    write = pe.Node(
-        WriteLayerRDMs(output_dir=str(config.output_dir), task=task, extra={**network.sidecar()}),
-        name=f"write_rdms_{label}",
-    )
-    write.overwrite = True
-    wf.connect(
-        [
-            (extract, rdms, [("features_file", "features_file")]),
-            (rdms, write, [("bank_file", "bank_file"), ("reductions", "reductions")]),
-        ]
-    )
+    _connect_layer_rdms(wf, config, extract, rdms, label, task, {**network.sidecar()})
     return rdms
 
 
