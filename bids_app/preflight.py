@@ -429,12 +429,11 @@ def resolve_network(text: str, seed: int = 0) -> Network:
     that is not a standard one, :class:`~dnnrsa.models.standard.WeightsNotFound` when
     the weights are not where they are looked for."""
     from dnnrsa.models import get_model
-    from dnnrsa.models.standard import RANDOM, WeightsNotFound, parse_network
+    from dnnrsa.models.standard import RANDOM, locate_weights, parse_network
 
     name, source = parse_network(text)
     spec = get_model(name)
-    official = spec.weights
-    if official is None:
+    if spec.weights is None:
         raise ValueError(
             f"{name!r} is not a standard network (it has no published weights); a network "
             "trained with dnnrsa-train is given with --model and --checkpoint"
@@ -443,23 +442,7 @@ def resolve_network(text: str, seed: int = 0) -> Network:
     if source == RANDOM:
         weights = {"Source": RANDOM, "Seed": int(seed)}
         return Network(text, name, source, network_label(text), parts, weights, True)
-    if source is None:
-        path = official.find()
-        if path is None:
-            raise WeightsNotFound(
-                f"no weights for {name}: dnnrsa never downloads them. Put {official.where()}, "
-                f"or pass --network {name}=FILE (a state dict: .pth, .pt or .safetensors), or "
-                f"--network {name}=random for the untrained network"
-            )
-        kind = "cache"
-    else:
-        path, kind = Path(source), "file"
-        if not path.is_file():
-            raise WeightsNotFound(
-                f"weight file for {name} not found: {path} (the library's own file is "
-                f"{official.file_name}; put it at $TORCH_HOME/hub/checkpoints/"
-                f"{official.file_name} and pass --network {name}, or give an existing file)"
-            )
+    path, kind = locate_weights(spec, source, option="--network ")
     stat = path.stat()
     digest = _sha256(str(path), stat.st_size, stat.st_mtime_ns)
     weights = {"Source": kind, "File": str(path), "SHA256": digest}

@@ -33,6 +33,8 @@ random weights (``weights=None`` in the libraries' terms) and then, in this orde
    then ``$TORCH_HOME/hub/checkpoints/`` under the file name of timm's legacy URL;
 3. otherwise :class:`WeightsNotFound` naming the exact file and where to put it.
 
+:func:`locate_weights` finds the file of 1. or 2. without reading it.
+
 ``NAME=random`` keeps the seeded random weights: the untrained control, marked
 ``trained: False`` in what :func:`load_network` returns. A file that does not fit the
 architecture raises :class:`WeightsMismatch` naming the first mismatched tensor.
@@ -69,6 +71,7 @@ __all__ = [
     "describe_network",
     "list_networks",
     "load_network",
+    "locate_weights",
     "parse_network",
     "read_state_dict",
     "timm_family",
@@ -318,6 +321,62 @@ def _fit(module, state: Mapping[str, Any], path: Path, name: str) -> None:
         )
 
 
+def locate_weights(
+    name: str | ModelSpec, weights: str | os.PathLike | None = None, *, option: str = ""
+) -> tuple[Path, str]:
+    """Where the trained weights of a standard network are, nothing read: ``(path, kind)``.
+
+    Parameters
+    ----------
+    name : str or ModelSpec
+        A registered network with published weights.
+    weights : path-like, optional
+        A weight file, or None: the official file where the library keeps it.
+    option : str
+        How the network is given where the messages point to (``"--network "`` on the
+        BIDS App's command line; ``""``: ``NAME=FILE`` as :func:`load_network` takes it).
+        With an option, a missing file's message says how to use the library's own
+        file instead of naming the state dict formats.
+
+    Returns
+    -------
+    path : Path
+    kind : {"cache", "file"}
+        The library's own file where the library keeps it, or the file given.
+
+    Raises
+    ------
+    WeightsNotFound
+        No file given and none where the library keeps it (the message names the file
+        and where to put it), or the given file does not exist.
+    """
+    spec = get_model(name)
+    official: OfficialWeights | None = spec.weights
+    if official is None:
+        raise ValueError(f"{spec.name!r} is not a standard network (it has no published weights)")
+    if weights is None:
+        path = official.find()
+        if path is None:
+            raise WeightsNotFound(
+                f"no weights for {spec.name}: dnnrsa never downloads them. Put {official.where()}, "
+                f"or pass {option}{spec.name}=FILE (a state dict: .pth, .pt or .safetensors), or "
+                f"{option}{spec.name}=random for the untrained network"
+            )
+        return path, "cache"
+    path = Path(weights)
+    if not path.is_file():
+        if option:
+            hint = (
+                f"the library's own file is {official.file_name}; put it at $TORCH_HOME/hub/"
+                f"checkpoints/{official.file_name} and pass {option}{spec.name}, or give an "
+                "existing file"
+            )
+        else:
+            hint = "expected a state dict: .pth, .pt or .safetensors"
+        raise WeightsNotFound(f"weight file for {spec.name} not found: {path} ({hint})")
+    return path, "file"
+
+
 def load_network(
     name: str | ModelSpec,
     weights: str | os.PathLike | None = None,
@@ -380,22 +439,7 @@ def load_network(
     }
     if weights is not None and str(weights) == RANDOM:
         return build_model(spec, seed=seed), spec, _info(spec, record)
-    if weights is None:
-        path = official.find()
-        if path is None:
-            raise WeightsNotFound(
-                f"no weights for {spec.name}: dnnrsa never downloads them. Put {official.where()}, "
-                f"or pass {spec.name}=FILE (a state dict: .pth, .pt or .safetensors), or "
-                f"{spec.name}=random for the untrained network"
-            )
-        source = "cache"
-    else:
-        path, source = Path(weights), "file"
-        if not path.is_file():
-            raise WeightsNotFound(
-                f"weight file for {spec.name} not found: {path} (expected a state dict: .pth, "
-                ".pt or .safetensors)"
-            )
+    path, source = locate_weights(spec, weights)
     model = build_model(spec, seed=seed)
     state = read_state_dict(path)
     target = model.get_submodule(official.module) if official.module else model
