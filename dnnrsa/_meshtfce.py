@@ -24,16 +24,9 @@ terms are added in another order).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-
-def _jit(func):
-    """``numba.njit`` without the GIL, cached on disk where a cache folder can be written."""
-    try:
-        return numba.njit(cache=True, nogil=True)(func)
-    except RuntimeError:  # pragma: no cover - no writable cache folder
-        return numba.njit(nogil=True)(func)
+from ._tfce_numba import _jit
 
 
 @_jit
