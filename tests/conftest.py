@@ -18,6 +18,27 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def participant_argv(root, tmp_path: Path, *extra: str) -> list[str]:
+    """The command line of a quick participant run of the small data set at ``root``:
+    output in ``tmp_path/o``, work folder ``tmp_path/w``, no validator, spheres of 6 mm
+    with at least 5 voxels, one process; then ``extra``."""
+    return [
+        str(root),
+        str(tmp_path / "o"),
+        "participant",
+        "--skip-bids-validation",
+        "-w",
+        str(tmp_path / "w"),
+        "--radius-mm",
+        "6",
+        "--min-voxels",
+        "5",
+        "--nprocs",
+        "1",
+        *extra,
+    ]
+
+
 def pytest_collection_modifyitems(config, items):
     from dnnrsa.backend import gpu_available
 

@@ -26,6 +26,7 @@ import pytest
 from dnnrsa.bids_app.run import main
 
 from .bids_fixtures import make_small_bids
+from .conftest import participant_argv
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +35,7 @@ def small(tmp_path_factory):
 
 
 def _participant(small, tmp_path, *extra):
-    argv = [
-        str(small.root),
-        str(tmp_path / "o"),
-        "participant",
-        "--skip-bids-validation",
-        "-w",
-        str(tmp_path / "w"),
-        "--radius-mm",
-        "6",
-        "--min-voxels",
-        "5",
-        "--nprocs",
-        "1",
-    ]
-    return main([*argv, *extra])
+    return main(participant_argv(small.root, tmp_path, *extra))
 
 
 def _nothing_written(tmp_path) -> bool:

@@ -23,6 +23,7 @@ import pytest
 from dnnrsa.bids_app.run import main
 
 from .bids_fixtures import make_small_bids
+from .conftest import participant_argv
 
 
 @pytest.fixture(scope="module")
@@ -38,23 +39,8 @@ def _copy(small, tmp_path):
 
 
 def _participant(small, root, tmp_path, *extra, model=None):
-    argv = [
-        str(root),
-        str(tmp_path / "o"),
-        "participant",
-        "--model-rdm",
-        f"category={model or small.model_rdm}",
-        "--skip-bids-validation",
-        "-w",
-        str(tmp_path / "w"),
-        "--radius-mm",
-        "6",
-        "--min-voxels",
-        "5",
-        "--nprocs",
-        "1",
-    ]
-    return main([*argv, *extra])
+    model_rdm = f"category={model or small.model_rdm}"
+    return main(participant_argv(root, tmp_path, "--model-rdm", model_rdm, *extra))
 
 
 def _nothing_computed(tmp_path) -> bool:
