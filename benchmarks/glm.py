@@ -49,11 +49,9 @@ import warnings
 
 import numpy as np
 
-N_STIMULI = 72
-CLIP_S = 3.0
-TR_S = 2.0
-ITI_RANGE_S = (2.5, 4.5)
-CONFOUNDS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z", "csf", "white_matter")
+# benchmarks/_simulate.py, beside this script (run as python benchmarks/<name>.py)
+from _simulate import CLIP_S, CONFOUNDS, N_STIMULI, TR_S, simulated_run, stimulus_betas
+
 GLM_KWARGS = {
     "hrf_model": "glover",
     "drift_model": "cosine",
@@ -149,21 +147,7 @@ def simulate_run(grid, rng, betas):
     """One run's masked BOLD (n_volumes, n_voxels), events and confounds."""
     import pandas as pd
 
-    from dnnrsa.demo.bold import make_run_events, simulate_run, trial_regressors
-    from dnnrsa.demo.design import LEAD_S, TAIL_S
-
-    order, onsets, n_vol = make_run_events(
-        N_STIMULI,
-        rng,
-        clip_s=CLIP_S,
-        iti_range_s=ITI_RANGE_S,
-        lead_s=LEAD_S,
-        tail_s=TAIL_S,
-        tr_s=TR_S,
-    )
-    regressors = trial_regressors(onsets, CLIP_S, np.arange(n_vol) * TR_S)
-    ventricles = np.zeros(grid.mask.shape, dtype=bool)
-    run = simulate_run(grid, ventricles, regressors, betas[order], tr_s=TR_S, noise_sd=1.0, rng=rng)
+    order, onsets, run = simulated_run(grid, betas, rng)
     events = pd.DataFrame(
         {"onset": onsets, "duration": CLIP_S, "trial_type": [f"cond{i:05d}" for i in order]}
     )
@@ -291,7 +275,7 @@ def main(argv=None) -> int:
     args.noise_models = [m.strip() for m in args.noise_models.split(",") if m.strip()]
     from nilearn.glm.first_level import mean_scaling
 
-    from dnnrsa.demo.bold import embed_features, make_grid
+    from dnnrsa.demo.bold import make_grid
 
     grid = make_grid(args.voxel_size)
     n_vox = int(grid.mask.sum())
@@ -301,7 +285,7 @@ def main(argv=None) -> int:
         flush=True,
     )
     rng = np.random.default_rng(args.seed)
-    betas = embed_features(rng.standard_normal((N_STIMULI, 8)), n_vox, signal_sd=0.5, rng=rng)
+    betas = stimulus_betas(n_vox, rng)
     totals, diffs = Totals(), {}
     n_trials_total = 0
     for run in range(args.runs):

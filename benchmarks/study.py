@@ -62,10 +62,9 @@ from pathlib import Path
 
 import numpy as np
 
-N_STIMULI = 72
-CLIP_S = 3.0
-TR_S = 2.0
-ITI_RANGE_S = (2.5, 4.5)
+# benchmarks/_simulate.py, beside this script (run as python benchmarks/<name>.py)
+from _simulate import CLIP_S, CONFOUNDS, N_STIMULI, TR_S, simulated_run, stimulus_betas
+
 N_NETWORKS = 4
 
 
@@ -183,36 +182,16 @@ def simulate_subject(grid, subject: int, n_runs: int, seed: int):
     import nibabel as nib
     import pandas as pd
 
-    from dnnrsa.demo.bold import (
-        embed_features,
-        make_run_events,
-        simulate_run,
-        trial_regressors,
-    )
-    from dnnrsa.demo.design import LEAD_S, TAIL_S, stimulus_table
+    from dnnrsa.demo.design import stimulus_table
 
     names = [row["file"] for row in stimulus_table()][:N_STIMULI]
     rng = np.random.default_rng([seed, subject])
     n_vox = int(grid.mask.sum())
-    features = rng.standard_normal((N_STIMULI, 8))
-    betas = embed_features(features, n_vox, signal_sd=0.5, rng=rng)
-    ventricles = np.zeros(grid.mask.shape, dtype=bool)
+    betas = stimulus_betas(n_vox, rng)
     imgs, events, confounds = [], [], []
     for _ in range(n_runs):
-        order, onsets, n_vol = make_run_events(
-            N_STIMULI,
-            rng,
-            clip_s=CLIP_S,
-            iti_range_s=ITI_RANGE_S,
-            lead_s=LEAD_S,
-            tail_s=TAIL_S,
-            tr_s=TR_S,
-        )
-        regressors = trial_regressors(onsets, CLIP_S, np.arange(n_vol) * TR_S)
-        run = simulate_run(
-            grid, ventricles, regressors, betas[order], tr_s=TR_S, noise_sd=1.0, rng=rng
-        )
-        vol = np.zeros((*grid.mask.shape, n_vol), dtype=np.float32)
+        order, onsets, run = simulated_run(grid, betas, rng)
+        vol = np.zeros((*grid.mask.shape, run.bold.shape[0]), dtype=np.float32)
         vol[grid.mask] = run.bold.T
         del run.bold
         imgs.append(nib.Nifti1Image(vol, grid.affine))
@@ -221,8 +200,7 @@ def simulate_subject(grid, subject: int, n_runs: int, seed: int):
                 {"onset": onsets, "duration": CLIP_S, "stim_file": [names[i] for i in order]}
             )
         )
-        keep = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z", "csf", "white_matter")
-        confounds.append(pd.DataFrame({k: run.confounds[k] for k in keep}))
+        confounds.append(pd.DataFrame({k: run.confounds[k] for k in CONFOUNDS}))
     return imgs, events, confounds
 
 
