@@ -18,6 +18,7 @@ from ..interfaces.dnn import (
     ArmLesion,
     ArmRelevance,
     CrossRegimeSimilarity,
+    DecodeStimuli,
     DNNAnalyses,
     ExtractFeatures,
     LayerRDMs,
@@ -49,8 +50,9 @@ def init_dnn_wf(
     (:func:`_add_arm_relevance`); each standard network of ``--network`` its feature
     extraction and layer RDMs (:func:`_add_network_rdms`) and its analyses, but no arm
     relevance or lesion (the study's two-armed network only); two or more networks are
-    compared layer by layer (:func:`_add_cross_regime`), checkpoints first; the user's
-    model RDMs join the bank (:func:`_add_user_models`).
+    compared layer by layer (:func:`_add_cross_regime`), checkpoints first, and read the
+    stimuli decoded once for all of them (:func:`_decode_node`); the user's model RDMs
+    join the bank (:func:`_add_user_models`).
 
     Inputs
     ------
@@ -86,6 +88,7 @@ def init_dnn_wf(
         "stim_labels": stim_labels,
         "stim_conditions": stim_conditions,
         "crop_file": crop_file,
+        "decode": _decode_node(config, networks, stim_paths),
     }
     for k, (ckpt, label) in enumerate(zip(config.checkpoints, labels, strict=True)):
         rdms = _add_checkpoint_rdms(wf, config, ckpt, label, task=task, **stimuli)
@@ -192,9 +195,11 @@ def _add_checkpoint_rdms(
     stim_labels: list[str],
     stim_conditions: list[str],
     crop_file: str | None,
+    decode=None,
 ):
-    """Add one checkpoint's feature extraction (``extract_<label>``), its layer RDMs
-    (``layer_rdms_<label>``) and their writer (``write_rdms_<label>``) to ``wf``.
+    """Add one checkpoint's feature extraction (``extract_<label>``, which reads the
+    stimuli ``decode`` decoded, when given), its layer RDMs (``layer_rdms_<label>``) and
+    their writer (``write_rdms_<label>``) to ``wf``.
 
     Returns
     -------
@@ -221,11 +226,57 @@ def _add_checkpoint_rdms(
         extract.inputs.crop_file = crop_file
     if config.allow_silent_video:
         extract.inputs.missing = "blank"
+    if decode is not None:
+        wf.connect(decode, "decoded_clips", extract, "decoded_clips")
     rdms = _layer_rdms_node(config, label, stim_labels, stim_conditions)
     _connect_layer_rdms(
         wf, config, extract, rdms, label, task, {"Checkpoint": str(ckpt), "Model": config.model}
     )
     return rdms
+
+
+def _decode_node(config, networks: list[Network], stim_paths: list[str]):
+    """The node that decodes every stimulus once (``decode_stimuli``) into a store in the
+    work folder (``<work>/decoded_clips``) that the feature extraction of every network
+    reads, when two or more networks extract features (None otherwise: one network
+    decodes the stimuli once itself). The store keeps the frames the networks' recipes
+    take (:func:`_frame_counts`) and the audio at each file's own rate."""
+    if len(config.checkpoints) + len(networks) < 2:
+        return None
+    decode = pe.Node(
+        DecodeStimuli(
+            stim_files=stim_paths,
+            store_dir=str(config.work_dir / "decoded_clips"),
+            n_jobs=config.nprocs,
+        ),
+        name="decode_stimuli",
+        n_procs=config.nprocs,  # the stimuli decoded at a time
+    )
+    counts = _frame_counts(config, networks)
+    if counts is not None:
+        decode.inputs.frame_counts = counts
+    return decode
+
+
+def _frame_counts(config, networks: list[Network]) -> list[int] | None:
+    """The frame counts of the visual recipes of the checkpoints and the standard
+    networks (an empty list when none sees frames); None (every frame) when a
+    checkpoint cannot be read here or a visual recipe takes no fixed count."""
+    from dnnrsa.models import get_model, load_checkpoint
+
+    try:
+        recipes = [load_checkpoint(ckpt)["recipe"] for ckpt in config.checkpoints]
+    except (OSError, ValueError, KeyError):
+        return None
+    recipes += [get_model(network.name).recipe for network in networks]
+    counts = set()
+    for recipe in recipes:
+        if "visual" not in recipe.modalities:
+            continue
+        if not isinstance(getattr(recipe, "n_frames", None), int):
+            return None
+        counts.add(recipe.n_frames)
+    return sorted(counts)
 
 
 def _layer_rdms_node(config, label: str, stim_labels, stim_conditions):
@@ -269,14 +320,15 @@ def _add_network_rdms(
     stim_labels: list[str],
     stim_conditions: list[str],
     crop_file: str | None,
+    decode=None,
 ):
     """Add one standard network's feature extraction (``extract_<label>``: every layer,
     the whole frame of each stimulus, as the library evaluates the network), its layer
     RDMs (``layer_rdms_<label>``) and their writer (``write_rdms_<label>``, every
     sidecar with the network, its weights and whether it is untrained) to ``wf``.
 
-    The stimuli are decoded by the network's own recipe, once per network (networks
-    of one recipe do not share the decoding).
+    The network's recipe makes its inputs from the stimuli ``decode`` decoded once for
+    every network (:func:`_decode_node`), when given; else it decodes them itself.
 
     Returns
     -------
@@ -300,6 +352,8 @@ def _add_network_rdms(
     extract.inputs.weights = network.weights.get("File") or network.weights["Source"]
     if config.allow_silent_video:
         extract.inputs.missing = "blank"
+    if decode is not None:
+        wf.connect(decode, "decoded_clips", extract, "decoded_clips")
     rdms = _layer_rdms_node(config, label, stim_labels, stim_conditions)
     _connect_layer_rdms(wf, config, extract, rdms, label, task, {**network.sidecar()})
     return rdms

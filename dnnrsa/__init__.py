@@ -38,6 +38,7 @@ The core, private modules
 ``_croptables``              crop tables: each stimulus's face crop as a TSV
 ``_crossval``                weighted models of RDMs: the fit, the folds, cross-validation
 ``_decode``                  reading stimulus files into frames; the gray face image
+``_decodedclips``            stimuli decoded once on disk, read by every network's input recipe
 ``_encoding_solve``          the banded ridge solves behind the encoding models (himalaya)
 ``_evalengine``              the ROI inference's batched engine: many bootstrap samples at once
 ``_fastglm``                 GLM fits by matrix products, with nilearn's numbers (LSA, LSS; OLS, AR(1))

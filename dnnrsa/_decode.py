@@ -5,8 +5,11 @@ and :mod:`dnnrsa.stimuli` (model inputs), which re-exports the public ones: the 
 kind from its extension, opening a container, decoding its video and audio in one
 pass without seeking (with the frames' :class:`Timeline`), reading a still image,
 the frames shown at evenly spaced times of a clip, and
-the cropped, resized grayscale image a face input is made of. Nothing here imports
-another module of dnnrsa, so both sides may import it.
+the cropped, resized grayscale image a face input is made of. :func:`_decode_file` and
+:func:`_image` read a stimulus from a store of decoded stimuli when given one
+(:class:`dnnrsa._decodedclips.DecodedClips`, used through its ``read`` and ``image``),
+else decode it. Nothing here imports another module of dnnrsa, so both sides may
+import it.
 """
 
 from __future__ import annotations
@@ -182,6 +185,18 @@ def _decode_streams(container, path: Path, *, video: bool = True, audio: bool = 
     return frames, timeline, fps, samples, rate
 
 
+def _decode_file(path: Path, *, video: bool = True, audio: bool = True, select=None, store=None):
+    """:func:`_decode_streams` of the file at ``path``, or its entry in ``store`` (a
+    :class:`dnnrsa._decodedclips.DecodedClips`) when the store holds what is asked for;
+    the arrays are the same either way."""
+    if store is not None:
+        stored = store.read(path, video=video, audio=audio, select=select)
+        if stored is not None:
+            return stored
+    with _open(path) as container:
+        return _decode_streams(container, path, video=video, audio=audio, select=select)
+
+
 def _mono(frame) -> np.ndarray:
     """Mean over channels of a decoded audio frame, float32 in [-1, 1]."""
     arr = frame.to_ndarray()
@@ -212,6 +227,15 @@ def _read_image(path: Path) -> np.ndarray:
             return np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise StimulusError(f"cannot read image {path}: {exc}") from exc
+
+
+def _image(path: Path, store=None) -> np.ndarray:
+    """:func:`_read_image`, or the image's entry in ``store`` when it holds one."""
+    if store is not None:
+        stored = store.image(path)
+        if stored is not None:
+            return stored
+    return _read_image(path)
 
 
 def _frame_indices(timeline: Timeline | int, n_frames: int) -> np.ndarray:

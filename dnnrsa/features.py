@@ -12,7 +12,9 @@ stimulus, an unchanged one does not. The standard networks
 file (its SHA-256 is the model key), ``"random"`` (the seeded untrained network) or
 None (the library's own file in the local caches, never downloaded). Face detections
 (``crop_boxes="auto"``) are cached beside the activations (``faces/``), so a second run
-with unchanged inputs reads the cache and decodes nothing.
+with unchanged inputs reads the cache and decodes nothing. Given ``decoded_clips`` (the
+stimuli decoded once for several networks, :mod:`dnnrsa._decodedclips`), the recipe
+reads the frames and audio from there instead of decoding the files again.
 
 :func:`replace_input` temporarily feeds a module a fixed tensor instead of its
 input (used by :func:`dnnrsa.train.evaluate_lesions`).
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ._cpus import available_cpus, resolve_n_jobs
+from ._decodedclips import DecodedClips
 from ._io import atomic_write, content_cache_name, file_sha256
 from .backend import resolve_device
 from .faces import crop_mode, resolve_crops, table_mode, warn_if_mode_differs
@@ -312,6 +315,7 @@ def extract_features(
     seed: int = 0,
     progress: bool = False,
     n_jobs: int | None = None,
+    decoded_clips=None,
 ) -> FeatureSet:
     """Activations of every named layer of a registered model for stimulus files.
 
@@ -354,6 +358,11 @@ def extract_features(
         face detection and torch's intra-op threads during the forward passes (set for
         the call and restored afterwards). None or -1: the CPUs this process may use
         (its CPU affinity). The activations do not depend on it.
+    decoded_clips : dnnrsa._decodedclips.DecodedClips or path-like, optional
+        Stimuli decoded once for several networks (the store, or the JSON file that
+        describes it, :meth:`~dnnrsa._decodedclips.DecodedClips.save`): the frames and
+        audio of a stimulus it holds are read from it instead of decoded again. The
+        activations do not depend on it.
 
     Returns
     -------
@@ -395,6 +404,7 @@ def extract_features(
             missing=missing,
             progress=progress,
             n_jobs=n_jobs,
+            store=DecodedClips.of(decoded_clips),
         )
         computed = _forward(net, spec, recipe, inputs, batch_size, device, n_jobs)
         for j, i in enumerate(todo):

@@ -54,9 +54,10 @@ from ._decode import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     StimulusError,
-    _decode_streams,
+    _decode_file,
     _face_image,
     _frame_indices,
+    _image,
     _open,
     _read_image,
     stimulus_kind,
@@ -503,8 +504,7 @@ def read_clip(path: str | os.PathLike) -> Clip:
     if kind == "image":
         frame = _read_image(path)
         return Clip(frame[None], None, None, None, str(path))
-    with _open(path) as container:
-        frames, timeline, fps, audio, rate = _decode_streams(container, path, video=kind == "video")
+    frames, timeline, fps, audio, rate = _decode_file(path, video=kind == "video")
     if frames is None and audio is None:
         raise StimulusError(f"{path} holds neither a video nor an audio stream")
     if frames is not None and fps is None and timeline.n > 1:
@@ -644,6 +644,7 @@ def load_inputs(
     crop_box: Sequence[int] | None = None,
     *,
     missing: str = "error",
+    store=None,
 ) -> dict[str, np.ndarray]:
     """Decode one stimulus into the inputs a recipe asks for.
 
@@ -659,6 +660,9 @@ def load_inputs(
         Face crop in pixels.
     missing : {"error", "blank"}
         What to do when a video lacks an audio track the recipe needs.
+    store : dnnrsa._decodedclips.DecodedClips, optional
+        Stimuli decoded once for several networks: the frames and audio are read from
+        it when it holds the stimulus (the inputs are the same), else decoded here.
 
     Returns
     -------
@@ -670,7 +674,9 @@ def load_inputs(
     if missing not in ("error", "blank"):
         raise ValueError(f"missing must be 'error' or 'blank'; got {missing!r}")
     if not isinstance(recipe, InputRecipe):
-        return recipe.load(path, crop_box, missing=missing)
+        if store is None:  # a recipe of one's own need not know the store
+            return recipe.load(path, crop_box, missing=missing)
+        return recipe.load(path, crop_box, missing=missing, store=store)
     path = Path(path)
     kind = stimulus_kind(path)
     need_visual = "visual" in recipe.modalities
@@ -678,29 +684,28 @@ def load_inputs(
     frames = audio = rate = None
     if kind == "image":
         if need_visual:
-            frames = _read_image(path)[None]
+            frames = _image(path, store)[None]
     else:
-        with _open(path) as container:
-            frames, _, _, audio, rate = _decode_streams(
-                container,
-                path,
-                video=kind == "video" and need_visual,
-                audio=need_audio,
-                select=lambda timeline: _frame_indices(timeline, recipe.n_frames),
-            )
-            if kind == "video" and need_visual and frames is None:
-                raise StimulusError(f"{path} holds no video stream")
-            if need_audio:
-                if audio is None and kind == "audio":
-                    raise StimulusError(f"{path} holds no audio stream")
-                if audio is not None:
-                    warn_if_silent(audio, path)
-                if audio is None and missing == "error":
-                    raise StimulusError(
-                        f"{path} has no audio track, but the input recipe needs auditory input "
-                        "(to use silence: missing='blank', or --allow-silent-video on the "
-                        "command line)"
-                    )
+        frames, _, _, audio, rate = _decode_file(
+            path,
+            video=kind == "video" and need_visual,
+            audio=need_audio,
+            select=lambda timeline: _frame_indices(timeline, recipe.n_frames),
+            store=store,
+        )
+        if kind == "video" and need_visual and frames is None:
+            raise StimulusError(f"{path} holds no video stream")
+        if need_audio:
+            if audio is None and kind == "audio":
+                raise StimulusError(f"{path} holds no audio stream")
+            if audio is not None:
+                warn_if_silent(audio, path)
+            if audio is None and missing == "error":
+                raise StimulusError(
+                    f"{path} has no audio track, but the input recipe needs auditory input "
+                    "(to use silence: missing='blank', or --allow-silent-video on the "
+                    "command line)"
+                )
     out = {}
     if need_visual:
         out["visual"] = (
@@ -723,6 +728,7 @@ def prepare_inputs(
     missing: str = "error",
     progress: bool = False,
     n_jobs: int = -1,
+    store=None,
 ) -> dict[str, np.ndarray]:
     """Decode many stimuli into stacked model inputs.
 
@@ -740,6 +746,8 @@ def prepare_inputs(
     n_jobs : int
         Number of decoding threads (PyAV and torch release the GIL); -1 (default)
         for one per CPU this process may use (its CPU affinity). Results do not depend on it.
+    store : dnnrsa._decodedclips.DecodedClips, optional
+        Stimuli decoded once for several networks (see :func:`load_inputs`).
 
     Returns
     -------
@@ -760,7 +768,7 @@ def prepare_inputs(
 
     def work(i):
         box = None if crop_boxes is None else crop_boxes[i]
-        return i, load_inputs(paths[i], recipe, box, missing=missing)
+        return i, load_inputs(paths[i], recipe, box, missing=missing, store=store)
 
     bar = None
     if progress:

@@ -51,6 +51,12 @@ class _ExtractFeaturesInputSpec(BaseInterfaceInputSpec):
         desc="CPU threads of the decoding and of torch (-1: the CPUs the process may use); "
         "the activations do not depend on it",
     )
+    decoded_clips = File(
+        exists=True,
+        nohash=True,
+        desc="the stimuli decoded once for every network (JSON of DecodeStimuli); the "
+        "activations do not depend on it",
+    )
 
 
 class _ExtractFeaturesOutputSpec(TraitedSpec):
@@ -81,6 +87,9 @@ class ExtractFeatures(SimpleInterface):
             crop_boxes=self.inputs.crop_file if isdefined(self.inputs.crop_file) else None,
             missing=self.inputs.missing if isdefined(self.inputs.missing) else "error",
             n_jobs=self.inputs.n_jobs,
+            decoded_clips=(
+                self.inputs.decoded_clips if isdefined(self.inputs.decoded_clips) else None
+            ),
         )
         names = fs.layer_names
         arrays = {f"layer{i:03d}": fs.activations[n] for i, n in enumerate(names)}
@@ -96,6 +105,49 @@ class ExtractFeatures(SimpleInterface):
             **arrays,
         )
         self._results["features_file"] = out
+        return runtime
+
+
+class _DecodeStimuliInputSpec(BaseInterfaceInputSpec):
+    stim_files = InputMultiObject(
+        File(exists=True), mandatory=True, desc="stimulus files, in order"
+    )
+    store_dir = traits.Str(mandatory=True, desc="folder of the decoded stimuli (created)")
+    frame_counts = traits.List(
+        traits.Int,
+        desc="the frame counts of the networks' recipes: the frames each takes are kept "
+        "(default: every frame)",
+    )
+    n_jobs = traits.Int(
+        -1,
+        usedefault=True,
+        nohash=True,
+        desc="stimuli decoded at a time (-1: the CPUs the process may use)",
+    )
+
+
+class _DecodeStimuliOutputSpec(TraitedSpec):
+    decoded_clips = File(exists=True, desc="JSON describing the store, for ExtractFeatures")
+
+
+class DecodeStimuli(SimpleInterface):
+    """Decode every stimulus once into a store on disk that the feature extraction of
+    every network reads (:class:`dnnrsa._decodedclips.DecodedClips`); stimuli already
+    in it are not decoded again.
+    """
+
+    input_spec = _DecodeStimuliInputSpec
+    output_spec = _DecodeStimuliOutputSpec
+
+    def _run_interface(self, runtime):
+        from dnnrsa._decodedclips import DecodedClips
+
+        counts = self.inputs.frame_counts if isdefined(self.inputs.frame_counts) else None
+        store = DecodedClips(self.inputs.store_dir, counts)
+        store.fill(list(self.inputs.stim_files), n_jobs=self.inputs.n_jobs)
+        self._results["decoded_clips"] = str(
+            store.save(os.path.join(runtime.cwd, "decoded_clips.json"))
+        )
         return runtime
 
 

@@ -5,8 +5,11 @@ decoding it with :mod:`dnnrsa._decode` (one pass, no seeking; frames chosen by t
 stream's timestamps). A recipe has the interface the feature pipeline reads
 (:func:`dnnrsa.stimuli.prepare_inputs`, :func:`dnnrsa.features.extract_features`):
 ``modalities``, ``input_shape(modality)``, ``to_dict()`` and ``key()`` (the cache key)
-and ``load(path, crop_box=None, *, missing="error")``, which returns
-``{modality: ndarray of shape input_shape(modality)}`` (float32).
+and ``load(path, crop_box=None, *, missing="error", store=None)``, which returns
+``{modality: ndarray of shape input_shape(modality)}`` (float32). Given ``store`` (the
+stimuli decoded once for several networks, :class:`dnnrsa._decodedclips.DecodedClips`),
+a recipe takes its frames and audio from the stored ones when the store holds the
+stimulus, with the same result.
 
 * :class:`VideoClipRecipe` (torchvision's video classifiers): ``n_frames`` frames shown
   at evenly spaced times of the clip (the frame shown at the centre of each of
@@ -53,10 +56,9 @@ import numpy as np
 
 from .._decode import (
     StimulusError,
-    _decode_streams,
+    _decode_file,
     _frame_indices,
-    _open,
-    _read_image,
+    _image,
     stimulus_kind,
 )
 from ..stimuli import InputRecipe, _fit_window, _resampler, logmel_input, warn_if_silent
@@ -113,24 +115,24 @@ class _Recipe:
 
 
 # --------------------------------------------------------------------------- frames
-def _clip_frames(path: Path, n_frames: int) -> np.ndarray | None:
+def _clip_frames(path: Path, n_frames: int, store=None) -> np.ndarray | None:
     """RGB frames shown at ``n_frames`` evenly spaced times (uint8, ``(n, h, w, 3)``); a
-    still image repeated; None for an audio-only file."""
+    still image repeated; None for an audio-only file. Read from ``store`` (a
+    :class:`dnnrsa._decodedclips.DecodedClips`) when it holds the stimulus."""
     kind = stimulus_kind(path)
     if kind == "audio":
         if not path.is_file():
             raise StimulusError(f"stimulus file not found: {path}")
         return None
     if kind == "image":
-        return np.repeat(_read_image(path)[None], n_frames, axis=0)
-    with _open(path) as container:
-        frames, *_ = _decode_streams(
-            container,
-            path,
-            video=True,
-            audio=False,
-            select=lambda timeline: _frame_indices(timeline, n_frames),
-        )
+        return np.repeat(_image(path, store)[None], n_frames, axis=0)
+    frames, *_ = _decode_file(
+        path,
+        video=True,
+        audio=False,
+        select=lambda timeline: _frame_indices(timeline, n_frames),
+        store=store,
+    )
     if frames is None:
         raise StimulusError(f"{path} holds no video stream")
     return frames
@@ -198,11 +200,11 @@ class _FrameRecipe(_Recipe):
                 f"interpolation must be one of {_INTERPOLATIONS}; got {self.interpolation!r}"
             )
 
-    def _frames(self, path, crop_box):
+    def _frames(self, path, crop_box, store=None):
         """The frames as a ``(n_frames, 3, crop, crop)`` tensor (zeros without frames)."""
         import torch
 
-        frames = _clip_frames(Path(path), self.n_frames)
+        frames = _clip_frames(Path(path), self.n_frames, store)
         if frames is None:
             return torch.zeros((self.n_frames, 3, self.crop, self.crop), dtype=torch.float32)
         return self.preprocess(frames, crop_box)
@@ -250,11 +252,14 @@ class VideoClipRecipe(_FrameRecipe):
             raise ValueError(f"modality must be 'visual'; got {modality!r}")
         return (3, self.n_frames, self.crop, self.crop)
 
-    def load(self, path, crop_box=None, *, missing: str = "error") -> dict[str, np.ndarray]:
+    def load(
+        self, path, crop_box=None, *, missing: str = "error", store=None
+    ) -> dict[str, np.ndarray]:
         """``{"visual": (3, n_frames, crop, crop)}`` float32 (``missing`` is checked but
-        has nothing to do: the recipe needs no sound)."""
+        has nothing to do: the recipe needs no sound; ``store``: decoded stimuli to read
+        from, :class:`dnnrsa._decodedclips.DecodedClips`)."""
         _check_missing(missing)
-        clip = self._frames(path, crop_box).permute(1, 0, 2, 3)
+        clip = self._frames(path, crop_box, store).permute(1, 0, 2, 3)
         return {"visual": clip.contiguous().numpy()}
 
     def describe(self) -> str:
@@ -293,10 +298,13 @@ class ImageFramesRecipe(_FrameRecipe):
             raise ValueError(f"modality must be 'visual'; got {modality!r}")
         return (self.n_frames, 3, self.crop, self.crop)
 
-    def load(self, path, crop_box=None, *, missing: str = "error") -> dict[str, np.ndarray]:
-        """``{"visual": (n_frames, 3, crop, crop)}`` float32."""
+    def load(
+        self, path, crop_box=None, *, missing: str = "error", store=None
+    ) -> dict[str, np.ndarray]:
+        """``{"visual": (n_frames, 3, crop, crop)}`` float32 (``store``: as
+        :meth:`VideoClipRecipe.load`)."""
         _check_missing(missing)
-        return {"visual": self._frames(path, crop_box).contiguous().numpy()}
+        return {"visual": self._frames(path, crop_box, store).contiguous().numpy()}
 
     def describe(self) -> str:
         return (
@@ -309,8 +317,9 @@ class ImageFramesRecipe(_FrameRecipe):
 
 
 # --------------------------------------------------------------------------- audio
-def _waveform(path: Path, sample_rate: int, n_samples: int, align: str, missing: str):
-    """Mono waveform at ``sample_rate``, fitted to ``n_samples`` (float32)."""
+def _waveform(path: Path, sample_rate: int, n_samples: int, align: str, missing: str, store=None):
+    """Mono waveform at ``sample_rate``, fitted to ``n_samples`` (float32); the audio read
+    from ``store`` when it holds the stimulus."""
     import torch
 
     _check_missing(missing)
@@ -320,8 +329,7 @@ def _waveform(path: Path, sample_rate: int, n_samples: int, align: str, missing:
         if not path.is_file():
             raise StimulusError(f"stimulus file not found: {path}")
     else:
-        with _open(path) as container:
-            _, _, _, audio, rate = _decode_streams(container, path, video=False, audio=True)
+        _, _, _, audio, rate = _decode_file(path, video=False, audio=True, store=store)
         if audio is None and kind == "audio":
             raise StimulusError(f"{path} holds no audio stream")
         if audio is None and missing == "error":
@@ -376,9 +384,12 @@ class WaveformRecipe(_Recipe):
             raise ValueError(f"modality must be 'auditory'; got {modality!r}")
         return (self.n_samples,)
 
-    def load(self, path, crop_box=None, *, missing: str = "error") -> dict[str, np.ndarray]:
-        """``{"auditory": (n_samples,)}`` float32 (``crop_box`` is ignored)."""
-        wave = _waveform(Path(path), self.sample_rate, self.n_samples, self.align, missing)
+    def load(
+        self, path, crop_box=None, *, missing: str = "error", store=None
+    ) -> dict[str, np.ndarray]:
+        """``{"auditory": (n_samples,)}`` float32 (``crop_box`` is ignored; ``store``: as
+        :meth:`VideoClipRecipe.load`)."""
+        wave = _waveform(Path(path), self.sample_rate, self.n_samples, self.align, missing, store)
         return {"auditory": wave}
 
     def describe(self) -> str:
@@ -448,10 +459,13 @@ class LogMelImageRecipe(_Recipe):
         _, n_mels, n_time = self._mel_recipe().auditory_shape
         return (3, n_mels, n_time)
 
-    def load(self, path, crop_box=None, *, missing: str = "error") -> dict[str, np.ndarray]:
-        """``{"auditory": (3, n_mels, n_time)}`` float32 (``crop_box`` is ignored)."""
+    def load(
+        self, path, crop_box=None, *, missing: str = "error", store=None
+    ) -> dict[str, np.ndarray]:
+        """``{"auditory": (3, n_mels, n_time)}`` float32 (``crop_box`` is ignored; ``store``:
+        as :meth:`VideoClipRecipe.load`)."""
         mel = self._mel_recipe()
-        wave = _waveform(Path(path), self.sample_rate, mel.n_samples, self.align, missing)
+        wave = _waveform(Path(path), self.sample_rate, mel.n_samples, self.align, missing, store)
         logmel = logmel_input(wave, self.sample_rate, mel)
         return {"auditory": np.repeat(logmel, 3, axis=0)}
 
