@@ -17,10 +17,19 @@ recipe, the forward passes recording every layer. It prints one row per network:
 seconds of each step, the values per clip over all layers, and the process's peak
 resident memory (and the GPU's peak allocation when the device is a GPU).
 
+With ``--shared-decoding [NAME ...]`` (default: ``torchvision/r3d_18``,
+``torchvision/resnet18`` and ``torchaudio/hubert_base``) it times making the networks'
+inputs from the same clips, as the BIDS App does: once with every network decoding every
+clip itself, once with the clips decoded once into a store on disk
+(:class:`dnnrsa._decodedclips.DecodedClips`, what the workflow's ``decode_stimuli`` node
+does) that every network's recipe reads. It prints the seconds of each, their ratio, the
+decodings counted and the store's size, and checks that the inputs are the same.
+
 Usage::
 
     python benchmarks/features.py [--n-clips 72] [--device cpu] [--threads N]
     python benchmarks/features.py --networks [NAME ...] [--n-clips 72] [--device auto]
+    python benchmarks/features.py --shared-decoding [NAME ...] [--n-clips 72] [--size 128x128]
 """
 
 from __future__ import annotations
@@ -37,19 +46,21 @@ from pathlib import Path
 import numpy as np
 
 
-def synthesise(folder: Path, n_clips: int, seed: int = 0) -> list[Path]:
+def synthesise(folder: Path, n_clips: int, seed: int = 0, size=(128, 128)) -> list[Path]:
+    """``n_clips`` 3-s clips of ``size`` (height, width) pixels at 25 fps, 44.1 kHz audio."""
     from dnnrsa.stimuli import write_clip
 
     rng = np.random.default_rng(seed)
-    fps, sr, duration_s, side = 25, 44100, 3.0, 128
+    fps, sr, duration_s = 25, 44100, 3.0
+    height, width = size
     n_frames = int(fps * duration_s)
     t = np.arange(int(sr * duration_s)) / sr
-    yy, xx = np.mgrid[:side, :side] / side
+    yy, xx = np.mgrid[:height, :width] / min(height, width)
     paths = []
     for k in range(n_clips):
         cx, cy, r = 0.5 + 0.1 * rng.standard_normal(2).clip(-2, 2).tolist()[0], 0.5, 0.3
         face = (((xx - cx) ** 2 + (yy - cy) ** 2) < r**2).astype(np.float64)
-        frames = np.empty((n_frames, side, side, 3), np.uint8)
+        frames = np.empty((n_frames, height, width, 3), np.uint8)
         for i in range(n_frames):
             level = 80 + 100 * face * (0.8 + 0.2 * np.sin(2 * np.pi * (i / n_frames + k / 7)))
             frames[i] = np.clip(level, 0, 255)[..., None].astype(np.uint8)
@@ -160,6 +171,92 @@ def _networks_table(args) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+SHARED_DECODING_NETWORKS = ("torchvision/r3d_18", "torchvision/resnet18", "torchaudio/hubert_base")
+
+
+def _shared_decoding(args) -> None:
+    """The networks' inputs made with each network decoding every clip, then from clips
+    decoded once into a store; the seconds of each and their ratio."""
+    from collections import Counter
+
+    from dnnrsa import _decode
+    from dnnrsa._decodedclips import DecodedClips
+    from dnnrsa.models import get_model
+    from dnnrsa.stimuli import prepare_inputs
+
+    names = list(args.shared_decoding) or list(SHARED_DECODING_NETWORKS)
+    recipes = {name: get_model(name).recipe for name in names}
+    n_jobs = args.threads or -1
+    decodings, decoding_s = Counter(), [0.0]
+    real = _decode._decode_streams
+
+    def counting(container, path, **kwargs):
+        decodings[Path(path).name] += 1
+        t0 = time.perf_counter()
+        try:
+            return real(container, path, **kwargs)
+        finally:
+            decoding_s[0] += time.perf_counter() - t0
+
+    _decode._decode_streams = counting
+    tmp = Path(tempfile.mkdtemp(prefix="dnnrsa-bench-shared-"))
+    try:
+        t0 = time.perf_counter()
+        height, width = args.size
+        paths = synthesise(tmp / "clips", args.n_clips, size=(height, width))
+        print(
+            f"synthesised {len(paths)} clips (3 s, {width}x{height}, 25 fps, 44.1 kHz) in "
+            f"{time.perf_counter() - t0:.1f} s; networks {', '.join(names)}; n_jobs {n_jobs}"
+        )
+        per_network, inputs = {}, {}
+        for name, recipe in recipes.items():
+            t0 = time.perf_counter()
+            inputs[name] = prepare_inputs(paths, recipe, n_jobs=n_jobs)
+            per_network[name] = time.perf_counter() - t0
+        alone = sum(per_network.values())
+        n_alone, decode_alone = sum(decodings.values()), decoding_s[0]
+        decodings.clear()
+        decoding_s[0] = 0.0
+        counts = [r.n_frames for r in recipes.values() if "visual" in r.modalities]
+        store = DecodedClips(tmp / "decoded_clips", counts)
+        t0 = time.perf_counter()
+        store.fill(paths, n_jobs=n_jobs)
+        fill = time.perf_counter() - t0
+        reads = {}
+        for name, recipe in recipes.items():
+            t0 = time.perf_counter()
+            shared = prepare_inputs(paths, recipe, n_jobs=n_jobs, store=store)
+            reads[name] = time.perf_counter() - t0
+            same = all(np.array_equal(shared[m], inputs[name][m]) for m in shared)
+            if not same:
+                raise SystemExit(f"{name}: the inputs from the store differ from the direct ones")
+        together = fill + sum(reads.values())
+        size_mb = sum(f.stat().st_size for f in store.root.glob("*.npz")) / 2**20
+        print()
+        print("| network | each decodes s | from the store s |")
+        print("|---|---:|---:|")
+        for name in names:
+            print(f"| {name} | {per_network[name]:.2f} | {reads[name]:.2f} |")
+        print(f"| (decoding once: decode_stimuli) | | {fill:.2f} |")
+        print(f"| total | {alone:.2f} | {together:.2f} |")
+        print()
+        decode_once = decoding_s[0]
+        print(
+            f"{len(paths)} clips, {len(names)} networks: decoding (time in the decoder) "
+            f"{decode_alone:.2f} s per network ({n_alone} decodings) vs {decode_once:.2f} s "
+            f"once, shared ({sum(decodings.values())} decodings): ratio "
+            f"{decode_alone / decode_once:.2f}"
+        )
+        print(
+            f"the networks' inputs in all (decoding, the store written and read, "
+            f"preprocessing): {alone:.2f} s vs {together:.2f} s: ratio {alone / together:.2f} "
+            f"(store {size_mb:.0f} MB, frames kept for counts {counts}); inputs identical"
+        )
+    finally:
+        _decode._decode_streams = real
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-clips", type=int, default=72)
@@ -169,6 +266,20 @@ def main(argv=None) -> None:
         "--networks", nargs="*", default=None, help="the per-network table (default: all)"
     )
     parser.add_argument("--batch-size", type=int, default=8, help="with --networks")
+    parser.add_argument(
+        "--shared-decoding",
+        nargs="*",
+        default=None,
+        help="inputs of networks decoded per network vs once, shared (default: "
+        + ", ".join(SHARED_DECODING_NETWORKS)
+        + ")",
+    )
+    parser.add_argument(
+        "--size",
+        type=lambda text: tuple(int(v) for v in text.split("x"))[::-1],
+        default=(128, 128),
+        help="with --shared-decoding: the clips' WIDTHxHEIGHT (default 128x128)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--clips", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -182,6 +293,13 @@ def main(argv=None) -> None:
         return
     if args.networks is not None:
         _networks_table(args)
+        return
+    if args.shared_decoding is not None:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        _shared_decoding(args)
         return
 
     import torch
