@@ -214,14 +214,37 @@ def run_participant(config: RunConfig) -> None:
         run_workflow(wf, config, label="participant level")
     log_brain_masks(config, subjects)
     if config.reports:
-        from dnnrsa.reports import build_subject_report  # matplotlib: loaded only when needed
+        build_subject_reports(config, subjects)
 
-        for subject, inputs in subjects.items():
-            path = build_subject_report(
-                config.output_dir,
-                subject,
-                task=inputs.task,
-                space=inputs.space,
-                alpha=config.fwe_alpha,
-            )
-            logger.info("report: %s", path)
+
+def build_subject_reports(config: RunConfig, subjects: dict) -> None:
+    """Write every participant's HTML report (:func:`dnnrsa.reports.build_subject_report`).
+
+    The first is built here, drawing the figures that every report shares; the others
+    are built side by side in up to ``--nprocs`` processes, which reuse those figures
+    (figures are written atomically, so two reports never read half a file). The
+    reports are the same as when built one after the other.
+    """
+    from dnnrsa.reports import build_subject_report  # matplotlib: loaded only when needed
+
+    jobs = [
+        dict(subject=subject, task=inputs.task, space=inputs.space, alpha=config.fwe_alpha)
+        for subject, inputs in subjects.items()
+    ]
+    if not jobs:
+        return
+    first, rest = jobs[0], jobs[1:]
+    logger.info("report: %s", build_subject_report(config.output_dir, **first))
+    workers = min(max(1, int(config.nprocs)), len(rest))
+    if workers <= 1:
+        for job in rest:
+            logger.info("report: %s", build_subject_report(config.output_dir, **job))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # no threads of this process carried over
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(build_subject_report, config.output_dir, **job) for job in rest]
+        for future in as_completed(futures):
+            logger.info("report: %s", future.result())

@@ -213,9 +213,19 @@ def combine_boxes(
 _CLASSIFIERS = threading.local()
 
 
-def _classifier(name: str):
+def _cv2():
+    """OpenCV, with the folder of its cascades (``cv2.data``). Called once before any
+    detection thread starts: cv2's first import swaps its own module object in
+    ``sys.modules``, and a second thread importing it at the same moment could get
+    the module before ``cv2.data`` is attached (an AttributeError seen once)."""
     import cv2
+    import cv2.data  # noqa: F401
 
+    return cv2
+
+
+def _classifier(name: str):
+    cv2 = _cv2()
     loaded = getattr(_CLASSIFIERS, "by_name", None)
     if loaded is None:
         loaded = _CLASSIFIERS.by_name = {}
@@ -480,6 +490,8 @@ def resolve_crops(
             out[i] = _given_crop(paths[i], None, i + 1, "centre")
         return out
     cache = Path(cache_dir) if cache_dir is not None else None
+    if todo:
+        _cv2()  # imported here, before the threads
     work = [lambda i=i: _detect_cached(paths[i], model_frames, cache) for i in todo]
     n_jobs = resolve_n_jobs(n_jobs)
     if n_jobs == 1 or len(work) < 2:

@@ -15,6 +15,7 @@ import binascii
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -926,3 +927,30 @@ def test_reports_render_in_headless_chromium(reports):
             proc.kill()
         shutil.rmtree(profile, ignore_errors=True)
     assert os.path.getsize(ARTIFACTS / "report_screenshot.png") > 10_000
+
+
+def test_subject_reports_built_side_by_side_equal_those_built_one_by_one(tmp_path):
+    """The participant level builds the first report here and the others in worker
+    processes; the pages and figures are the same as when built one after the other."""
+    from types import SimpleNamespace
+
+    from dnnrsa.bids_app.participant import build_subject_reports
+
+    subjects = {s: SimpleNamespace(task=TASK, space=SPACE) for s in SUBJECTS[:3]}
+    pages = {}
+    for nprocs in (1, 2):
+        root = build_derivatives(tmp_path / f"nprocs{nprocs}" / "dnnrsa")
+        config = SimpleNamespace(fwe_alpha=0.05, nprocs=nprocs, output_dir=root)
+        build_subject_reports(config, subjects)
+        pages[nprocs] = {  # the folder and the footer's time of day aside
+            path.relative_to(root).as_posix(): re.sub(
+                rb" on \d{4}-\d\d-\d\d \d\d:\d\d ",
+                b" on DATE ",
+                path.read_bytes().replace(str(root).encode(), b"ROOT"),
+            )
+            for path in sorted(root.rglob("*"))
+            if path.suffix in (".html", ".png")
+        }
+    assert sum(name.endswith(".html") for name in pages[1]) == 3
+    assert sorted(pages[2]) == sorted(pages[1])
+    assert [name for name in pages[1] if pages[1][name] != pages[2][name]] == []
