@@ -39,6 +39,41 @@ class MapGroup:
         )
 
 
+@dataclass(frozen=True)
+class EncodingMapGroup:
+    """The subject encoding maps of one quantity (``desc`` and ``stat`` of the
+    participant's file, with its ``band`` or ``layer``) of one network, task and space."""
+
+    task: str
+    space: str
+    model: str
+    band: str | None
+    layer: str | None
+    desc: str
+    stat: str
+    files: tuple[Path, ...]
+    subjects: tuple[str, ...]
+    #: the first subject's sidecar (bands, layer name, description, settings)
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def entities(self) -> dict[str, str | None]:
+        """The entities of its group outputs: the participant's ``desc`` with its
+        ``stat`` appended (``desc-encodinguniquer2``); each statistic adds its ``stat``."""
+        return {
+            "task": self.task,
+            "space": self.space,
+            "model": self.model,
+            "band": self.band,
+            "layer": self.layer,
+            "desc": f"{self.desc}{self.stat}",
+        }
+
+    @property
+    def stem(self) -> str:
+        return build_stem(self.entities)
+
+
 def roi_comparator(config: RunConfig) -> str:
     """The comparator of the ROI evaluation: ``--comparator`` where the inference supports
     it, Spearman otherwise."""

@@ -15,7 +15,7 @@ from dnnrsa.bidsnames import (
     sidecar_path,
 )
 
-from ._groups import MapGroup
+from ._groups import EncodingMapGroup, MapGroup
 from .config import RunConfig
 from .errors import NothingSelected
 from .execution import run_workflow
@@ -84,6 +84,78 @@ def find_subject_maps(config: RunConfig) -> list[MapGroup]:
             )
         )
     return groups
+
+
+# the entities of a participant-level encoding map (dnnrsa.encodingmaps), in file order
+_ENCODING_ENTITIES = (
+    ["sub", "task", "space", "model", "desc", "stat"],
+    ["sub", "task", "space", "model", "band", "desc", "stat"],
+    ["sub", "task", "space", "model", "layer", "desc", "stat"],
+)
+
+
+def find_encoding_maps(config: RunConfig) -> list[EncodingMapGroup]:
+    """The participants' encoding maps (``--encoding``) in ``output_dir``, grouped by
+    task, space, model, band or layer, quantity (``desc-encoding*``) and ``stat``; empty
+    when the participants wrote none."""
+    found: dict[tuple, list[tuple[str, Path]]] = defaultdict(list)
+    wanted = set(config.participant_label)
+    for path in sorted(config.output_dir.glob("sub-*/func/*_desc-encoding*_statmap.nii.gz")):
+        name = parse_name(path)
+        e = name.entities
+        if list(e) not in _ENCODING_ENTITIES or not all(map(is_label, e.values())):
+            continue
+        if not e["desc"].startswith("encoding") or name.suffix != "statmap":
+            continue
+        if (wanted and e["sub"] not in wanted) or (config.task and e["task"] != config.task):
+            continue
+        if config.space and e["space"] != config.space:
+            continue
+        key = (
+            e["task"],
+            e["space"],
+            e["model"],
+            e.get("band"),
+            e.get("layer"),
+            e["desc"],
+            e["stat"],
+        )
+        found[key].append((e["sub"], path))
+    groups = []
+    for (task, space, model, band, layer, desc, stat), items in sorted(
+        found.items(), key=lambda kv: str(kv[0])
+    ):
+        groups.append(
+            EncodingMapGroup(
+                task=task,
+                space=space,
+                model=model,
+                band=band,
+                layer=layer,
+                desc=desc,
+                stat=stat,
+                files=tuple(p for _, p in items),
+                subjects=tuple(s for s, _ in items),
+                meta=read_json(sidecar_path(items[0][1])),
+            )
+        )
+    return groups
+
+
+def usable_encoding_maps(config: RunConfig) -> list[EncodingMapGroup]:
+    """:func:`find_encoding_maps` with at least 2 participants and a voxel finite in
+    every participant's map (the others are left out with a warning)."""
+    groups = find_encoding_maps(config)
+    check_map_groups(groups)
+    usable = []
+    for g in groups:
+        if len(g.files) < 2:
+            logger.warning(
+                "%s: %d participant map(s); left out of the group level", g.stem, len(g.files)
+            )
+        elif _has_common_voxels(g):
+            usable.append(g)
+    return usable
 
 
 #: Planes (along the last axis) read from each map by the cheap pass of
@@ -406,8 +478,11 @@ def run_group(config: RunConfig) -> None:
             config.roi_bootstrap,
             config.roi_n_boot,
         )
+    encoding = usable_encoding_maps(config)
+    if encoding:
+        logger.info("encoding models: %d maps of the participants tested", len(encoding))
     write_group_config(config, groups)
-    wf = init_group_wf(config, groups, roi_sets=roi_sets)
+    wf = init_group_wf(config, groups, roi_sets=roi_sets, encoding_groups=encoding)
     run_workflow(wf, config, label="group level")
     study_sets = find_study_sets(config, groups)
     if study_sets:  # after the maps: the findings read the participants' maps and tables

@@ -18,8 +18,8 @@ from dnnrsa.bidsnames import build_name, to_label
 from ..interfaces.bids import CopyDerivatives, WriteDerivative
 from ..interfaces.dnn import StudyFindings
 from ..interfaces.roi import RoiEvaluation, RoiWeightedModels
-from ..interfaces.stats import GroupModelTest, LayerWinner
-from ._groups import MapGroup, roi_comparator
+from ..interfaces.stats import GroupModelTest, LayerWinner, statistic_entities
+from ._groups import EncodingMapGroup, MapGroup, roi_comparator
 from .errors import UsageError
 
 
@@ -114,7 +114,100 @@ def add_group_tests(wf, config, groups: list[MapGroup]) -> None:
         wf.connect(test, "out_files", sink, "in_files")
 
 
-def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_wf", roi_sets=()):
+#: What the sidecar of a group encoding map says of the negative subject estimates.
+ENCODING_NEGATIVE_ESTIMATES = (
+    "the subjects' estimates enter the test as they are, negative ones included (never "
+    "clipped or set to zero); the test is one-sided (> 0), so a negative group mean gives a "
+    "negative t and a p near 1"
+)
+
+#: Fields of a participant's encoding sidecar that describe that participant's fit only
+#: (its penalties, folds, runs, voxels); the group sidecar leaves them out.
+_SUBJECT_ENCODING_FIELDS = frozenset(
+    {
+        "SoftwareVersions",
+        "AlphasChosen",
+        "FeaturesPerBand",
+        "VoxelsFitted",
+        "Backend",
+        "Folds",
+        "Runs",
+        "Conditions",
+        "NegativeEstimates",
+    }
+)
+
+
+def add_encoding_tests(wf, config, groups: list[EncodingMapGroup]) -> None:
+    """Add one :class:`GroupModelTest` node per network (task, space, model) testing each
+    kind of its participants' encoding maps (``--encoding``) as the RSA maps are tested:
+    one-sample sign-flip test (> 0), max-T FWE, TFCE with ``--tfce``, a cluster table
+    with atlas labels. R² maps are tested as they are, r maps on the Fisher z scale. The
+    outputs keep the participant's entities, its ``stat`` joined to its ``desc``
+    (``task-<t>_space-<sp>_model-<m>[_band-<b>|_layer-<l>]_desc-<d><r2|r>_stat-<t|z|p>``)."""
+    out = config.output_dir
+    by_model: dict[tuple, list[EncodingMapGroup]] = defaultdict(list)
+    for g in groups:
+        by_model[(g.task, g.space, g.model)].append(g)
+    for (task, space, model), members in by_model.items():
+        entities, sidecars, fisher, expected = [], [], [], []
+        for g in members:
+            ents = g.entities
+            entities.append(ents)
+            kept = {k: v for k, v in g.meta.items() if k not in _SUBJECT_ENCODING_FIELDS}
+            fisher.append(g.stat == "r")
+            sidecars.append(
+                {
+                    **kept,
+                    "EncodingQuantity": g.desc,
+                    "Measure": g.stat,
+                    **({"Band": g.band} if g.band else {}),
+                    "NegativeEstimates": ENCODING_NEGATIVE_ESTIMATES,
+                    "FisherZ": fisher[-1],
+                    "Test": "one-sample sign-flip permutation test across subjects "
+                    "(one-sided, > 0)",
+                    "NumberOfPermutations": config.n_permutations,
+                    "Subjects": list(g.subjects),
+                    "Sources": [str(f) for f in g.files],
+                }
+            )
+            expected += [
+                out / build_name(statistic_entities(ents, statistic), "statmap", ".nii.gz")
+                for statistic in GROUP_MAP_STATISTICS
+                if statistic.derivative and (config.tfce or not statistic.tfce)
+            ]
+            expected.append(out / build_name(ents, "clusters", ".tsv"))
+        test = pe.Node(
+            GroupModelTest(
+                in_files=[[str(f) for f in g.files] for g in members],
+                entities=entities,
+                sidecars=sidecars,
+                tfce=[bool(config.tfce)] * len(members),
+                fisher_z=fisher,
+                n_permutations=config.n_permutations,
+                cluster_threshold=config.cluster_threshold,
+                seed=config.seed,
+                device=config.device,
+                n_jobs=config.nprocs,
+            ),
+            name=f"test_encoding_{to_label(f'{task}{space}{model}', fallback='')}",
+            n_procs=config.nprocs,
+            mem_gb=_group_mem_gb(members),
+        )
+        test.overwrite = not all(p.is_file() for p in expected)
+        sink = pe.Node(CopyDerivatives(output_dir=str(out)), name=f"write_{test.name}")
+        sink.overwrite = True
+        wf.connect(test, "out_files", sink, "in_files")
+
+
+def init_group_wf(
+    config,
+    groups: list[MapGroup],
+    *,
+    name: str = "dnnrsa_group_wf",
+    roi_sets=(),
+    encoding_groups: list[EncodingMapGroup] = (),
+):
     """Group workflow: one test node per network for all its layers, and a layer winner
     map per network.
 
@@ -124,7 +217,9 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
     (``task-<t>_space-<sp>_model-<m>_layer-<l>_stat-<t|z|p>_statmap.nii.gz`` and
     ``_clusters.tsv``), and a :class:`CopyDerivatives` sink that writes them into
     ``config.output_dir``. The layer winners (:func:`_add_layer_winners`) and the ROI
-    evaluations of ``roi_sets`` (:func:`_add_roi_evaluations`) follow.
+    evaluations of ``roi_sets`` (:func:`_add_roi_evaluations`) follow, and, where the
+    participants wrote encoding maps (``encoding_groups``), their group tests
+    (:func:`add_encoding_tests`); without them the workflow is the same.
 
     Inputs
     ------
@@ -138,6 +233,8 @@ def init_group_wf(config, groups: list[MapGroup], *, name: str = "dnnrsa_group_w
     add_group_tests(wf, config, groups)
     _add_layer_winners(wf, config, groups)
     _add_roi_evaluations(wf, config, roi_sets)
+    if encoding_groups:
+        add_encoding_tests(wf, config, list(encoding_groups))
     if not wf.list_node_names():  # nipype cannot run a workflow without nodes
         wf.add_nodes([pe.Node(niu.IdentityInterface(fields=["x"]), name="empty")])
     return wf

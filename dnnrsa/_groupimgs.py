@@ -16,7 +16,7 @@ import numpy as np
 
 from ._cpus import resolve_n_jobs
 from ._maxt import _max_t_null_maps
-from ._scores import fisher_z
+from ._scores import fisher_z as _fisher_z
 from ._signflip import (
     SignFlipResult,
     _load_mask_img,
@@ -112,12 +112,14 @@ def group_test_imgs(
     atlas: str | tuple[str, ...] | None = "harvard-oxford",
     random_state=None,
     device: str | None = None,
+    fisher_z: bool = True,
     **kwargs,
 ) -> GroupTestResult:
     """One-sample group test of subject score maps, from images to images.
 
     The maps (correlation-type scores, one image per subject) are Fisher z
-    transformed (:func:`fisher_z`) and tested on the voxels finite in every subject by
+    transformed (:func:`fisher_z`; with ``fisher_z=False`` tested as they are, for
+    scores that are not correlations, such as encoding R²) and tested on the voxels finite in every subject by
     :func:`sign_flip_test` (one-sided, voxel-level max-T FWE, cluster-size FWE for an
     uncorrected cluster-forming p, TFCE on request). Outside those voxels every p map
     is 1 (never 0, which would read as significant) and the other maps 0.
@@ -135,6 +137,8 @@ def group_test_imgs(
         Atlas(es) naming the clusters; None skips the cluster table.
     random_state : int, numpy.random.Generator or None
     device : {"auto", "cpu", "cuda"} or None
+    fisher_z : bool
+        Fisher z transform the maps first (default); False tests the values as they are.
     **kwargs
         Passed to :func:`sign_flip_test`.
 
@@ -142,7 +146,7 @@ def group_test_imgs(
     -------
     GroupTestResult
     """
-    x, mask, mask_img = _group_data(imgs)
+    x, mask, mask_img = _group_data(imgs, fisher_z=fisher_z)
     result = sign_flip_test(
         x,
         mask=mask_img,
@@ -157,8 +161,9 @@ def group_test_imgs(
     return _group_result(result, mask, mask_img, atlas, cluster_forming_threshold)
 
 
-def _group_data(imgs):
-    """Fisher z of the voxels finite in every subject map, that mask and its image."""
+def _group_data(imgs, *, fisher_z: bool = True):
+    """Fisher z (or, with ``fisher_z=False``, the values) of the voxels finite in every
+    subject map, that mask and its image."""
     import nibabel as nib
 
     imgs = list(imgs)
@@ -169,7 +174,8 @@ def _group_data(imgs):
     if not mask.any():
         raise ValueError(f"no voxel is finite in all {len(imgs)} subject maps")
     mask_img = nib.Nifti1Image(mask.astype(np.uint8), ref.affine)
-    return fisher_z(data[:, mask]), mask, mask_img
+    values = data[:, mask]
+    return (_fisher_z(values) if fisher_z else values), mask, mask_img
 
 
 def _group_result(result, mask, mask_img, atlas, cluster_forming_threshold) -> GroupTestResult:
@@ -208,6 +214,7 @@ def group_test_maps(
     device: str | None = None,
     max_memory_mb: float = 512.0,
     n_jobs: int | None = None,
+    fisher_z: bool | list[bool] = True,
 ) -> list[GroupTestResult]:
     """:func:`group_test_imgs` of several maps (the layers of a network) in one call.
 
@@ -246,6 +253,10 @@ def group_test_maps(
     n_jobs : int or None
         Threads of the blocked max-T, and of TFCE, on the CPU; None uses every core
         available.
+    fisher_z : bool or list of bool
+        Fisher z transform the maps first (default), for every map or one flag per
+        map; False tests a map's values as they are (as ``group_test_imgs(...,
+        fisher_z=False)``).
 
     Returns
     -------
@@ -256,10 +267,15 @@ def group_test_maps(
     flags = [bool(tfce)] * len(maps) if isinstance(tfce, bool) else [bool(f) for f in tfce]
     if len(flags) != len(maps):
         raise ValueError(f"tfce must be a bool or one flag per map ({len(maps)}); got {tfce!r}")
+    fisher = [bool(fisher_z)] * len(maps) if isinstance(fisher_z, bool) else list(fisher_z)
+    if len(fisher) != len(maps):
+        raise ValueError(
+            f"fisher_z must be a bool or one flag per map ({len(maps)}); got {fisher_z!r}"
+        )
     n_jobs = resolve_n_jobs(n_jobs, below_one="one")
     results: list[GroupTestResult | None] = [None] * len(maps)
     plain = [k for k, flag in enumerate(flags) if not flag]
-    loaded = {k: _group_data(maps[k]) for k in plain}
+    loaded = {k: _group_data(maps[k], fisher_z=fisher[k]) for k in plain}
     by_subjects: dict[int, list[int]] = {}
     for k in plain:
         by_subjects.setdefault(loaded[k][0].shape[0], []).append(k)
@@ -290,7 +306,7 @@ def group_test_maps(
     for k, flag in enumerate(flags):
         if not flag:
             continue
-        x, mask, mask_img = _group_data(maps[k])
+        x, mask, mask_img = _group_data(maps[k], fisher_z=fisher[k])
         result = sign_flip_test(
             x,
             mask=mask_img,

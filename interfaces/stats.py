@@ -101,6 +101,10 @@ class _GroupModelTestInputSpec(BaseInterfaceInputSpec):
     )
     sidecars = traits.List(traits.Dict, desc="per map: the sidecar of its statistic maps")
     tfce = traits.List(traits.Bool, desc="per map: add the TFCE FWE p map (default: none)")
+    fisher_z = traits.List(
+        traits.Bool,
+        desc="per map: Fisher z transform the subject maps first (default: every map)",
+    )
     n_permutations = traits.Int(1000, usedefault=True)
     cluster_threshold = traits.Float(0.001, usedefault=True, desc="cluster-forming p")
     seed = traits.Int(0, usedefault=True)
@@ -130,7 +134,10 @@ class GroupModelTest(SimpleInterface):
 
     Per map: ``<entities>_stat-t_statmap.nii.gz``, ``_stat-z_``, ``_stat-p_`` (max-T
     FWE p over that map), ``_desc-tfce_stat-p_`` where its TFCE flag is set, each with
-    its JSON sidecar, and ``<entities>_clusters.tsv``.
+    its JSON sidecar, and ``<entities>_clusters.tsv``. A map whose entities hold a
+    ``desc`` (the encoding maps) keeps it, with the statistic's own appended
+    (``desc-<d>tfce``). The maps are Fisher z transformed first unless its
+    ``fisher_z`` flag is False.
     """
 
     input_spec = _GroupModelTestInputSpec
@@ -155,8 +162,12 @@ class GroupModelTest(SimpleInterface):
                 f"entities, sidecars and tfce need one entry per map ({n_maps}); got "
                 f"{len(self.inputs.entities)}, {len(sidecars)} and {len(tfce)}"
             )
+        fisher = list(self.inputs.fisher_z) if isdefined(self.inputs.fisher_z) else True
+        if not isinstance(fisher, bool) and len(fisher) != n_maps:
+            raise ValueError(f"fisher_z needs one entry per map ({n_maps}); got {len(fisher)}")
         results = group_test_maps(
             [list(files) for files in self.inputs.in_files],
+            fisher_z=fisher,
             n_permutations=self.inputs.n_permutations,
             tfce=tfce,
             cluster_forming_threshold=self.inputs.cluster_threshold,
@@ -172,7 +183,9 @@ class GroupModelTest(SimpleInterface):
             for statistic in GROUP_MAP_STATISTICS:
                 if not statistic.derivative or statistic.key not in res.images:
                     continue
-                path = out_dir / build_name({**ents, **statistic.entities}, "statmap", ".nii.gz")
+                path = out_dir / build_name(
+                    statistic_entities(ents, statistic), "statmap", ".nii.gz"
+                )
                 atomic_save_nifti(res.images[statistic.key], path)
                 side = {
                     **sidecar,
@@ -187,6 +200,15 @@ class GroupModelTest(SimpleInterface):
                 written.append(str(path))
         self._results["out_files"] = written
         return runtime
+
+
+def statistic_entities(ents: dict, statistic) -> dict:
+    """The entities of a map's statistic: the map's, then the statistic's; a ``desc`` of
+    both is joined (``desc-<map's><statistic's>``)."""
+    out = {**ents, **statistic.entities}
+    if ents.get("desc") and statistic.entities.get("desc"):
+        out["desc"] = ents["desc"] + statistic.entities["desc"]
+    return out
 
 
 class _WinnerInputSpec(BaseInterfaceInputSpec):

@@ -287,6 +287,8 @@ def clusters_section(ctx: Context) -> str:
         stem = build_stem({"task": ctx.task, "space": ctx.space, "model": model.label})
         found = sorted(ctx.output_dir.glob(f"{stem}_clusters.tsv"))
         found += sorted(ctx.output_dir.glob(f"{stem}_layer-*_clusters.tsv"))
+        # the tables of the encoding maps (with a desc) are not layers' tables
+        found = [p for p in found if "desc" not in parse_name(p).entities]
         paths = {parse_name(p).get("layer", model.label): p for p in found}
         if not paths:
             continue

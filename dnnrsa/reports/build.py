@@ -23,6 +23,7 @@ from .brain_sections import (
     winner_section,
 )
 from .discovery import open_context
+from .encoding_sections import encoding_sections
 from .render import FigureStore, escape, render_page
 from .roi_sections import roi_sections
 from .sections import (
@@ -202,6 +203,7 @@ def build_group_report(
         ("groupmaps", "Group maps", lambda: group_maps_section(ctx)),
         ("clusters", "Cluster tables", lambda: clusters_section(ctx)),
         ("winner", "Winning layer", lambda: winner_section(ctx)),
+        *encoding_sections(ctx),
         *roi_sections(ctx),
         *((sid, h, lambda f=f: f(ctx)) for sid, h, f in _MODEL_SECTIONS),
         *_face_crop_sections(ctx),
