@@ -306,3 +306,29 @@ def test_the_group_report_shows_each_bands_unique_variance(planted):
     assert "encodinguniquer2" not in page.split('id="clusters"')[1].split("</section>")[0]
     plain_page = build_group_report(plain, task="emo", space=SPACE).read_text()
     assert "Encoding models" not in plain_page
+
+
+def test_with_tfce_each_encoding_map_gets_its_tfce_p_map(planted, tmp_path):
+    import shutil
+
+    from dnnrsa.stats import group_test_imgs
+
+    out, *_ = planted
+    mine = tmp_path / "out"
+    for sub in out.glob("sub-*/"):
+        shutil.copytree(sub, mine / sub.name)
+    argv = [str(out.parent / "bids"), str(mine), "group", "--n-permutations", "50"]
+    argv += ["--seed", "3", "--nprocs", "1", "--no-reports", "--tfce", "-w", str(tmp_path / "w")]
+    assert main(argv) == 0
+    name = f"{STEM}_band-visual_desc-encodinguniquer2tfce_stat-p_statmap.nii.gz"
+    files = sorted(mine.glob("sub-*/func/*_band-visual_desc-encodingunique_stat-r2_statmap.nii.gz"))
+    direct = group_test_imgs(files, n_permutations=50, random_state=3, tfce=True, fisher_z=False)
+    np.testing.assert_array_equal(
+        np.asarray(nib.load(mine / name).dataobj),
+        np.asarray(direct.images["p_tfce_fwe"].dataobj),
+    )
+    side = json.loads((mine / name.replace(".nii.gz", ".json")).read_text())
+    assert side["Statistic"] == "TFCE FWE p" and side["Band"] == "visual"
+    assert len(list(mine.glob(f"{STEM}_*desc-encoding*tfce_stat-p_statmap.nii.gz"))) == len(
+        ENCODING
+    )
