@@ -35,6 +35,15 @@ Run::
 
     python benchmarks/glm.py                      # 2 mm, 6 runs (5-15 minutes on 2 cores)
     python benchmarks/glm.py --voxel-size 6 --runs 2 --nilearn-trials 2   # smoke run
+
+``--parallel-runs`` times instead the whole of ``estimate_patterns`` on the runs written
+as NIfTI files (with their brain mask and confounds) with ``n_jobs=1`` and
+``n_jobs=2`` (runs fitted one after another, then two at once in worker processes),
+for each ``--methods`` and ``--noise-models``: wall time, CPU time (this process and its
+workers), peak memory (the proportional resident memory of this process and its workers,
+summed, sampled every 20 ms by another process) and whether the patterns are equal (``np.array_equal``)::
+
+    python benchmarks/glm.py --parallel-runs --methods lsa --noise-models ar1
 """
 
 from __future__ import annotations
@@ -70,13 +79,88 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nilearn-trials", type=int, default=2, help="LSS trials timed")
     parser.add_argument("--noise-models", default="ols,ar1")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--parallel-runs",
+        action="store_true",
+        help="time estimate_patterns with n_jobs=1 and n_jobs=2 (runs written as NIfTI)",
+    )
+    parser.add_argument("--methods", default="lsa,lss", help="with --parallel-runs")
     return parser
 
 
 # --------------------------------------------------------------------------- measuring
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _rss_mb(pid="self") -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # a worker that has just ended
+        return 0.0
+
+
+def _children(pid="self") -> list[str]:
+    """This process's descendants (from /proc/<pid>/task/*/children)."""
+    out = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids = f.read().split()
+        except OSError:
+            continue
+        for kid in kids:
+            out += [kid, *_children(kid)]
+    return out
+
+
+def _pss_mb(pid="self") -> float:
+    """Proportional set size: resident memory with pages shared with other processes
+    (a forked worker's, before it writes them) divided among them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return 0.0
+
+
+def _tree_rss_mb(pid="self", skip=()) -> float:
+    """Proportional resident memory of a process and its descendants (but ``skip``), summed."""
+    return _pss_mb(pid) + sum(_pss_mb(kid) for kid in _children(pid) if kid not in skip)
+
+
+class _TreePeakRSS:
+    """Peak proportional resident memory of this process and its descendants above the
+    start, summed, sampled every 20 ms by a separate process (a thread here would make
+    ``estimate_patterns`` spawn its workers rather than fork them)."""
+
+    def __enter__(self):
+        import subprocess
+        import sys
+
+        code = (
+            "import sys, select, glm as g; pid = sys.argv[1]; me = str(__import__('os').getpid())"
+            "\npeak = 0.0\nwhile not select.select([sys.stdin], [], [], 0.02)[0]:"
+            "\n    peak = max(peak, g._tree_rss_mb(pid, skip=(me,)))"
+            "\nprint(peak)"
+        )
+        self.start = _tree_rss_mb()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        )
+        return self
+
+    def __exit__(self, *exc):
+        out, _ = self._proc.communicate("stop\n")
+        self.mb = max(float(out.strip() or 0.0), _tree_rss_mb()) - self.start
 
 
 class _PeakRSS:
@@ -270,6 +354,81 @@ def report(args, totals, diffs, n_vox, n_trials_total):
     )
 
 
+# --------------------------------------------------------------------------- runs at once
+def write_subject(args, grid, rng, betas, folder):
+    """The simulated runs written as NIfTI (float32, uncompressed), their events and
+    confounds tables and the brain mask: ``(bold_files, events, confounds, mask_file)``."""
+    import nibabel as nib
+    import pandas as pd
+
+    bold_files, events_list, confounds = [], [], []
+    for run in range(args.runs):
+        bold, events, (conf, names) = simulate_run(grid, rng, betas)
+        data = np.zeros(grid.mask.shape + (bold.shape[0],), dtype=np.float32)
+        data[grid.mask] = np.asarray(bold, dtype=np.float32).T
+        path = os.path.join(folder, f"run-{run + 1}_bold.nii")
+        nib.save(nib.Nifti1Image(data, grid.affine), path)
+        del data, bold
+        bold_files.append(path)
+        events_list.append(events)
+        confounds.append(pd.DataFrame(conf, columns=names))
+        print(f"run {run + 1}: {events_list[-1].shape[0]} trials written", flush=True)
+    mask_file = os.path.join(folder, "mask.nii")
+    nib.save(nib.Nifti1Image(grid.mask.astype(np.uint8), grid.affine), mask_file)
+    return bold_files, events_list, confounds, mask_file
+
+
+def _cpu_s() -> float:
+    """CPU time of this process and of its ended (waited-for) children."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def parallel_runs(args, grid, rng, betas) -> None:
+    """``estimate_patterns`` with n_jobs=1 and n_jobs=2: time, memory, equality."""
+    import tempfile
+
+    from dnnrsa.glm import estimate_patterns
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    with tempfile.TemporaryDirectory() as folder:
+        bold_files, events_list, confounds, mask_file = write_subject(
+            args, grid, rng, betas, folder
+        )
+        print(
+            f"\n{'estimate_patterns':<28}{'n_jobs':>7}{'wall s':>9}{'cpu s':>9}{'RSS+ MB':>9}  equal"
+        )
+        for method in methods:
+            for noise_model in args.noise_models:
+                label = f"{method.upper()} {({'ols': 'OLS', 'ar1': 'AR(1)'})[noise_model]}"
+                first = None
+                for n_jobs in (1, 2):
+                    wall, cpu = time.perf_counter(), _cpu_s()
+                    with _TreePeakRSS() as rss, _quiet():
+                        res = estimate_patterns(
+                            bold_files,
+                            events_list,
+                            t_r=TR_S,
+                            mask_img=mask_file,
+                            confounds=confounds,
+                            method=method,
+                            condition_column="trial_type",
+                            noise_model=noise_model,
+                            n_jobs=n_jobs,
+                        )
+                    wall, cpu = time.perf_counter() - wall, _cpu_s() - cpu
+                    same = "" if first is None else str(np.array_equal(first, res.patterns))
+                    first = res.patterns if first is None else first
+                    print(
+                        f"{label:<28}{n_jobs:>7}{wall:>9.2f}{cpu:>9.2f}{rss.mb:>9.0f}  {same}",
+                        flush=True,
+                    )
+                    del res
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.noise_models = [m.strip() for m in args.noise_models.split(",") if m.strip()]
@@ -286,6 +445,9 @@ def main(argv=None) -> int:
     )
     rng = np.random.default_rng(args.seed)
     betas = stimulus_betas(n_vox, rng)
+    if args.parallel_runs:
+        parallel_runs(args, grid, rng, betas)
+        return 0
     totals, diffs = Totals(), {}
     n_trials_total = 0
     for run in range(args.runs):

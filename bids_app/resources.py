@@ -37,15 +37,20 @@ def glm_memory_gb(
     noise_model: str = "ar1",
     n_jobs: int = 1,
     multivariate: bool = False,
+    method: str = "lsa",
+    n_trials: int | None = None,
 ) -> float:
     """Memory (GB) of ``EstimatePatterns`` for runs of the given 4-D shapes.
 
-    The runs are read one at a time: the peak is that of the largest run, the run
+    One run at a time (``n_jobs`` 1): the peak is that of the largest run, the run
     loaded on its grid (float32, ``x * y * z * volumes * 4`` bytes) and
     ``GLM_COPIES`` float64 copies of its masked data (``mask_voxels * volumes * 8``),
     or the brain mask's pass over every run (8 bytes per value of the largest run,
     3 per value of the others: measured 2.6 with OLS), whichever is larger; the patterns of all runs are
-    kept (float64), and written as a float32 image of the grid.
+    kept (float64), and written as a float32 image of the grid. Runs fitted at once
+    (``n_jobs`` > 1, at most the runs): each run beyond the first adds a worker
+    process, ``BASE_GB`` and the peak of one run's fit
+    (:func:`dnnrsa.glm.run_fit_memory_gb`, from the same shapes).
 
     Parameters
     ----------
@@ -56,12 +61,15 @@ def glm_memory_gb(
         Voxels of the brain mask; without one, the whole grid (an upper bound).
     noise_model : {"ar1", "ols"}
     n_jobs : int
-        With AR(1) and more than one job nilearn fits in worker processes, which
-        receive their voxels' data: one more copy of the masked run and ``BASE_GB``
-        per worker are added (not measured; an allowance).
+        Runs fitted at once (:func:`glm_runs_at_once`).
     multivariate : bool
         Multivariate noise normalisation: a dense covariance of the mask's voxels.
+    method : {"lsa", "lss"}
+    n_trials : int, optional
+        Trials per run (LSS; default ``n_cond``).
     """
+    from ..glm import run_fit_memory_gb
+
     shapes = [tuple(int(v) for v in s) for s in run_shapes]
     if not shapes:
         return BASE_GB
@@ -71,16 +79,43 @@ def glm_memory_gb(
     mask = grid if mask_voxels is None else min(int(mask_voxels), grid)
     copies = GLM_COPIES.get(noise_model, GLM_COPIES["ar1"])
     one_run = 4.0 * grid * volumes + copies * 8.0 * mask * volumes
+    at_once = max(1, min(int(n_jobs), len(shapes)))
+    if at_once > 1:
+        worker = run_fit_memory_gb(
+            volumes,
+            mask,
+            n_grid=grid,
+            n_trials=n_cond if n_trials is None else int(n_trials),
+            method=method,
+            noise_model=noise_model,
+            residuals=multivariate,
+        )
+        one_run += (at_once - 1) * (worker + BASE_GB) * 2**30
     # the brain mask reads every run (float32, a float64 mean) and keeps a little of each
     mask_pass = 8.0 * grid * volumes + 3.0 * (total - grid * volumes)
     peak = max(one_run, mask_pass)
     patterns = len(shapes) * n_cond * (8.0 * mask + 4.0 * grid)
     extra = 0.0
-    if noise_model == "ar1" and n_jobs > 1:
-        extra = 8.0 * mask * volumes + n_jobs * BASE_GB * 2**30
     if multivariate:
         extra += 3 * 8.0 * mask * mask
     return BASE_GB + _gb(peak + patterns + extra)
+
+
+def glm_runs_at_once(
+    run_shapes: Sequence[Sequence[int]],
+    *,
+    n_jobs: int,
+    mem_gb: float | None = None,
+    **kwargs,
+) -> int:
+    """The runs ``EstimatePatterns`` fits at once: ``n_jobs`` at most, no more than the
+    runs, and no more than keep :func:`glm_memory_gb` (given ``kwargs``) within
+    ``mem_gb`` (``--mem``; None: no bound); one at least."""
+    at_once = max(1, min(int(n_jobs), len(run_shapes)))
+    if mem_gb is not None:
+        while at_once > 1 and glm_memory_gb(run_shapes, n_jobs=at_once, **kwargs) > mem_gb:
+            at_once -= 1
+    return at_once
 
 
 def searchlight_memory_gb(

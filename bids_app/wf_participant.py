@@ -21,7 +21,12 @@ from .collect import SubjectInputs
 from .errors import DatasetInvalid
 from .outputs import run_work_dir
 from .parser import CONFOUND_STRATEGIES
-from .resources import encoding_memory_gb, glm_memory_gb, searchlight_memory_gb
+from .resources import (
+    encoding_memory_gb,
+    glm_memory_gb,
+    glm_runs_at_once,
+    searchlight_memory_gb,
+)
 from .wf_dnn import _checkpoint_labels, _use_gpu, init_dnn_wf, resolve_networks
 
 
@@ -79,7 +84,8 @@ def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
     """Memory (GB) the GLM and the searchlight nodes (and with ``--encoding`` the
     encoding models) of one participant declare to nipype, from the shapes of the BOLD
     runs (headers only), the brain mask when one is given (else the grid) and the number of model RDMs
-    (:mod:`dnnrsa.bids_app.resources`)."""
+    (:mod:`dnnrsa.bids_app.resources`); ``glm_runs_at_once``: the runs the GLM node fits
+    at once (within ``--nprocs`` and ``--mem``)."""
     import nibabel as nib
 
     imgs = [nib.load(str(r.bold)) for r in inputs.runs]
@@ -88,14 +94,15 @@ def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
     if inputs.mask is not None:
         mask_voxels = int(np.count_nonzero(np.asanyarray(nib.load(str(inputs.mask)).dataobj)))
     n_cond = len(inputs.conditions)
-    glm = glm_memory_gb(
-        shapes,
-        n_cond=n_cond,
-        mask_voxels=mask_voxels,
-        noise_model=config.noise_model,
-        n_jobs=config.nprocs,
-        multivariate=config.noise_normalisation == "multivariate",
-    )
+    glm_kwargs = {
+        "n_cond": n_cond,
+        "mask_voxels": mask_voxels,
+        "noise_model": config.noise_model,
+        "multivariate": config.noise_normalisation == "multivariate",
+        "method": config.glm_method,
+    }
+    glm_at_once = glm_runs_at_once(shapes, n_jobs=config.nprocs, mem_gb=config.mem_gb, **glm_kwargs)
+    glm = glm_memory_gb(shapes, n_jobs=glm_at_once, **glm_kwargs)
     grid = max(shapes, key=lambda sh: sh[0] * sh[1] * sh[2])[:3]
     searchlight = searchlight_memory_gb(
         grid,
@@ -108,7 +115,7 @@ def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
         # on the GPU the working memory of a block is the device's, not the host's
         budget_mb=0 if _use_gpu(config) else config.searchlight_memory_mb,
     )
-    memory = {"glm": glm, "searchlight": searchlight}
+    memory = {"glm": glm, "glm_runs_at_once": glm_at_once, "searchlight": searchlight}
     if config.encoding:
         memory["encoding"] = encoding_memory_gb(
             int(np.prod(grid)),
@@ -165,7 +172,14 @@ def init_participant_wf(
     if len(t_rs) != 1:
         raise DatasetInvalid(f"sub-{s}: runs have different repetition times {sorted(t_rs)}")
     memory = participant_memory_gb(config, inputs)
-    patterns = _add_glm(wf, config, inputs, t_r=t_rs.pop(), mem_gb=memory["glm"])
+    patterns = _add_glm(
+        wf,
+        config,
+        inputs,
+        t_r=t_rs.pop(),
+        mem_gb=memory["glm"],
+        at_once=int(memory["glm_runs_at_once"]),
+    )
     wf.connect(patterns["write"], "out_file", outputnode, "patterns_file")
     _add_brain_mask(wf, config, inputs)
     _add_searchlight(
@@ -185,10 +199,17 @@ def init_participant_wf(
     return wf
 
 
-def _add_glm(wf, config, inputs: SubjectInputs, *, t_r: float, mem_gb: float) -> dict:
+def _add_glm(
+    wf, config, inputs: SubjectInputs, *, t_r: float, mem_gb: float, at_once: int = 1
+) -> dict:
     """Add the participant's patterns (``estimate_patterns``, an :class:`EstimatePatterns`
     node with the confounds of ``--confounds`` when every run has them) and their writer
     (``write_patterns``, ``desc-<method>_stat-<output>_statmap.nii.gz``) to ``wf``.
+
+    The node fits ``at_once`` runs at once (:func:`~dnnrsa.bids_app.resources.glm_runs_at_once`)
+    and declares them to nipype (``n_procs``) with the memory of that many
+    (``mem_gb``, :func:`~dnnrsa.bids_app.resources.glm_memory_gb`), which it passes on as
+    the fits' budget.
 
     Returns
     -------
@@ -207,11 +228,12 @@ def _add_glm(wf, config, inputs: SubjectInputs, *, t_r: float, mem_gb: float) ->
             noise_model=config.noise_model,
             noise_normalisation=config.noise_normalisation,
             seed=config.seed,
-            n_jobs=config.nprocs,
+            n_jobs=at_once,
+            max_memory_gb=mem_gb,
         ),
         name="estimate_patterns",
         mem_gb=mem_gb,
-        n_procs=config.nprocs,  # MultiProc schedules the node on as many processors
+        n_procs=at_once,  # MultiProc schedules the node on as many processors
     )
     if inputs.mask is not None:
         patterns.inputs.mask_file = str(inputs.mask)

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from ._cpus import resolve_n_jobs
 from ._fastglm import NOISE_MODELS, fit_lsa, fit_lss, lss_pieces
 from ._masks import load_mask
 from .brainmask import (
@@ -71,6 +72,7 @@ __all__ = [
     "estimate_patterns",
     "img_to_patterns",
     "patterns_to_img",
+    "run_fit_memory_gb",
     "save_brain_mask",
     "shrinkage_covariance",
 ]
@@ -486,7 +488,8 @@ def estimate_patterns(
     return_residuals: bool = False,
     return_noise_precision: bool = False,
     random_state: int | None = 0,
-    n_jobs: int = 1,
+    n_jobs: int | None = 1,
+    max_memory_gb: float | None = None,
 ) -> PatternResult:
     """Estimate one response pattern per condition and run.
 
@@ -533,9 +536,19 @@ def estimate_patterns(
         Keep each run's inverse shrinkage covariance (n_voxels x n_voxels).
     random_state : int or None, default=0
         Seed of nilearn's coefficient clustering for ``"arN"`` noise models (N > 1).
-    n_jobs : int, default=1
-        Parallel jobs of :func:`nilearn.glm.first_level.run_glm` for ``"arN"`` noise
-        models; ``"ar1"`` and ``"ols"`` run in this process (BLAS threads).
+    n_jobs : int or None, default=1
+        With ``"ar1"`` and ``"ols"``: runs fitted at once, in worker processes (forked,
+        or spawned where this process runs other threads: a script then needs the
+        ``if __name__ == "__main__":`` guard) that keep this process's BLAS threads
+        (None or -1: the CPUs this process may use, :func:`dnnrsa._cpus.resolve_n_jobs`;
+        never more than the runs, nor than fit in ``max_memory_gb``). With ``"arN"``:
+        the parallel jobs of :func:`nilearn.glm.first_level.run_glm`, the runs one
+        after another. The patterns do not depend on it (the same bits, in the same run
+        order).
+    max_memory_gb : float, optional
+        Memory budget (GB) of the fits: at most as many runs are fitted at once as
+        :func:`run_fit_memory_gb` (the peak of one run's fit, from its shapes) fits in
+        it, one at least. None: no bound beyond ``n_jobs``.
 
     Returns
     -------
@@ -552,9 +565,9 @@ def estimate_patterns(
     Notes
     -----
     The work runs in steps: ``_check_options``, ``_load_inputs``, ``_prepare_mask``
-    (:func:`dnnrsa.brainmask.brain_mask`), then ``_fit_runs``, which fits each run
-    (``_run_patterns``), normalises its noise (``_normalise_noise``) and assembles the
-    result (``_pattern_result``).
+    (:func:`dnnrsa.brainmask.brain_mask`), ``_runs_at_once``, then ``_fit_runs``, which
+    fits each run (``_run_patterns``), normalises its noise (``_normalise_noise``) and
+    assembles the result (``_pattern_result``).
     """
     glm_kwargs = {
         "hrf_model": hrf_model,
@@ -569,8 +582,9 @@ def estimate_patterns(
     mask_info, masker, n_voxels = _prepare_mask(
         runs, mask_img, smoothing_fwhm, opts.noise_normalisation
     )
+    at_once = _runs_at_once(runs, n_voxels, opts, n_jobs, max_memory_gb, return_residuals)
     return _fit_runs(
-        runs, masker, n_voxels, mask_info, opts, return_residuals, return_noise_precision
+        runs, masker, n_voxels, mask_info, opts, return_residuals, return_noise_precision, at_once
     )
 
 
@@ -704,39 +718,198 @@ def _fit_runs(
     opts: _Options,
     return_residuals,
     return_noise_precision,
+    at_once: int = 1,
 ) -> PatternResult:
-    """Fit every run, normalise its noise, and assemble the result (step 4)."""
+    """Fit every run, normalise its noise, and assemble the result (step 4).
+
+    With ``at_once`` > 1 the runs are fitted in that many worker processes
+    (:func:`_map_runs`), their results kept in run order.
+    """
     order = runs.order
     n_runs = len(runs.imgs)
     codes = {label: f"cond{k:05d}" for k, label in enumerate(order)}
     want_noise = opts.noise_normalisation != "none" or return_residuals or return_noise_precision
-    patterns, designs, residuals, precisions = [], [], [], []
-    for run, (img, table, conf) in enumerate(zip(runs.imgs, runs.tables, runs.confs, strict=True)):
-        n_scans = runs.n_scans[run]
-        y, lsa_design, run_patterns = _run_patterns(
-            img, table, conf, masker, n_scans, order, codes, opts
+    tasks = [
+        (run, img, table, conf, masker, runs.n_scans[run], order, codes, opts)
+        + (want_noise, return_residuals, return_noise_precision)
+        for run, (img, table, conf) in enumerate(
+            zip(runs.imgs, runs.tables, runs.confs, strict=True)
         )
-        if want_noise:
-            run_patterns, resid, precision = _normalise_noise(
-                run, y, lsa_design, run_patterns, n_scans, opts, return_noise_precision
-            )
-            if return_residuals:
-                residuals.append(resid)
-            if return_noise_precision:
-                precisions.append(precision)
-        patterns.append(run_patterns)
-        designs.append(lsa_design.rename(columns={v: k for k, v in codes.items()}))
+    ]
+    fitted = []
+    for run, result in enumerate(_map_runs(tasks, at_once)):
+        fitted.append(result)
         logger.info("run %d/%d: %d conditions, %d voxels", run + 1, n_runs, len(order), n_voxels)
     return _pattern_result(
-        patterns,
+        [f[0] for f in fitted],
         order,
         masker.mask_img_,
         opts,
-        designs,
-        residuals if return_residuals else None,
-        precisions if return_noise_precision else None,
+        [f[1] for f in fitted],
+        [f[2] for f in fitted] if return_residuals else None,
+        [f[3] for f in fitted] if return_noise_precision else None,
         mask_info,
     )
+
+
+def _fit_one_run(task):
+    """One run's patterns, LSA design (conditions by label), residuals and noise precision."""
+    run, img, table, conf, masker, n_scans, order, codes, opts = task[:9]
+    want_noise, return_residuals, return_noise_precision = task[9:]
+    y, lsa_design, run_patterns = _run_patterns(
+        img, table, conf, masker, n_scans, order, codes, opts
+    )
+    resid = precision = None
+    if want_noise:
+        run_patterns, resid, precision = _normalise_noise(
+            run, y, lsa_design, run_patterns, n_scans, opts, return_noise_precision
+        )
+    design = lsa_design.rename(columns={v: k for k, v in codes.items()})
+    return run_patterns, design, resid if return_residuals else None, precision
+
+
+def _blas_threads() -> int | None:
+    """The BLAS threads of this process (None when threadpoolctl finds no BLAS)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
+_WORKER_LIMITS = []
+
+
+def _init_worker(blas_threads, log_level) -> None:
+    """A run worker: the BLAS threads of the parent (the products then give the same
+    bits: OpenBLAS's can depend on its thread count) and its log level."""
+    import warnings as _warnings
+
+    if blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        _WORKER_LIMITS.append(threadpool_limits(limits=blas_threads, user_api="blas"))
+    logger.setLevel(log_level)
+    _warnings.simplefilter("ignore")
+
+
+def _start_method() -> str:
+    """How run workers start: forked where the platform can and this process runs no
+    other thread (no imports to repeat), else spawned."""
+    import multiprocessing
+    import threading
+
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
+def _map_runs(tasks: list, at_once: int) -> list:
+    """:func:`_fit_one_run` of every task, in run order; ``at_once`` > 1 runs them in that
+    many worker processes (:func:`_start_method`). Each worker has its own BLAS, held to
+    the parent's thread count so that the numbers are the same bits as in one process
+    (OpenBLAS's products can depend on its thread count, and the count is process-wide:
+    threads of one process could not each keep their own)."""
+    at_once = max(1, min(int(at_once), len(tasks)))
+    if at_once == 1:
+        return [_fit_one_run(task) for task in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(
+        max_workers=at_once,
+        mp_context=multiprocessing.get_context(_start_method()),
+        initializer=_init_worker,
+        initargs=(_blas_threads(), logger.getEffectiveLevel()),
+    ) as pool:
+        return list(pool.map(_fit_one_run, tasks))
+
+
+#: Float64 copies of a run's masked data (``n_scans * n_voxels * 8`` bytes) at the peak
+#: of one run's fit (the masked data, its percent signal change, the fit's residuals and
+#: products), per method and noise model: measured with ``tracemalloc`` on a run of the
+#: MNI 2 mm grid (235,375 voxels, 245 volumes, 72 trials) and rounded up (LSA 2.8 with
+#: AR(1), 2.0 with OLS; LSS 1.2 beside its voxel blocks).
+RUN_FIT_COPIES = {
+    ("lsa", "ar1"): 3.0,
+    ("lsa", "ols"): 2.0,
+    ("lss", "ar1"): 1.5,
+    ("lss", "ols"): 1.5,
+}
+#: Memory of a run's fit beside its data (designs, nilearn's and the fit's small arrays).
+RUN_FIT_BASE_GB = 0.03
+
+
+def run_fit_memory_gb(
+    n_scans: int,
+    n_voxels: int,
+    *,
+    n_grid: int | None = None,
+    n_trials: int = 0,
+    method: str = "lsa",
+    noise_model: str = "ar1",
+    residuals: bool = False,
+) -> float:
+    """Peak memory (GB) of one run's fit in :func:`estimate_patterns`, from its shapes.
+
+    The larger of two moments. Masking: the run's image on its grid (float32, ``n_grid *
+    n_scans * 4`` bytes) beside its masked data (float64, ``n_scans * n_voxels * 8``).
+    Fitting: :data:`RUN_FIT_COPIES` float64 copies of the masked data and, for LSS, the
+    voxel blocks of :func:`dnnrsa._fastglm.fit_lss` (16,384 voxels of ``32 n_trials +
+    n_scans`` values with AR(1), ``4 n_trials + n_scans`` with OLS) and the trials'
+    estimates (``n_trials * n_voxels``); plus :data:`RUN_FIT_BASE_GB`. Residuals kept
+    (noise normalisation, ``return_residuals``) add two copies (an allowance). Other
+    noise models than AR(1) and OLS count as AR(1).
+
+    Parameters
+    ----------
+    n_scans, n_voxels : int
+        Volumes of the run and voxels of the mask.
+    n_grid : int, optional
+        Voxels of the image's grid (default ``n_voxels``).
+    n_trials : int
+        Trials of the run (LSS).
+    method : {"lsa", "lss"}
+    noise_model : str
+    residuals : bool
+        The run's residuals are kept.
+    """
+    n_scans, n_voxels = int(n_scans), int(n_voxels)
+    n_grid = n_voxels if n_grid is None else int(n_grid)
+    key = (method, noise_model if noise_model in NOISE_MODELS else "ar1")
+    data = 8.0 * n_scans * n_voxels
+    masking = 4.0 * n_grid * n_scans + data
+    fitting = RUN_FIT_COPIES.get(key, 3.0) * data
+    if method == "lss":
+        per_trial = 32 if key[1] == "ar1" else 4
+        fitting += 8.0 * min(n_voxels, 16384) * (per_trial * n_trials + n_scans)
+        fitting += 8.0 * n_trials * n_voxels
+    if residuals:
+        fitting += 2 * data
+    return RUN_FIT_BASE_GB + max(masking, fitting) / 2**30
+
+
+def _runs_at_once(runs: _Runs, n_voxels, opts: _Options, n_jobs, max_memory_gb, residuals) -> int:
+    """How many runs :func:`estimate_patterns` fits at once: ``n_jobs`` (resolved by
+    :func:`dnnrsa._cpus.resolve_n_jobs`), at most the runs and as many as
+    :func:`run_fit_memory_gb` of the largest run fits in ``max_memory_gb`` (one at
+    least); one for nilearn's ``"arN"`` models (their ``n_jobs`` is ``run_glm``'s)."""
+    if opts.glm_kwargs["noise_model"] not in NOISE_MODELS:
+        return 1
+    at_once = min(resolve_n_jobs(n_jobs), len(runs.imgs))
+    if max_memory_gb is not None and at_once > 1:
+        n_grid = max(int(np.prod(img.shape[:3])) for img in runs.imgs)
+        n_trials = max(len(t) for t in runs.tables)
+        one = run_fit_memory_gb(
+            max(runs.n_scans),
+            n_voxels,
+            n_grid=n_grid,
+            n_trials=n_trials,
+            method=opts.method,
+            noise_model=opts.glm_kwargs["noise_model"],
+            residuals=residuals or opts.noise_normalisation != "none",
+        )
+        at_once = max(1, min(at_once, int(float(max_memory_gb) // one)))
+    return at_once
 
 
 def _run_patterns(img, table, conf, masker, n_scans, order, codes, opts: _Options):

@@ -36,7 +36,11 @@ class _EstimatePatternsInputSpec(BaseInterfaceInputSpec):
         1,
         usedefault=True,
         nohash=True,
-        desc="parallel jobs of nilearn's AR(1) fits (the results do not depend on it)",
+        desc="runs fitted at once, in worker processes (the results do not depend on it)",
+    )
+    max_memory_gb = traits.Float(
+        nohash=True,
+        desc="memory budget of the fits (GB): no more runs at once than fit in it",
     )
 
 
@@ -90,6 +94,9 @@ class EstimatePatterns(SimpleInterface):
             noise_model=self.inputs.noise_model,
             random_state=self.inputs.seed,
             n_jobs=self.inputs.n_jobs,
+            max_memory_gb=self.inputs.max_memory_gb
+            if isdefined(self.inputs.max_memory_gb)
+            else None,
         )
         patterns = os.path.join(runtime.cwd, "patterns.nii.gz")
         atomic_save_nifti(result.to_img(), patterns)
