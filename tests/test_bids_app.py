@@ -149,8 +149,9 @@ def test_unknown_noise_model_exits_64(small, tmp_path, capsys):
 
 
 def test_nprocs_reaches_the_glm_and_the_searchlight(small, participant_run, tmp_path):
-    """--nprocs is the n_jobs of the GLM and the searchlight, and their nodes declare it
-    to nipype (n_procs), in the built graph and in the nodes the run executed."""
+    """--nprocs is the n_jobs of the searchlight and bounds the runs the GLM fits at
+    once (no more than the subject's runs, here 2), and their nodes declare it to nipype
+    (n_procs), in the built graph and in the nodes the run executed."""
     from nipype.utils.filemanip import loadpkl
 
     from dnnrsa.bids_app.collect import collect_inputs
@@ -164,7 +165,7 @@ def test_nprocs_reaches_the_glm_and_the_searchlight(small, participant_run, tmp_
     config = config_from_options(build_parser().parse_args([*argv, "--nprocs", "5"]))
     wf = init_participant_wf(config, collect_inputs(config)["01"])
     glm, searchlight = wf.get_node("estimate_patterns"), wf.get_node("searchlight")
-    assert glm.inputs.n_jobs == 5 and glm.n_procs == 5
+    assert glm.inputs.n_jobs == 2 and glm.n_procs == 2  # the data set's 2 runs
     assert searchlight.inputs.n_jobs == 5 and searchlight.n_procs == 5
     assert plugin_arguments(config)["n_procs"] == 5
     # the run of the fixture (--nprocs 2) executed its nodes with that value
