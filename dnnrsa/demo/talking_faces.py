@@ -55,6 +55,10 @@ EXPRESSIONS: dict[str, dict[str, float]] = {
 #: ``dnnrsa.demo.voices.VOCAL_INTENSITY``).
 EXPRESSION_GAIN = 1.5
 
+#: Range of a rendition's expression intensity (uniform), the share of its emotion's
+#: facial actions it reaches at its apex: every face shows its emotion clearly.
+FACE_INTENSITY = (0.75, 1.1)
+
 #: Facial actions of a relaxed face (the start of every clip).
 _RELAXED = dict(
     brow_raise=0.0, brow_tilt=0.0, eye_open=1.0, mouth_curve=0.0,
@@ -166,7 +170,7 @@ def expression_tracks(
     """Time courses of the facial actions for one rendition of an emotion.
 
     The expression rises from a relaxed face to its apex (onset 0.2-0.7 s), with a
-    rendition-specific intensity, slow drifts, a speech-like jaw flutter that is
+    rendition-specific intensity (:data:`FACE_INTENSITY`), slow drifts, a speech-like jaw flutter that is
     unrelated to the sentence, and blinks; every action's distance from the relaxed
     face is then scaled by :data:`EXPRESSION_GAIN`.
 
@@ -179,7 +183,7 @@ def expression_tracks(
     t = np.arange(n_frames) / fps
     onset = rng.uniform(0.05, 0.35)
     rise = rng.uniform(0.25, 0.5)
-    intensity = rng.uniform(0.75, 1.1)
+    intensity = rng.uniform(*FACE_INTENSITY)
     ramp = np.clip((t - onset) / rise, 0.0, 1.0)
     ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep
     tracks = {}
