@@ -90,28 +90,11 @@ def add_group_tests(wf, config, groups: list[MapGroup]) -> None:
                 if statistic.derivative and (tfce[-1] or not statistic.tfce)
             ]
             expected.append(out / build_name(ents, "clusters", ".tsv"))
-        test = pe.Node(
-            GroupModelTest(
-                in_files=[[str(f) for f in g.files] for g in members],
-                entities=entities,
-                sidecars=sidecars,
-                tfce=tfce,
-                n_permutations=config.n_permutations,
-                cluster_threshold=config.cluster_threshold,
-                seed=config.seed,
-                device=config.device,
-                n_jobs=config.nprocs,
-            ),
-            name=f"test_{to_label(f'{task}{space}{model}', fallback='')}",
-            n_procs=config.nprocs,
-            mem_gb=_group_mem_gb(members),
-        )
-        # a rerun with the same work directory resumes: the test reruns only when its
-        # inputs changed or one of its outputs is missing from the derivatives
-        test.overwrite = not all(p.is_file() for p in expected)
-        sink = pe.Node(CopyDerivatives(output_dir=str(out)), name=f"write_{test.name}")
-        sink.overwrite = True
-        wf.connect(test, "out_files", sink, "in_files")
+        label = to_label(f"{task}{space}{model}", fallback="")
+        _add_group_test(
+            wf, config, members, f"test_{label}", expected, out,
+            entities=entities, sidecars=sidecars, tfce=tfce,
+        )  # fmt: skip
 
 
 #: What the sidecar of a group encoding map says of the negative subject estimates.
@@ -177,27 +160,37 @@ def add_encoding_tests(wf, config, groups: list[EncodingMapGroup]) -> None:
                 if statistic.derivative and (config.tfce or not statistic.tfce)
             ]
             expected.append(out / build_name(ents, "clusters", ".tsv"))
-        test = pe.Node(
-            GroupModelTest(
-                in_files=[[str(f) for f in g.files] for g in members],
-                entities=entities,
-                sidecars=sidecars,
-                tfce=[bool(config.tfce)] * len(members),
-                fisher_z=fisher,
-                n_permutations=config.n_permutations,
-                cluster_threshold=config.cluster_threshold,
-                seed=config.seed,
-                device=config.device,
-                n_jobs=config.nprocs,
-            ),
-            name=f"test_encoding_{to_label(f'{task}{space}{model}', fallback='')}",
-            n_procs=config.nprocs,
-            mem_gb=_group_mem_gb(members),
-        )
-        test.overwrite = not all(p.is_file() for p in expected)
-        sink = pe.Node(CopyDerivatives(output_dir=str(out)), name=f"write_{test.name}")
-        sink.overwrite = True
-        wf.connect(test, "out_files", sink, "in_files")
+        label = to_label(f"{task}{space}{model}", fallback="")
+        _add_group_test(
+            wf, config, members, f"test_encoding_{label}", expected, out,
+            entities=entities, sidecars=sidecars, tfce=[bool(config.tfce)] * len(members),
+            fisher_z=fisher,
+        )  # fmt: skip
+
+
+def _add_group_test(wf, config, members, name, expected, out, **inputs) -> None:
+    """Add one GroupModelTest node (the maps of ``members``; ``inputs``: its entities,
+    sidecars, tfce and optional fisher_z) and the sink that copies its outputs to
+    ``out``. A rerun with the same work directory resumes: the test reruns only when its
+    inputs changed or one of its ``expected`` outputs is missing from the derivatives."""
+    test = pe.Node(
+        GroupModelTest(
+            in_files=[[str(f) for f in g.files] for g in members],
+            **inputs,
+            n_permutations=config.n_permutations,
+            cluster_threshold=config.cluster_threshold,
+            seed=config.seed,
+            device=config.device,
+            n_jobs=config.nprocs,
+        ),
+        name=name,
+        n_procs=config.nprocs,
+        mem_gb=_group_mem_gb(members),
+    )
+    test.overwrite = not all(p.is_file() for p in expected)
+    sink = pe.Node(CopyDerivatives(output_dir=str(out)), name=f"write_{test.name}")
+    sink.overwrite = True
+    wf.connect(test, "out_files", sink, "in_files")
 
 
 def init_group_wf(
