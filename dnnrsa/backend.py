@@ -17,7 +17,9 @@ CPU and why, rather than splitting the work silently.
 from __future__ import annotations
 
 import functools
+import glob
 import logging
+import sys
 from typing import Any
 
 import numpy as np
@@ -27,9 +29,27 @@ logger = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
 
 
+#: Device files through which a process reaches a GPU on Linux: NVIDIA's driver
+#: (``/dev/nvidia0``, ``/dev/nvidiactl``, ...), WSL's GPU paravirtualisation and AMD's
+#: ROCm (whose torch builds also answer ``torch.cuda``).
+GPU_DEVICE_FILES = ("/dev/nvidia*", "/dev/dxg", "/dev/kfd")
+
+
+@functools.cache
+def _no_gpu_device_file() -> bool:
+    """True on Linux when none of :data:`GPU_DEVICE_FILES` exists: no library can reach
+    a GPU then, and neither CuPy nor torch needs importing to say so (importing torch
+    takes seconds, in every worker process that asks)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not any(glob.glob(pattern) for pattern in GPU_DEVICE_FILES)
+
+
 @functools.cache
 def _cupy_module():
     """Return the cupy module if it imports *and* a device really works, else None."""
+    if _no_gpu_device_file():
+        return None
     try:
         import cupy
     except Exception as exc:  # ImportError, or a broken CUDA library at import
@@ -51,6 +71,8 @@ def _cupy_module():
 @functools.cache
 def _torch_sees_cuda() -> bool:
     """Whether torch (a dependency of dnnrsa) can use a CUDA device."""
+    if "torch" not in sys.modules and _no_gpu_device_file():
+        return False
     try:
         import torch
 

@@ -497,8 +497,10 @@ def read_rdm_tsv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     table, rows = _read_square_table(path)
     if len(rows) < 3:
         raise ValueError(f"{path}: an RDM needs at least 3 conditions; got {len(rows)}")
+    cells = table.to_numpy(dtype=object)
+    cells[(cells == "n/a") | (cells == "")] = "nan"
     try:
-        values = table.replace({"n/a": "nan", "": "nan"}).to_numpy(dtype=np.float64)
+        values = cells.astype(np.float64)
     except ValueError as exc:
         raise ValueError(f"{path}: RDM entries must be numbers or n/a ({exc})") from exc
     if not np.allclose(values, values.T, rtol=1e-6, atol=1e-12, equal_nan=True):

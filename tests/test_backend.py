@@ -46,6 +46,28 @@ def test_import_is_light():
     assert out.stdout.strip() == ""
 
 
+def test_auto_without_a_gpu_device_file_does_not_import_torch():
+    """Where no GPU device file exists, device="auto" resolves to the CPU without
+    importing torch (seconds in every worker process of a workflow), and the answer is
+    torch's own."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dnnrsa.backend as b; d = b.resolve_device('auto'); "
+        "t = b.gpu_available('torch'); print(d, t, b._no_gpu_device_file(), "
+        "'torch' in sys.modules, 'cupy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    device, torch_sees, no_file, torch_imported, cupy_imported = out.stdout.split()
+    if no_file == "False":
+        pytest.skip("a GPU device file exists here")
+    assert (device, torch_sees, torch_imported, cupy_imported) == ("cpu", "False", "False", "False")
+    import torch
+
+    assert torch.cuda.is_available() is False
+
+
 @pytest.mark.gpu
 def test_cupy_roundtrip():
     cp = backend.get_namespace(device="cuda")
