@@ -44,6 +44,16 @@ workers), peak memory (the proportional resident memory of this process and its 
 summed, sampled every 20 ms by another process) and whether the patterns are equal (``np.array_equal``)::
 
     python benchmarks/glm.py --parallel-runs --methods lsa --noise-models ar1
+
+``--device cuda`` (or ``auto``, ``cpu``) times instead dnnrsa's fits of every run (LSA
+and LSS, each ``--noise-models``, effects and t: ``dnnrsa._fastglm.fit_lsa`` and
+``fit_lss``) on that device beside the CPU, after one untimed fit on the device (CuPy
+compiles its kernels on first use), and prints each fit's CPU and device times (summed
+over runs, the results copied back to the host included), their ratio and the largest
+difference of the device's numbers from the CPU's (``max |device - cpu| / max |cpu|``
+per map, the maximum over maps)::
+
+    python benchmarks/glm.py --device cuda --runs 1
 """
 
 from __future__ import annotations
@@ -85,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="time estimate_patterns with n_jobs=1 and n_jobs=2 (runs written as NIfTI)",
     )
     parser.add_argument("--methods", default="lsa,lss", help="with --parallel-runs")
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="time dnnrsa's fits on this device beside the CPU (no nilearn)",
+    )
     return parser
 
 
@@ -354,6 +370,75 @@ def report(args, totals, diffs, n_vox, n_trials_total):
     )
 
 
+# --------------------------------------------------------------------------- device
+def _device_fits(y, events, conf, noise_models):
+    """Each (name, function of a device) of one run: dnnrsa's LSA and LSS fits."""
+    from dnnrsa._fastglm import fit_lsa, fit_lss
+    from dnnrsa.glm import _design, _lss_pieces
+
+    n_scans = y.shape[0]
+    frame_times = np.linspace(0.0, (n_scans - 1) * TR_S, n_scans)
+    with _quiet():
+        design = _design(frame_times, events, conf, GLM_KWARGS)
+        own, shared, target = _lss_pieces(frame_times, events, conf, GLM_KWARGS)
+    x = design.to_numpy()
+    cols = [list(design.columns).index(c) for c in sorted(events["trial_type"])]
+    fits = []
+    for noise_model in noise_models:
+        label = {"ols": "OLS", "ar1": "AR(1)"}[noise_model]
+        for output in ("effect", "t"):
+            kw = {"output": output, "noise_model": noise_model}
+            fits.append(
+                (
+                    f"LSA {label} {output}",
+                    lambda device, kw=kw: fit_lsa(y, x, cols, device=device, **kw),
+                )
+            )
+            fits.append(
+                (
+                    f"LSS {label} {output}",
+                    lambda device, kw=kw: fit_lss(y, own, shared, target, device=device, **kw),
+                )
+            )
+    return fits
+
+
+def device_runs(args, grid, rng, betas) -> None:
+    """dnnrsa's fits of every run on ``args.device`` beside the CPU."""
+    from nilearn.glm.first_level import mean_scaling
+
+    from dnnrsa.backend import resolve_device
+
+    device = resolve_device(args.device)
+    print(f"device: {args.device} -> {device}")
+    times: dict[str, list[float]] = {}
+    diffs: dict[str, float] = {}
+    for run in range(args.runs):
+        bold, events, conf = simulate_run(grid, rng, betas)
+        y, _ = mean_scaling(np.asarray(bold, dtype=np.float64), 0)
+        del bold
+        fits = _device_fits(y, events, conf, args.noise_models)
+        if run == 0:  # untimed: the device's first use (CuPy compiles its kernels)
+            for _, fit in fits:
+                fit(device)
+        for name, fit in fits:
+            t0 = time.perf_counter()
+            ref = fit("cpu")
+            t1 = time.perf_counter()
+            got = fit(device)
+            t2 = time.perf_counter()
+            row = times.setdefault(name, [0.0, 0.0])
+            row[0] += t1 - t0
+            row[1] += t2 - t1
+            scale = np.abs(ref).max(axis=1, keepdims=True)
+            diffs[name] = max(diffs.get(name, 0.0), float(np.max(np.abs(got - ref) / scale)))
+            print(f"  run {run + 1} {name:<16} cpu {t1 - t0:7.2f} s, {device} {t2 - t1:7.2f} s")
+    print(f"\n{'fit':<18}{'cpu s':>9}{f'{device} s':>9}{'ratio':>8}{'diff/scale':>12}")
+    for name, (cpu_s, dev_s) in times.items():
+        print(f"{name:<18}{cpu_s:>9.2f}{dev_s:>9.2f}{cpu_s / dev_s:>7.1f}x{diffs[name]:>12.1e}")
+    print(f"\n{y.shape[1]} voxels, {args.runs} runs; times summed over runs")
+
+
 # --------------------------------------------------------------------------- runs at once
 def write_subject(args, grid, rng, betas, folder):
     """The simulated runs written as NIfTI (float32, uncompressed), their events and
@@ -447,6 +532,9 @@ def main(argv=None) -> int:
     betas = stimulus_betas(n_vox, rng)
     if args.parallel_runs:
         parallel_runs(args, grid, rng, betas)
+        return 0
+    if args.device is not None:
+        device_runs(args, grid, rng, betas)
         return 0
     totals, diffs = Totals(), {}
     n_trials_total = 0

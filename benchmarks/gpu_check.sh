@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Study-scale GPU check on a machine with an NVIDIA GPU, sized to finish in under 7 minutes
-# (so that one rerun fits in a 15-minute device lease with the machine's start).
+# Study-scale GPU check on a machine with an NVIDIA GPU, sized to finish in under 9 minutes
+# (its timeouts add up to 8 min 45 s; steps 1 and 2 alone to under 7 minutes, so that a
+# rerun of them fits in a 15-minute device lease with the machine's start).
 #
 # Run from the repository root:  bash benchmarks/gpu_check.sh [results_file]
 #
@@ -15,7 +16,9 @@
 #    Python 3.12 (numba 0.68.1, 3.8 MiB; llvmlite 0.50.0, 57 MiB) take nearly all the
 #    64 MiB a device call may carry. Writes gpu_study.json next to the results file.
 # 2. Only when nibabel and nilearn import: the GPU-marked searchlight tests and
-#    benchmarks/searchlight.py on cuda and cpu (MNI 2 mm mask, 29 models).
+#    benchmarks/searchlight.py on cuda and cpu (MNI 2 mm mask, 29 models); then the
+#    GPU-marked GLM tests (tests/test_fastglm_gpu.py) and benchmarks/glm.py --device cuda
+#    (dnnrsa's LSA and LSS fits of one simulated run at 3 mm on cuda beside the CPU).
 #
 # Results: a short text file (default: $OUT/gpu_check_results.txt, else
 # ./gpu_check_results.txt). Nothing is installed from the network. Wheels found in
@@ -85,7 +88,9 @@ if "$PY" -c "import nibabel, nilearn, pytest" 2>/dev/null; then
     log "## benchmark on cuda (MNI 2 mm mask, 29 models)"
     timeout 45 "$PY" benchmarks/searchlight.py --device cuda --skip-rsatoolbox 2>&1 \
         | tail -n 8 | tee -a "$RESULTS"
+    log "## GLM on cuda (pytest -m gpu tests/test_fastglm_gpu.py; benchmarks/glm.py --device cuda)"
+    { timeout 60 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_fastglm_gpu.py 2>&1 | tail -n 6; timeout 60 "$PY" benchmarks/glm.py --device cuda --runs 1 --voxel-size 3 2>&1 | tail -n 12; } | tee -a "$RESULTS"
 else
-    log "## nibabel/nilearn missing: GPU tests and benchmarks/searchlight.py skipped (see the header)"
+    log "## nibabel/nilearn missing: GPU tests, benchmarks/searchlight.py and benchmarks/glm.py skipped (see the header)"
 fi
 log "## done"

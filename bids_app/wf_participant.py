@@ -209,7 +209,8 @@ def _add_glm(
     The node fits ``at_once`` runs at once (:func:`~dnnrsa.bids_app.resources.glm_runs_at_once`)
     and declares them to nipype (``n_procs``) with the memory of that many
     (``mem_gb``, :func:`~dnnrsa.bids_app.resources.glm_memory_gb`), which it passes on as
-    the fits' budget.
+    the fits' budget. Its fits run on ``--device`` (on the GPU one run after another,
+    one CPU declared); the device is left out of the node's hash, as ``--nprocs`` is.
 
     Returns
     -------
@@ -217,6 +218,7 @@ def _add_glm(
         ``node``: the patterns node; ``write``: its writer.
     """
     s = inputs.subject
+    gpu = _use_gpu(config)
     patterns = pe.Node(
         EstimatePatterns(
             bold_files=[str(r.bold) for r in inputs.runs],
@@ -228,12 +230,14 @@ def _add_glm(
             noise_model=config.noise_model,
             noise_normalisation=config.noise_normalisation,
             seed=config.seed,
-            n_jobs=at_once,
+            n_jobs=1 if gpu else at_once,
             max_memory_gb=mem_gb,
+            device=config.device,
+            use_gpu=gpu,
         ),
         name="estimate_patterns",
         mem_gb=mem_gb,
-        n_procs=at_once,  # MultiProc schedules the node on as many processors
+        n_procs=1 if gpu else at_once,  # MultiProc schedules the node on as many processors
     )
     if inputs.mask is not None:
         patterns.inputs.mask_file = str(inputs.mask)

@@ -38,6 +38,15 @@ nilearn's own rounding dominates the difference.
 The small factorisations run on one BLAS thread
 (:func:`dnnrsa._cpus.single_threaded_blas`): BLAS threads only slow them down, badly so
 when the cores are shared; the large products keep the BLAS threads.
+
+The large products (those over the voxels: the data with the design's pieces, the
+residuals, their lag sums, the per-bin refits, the t statistic's element-wise steps)
+run through an array module ``xp``, numpy on the CPU or CuPy on a GPU, chosen once by
+``device=`` at :func:`fit_lsa` and :func:`fit_lss` (:mod:`dnnrsa.backend`). The small
+factorisations of the designs (pseudo-inverses, SVDs, the per-bin tables) and the
+recomputation of the few coefficients near a bin edge stay in numpy and scipy on the
+CPU; their results are moved to the device once. On the CPU the operations are those
+of numpy alone, in the same order.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ import numpy as np
 import scipy.linalg
 
 from ._cpus import single_threaded_blas
+from .backend import get_namespace, to_numpy
 
 __all__ = [
     "NOISE_MODELS",
@@ -139,15 +149,15 @@ def _whiten(x: np.ndarray, rho: float) -> np.ndarray:
     return out
 
 
-def _t_stat(effect: np.ndarray, variance: np.ndarray) -> np.ndarray:
+def _t_stat(effect, variance, xp=np):
     """``Contrast.stat()``: ``effect / sqrt(max(sd ** 2, 1e-50))`` with ``sd =
     sqrt(variance)`` (nilearn stores ``sd ** 2``). Computed in ``variance``, a
     temporary of the caller's, which is returned."""
-    np.sqrt(variance, out=variance)
-    np.square(variance, out=variance)
-    np.maximum(variance, TINY, out=variance)
-    np.sqrt(variance, out=variance)
-    return np.divide(effect, variance, out=variance)
+    xp.sqrt(variance, out=variance)
+    xp.square(variance, out=variance)
+    xp.maximum(variance, TINY, out=variance)
+    xp.sqrt(variance, out=variance)
+    return xp.divide(effect, variance, out=variance)
 
 
 def ar1_coefficients(residuals: Any, bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +226,7 @@ def fit_lsa(
     output: str = "effect",
     noise_model: str = "ar1",
     bins: int = 100,
+    device: str = "cpu",
 ) -> np.ndarray:
     """The effect or t statistic of every column of one design, as nilearn computes them.
 
@@ -252,41 +263,58 @@ def fit_lsa(
     noise_model : {"ar1", "ols"}
     bins : int, default=100
         nilearn's number of AR(1) bins per unit of rho.
+    device : {"cpu", "auto", "cuda"}, default="cpu"
+        Where the products over the voxels run (:func:`dnnrsa.backend.resolve_device`):
+        numpy on the CPU, or CuPy on a GPU, with the run's data in float64 on the
+        device. The result is a numpy array either way.
 
     Returns
     -------
     ndarray of shape (len(columns), n_voxels)
+
+    Raises
+    ------
+    ValueError
+        On an invalid option (``device`` included) or shapes that do not match.
+    RuntimeError
+        If ``device="cuda"`` and CuPy cannot use a GPU.
     """
     _check(noise_model, output, bins)
+    xp = get_namespace(device=device)
     y = _data(y)
     x, cols = _column_indices(design, columns)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"design has {x.shape[0]} rows; y has {y.shape[0]} scans")
-    return _fit_design(y, x, cols, output, noise_model, bins)
+    return to_numpy(_fit_design(y, x, cols, output, noise_model, bins, xp, xp.asarray(y)))
 
 
-def _fit_design(y, x, cols, output, noise_model, bins):
+def _fit_design(y, x, cols, output, noise_model, bins, xp=np, y_dev=None):
+    """:func:`fit_lsa` on checked arrays: ``y`` and ``x`` numpy, ``y_dev`` the data on
+    ``xp``'s device (``y`` itself for numpy). Returns an ``xp`` array."""
+    y_dev = y if y_dev is None else y_dev
     n_scans, n_columns = x.shape
     with single_threaded_blas(np):
         pinv = scipy.linalg.pinv(x)
+    # gathers by an index array: the same values as by the list (and CuPy needs one)
+    idx = cols if xp is np else xp.asarray(np.asarray(cols, dtype=np.intp))
     if noise_model == "ols":
-        theta = pinv @ y
-        effect = theta[cols]
+        theta = xp.asarray(pinv) @ y_dev
+        effect = theta[idx]
         if output == "effect":
             return effect
-        resid = x @ theta
-        np.subtract(y, resid, out=resid)
-        dispersion = np.einsum("tv,tv->v", resid, resid) / (n_scans - n_columns)
-        cov = np.diag(pinv @ pinv.T)[cols]
-        return _t_stat(effect, cov[:, None] * dispersion)
+        resid = xp.asarray(x) @ theta
+        xp.subtract(y_dev, resid, out=resid)
+        dispersion = xp.einsum("tv,tv->v", resid, resid) / (n_scans - n_columns)
+        cov = xp.asarray(np.diag(pinv @ pinv.T)[cols])
+        return _t_stat(effect, cov[:, None] * dispersion, xp)
 
     # AR(1): voxel-major arrays, so that every bin's voxels are contiguous rows
-    theta = y.T @ pinv.T  # (n_voxels, n_columns)
-    resid = theta @ (-x.T)
-    resid += y.T  # (n_voxels, n_scans): the OLS residuals
+    theta = y_dev.T @ xp.asarray(pinv.T)  # (n_voxels, n_columns)
+    resid = theta @ xp.asarray(-x.T)
+    resid += y_dev.T  # (n_voxels, n_scans): the OLS residuals
     mean = resid.mean()
-    r0 = np.einsum("vt,vt->v", resid, resid)
-    r1 = np.einsum("vt,vt->v", resid[:, :-1], resid[:, 1:])
+    r0 = xp.einsum("vt,vt->v", resid, resid)
+    r1 = xp.einsum("vt,vt->v", resid[:, :-1], resid[:, 1:])
     # nilearn's Yule-Walker sums of the centred residuals: sum (e_t - m)^2 and
     # sum (e_t - m)(e_t+1 - m), from the uncentred sums
     e_sum = resid.sum(axis=1)
@@ -295,18 +323,21 @@ def _fit_design(y, x, cols, output, noise_model, bins):
     c1 = r1 - mean * (2.0 * e_sum - e_first - e_last) + (n_scans - 1) * mean**2
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = (c1 / ((n_scans - 1) * n_scans)) / (c0 / (n_scans * n_scans))
-    rho[~np.isfinite(rho)] = 0.0
+    rho[~xp.isfinite(rho)] = 0.0
     scaled = rho * bins
-    near = np.flatnonzero(np.abs(scaled - np.rint(scaled)) < EDGE_TOL)
+    near = xp.flatnonzero(xp.abs(scaled - xp.rint(scaled)) < EDGE_TOL)
     if near.size:  # nilearn's own operations on nilearn's residuals, for these voxels
-        y_near = y[:, near]
+        near_cpu = to_numpy(near)
+        y_near = y[:, near_cpu]
         e_near = y_near - x @ (pinv @ y_near)
-        centred = e_near.T - mean
+        centred = e_near.T - (mean if xp is np else float(mean))
         n0 = (centred[:, np.newaxis, :] @ centred[:, :, np.newaxis])[:, 0, 0]
         n1 = (centred[:, np.newaxis, 0:-1] @ centred[:, 1:, np.newaxis])[:, 0, 0]
-        scaled[near] = (n1 / ((n_scans - 1) * n_scans)) / (n0 / (n_scans * n_scans)) * bins
-    codes = scaled.astype(int)
-    z1 = resid @ _lagsum(x)  # rows: (L X)' e of each voxel
+        scaled[near] = xp.asarray(
+            (n1 / ((n_scans - 1) * n_scans)) / (n0 / (n_scans * n_scans)) * bins
+        )
+    codes = to_numpy(scaled.astype(int))
+    z1 = resid @ xp.asarray(_lagsum(x))  # rows: (L X)' e of each voxel
     if output == "t":
         ele = 2.0 * r1
     del resid
@@ -317,31 +348,32 @@ def _fit_design(y, x, cols, output, noise_model, bins):
         factors = [_pinv_factors(_whiten(x, code * 1.0 / bins))[0] for code in values]
     order = np.argsort(inverse, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=values.size))])
-    z1 = z1[order]
-    effect = theta[:, cols][order]
+    order_dev = xp.asarray(order)
+    z1 = z1[order_dev]
+    effect = theta[:, idx][order_dev]
     del theta
-    e_last = e_last[order]
+    e_last = e_last[order_dev]
     if output == "t":
-        ee, ele = r0[order], ele[order]
+        ee, ele = r0[order_dev], ele[order_dev]
     for b, code in enumerate(values):
         rho = code * 1.0 / bins
         sl = slice(bounds[b], bounds[b + 1])
         w = factors[b]  # pinv(A X) = w @ U'
         if rho != 0.0:  # rho 0: ARModel is the OLS model
             # g = U' A e = w' (A X)' A e, with (A X)' A e = -rho (L X)' e - rho^2 x_T e_T
-            g = z1[sl] @ (-rho * w)
-            g -= np.outer(e_last[sl], rho**2 * (x[-1] @ w))
-            effect[sl] += g @ w[cols].T
+            g = z1[sl] @ xp.asarray(-rho * w)
+            g -= xp.outer(e_last[sl], xp.asarray(rho**2 * (x[-1] @ w)))
+            effect[sl] += g @ xp.asarray(w[cols].T)
         if output == "t":
             ssr = ee[sl] - rho * ele[sl] + rho**2 * (ee[sl] - e_last[sl] ** 2)
             if rho != 0.0:
-                ssr -= np.einsum("vr,vr->v", g, g)
-            cov = np.einsum("cr,cr->c", w[cols], w[cols])
-            var = (np.maximum(ssr, 0.0) / (n_scans - n_columns))[:, None] * cov
-            effect[sl] = _t_stat(effect[sl], var)
-    out = np.empty_like(effect)
-    out[order] = effect
-    return np.ascontiguousarray(out.T)
+                ssr -= xp.einsum("vr,vr->v", g, g)
+            cov = xp.asarray(np.einsum("cr,cr->c", w[cols], w[cols]))
+            var = (xp.maximum(ssr, 0.0) / (n_scans - n_columns))[:, None] * cov
+            effect[sl] = _t_stat(effect[sl], var, xp)
+    out = xp.empty_like(effect)
+    out[order_dev] = effect
+    return xp.ascontiguousarray(out.T)
 
 
 # ---------------------------------------------------------------------------
@@ -396,6 +428,7 @@ def fit_lss(
     noise_model: str = "ar1",
     bins: int = 100,
     chunk_size: int = 16384,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Each trial's target effect or t statistic, as one nilearn GLM per trial gives it.
 
@@ -461,12 +494,25 @@ def fit_lss(
         Voxels per block (memory: about ``(2 n_trials n_own + n_scans) * chunk_size``
         float64 values, and about 30 ``n_trials * chunk_size`` arrays: 250 MB for 72
         trials).
+    device : {"cpu", "auto", "cuda"}, default="cpu"
+        Where the products over the voxels run (:func:`dnnrsa.backend.resolve_device`):
+        numpy on the CPU, or CuPy on a GPU, with the run's data in float64 on the
+        device (the voxel blocks then take the device's memory). The result is a numpy
+        array either way.
 
     Returns
     -------
     ndarray of shape (n_trials, n_voxels)
+
+    Raises
+    ------
+    ValueError
+        On an invalid option (``device`` included) or shapes that do not match.
+    RuntimeError
+        If ``device="cuda"`` and CuPy cannot use a GPU.
     """
     _check(noise_model, output, bins)
+    xp = get_namespace(device=device)
     y = _data(y)
     own = np.asarray(trial_columns, dtype=np.float64)
     if own.ndim == 2:
@@ -484,15 +530,18 @@ def fit_lss(
     if not 0 <= target < n_own:
         raise ValueError(f"target {target} out of range for {n_own} own columns")
     out = np.empty((n_trials, y.shape[1]))
+    y_dev = xp.asarray(y)
     with single_threaded_blas(np):
         q = _orthonormal_basis(shared)
         s_tilde = np.stack([_project_out(q, own[k]) for k in range(n_trials)])
         good = _well_posed(own, shared, s_tilde)
         if good.any():
-            fit = _LSSFit(y, own[good], shared, s_tilde[good], q, target, output, noise_model, bins)
+            fit = _LSSFit(
+                y_dev, own[good], shared, s_tilde[good], q, target, output, noise_model, bins, xp
+            )
     for k in np.flatnonzero(~good):
         x = np.concatenate([own[k], shared], axis=1)
-        out[k] = _fit_design(y, x, [target], output, noise_model, bins)[0]
+        out[k] = to_numpy(_fit_design(y, x, [target], output, noise_model, bins, xp, y_dev)[0])
     if good.any():
         out[good] = fit.run(max(1, int(chunk_size)))
     return out
@@ -518,9 +567,14 @@ def _well_posed(own, shared, s_tilde):
 
 
 class _LSSFit:
-    """The pieces of :func:`fit_lss` shared by all voxel blocks."""
+    """The pieces of :func:`fit_lss` shared by all voxel blocks.
 
-    def __init__(self, y, own, shared, s_tilde, q, target, output, noise_model, bins):
+    ``y`` is the data on ``xp``'s device; the pieces of the designs are computed with
+    numpy and copied there once (the ``_dev`` attributes; numpy's are the same arrays).
+    """
+
+    def __init__(self, y, own, shared, s_tilde, q, target, output, noise_model, bins, xp=np):
+        self.xp = xp
         self.y, self.own, self.shared, self.q = y, own, shared, q
         self.target, self.output, self.noise_model, self.bins = target, output, noise_model, bins
         n_trials, n_scans, n_own = s_tilde.shape
@@ -556,11 +610,17 @@ class _LSSFit:
         self.qlq = q.T @ lq
         self.q_last = q[-1].copy()
         # the global mean of each trial's OLS residual array, from the summed data
-        ysum = _project_out(q, y.sum(axis=1)[:, None])[:, 0]
+        ysum = _project_out(q, to_numpy(y.sum(axis=1))[:, None])[:, 0]
         beta_sum = np.einsum("kij,kj->ki", self.gram_inv, np.einsum("kti,t->ki", st, ysum))
         rsum = ysum.sum() - np.einsum("ki,ki->k", self.s_sum, beta_sum)
         self.mean = rsum / (n_scans * y.shape[1])
         self._bin_cache: dict[int, tuple] = {}
+        # the pieces the voxel blocks use, on the device
+        self.q_dev, self.k_mat_dev = xp.asarray(q), xp.asarray(self.k_mat)
+        self.gram_inv_dev, self.lag_dev = xp.asarray(self.gram_inv), xp.asarray(self.lag)
+        self.s_edges_dev, self.s_last_dev = xp.asarray(self.s_edges), xp.asarray(self.s_last)
+        self.f_dev, self.q_last_dev = xp.asarray(self.f), xp.asarray(self.q_last)
+        self.mean_dev = xp.asarray(self.mean)
 
     # -- per bin -----------------------------------------------------------------
 
@@ -576,7 +636,7 @@ class _LSSFit:
         mss = self.gram - rho * self.lag + rho**2 * (self.gram - last)
         msq = -rho * self.f - rho**2 * np.einsum("ki,g->kig", self.s_last, self.q_last)
         sigma = mss - np.einsum("kig,gh,kjh->kij", msq, mqq_inv, msq)
-        tables = (mqq_inv, np.linalg.inv(sigma))
+        tables = (self.xp.asarray(mqq_inv), self.xp.asarray(np.linalg.inv(sigma)))
         self._bin_cache[code] = tables
         return tables
 
@@ -587,11 +647,11 @@ class _LSSFit:
         out = np.empty((self.n_trials, n_voxels))
         for start in range(0, n_voxels, chunk_size):
             sl = slice(start, min(start + chunk_size, n_voxels))
-            out[:, sl] = self._block(sl)
+            out[:, sl] = to_numpy(self._block(sl))
         return out
 
     def _block(self, sl):
-        q = self.q
+        q = self.q_dev
         y_block = self.y[:, sl]
         # one projection suffices here: what is left of Q in yt (rounding of y's
         # shared part) meets S~, orthogonal to Q, in the products, and is left out of
@@ -599,28 +659,28 @@ class _LSSFit:
         yt = y_block
         if q.shape[1] and not (self.noise_model == "ols" and self.output == "effect"):
             yt = y_block - q @ (q.T @ y_block)
-        prods = self.k_mat.T @ yt
+        prods = self.k_mat_dev.T @ yt
         # the rest: small products, on one BLAS thread
         with single_threaded_blas(np):
             return self._block_rest(y_block, yt, prods)
 
     def _block_rest(self, y_block, yt, prods):
-        n_prod = self.n_prod
+        xp, n_prod = self.xp, self.n_prod
         a = self._own_products(prods[:n_prod])
-        beta = np.matmul(self.gram_inv, a)
+        beta = xp.matmul(self.gram_inv_dev, a)
         if self.noise_model == "ols" and self.output == "effect":
             return beta[:, self.target]
-        yy = np.einsum("tv,tv->v", yt, yt)
-        ssr = yy - np.einsum("kiv,kiv->kv", a, beta)
+        yy = xp.einsum("tv,tv->v", yt, yt)
+        ssr = yy - xp.einsum("kiv,kiv->kv", a, beta)
         if self.noise_model == "ols":
-            var = self.gram_inv[:, self.target, self.target][:, None] * (
-                np.maximum(ssr, 0.0) / self.dof
+            var = self.gram_inv_dev[:, self.target, self.target][:, None] * (
+                xp.maximum(ssr, 0.0) / self.dof
             )
-            return _t_stat(beta[:, self.target], var)
+            return _t_stat(beta[:, self.target], var, xp)
 
         b = self._own_products(prods[n_prod : 2 * n_prod])
         e = prods[2 * n_prod :]
-        yly = 2.0 * np.einsum("tv,tv->v", yt[:-1], yt[1:])
+        yly = 2.0 * xp.einsum("tv,tv->v", yt[:-1], yt[1:])
         y_last, y_first, y_sum = yt[-1], yt[0], yt.sum(axis=0)
         codes = self._ar1_codes(beta, a, b, ssr, yy, yly, y_last, y_first, y_sum, y_block, yt)
         return self._ar1_block(codes, a, b, e, yy, yly, y_last)
@@ -630,18 +690,19 @@ class _LSSFit:
         product's rows (the targets and their total, when the designs share a total)."""
         if not self.total:
             return rows.reshape(self.n_trials, self.n_own, -1)
-        out = np.empty((self.n_trials, 2, rows.shape[1]))
+        out = self.xp.empty((self.n_trials, 2, rows.shape[1]))
         out[:, self.target] = rows[:-1]
-        np.subtract(rows[-1], rows[:-1], out=out[:, 1 - self.target])
+        self.xp.subtract(rows[-1], rows[:-1], out=out[:, 1 - self.target])
         return out
 
     def _ar1_codes(self, beta, a, b, ssr, yy, yly, y_last, y_first, y_sum, y_block, yt):
         """Each (trial, voxel)'s binned AR(1) coefficient, as an integer ``rho * bins``."""
-        n_scans, m = self.n_scans, self.mean[:, None]
-        rlr = yly - 2.0 * np.einsum("kiv,kiv->kv", b, beta)
-        rlr += np.einsum("kiv,kiv->kv", beta, np.matmul(self.lag, beta))
+        xp = self.xp
+        n_scans, m = self.n_scans, self.mean_dev[:, None]
+        rlr = yly - 2.0 * xp.einsum("kiv,kiv->kv", b, beta)
+        rlr += xp.einsum("kiv,kiv->kv", beta, xp.matmul(self.lag_dev, beta))
         # the residuals' sum, first and last values: one batched product
-        r_sum, r_first, r_last = np.moveaxis(np.matmul(self.s_edges, beta), 1, 0)
+        r_sum, r_first, r_last = xp.moveaxis(xp.matmul(self.s_edges_dev, beta), 1, 0)
         r_sum = y_sum - r_sum
         r_first = y_first - r_first
         r_last = y_last - r_last
@@ -649,12 +710,13 @@ class _LSSFit:
         s1 = rlr / 2.0 - m * (2.0 * r_sum - r_first - r_last) + (n_scans - 1) * m**2
         with np.errstate(invalid="ignore", divide="ignore"):
             rho = (s1 / ((n_scans - 1) * n_scans)) / (s0 / (n_scans * n_scans))
-        rho[~np.isfinite(rho)] = 0.0
+        rho[~xp.isfinite(rho)] = 0.0
         scaled = rho * self.bins
-        near = np.abs(scaled - np.rint(scaled)) < EDGE_TOL
-        for k in np.flatnonzero(near.any(axis=1)):
-            idx = np.flatnonzero(near[k])
-            scaled[k, idx] = self._explicit_rho(k, y_block[:, idx]) * self.bins
+        near = xp.abs(scaled - xp.rint(scaled)) < EDGE_TOL
+        for k in to_numpy(xp.flatnonzero(near.any(axis=1))):
+            idx = xp.flatnonzero(near[k])
+            explicit = self._explicit_rho(k, to_numpy(y_block[:, idx]))
+            scaled[k, idx] = xp.asarray(explicit) * self.bins
         return scaled.astype(int)
 
     def _explicit_rho(self, k, y_cols):
@@ -669,28 +731,29 @@ class _LSSFit:
 
     def _ar1_block(self, codes, a, b, e, yy, yly, y_last):
         """The whitened fits of a voxel block, each (trial, voxel) with its own bin."""
+        xp = self.xp
         n_trials, n_own, t = self.n_trials, self.n_own, self.target
         g = self.q.shape[1]
         lo, hi = codes.min(axis=0), codes.max(axis=0)
         c_min, c_max = int(lo.min()), int(hi.max())
         tables = [self._bin_tables(code) for code in range(c_min, c_max + 1)]
         # per (voxel, bin) pair: w = M_QQ^-1 z_Q, z_Q'w and q_T'w
-        offset = np.concatenate([[0], np.cumsum(hi - lo + 1)])
+        offset = xp.concatenate([xp.zeros(1, dtype=hi.dtype), xp.cumsum(hi - lo + 1)])
         n_pairs = int(offset[-1])
-        w_pairs = np.zeros((g, n_pairs))
-        zqw = np.zeros(n_pairs)
+        w_pairs = xp.zeros((g, n_pairs))
+        zqw = xp.zeros(n_pairs)
         for code in range(c_min, c_max + 1) if g else ():
-            idx = np.flatnonzero((lo <= code) & (code <= hi))
+            idx = xp.flatnonzero((lo <= code) & (code <= hi))
             rho = code * 1.0 / self.bins
-            zq = -rho * (e[:, idx] + rho * np.outer(self.q_last, y_last[idx]))
+            zq = -rho * (e[:, idx] + rho * xp.outer(self.q_last_dev, y_last[idx]))
             w = tables[code - c_min][0] @ zq
             pos = offset[idx] + code - lo[idx]
             w_pairs[:, pos] = w
-            zqw[pos] = np.einsum("gv,gv->v", zq, w)
-        fw = (self.f.reshape(n_trials * n_own, g) @ w_pairs).reshape(n_trials, n_own, n_pairs)
-        qtw = self.q_last @ w_pairs
+            zqw[pos] = xp.einsum("gv,gv->v", zq, w)
+        fw = (self.f_dev.reshape(n_trials * n_own, g) @ w_pairs).reshape(n_trials, n_own, n_pairs)
+        qtw = self.q_last_dev @ w_pairs
         pair = offset[:-1][None, :] + codes - lo[None, :]  # (n_trials, n_vox)
-        fw_kv = np.take_along_axis(fw, pair[:, None, :], axis=2)
+        fw_kv = xp.take_along_axis(fw, pair[:, None, :], axis=2)
 
         rho = codes * 1.0 / self.bins
         rho2 = rho**2
@@ -698,10 +761,10 @@ class _LSSFit:
         # M_SQ w = -rho F_k w - rho^2 s_T (q_T'w)
         s = a * (1.0 + rho2)[:, None]
         s -= rho[:, None] * (b - fw_kv)
-        s -= self.s_last[:, :, None] * (rho2 * (y_last - qtw[pair]))[:, None]
+        s -= self.s_last_dev[:, :, None] * (rho2 * (y_last - qtw[pair]))[:, None]
         # Sigma^-1 of each (trial, voxel)'s bin, entry by entry: flat gathers
-        sigma_inv = np.stack([tab[1] for tab in tables])  # (n_codes, n_trials, own, own)
-        flat = (codes - c_min) * n_trials + np.arange(n_trials)[:, None]
+        sigma_inv = xp.stack([tab[1] for tab in tables])  # (n_codes, n_trials, own, own)
+        flat = (codes - c_min) * n_trials + xp.arange(n_trials)[:, None]
         sig = {}
         for i in range(n_own):
             for j in range(i, n_own):
@@ -712,5 +775,5 @@ class _LSSFit:
         quad = sum(s[:, i] * sum(sig[i, j] * s[:, j] for j in range(n_own)) for i in range(n_own))
         ay2 = yy - rho * yly + rho2 * (yy - y_last**2)
         ssr = ay2 - zqw[pair] - quad
-        var = sig[t, t] * (np.maximum(ssr, 0.0) / self.dof)
-        return _t_stat(u_t, var)
+        var = sig[t, t] * (xp.maximum(ssr, 0.0) / self.dof)
+        return _t_stat(u_t, var, xp)

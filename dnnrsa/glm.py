@@ -49,6 +49,7 @@ import numpy as np
 from ._cpus import resolve_n_jobs
 from ._fastglm import NOISE_MODELS, fit_lsa, fit_lss, lss_pieces
 from ._masks import load_mask
+from .backend import DEVICES, resolve_device
 from .brainmask import (
     MAX_MASK_LOSS,
     BrainMask,
@@ -441,13 +442,21 @@ def _fit_contrasts(y, design, columns, output, glm_kwargs):
 
     With ``noise_model`` ``"ar1"`` or ``"ols"`` the numbers of nilearn's ``run_glm``
     and ``compute_contrast`` come from :func:`dnnrsa._fastglm.fit_lsa` (every column at
-    once); other noise models (``"arN"``) go through nilearn itself.
+    once, on ``glm_kwargs["device"]``, "cpu" when absent); other noise models (``"arN"``)
+    go through nilearn itself, on the CPU.
     """
     names = list(design.columns)
     noise_model = glm_kwargs["noise_model"]
     if noise_model in NOISE_MODELS:
         cols = [names.index(column) for column in columns]
-        return fit_lsa(y, design.to_numpy(), cols, output=output, noise_model=noise_model)
+        return fit_lsa(
+            y,
+            design.to_numpy(),
+            cols,
+            output=output,
+            noise_model=noise_model,
+            device=glm_kwargs.get("device", "cpu"),
+        )
 
     from nilearn.glm.contrasts import compute_contrast
     from nilearn.glm.first_level import run_glm
@@ -490,6 +499,7 @@ def estimate_patterns(
     random_state: int | None = 0,
     n_jobs: int | None = 1,
     max_memory_gb: float | None = None,
+    device: str = "cpu",
 ) -> PatternResult:
     """Estimate one response pattern per condition and run.
 
@@ -549,6 +559,13 @@ def estimate_patterns(
         Memory budget (GB) of the fits: at most as many runs are fitted at once as
         :func:`run_fit_memory_gb` (the peak of one run's fit, from its shapes) fits in
         it, one at least. None: no bound beyond ``n_jobs``.
+    device : {"cpu", "auto", "cuda"}, default="cpu"
+        Where the fits of ``"ar1"`` and ``"ols"`` run (:func:`dnnrsa.backend.resolve_device`;
+        ``"auto"``: the GPU when CuPy can use one): their products over the voxels run on
+        CuPy with each run's data in float64 on the GPU, the small factorisations of the
+        designs on the CPU. On the GPU the runs are fitted one after another in this
+        process (``n_jobs`` does not apply). The patterns agree with the CPU's to
+        rounding. nilearn's ``"arN"`` models ignore it and run on the CPU.
 
     Returns
     -------
@@ -560,7 +577,9 @@ def estimate_patterns(
     ------
     ValueError
         On a 3D image, a missing or non-positive ``t_r``, conditions that differ
-        between runs, an empty mask, or an invalid option.
+        between runs, an empty mask, or an invalid option (``device`` included).
+    RuntimeError
+        If ``device="cuda"`` (with ``"ar1"`` or ``"ols"``) and CuPy cannot use a GPU.
 
     Notes
     -----
@@ -576,6 +595,7 @@ def estimate_patterns(
         "noise_model": noise_model,
         "n_jobs": n_jobs,
         "random_state": random_state,
+        "device": device,
     }
     opts = _check_options(method, output, noise_normalisation, signal_scaling, t_r, glm_kwargs)
     runs = _load_inputs(run_imgs, events_list, confounds, condition_column)
@@ -661,6 +681,13 @@ def _check_options(method, output, noise_normalisation, signal_scaling, t_r, glm
         raise ValueError(f"t_r must be a positive number of seconds; got {t_r!r}") from exc
     if not np.isfinite(t_r) or t_r <= 0:
         raise ValueError(f"t_r must be a positive number of seconds; got {t_r!r}")
+    device = glm_kwargs.get("device", "cpu")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {list(DEVICES)}; got {device!r}")
+    # resolved once here ("cpu" or "cuda"); nilearn's "arN" models run on the CPU
+    glm_kwargs["device"] = (
+        resolve_device(device) if glm_kwargs["noise_model"] in NOISE_MODELS else "cpu"
+    )
     return _Options(method, output, noise_normalisation, signal_scaling, t_r, glm_kwargs)
 
 
@@ -892,8 +919,11 @@ def _runs_at_once(runs: _Runs, n_voxels, opts: _Options, n_jobs, max_memory_gb, 
     """How many runs :func:`estimate_patterns` fits at once: ``n_jobs`` (resolved by
     :func:`dnnrsa._cpus.resolve_n_jobs`), at most the runs and as many as
     :func:`run_fit_memory_gb` of the largest run fits in ``max_memory_gb`` (one at
-    least); one for nilearn's ``"arN"`` models (their ``n_jobs`` is ``run_glm``'s)."""
+    least); one for nilearn's ``"arN"`` models (their ``n_jobs`` is ``run_glm``'s) and on
+    the GPU (the runs one after another on the device)."""
     if opts.glm_kwargs["noise_model"] not in NOISE_MODELS:
+        return 1
+    if opts.glm_kwargs.get("device", "cpu") == "cuda":
         return 1
     at_once = min(resolve_n_jobs(n_jobs), len(runs.imgs))
     if max_memory_gb is not None and at_once > 1:
@@ -1009,7 +1039,15 @@ def _lss(y, frame_times, events, conf, order, codes, output, glm_kwargs):
     noise_model = glm_kwargs["noise_model"]
     if noise_model in NOISE_MODELS:
         own, shared, target = _lss_pieces(frame_times, events, conf, glm_kwargs)
-        trial_estimates = fit_lss(y, own, shared, target, output=output, noise_model=noise_model)
+        trial_estimates = fit_lss(
+            y,
+            own,
+            shared,
+            target,
+            output=output,
+            noise_model=noise_model,
+            device=glm_kwargs.get("device", "cpu"),
+        )
     else:
         designs = [
             _lss_design(frame_times, events, trial, conf, glm_kwargs)

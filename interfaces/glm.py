@@ -42,6 +42,20 @@ class _EstimatePatternsInputSpec(BaseInterfaceInputSpec):
         nohash=True,
         desc="memory budget of the fits (GB): no more runs at once than fit in it",
     )
+    device = traits.Enum(
+        "cpu",
+        "auto",
+        "cuda",
+        usedefault=True,
+        nohash=True,
+        desc="where the ar1/ols fits run (the patterns agree with the CPU's to rounding)",
+    )
+    use_gpu = traits.Bool(
+        False,
+        usedefault=True,
+        nohash=True,
+        desc="runs on a GPU (nipype schedules it on a GPU slot)",
+    )
 
 
 class _EstimatePatternsOutputSpec(TraitedSpec):
@@ -97,6 +111,7 @@ class EstimatePatterns(SimpleInterface):
             max_memory_gb=self.inputs.max_memory_gb
             if isdefined(self.inputs.max_memory_gb)
             else None,
+            device=self.inputs.device,
         )
         patterns = os.path.join(runtime.cwd, "patterns.nii.gz")
         atomic_save_nifti(result.to_img(), patterns)

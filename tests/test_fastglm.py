@@ -458,6 +458,58 @@ def test_lss_pieces_and_errors():
     assert _fastglm.TINY == 1e-50
 
 
+def test_device_cpu_and_auto_give_the_same_bits_and_an_invalid_device_is_refused():
+    """device="cpu" and device="auto" (the CPU on a machine without a usable GPU) give the
+    default call's bits; another device is a ValueError naming the parameter (GPU
+    against CPU: tests/test_fastglm_gpu.py)."""
+    from dnnrsa.backend import resolve_device
+
+    y, _, lsa, designs = _simulated()
+    cols = [c for c in lsa.columns if str(c).startswith("stim")]
+    own, shared, target = lss_pieces(designs, "lsstarget")
+    devices = ["cpu"] + (["auto"] if resolve_device("auto") == "cpu" else [])
+    for noise_model in ("ols", "ar1"):
+        for output in ("effect", "t"):
+            lsa_ref = fit_lsa(y, lsa, cols, output=output, noise_model=noise_model)
+            lss_ref = fit_lss(y, own, shared, target, output=output, noise_model=noise_model)
+            for device in devices:
+                got = fit_lsa(y, lsa, cols, output=output, noise_model=noise_model, device=device)
+                assert type(got) is np.ndarray
+                np.testing.assert_array_equal(got, lsa_ref)
+                got = fit_lss(
+                    y, own, shared, target, output=output, noise_model=noise_model, device=device
+                )
+                assert type(got) is np.ndarray
+                np.testing.assert_array_equal(got, lss_ref)
+    with pytest.raises(ValueError, match="device"):
+        fit_lsa(y, lsa, cols, device="gpu")
+    with pytest.raises(ValueError, match="device"):
+        fit_lss(y, own, shared, target, device="tpu")
+
+
+def test_estimate_patterns_device_cpu_and_auto_and_an_invalid_device():
+    from dnnrsa.backend import resolve_device
+    from dnnrsa.glm import estimate_patterns
+
+    rng = np.random.default_rng(5)
+    shape, n_scans = (4, 4, 3), 100
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    events = pd.DataFrame({"onset": 6.0 + 15.0 * np.arange(6), "duration": 2.0})
+    events["stim_file"] = [f"s{k % 3}" for k in range(6)]
+    y = _ar1_noise(rng, rng.uniform(0.3, 0.8, 48), n_scans) + 100.0
+    img = nib.Nifti1Image(y.T.reshape(*shape, n_scans), affine)
+    mask = nib.Nifti1Image(np.ones(shape, dtype=np.uint8), affine)
+    devices = ["cpu"] + (["auto"] if resolve_device("auto") == "cpu" else [])
+    for method in ("lsa", "lss"):
+        kwargs = dict(t_r=T_R, mask_img=mask, method=method, output="t")
+        ref = estimate_patterns([img], [events], **kwargs).patterns
+        for device in devices:
+            got = estimate_patterns([img], [events], device=device, **kwargs).patterns
+            np.testing.assert_array_equal(got, ref)
+    with pytest.raises(ValueError, match="device"):
+        estimate_patterns([img], [events], t_r=T_R, mask_img=mask, device="gpu")
+
+
 # ---------------------------------------------------------------------------
 # through dnnrsa.glm.estimate_patterns: nilearn's FirstLevelModel per trial
 # ---------------------------------------------------------------------------
