@@ -70,6 +70,7 @@ class RunConfig:
     encoding_components: int = DEFAULT_ENCODING_COMPONENTS
     encoding_stimulus_folds: int = DEFAULT_ENCODING_STIMULUS_FOLDS  # 0: runs only
     encoding_layer_maps: bool = False
+    encoding_mask: str = "brain"  # the voxels fitted: brain, or rois (the union of the regions)
     # regions of interest
     rois: tuple[tuple[str, Path], ...] = ()  # (NAME, mask file) of --roi
     roi_atlas: str | None = None
@@ -152,6 +153,7 @@ _LEFT_OUT_AT_DEFAULT = {
     "encoding_components": DEFAULT_ENCODING_COMPONENTS,
     "encoding_stimulus_folds": DEFAULT_ENCODING_STIMULUS_FOLDS,
     "encoding_layer_maps": False,
+    "encoding_mask": "brain",
 }
 
 

@@ -184,6 +184,8 @@ def analysis_record(config: RunConfig) -> dict:
             "stimulus_folds": config.encoding_stimulus_folds,
             "layer_maps": config.encoding_layer_maps,
         }
+        if config.encoding_mask != "brain":  # absent at the default, as in earlier records
+            record["encoding"]["mask"] = config.encoding_mask
     record["model_rdms"] = {name: _digest(path) for name, path in config.model_rdms}
     record["rois"] = {name: _digest(path) for name, path in config.rois}
     crop = config.face_crop
@@ -395,8 +397,9 @@ def check_map_groups(groups) -> None:
                 elif meta[key] != seen[key][0]:
                     first_value, first = seen[key]
                     shown = (
-                        "different lists" if isinstance(first_value, list) else
-                        f"{first_value!r} and {meta[key]!r}"
+                        "different lists"
+                        if isinstance(first_value, list)
+                        else f"{first_value!r} and {meta[key]!r}"
                     )
                     raise UsageError(
                         f"the maps of {group.stem} were made with different options: {key} "

@@ -440,6 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also fit one encoding model per layer (R² and r maps of each layer; costs one "
         "model per layer) (default: off)",
     )
+    g.add_argument(
+        "--encoding-mask",
+        choices=["brain", "rois"],
+        default="brain",
+        help="the voxels the encoding models are fitted on: the whole brain mask, or the union "
+        "of the regions of --roi (rois: needs --roi, or --roi-atlas with --roi-labels; the maps "
+        "are NaN outside the regions)",
+    )
 
     g = parser.add_argument_group("regions of interest")
     g.add_argument(

@@ -75,6 +75,12 @@ def config_from_options(opts) -> RunConfig:
                 "a standard network with --network NAME and/or model RDMs with "
                 "--model-rdm NAME=FILE.tsv"
             )
+        if opts.encoding and opts.encoding_mask == "rois" and not (opts.roi or opts.roi_labels):
+            raise UsageError(
+                "--encoding-mask rois fits the encoding models within the regions of --roi: "
+                "give at least one --roi NAME=MASK.nii.gz (or --roi-atlas with --roi-labels), "
+                "or leave out --encoding-mask rois to fit the whole brain mask"
+            )
         if opts.checkpoint or opts.layers:
             _check_model_and_layers(opts.model, opts.layers)
         _check_checkpoints(opts.checkpoint, opts.model)
@@ -122,6 +128,7 @@ def config_from_options(opts) -> RunConfig:
         encoding_components=opts.encoding_components,
         encoding_stimulus_folds=opts.encoding_stimulus_folds,
         encoding_layer_maps=opts.encoding_layer_maps,
+        encoding_mask=opts.encoding_mask,
         rois=tuple((n, p.resolve()) for n, p in opts.roi),
         roi_atlas=opts.roi_atlas,
         roi_labels=tuple(opts.roi_labels),

@@ -195,6 +195,7 @@ def init_participant_wf(
             inputnode,
             stim_conditions or [],
             mem_gb=memory["encoding"],
+            rois=rois or {},
         )
     return wf
 
@@ -391,19 +392,35 @@ def _add_roi_rdms(wf, config, inputs: SubjectInputs, patterns, rois: dict) -> No
 
 
 def _add_encoding(
-    wf, config, inputs: SubjectInputs, patterns, inputnode, stim_conditions, *, mem_gb: float
+    wf,
+    config,
+    inputs: SubjectInputs,
+    patterns,
+    inputnode,
+    stim_conditions,
+    *,
+    mem_gb: float,
+    rois: dict | None = None,
 ) -> None:
     """Add each checkpoint's encoding models (``encoding_<label>``, :class:`EncodingModel`
     of the patterns in their mask from the features of ``inputnode.features_<label>``)
     and their sink (``write_encoding_<label>``, which copies the maps and sidecars into
-    the participant's folder) to ``wf``. The whole brain mask: not the regions of
-    ``--roi``."""
+    the participant's folder) to ``wf``. The voxels of the brain mask, or with
+    ``--encoding-mask rois`` those of the union of ``rois`` (ROI name -> mask file); with
+    ``rois``, each node also writes the table of its maps' means over each region. Without
+    them the nodes' inputs (and hashes) are those of the brain mask alone."""
     s = inputs.subject
     labels = _checkpoint_labels(config)
     gpu = _use_gpu(config)
+    regions = {}
+    if rois:
+        regions = {"roi_names": list(rois), "roi_files": [str(f) for f in rois.values()]}
+        if config.encoding_mask == "rois":
+            regions["fit_mask"] = "rois"
     for ckpt, label in zip(config.checkpoints, labels, strict=True):
         node = pe.Node(
             EncodingModel(
+                **regions,
                 stim_conditions=list(stim_conditions),
                 entities={"sub": s, "task": inputs.task, "space": inputs.space, "model": label},
                 n_components=config.encoding_components,

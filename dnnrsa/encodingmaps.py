@@ -2,7 +2,8 @@
 
 :func:`encoding_maps` averages a network's activations over the stimuli of each
 condition, fits :func:`dnnrsa.encoding.fit_encoding` on patterns given as rows
-labelled by run and condition, and returns every map with its file name and sidecar.
+labelled by run and condition, and returns every map with its file name and sidecar;
+:func:`encoding_roi_table` averages those maps over regions of interest.
 """
 
 from __future__ import annotations
@@ -23,13 +24,23 @@ from .encoding import (
     patterns_by_run,
 )
 
-__all__ = ["NEGATIVE_ESTIMATES", "EncodingMaps", "encoding_maps"]
+__all__ = [
+    "NEGATIVE_ESTIMATES",
+    "ROI_TABLE_COLUMNS",
+    "EncodingMaps",
+    "encoding_maps",
+    "encoding_roi_table",
+]
 
 #: How the BIDS App's sidecars describe negative estimates (:func:`dnnrsa.encoding.variance_partition`).
 NEGATIVE_ESTIMATES = (
     "reported as they come out, never clipped: a negative unique variance means adding the "
     "band made the held-out prediction worse; noise voxels scatter around zero"
 )
+
+
+#: The columns of :func:`encoding_roi_table` (the per-region table the BIDS App writes).
+ROI_TABLE_COLUMNS = ("roi", "quantity", "stat", "band", "layer", "mean", "n_voxels")
 
 
 @dataclass
@@ -265,3 +276,54 @@ def encoding_maps(
         "Runs": [str(r) for r in np.unique(runs)],
     }
     return EncodingMaps(result, order, _map_list(result, entities, settings))
+
+
+def encoding_roi_table(
+    maps: Sequence[tuple[str, np.ndarray, dict]], regions: Mapping[str, np.ndarray]
+):
+    """The mean of each map over each region: one row per region and map.
+
+    Parameters
+    ----------
+    maps : sequence of (file name, values, sidecar)
+        The maps of :attr:`EncodingMaps.maps` (named ``..._desc-<quantity>_stat-<s>``,
+        with a ``band`` or ``layer`` entity where they have one); values over voxels.
+    regions : mapping of str to boolean ndarray
+        Region name -> its voxels, over the same voxels as the maps' values.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`ROI_TABLE_COLUMNS`: ``roi``, ``quantity`` (the map's ``desc``),
+        ``stat``, ``band`` and ``layer`` (None where the map has none), ``mean`` (of the
+        finite values in the region; NaN where none is) and ``n_voxels`` (how many
+        were finite), regions in the order given, maps in the order of ``maps``.
+    """
+    import pandas as pd
+
+    from .bidsnames import parse_name
+
+    rows = []
+    for roi, region in regions.items():
+        region = np.asarray(region, dtype=bool)
+        for file_name, values, _ in maps:
+            values = np.asarray(values, dtype=np.float64)
+            if region.shape != values.shape:
+                raise ValueError(
+                    f"region {roi!r} has shape {region.shape}; the map {file_name} {values.shape}"
+                )
+            inside = values[region]
+            finite = inside[np.isfinite(inside)]
+            e = parse_name(file_name).entities
+            rows.append(
+                {
+                    "roi": str(roi),
+                    "quantity": e["desc"],
+                    "stat": e["stat"],
+                    "band": e.get("band"),
+                    "layer": e.get("layer"),
+                    "mean": float(finite.mean()) if finite.size else np.nan,
+                    "n_voxels": int(finite.size),
+                }
+            )
+    return pd.DataFrame(rows, columns=list(ROI_TABLE_COLUMNS))

@@ -11,6 +11,7 @@ from nipype.interfaces.base import (
     OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -46,6 +47,16 @@ class _EncodingModelInputSpec(BaseInterfaceInputSpec):
     n_jobs = traits.Int(
         1, usedefault=True, nohash=True, desc="folds fitted at once (the maps do not depend on it)"
     )
+    # regions (--roi): left undefined without them, so the node's hash is as before
+    roi_names = traits.List(traits.Str, desc="the regions' names, in the order of roi_files")
+    roi_files = traits.List(
+        File(exists=True), desc="the regions' masks (any grid): one table of their means"
+    )
+    fit_mask = traits.Enum(
+        "brain",
+        "rois",
+        desc="the voxels fitted: the brain mask (undefined: the same) or the union of the regions",
+    )
 
 
 class _EncodingModelOutputSpec(TraitedSpec):
@@ -57,7 +68,10 @@ class _EncodingModelOutputSpec(TraitedSpec):
 class EncodingModel(SimpleInterface):
     """Cross-validated banded ridge encoding of the patterns from one network's layers
     (:func:`dnnrsa.encodingmaps.encoding_maps`), one band per part of the network; its maps
-    are saved with their sidecars under the names of their derivatives."""
+    are saved with their sidecars under the names of their derivatives. With regions
+    (``roi_files``), also the table of each map's mean over each region
+    (:func:`dnnrsa.encodingmaps.encoding_roi_table`), and with ``fit_mask="rois"`` the
+    fit covers only the voxels of their union (the maps NaN elsewhere)."""
 
     input_spec = _EncodingModelInputSpec
     output_spec = _EncodingModelOutputSpec
@@ -74,7 +88,23 @@ class EncodingModel(SimpleInterface):
 
         mask_img = nib.load(self.inputs.mask_file)
         mask = np.asarray(mask_img.dataobj).astype(bool)
-        data = np.asarray(nib.load(self.inputs.patterns_file).dataobj, dtype=np.float64)
+        patterns_img = nib.load(self.inputs.patterns_file)
+        regions = _regions(self.inputs, patterns_img, mask)
+        fit_mask = self.inputs.fit_mask if isdefined(self.inputs.fit_mask) else "brain"
+        extra = {}
+        if fit_mask == "rois":
+            if not regions:
+                raise ValueError("fit_mask='rois' needs the regions (roi_files)")
+            mask = np.logical_or.reduce([r.mask for r in regions])
+            extra["EncodingMask"] = {
+                "Kind": "rois",
+                "Regions": [r.name for r in regions],
+                "Masks": [str(f) for f in self.inputs.roi_files],
+                "Description": "only the voxels of the union of the regions were fitted "
+                "(each resampled to the BOLD grid by nearest neighbour, within the brain "
+                "mask); NaN elsewhere",
+            }
+        data = np.asarray(patterns_img.dataobj, dtype=np.float64)
         if data.ndim == 3:
             data = data[..., None]
         table = pd.read_csv(self.inputs.conditions_file, sep="\t", dtype={"condition": str})
@@ -109,8 +139,78 @@ class EncodingModel(SimpleInterface):
             side = os.path.join(runtime.cwd, name.replace(".nii.gz", ".json"))
             write_json(
                 side,
-                {**meta, **dict(self.inputs.sidecar), "SoftwareVersions": software_versions()},
+                {
+                    **meta,
+                    **extra,
+                    **dict(self.inputs.sidecar),
+                    "SoftwareVersions": software_versions(),
+                },
             )
             files += [path, side]
+        if regions:
+            files += self._roi_table(runtime, fitted, regions, mask, fit_mask, software_versions())
         self._results["out_files"] = files
         return runtime
+
+    def _roi_table(self, runtime, fitted, regions, mask, fit_mask, versions) -> list[str]:
+        """The table of each map's mean over each region, and its sidecar."""
+        from dnnrsa._io import atomic_write
+        from dnnrsa.bidsnames import build_name, write_json
+        from dnnrsa.encodingmaps import encoding_roi_table
+
+        table = encoding_roi_table(fitted.maps, {r.name: r.mask[mask] for r in regions})
+        name = build_name({**dict(self.inputs.entities), "desc": "encodingroi"}, "stats", ".tsv")
+        path = os.path.join(runtime.cwd, name)
+        with atomic_write(path, "w") as fh:
+            table.to_csv(fh, sep="\t", index=False, na_rep="n/a", float_format="%.9g")
+        meta = fitted.maps[0][2]
+        files = dict(zip(self.inputs.roi_names, self.inputs.roi_files, strict=True))
+        side = {
+            "Description": "the mean of each encoding map over each region of interest: "
+            "the mean of the map's finite values over the region's voxels",
+            "Columns": {
+                "roi": "the region (--roi NAME)",
+                "quantity": "the map's desc (encoding, encodingsplit, encodingunique, "
+                "encodingshared, encodingceiling, encodingreliability, encodingfraction)",
+                "stat": "the map's stat: r2 or r",
+                "band": "the band of a band's map (n/a otherwise)",
+                "layer": "the layer of a per-layer map (n/a otherwise)",
+                "mean": "mean of the map's finite values over the region (n/a where none is)",
+                "n_voxels": "the region's voxels with a finite value in the map",
+            },
+            "ROIs": {
+                r.name: {
+                    "Mask": str(files[r.name]),
+                    "NumberOfVoxels": r.n_voxels,
+                    "VoxelsOnGrid": r.n_grid,
+                }
+                for r in regions
+            },
+            "Resampling": "nearest neighbour to the BOLD grid, then within the brain mask",
+            "EncodingMask": fit_mask,
+            "Bands": meta["Bands"],
+            "Conditions": meta["Conditions"],
+            **dict(self.inputs.sidecar),
+            "SoftwareVersions": versions,
+        }
+        side_path = os.path.join(runtime.cwd, name.replace(".tsv", ".json"))
+        write_json(side_path, side)
+        return [path, side_path]
+
+
+def _regions(inputs, patterns_img, brain) -> list:
+    """The regions of ``roi_files`` on the grid of the patterns, within the brain mask
+    (:func:`dnnrsa.roi.check_roi`), in their order; none when not given."""
+    if not isdefined(inputs.roi_files) or not inputs.roi_files:
+        return []
+    from dnnrsa.roi import check_roi
+
+    names = list(inputs.roi_names) if isdefined(inputs.roi_names) else []
+    if len(names) != len(inputs.roi_files):
+        raise ValueError(
+            f"roi_names ({len(names)}) must name each of the {len(inputs.roi_files)} roi_files"
+        )
+    return [
+        check_roi(name, path, patterns_img, brain)
+        for name, path in zip(names, inputs.roi_files, strict=True)
+    ]

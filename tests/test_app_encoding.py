@@ -25,13 +25,36 @@ def three_runs(tmp_path_factory):
     return make_small_bids(tmp_path_factory.mktemp("enc") / "bids", n_subjects=1, n_runs=3)
 
 
+def region_masks(data, folder) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Two regions on the grid of ``make_small_bids``: ``centre`` (the planted sphere)
+    and ``side`` (a slab of the brain away from it), written as masks into ``folder``;
+    their ``--roi`` options and the masks."""
+    ijk = np.indices(data.region_mask.shape)
+    masks = {
+        "centre": data.region_mask,
+        "side": data.brain_mask & (ijk[0] <= 2) & (ijk[1] <= 4),
+    }
+    argv = []
+    for name, mask in masks.items():
+        path = folder / f"{name}.nii.gz"
+        nib.Nifti1Image(mask.astype(np.uint8), data.affine).to_filename(path)
+        argv += ["--roi", f"{name}={path}"]
+    return argv, masks
+
+
 @pytest.fixture(scope="module")
-def encoding_run(tmp_path_factory, three_runs, crosschannel_checkpoint):
-    """A participant run with ``--encoding`` (3 layers in 3 parts, per-layer maps)."""
+def regions(three_runs, tmp_path_factory):
+    return region_masks(three_runs, tmp_path_factory.mktemp("enc_rois"))
+
+
+@pytest.fixture(scope="module")
+def encoding_run(tmp_path_factory, three_runs, crosschannel_checkpoint, regions):
+    """A participant run with ``--encoding`` (3 layers in 3 parts, per-layer maps) and
+    two regions (``--roi``: the per-region table; the brain mask is fitted)."""
     top = tmp_path_factory.mktemp("enc_run")
     out, work = top / "out", top / "work"
     argv = [str(three_runs.root), str(out), "participant"]
-    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *ENCODING]
+    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *ENCODING, *regions[0]]
     argv += ["-w", str(work), "--skip-bids-validation", "--no-reports", *SL]
     assert main(argv) == 0
     return out, work
@@ -90,6 +113,43 @@ def test_the_encoding_maps_are_written_with_their_sidecars(encoding_run):
     from dnnrsa.bids_app.group import _subject_map
 
     assert all(_subject_map(_func(out) / n) is None for n in names)
+    assert "EncodingMask" not in unique  # the brain mask: the sidecars as before
+
+
+def test_the_region_table_is_the_mean_of_each_map_in_each_region(encoding_run, regions):
+    """Known answer: each written map's finite values averaged over the region's voxels
+    of the brain mask, with numpy."""
+    import pandas as pd
+
+    out, _ = encoding_run
+    stem = "sub-01_task-cat_space-native_model-net"
+    path = _func(out) / f"{stem}_desc-encodingroi_stats.tsv"
+    table = pd.read_csv(path, sep="\t")
+    assert list(table.columns) == ["roi", "quantity", "stat", "band", "layer", "mean", "n_voxels"]
+    (mask_file,) = _func(out).glob("*_desc-brain_mask.nii.gz")
+    brain = np.asarray(nib.load(mask_file).dataobj).astype(bool)
+    maps = sorted(_func(out).glob(f"{stem}_*desc-encoding*_statmap.nii.gz"))
+    assert len(table) == 2 * len(maps) == 2 * 18  # every map, both regions
+    seen = set()
+    for row in table.itertuples(index=False):
+        extra = "".join(
+            f"{k}-{v}_" for k, v in (("band", row.band), ("layer", row.layer)) if isinstance(v, str)
+        )
+        name = f"{stem}_{extra}desc-{row.quantity}_stat-{row.stat}_statmap.nii.gz"
+        seen.add((row.roi, name))
+        values = np.asarray(nib.load(_func(out) / name).dataobj, dtype=np.float64)
+        inside = values[regions[1][row.roi] & brain]
+        finite = inside[np.isfinite(inside)]
+        assert row.n_voxels == finite.size > 0
+        np.testing.assert_allclose(row.mean, finite.mean(), rtol=1e-5, atol=1e-7)
+    assert seen == {(r, m.name) for r in ("centre", "side") for m in maps}
+    side = json.loads(path.with_suffix("").with_suffix(".json").read_text())
+    assert side["EncodingMask"] == "brain" and side["Checkpoint"].endswith("net.pt")
+    assert list(side["ROIs"]) == ["centre", "side"]
+    for name, mask in regions[1].items():
+        assert side["ROIs"][name]["NumberOfVoxels"] == int((mask & brain).sum())
+        assert side["ROIs"][name]["Mask"].endswith(f"{name}.nii.gz")
+    assert set(side["Columns"]) == set(table.columns)
 
 
 def test_the_joint_r2_equals_the_core_on_the_same_patterns_and_features(encoding_run):
@@ -132,19 +192,21 @@ def test_the_joint_r2_equals_the_core_on_the_same_patterns_and_features(encoding
 
 
 def test_a_rerun_with_other_encoding_settings_is_refused(
-    encoding_run, three_runs, crosschannel_checkpoint, tmp_path, capsys
+    encoding_run, three_runs, crosschannel_checkpoint, regions, tmp_path, capsys
 ):
     out, _ = encoding_run
     before = sorted(p.name for p in _func(out).iterdir())
-    argv = [str(three_runs.root), str(out), "participant"]
-    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *ENCODING]
-    argv += ["--encoding-components", "5"]
-    argv += ["-w", str(tmp_path / "work"), "--skip-bids-validation", "--no-reports", *SL]
-    assert main(argv) == 64
-    assert "--encoding" in capsys.readouterr().err
+    for other in (["--encoding-components", "5"], ["--encoding-mask", "rois"]):
+        argv = [str(three_runs.root), str(out), "participant"]
+        argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *ENCODING, *regions[0]]
+        argv += [*other, "-w", str(tmp_path / "work")]
+        argv += ["--skip-bids-validation", "--no-reports", *SL]
+        assert main(argv) == 64
+        err = capsys.readouterr().err
+        assert "--encoding:" in err and "--roi" not in err, err
     # and one without --encoding: the folder's maps would lack theirs
     argv = [str(three_runs.root), str(out), "participant"]
-    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS]
+    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *regions[0]]
     argv += ["-w", str(tmp_path / "work2"), "--skip-bids-validation", "--no-reports", *SL]
     assert main(argv) == 64
     assert sorted(p.name for p in _func(out).iterdir()) == before
@@ -166,6 +228,17 @@ def test_encoding_needs_three_runs_and_a_checkpoint(
     assert "--encoding needs at least 3 runs per participant" in capsys.readouterr().err
     for out in ("out1", "out2"):
         assert not list((tmp_path / out).glob("sub-*/func/*"))
+
+
+def test_encoding_mask_rois_needs_regions(three_runs, tmp_path, capsys):
+    """Refused (64) as the options are read, before any data is looked at."""
+    argv = [str(three_runs.root), str(tmp_path / "out"), "participant", *ENCODING]
+    argv += ["--encoding-mask", "rois", "--model-rdm", f"cat={three_runs.model_rdm}"]
+    argv += ["-w", str(tmp_path / "w"), "--skip-bids-validation", "--no-reports", *SL]
+    assert main(argv) == 64
+    err = capsys.readouterr().err
+    assert "--encoding-mask rois" in err and "--roi" in err
+    assert not list((tmp_path / "out").glob("*"))
 
 
 def test_a_run_without_encoding_writes_no_encoding_file(
@@ -207,6 +280,12 @@ def test_the_encoding_node_is_added_only_with_encoding_and_declares_its_memory(
     node = wf.get_node("encoding_net")
     assert node.inputs.stimulus_folds == 6 and node.inputs.n_components == 10
     assert not node.inputs.layer_maps
+    # no region, the brain mask: the inputs of the regions are left out of the hash
+    from nipype.interfaces.base import isdefined
+
+    hashed = [name for name, _ in node.inputs.get_hashval()[0]]
+    assert not {"roi_names", "roi_files", "fit_mask"} & set(hashed)
+    assert not isdefined(node.inputs.fit_mask) and not isdefined(node.inputs.roi_files)
     assert wf.get_node("write_encoding_net") is not None
     assert node.mem_gb == pytest.approx(
         encoding_memory_gb(9 * 9 * 9, 9 * 9 * 9, n_runs=3, n_cond=9, n_jobs=node.n_procs)

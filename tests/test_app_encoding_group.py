@@ -233,15 +233,21 @@ def test_without_encoding_maps_the_group_workflow_is_the_same(planted, tmp_path)
 @pytest.fixture(scope="module")
 def encoding_runs(tmp_path_factory, crosschannel_checkpoint):
     """Two participants of 3 runs, participant level with ``--encoding`` (3 groups of
-    stimuli, no per-layer maps), then the group level."""
+    stimuli, no per-layer maps) fitted within two regions (``--roi``, ``--encoding-mask
+    rois``), then the group level. Returns the output folder; the work folder is its
+    sibling ``w``, the regions' masks ``masks``."""
     from .bids_fixtures import make_small_bids
+    from .test_app_encoding import region_masks
 
     top = tmp_path_factory.mktemp("enc_e2e")
     data = make_small_bids(top / "bids", n_subjects=2, n_runs=3)
+    rois, masks = region_masks(data, top)
+    np.savez(top / "masks.npz", **masks)
     out = top / "out"
     argv = [str(data.root), str(out), "participant", "--checkpoint", str(crosschannel_checkpoint)]
     argv += ["--layers", "visual_conv1_1", "auditory_conv1", "crossmodal_dense"]
     argv += ["--encoding", "--encoding-stimulus-folds", "3", "--radius-mm", "6"]
+    argv += [*rois, "--encoding-mask", "rois"]
     argv += ["--min-voxels", "5", "--nprocs", "2", "--skip-bids-validation", "--no-reports"]
     assert main([*argv, "-w", str(top / "w")]) == 0
     group = [str(data.root), str(out), "group", "--n-permutations", "100", "--seed", "3"]
@@ -290,6 +296,59 @@ def test_the_group_level_tests_the_encoding_maps_the_participants_wrote(encoding
     np.testing.assert_array_equal(p[valid], res.p_fwe.astype(np.float32))
     # the RSA group maps are there as without --encoding
     assert list(out.glob(f"{stem}_layer-*_stat-t_statmap.nii.gz"))
+
+
+def test_with_encoding_mask_rois_the_maps_are_the_core_on_the_regions_voxels(encoding_runs):
+    """Known answer: the patterns written, restricted to the union of the regions within
+    the brain mask written, and the network's features given to fit_encoding directly;
+    NaN outside the union."""
+    import tomllib
+
+    from dnnrsa.encoding import fit_encoding
+
+    out = encoding_runs
+    with np.load(out.parent / "masks.npz") as m:
+        union = m["centre"] | m["side"]
+    (features,) = (out.parent / "w").glob("**/extract_net/features.npz")
+    with np.load(features) as f:
+        names = [str(n) for n in f["layer_names"]]
+        acts = {n: f[f"layer{i:03d}"] for i, n in enumerate(names)}
+        parts = {n: str(p) for n, p in zip(names, f["parts"], strict=True)}
+        stimuli = [str(s) for s in f["stimuli"]]
+    for sub in ("01", "02"):
+        func = out / f"sub-{sub}" / "func"
+        (patterns,) = func.glob("*_desc-lsa_stat-effect_statmap.nii.gz")
+        side = json.loads(
+            patterns.with_name(patterns.name[: -len(".nii.gz")] + ".json").read_text()
+        )
+        (mask_file,) = func.glob("*_desc-brain_mask.nii.gz")
+        fitted = union & np.asarray(nib.load(mask_file).dataobj).astype(bool)
+        data = np.asarray(nib.load(patterns).dataobj)[fitted].T
+        conditions, n_runs = side["Conditions"], len(side["Runs"])
+        by_name = {c.rsplit("/", 1)[-1]: i for i, c in enumerate(conditions)}
+        pats = data.reshape(n_runs, len(conditions), -1)[:, [by_name[s] for s in stimuli]]
+        res = fit_encoding(
+            acts, parts, pats, n_components=10, stimulus_folds=3, layer_maps=False, device="cpu"
+        )
+        stem = f"sub-{sub}_task-cat_space-native_model-net"
+        for name, values in (
+            (f"{stem}_desc-encoding_stat-r2_statmap.nii.gz", res.r2),
+            (f"{stem}_desc-encodingshared_stat-r2_statmap.nii.gz", res.shared),
+        ):
+            written = np.asarray(nib.load(func / name).dataobj)
+            assert np.isnan(written[~fitted]).all()
+            assert np.isfinite(written[fitted]).all()
+            np.testing.assert_allclose(
+                written[fitted], values.astype(np.float32), atol=1e-6, equal_nan=True
+            )
+            meta = json.loads((func / name.replace(".nii.gz", ".json")).read_text())
+            assert meta["EncodingMask"]["Kind"] == "rois"
+            assert meta["EncodingMask"]["Regions"] == ["centre", "side"]
+            assert meta["VoxelsFitted"] == int(fitted.sum())
+        table = (func / f"{stem}_desc-encodingroi_stats.tsv").read_text()
+        assert table.startswith("roi\tquantity\tstat\tband\tlayer\tmean\tn_voxels\n")
+    record = tomllib.loads((out / "dnnrsa_config.toml").read_text())["analysis"]
+    assert record["encoding"]["mask"] == "rois"
 
 
 def test_the_group_report_shows_each_bands_unique_variance(planted):
