@@ -32,6 +32,33 @@ def _write(path, data, affine, meta):
     path.with_name(path.name.replace(".nii.gz", ".json")).write_text(json.dumps(meta))
 
 
+#: the rows of the participants' per-region tables of the planted folder
+REGION_ROWS = [
+    ("encoding", "r2", None),
+    ("encoding", "r", None),  # not drawn
+    ("encodingunique", "r2", "visual"),
+    ("encodingunique", "r2", "auditory"),
+    ("encodingshared", "r2", None),
+    ("encodingceiling", "r2", None),
+]
+
+
+def _region_table(path, rng):
+    """A per-region table as the participant level writes it, random means."""
+    import pandas as pd
+
+    rows = [
+        {"roi": roi, "quantity": q, "stat": s, "band": b, "layer": None}
+        for roi in ("heschl", "calcarine")
+        for q, s, b in REGION_ROWS
+    ]
+    table = pd.DataFrame(rows)
+    table["mean"] = rng.uniform(-0.02, 0.2, size=len(table))
+    table["n_voxels"] = 30
+    table.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    path.with_suffix("").with_suffix(".json").write_text(json.dumps({"Bands": BANDS}))
+
+
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     """8 participants' RSA maps of two layers (noise) and encoding maps on an 8 mm MNI
@@ -85,6 +112,7 @@ def planted(tmp_path_factory):
             if "unique" in desc or "shared" in desc:
                 meta["NegativeEstimates"] = "never clipped"
             _write(out / sub / "func" / name, data, mask.affine, meta)
+        _region_table(out / sub / "func" / f"{sub}_{STEM}_desc-encodingroi_stats.tsv", rng)
     common = ["group", *GROUP]
     assert main([str(bids), str(out), *common, "-w", str(base / "w")]) == 0
     assert main([str(bids), str(plain), *common, "-w", str(base / "wplain")]) == 0
@@ -363,6 +391,43 @@ def test_the_group_report_shows_each_bands_unique_variance(planted):
         assert f"unique variance of band {band}" in page
     # the searchlight cluster tables are not mixed with the encoding ones
     assert "encodinguniquer2" not in page.split('id="clusters"')[1].split("</section>")[0]
+    # the per-region bars: mean and standard error over the participants' tables
+    import pandas as pd
+
+    from dnnrsa.reports.encoding_sections import encoding_roi_summary
+
+    assert "Encoding models: regions" in page
+    bars = f"{STEM}_desc-encodingroibars_figure.png"
+    assert (out / "figures" / bars).is_file()
+    files = sorted(out.glob(f"sub-*/func/*_{STEM}_desc-encodingroi_stats.tsv"))
+    assert len(files) == N_SUB
+    tables = [pd.read_csv(f, sep="\t") for f in files]
+    summary = encoding_roi_summary(files).set_index(["roi", "quantity"])
+    assert len(summary) == 2 * 5  # the r row is not drawn
+    for roi in ("heschl", "calcarine"):
+        for (q, s, b), key in zip(
+            REGION_ROWS,
+            ["joint", None, "unique:visual", "unique:auditory", "shared", "ceiling"],
+            strict=True,
+        ):
+            if key is None:
+                continue
+            x = np.array(
+                [
+                    t.loc[
+                        (t.roi == roi)
+                        & (t.quantity == q)
+                        & (t.stat == s)
+                        & ((t.band == b) if b else t.band.isna()),
+                        "mean",
+                    ].item()
+                    for t in tables
+                ]
+            )
+            got = summary.loc[(roi, key)]
+            assert got["n"] == N_SUB
+            np.testing.assert_allclose(got["mean"], x.mean(), rtol=1e-12)
+            np.testing.assert_allclose(got["se"], x.std(ddof=1) / np.sqrt(N_SUB), rtol=1e-12)
     plain_page = build_group_report(plain, task="emo", space=SPACE).read_text()
     assert "Encoding models" not in plain_page
 

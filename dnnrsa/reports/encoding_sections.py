@@ -1,8 +1,11 @@
-"""The encoding section of the group report: the group maps of each band's unique
-variance (``--encoding`` at the participant level, tested by the group level).
+"""The encoding sections of the group report: the group maps of each band's unique
+variance (``--encoding`` at the participant level, tested by the group level), and the
+per-region bars of the variance partition (the participants' ``desc-encodingroi``
+tables, written with ``--roi``).
 
-Listed by :mod:`.build` only where the group level wrote encoding maps, so a report
-of a run without them has the same sections as before.
+Listed by :mod:`.build` only where the group level wrote encoding maps, or the
+participants wrote per-region tables, so a report of a run without them has the same
+sections as before.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import numpy as np
 
 from ..bidsnames import build_name, build_stem, parse_name
 from . import brain_figures as bf
-from .discovery import Context, sidecar
-from .render import escape, note
+from . import figures as rf
+from .discovery import Context, read_tsv, sidecar
+from .render import escape, note, table_html
 
 _UNCORRECTED_Z = 3.09  # one-sided p = 0.001, as the searchlight group maps
 _UNIQUE = "encodinguniquer2"
@@ -35,10 +39,15 @@ def _unique_maps(ctx: Context) -> dict[str, list[tuple[str, Path]]]:
 
 
 def encoding_sections(ctx: Context) -> list:
-    """The encoding section (id, heading, builder), or none without group encoding maps."""
-    if not _unique_maps(ctx):
-        return []
-    return [("encoding", "Encoding models: unique variance", lambda: encoding_section(ctx))]
+    """The encoding sections (id, heading, builder): the group maps of unique variance
+    where the group level wrote them, the per-region bars where the participants wrote
+    per-region tables; none without either."""
+    out = []
+    if _unique_maps(ctx):
+        out.append(("encoding", "Encoding models: unique variance", lambda: encoding_section(ctx)))
+    if roi_tables(ctx):
+        out.append(("encodingroi", "Encoding models: regions", lambda: encoding_roi_section(ctx)))
+    return out
 
 
 def encoding_section(ctx: Context) -> str:
@@ -99,4 +108,148 @@ def encoding_section(ctx: Context) -> str:
                     inputs=[z_path] + ([p_path] if p_path.is_file() else []),
                 )
             )
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- per region
+_SHARED_COLOUR = "#9e9e9e"
+
+
+def roi_tables(ctx: Context, subjects=None) -> dict[str, list[tuple[str, Path]]]:
+    """Per model, each participant's per-region table (``sub-<s>_task-<t>_space-<sp>_
+    model-<m>_desc-encodingroi_stats.tsv``), participants in order; ``subjects``
+    restricts them."""
+    found: dict[str, list[tuple[str, Path]]] = {}
+    pattern = (
+        f"sub-*/func/sub-*_task-{ctx.task}_space-{ctx.space}_model-*_desc-encodingroi_stats.tsv"
+    )
+    for path in sorted(ctx.output_dir.glob(pattern)):
+        e = parse_name(path).entities
+        if list(e) != ["sub", "task", "space", "model", "desc"]:
+            continue
+        if subjects is not None and e["sub"] not in subjects:
+            continue
+        found.setdefault(e["model"], []).append((e["sub"], path))
+    return found
+
+
+def _row_key(row) -> str:
+    """The bar (or mark) a table row feeds: ``unique:<band>``, ``shared``, ``joint`` or
+    ``ceiling``; None for the other maps."""
+    band = row["band"]
+    if row["stat"] != "r2" or isinstance(row["layer"], str):
+        return None
+    if row["quantity"] == "encodingunique" and isinstance(band, str):
+        return f"unique:{band}"
+    return {"encodingshared": "shared", "encoding": "joint", "encodingceiling": "ceiling"}.get(
+        row["quantity"]
+    )
+
+
+def encoding_roi_summary(files):
+    """Mean over participants, standard error (SD over participants, ddof 1, over the
+    square root of their number; NaN with one) and number of participants of each
+    region's unique variance per band, shared variance, joint R² and ceiling, from the
+    participants' per-region tables (``files``). One row per region and quantity
+    (``roi``, ``quantity``: ``unique:<band>``, ``shared``, ``joint``, ``ceiling``,
+    ``mean``, ``se``, ``n``), regions and quantities in the order of the first table."""
+    import pandas as pd
+
+    values: dict[tuple[str, str], list[float]] = {}
+    for path in files:
+        table = read_tsv(path)
+        if table is None:
+            continue
+        for _, row in table.iterrows():
+            key = _row_key(row)
+            if key is not None and np.isfinite(row["mean"]):
+                values.setdefault((str(row["roi"]), key), []).append(float(row["mean"]))
+    rows = []
+    for (roi, key), v in values.items():
+        x = np.asarray(v)
+        se = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else np.nan
+        rows.append({"roi": roi, "quantity": key, "mean": float(x.mean()), "se": se, "n": x.size})
+    return pd.DataFrame(rows, columns=["roi", "quantity", "mean", "se", "n"])
+
+
+def encoding_roi_figure(summary, bands):
+    """Per region, one bar per band's unique variance (the band's part colour) and one
+    for the shared variance, error bars of one standard error, the joint R² (black) and
+    the ceiling (grey, dashed) as lines across the region's bars."""
+    regions = list(dict.fromkeys(summary["roi"]))
+    keys = [f"unique:{b}" for b in bands] + ["shared"]
+    n = len(keys)
+    fig = rf.new_figure(min(2.0 + 0.25 * (n + 1) * len(regions), 9.0), 2.6)
+    ax = fig.add_subplot(1, 1, 1)
+    cell = summary.set_index(["roi", "quantity"])
+
+    def get(roi, key, col):
+        return float(cell.loc[(roi, key), col]) if (roi, key) in cell.index else np.nan
+
+    width = 0.8 / n
+    for j, key in enumerate(keys):
+        x = np.arange(len(regions)) - 0.4 + width * (j + 0.5)
+        mean = np.array([get(r, key, "mean") for r in regions])
+        se = np.array([get(r, key, "se") for r in regions])
+        colour = rf.part_colour(key.split(":", 1)[1]) if key != "shared" else _SHARED_COLOUR
+        label = f"unique {key.split(':', 1)[1]}" if key != "shared" else "shared"
+        ax.bar(x, np.nan_to_num(mean), width=width * 0.95, color=colour, label=label, zorder=2)
+        ok = np.isfinite(mean) & np.isfinite(se)
+        if ok.any():
+            ax.errorbar(x[ok], mean[ok], yerr=se[ok], fmt="none", ecolor="black", lw=0.8, zorder=3)
+    for k, roi in enumerate(regions):
+        for key, style, label in (
+            ("joint", dict(color="black", lw=1.4), "joint R²"),
+            ("ceiling", dict(color="#707070", lw=1.2, ls="--"), "noise ceiling"),
+        ):
+            v = get(roi, key, "mean")
+            if np.isfinite(v):
+                ax.plot(
+                    [k - 0.45, k + 0.45], [v, v], zorder=4, label=label if k == 0 else None, **style
+                )
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(np.arange(len(regions)), regions, fontsize=rf.tick_fontsize(len(regions)))
+    ax.set_ylabel("R² (held-out run)")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def encoding_roi_section(ctx: Context) -> str:
+    """For each network, the bars of :func:`encoding_roi_figure` over the participants'
+    per-region tables, and the table of the same numbers."""
+    out = [
+        note(
+            "Per region (--roi): each band's unique variance and the shared variance as "
+            "bars, the joint R² (black line) and the noise ceiling (dashed grey line, the "
+            "R² of a perfect prediction on one held-out run) as marks; each value is the "
+            "mean over the region's voxels, averaged over participants, error bars one "
+            "standard error over participants."
+        )
+    ]
+    for model, items in sorted(roi_tables(ctx).items()):
+        files = [p for _, p in items]
+        summary = encoding_roi_summary(files)
+        out.append(f"<h3>model {escape(model)}</h3>")
+        if summary.empty:
+            out.append(note("No finite value in the per-region tables."))
+            continue
+        bands = list(sidecar(files[0]).get("Bands", {}))
+        found = [q.split(":", 1)[1] for q in summary["quantity"] if q.startswith("unique:")]
+        bands = [b for b in bands if b in found] + [
+            b for b in dict.fromkeys(found) if b not in bands
+        ]
+        stem = build_stem(
+            {"task": ctx.task, "space": ctx.space, "model": model, "desc": "encodingroibars"}
+        )
+        out.append(
+            ctx.figures.html(
+                stem,
+                lambda summary=summary, bands=bands: encoding_roi_figure(summary, bands),
+                f"Variance partition per region of model {escape(model)}, "
+                f"{len(items)} participant(s): unique variance of each band and shared "
+                "variance (bars), joint R² and noise ceiling (lines).",
+                inputs=files,
+            )
+        )
+        out.append(table_html(summary, max_rows=len(summary)))
     return "".join(out)
