@@ -30,6 +30,7 @@ Usage::
     python benchmarks/features.py [--n-clips 72] [--device cpu] [--threads N]
     python benchmarks/features.py --networks [NAME ...] [--n-clips 72] [--device auto]
     python benchmarks/features.py --shared-decoding [NAME ...] [--n-clips 72] [--size 128x128]
+        [--duration 3]
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ from pathlib import Path
 import numpy as np
 
 
-def synthesise(folder: Path, n_clips: int, seed: int = 0, size=(128, 128)) -> list[Path]:
-    """``n_clips`` 3-s clips of ``size`` (height, width) pixels at 25 fps, 44.1 kHz audio."""
+def synthesise(
+    folder: Path, n_clips: int, seed: int = 0, size=(128, 128), duration_s: float = 3.0
+) -> list[Path]:
+    """``n_clips`` clips of ``duration_s`` seconds and ``size`` (height, width) pixels at
+    25 fps, 44.1 kHz audio."""
     from dnnrsa.stimuli import write_clip
 
     rng = np.random.default_rng(seed)
-    fps, sr, duration_s = 25, 44100, 3.0
+    fps, sr = 25, 44100
     height, width = size
     n_frames = int(fps * duration_s)
     t = np.arange(int(sr * duration_s)) / sr
@@ -203,9 +207,12 @@ def _shared_decoding(args) -> None:
     try:
         t0 = time.perf_counter()
         height, width = args.size
-        paths = synthesise(tmp / "clips", args.n_clips, size=(height, width))
+        paths = synthesise(
+            tmp / "clips", args.n_clips, size=(height, width), duration_s=args.duration
+        )
         print(
-            f"synthesised {len(paths)} clips (3 s, {width}x{height}, 25 fps, 44.1 kHz) in "
+            f"synthesised {len(paths)} clips ({args.duration:g} s, {width}x{height}, 25 fps, "
+            f"44.1 kHz) in "
             f"{time.perf_counter() - t0:.1f} s; networks {', '.join(names)}; n_jobs {n_jobs}"
         )
         per_network, inputs = {}, {}
@@ -279,6 +286,12 @@ def main(argv=None) -> None:
         type=lambda text: tuple(int(v) for v in text.split("x"))[::-1],
         default=(128, 128),
         help="with --shared-decoding: the clips' WIDTHxHEIGHT (default 128x128)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=3.0,
+        help="with --shared-decoding: the clips' length in seconds (default 3)",
     )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--clips", type=Path, help=argparse.SUPPRESS)

@@ -50,8 +50,9 @@ def init_dnn_wf(
     (:func:`_add_arm_relevance`); each standard network of ``--network`` its feature
     extraction and layer RDMs (:func:`_add_network_rdms`) and its analyses, but no arm
     relevance or lesion (the study's two-armed network only); two or more networks are
-    compared layer by layer (:func:`_add_cross_regime`), checkpoints first, and read the
-    stimuli decoded once for all of them (:func:`_decode_node`); the user's model RDMs
+    compared layer by layer (:func:`_add_cross_regime`), checkpoints first; four or more
+    that read frames read the stimuli decoded once for all of them
+    (:func:`_decode_node`); the user's model RDMs
     join the bank (:func:`_add_user_models`).
 
     Inputs
@@ -235,13 +236,38 @@ def _add_checkpoint_rdms(
     return rdms
 
 
+#: The networks that read frames (checkpoints and standard networks with a visual
+#: recipe) from which on the stimuli are decoded once into a store for all of them; with
+#: fewer each network decodes them itself. ``benchmarks/features.py --shared-decoding``
+#: (36 clips of 10 s at 480 x 360, a shared 2-core machine): with 3 networks reading
+#: frames the store made all inputs 0.83 times as fast (its writing and reading cost
+#: more than the decoding it saved), with 4 1.23 times as fast.
+SHARED_DECODING_MIN_FRAME_NETWORKS = 4
+
+
+def _frame_networks(config, networks: list[Network]) -> int:
+    """How many of the checkpoints and standard networks read frames (a checkpoint that
+    cannot be read here counts as one: the cross-channel network sees the video)."""
+    from dnnrsa.models import get_model, load_checkpoint
+
+    count = 0
+    for ckpt in config.checkpoints:
+        try:
+            modalities = load_checkpoint(ckpt)["recipe"].modalities
+        except (OSError, ValueError, KeyError):
+            modalities = ("visual",)
+        count += "visual" in modalities
+    return count + sum("visual" in get_model(n.name).recipe.modalities for n in networks)
+
+
 def _decode_node(config, networks: list[Network], stim_paths: list[str]):
     """The node that decodes every stimulus once (``decode_stimuli``) into a store in the
     work folder (``<work>/decoded_clips``) that the feature extraction of every network
-    reads, when two or more networks extract features (None otherwise: one network
-    decodes the stimuli once itself). The store keeps the frames the networks' recipes
-    take (:func:`_frame_counts`) and the audio at each file's own rate."""
-    if len(config.checkpoints) + len(networks) < 2:
+    reads, when at least :data:`SHARED_DECODING_MIN_FRAME_NETWORKS` networks read frames
+    (None otherwise: each network decodes the stimuli itself). The store keeps the frames
+    the networks' recipes take (:func:`_frame_counts`) and the audio at each file's own
+    rate."""
+    if _frame_networks(config, networks) < SHARED_DECODING_MIN_FRAME_NETWORKS:
         return None
     decode = pe.Node(
         DecodeStimuli(

@@ -316,28 +316,47 @@ def _dnn_wf(small, tmp_path, *options):
     return wf, stim
 
 
-def test_the_extract_nodes_of_two_networks_depend_on_one_decode_node(
+def test_the_extract_nodes_of_the_networks_depend_on_one_decode_node(
     bids_one_subject, tmp_path, crosschannel_checkpoint
 ):
+    """Four networks read frames (the checkpoint, two video and one image network) and
+    one reads sound: one decode node feeds all five."""
     small = bids_one_subject
-    options = ["--checkpoint", str(crosschannel_checkpoint), "--network", VIDEO, "--network"]
-    wf, stim = _dnn_wf(small, tmp_path, *options, AUDIO, "--nprocs", "3")
+    options = ["--checkpoint", str(crosschannel_checkpoint)]
+    for name in (VIDEO, "torchvision/mc3_18=random", IMAGE, AUDIO):
+        options += ["--network", name]
+    wf, stim = _dnn_wf(small, tmp_path, *options, "--nprocs", "3")
     graph = wf._graph
     (decode,) = [n for n in graph.nodes if n.name == "decode_stimuli"]
     extracts = sorted(n.name for n in graph.nodes if n.name.startswith("extract_"))
-    assert extracts == ["extract_net", "extract_r3d18random", "extract_resnet18logmelrandom"]
+    assert extracts == [
+        "extract_mc318random",
+        "extract_net",
+        "extract_r3d18random",
+        "extract_resnet18logmelrandom",
+        "extract_resnet18random",
+    ]
     for node in graph.successors(decode):
         assert graph.get_edge_data(decode, node)["connect"] == [("decoded_clips", "decoded_clips")]
     assert sorted(n.name for n in graph.successors(decode)) == extracts
     assert list(decode.inputs.stim_files) == stim
     assert decode.inputs.store_dir == str(tmp_path / "w" / "decoded_clips")
     ckpt_frames = load_checkpoint(crosschannel_checkpoint)["recipe"].n_frames
-    assert decode.inputs.frame_counts == sorted({ckpt_frames, 16})  # log-mel: no frames
+    # the video networks take 16 frames, resnet18 8, the log-mel network none
+    assert decode.inputs.frame_counts == sorted({ckpt_frames, 16, 8})
     assert decode.n_procs == 3 and decode.inputs.n_jobs == 3
 
 
-def test_one_network_decodes_by_itself(bids_one_subject, tmp_path, crosschannel_checkpoint):
-    wf, _ = _dnn_wf(bids_one_subject, tmp_path, "--checkpoint", str(crosschannel_checkpoint))
+@pytest.mark.parametrize("networks", [[], [VIDEO, IMAGE], [VIDEO, IMAGE, AUDIO]])
+def test_fewer_than_four_networks_reading_frames_decode_by_themselves(
+    bids_one_subject, tmp_path, crosschannel_checkpoint, networks
+):
+    """One, three, and three with a network of sound: each decodes the stimuli itself."""
+    options = ["--checkpoint", str(crosschannel_checkpoint)]
+    for name in networks:
+        options += ["--network", name]
+    wf, _ = _dnn_wf(bids_one_subject, tmp_path, *options)
     assert "decode_stimuli" not in wf.list_node_names()
-    extract = wf.get_node("extract_net")
-    assert list(wf._graph.predecessors(extract)) == []
+    for name in wf.list_node_names():
+        if name.startswith("extract_"):
+            assert list(wf._graph.predecessors(wf.get_node(name))) == []
