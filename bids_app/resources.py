@@ -19,9 +19,10 @@ from .._neighbourhoods import sphere_size
 #: nilearn, nibabel; about 0.2-0.3 GB measured) plus what tracemalloc does not see.
 BASE_GB = 0.5
 
-#: Peak working copies of one run's masked data (float64) in nilearn's ``run_glm``
-#: and the loop of :func:`dnnrsa.glm.estimate_patterns`, measured: 3.6-3.8 with
-#: AR(1), 1.6 with OLS (rounded up).
+#: Peak working copies of one run's masked data (float64) in the fits of
+#: :func:`dnnrsa.glm.estimate_patterns`. Measured when the fits were nilearn's
+#: ``run_glm`` (3.6-3.8 with AR(1), 1.6 with OLS, rounded up) and kept as an upper
+#: bound: the fits of :mod:`dnnrsa._fastglm` hold fewer (docs/performance.md).
 GLM_COPIES = {"ar1": 4.0, "ols": 2.0}
 
 
@@ -106,12 +107,20 @@ def glm_runs_at_once(
     *,
     n_jobs: int,
     mem_gb: float | None = None,
+    blas_threads: int | None = None,
     **kwargs,
 ) -> int:
-    """The runs ``EstimatePatterns`` fits at once: ``n_jobs`` at most, no more than the
-    runs, and no more than keep :func:`glm_memory_gb` (given ``kwargs``) within
-    ``mem_gb`` (``--mem``; None: no bound); one at least."""
-    at_once = max(1, min(int(n_jobs), len(run_shapes)))
+    """The runs ``EstimatePatterns`` fits at once: no more than the runs, no more than
+    ``n_jobs // blas_threads`` (each run's large products use the BLAS threads of the
+    caller, ``blas_threads``; None: not counted), and no more than keep
+    :func:`glm_memory_gb` (given ``kwargs``) within ``mem_gb`` (``--mem``; None: no
+    bound); one at least.
+
+    With BLAS on every core a second run at once only competes for the cores: on an
+    idle 2-core machine (BLAS on 2 threads) six 2 mm runs with AR(1) took 30.4 s one
+    after another and 36.1 s two at a time (``benchmarks/glm.py --parallel-runs``)."""
+    per_run = max(1, int(blas_threads or 1))
+    at_once = max(1, min(int(n_jobs) // per_run, len(run_shapes)))
     if mem_gb is not None:
         while at_once > 1 and glm_memory_gb(run_shapes, n_jobs=at_once, **kwargs) > mem_gb:
             at_once -= 1

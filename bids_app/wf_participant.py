@@ -10,6 +10,7 @@ import numpy as np
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from dnnrsa._cpus import blas_threads
 from dnnrsa.bidsnames import build_name, subject_dir
 
 from ..interfaces.bids import CopyDerivatives, WriteDerivative, WriteSubjectMaps
@@ -85,7 +86,8 @@ def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
     encoding models) of one participant declare to nipype, from the shapes of the BOLD
     runs (headers only), the brain mask when one is given (else the grid) and the number of model RDMs
     (:mod:`dnnrsa.bids_app.resources`); ``glm_runs_at_once``: the runs the GLM node fits
-    at once (within ``--nprocs`` and ``--mem``)."""
+    at once (within ``--nprocs``, the BLAS threads each run's products use, and
+    ``--mem``); ``glm_procs``: the processors they occupy."""
     import nibabel as nib
 
     imgs = [nib.load(str(r.bold)) for r in inputs.runs]
@@ -101,7 +103,10 @@ def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
         "multivariate": config.noise_normalisation == "multivariate",
         "method": config.glm_method,
     }
-    glm_at_once = glm_runs_at_once(shapes, n_jobs=config.nprocs, mem_gb=config.mem_gb, **glm_kwargs)
+    blas = blas_threads() or 1
+    glm_at_once = glm_runs_at_once(
+        shapes, n_jobs=config.nprocs, mem_gb=config.mem_gb, blas_threads=blas, **glm_kwargs
+    )
     glm = glm_memory_gb(shapes, n_jobs=glm_at_once, **glm_kwargs)
     grid = max(shapes, key=lambda sh: sh[0] * sh[1] * sh[2])[:3]
     searchlight = searchlight_memory_gb(
@@ -115,7 +120,13 @@ def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
         # on the GPU the working memory of a block is the device's, not the host's
         budget_mb=0 if _use_gpu(config) else config.searchlight_memory_mb,
     )
-    memory = {"glm": glm, "glm_runs_at_once": glm_at_once, "searchlight": searchlight}
+    memory = {
+        "glm": glm,
+        "glm_runs_at_once": glm_at_once,
+        # the processors the node occupies: each run's products on the BLAS threads
+        "glm_procs": max(1, min(config.nprocs, glm_at_once * blas)),
+        "searchlight": searchlight,
+    }
     if config.encoding:
         memory["encoding"] = encoding_memory_gb(
             int(np.prod(grid)),
@@ -179,6 +190,7 @@ def init_participant_wf(
         t_r=t_rs.pop(),
         mem_gb=memory["glm"],
         at_once=int(memory["glm_runs_at_once"]),
+        procs=int(memory["glm_procs"]),
     )
     wf.connect(patterns["write"], "out_file", outputnode, "patterns_file")
     _add_brain_mask(wf, config, inputs)
@@ -201,14 +213,22 @@ def init_participant_wf(
 
 
 def _add_glm(
-    wf, config, inputs: SubjectInputs, *, t_r: float, mem_gb: float, at_once: int = 1
+    wf,
+    config,
+    inputs: SubjectInputs,
+    *,
+    t_r: float,
+    mem_gb: float,
+    at_once: int = 1,
+    procs: int | None = None,
 ) -> dict:
     """Add the participant's patterns (``estimate_patterns``, an :class:`EstimatePatterns`
     node with the confounds of ``--confounds`` when every run has them) and their writer
     (``write_patterns``, ``desc-<method>_stat-<output>_statmap.nii.gz``) to ``wf``.
 
     The node fits ``at_once`` runs at once (:func:`~dnnrsa.bids_app.resources.glm_runs_at_once`)
-    and declares them to nipype (``n_procs``) with the memory of that many
+    and declares to nipype the processors they occupy (``n_procs``: ``procs``, each run's
+    products on the BLAS threads; default ``at_once``) and the memory of that many runs
     (``mem_gb``, :func:`~dnnrsa.bids_app.resources.glm_memory_gb`), which it passes on as
     the fits' budget. Its fits run on ``--device`` (on the GPU one run after another,
     one CPU declared); the device is left out of the node's hash, as ``--nprocs`` is.
@@ -238,7 +258,8 @@ def _add_glm(
         ),
         name="estimate_patterns",
         mem_gb=mem_gb,
-        n_procs=1 if gpu else at_once,  # MultiProc schedules the node on as many processors
+        # MultiProc schedules the node on the processors its runs' BLAS threads use
+        n_procs=1 if gpu else (procs or at_once),
     )
     if inputs.mask is not None:
         patterns.inputs.mask_file = str(inputs.mask)

@@ -74,4 +74,19 @@ def single_threaded_blas(xp):
     return threadpool_limits(limits=1, user_api="blas")
 
 
-__all__ = ["BELOW_ONE", "available_cpus", "resolve_n_jobs", "single_threaded_blas"]
+def blas_threads() -> int | None:
+    """The threads BLAS uses in this process (the largest count of the BLAS libraries
+    threadpoolctl finds; None when it finds none)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
+__all__ = [
+    "BELOW_ONE",
+    "available_cpus",
+    "blas_threads",
+    "resolve_n_jobs",
+    "single_threaded_blas",
+]

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from ._cpus import resolve_n_jobs
+from ._cpus import blas_threads, resolve_n_jobs
 from ._fastglm import NOISE_MODELS, fit_lsa, fit_lss, lss_pieces
 from ._masks import load_mask
 from .backend import DEVICES, resolve_device
@@ -795,14 +795,6 @@ def _fit_one_run(task):
     return run_patterns, design, resid if return_residuals else None, precision
 
 
-def _blas_threads() -> int | None:
-    """The BLAS threads of this process (None when threadpoolctl finds no BLAS)."""
-    from threadpoolctl import threadpool_info
-
-    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
-    return max(counts) if counts else None
-
-
 _WORKER_LIMITS = []
 
 
@@ -846,7 +838,7 @@ def _map_runs(tasks: list, at_once: int) -> list:
         max_workers=at_once,
         mp_context=multiprocessing.get_context(_start_method()),
         initializer=_init_worker,
-        initargs=(_blas_threads(), logger.getEffectiveLevel()),
+        initargs=(blas_threads(), logger.getEffectiveLevel()),
     ) as pool:
         return list(pool.map(_fit_one_run, tasks))
 

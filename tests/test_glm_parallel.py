@@ -168,10 +168,35 @@ def test_run_memory_estimate_covers_the_traced_peak(tmp_path, method, noise_mode
     assert peak <= estimate <= ESTIMATE_FACTOR * peak, (peak, estimate)
 
 
+def test_runs_at_once_leave_each_run_its_blas_threads():
+    """glm_runs_at_once: no more runs than --nprocs divided by the BLAS threads each
+    run's products use, than the runs, or than fit in --mem; one at least."""
+    from dnnrsa.bids_app.resources import glm_memory_gb, glm_runs_at_once
+
+    shapes = [(20, 20, 20, 100)] * 6
+    kw = {"n_cond": 9, "noise_model": "ar1", "multivariate": False, "method": "lsa"}
+    cases = [  # (n_jobs, blas threads, runs at once)
+        (2, 2, 1),
+        (4, 2, 2),
+        (16, 2, 6),
+        (16, 1, 6),
+        (3, 1, 3),
+        (1, 4, 1),
+        (2, None, 2),
+    ]
+    for n_jobs, blas, expected in cases:
+        assert glm_runs_at_once(shapes, n_jobs=n_jobs, blas_threads=blas, **kw) == expected
+    two = glm_memory_gb(shapes, n_jobs=2, **kw)
+    assert glm_runs_at_once(shapes, n_jobs=4, blas_threads=1, mem_gb=two, **kw) == 2
+    assert glm_runs_at_once(shapes, n_jobs=4, blas_threads=1, mem_gb=two * 0.99, **kw) == 1
+
+
 def test_the_node_declares_the_runs_at_once_and_their_memory(bids_two_subjects, tmp_path):
-    """The estimate_patterns node fits as many runs at once as --nprocs and --mem allow,
-    declares them to nipype (n_procs) with glm_memory_gb of that many (mem_gb), and
-    passes that memory on as the fits' budget."""
+    """The estimate_patterns node fits as many runs at once as --nprocs, the BLAS threads
+    and --mem allow, declares the processors they occupy to nipype (n_procs: the runs
+    times the BLAS threads, at most --nprocs) with glm_memory_gb of that many runs
+    (mem_gb), and passes that memory on as the fits' budget."""
+    from dnnrsa._cpus import blas_threads
     from dnnrsa.bids_app.collect import collect_inputs
     from dnnrsa.bids_app.parser import build_parser
     from dnnrsa.bids_app.resources import glm_memory_gb, glm_runs_at_once
@@ -189,15 +214,20 @@ def test_the_node_declares_the_runs_at_once_and_their_memory(bids_two_subjects, 
         return config, shapes, init_participant_wf(config, inputs).get_node("estimate_patterns")
 
     kw = {"n_cond": 9, "noise_model": "ar1", "multivariate": False, "method": "lsa"}
-    for extra, at_once in ((["--nprocs", "4"], 2), (["--nprocs", "1"], 1)):
-        config, shapes, glm = node(*extra)
-        assert glm.n_procs == glm.inputs.n_jobs == at_once
-        assert glm.n_procs == glm_runs_at_once(shapes, n_jobs=config.nprocs, **kw)
-        assert glm.mem_gb == pytest.approx(glm_memory_gb(shapes, n_jobs=glm.n_procs, **kw))
+    blas = blas_threads() or 1
+    nprocs = 2 * blas  # room for the fixture's two runs at once
+    for n in (nprocs, 1):
+        config, shapes, glm = node("--nprocs", str(n))
+        at_once = glm_runs_at_once(shapes, n_jobs=n, blas_threads=blas, **kw)
+        assert at_once == (2 if n == nprocs else 1)
+        assert glm.inputs.n_jobs == at_once
+        assert glm.n_procs == min(n, at_once * blas)
+        assert glm.mem_gb == pytest.approx(glm_memory_gb(shapes, n_jobs=at_once, **kw))
         assert glm.inputs.max_memory_gb == pytest.approx(glm.mem_gb)
     two = glm_memory_gb(shapes, n_jobs=2, **kw)
     assert glm_memory_gb(shapes, n_jobs=1, **kw) < two
     # --mem below what two runs at once declare: one at a time
-    _, _, glm = node("--nprocs", "4", "--mem", f"{two * 0.99:.4f}GB")
-    assert glm.n_procs == glm.inputs.n_jobs == 1
+    _, _, glm = node("--nprocs", str(nprocs), "--mem", f"{two * 0.99:.4f}GB")
+    assert glm.inputs.n_jobs == 1
+    assert glm.n_procs == min(nprocs, blas)
     assert glm.mem_gb == pytest.approx(glm_memory_gb(shapes, n_jobs=1, **kw))
