@@ -64,13 +64,14 @@ def init_dnn_wf(
     bank_file
         The model bank (npz) compared in every participant's searchlight.
     features_<label>
-        With ``--encoding``: each checkpoint's features (npz of :class:`ExtractFeatures`),
-        which every participant's encoding models read.
+        With ``--encoding``: the features of each checkpoint and each standard network
+        (npz of :class:`ExtractFeatures`, :func:`encoding_labels`), which every
+        participant's encoding models read.
     """
     wf = pe.Workflow(name=name)
     fields = ["bank_file"]
     if config.encoding:  # without it the workflow is the one it always was
-        fields += [f"features_{label}" for label in _checkpoint_labels(config)]
+        fields += [f"features_{label}" for label in encoding_labels(config)]
     outputnode = pe.Node(niu.IdentityInterface(fields=fields), name="outputnode")
     networks = resolve_networks(config)
     n_nets = len(config.checkpoints) + len(networks)
@@ -130,6 +131,13 @@ def init_dnn_wf(
         )
     for k, network in enumerate(networks, start=len(config.checkpoints)):
         rdms = _add_network_rdms(wf, config, network, task=task, **stimuli)
+        if config.encoding:
+            wf.connect(
+                wf.get_node(f"extract_{network.label}"),
+                "features_file",
+                outputnode,
+                f"features_{network.label}",
+            )
         entities = {"task": task, "model": network.label}
         _add_network_analyses(
             wf,
@@ -183,6 +191,15 @@ def _checkpoint_labels(config) -> list[str]:
             "recorded in each, else its file name); every network needs its own label"
         )
     return labels
+
+
+def encoding_labels(config) -> list[str]:
+    """The model labels of the networks ``--encoding`` fits: every checkpoint's, then
+    every standard network's (:func:`~.preflight.network_label`), each the name of a
+    ``features_<label>`` output."""
+    from .preflight import network_label
+
+    return _checkpoint_labels(config) + [network_label(text) for text in config.networks]
 
 
 def _add_checkpoint_rdms(

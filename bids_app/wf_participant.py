@@ -28,7 +28,7 @@ from .resources import (
     glm_runs_at_once,
     searchlight_memory_gb,
 )
-from .wf_dnn import _checkpoint_labels, _use_gpu, init_dnn_wf, resolve_networks
+from .wf_dnn import _checkpoint_labels, _use_gpu, encoding_labels, init_dnn_wf, resolve_networks
 
 
 def confound_columns(config) -> list[str]:
@@ -153,15 +153,16 @@ def init_participant_wf(
     derivative (:func:`_add_brain_mask`), the searchlight and its maps' writer
     (:func:`_add_searchlight`), one RDM per region of ``rois``
     (:func:`_add_roi_rdms`) and, with ``--encoding``, the encoding models of each
-    checkpoint (:func:`_add_encoding`; ``stim_conditions``: the condition of each
-    stimulus, the rows of the features).
+    checkpoint and each standard network (:func:`_add_encoding`; ``stim_conditions``:
+    the condition of each stimulus, the rows of the features).
 
     Inputs
     ------
     bank_file
         Model bank (npz) of the model RDMs to compare.
     features_<label>
-        With ``--encoding``: each checkpoint's features (npz).
+        With ``--encoding``: the features (npz) of each checkpoint and each standard
+        network (:func:`~.wf_dnn.encoding_labels`).
 
     Outputs
     -------
@@ -174,7 +175,7 @@ def init_participant_wf(
     wf = pe.Workflow(name=name or f"sub_{s}_wf")
     fields = ["bank_file"]
     if config.encoding:
-        fields += [f"features_{label}" for label in _checkpoint_labels(config)]
+        fields += [f"features_{label}" for label in encoding_labels(config)]
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
     outputnode = pe.Node(
         niu.IdentityInterface(fields=["map_files", "patterns_file"]), name="outputnode"
@@ -412,6 +413,10 @@ def _add_roi_rdms(wf, config, inputs: SubjectInputs, patterns, rois: dict) -> No
         )
 
 
+#: The band of a standard network's encoding model: every layer it records.
+ENCODING_NETWORK_BAND = "network"
+
+
 def _add_encoding(
     wf,
     config,
@@ -423,10 +428,12 @@ def _add_encoding(
     mem_gb: float,
     rois: dict | None = None,
 ) -> None:
-    """Add each checkpoint's encoding models (``encoding_<label>``, :class:`EncodingModel`
-    of the patterns in their mask from the features of ``inputnode.features_<label>``)
-    and their sink (``write_encoding_<label>``, which copies the maps and sidecars into
-    the participant's folder) to ``wf``. The voxels of the brain mask, or with
+    """Add the encoding models of each checkpoint (one band per part of the network) and
+    of each standard network of ``--network`` (one band, ``network``, of all its
+    layers) (``encoding_<label>``, :class:`EncodingModel` of the patterns in their mask
+    from the features of ``inputnode.features_<label>``) and their sink
+    (``write_encoding_<label>``, which copies the maps and sidecars into the
+    participant's folder) to ``wf``. The voxels of the brain mask, or with
     ``--encoding-mask rois`` those of the union of ``rois`` (ROI name -> mask file); with
     ``rois``, each node also writes the table of its maps' means over each region. Without
     them the nodes' inputs (and hashes) are those of the brain mask alone."""
@@ -438,10 +445,20 @@ def _add_encoding(
         regions = {"roi_names": list(rois), "roi_files": [str(f) for f in rois.values()]}
         if config.encoding_mask == "rois":
             regions["fit_mask"] = "rois"
-    for ckpt, label in zip(config.checkpoints, labels, strict=True):
+    runs = {"Runs": [r.run for r in inputs.runs], "Sources": [str(r.bold) for r in inputs.runs]}
+    models = [
+        (label, {"Checkpoint": str(ckpt), "Model": config.model, **runs}, {})
+        for ckpt, label in zip(config.checkpoints, labels, strict=True)
+    ]
+    models += [
+        (network.label, {**network.sidecar(), **runs}, {"band": ENCODING_NETWORK_BAND})
+        for network in (resolve_networks(config) if config.networks else [])
+    ]
+    for label, sidecar, band in models:
         node = pe.Node(
             EncodingModel(
                 **regions,
+                **band,
                 stim_conditions=list(stim_conditions),
                 entities={"sub": s, "task": inputs.task, "space": inputs.space, "model": label},
                 n_components=config.encoding_components,
@@ -450,12 +467,7 @@ def _add_encoding(
                 seed=config.seed,
                 device=config.device,
                 use_gpu=gpu,
-                sidecar={
-                    "Checkpoint": str(ckpt),
-                    "Model": config.model,
-                    "Runs": [r.run for r in inputs.runs],
-                    "Sources": [str(r.bold) for r in inputs.runs],
-                },
+                sidecar=sidecar,
                 n_jobs=1 if gpu else config.nprocs,
             ),
             name=f"encoding_{label}",
@@ -504,7 +516,7 @@ def init_dnnrsa_participant_wf(
         )
         wf.connect(dnn, "outputnode.bank_file", sub_wf, "inputnode.bank_file")
         if config.encoding:
-            for label in _checkpoint_labels(config):
+            for label in encoding_labels(config):
                 field = f"features_{label}"
                 wf.connect(dnn, f"outputnode.{field}", sub_wf, f"inputnode.{field}")
     return wf

@@ -44,6 +44,11 @@ class _EncodingModelInputSpec(BaseInterfaceInputSpec):
         False, usedefault=True, desc="runs on a GPU (nipype schedules it on a GPU slot)"
     )
     sidecar = traits.Dict(usedefault=True, desc="more sidecar fields (the network, its weights)")
+    # a standard network (--network): left undefined for a checkpoint, so its hash is as before
+    band = traits.Str(
+        desc="one band of this name holding every layer of the features (undefined: one band "
+        "per part of the network)"
+    )
     n_jobs = traits.Int(
         1, usedefault=True, nohash=True, desc="folds fitted at once (the maps do not depend on it)"
     )
@@ -67,7 +72,8 @@ class _EncodingModelOutputSpec(TraitedSpec):
 
 class EncodingModel(SimpleInterface):
     """Cross-validated banded ridge encoding of the patterns from one network's layers
-    (:func:`dnnrsa.encodingmaps.encoding_maps`), one band per part of the network; its maps
+    (:func:`dnnrsa.encodingmaps.encoding_maps`), one band per part of the network (with
+    ``band``, one band of that name holding every layer: a standard network); its maps
     are saved with their sidecars under the names of their derivatives. With regions
     (``roi_files``), also the table of each map's mean over each region
     (:func:`dnnrsa.encodingmaps.encoding_roi_table`), and with ``fit_mask="rois"`` the
@@ -112,6 +118,12 @@ class EncodingModel(SimpleInterface):
             names = [str(n) for n in feats["layer_names"]]
             acts = {n: feats[f"layer{i:03d}"] for i, n in enumerate(names)}
             parts = dict(zip(names, (str(p) for p in feats["parts"]), strict=True))
+        if isdefined(self.inputs.band):  # one band of every layer
+            parts = dict.fromkeys(names, self.inputs.band)
+            extra["BandsFrom"] = (
+                f"one band ({self.inputs.band}) of every layer of the network's features, "
+                "not one per part"
+            )
         folds = int(self.inputs.stimulus_folds)
         fitted = encoding_maps(
             data[mask].T,

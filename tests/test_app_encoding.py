@@ -1,5 +1,6 @@
-"""``dnnrsa participant --encoding``: the banded ridge encoding maps of each checkpoint,
-written per participant with their sidecars, recorded in the folder's analysis."""
+"""``dnnrsa participant --encoding``: the banded ridge encoding maps of each checkpoint
+(one band per part) and each standard network (one band of all its layers), written per
+participant with their sidecars, recorded in the folder's analysis."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from dnnrsa.bids_app.run import main
 SL = ["--radius-mm", "6", "--min-voxels", "5", "--nprocs", "2"]
 LAYERS = ["--layers", "visual_conv1_1", "auditory_conv1", "crossmodal_dense"]
 ENCODING = ["--encoding", "--encoding-stimulus-folds", "3", "--encoding-layer-maps"]
+#: The cheapest standard network on the fixture's sounds (0.5 s each): an untrained
+#: ResNet-18 on log-mel spectrograms, 7 layers of one part.
+NETWORK = ["--network", "torchvision/resnet18_logmel=random"]
+NETWORK_LABEL = "resnet18logmelrandom"
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +54,12 @@ def regions(three_runs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoding_run(tmp_path_factory, three_runs, crosschannel_checkpoint, regions):
-    """A participant run with ``--encoding`` (3 layers in 3 parts, per-layer maps) and
-    two regions (``--roi``: the per-region table; the brain mask is fitted)."""
+    """A participant run with ``--encoding`` (the checkpoint's 3 layers in 3 parts, per-layer
+    maps), a standard network (:data:`NETWORK`, its own model of one band) and two
+    regions (``--roi``: the per-region table; the brain mask is fitted)."""
     top = tmp_path_factory.mktemp("enc_run")
     out, work = top / "out", top / "work"
-    argv = [str(three_runs.root), str(out), "participant"]
+    argv = [str(three_runs.root), str(out), "participant", *NETWORK]
     argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *ENCODING, *regions[0]]
     argv += ["-w", str(work), "--skip-bids-validation", "--no-reports", *SL]
     assert main(argv) == 0
@@ -84,7 +90,7 @@ def test_the_encoding_maps_are_written_with_their_sidecars(encoding_run):
         names += [
             f"{stem}_layer-{layer}_desc-encoding_stat-{s}_statmap.nii.gz" for s in ("r2", "r")
         ]
-    written = sorted(p.name for p in _func(out).glob("*encoding*_statmap.nii.gz"))
+    written = sorted(p.name for p in _func(out).glob(f"{stem}_*encoding*_statmap.nii.gz"))
     assert written == sorted(names)
     for name in names:
         side = json.loads((_func(out) / name.replace(".nii.gz", ".json")).read_text())
@@ -152,23 +158,23 @@ def test_the_region_table_is_the_mean_of_each_map_in_each_region(encoding_run, r
     assert set(side["Columns"]) == set(table.columns)
 
 
-def test_the_joint_r2_equals_the_core_on_the_same_patterns_and_features(encoding_run):
-    """Known answer: the patterns written, in the mask written, and the network's features
-    given to dnnrsa.encoding.fit_encoding directly."""
+def _core_fit(out, work, label: str, *, one_band: str | None = None):
+    """dnnrsa.encoding.fit_encoding called directly on the patterns written, in the mask
+    written, and the features of network ``label`` (one band per part, or every layer in
+    the band ``one_band``), as the run's settings say; the fit, the mask and the layers."""
     from dnnrsa.encoding import fit_encoding
 
-    out, work = encoding_run
     (patterns,) = _func(out).glob("*_desc-lsa_stat-effect_statmap.nii.gz")
     side = json.loads(patterns.with_name(patterns.name.replace(".nii.gz", ".json")).read_text())
     (mask_file,) = _func(out).glob("*_desc-brain_mask.nii.gz")
     mask = np.asarray(nib.load(mask_file).dataobj).astype(bool)
     data = np.asarray(nib.load(patterns).dataobj)[mask].T  # (n_rows, n_voxels), run-major
     conditions, n_runs = side["Conditions"], len(side["Runs"])
-    (features,) = work.glob("**/extract_net/features.npz")
+    (features,) = work.glob(f"**/extract_{label}/features.npz")
     with np.load(features) as f:
         names = [str(n) for n in f["layer_names"]]
         acts = {n: f[f"layer{i:03d}"] for i, n in enumerate(names)}
-        parts = {n: str(p) for n, p in zip(names, f["parts"], strict=True)}
+        parts = {n: one_band or str(p) for n, p in zip(names, f["parts"], strict=True)}
         stimuli = [str(s) for s in f["stimuli"]]
     by_name = {c.rsplit("/", 1)[-1]: i for i, c in enumerate(conditions)}
     rows = [by_name[s] for s in stimuli]  # the features' stimulus order
@@ -176,13 +182,21 @@ def test_the_joint_r2_equals_the_core_on_the_same_patterns_and_features(encoding
     res = fit_encoding(
         acts, parts, pats, n_components=10, stimulus_folds=3, layer_maps=False, device="cpu"
     )
+    return res, mask, names
+
+
+def test_the_joint_r2_equals_the_core_on_the_same_patterns_and_features(encoding_run):
+    """Known answer: the patterns written, in the mask written, and the network's features
+    given to dnnrsa.encoding.fit_encoding directly."""
+    out, work = encoding_run
+    res, mask, _ = _core_fit(out, work, "net")
     (r2_file,) = _func(out).glob("*_model-net_desc-encoding_stat-r2_statmap.nii.gz")
     written = np.asarray(nib.load(r2_file).dataobj)
     assert np.isnan(written[~mask]).all()
     assert np.isfinite(res.r2).sum() > 10
     np.testing.assert_allclose(written[mask], res.r2.astype(np.float32), atol=1e-6, equal_nan=True)
     # the variance partition adds up as the core's does
-    (shared,) = _func(out).glob("*_desc-encodingshared_stat-r2_statmap.nii.gz")
+    (shared,) = _func(out).glob("*_model-net_desc-encodingshared_stat-r2_statmap.nii.gz")
     np.testing.assert_allclose(
         np.asarray(nib.load(shared).dataobj)[mask],
         res.shared.astype(np.float32),
@@ -191,13 +205,82 @@ def test_the_joint_r2_equals_the_core_on_the_same_patterns_and_features(encoding
     )
 
 
+def test_a_standard_network_gets_its_own_model_of_one_band(encoding_run, three_runs, tmp_path):
+    """The network's maps, named with its model label, one band (``network``) of every
+    layer it records; its joint R² is the core's on its features in one band, its
+    unique variance the joint R² and its shared variance 0 (one band)."""
+    import pandas as pd
+
+    out, work = encoding_run
+    res, mask, layers = _core_fit(out, work, NETWORK_LABEL, one_band="network")
+    assert len(layers) == 7 and res.band_names == ["network"]
+    stem = f"sub-01_task-cat_space-native_model-{NETWORK_LABEL}"
+    names = [
+        f"{stem}_desc-encoding_stat-r2_statmap.nii.gz",
+        f"{stem}_desc-encoding_stat-r_statmap.nii.gz",
+        f"{stem}_band-network_desc-encodingsplit_stat-r2_statmap.nii.gz",
+        f"{stem}_band-network_desc-encodingunique_stat-r2_statmap.nii.gz",
+        f"{stem}_desc-encodingshared_stat-r2_statmap.nii.gz",
+        f"{stem}_desc-encodingceiling_stat-r2_statmap.nii.gz",
+        f"{stem}_desc-encodingreliability_stat-r_statmap.nii.gz",
+        f"{stem}_desc-encodingfraction_stat-r2_statmap.nii.gz",
+    ]
+    from dnnrsa.bidsnames import to_label
+
+    names += [
+        f"{stem}_layer-{to_label(layer)}_desc-encoding_stat-{s}_statmap.nii.gz"
+        for layer in layers
+        for s in ("r2", "r")
+    ]
+    written = sorted(p.name for p in _func(out).glob(f"{stem}_*encoding*_statmap.nii.gz"))
+    assert written == sorted(names)
+    for name in names:
+        side = json.loads((_func(out) / name.replace(".nii.gz", ".json")).read_text())
+        assert side["Bands"] == {"network": layers}
+        assert "every layer" in side["BandsFrom"]
+        assert side["Network"] == "torchvision/resnet18_logmel" and side["Untrained"]
+        assert side["Weights"] == {"Source": "random", "Seed": 0}
+        assert "Checkpoint" not in side and len(side["Runs"]) == 3
+    # the checkpoint's sidecars say nothing of it (their bands are its parts)
+    ckpt = json.loads(
+        (
+            _func(out) / "sub-01_task-cat_space-native_model-net_desc-encoding_stat-r2_statmap.json"
+        ).read_text()
+    )
+    assert "BandsFrom" not in ckpt and "Network" not in ckpt
+
+    def load(name):
+        return np.asarray(nib.load(_func(out) / name).dataobj)[mask]
+
+    joint = load(names[0])
+    assert np.isfinite(res.r2).sum() > 10
+    np.testing.assert_allclose(joint, res.r2.astype(np.float32), atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(load(names[3]), joint, atol=1e-6, equal_nan=True)  # unique
+    shared = load(names[4])
+    assert np.all(shared[np.isfinite(joint)] == 0)
+    # its region table, one row per region and map
+    table = pd.read_csv(_func(out) / f"{stem}_desc-encodingroi_stats.tsv", sep="\t")
+    assert len(table) == 2 * len(names)
+    assert set(table["band"].dropna()) == {"network"}
+    # the group level finds its maps as it finds the checkpoint's
+    from dnnrsa.bids_app.group import find_encoding_maps
+    from dnnrsa.bids_app.parser import build_parser
+    from dnnrsa.bids_app.run import config_from_options
+
+    argv = [str(three_runs.root), str(out), "group", "-w", str(tmp_path)]
+    config = config_from_options(build_parser().parse_args(argv))
+    found = {(g.model, g.band, g.desc, g.stat) for g in find_encoding_maps(config)}
+    assert (NETWORK_LABEL, "network", "encodingunique", "r2") in found
+    assert (NETWORK_LABEL, None, "encoding", "r2") in found
+
+
 def test_a_rerun_with_other_encoding_settings_is_refused(
     encoding_run, three_runs, crosschannel_checkpoint, regions, tmp_path, capsys
 ):
     out, _ = encoding_run
     before = sorted(p.name for p in _func(out).iterdir())
     for other in (["--encoding-components", "5"], ["--encoding-mask", "rois"]):
-        argv = [str(three_runs.root), str(out), "participant"]
+        argv = [str(three_runs.root), str(out), "participant", *NETWORK]
         argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *ENCODING, *regions[0]]
         argv += [*other, "-w", str(tmp_path / "work")]
         argv += ["--skip-bids-validation", "--no-reports", *SL]
@@ -205,7 +288,7 @@ def test_a_rerun_with_other_encoding_settings_is_refused(
         err = capsys.readouterr().err
         assert "--encoding:" in err and "--roi" not in err, err
     # and one without --encoding: the folder's maps would lack theirs
-    argv = [str(three_runs.root), str(out), "participant"]
+    argv = [str(three_runs.root), str(out), "participant", *NETWORK]
     argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *regions[0]]
     argv += ["-w", str(tmp_path / "work2"), "--skip-bids-validation", "--no-reports", *SL]
     assert main(argv) == 64
@@ -284,7 +367,7 @@ def test_the_encoding_node_is_added_only_with_encoding_and_declares_its_memory(
     from nipype.interfaces.base import isdefined
 
     hashed = [name for name, _ in node.inputs.get_hashval()[0]]
-    assert not {"roi_names", "roi_files", "fit_mask"} & set(hashed)
+    assert not {"roi_names", "roi_files", "fit_mask", "band"} & set(hashed)
     assert not isdefined(node.inputs.fit_mask) and not isdefined(node.inputs.roi_files)
     assert wf.get_node("write_encoding_net") is not None
     assert node.mem_gb == pytest.approx(
