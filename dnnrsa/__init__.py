@@ -27,7 +27,7 @@ The core, public modules
 ``searchlight``              whole-brain searchlight RSA
 ``stats``                    group statistics: sign-flip tests, TFCE, clusters, layer winners
 ``stimuli``                  stimulus decoding and model inputs
-``surface``                  the cortical surface: meshes, searchlight discs, TFCE on a mesh
+``surface``                  the cortical surface: meshes, discs, TFCE, vertex masks, GIFTI maps
 ``train``                    training a registered model for one regime or several
 
 The core, private modules
@@ -60,6 +60,7 @@ The core, private modules
 ``_registries``              the comparator and group map statistic tables every consumer reads
 ``_scores``                  Fisher z of correlations, z of t values
 ``_signflip``                the sign-flip permutation test: sign patterns, the test, its result
+``_surfaceio``               GIFTI per-vertex data read and written: runs, maps
 ``_tfce``                    cluster labelling, TFCE and cluster measures of batches of maps
 ``_tfce_numba``              TFCE of whole-brain maps compiled with numba
 ``_varpart``                 variance partitioning of an RDM between the two arms' last layers

@@ -103,8 +103,9 @@ class PatternResult:
         Run index (0-based, in input order) of each row.
     condition_order : list of str
         The conditions in sorted order (that of :func:`numpy.unique`).
-    mask_img : nibabel.Nifti1Image
-        The mask defining the voxel columns.
+    mask_img : nibabel.Nifti1Image or dnnrsa.surface.SurfaceMask
+        The mask defining the voxel columns (for surface runs, the vertices kept on
+        each hemisphere: the columns are the left ones, then the right ones).
     method, output : str
         How the patterns were estimated.
     noise_normalisation : str
@@ -115,8 +116,9 @@ class PatternResult:
         OLS residuals of each run's LSA model, when asked for.
     noise_precisions : list of ndarray of shape (n_voxels, n_voxels), or None
         Inverse of the shrinkage residual covariance of each run, when asked for.
-    mask_info : BrainMask or None
-        How the mask was made: voxels excluded for non-finite samples, voxels lost.
+    mask_info : BrainMask, dnnrsa.surface.SurfaceMask or None
+        How the mask was made: voxels excluded for non-finite samples, voxels lost
+        (for surface runs, the ``SurfaceMask`` with its counts).
     """
 
     patterns: np.ndarray
@@ -138,7 +140,13 @@ class PatternResult:
         return int(np.unique(self.runs).size)
 
     def to_img(self):
-        """Patterns as a 4D image, one volume per row of ``patterns``."""
+        """Patterns as a 4D image, one volume per row of ``patterns``; for surface
+        runs, a pair (left, right) of GIFTI images with one data array per row and
+        NaN outside the mask."""
+        if hasattr(self.mask_img, "split"):  # a dnnrsa.surface.SurfaceMask
+            from ._surfaceio import gifti_image
+
+            return tuple(gifti_image(part.T) for part in self.mask_img.split(self.patterns))
         return patterns_to_img(self.patterns, self.mask_img)
 
 
@@ -505,8 +513,15 @@ def estimate_patterns(
 
     Parameters
     ----------
-    run_imgs : Niimg-like or list of Niimg-like
-        4D BOLD image of each run (paths or images), all on the same grid.
+    run_imgs : Niimg-like, list of Niimg-like, or list of (left, right) pairs
+        4D BOLD image of each run (paths or images), all on the same grid. Surface
+        runs: one pair of GIFTI files (paths or :class:`nibabel.gifti.GiftiImage`) per
+        run, the left hemisphere then the right (fMRIPrep's
+        ``*_hemi-L_space-fsaverage5_bold.func.gii`` and ``*_hemi-R_...``), each with one
+        data array per volume or one array of shape (n_vertices, n_volumes), every run
+        on the same mesh. A run's data are then the kept vertices of the left
+        hemisphere, in increasing order, followed by those of the right
+        (:class:`dnnrsa.surface.SurfaceMask`), and the fits are those of volume runs.
     events_list : DataFrame, path, or list of these
         One events table per run (BIDS ``events.tsv``) with ``onset``, ``duration``
         and ``condition_column`` (and optionally ``modulation``).
@@ -514,6 +529,13 @@ def estimate_patterns(
         Repetition time in seconds.
     mask_img : Niimg-like, optional
         Brain mask; computed from the runs (nilearn's multi-run EPI mask) when None.
+        Surface runs: a :class:`dnnrsa.surface.SurfaceMask` (for example
+        ``dnnrsa.surface.fsaverage_space("fsaverage5").mask``) or a pair (left, right)
+        of boolean arrays, True on the vertices kept; when None, fsaverage5 runs
+        (10,242 vertices per hemisphere) leave out its medial wall
+        (:func:`dnnrsa.surface.fsaverage_medial_wall`) and other meshes keep every
+        vertex (with a warning). Vertices with a NaN or infinite sample in any run
+        are left out, as voxels are.
     confounds : DataFrame, ndarray, path, or list of these (one per run), optional
         Nuisance regressors with one row per scan (no NaN: fill or drop first rows).
     method : {"lsa", "lss"}, default="lsa"
@@ -533,7 +555,7 @@ def estimate_patterns(
         Passed to :func:`nilearn.glm.first_level.make_first_level_design_matrix`
         (``high_pass`` in Hz).
     smoothing_fwhm : float, optional
-        Spatial smoothing in mm applied when masking.
+        Spatial smoothing in mm applied when masking (volume runs only).
     noise_model : str, default="ar1"
         nilearn's noise model: ``"ar1"`` or ``"ols"`` (computed by
         :mod:`dnnrsa._fastglm`), or ``"arN"`` (nilearn's ``run_glm`` itself).
@@ -586,7 +608,10 @@ def estimate_patterns(
     The work runs in steps: ``_check_options``, ``_load_inputs``, ``_prepare_mask``
     (:func:`dnnrsa.brainmask.brain_mask`), ``_runs_at_once``, then ``_fit_runs``, which
     fits each run (``_run_patterns``), normalises its noise (``_normalise_noise``) and
-    assembles the result (``_pattern_result``).
+    assembles the result (``_pattern_result``). Surface runs take
+    ``_load_surface_inputs`` and ``_prepare_surface_mask`` instead of the second and
+    third steps; their masker gives the same (n_scans, n_vertices) array as a volume's,
+    and every later step is shared.
     """
     glm_kwargs = {
         "hrf_model": hrf_model,
@@ -598,10 +623,16 @@ def estimate_patterns(
         "device": device,
     }
     opts = _check_options(method, output, noise_normalisation, signal_scaling, t_r, glm_kwargs)
-    runs = _load_inputs(run_imgs, events_list, confounds, condition_column)
-    mask_info, masker, n_voxels = _prepare_mask(
-        runs, mask_img, smoothing_fwhm, opts.noise_normalisation
-    )
+    if _is_surface_runs(run_imgs):
+        runs = _load_surface_inputs(run_imgs, events_list, confounds, condition_column)
+        mask_info, masker, n_voxels = _prepare_surface_mask(
+            runs, mask_img, smoothing_fwhm, opts.noise_normalisation
+        )
+    else:
+        runs = _load_inputs(run_imgs, events_list, confounds, condition_column)
+        mask_info, masker, n_voxels = _prepare_mask(
+            runs, mask_img, smoothing_fwhm, opts.noise_normalisation
+        )
     at_once = _runs_at_once(runs, n_voxels, opts, n_jobs, max_memory_gb, return_residuals)
     return _fit_runs(
         runs, masker, n_voxels, mask_info, opts, return_residuals, return_noise_precision, at_once
@@ -626,8 +657,8 @@ class _Runs:
 
     Attributes
     ----------
-    imgs : list of nibabel.Nifti1Image
-        The 4D image of each run.
+    imgs : list of nibabel.Nifti1Image or of _SurfaceRun
+        The 4D image of each run, or each surface run's pair of files.
     tables : list of pandas.DataFrame
         Each run's events (``onset``, ``duration``, ``condition``, maybe ``modulation``).
     order : list of str
@@ -919,7 +950,7 @@ def _runs_at_once(runs: _Runs, n_voxels, opts: _Options, n_jobs, max_memory_gb, 
         return 1
     at_once = min(resolve_n_jobs(n_jobs), len(runs.imgs))
     if max_memory_gb is not None and at_once > 1:
-        n_grid = max(int(np.prod(img.shape[:3])) for img in runs.imgs)
+        n_grid = max(_grid_size(img) for img in runs.imgs)
         n_trials = max(len(t) for t in runs.tables)
         one = run_fit_memory_gb(
             max(runs.n_scans),
@@ -1100,3 +1131,273 @@ def _lss_pieces(frame_times, events, conf, glm_kwargs):
         _lss_design(frame_times, events, trial, conf, glm_kwargs) for trial in range(n_trials)
     ]
     return lss_pieces(designs, "lsstarget")
+
+
+# ---------------------------------------------------------------------------
+# surface runs: a pair of GIFTI files (left, right hemisphere) per run
+# ---------------------------------------------------------------------------
+
+
+def _is_surface_runs(run_imgs) -> bool:
+    """Whether ``run_imgs`` holds surface runs: each run a (left, right) pair.
+
+    A run given as a bare GIFTI file (not in a pair) is refused with a message that
+    says how to give it; a mix of pairs and volumes too.
+    """
+    from ._surfaceio import is_gifti_source
+
+    if isinstance(run_imgs, str | os.PathLike) or not isinstance(run_imgs, list | tuple):
+        items = [run_imgs]
+    else:
+        items = list(run_imgs)
+    pairs = [isinstance(item, list | tuple) for item in items]
+    if any(pairs) and not all(pairs):
+        raise ValueError(
+            "run_imgs mixes surface runs ((left, right) pairs) with other inputs; give every "
+            "run as a pair of GIFTI files, or every run as a 4D image"
+        )
+    if not any(pairs) and any(is_gifti_source(item) for item in items):
+        raise ValueError(
+            "run_imgs holds GIFTI files: give each surface run as a (left, right) pair of "
+            "hemispheres, run_imgs=[(lh_run1, rh_run1), (lh_run2, rh_run2), ...]"
+        )
+    return any(pairs)
+
+
+@dataclass
+class _SurfaceRun:
+    """One surface run: its two hemispheres' files (or images), and what loading found.
+
+    Attributes
+    ----------
+    left, right : path or nibabel.gifti.GiftiImage
+    n_left, n_right : int
+        Vertices of each hemisphere.
+    n_scans : int
+        Volumes.
+    nonfinite_left, nonfinite_right : ndarray of bool
+        Vertices with a NaN or infinite sample.
+    """
+
+    left: Any
+    right: Any
+    n_left: int
+    n_right: int
+    n_scans: int
+    nonfinite_left: np.ndarray = field(repr=False)
+    nonfinite_right: np.ndarray = field(repr=False)
+
+    @property
+    def n_vertices(self) -> int:
+        return self.n_left + self.n_right
+
+
+def _nonfinite_rows(data: np.ndarray) -> np.ndarray:
+    if np.issubdtype(data.dtype, np.integer):
+        return np.zeros(data.shape[0], dtype=bool)
+    return ~np.all(np.isfinite(data), axis=1)
+
+
+def _load_surface_run(i: int, pair) -> _SurfaceRun:
+    """Read and check run ``i``, a (left, right) pair of GIFTI files."""
+    from ._surfaceio import describe, read_gifti_data
+
+    if len(pair) != 2:
+        raise ValueError(
+            f"run_imgs[{i}] must be a (left, right) pair of GIFTI files; got {len(pair)} item(s)"
+        )
+    left, right = pair
+    data = [
+        read_gifti_data(source, f"run_imgs[{i}] ({hemi})")
+        for source, hemi in ((left, "left"), (right, "right"))
+    ]
+    n_scans = [d.shape[1] for d in data]
+    if n_scans[0] != n_scans[1]:
+        raise ValueError(
+            f"run_imgs[{i}]: the left hemisphere {describe(left)} has {n_scans[0]} volume(s), "
+            f"the right {describe(right)} {n_scans[1]}"
+        )
+    if n_scans[0] < 2:
+        raise ValueError(
+            f"run_imgs[{i}]: {describe(left)} has {n_scans[0]} volume(s); need at least 2 "
+            "(one data array per volume, or one array of shape (n_vertices, n_volumes))"
+        )
+    return _SurfaceRun(
+        left=left,
+        right=right,
+        n_left=int(data[0].shape[0]),
+        n_right=int(data[1].shape[0]),
+        n_scans=int(n_scans[0]),
+        nonfinite_left=_nonfinite_rows(data[0]),
+        nonfinite_right=_nonfinite_rows(data[1]),
+    )
+
+
+def _load_surface_inputs(run_imgs, events_list, confounds, condition_column) -> _Runs:
+    """:func:`_load_inputs` for surface runs: each run's pair read and checked (the same
+    vertex counts in every run), the events and confounds as for volumes."""
+    from ._surfaceio import describe
+
+    runs = [_load_surface_run(i, pair) for i, pair in enumerate(run_imgs)]
+    first = runs[0]
+    for i, run in enumerate(runs[1:], start=1):
+        for hemi, n, n0, source, source0 in (
+            ("left", run.n_left, first.n_left, run.left, first.left),
+            ("right", run.n_right, first.n_right, run.right, first.right),
+        ):
+            if n != n0:
+                raise ValueError(
+                    f"run_imgs[{i}] ({hemi}): {describe(source)} has {n} vertices; run_imgs[0] "
+                    f"({describe(source0)}) has {n0}: every run must be on the same mesh"
+                )
+    tables = _load_events(events_list, len(runs), condition_column)
+    order = _check_conditions(tables)
+    n_scans = [run.n_scans for run in runs]
+    confs = _load_confounds(confounds, len(runs), n_scans)
+    names = [_run_name(run.left, i) for i, run in enumerate(runs)]
+    _warn_zero_durations(tables, names)
+    return _Runs(runs, tables, order, n_scans, confs, names)
+
+
+def _base_surface_mask(runs: _Runs, mask_img):
+    """The vertices to keep before the non-finite ones are left out: the given mask
+    (checked against the runs' meshes), or the medial wall of fsaverage5 when the runs
+    have its vertex counts, or every vertex."""
+    from . import surface
+    from ._surfaceio import describe
+
+    first = runs.imgs[0]
+    counts = (first.n_left, first.n_right)
+    if mask_img is None:
+        sizes = {n: name for name, n in surface.FSAVERAGE_VERTICES.items()}
+        space = sizes.get(counts[0]) if counts[0] == counts[1] else None
+        if space == "fsaverage5":
+            walls = [surface.fsaverage_medial_wall(hemi) for hemi in surface.HEMISPHERES]
+            return surface.SurfaceMask(
+                ~walls[0],
+                ~walls[1],
+                space=space,
+                source="fsaverage5 medial wall left out (vertices of zero mean thickness)",
+            )
+        logger.warning(
+            "surface runs of %d and %d vertices%s: no medial wall known offline, every vertex "
+            "is kept; give mask_img (dnnrsa.surface.fsaverage_space(..., cortex_labels=...).mask)",
+            counts[0],
+            counts[1],
+            f" ({space})" if space else "",
+        )
+        return surface.SurfaceMask(
+            np.ones(counts[0], dtype=bool),
+            np.ones(counts[1], dtype=bool),
+            space=space,
+            source="every vertex",
+        )
+    if isinstance(mask_img, surface.SurfaceMask):
+        mask = mask_img
+    elif isinstance(mask_img, list | tuple) and len(mask_img) == 2:
+        mask = surface.SurfaceMask(np.asarray(mask_img[0]), np.asarray(mask_img[1]))
+    else:
+        raise ValueError(
+            "mask_img of surface runs must be a dnnrsa.surface.SurfaceMask or a pair (left, "
+            f"right) of boolean arrays (True = kept); got {type(mask_img).__name__}"
+        )
+    for hemi, n, source, m in (
+        ("left", first.n_left, first.left, mask.left.size),
+        ("right", first.n_right, first.right, mask.right.size),
+    ):
+        if n != m:
+            raise ValueError(
+                f"run_imgs[0] ({hemi}): {describe(source)} has {n} vertices; the mask's mesh "
+                f"({mask.space or 'given'}) has {m}"
+            )
+    return mask
+
+
+def _prepare_surface_mask(runs: _Runs, mask_img, smoothing_fwhm, noise_normalisation):
+    """:func:`_prepare_mask` for surface runs: the vertices kept (the base mask less
+    every vertex with a NaN or infinite sample in any run) and their masker.
+
+    Returns
+    -------
+    mask : dnnrsa.surface.SurfaceMask
+        The vertices kept, with the counts of what was left out.
+    masker : _SurfaceMasker
+    n_vertices : int
+        Vertices kept, both hemispheres.
+    """
+    from . import surface
+
+    if smoothing_fwhm:
+        raise ValueError(
+            "smoothing_fwhm applies to volume runs; smooth surface runs on the mesh before "
+            "(for example with FreeSurfer's mri_surf2surf --fwhm)"
+        )
+    base = _base_surface_mask(runs, mask_img)
+    bad_left = np.logical_or.reduce([run.nonfinite_left for run in runs.imgs])
+    bad_right = np.logical_or.reduce([run.nonfinite_right for run in runs.imgs])
+    left, right = base.left & ~bad_left, base.right & ~bad_right
+    n_candidates = base.n_vertices
+    n_kept = int(left.sum() + right.sum())
+    where = ", ".join(runs.names)
+    if n_kept == 0:
+        raise ValueError(
+            f"no vertex left in the surface runs {where}: {n_candidates} in the mask, all "
+            "with NaN or infinite samples"
+        )
+    mask = surface.SurfaceMask(
+        left,
+        right,
+        space=base.space,
+        source=base.source,
+        n_candidates=n_candidates,
+        n_nonfinite=n_candidates - n_kept,
+        nonfinite_per_run=tuple(
+            int(run.nonfinite_left.sum() + run.nonfinite_right.sum()) for run in runs.imgs
+        ),
+        runs=tuple(runs.names),
+    )
+    if mask.n_nonfinite:
+        logger.warning(
+            "surface mask of %s: excluded %d vertices with NaN or infinite samples (per run: %s)",
+            where,
+            mask.n_nonfinite,
+            list(mask.nonfinite_per_run),
+        )
+    logger.info(
+        "surface mask (%s) of %d vertices (%d left, %d right)",
+        mask.source,
+        n_kept,
+        mask.n_left,
+        n_kept - mask.n_left,
+    )
+    if noise_normalisation == "multivariate" and n_kept > MAX_MULTIVARIATE_VOXELS:
+        raise ValueError(
+            f"noise_normalisation='multivariate' needs a dense {n_kept}x{n_kept} covariance; "
+            f"use a mask of at most {MAX_MULTIVARIATE_VOXELS} vertices or 'univariate'"
+        )
+    return mask, _SurfaceMasker(mask), n_kept
+
+
+class _SurfaceMasker:
+    """The masker of surface runs: a run's kept vertices, left then right, one row per
+    volume (as :class:`nilearn.maskers.NiftiMasker` gives a volume run's voxels)."""
+
+    def __init__(self, mask):
+        self.mask_img_ = mask
+
+    def transform(self, run: _SurfaceRun) -> np.ndarray:
+        from ._surfaceio import read_gifti_data
+
+        left = read_gifti_data(run.left, "left")
+        right = read_gifti_data(run.right, "right")
+        # C order, as the NiftiMasker gives a volume run (the products' rounding
+        # depends on the layout)
+        return np.ascontiguousarray(self.mask_img_.stack(left.T, right.T))
+
+
+def _grid_size(img) -> int:
+    """Values of one volume of a run: the voxels of its grid, or the vertices of both
+    hemispheres."""
+    if isinstance(img, _SurfaceRun):
+        return img.n_vertices
+    return int(np.prod(img.shape[:3]))

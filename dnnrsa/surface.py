@@ -16,6 +16,11 @@ of a mesh once the discs are built here:
 * :func:`mesh_adjacency` and :func:`tfce_mesh` label clusters and compute TFCE on
   the mesh, with the volume TFCE's conventions (:mod:`dnnrsa._tfce`).
 * :func:`icosphere` makes a mesh whose geodesics are known, for tests and benchmarks.
+* :func:`fsaverage_space` gives both hemispheres of an fsaverage space (meshes and the
+  :class:`SurfaceMask` of the vertices kept); :func:`load_surface_data` reads a pair of
+  GIFTI files onto the stacked kept vertices and :func:`save_surface_maps` writes
+  values on them back as one ``.func.gii`` per hemisphere with a JSON sidecar.
+  :func:`dnnrsa.glm.estimate_patterns` fits surface runs given as (left, right) pairs.
 
 The vertex axis of the discs is that of the mask's vertices in increasing order
 (``data[..., mask]``); vertices outside the mask (the medial wall) are neither
@@ -604,17 +609,409 @@ def tfce_mesh(
     return out[0] if one else out
 
 
+# ---------------------------------------------------------------------------
+# surface spaces, vertex masks and GIFTI maps
+# ---------------------------------------------------------------------------
+
+#: Vertices per hemisphere of FreeSurfer's fsaverage meshes (fMRIPrep's
+#: ``--output-spaces``), and TemplateFlow's density label of each.
+FSAVERAGE_VERTICES = {"fsaverage5": 10242, "fsaverage6": 40962, "fsaverage": 163842}
+FSAVERAGE_DENSITIES = {"fsaverage5": "10k", "fsaverage6": "41k", "fsaverage": "164k"}
+#: The BIDS ``hemi`` label of each hemisphere.
+HEMI_LABELS = {"left": "L", "right": "R"}
+
+
+@dataclass(frozen=True)
+class SurfaceMask:
+    """The vertices kept on both hemispheres (True = kept), and what was left out.
+
+    The vertex axis of the patterns and of the stacked discs is the kept vertices
+    of the left hemisphere in increasing order, then those of the right
+    (:meth:`stack`); :meth:`split` puts values on that axis back onto each
+    hemisphere's full vertex list, NaN elsewhere.
+
+    Attributes
+    ----------
+    left, right : ndarray of bool, shape (n_vertices_hemi,)
+    space : str or None
+        ``"fsaverage5"``... when known.
+    source : str
+        Where the mask came from (``"fsaverage5 medial wall (zero thickness)"``,
+        ``"given"``, ``"every vertex"``...).
+    n_candidates : int
+        Vertices of the mask before the vertices with non-finite samples were
+        excluded (:func:`dnnrsa.glm.estimate_patterns`).
+    n_nonfinite : int
+        Candidate vertices excluded for a NaN or infinite sample in any run.
+    nonfinite_per_run : list of int
+        Vertices (both hemispheres, anywhere) with a non-finite sample, per run.
+    runs : list of str
+        The runs' names (the left hemisphere's file), when made from runs.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    space: str | None = None
+    source: str = "given"
+    n_candidates: int = 0
+    n_nonfinite: int = 0
+    nonfinite_per_run: tuple = ()
+    runs: tuple = ()
+
+    def __post_init__(self):
+        for name in HEMISPHERES:
+            value = np.asarray(getattr(self, name))
+            if value.dtype != bool or value.ndim != 1:
+                raise TypeError(
+                    f"SurfaceMask.{name} must be a 1-D array of bool (True = kept); got "
+                    f"dtype {value.dtype}, shape {value.shape}"
+                )
+            object.__setattr__(self, name, value)
+        if not (self.left.any() or self.right.any()):
+            raise ValueError("the surface mask keeps no vertex")
+        if not self.n_candidates:
+            object.__setattr__(self, "n_candidates", self.n_vertices)
+
+    def hemi(self, hemi: str) -> np.ndarray:
+        """The mask of one hemisphere."""
+        return getattr(self, _check_hemi(hemi))
+
+    @property
+    def n_vertices(self) -> int:
+        """Kept vertices, both hemispheres."""
+        return int(self.left.sum() + self.right.sum())
+
+    @property
+    def n_left(self) -> int:
+        """Kept vertices of the left hemisphere (the first of the stacked axis)."""
+        return int(self.left.sum())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Vertices of each hemisphere's mesh (kept or not)."""
+        return (int(self.left.size), int(self.right.size))
+
+    def stack(self, left, right) -> np.ndarray:
+        """The kept vertices of per-hemisphere data, left then right, on the last axis.
+
+        ``left`` and ``right`` have the hemispheres' vertices on their last axis.
+        """
+        left, right = np.asarray(left), np.asarray(right)
+        if left.shape[-1] != self.left.size or right.shape[-1] != self.right.size:
+            raise ValueError(
+                f"data of {left.shape[-1]} and {right.shape[-1]} vertices do not match the "
+                f"mask's meshes of {self.left.size} and {self.right.size}"
+            )
+        return np.concatenate([left[..., self.left], right[..., self.right]], axis=-1)
+
+    def split(self, values) -> tuple[np.ndarray, np.ndarray]:
+        """Values on the kept vertices (last axis) back on each hemisphere, NaN elsewhere.
+
+        Returns float64 arrays of shape ``values.shape[:-1] + (n_vertices_hemi,)``.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 0 or values.shape[-1] != self.n_vertices:
+            raise ValueError(
+                f"values must have the {self.n_vertices} kept vertices on their last axis; "
+                f"got shape {values.shape}"
+            )
+        out = []
+        for part, mask in (
+            (values[..., : self.n_left], self.left),
+            (values[..., self.n_left :], self.right),
+        ):
+            full = np.full(values.shape[:-1] + (mask.size,), np.nan)
+            full[..., mask] = part
+            out.append(full)
+        return out[0], out[1]
+
+    def sidecar(self) -> dict:
+        """What the mask kept and left out, for a JSON sidecar."""
+        return {
+            "Space": self.space,
+            "VertexMaskSource": self.source,
+            "VerticesPerHemisphere": {"L": int(self.left.size), "R": int(self.right.size)},
+            "VerticesKept": {"L": int(self.left.sum()), "R": int(self.right.sum())},
+            "CandidateVertices": int(self.n_candidates),
+            "NonFiniteVerticesExcluded": int(self.n_nonfinite),
+            "NonFiniteVerticesPerRun": [int(n) for n in self.nonfinite_per_run],
+            "Runs": list(self.runs),
+        }
+
+
+@dataclass(frozen=True)
+class SurfaceSpace:
+    """The meshes of both hemispheres of a surface space and the vertices to keep.
+
+    Attributes
+    ----------
+    name : str
+        ``"fsaverage5"``, ``"fsaverage6"`` or ``"fsaverage"``.
+    left, right : Mesh
+    mask : SurfaceMask
+        The vertices kept (the medial wall left out).
+    """
+
+    name: str
+    left: Mesh
+    right: Mesh
+    mask: SurfaceMask
+
+    def mesh(self, hemi: str) -> Mesh:
+        """The mesh of one hemisphere."""
+        return getattr(self, _check_hemi(hemi))
+
+    def neighbourhoods(
+        self,
+        radius_mm: float,
+        *,
+        mask: SurfaceMask | None = None,
+        metric: str = "geodesic",
+        cache_dir: str | os.PathLike | None = None,
+    ) -> Neighbourhoods:
+        """The discs of both hemispheres on the stacked kept vertices
+        (:func:`surface_neighbourhoods` of each, then :func:`stack_neighbourhoods`).
+
+        ``mask`` (default: the space's) is that of the patterns, for example
+        :attr:`dnnrsa.glm.PatternResult.mask_img` of surface runs, which also leaves
+        out vertices with non-finite samples.
+        """
+        mask = self.mask if mask is None else mask
+        if mask.shape != (self.left.n_vertices, self.right.n_vertices):
+            raise ValueError(
+                f"mask of {mask.shape} vertices per hemisphere does not match {self.name}'s "
+                f"meshes of {(self.left.n_vertices, self.right.n_vertices)}"
+            )
+        parts = [
+            surface_neighbourhoods(
+                self.mesh(hemi).coords,
+                self.mesh(hemi).faces,
+                radius_mm,
+                mask=mask.hemi(hemi),
+                metric=metric,
+                cache_dir=cache_dir,
+            )
+            for hemi in HEMISPHERES
+        ]
+        return stack_neighbourhoods(parts)
+
+
+def fsaverage_space(
+    space: str = "fsaverage5",
+    *,
+    surface: str = "midthickness",
+    mesh_files: Sequence[str | os.PathLike] | None = None,
+    cortex_labels: Sequence[str | os.PathLike] | None = None,
+) -> SurfaceSpace:
+    """Both hemispheres of an fsaverage space: the meshes and the vertices to keep.
+
+    Parameters
+    ----------
+    space : {"fsaverage5", "fsaverage6", "fsaverage"}
+        fMRIPrep's ``--output-spaces`` name.
+    surface : str
+        For fsaverage5 read offline (:func:`fsaverage_mesh`): ``"midthickness"``
+        (default), ``"pial"``, ``"white_matter"``, ``"inflated"``, ``"sphere"``.
+    mesh_files : (left, right), optional
+        The meshes' files (:func:`load_mesh`): required for fsaverage6 and fsaverage,
+        which are not shipped offline; for fsaverage5 they replace nilearn's.
+    cortex_labels : (left, right), optional
+        FreeSurfer ``?h.cortex.label`` files: the vertices kept. Default for
+        fsaverage5: every vertex but the medial wall of :func:`fsaverage_medial_wall`;
+        for fsaverage6 and fsaverage (no offline medial wall): every vertex, with a
+        warning.
+
+    Returns
+    -------
+    SurfaceSpace
+    """
+    if space not in FSAVERAGE_VERTICES:
+        raise ValueError(f"space must be one of {list(FSAVERAGE_VERTICES)}; got {space!r}")
+    n = FSAVERAGE_VERTICES[space]
+    if mesh_files is not None:
+        if len(mesh_files) != 2:
+            raise ValueError("mesh_files must be a pair (left, right)")
+        meshes = [load_mesh(path) for path in mesh_files]
+        for hemi, path, mesh in zip(HEMISPHERES, mesh_files, meshes, strict=True):
+            if mesh.n_vertices != n:
+                raise ValueError(
+                    f"mesh_files ({hemi}): {os.fspath(path)!r} has {mesh.n_vertices} vertices; "
+                    f"{space} has {n} per hemisphere"
+                )
+    elif space == "fsaverage5":
+        meshes = [fsaverage_mesh(hemi, surface) for hemi in HEMISPHERES]
+    else:
+        raise ValueError(
+            f"{space} is not shipped offline: give mesh_files=(left, right), for example "
+            f"$SUBJECTS_DIR/{space}/surf/lh.pial and rh.pial, or TemplateFlow's "
+            f"tpl-fsaverage_hemi-L_den-{FSAVERAGE_DENSITIES[space]}_midthickness.surf.gii"
+        )
+    if cortex_labels is not None:
+        if len(cortex_labels) != 2:
+            raise ValueError("cortex_labels must be a pair (left, right)")
+        kept = [label_mask(path, n) for path in cortex_labels]
+        source = "cortex labels " + ", ".join(os.fspath(p) for p in cortex_labels)
+    elif space == "fsaverage5":
+        kept = [~fsaverage_medial_wall(hemi) for hemi in HEMISPHERES]
+        source = "fsaverage5 medial wall left out (vertices of zero mean thickness)"
+    else:
+        logger.warning(
+            "%s: no medial wall offline; every vertex is kept (give cortex_labels to leave "
+            "the medial wall out)",
+            space,
+        )
+        kept = [np.ones(n, dtype=bool) for _ in HEMISPHERES]
+        source = "every vertex"
+    mask = SurfaceMask(kept[0], kept[1], space=space, source=source)
+    return SurfaceSpace(name=space, left=meshes[0], right=meshes[1], mask=mask)
+
+
+def load_surface_data(left, right, mask: SurfaceMask | None = None) -> np.ndarray:
+    """The kept vertices of a pair of GIFTI files (left, right), stacked.
+
+    Parameters
+    ----------
+    left, right : path or nibabel.gifti.GiftiImage
+        One hemisphere each: a run (one data array per volume, or one 2-D array of
+        shape (n_vertices, n_volumes)) or a map (one data array).
+    mask : SurfaceMask, optional
+        The vertices kept; default every vertex.
+
+    Returns
+    -------
+    ndarray of shape (n_columns, n_kept)
+        One row per volume or map, the kept vertices of the left hemisphere then
+        those of the right, in the stored dtype.
+    """
+    from ._surfaceio import read_gifti_data
+
+    data = [read_gifti_data(left, "left"), read_gifti_data(right, "right")]
+    if data[0].shape[1] != data[1].shape[1]:
+        raise ValueError(
+            f"the hemispheres hold {data[0].shape[1]} and {data[1].shape[1]} columns "
+            "(volumes or maps); they must match"
+        )
+    if mask is None:
+        return np.concatenate([data[0].T, data[1].T], axis=1)
+    return mask.stack(data[0].T, data[1].T)
+
+
+def surface_map_names(entities: dict, suffix: str = "statmap") -> tuple[str, str]:
+    """The file names of a per-vertex map, one per hemisphere (``.func.gii``).
+
+    ``hemi-L`` / ``hemi-R`` goes before ``space`` (fMRIPrep's order:
+    ``sub-01_task-x_hemi-L_space-fsaverage5_...``), or after the other entities
+    when there is no ``space``.
+    """
+    from .bidsnames import build_name
+
+    if "hemi" in entities:
+        raise ValueError("entities must not hold 'hemi': it is added for each hemisphere")
+    names = []
+    for label in HEMI_LABELS.values():
+        ordered: dict = {}
+        for key, value in entities.items():
+            if key == "space":
+                ordered["hemi"] = label
+            ordered[key] = value
+        ordered.setdefault("hemi", label)
+        names.append(build_name(ordered, suffix, ".func.gii"))
+    return names[0], names[1]
+
+
+def save_surface_maps(
+    values,
+    mask: SurfaceMask,
+    out_dir: str | os.PathLike,
+    entities: dict,
+    *,
+    suffix: str = "statmap",
+    sidecar: dict | None = None,
+) -> tuple[Path, Path]:
+    """Write values on the stacked kept vertices as one GIFTI per hemisphere, with sidecars.
+
+    Parameters
+    ----------
+    values : array of shape (n_kept,) or (n_maps, n_kept)
+        On the axis of :class:`SurfaceMask` (left kept vertices, then right), for
+        example a column of :func:`dnnrsa.searchlight.searchlight_rsa_array`'s scores.
+        Several maps become several data arrays of each file.
+    mask : SurfaceMask
+    out_dir : path
+        The folder of the files (created if needed).
+    entities : dict
+        Ordered BIDS entities without ``hemi`` (:func:`surface_map_names`), for
+        example ``{"sub": "01", "task": "x", "space": "fsaverage5", "model": "m",
+        "layer": "l", "stat": "spearman"}``.
+    suffix : str
+    sidecar : dict, optional
+        Fields of each file's JSON sidecar, beside the hemisphere and the mask's
+        counts (:meth:`SurfaceMask.sidecar`).
+
+    Returns
+    -------
+    (Path, Path)
+        The left and right files. Each holds every vertex of its mesh as float32,
+        NaN outside the mask; each file and sidecar is written atomically.
+    """
+    from ._surfaceio import atomic_save_gifti, gifti_image
+    from .bidsnames import sidecar_path, write_json
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim not in (1, 2):
+        raise ValueError(
+            f"values must have shape (n_kept,) or (n_maps, n_kept); got {values.shape}"
+        )
+    parts = mask.split(values)
+    out_dir = Path(out_dir)
+    paths = []
+    for (hemi, label), name, full in zip(
+        HEMI_LABELS.items(), surface_map_names(entities, suffix), parts, strict=True
+    ):
+        path = out_dir / name
+        columns = full.T if full.ndim == 2 else full
+        img = gifti_image(columns, meta={"AnatomicalStructurePrimary": _STRUCTURES[hemi]})
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_save_gifti(img, path)
+        payload = dict(sidecar or {})
+        payload.update(
+            {
+                "Hemisphere": label,
+                "Space": mask.space,
+                "NumberOfVertices": int(full.shape[-1]),
+                "VerticesInMask": int(mask.hemi(hemi).sum()),
+                "OutsideMask": "NaN",
+                "VertexMaskSource": mask.source,
+            }
+        )
+        write_json(sidecar_path(path), payload)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+#: The GIFTI ``AnatomicalStructurePrimary`` of each hemisphere (as fMRIPrep writes it).
+_STRUCTURES = {"left": "CortexLeft", "right": "CortexRight"}
+
+
 __all__ = [
     "FSAVERAGE_SURFACES",
+    "FSAVERAGE_VERTICES",
+    "HEMI_LABELS",
     "METRICS",
     "Mesh",
+    "SurfaceMask",
+    "SurfaceSpace",
     "fsaverage_medial_wall",
     "fsaverage_mesh",
+    "fsaverage_space",
     "icosphere",
     "label_mask",
     "load_mesh",
+    "load_surface_data",
     "mesh_adjacency",
+    "save_surface_maps",
     "stack_neighbourhoods",
+    "surface_map_names",
     "surface_neighbourhoods",
     "tfce_mesh",
 ]
