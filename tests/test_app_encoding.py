@@ -380,3 +380,31 @@ def test_the_encoding_node_is_added_only_with_encoding_and_declares_its_memory(
     assert encoding_memory_gb(100_000, 50_000, **{**base, "n_runs": 6}) > small
     assert encoding_memory_gb(100_000, 50_000, **{**base, "n_jobs": 4}) > small
     assert encoding_memory_gb(100_000, 50_000, **base, layer_maps=True) > small
+
+
+def test_the_participant_report_has_the_encoding_section(encoding_run, tmp_path):
+    """The participant page of the run (its report built here, on a copy of the folder:
+    the run has --no-reports): a section per network with the bars of its region table,
+    drawn into figures/, and the list of its maps."""
+    import re
+    import shutil
+
+    from dnnrsa.reports import build_subject_report
+
+    out = tmp_path / "out"
+    shutil.copytree(encoding_run[0], out)
+    page = build_subject_report(out, "01", task="cat", space="native").read_text()
+    match = re.search(r'<section id="encoding"><h2>Encoding models</h2>(.*?)</section>', page, re.S)
+    assert match, "no encoding section"
+    section = match.group(1)
+    for model in ("net", NETWORK_LABEL):
+        assert f"<h3>model {model}</h3>" in section
+        stem = f"sub-01_task-cat_space-native_model-{model}_desc-encodingroibars"
+        assert (out / "figures" / f"{stem}_figure.png").is_file()
+        assert f'data-file="figures/{stem}_figure.png"' in section
+        for path in _func(out).glob(f"sub-01_task-cat_space-native_model-{model}_*_statmap.nii.gz"):
+            if "desc-encoding" in path.name:
+                assert f"<code>{path.name}</code>" in section
+    assert "bands: network: maxpool, layer1" in section  # the network's one band
+    assert "unique:network" in section and "unique:crossmodal" in section  # the numbers
+    assert "searchlight" in page.lower()  # the other sections stay

@@ -23,7 +23,7 @@ from .brain_sections import (
     winner_section,
 )
 from .discovery import open_context
-from .encoding_sections import encoding_sections
+from .encoding_sections import encoding_sections, subject_encoding_sections
 from .render import FigureStore, escape, render_page
 from .roi_sections import roi_sections
 from .sections import (
@@ -80,7 +80,9 @@ def build_subject_report(
     """Write the HTML report of one participant, ``<output_dir>/sub-<subject>.html``.
 
     Sections: overview, searchlight maps (a per-layer summary chart and, for the
-    best layer of each network part, orthogonal slices and a glass brain), the
+    best layer of each network part, orthogonal slices and a glass brain), the brain
+    mask, the encoding models (where the participant has encoding maps: per network,
+    the bars of the variance partition per region and the list of its maps), the
     stimuli, layer RDMs ordered by emotion and by identity, MDS of the stimuli,
     category index per layer, layer-by-layer similarity, arm relevance, and the
     run configuration. A section whose inputs are absent says so.
@@ -129,6 +131,7 @@ def build_subject_report(
         ),
         ("searchlight", "Searchlight maps", lambda: subject_maps_section(ctx, subject)),
         *_mask_sections(ctx, subject),
+        *subject_encoding_sections(ctx, subject),
         *((sid, h, lambda f=f: f(ctx)) for sid, h, f in _MODEL_SECTIONS),
         *_face_crop_sections(ctx),
         ("config", "Run configuration", lambda: config_section(ctx)),

@@ -1,11 +1,12 @@
-"""The encoding sections of the group report: the group maps of each band's unique
-variance (``--encoding`` at the participant level, tested by the group level), and the
-per-region bars of the variance partition (the participants' ``desc-encodingroi``
-tables, written with ``--roi``).
+"""The encoding sections of the reports. The group report: the group maps of each band's
+unique variance (``--encoding`` at the participant level, tested by the group level), and
+the per-region bars of the variance partition (the participants' ``desc-encodingroi``
+tables, written with ``--roi``). A participant's report: per network, the same bars from
+the participant's own table, and the list of the encoding maps written.
 
 Listed by :mod:`.build` only where the group level wrote encoding maps, or the
-participants wrote per-region tables, so a report of a run without them has the same
-sections as before.
+participants wrote per-region tables or encoding maps, so a report of a run without
+them has the same sections as before.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..bidsnames import build_name, build_stem, parse_name
 from . import brain_figures as bf
 from . import figures as rf
 from .discovery import Context, read_tsv, sidecar
-from .render import escape, note, table_html
+from .render import code, escape, note, table_html
 
 _UNCORRECTED_Z = 3.09  # one-sided p = 0.001, as the searchlight group maps
 _UNIQUE = "encodinguniquer2"
@@ -113,6 +114,14 @@ def encoding_section(ctx: Context) -> str:
 
 # --------------------------------------------------------------------------- per region
 _SHARED_COLOUR = "#9e9e9e"
+#: A band that is no part of a network (a standard network's one band, ``network``),
+#: away from the grey of the shared variance.
+_OTHER_BAND_COLOUR = "#d98c1f"
+
+
+def _band_colour(band: str) -> str:
+    """The bar colour of a band: its part's colour, else :data:`_OTHER_BAND_COLOUR`."""
+    return rf.PART_COLOURS.get(band, _OTHER_BAND_COLOUR)
 
 
 def roi_tables(ctx: Context, subjects=None) -> dict[str, list[tuple[str, Path]]]:
@@ -173,7 +182,8 @@ def encoding_roi_summary(files):
 
 
 def encoding_roi_figure(summary, bands):
-    """Per region, one bar per band's unique variance (the band's part colour) and one
+    """Per region, one bar per band's unique variance (the band's part colour; orange for
+    a band that is no part, such as a standard network's ``network``) and one
     for the shared variance, error bars of one standard error, the joint R² (black) and
     the ceiling (grey, dashed) as lines across the region's bars."""
     regions = list(dict.fromkeys(summary["roi"]))
@@ -191,7 +201,7 @@ def encoding_roi_figure(summary, bands):
         x = np.arange(len(regions)) - 0.4 + width * (j + 0.5)
         mean = np.array([get(r, key, "mean") for r in regions])
         se = np.array([get(r, key, "se") for r in regions])
-        colour = rf.part_colour(key.split(":", 1)[1]) if key != "shared" else _SHARED_COLOUR
+        colour = _band_colour(key.split(":", 1)[1]) if key != "shared" else _SHARED_COLOUR
         label = f"unique {key.split(':', 1)[1]}" if key != "shared" else "shared"
         ax.bar(x, np.nan_to_num(mean), width=width * 0.95, color=colour, label=label, zorder=2)
         ok = np.isfinite(mean) & np.isfinite(se)
@@ -253,3 +263,99 @@ def encoding_roi_section(ctx: Context) -> str:
         )
         out.append(table_html(summary, max_rows=len(summary)))
     return "".join(out)
+
+
+# --------------------------------------------------------------------------- one participant
+def subject_encoding_maps(ctx: Context, subject: str) -> dict[str, list[Path]]:
+    """Per model, the participant's encoding maps (``sub-<s>_task-<t>_space-<sp>_model-<m>
+    [_band-<b>|_layer-<l>]_desc-encoding*_stat-<s>_statmap.nii.gz``), in file order."""
+    found: dict[str, list[Path]] = {}
+    pattern = (
+        f"sub-{subject}/func/sub-{subject}_task-{ctx.task}_space-{ctx.space}_model-*"
+        "_desc-encoding*_statmap.nii.gz"
+    )
+    for path in sorted(ctx.output_dir.glob(pattern)):
+        e = parse_name(path).entities
+        if list(e) not in (
+            ["sub", "task", "space", "model", "desc", "stat"],
+            ["sub", "task", "space", "model", "band", "desc", "stat"],
+            ["sub", "task", "space", "model", "layer", "desc", "stat"],
+        ):
+            continue
+        found.setdefault(e["model"], []).append(path)
+    return found
+
+
+def subject_encoding_sections(ctx: Context, subject: str) -> list:
+    """The encoding section of a participant's report (id, heading, builder) where the
+    participant has encoding maps; none otherwise."""
+    if not subject_encoding_maps(ctx, subject):
+        return []
+    return [
+        (
+            "encoding",
+            "Encoding models",
+            lambda: subject_encoding_section(ctx, subject),
+        )
+    ]
+
+
+def subject_encoding_section(ctx: Context, subject: str) -> str:
+    """For each network, the bars of :func:`encoding_roi_figure` from the participant's
+    per-region table (when it has one; one participant, no error bars) with their
+    numbers, and the list of the encoding maps written with what each holds."""
+    tables = {model: items[0][1] for model, items in roi_tables(ctx, [subject]).items()}
+    out = [
+        note(
+            "Cross-validated encoding models of each network (--encoding): one band per "
+            "part of a checkpoint's network, one band of all its layers for a standard "
+            "network. Per region (--roi): each band's unique variance and the shared "
+            "variance as bars, the joint R² (black line) and the noise ceiling (dashed grey "
+            "line, the R² of a perfect prediction on one held-out run) as marks; each value "
+            "is the mean of the map over the region's voxels."
+        )
+    ]
+    for model, maps in sorted(subject_encoding_maps(ctx, subject).items()):
+        out.append(f"<h3>model {escape(model)}</h3>")
+        table = tables.get(model)
+        if table is not None:
+            out.append(_subject_roi_bars(ctx, subject, model, table))
+        items = []
+        for path in maps:
+            text = sidecar(path).get("Description", "")
+            items.append(f"<li>{code(path.name)}{': ' + escape(text) if text else ''}</li>")
+        layers = sidecar(maps[0]).get("Bands", {})
+        bands = "; ".join(f"{escape(b)}: {escape(', '.join(v))}" for b, v in layers.items())
+        out.append(
+            f"<p>{len(maps)} maps written in <code>sub-{escape(subject)}/func/</code>"
+            + (f" (bands: {bands})" if bands else "")
+            + f":</p><ul>{''.join(items)}</ul>"
+        )
+    return "".join(out)
+
+
+def _subject_roi_bars(ctx: Context, subject: str, model: str, table: Path) -> str:
+    """The bars of one participant's per-region table, and their numbers."""
+    summary = encoding_roi_summary([table])
+    if summary.empty:
+        return note("No finite value in the per-region table.")
+    bands = list(sidecar(table).get("Bands", {}))
+    found = [q.split(":", 1)[1] for q in summary["quantity"] if q.startswith("unique:")]
+    bands = [b for b in bands if b in found] + [b for b in dict.fromkeys(found) if b not in bands]
+    stem = build_stem(
+        {
+            "sub": subject,
+            "task": ctx.task,
+            "space": ctx.space,
+            "model": model,
+            "desc": "encodingroibars",
+        }
+    )
+    return ctx.figures.html(
+        stem,
+        lambda: encoding_roi_figure(summary, bands),
+        f"Variance partition per region of model {escape(model)}, sub-{escape(subject)}: "
+        "unique variance of each band and shared variance (bars), joint R² and noise "
+        "ceiling (lines).",
+        inputs=[table],
+    ) + table_html(summary[["roi", "quantity", "mean"]], max_rows=len(summary))
