@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..bidsnames import build_stem, parse_name
+from ..surface import FSAVERAGE_VERTICES
 from .errors import DatasetInvalid, InputMissing, NothingSelected, UsageError
 
 logger = logging.getLogger(__name__)
@@ -41,13 +42,20 @@ RUN_ENTITIES = (
 VARIANT_ENTITIES = ("space", "res", "den")
 #: Entities that ``--space`` may carry after the space, as in ``MNI152NLin2009cAsym:res-2``.
 SPACE_MODIFIERS = ("res", "den")
+#: The surface spaces of ``--space``: fMRIPrep's fsaverage outputs, one GIFTI run per
+#: hemisphere (``*_hemi-L_space-fsaverage5_bold.func.gii`` and its ``hemi-R`` twin).
+SURFACE_SPACES = tuple(FSAVERAGE_VERTICES)
 #: Entities that name a file's kind rather than what it holds.
 _KIND_ENTITIES = ("suffix", "extension", "datatype", "desc")
 
 
 @dataclass(frozen=True)
 class RunInputs:
-    """The files of one BOLD run."""
+    """The files of one BOLD run.
+
+    In a surface space (:data:`SURFACE_SPACES`) ``bold`` is the left hemisphere's GIFTI
+    run and ``bold_right`` the right's; ``mask`` is then None.
+    """
 
     run: str
     bold: Path
@@ -55,6 +63,7 @@ class RunInputs:
     t_r: float
     confounds: Path | None = None
     mask: Path | None = None
+    bold_right: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -137,8 +146,12 @@ _TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 
 
 def _header_t_r(bold: Path) -> tuple[float | None, str]:
-    """The NIfTI header's pixdim[4] (None when not positive) and its time unit."""
+    """The NIfTI header's pixdim[4] (None when not positive) and its time unit; a GIFTI
+    run has no such header (None, "unknown")."""
     import nibabel as nib
+
+    if bold.name.endswith(".gii"):
+        return None, "unknown"
 
     header = nib.load(str(bold)).header
     zooms = header.get_zooms()
@@ -412,7 +425,16 @@ def _spaces_found(layout, subject: str, task: str) -> list[str]:
         suffix="bold",
         extension=[".nii", ".nii.gz"],
     )
-    return sorted({_space_text(f.get_entities(metadata=False)) for f in files})
+    surfaces = layout.get(
+        scope="derivatives", subject=subject, task=task, suffix="bold", extension=".func.gii"
+    )
+    spaces = {_space_text(f.get_entities(metadata=False)) for f in files}
+    spaces |= {
+        f.get_entities(metadata=False)["space"]
+        for f in surfaces
+        if f.get_entities(metadata=False).get("space") in SURFACE_SPACES
+    }
+    return sorted(spaces)
 
 
 def _bold_query(config, space_ents: dict, filters: dict) -> dict:
@@ -500,12 +522,19 @@ def _one_match(files, what: str, bold: Path) -> Path | None:
     return Path(files[0].path)
 
 
-def collect_inputs(config) -> dict[str, SubjectInputs]:
+def collect_inputs(config, *, surface: bool = False) -> dict[str, SubjectInputs]:
     """Query the data set for each selected participant's runs.
 
     With ``-d``, each run's brain mask and confounds are those with the BOLD's own
     entities (space, res, den, session, acquisition, run...); a run never takes the
     mask of another resolution.
+
+    With ``--space`` one of :data:`SURFACE_SPACES` (and ``-d``), the runs are
+    fMRIPrep's GIFTI runs of that space: each run's ``hemi-L`` file (``bold``) and its
+    ``hemi-R`` twin (``bold_right``), checked to hold the space's vertex count and the
+    same number of volumes, with the run's confounds and no brain mask. Until the
+    participant level analyses them, only ``surface=True`` returns them; otherwise they
+    are refused (``UsageError``) after they were found and checked.
 
     Raises
     ------
@@ -515,12 +544,15 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
     UsageError
         When several variants of one run are selected (fMRIPrep's res-1 and res-2 of
         one space, say), the runs of a participant are in different spaces or
-        resolutions, or ``--space`` and the BOLD filters disagree.
+        resolutions, or ``--space`` and the BOLD filters disagree; a surface space
+        without ``-d``, or without ``surface=True``.
     InputMissing
-        When an events file or a stimulus file is missing.
+        When an events file or a stimulus file is missing, or a surface run's right
+        hemisphere.
     DatasetInvalid
         On a 3D BOLD image, a missing repetition time, or conditions that differ
-        between runs.
+        between runs; a surface run that is not GIFTI or whose vertex counts are not
+        the space's, or whose hemispheres differ in volumes.
     """
     bids_dir = config.bids_dir
     layout = _layout(
@@ -537,9 +569,18 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
                 "outputs; give their folder with -d (raw BOLD is analysed on its own grid)"
             )
         space = config.space or NATIVE_SPACE
+    on_surface = space in SURFACE_SPACES
+    if on_surface and not use_derivs:
+        raise UsageError(
+            f"--space {config.space}: surface runs are fMRIPrep's outputs "
+            f"(*_hemi-L_space-{space}_bold.func.gii); give their folder with -d"
+        )
     out: dict[str, SubjectInputs] = {}
     for subject in subjects:
-        bolds = _subject_bolds(layout, config, subject, task, space, space_ents, filters)
+        if on_surface:
+            bolds = _subject_surface_bolds(layout, config, subject, task, space, filters)
+        else:
+            bolds = _subject_bolds(layout, config, subject, task, space, space_ents, filters)
         groups: dict[tuple, list] = {}
         for bold_file in sorted(bolds, key=lambda f: f.path):
             ents = bold_file.get_entities(metadata=False)
@@ -549,7 +590,10 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
         if use_derivs:
             _refuse_mixed_variants([f.get_entities(metadata=False) for f in chosen], subject)
             space = chosen[0].get_entities(metadata=False).get("space", space)
-        runs = [_run_inputs(layout, bold_file, use_derivs) for bold_file in chosen]
+        if on_surface:
+            runs = [_surface_run_inputs(layout, bold_file, space) for bold_file in chosen]
+        else:
+            runs = [_run_inputs(layout, bold_file, use_derivs) for bold_file in chosen]
         conditions, stim_files = _check_events(
             bids_dir,
             runs,
@@ -574,6 +618,14 @@ def collect_inputs(config) -> dict[str, SubjectInputs]:
             raise DatasetInvalid(
                 f"sub-{inputs.subject} presents different conditions from sub-{first.subject}: {diff[:10]}"
             )
+    if on_surface and not surface:
+        found = sum(len(inputs.runs) for inputs in out.values())
+        raise UsageError(
+            f"--space {space}: {found} surface run(s) found (pairs of hemi-L and hemi-R "
+            "GIFTI files), but the participant level does not analyse surface runs yet; "
+            "the library does (dnnrsa.glm.estimate_patterns with (left, right) pairs, "
+            "docs/surface.md). Choose a volume space with --space"
+        )
     return out
 
 
@@ -635,6 +687,93 @@ def _subject_bolds(layout, config, subject, task, space, space_ents, filters) ->
     raise NothingSelected(
         f"no BOLD runs for sub-{subject}, task {task!r} in {config.bids_dir}"
         + (f" with the BOLD filters {json.dumps(filters)}" if filters else "")
+    )
+
+
+def _subject_surface_bolds(layout, config, subject, task, space, filters) -> list:
+    """The left hemisphere's GIFTI runs of one participant in a surface space; none is
+    refused (18) naming the spaces that exist."""
+    query = {
+        "subject": subject,
+        "task": task,
+        "suffix": "bold",
+        "extension": ".func.gii",
+        "hemi": "L",
+        **_bold_query(config, {"space": space}, filters),
+    }
+    bolds = layout.get(scope="derivatives", **query)
+    if bolds:
+        return bolds
+    found = _spaces_found(layout, subject, task)
+    raise NothingSelected(
+        f"no surface BOLD runs (*_hemi-L_space-{space}_bold.func.gii) for sub-{subject}, "
+        f"task {task!r}"
+        + (f" with the BOLD filters {json.dumps(filters)}" if filters else "")
+        + f" in the derivatives {[str(d) for d in config.derivatives]}; spaces found for "
+        f"this participant and task: {', '.join(found) or 'none'} (fMRIPrep writes them "
+        f"with --output-spaces {space})"
+    )
+
+
+def _check_surface_bold(left: Path, right: Path, space: str) -> None:
+    """Both hemispheres of a surface run are GIFTI runs of the space's vertex count,
+    with the same number (at least 2) of volumes."""
+    from .._surfaceio import read_gifti_data
+
+    n_vertices = FSAVERAGE_VERTICES[space]
+    shapes = []
+    for path in (left, right):
+        try:
+            shape = read_gifti_data(path, "surface BOLD").shape
+        except ValueError as exc:
+            raise DatasetInvalid(f"{path}: cannot be read as a GIFTI run ({exc})") from exc
+        if shape[0] != n_vertices:
+            raise DatasetInvalid(
+                f"{path}: {shape[0]} vertices; {space} has {n_vertices} per hemisphere"
+            )
+        shapes.append(shape)
+    if shapes[0][1] != shapes[1][1] or shapes[0][1] < 2:
+        raise DatasetInvalid(
+            f"{left}: {shapes[0][1]} volume(s), its right hemisphere {right.name} "
+            f"{shapes[1][1]}: both must hold the same number, more than one"
+        )
+
+
+def _surface_run_inputs(layout, bold_file, space: str) -> RunInputs:
+    """One surface run: its left and right GIFTI runs, events, repetition time (the
+    sidecars', the raw run's) and confounds."""
+    from bids.layout import Query
+
+    ents = bold_file.get_entities(metadata=False)
+    left = Path(bold_file.path)
+    right = left.with_name(left.name.replace("_hemi-L_", "_hemi-R_"))
+    if not right.is_file():
+        raise InputMissing(f"{left}: its right hemisphere {right.name} is missing")
+    _check_surface_bold(left, right, space)
+    ev_query = {
+        k: v for k, v in ents.items() if k in ("subject", "session", "task", "run", "acquisition")
+    }
+    events = layout.get(scope="raw", suffix="events", extension=".tsv", **ev_query)
+    if not events:
+        raise InputMissing(f"{left}: no events.tsv found for this run ({ev_query})")
+    same_run = {k: ents.get(k, Query.NONE) for k in RUN_ENTITIES}
+    conf = layout.get(
+        scope="derivatives",
+        desc="confounds",
+        suffix="timeseries",
+        extension=".tsv",
+        **{**same_run, "echo": Query.NONE, "part": Query.NONE},
+    )
+    run_label = "".join(
+        f"{k}-{ents[k]}" for k in ("session", "run", "acquisition") if k in ents
+    ) or build_stem(parse_name(left).entities)
+    return RunInputs(
+        run=run_label,
+        bold=left,
+        events=Path(events[0].path),
+        t_r=_t_r(layout, left, ev_query),
+        confounds=_one_match(conf, "confounds", left),
+        bold_right=right,
     )
 
 

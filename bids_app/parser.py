@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_space,
         help="space of preprocessed BOLD in the derivatives, with its resolution where fMRIPrep "
         "wrote several (SPACE:res-N, as fMRIPrep's --output-spaces) (default: "
-        "MNI152NLin2009cAsym with -d, 'native' for raw BOLD)",
+        "MNI152NLin2009cAsym with -d, 'native' for raw BOLD); fsaverage5, fsaverage6 and "
+        "fsaverage name fMRIPrep's surface runs (hemi-L and hemi-R GIFTI files), found and "
+        "checked but not yet analysed by the participant level",
     )
     g.add_argument(
         "-d",

@@ -274,3 +274,118 @@ def test_planted_patch_on_fsaverage5_end_to_end(tmp_path):
     assert np.array_equal(back, scores.astype(np.float32), equal_nan=True)
     full_left = surface.load_surface_data(left, right)[0][:10242]
     assert np.all(np.isnan(full_left[~mask.left]))
+
+
+# ------------------------------------------------ the BIDS App finds fMRIPrep's surface runs
+def _surface_derivatives(small, deriv, space="fsaverage5", n_vertices=10242, skip=()):
+    """fMRIPrep-style surface outputs of every raw run: ``*_hemi-{L,R}_space-<space>_bold
+    .func.gii`` (the raw run's volumes, random vertices) and the run's confounds."""
+    deriv.mkdir(parents=True, exist_ok=True)
+    (deriv / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "fmriprep",
+                "BIDSVersion": "1.10.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [{"Name": "fMRIPrep"}],
+            }
+        )
+    )
+    rng = np.random.default_rng(0)
+    for bold in sorted(small.root.rglob("*_bold.nii.gz")):
+        func = deriv / bold.relative_to(small.root).parent
+        func.mkdir(parents=True, exist_ok=True)
+        stem = bold.name[: -len("_bold.nii.gz")]
+        n_scans = nib.load(bold).shape[-1]
+        for hemi in "LR":
+            name = f"{stem}_hemi-{hemi}_space-{space}_bold.func.gii"
+            if name in skip:
+                continue
+            data = 100 + rng.standard_normal((n_vertices, n_scans))
+            _save_run(data, func / name)
+        confounds = pd.DataFrame(rng.standard_normal((n_scans, 2)), columns=["trans_x", "rot_x"])
+        confounds.to_csv(func / f"{stem}_desc-confounds_timeseries.tsv", sep="\t", index=False)
+    return deriv
+
+
+@pytest.fixture(scope="module")
+def small_bids(tmp_path_factory):
+    from .bids_fixtures import make_small_bids
+
+    return make_small_bids(
+        tmp_path_factory.mktemp("surfbids") / "bids", n_subjects=1, n_runs=2, shape=(5, 5, 5)
+    )
+
+
+def _config(small, tmp_path, **kwargs):
+    from pathlib import Path
+
+    from dnnrsa.bids_app.config import RunConfig
+
+    derivatives = kwargs.pop("derivatives", ())
+    return RunConfig(
+        bids_dir=small.root.resolve(),
+        output_dir=tmp_path / "out",
+        analysis_level="participant",
+        work_dir=tmp_path / "work",
+        derivatives=tuple(Path(d).resolve() for d in derivatives),
+        model_rdms=(("category", small.model_rdm),),
+        **kwargs,
+    )
+
+
+def test_collect_finds_the_surface_runs_and_the_glm_fits_them(small_bids, tmp_path):
+    from dnnrsa.bids_app.collect import collect_inputs
+    from dnnrsa.bids_app.errors import UsageError
+
+    deriv = _surface_derivatives(small_bids, tmp_path / "prep")
+    config = _config(small_bids, tmp_path, space="fsaverage5", derivatives=[deriv])
+    inputs = collect_inputs(config, surface=True)["01"]
+    assert inputs.space == "fsaverage5" and inputs.mask is None
+    assert len(inputs.runs) == 2
+    for k, run in enumerate(inputs.runs, start=1):
+        assert run.bold.name == f"sub-01_task-cat_run-{k}_hemi-L_space-fsaverage5_bold.func.gii"
+        assert run.bold_right == run.bold.with_name(run.bold.name.replace("hemi-L", "hemi-R"))
+        assert run.t_r == 2.0  # the raw run's sidecar
+        assert run.confounds.name == f"sub-01_task-cat_run-{k}_desc-confounds_timeseries.tsv"
+        assert run.mask is None
+    result = estimate_patterns(
+        [(r.bold, r.bold_right) for r in inputs.runs],
+        [r.events for r in inputs.runs],
+        t_r=inputs.runs[0].t_r,
+        confounds=[r.confounds for r in inputs.runs],
+    )
+    assert result.mask_img.n_vertices == 20484 - 263 - 304
+    assert result.patterns.shape == (2 * len(inputs.conditions), result.mask_img.n_vertices)
+    # without surface=True: found, checked, then refused (the participant level cannot yet)
+    with pytest.raises(UsageError, match="does not analyse surface runs yet") as info:
+        collect_inputs(config)
+    assert info.value.exit_code == 64
+
+
+def test_the_app_refuses_surface_runs_before_any_computation(small_bids, tmp_path, capsys):
+    from dnnrsa.bids_app.run import main
+
+    deriv = _surface_derivatives(small_bids, tmp_path / "prep")
+    argv = [str(small_bids.root), str(tmp_path / "out"), "participant", "--skip-bids-validation"]
+    argv += ["--model-rdm", f"category={small_bids.model_rdm}", "-w", str(tmp_path / "work")]
+    assert main([*argv, "--space", "fsaverage5", "-d", str(deriv)]) == 64
+    assert "2 surface run(s) found" in capsys.readouterr().err
+    assert not list((tmp_path / "work").rglob("dnnrsa_participant_wf"))
+
+
+def test_collect_refuses_broken_surface_runs(small_bids, tmp_path):
+    from dnnrsa.bids_app.collect import collect_inputs
+    from dnnrsa.bids_app.errors import DatasetInvalid, InputMissing, NothingSelected, UsageError
+
+    missing = "sub-01_task-cat_run-2_hemi-R_space-fsaverage5_bold.func.gii"
+    deriv = _surface_derivatives(small_bids, tmp_path / "a", skip=(missing,))
+    with pytest.raises(InputMissing, match=f"its right hemisphere {missing} is missing"):
+        collect_inputs(_config(small_bids, tmp_path, space="fsaverage5", derivatives=[deriv]))
+    deriv = _surface_derivatives(small_bids, tmp_path / "b", n_vertices=642)
+    with pytest.raises(DatasetInvalid, match="642 vertices; fsaverage5 has 10242"):
+        collect_inputs(_config(small_bids, tmp_path, space="fsaverage5", derivatives=[deriv]))
+    with pytest.raises(NothingSelected, match="spaces found .*: fsaverage5"):
+        collect_inputs(_config(small_bids, tmp_path, space="fsaverage6", derivatives=[deriv]))
+    with pytest.raises(UsageError, match="give their folder with -d"):
+        collect_inputs(_config(small_bids, tmp_path, space="fsaverage5"))
