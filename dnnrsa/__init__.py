@@ -92,7 +92,7 @@ Subpackages of the core
 ``reports.sections``         the model side's sections: what to show, how to caption it
 ``reports.brain_sections``   the brain side's sections: searchlight, group and winner maps
 ``reports.roi_sections``     the regions-of-interest section of the group report
-``reports.encoding_sections``  the group report's encoding section (unique variance per band)
+``reports.encoding_sections``  encoding sections: group unique-variance maps, region bars (group, participant)
 ``reports.study_sections``   the study sections: the findings table, the networks compared
 ``reports.render``           HTML: escaping, tables, figures as data URIs, the page
 ``reports.figures``          figures: RDMs, MDS, DNN analyses, per-layer summaries
