@@ -195,15 +195,16 @@ def _check_runs_for_metric(config: RunConfig, subjects) -> None:
 
 
 def _check_encoding(config: RunConfig, subjects) -> None:
-    """``--encoding`` fits the networks of ``--checkpoint``, cross-validated over runs with
-    an inner cross-validation over the training runs: every participant needs three runs,
-    and ``--encoding-stimulus-folds`` no more groups than conditions."""
+    """``--encoding`` fits the networks of ``--checkpoint`` (and, beside them, those of
+    ``--network``), cross-validated over runs with an inner cross-validation over the
+    training runs: every participant needs three runs, and ``--encoding-stimulus-folds``
+    no more groups than conditions."""
     if not config.encoding:
         return
     if not config.checkpoints:
         raise UsageError(
-            "--encoding fits the layers of the networks of --checkpoint: give at least one "
-            "--checkpoint (standard networks of --network are not fitted)"
+            "--encoding fits the layers of the networks of --checkpoint, and beside them "
+            "those of --network: give at least one --checkpoint"
         )
     for s, inputs in subjects.items():
         n_runs = len(inputs.runs)
