@@ -225,7 +225,11 @@ def _add_glm(
 ) -> dict:
     """Add the participant's patterns (``estimate_patterns``, an :class:`EstimatePatterns`
     node with the confounds of ``--confounds`` when every run has them) and their writer
-    (``write_patterns``, ``desc-<method>_stat-<output>_statmap.nii.gz``) to ``wf``.
+    (``write_patterns``, ``desc-<method>_stat-<output>_statmap.nii.gz``) to ``wf``. The
+    node hands the patterns on uncompressed (``patterns.nii``: the searchlight, the ROI
+    RDMs and the encoding models read them without decompressing the whole file, a
+    region only its voxels); ``write_patterns`` gzips the derivative, whose bytes are
+    those of the image saved as ``.nii.gz``.
 
     The node fits ``at_once`` runs at once (:func:`~dnnrsa.bids_app.resources.glm_runs_at_once`)
     and declares to nipype the processors they occupy (``n_procs``: ``procs``, each run's

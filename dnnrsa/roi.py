@@ -95,17 +95,35 @@ def extract_patterns(patterns, mask: np.ndarray) -> np.ndarray:
     """The patterns of the voxels in ``mask``: an array (n_volumes, n_voxels).
 
     ``patterns`` is a 4D array or image (x, y, z, volume) on the mask's grid; voxels
-    are in the order of ``patterns[mask]`` (C order of the grid).
+    are in the order of ``patterns[mask]`` (C order of the grid). Of an image (or its
+    file) only the box around the mask's voxels is read, through its data proxy (an
+    uncompressed file is not read beyond it); the values are those of the whole image
+    read at once, in float64.
     """
-    data = (
-        np.asanyarray(_load(patterns).dataobj) if not isinstance(patterns, np.ndarray) else patterns
-    )
     mask = np.asarray(mask, dtype=bool)
-    if data.ndim == 3:
-        data = data[..., None]
-    if data.shape[:3] != mask.shape:
-        raise ValueError(f"patterns of grid {data.shape[:3]} and a mask of {mask.shape} differ")
-    return np.asarray(data[mask], dtype=np.float64).T
+    if isinstance(patterns, np.ndarray):
+        data, shape = patterns, patterns.shape
+    else:
+        data = _load(patterns).dataobj
+        shape = tuple(int(n) for n in data.shape)
+    if len(shape) == 3:
+        shape = (*shape, 1)
+    if shape[:3] != mask.shape:
+        raise ValueError(f"patterns of grid {shape[:3]} and a mask of {mask.shape} differ")
+    box = _bounding_box(mask)
+    block = np.asanyarray(data[box])  # (x, y, z[, volume]) of the box only
+    if block.ndim == 3:
+        block = block[..., None]
+    return np.asarray(block[mask[box]], dtype=np.float64).T
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """The smallest box (three slices) holding every voxel of ``mask`` (empty: no voxel)."""
+    box = []
+    for axis in range(3):
+        inside = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0))
+    return tuple(box)
 
 
 @dataclass(frozen=True)

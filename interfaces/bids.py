@@ -43,6 +43,21 @@ def copy_atomic(src, dst) -> None:
         shutil.copyfileobj(inp, out)
 
 
+def gzip_nifti_atomic(src, dst) -> None:
+    """Write an uncompressed NIfTI file ``src`` gzipped onto ``dst`` (``.nii.gz``),
+    atomically: the bytes :func:`dnnrsa._io.atomic_save_nifti` (and nibabel) write for
+    the same image as ``.nii.gz`` (deterministic gzip at nibabel's compression level,
+    no name or time in the gzip header)."""
+    from nibabel._compression import DeterministicGzipFile
+    from nibabel.openers import Opener
+
+    with atomic_write(Path(dst), "wb") as out, open(src, "rb") as inp:
+        with DeterministicGzipFile(
+            fileobj=out, mode="wb", compresslevel=Opener.default_compresslevel
+        ) as gz:
+            shutil.copyfileobj(inp, gz, 16 << 20)
+
+
 class _WriteDerivativeInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, desc="the file to copy; undefined: nothing is written")
     out_path = traits.Str(mandatory=True, desc="destination path")
@@ -56,8 +71,9 @@ class _WriteDerivativeOutputSpec(TraitedSpec):
 class WriteDerivative(SimpleInterface):
     """Copy one file into the derivatives (atomically), with an optional JSON sidecar.
 
-    Without ``in_file`` (an optional output the step before did not produce) nothing
-    is written and ``out_file`` stays undefined.
+    An uncompressed NIfTI file (``.nii``) written as ``.nii.gz`` is gzipped on the way
+    (:func:`gzip_nifti_atomic`). Without ``in_file`` (an optional output the step before
+    did not produce) nothing is written and ``out_file`` stays undefined.
     """
 
     input_spec = _WriteDerivativeInputSpec
@@ -70,7 +86,10 @@ class WriteDerivative(SimpleInterface):
                 "nothing to write for %s: the step before produced no file", out.name
             )
             return runtime
-        copy_atomic(self.inputs.in_file, out)
+        if out.name.endswith(".nii.gz") and str(self.inputs.in_file).endswith(".nii"):
+            gzip_nifti_atomic(self.inputs.in_file, out)
+        else:
+            copy_atomic(self.inputs.in_file, out)
         if self.inputs.sidecar:
             write_json(
                 sidecar_path(out), {**self.inputs.sidecar, "SoftwareVersions": software_versions()}
@@ -247,6 +266,7 @@ __all__ = [
     "WriteLayerRDMs",
     "WriteSubjectMaps",
     "copy_atomic",
+    "gzip_nifti_atomic",
     "software_versions",
     "write_json",
 ]

@@ -113,7 +113,9 @@ class EstimatePatterns(SimpleInterface):
             else None,
             device=self.inputs.device,
         )
-        patterns = os.path.join(runtime.cwd, "patterns.nii.gz")
+        # uncompressed: the searchlight, the ROI RDMs and the encoding models read it (a
+        # region's voxels without decompressing the whole file); write_patterns gzips it
+        patterns = os.path.join(runtime.cwd, "patterns.nii")
         atomic_save_nifti(result.to_img(), patterns)
         mask = os.path.join(runtime.cwd, "mask.nii.gz")
         atomic_save_nifti(result.mask_img, mask)

@@ -74,6 +74,33 @@ def test_write_derivative(tmp_path):
     assert side["K"] == 1 and "numpy" in side["SoftwareVersions"]
 
 
+def test_write_derivative_gzips_an_uncompressed_nifti_as_nibabel_would(tmp_path):
+    """The patterns leave the GLM node uncompressed; their derivative (.nii.gz) has the
+    bytes of the same image saved as .nii.gz (atomic_save_nifti, nibabel's to_filename)."""
+    from dnnrsa._io import atomic_save_nifti
+    from dnnrsa.interfaces.bids import WriteDerivative
+
+    data = np.random.default_rng(2).normal(size=(7, 6, 5, 9))
+    data[0, 0, 0, 0] = np.nan
+    img = nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0]))
+    src = atomic_save_nifti(img, tmp_path / "patterns.nii")
+    expected = atomic_save_nifti(img, tmp_path / "expected.nii.gz")
+    img.to_filename(tmp_path / "nibabel.nii.gz")
+    dst = tmp_path / "out" / "sub-01_desc-lsa_stat-effect_statmap.nii.gz"
+    out = _run(WriteDerivative(in_file=str(src), out_path=str(dst)), tmp_path)
+    assert out.out_file == str(dst)
+    assert dst.read_bytes() == expected.read_bytes()
+    assert dst.read_bytes() == (tmp_path / "nibabel.nii.gz").read_bytes()
+    np.testing.assert_array_equal(_data(dst), data)
+    # an uncompressed destination, or a gzipped source, is copied as it is
+    plain = tmp_path / "out" / "copy.nii"
+    _run(WriteDerivative(in_file=str(src), out_path=str(plain)), tmp_path)
+    assert plain.read_bytes() == src.read_bytes()
+    again = tmp_path / "out" / "again.nii.gz"
+    _run(WriteDerivative(in_file=str(expected), out_path=str(again)), tmp_path)
+    assert again.read_bytes() == expected.read_bytes()
+
+
 def test_write_layer_rdms(tmp_path):
     from dnnrsa.interfaces.bids import WriteLayerRDMs
 
@@ -145,6 +172,8 @@ def test_estimate_patterns(tmp_path, noise_model):
     direct = estimate_patterns(
         bold, events, t_r=2.0, method="lsa", noise_model=noise_model, random_state=0
     )
+    # uncompressed, for the nodes that read it (write_patterns gzips the derivative)
+    assert out.patterns_file.endswith("patterns.nii")
     _same_image(out.patterns_file, direct.to_img())
     _same_image(out.mask_file, direct.mask_img)
     table = pd.read_csv(out.conditions_file, sep="\t", dtype={"condition": str})

@@ -62,6 +62,50 @@ def test_patterns_of_the_region_equal_direct_indexing():
         assert labels == sorted(set(conditions)) and n == mask.sum()
 
 
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_region_read_from_a_file_equals_the_image_loaded_in_full(tmp_path, suffix):
+    """Only the box around the region is read from the file (uncompressed, as the GLM
+    node writes the patterns; or gzipped): the same float64 values, in the same voxel
+    order, and the same RDMs as the whole image loaded in float64."""
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(9, 8, 7, 12))
+    data[2, 3, 4, 5] = np.nan  # left out of the RDM (a non-finite voxel)
+    path = tmp_path / f"patterns{suffix}"
+    nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0])).to_filename(path)
+    full = nib.load(path).get_fdata()
+    conditions = np.tile([f"c{i}" for i in range(6)], 2)
+    runs = np.repeat([1, 2], 6)
+    single = np.zeros((9, 8, 7), bool)
+    single[8, 0, 6] = True
+    scattered = rng.random((9, 8, 7)) < 0.3
+    box = np.zeros((9, 8, 7), bool)
+    box[1:5, 2:6, 3:7] = rng.random((4, 4, 4)) < 0.7
+    for mask in (scattered, box, single, np.zeros((9, 8, 7), bool)):
+        x = extract_patterns(str(path), mask)
+        assert x.dtype == np.float64 and x.shape == (12, int(mask.sum()))
+        np.testing.assert_array_equal(x, full[mask].T)
+        np.testing.assert_array_equal(x, extract_patterns(full, mask))
+        if mask.sum() < 2:
+            continue
+        for metric in ("correlation", "euclidean", "crossnobis"):
+            got = roi_rdm(path, mask, conditions=conditions, runs=runs, metric=metric)
+            want = roi_rdm(full, mask, conditions=conditions, runs=runs, metric=metric)
+            np.testing.assert_array_equal(got[0], want[0])
+            assert got[1:] == want[1:]
+    # float32 on disk: the region's values are those of the whole image in float64
+    path32 = tmp_path / f"patterns32{suffix}"
+    nib.Nifti1Image(data.astype(np.float32), np.eye(4)).to_filename(path32)
+    np.testing.assert_array_equal(
+        extract_patterns(path32, box), nib.load(path32).get_fdata()[box].T
+    )
+    # a single volume (3D image) is one row
+    path3 = tmp_path / f"volume{suffix}"
+    nib.Nifti1Image(data[..., 0], np.eye(4)).to_filename(path3)
+    np.testing.assert_array_equal(extract_patterns(path3, box), data[..., 0][box][None, :])
+    with pytest.raises(ValueError, match="differ"):
+        extract_patterns(path, np.ones((9, 8, 6), bool))
+
+
 def test_small_and_misplaced_regions_are_refused_by_name():
     affine = np.diag([4.0, 4.0, 4.0, 1.0])
     target = nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), affine)
