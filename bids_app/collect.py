@@ -750,12 +750,7 @@ def _surface_run_inputs(layout, bold_file, space: str) -> RunInputs:
     if not right.is_file():
         raise InputMissing(f"{left}: its right hemisphere {right.name} is missing")
     _check_surface_bold(left, right, space)
-    ev_query = {
-        k: v for k, v in ents.items() if k in ("subject", "session", "task", "run", "acquisition")
-    }
-    events = layout.get(scope="raw", suffix="events", extension=".tsv", **ev_query)
-    if not events:
-        raise InputMissing(f"{left}: no events.tsv found for this run ({ev_query})")
+    events, ev_query = _run_events(layout, ents, left)
     same_run = {k: ents.get(k, Query.NONE) for k in RUN_ENTITIES}
     conf = layout.get(
         scope="derivatives",
@@ -764,17 +759,33 @@ def _surface_run_inputs(layout, bold_file, space: str) -> RunInputs:
         extension=".tsv",
         **{**same_run, "echo": Query.NONE, "part": Query.NONE},
     )
-    run_label = "".join(
-        f"{k}-{ents[k]}" for k in ("session", "run", "acquisition") if k in ents
-    ) or build_stem(parse_name(left).entities)
     return RunInputs(
-        run=run_label,
+        run=_run_label(ents, left),
         bold=left,
-        events=Path(events[0].path),
+        events=events,
         t_r=_t_r(layout, left, ev_query),
         confounds=_one_match(conf, "confounds", left),
         bold_right=right,
     )
+
+
+def _run_events(layout, ents: dict, bold: Path) -> tuple[Path, dict]:
+    """The raw events.tsv of the run with entities ``ents`` (``bold`` names it in the
+    error), and the query that found it."""
+    ev_query = {
+        k: v for k, v in ents.items() if k in ("subject", "session", "task", "run", "acquisition")
+    }
+    events = layout.get(scope="raw", suffix="events", extension=".tsv", **ev_query)
+    if not events:
+        raise InputMissing(f"{bold}: no events.tsv found for this run ({ev_query})")
+    return Path(events[0].path), ev_query
+
+
+def _run_label(ents: dict, bold: Path) -> str:
+    """The run's label: its session, run and acquisition entities, else its file's stem."""
+    return "".join(
+        f"{k}-{ents[k]}" for k in ("session", "run", "acquisition") if k in ents
+    ) or build_stem(parse_name(bold).entities)
 
 
 def _run_inputs(layout, bold_file, use_derivs: bool) -> RunInputs:
@@ -783,22 +794,14 @@ def _run_inputs(layout, bold_file, use_derivs: bool) -> RunInputs:
     ents = bold_file.get_entities(metadata=False)
     bold = Path(bold_file.path)
     _check_bold(bold)
-    ev_query = {
-        k: v for k, v in ents.items() if k in ("subject", "session", "task", "run", "acquisition")
-    }
-    events = layout.get(scope="raw", suffix="events", extension=".tsv", **ev_query)
-    if not events:
-        raise InputMissing(f"{bold}: no events.tsv found for this run ({ev_query})")
+    events, ev_query = _run_events(layout, ents, bold)
     confounds = mask = None
     if use_derivs:
         confounds, mask = _run_derivatives(layout, ents, bold)
-    run_label = "".join(
-        f"{k}-{ents[k]}" for k in ("session", "run", "acquisition") if k in ents
-    ) or build_stem(parse_name(bold).entities)
     return RunInputs(
-        run=run_label,
+        run=_run_label(ents, bold),
         bold=bold,
-        events=Path(events[0].path),
+        events=events,
         t_r=_t_r(layout, bold, ev_query if use_derivs else None),
         confounds=confounds,
         mask=mask,
