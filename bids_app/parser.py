@@ -417,8 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--encoding",
         action="store_true",
         help="also fit voxelwise banded ridge encoding models of each --checkpoint (one band "
-        "per part of the network) and each --network (one band; needs a --checkpoint too) on "
-        "the patterns, cross-validated over runs (at least 3) and "
+        "per part of the network) and each --network (one band of all its layers) on "
+        "the patterns, cross-validated over runs (at least 2; 3 with --encoding-stimulus-folds "
+        "0) and "
         "stimuli, within the brain mask: joint R², each band's share, unique and shared "
         "variance, the noise ceiling (default: off)",
     )

@@ -197,24 +197,33 @@ def _check_runs_for_metric(config: RunConfig, subjects) -> None:
 def _check_encoding(config: RunConfig, subjects) -> None:
     """``--encoding`` fits the networks of ``--checkpoint`` (and, beside them, those of
     ``--network``), cross-validated over runs with an inner cross-validation over the
-    training runs: every participant needs three runs, and ``--encoding-stimulus-folds``
-    no more groups than conditions."""
+    training runs (two runs: over the groups of stimuli of the training run): every
+    participant needs two runs, three with ``--encoding-stimulus-folds 0``, and
+    ``--encoding-stimulus-folds`` no more groups than conditions."""
     if not config.encoding:
         return
-    if not config.checkpoints:
+    if not (config.checkpoints or config.networks):
         raise UsageError(
-            "--encoding fits the layers of the networks of --checkpoint, and beside them "
-            "those of --network: give at least one --checkpoint"
+            "--encoding fits the layers of the networks of --checkpoint and --network: "
+            "give at least one --checkpoint or --network"
         )
+    folds = config.encoding_stimulus_folds
     for s, inputs in subjects.items():
         n_runs = len(inputs.runs)
-        if n_runs < 3:
+        if n_runs < 2:
             raise UsageError(
-                f"--encoding needs at least 3 runs per participant (leave one run out, the "
-                f"penalties chosen on the other runs left out in turn); sub-{s} has {n_runs}: "
-                f"leave out --encoding, or leave sub-{s} out with --participant-label"
+                f"--encoding needs at least 2 runs per participant (one run held out, the "
+                f"model trained on the others); sub-{s} has {n_runs}: leave out --encoding, "
+                f"or leave sub-{s} out with --participant-label"
             )
-        folds = config.encoding_stimulus_folds
+        if n_runs < 3 and not folds:
+            raise UsageError(
+                f"--encoding with --encoding-stimulus-folds 0 needs at least 3 runs per "
+                f"participant (leave one run out, the penalties chosen on the other runs left "
+                f"out in turn); sub-{s} has {n_runs}: give --encoding-stimulus-folds 3 or more "
+                f"(with 2 runs, the penalties are chosen on groups of stimuli), or leave sub-{s} "
+                "out with --participant-label"
+            )
         if folds and folds > len(inputs.conditions):
             raise UsageError(
                 f"--encoding-stimulus-folds {folds} exceeds the {len(inputs.conditions)} "
@@ -503,8 +512,8 @@ def preflight(config: RunConfig, subjects, rois: dict[str, Path] | None = None) 
     events file has numeric onsets and durations, none after the end of its scan (16),
     every ``--network`` is known (64) with weights found (66) that fit it (64),
     the runs of a participant share one repetition time (16), ``--metric crossnobis``
-    has two runs per participant (64), ``--encoding`` a checkpoint and three runs per
-    participant (64), every stimulus video has the audio track a
+    has two runs per participant (64), ``--encoding`` a network and two runs per
+    participant, three without stimulus folds (64), every stimulus video has the audio track a
     checkpoint needs (66, unless ``--allow-silent-video``), every model RDM is usable
     (64), every output folder can be written (73), and the searchlight's spheres fit
     the grid and the memory budget (64).

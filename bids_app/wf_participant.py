@@ -81,13 +81,32 @@ def _network_layers(config) -> int:
     return n
 
 
-def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
+def _regions_voxels(rois: dict, affine: np.ndarray) -> int:
+    """An upper bound of the voxels of the BOLD grid (``affine``) in the union of the
+    regions: each mask's voxels counted on its own grid, scaled by the ratio of the voxel
+    volumes, summed (headers and masks only)."""
+    import nibabel as nib
+
+    bold_volume = abs(float(np.linalg.det(affine[:3, :3])))
+    total = 0.0
+    for path in rois.values():
+        img = nib.load(str(path))
+        volume = abs(float(np.linalg.det(img.affine[:3, :3])))
+        total += np.count_nonzero(np.asanyarray(img.dataobj)) * volume / bold_volume
+    return int(np.ceil(total))
+
+
+def participant_memory_gb(
+    config, inputs: SubjectInputs, rois: dict | None = None
+) -> dict[str, float]:
     """Memory (GB) the GLM and the searchlight nodes (and with ``--encoding`` the
     encoding models) of one participant declare to nipype, from the shapes of the BOLD
     runs (headers only), the brain mask when one is given (else the grid) and the number of model RDMs
     (:mod:`dnnrsa.bids_app.resources`); ``glm_runs_at_once``: the runs the GLM node fits
     at once (within ``--nprocs``, the BLAS threads each run's products use, and
-    ``--mem``); ``glm_procs``: the processors they occupy."""
+    ``--mem``); ``glm_procs``: the processors they occupy. With ``--encoding-mask rois``
+    the encoding models are fitted on the voxels of ``rois`` (region name -> mask file)
+    only (:func:`_regions_voxels`)."""
     import nibabel as nib
 
     imgs = [nib.load(str(r.bold)) for r in inputs.runs]
@@ -128,9 +147,12 @@ def participant_memory_gb(config, inputs: SubjectInputs) -> dict[str, float]:
         "searchlight": searchlight,
     }
     if config.encoding:
+        fitted = mask_voxels if mask_voxels is not None else int(np.prod(grid))
+        if config.encoding_mask == "rois" and rois:
+            fitted = min(fitted, _regions_voxels(rois, imgs[0].affine))
         memory["encoding"] = encoding_memory_gb(
             int(np.prod(grid)),
-            mask_voxels if mask_voxels is not None else int(np.prod(grid)),
+            fitted,
             n_runs=len(shapes),
             n_cond=n_cond,
             n_jobs=config.nprocs,
@@ -183,7 +205,7 @@ def init_participant_wf(
     t_rs = {r.t_r for r in inputs.runs}
     if len(t_rs) != 1:
         raise DatasetInvalid(f"sub-{s}: runs have different repetition times {sorted(t_rs)}")
-    memory = participant_memory_gb(config, inputs)
+    memory = participant_memory_gb(config, inputs, rois)
     patterns = _add_glm(
         wf,
         config,

@@ -144,13 +144,16 @@ def inner_rows(y: np.ndarray, fold: Fold):
     the runs other than ``i``, rows ``[(k + i) * m, (k + i + 1) * m)`` run ``i`` itself
     (``k`` training runs, ``m`` training stimuli). When stimuli are held out
     (``fold.train_groups``), split ``i`` also validates on one group of training
-    stimuli only (the groups taken in turn) and trains on the other groups.
+    stimuli only (the groups taken in turn) and trains on the other groups. With one
+    training run (two runs in all) the inner splits are its groups of stimuli: split
+    ``i`` trains on the run's other groups and validates on group ``i``, rows are the
+    run's ``m`` stimuli.
 
     Returns
     -------
-    row_stimuli : ndarray of shape (2 * k * m,)
+    row_stimuli : ndarray of shape (2 * k * m,) (``m`` with one training run)
         Position, among the training stimuli, of each row's stimulus.
-    rows : ndarray of shape (2 * k * m, n_voxels)
+    rows : ndarray of shape (2 * k * m, n_voxels) (``(m, n_voxels)``, one training run)
     splits : list of (train_rows, validation_rows)
     mean : ndarray of shape (m, n_voxels)
         The mean of the centred training runs: the target of the refit.
@@ -159,6 +162,14 @@ def inner_rows(y: np.ndarray, fold: Fold):
     runs = y[np.ix_(list(fold.train_runs), fold.train_stimuli)]
     runs = runs - runs.mean(axis=1, keepdims=True)
     mean = runs.mean(axis=0)
+    if k == 1:  # one training run: its groups of stimuli held out in turn
+        labels = fold.train_groups
+        if labels is None:
+            raise ValueError("one training run needs groups of stimuli to hold out")
+        splits = [
+            (np.flatnonzero(labels != g), np.flatnonzero(labels == g)) for g in np.unique(labels)
+        ]
+        return np.arange(m), mean, splits, mean
     others = (k * mean[None] - runs) / (k - 1)
     rows = np.concatenate([others.reshape(k * m, -1), runs.reshape(k * m, -1)])
     row_stimuli = np.tile(np.arange(m), 2 * k)

@@ -92,10 +92,10 @@ def _check_patterns(patterns) -> np.ndarray:
             "patterns must be an array of shape (n_runs, n_stimuli, n_voxels); "
             f"got shape {arr.shape}"
         )
-    if arr.shape[0] < 3:
+    if arr.shape[0] < 2:
         raise ValueError(
-            "patterns must hold at least 3 runs (axis 0): leave-one-run-out with an inner "
-            f"leave-one-run-out needs 2 training runs; got {arr.shape[0]}"
+            "patterns must hold at least 2 runs (axis 0): one run is held out and the "
+            f"model trained on the others; got {arr.shape[0]}"
         )
     if arr.shape[1] < 3 or arr.shape[2] < 1:
         raise ValueError(
@@ -295,8 +295,11 @@ def encoding_folds(n_runs: int, n_stimuli: int, stimulus_folds=None) -> list[Enc
     Parameters
     ----------
     n_runs, n_stimuli : int
+        At least 2 runs; 2 runs need ``stimulus_folds`` (the penalties are then chosen
+        on the groups of stimuli of the one training run).
     stimulus_folds : None, int or array-like of shape (n_stimuli,)
-        None: leave one run out, every stimulus in training and test. An int ``G``
+        None: leave one run out, every stimulus in training and test (at least 3
+        runs). An int ``G``
         (at least 3): stimulus ``i`` is in group ``i % G``; array-like: one group label
         per stimulus (at least 3 groups). Each held-out run is then predicted group by
         group, from models trained on the other runs and the other groups.
@@ -309,6 +312,12 @@ def encoding_folds(n_runs: int, n_stimuli: int, stimulus_folds=None) -> list[Enc
     """
     runs = list(range(int(n_runs)))
     groups = _stimulus_groups(stimulus_folds, int(n_stimuli))
+    if len(runs) < 3 and groups is None:
+        raise ValueError(
+            f"{len(runs)} runs need stimulus_folds: with runs held out only, the penalties "
+            "are chosen by leaving out each of at least 2 training runs in turn (3 runs in "
+            "all); with 2 runs, the groups of stimuli of the training run are left out instead"
+        )
     folds = []
     for test_run in runs:
         train_runs = tuple(r for r in runs if r != test_run)
@@ -930,7 +939,9 @@ def fit_encoding(
 
     *Penalties.* Chosen per voxel and per fold by an inner leave-one-run-out over the
     training runs: for each training run in turn, a ridge is fitted on the mean of the
-    other training runs and scored (mean squared error) on that run. With several
+    other training runs and scored (mean squared error) on that run. With 2 runs (one
+    training run), the ridge is fitted on the run's other groups of stimuli and scored
+    on each group in turn. With several
     bands, himalaya's random search over band weightings and penalties (the solver of
     :class:`~himalaya.kernel_ridge.MultipleKernelRidgeCV`) runs on one linear kernel
     per band: a fold has far fewer samples (stimuli) than features, so the dual

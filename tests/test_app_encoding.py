@@ -295,7 +295,7 @@ def test_a_rerun_with_other_encoding_settings_is_refused(
     assert sorted(p.name for p in _func(out).iterdir()) == before
 
 
-def test_encoding_needs_three_runs_and_a_checkpoint(
+def test_encoding_needs_a_checkpoint_and_three_runs_without_stimulus_folds(
     bids_one_subject, three_runs, crosschannel_checkpoint, tmp_path, capsys
 ):
     small = bids_one_subject  # 2 runs
@@ -305,10 +305,12 @@ def test_encoding_needs_three_runs_and_a_checkpoint(
     assert main(argv) == 64
     assert "give at least one --checkpoint" in capsys.readouterr().err
     argv = [str(small.root), str(tmp_path / "out2"), "participant", "--encoding"]
-    argv += ["--checkpoint", str(crosschannel_checkpoint), *LAYERS]
-    argv += ["-w", str(tmp_path / "w2"), *common]
+    argv += ["--encoding-stimulus-folds", "0", "--checkpoint", str(crosschannel_checkpoint)]
+    argv += [*LAYERS, "-w", str(tmp_path / "w2"), *common]
     assert main(argv) == 64
-    assert "--encoding needs at least 3 runs per participant" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--encoding-stimulus-folds 0 needs at least 3 runs per participant" in err
+    assert "sub-01 has 2" in err
     for out in ("out1", "out2"):
         assert not list((tmp_path / out).glob("sub-*/func/*"))
 
@@ -339,7 +341,7 @@ def test_a_run_without_encoding_writes_no_encoding_file(
     assert "encoding" not in config["analysis"]
 
 
-def _workflow(data, ckpt, tmp_path, *extra):
+def _workflow(data, ckpt, tmp_path, *extra, rois=None):
     from dnnrsa.bids_app.collect import collect_inputs
     from dnnrsa.bids_app.parser import build_parser
     from dnnrsa.bids_app.run import config_from_options
@@ -348,11 +350,12 @@ def _workflow(data, ckpt, tmp_path, *extra):
     argv = [str(data.root), str(tmp_path / "o"), "participant", "-w", str(tmp_path / "w")]
     argv += ["--checkpoint", str(ckpt), "--skip-bids-validation", *extra]
     config = config_from_options(build_parser().parse_args(argv))
-    return init_participant_wf(config, collect_inputs(config)["01"], stim_conditions=[])
+    inputs = collect_inputs(config)["01"]
+    return init_participant_wf(config, inputs, stim_conditions=[], rois=rois)
 
 
 def test_the_encoding_node_is_added_only_with_encoding_and_declares_its_memory(
-    three_runs, crosschannel_checkpoint, tmp_path
+    three_runs, crosschannel_checkpoint, regions, tmp_path
 ):
     from dnnrsa.bids_app.resources import encoding_memory_gb
 
@@ -373,6 +376,25 @@ def test_the_encoding_node_is_added_only_with_encoding_and_declares_its_memory(
     assert node.mem_gb == pytest.approx(
         encoding_memory_gb(9 * 9 * 9, 9 * 9 * 9, n_runs=3, n_cond=9, n_jobs=node.n_procs)
     )
+    # fitted in the regions only: the voxels of the regions (an upper bound of their union)
+    argv, masks = regions
+    rois = {a.split("=")[0]: a.split("=")[1] for a in argv[1::2]}
+    in_rois = _workflow(
+        three_runs,
+        crosschannel_checkpoint,
+        tmp_path,
+        "--encoding",
+        *argv,
+        "--encoding-mask",
+        "rois",
+        rois=rois,
+    ).get_node("encoding_net")
+    n_region = sum(int(m.sum()) for m in masks.values())
+    assert n_region < 9 * 9 * 9
+    assert in_rois.mem_gb == pytest.approx(
+        encoding_memory_gb(9 * 9 * 9, n_region, n_runs=3, n_cond=9, n_jobs=in_rois.n_procs)
+    )
+    assert in_rois.mem_gb < node.mem_gb
     # more voxels, runs, threads or per-layer maps: more memory
     base = dict(n_runs=3, n_cond=72, n_jobs=1)
     small = encoding_memory_gb(100_000, 50_000, **base)

@@ -10,7 +10,9 @@
 - a participant and group run with two untrained networks (slow): a layer RDM and a
   searchlight map per layer of each network, sidecars with the network, the part and
   the weights, layer RDMs equal to those computed from ``extract_features`` directly,
-  the group maps, ROI tables and the reports.
+  the group maps, ROI tables and the reports; each network's encoding model (no
+  ``--checkpoint``, 2 runs) within the region, equal to ``fit_encoding`` on the same
+  patterns and features.
 """
 
 from __future__ import annotations
@@ -295,8 +297,8 @@ def _video_bids(root: Path):
 
 @pytest.fixture(scope="module")
 def network_run(tmp_path_factory):
-    """A participant run of both subjects with two untrained networks and a region,
-    then the group level."""
+    """A participant run of both subjects with two untrained networks, a region and
+    their encoding models in it (no checkpoint, 2 runs), then the group level."""
     import time
 
     tmp = tmp_path_factory.mktemp("netrun")
@@ -318,6 +320,11 @@ def network_run(tmp_path_factory):
             "100000",
             "--roi",
             f"centre={roi}",
+            "--encoding",  # networks only, 2 runs: penalties chosen on groups of stimuli
+            "--encoding-mask",
+            "rois",
+            "--encoding-stimulus-folds",
+            "3",
             "--skip-bids-validation",
             "-w",
             str(work),
@@ -457,3 +464,52 @@ def test_group_roi_tables_and_reports_include_the_networks(network_run):
     report = (out / "group.html").read_text()
     assert "resnet18random (torchvision/resnet18, untrained control)" in report
     assert not (out / "task-cat_desc-findings_stats.tsv").exists()
+
+
+@pytest.mark.slow
+def test_encoding_of_networks_alone_in_the_region_equals_the_core(network_run):
+    """``--encoding`` with standard networks and no checkpoint, on 2 runs: each network's
+    model of one band fitted on the region's voxels only (NaN elsewhere), its joint R²
+    equal to :func:`fit_encoding` on the written patterns and the network's features
+    (the penalties chosen on groups of stimuli of the one training run); the group
+    level tests the maps."""
+    import nibabel as nib
+
+    from dnnrsa.encoding import DEFAULT_N_COMPONENTS, fit_encoding
+
+    out = network_run["out"]
+    func = out / "sub-01" / "func"
+    (patterns,) = func.glob("*_desc-lsa_stat-effect_statmap.nii.gz")
+    side = json.loads(patterns.with_name(patterns.name.replace(".nii.gz", ".json")).read_text())
+    (mask_file,) = func.glob("*_desc-brain_mask.nii.gz")
+    region = np.asarray(nib.load(out.parent / "centre.nii.gz").dataobj) > 0
+    mask = region & (np.asarray(nib.load(mask_file).dataobj) > 0)
+    conditions, n_runs = side["Conditions"], len(side["Runs"])
+    assert n_runs == 2
+    data = np.asarray(nib.load(patterns).dataobj)[mask].T  # (n_rows, n_voxels), run-major
+    for label in LABELS.values():
+        (features,) = (out.parent / "work").glob(f"**/extract_{label}/features.npz")
+        with np.load(features) as f:
+            names = [str(n) for n in f["layer_names"]]
+            acts = {n: f[f"layer{i:03d}"] for i, n in enumerate(names)}
+            stimuli = [str(s) for s in f["stimuli"]]
+        by_name = {c.rsplit("/", 1)[-1]: i for i, c in enumerate(conditions)}
+        pats = data.reshape(n_runs, len(conditions), -1)[:, [by_name[s] for s in stimuli]]
+        res = fit_encoding(
+            acts,
+            dict.fromkeys(names, "network"),
+            pats,
+            n_components=DEFAULT_N_COMPONENTS,
+            stimulus_folds=3,
+            layer_maps=False,
+            device="cpu",
+        )
+        stem = f"sub-01_task-cat_space-native_model-{label}"
+        r2 = np.asarray(nib.load(func / f"{stem}_desc-encoding_stat-r2_statmap.nii.gz").dataobj)
+        assert np.all(np.isnan(r2[~mask])) and np.isfinite(r2[mask]).sum() > 5
+        np.testing.assert_allclose(r2[mask], res.r2.astype(np.float32), atol=1e-6, equal_nan=True)
+        meta = json.loads((func / f"{stem}_desc-encoding_stat-r2_statmap.json").read_text())
+        assert meta["EncodingMask"]["Kind"] == "rois"
+        assert meta["EncodingMask"]["Regions"] == ["centre"]
+        group = out / f"task-cat_space-native_model-{label}_desc-encodingr2_stat-t_statmap.nii.gz"
+        assert group.is_file(), group

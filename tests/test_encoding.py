@@ -235,6 +235,63 @@ def test_penalty_selection_equals_himalaya_ridgecv():
     assert len(np.unique(result.alphas)) > 2
 
 
+def test_two_runs_choose_penalties_on_the_training_runs_groups_as_himalaya_ridgecv():
+    """With 2 runs, each fold's penalties are those himalaya's RidgeCV picks on the one
+    training run, its groups of training stimuli held out in turn; the predictions are
+    sklearn's Ridge with them."""
+    rng = np.random.default_rng(12)
+    activations, parts, patterns = _one_band(rng, n_runs=2, n_voxels=8)
+    result = fit_encoding(
+        activations,
+        parts,
+        patterns,
+        n_components=3,
+        stimulus_folds=4,
+        layer_maps=False,
+        device="cpu",
+        n_jobs=1,
+        return_predictions=True,
+    )
+    x = activations["visual_0"]
+    groups = np.arange(N_STIMULI) % 4
+    assert len(result.folds) == 2 * 4
+    for i, fold in enumerate(result.folds):
+        train, test = fold.train_stimuli, fold.test_stimuli
+        assert fold.train_runs == (1 - fold.test_run,)
+        z = _sklearn_features(x, train)
+        target = _centred_runs(patterns, fold.train_runs, train)[0]
+        labels = groups[train]
+        splits = [
+            (np.flatnonzero(labels != g), np.flatnonzero(labels == g)) for g in np.unique(labels)
+        ]
+        assert len(splits) == 3
+        peer = RidgeCV(alphas=DEFAULT_ALPHAS, cv=splits).fit(z[train], target)
+        np.testing.assert_allclose(result.alphas[i, 0], peer.best_alphas_, rtol=1e-12)
+        for v in range(patterns.shape[2]):
+            model = Ridge(alpha=result.alphas[i, 0, v], fit_intercept=False, solver="svd")
+            expected = model.fit(z[train], target[:, v]).predict(z[test])
+            np.testing.assert_allclose(
+                result.predictions[fold.test_run, test, v], expected, rtol=0, atol=1e-8
+            )
+    assert len(np.unique(result.alphas)) > 2
+
+
+def test_two_runs_recover_the_band_of_each_voxel_group(planted):
+    """The planted voxel groups of :func:`planted`, with 2 runs instead of 6: each band's
+    unique variance is where it drives the voxels, none in the noise voxels."""
+    _, groups, activations, parts, patterns = planted
+    result = fit_encoding(
+        activations, parts, patterns[:2], n_components=N_LATENT, n_iter=10, device="cpu", n_jobs=2
+    )
+    unique = {b: result.unique[i] for i, b in enumerate(result.band_names)}
+    assert unique["visual"][groups["visual"]].mean() > 0.2
+    assert unique["auditory"][groups["auditory"]].mean() > 0.2
+    assert abs(unique["auditory"][groups["visual"]].mean()) < 0.05
+    assert abs(unique["visual"][groups["auditory"]].mean()) < 0.05
+    assert abs(result.r2[groups["none"]].mean()) < 0.06
+    assert result.ceiling.n_splits == 1
+
+
 # --------------------------------------------------------------------------- folds and leakage
 def test_folds_never_train_on_what_they_test():
     folds = encoding_folds(N_RUNS, 10)
@@ -469,7 +526,8 @@ def _inputs():
     ("change", "match"),
     [
         ({"patterns": np.zeros((12, 4))}, r"patterns must be an array of shape \(n_runs"),
-        ({"patterns": np.zeros((2, 12, 4))}, "patterns must hold at least 3 runs"),
+        ({"patterns": np.zeros((1, 12, 4))}, "patterns must hold at least 2 runs"),
+        ({"patterns": np.zeros((2, 12, 4)), "stimulus_folds": None}, "2 runs need stimulus_folds"),
         ({"activations": {"visual_0": np.zeros((11, 5))}}, r"activations\['visual_0'\] has 11"),
         ({"parts": {"other": "visual"}}, "parts lacks layers"),
         ({"n_components": 0}, "n_components"),

@@ -954,3 +954,35 @@ def test_subject_reports_built_side_by_side_equal_those_built_one_by_one(tmp_pat
     assert sum(name.endswith(".html") for name in pages[1]) == 3
     assert sorted(pages[2]) == sorted(pages[1])
     assert [name for name in pages[1] if pages[1][name] != pages[2][name]] == []
+
+
+@pytest.mark.parametrize("template_space", [True, False])
+def test_an_empty_map_is_drawn_without_a_warning(template_space):
+    """A map with nothing to show (all NaN, all zero, or nothing beyond the threshold) is
+    a result, drawn as an empty brain: no library warning reaches the console (nor for a
+    map with a voxel beyond the threshold)."""
+    import warnings
+
+    import nibabel as nib
+
+    from dnnrsa.reports.brain_figures import brain_map_figure
+
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    below = np.zeros((9, 9, 9), np.float32)
+    below[2, 3, 4] = 0.5
+    maps = [np.full((9, 9, 9), np.nan, np.float32), np.zeros((9, 9, 9), np.float32), below]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for data in maps:
+            fig = brain_map_figure(
+                nib.Nifti1Image(data, affine),
+                title="m",
+                threshold=1.0,
+                template_space=template_space,
+            )
+            assert fig.axes
+        above = below * 4
+        fig = brain_map_figure(
+            nib.Nifti1Image(above, affine), title="m", threshold=1.0, template_space=template_space
+        )
+    assert "m" in fig.texts[0].get_text()

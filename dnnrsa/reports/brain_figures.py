@@ -13,7 +13,22 @@ import numpy as np
 from .figures import new_figure, part_colour, runs, tick_fontsize
 
 
-def brain_map_figure(
+def brain_map_figure(img, **kwargs):
+    """Orthogonal slices at the peak (left) and a glass brain (right) of one map
+    (arguments of :func:`_brain_map_figure`).
+
+    A map with no voxel beyond the threshold (an encoding model explaining nothing, a
+    band without unique variance) is a result: it is drawn as an empty brain, without
+    nilearn's "empty mask" warning for the overlay it has nothing to put in.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="empty mask", category=UserWarning)
+        return _brain_map_figure(img, **kwargs)
+
+
+def _brain_map_figure(
     img,
     *,
     title: str,
@@ -23,9 +38,7 @@ def brain_map_figure(
     vmax: float | None = None,
     template_space: bool = True,
 ):
-    """Orthogonal slices at the peak (left) and a glass brain (right) of one map.
-
-    Outside a template space (``template_space=False``) the MNI background and the
+    """Outside a template space (``template_space=False``) the MNI background and the
     glass brain would mislead: the map is drawn on its own, ortho slices and axial
     slices.
     """
@@ -33,10 +46,14 @@ def brain_map_figure(
 
     data = np.asarray(img.dataobj, dtype=np.float64)
     finite = np.isfinite(data) & (data != 0)
-    cut = None
+    # cut at the peak; an empty map at the centre of its grid, in five axial planes
+    centre = (np.asarray(data.shape[:3]) - 1) / 2.0
+    peak = centre
     if finite.any():
         peak = np.unravel_index(np.argmax(np.where(finite, np.abs(data), -np.inf)), data.shape)
-        cut = tuple(float(c) for c in (img.affine @ np.r_[peak, 1.0])[:3])
+    cut = tuple(float(c) for c in (img.affine @ np.r_[peak, 1.0])[:3])
+    planes = np.linspace(0, data.shape[2] - 1, 7)[1:-1]
+    z_cuts = [float((img.affine @ np.r_[centre[:2], k, 1.0])[2]) for k in planes]
     if vmax is None:
         vmax = float(np.abs(data[finite]).max()) if finite.any() else 1.0
     fig = new_figure(12.0, 2.9, constrained=False)
@@ -62,7 +79,7 @@ def brain_map_figure(
         plotting.plot_stat_map(
             clean,
             display_mode="z",
-            cut_coords=5,
+            cut_coords=5 if finite.any() else z_cuts,
             axes=right,
             figure=fig,
             bg_img=None,
