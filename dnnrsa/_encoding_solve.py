@@ -145,15 +145,17 @@ def inner_rows(y: np.ndarray, fold: Fold):
     (``k`` training runs, ``m`` training stimuli). When stimuli are held out
     (``fold.train_groups``), split ``i`` also validates on one group of training
     stimuli only (the groups taken in turn) and trains on the other groups. With one
-    training run (two runs in all) the inner splits are its groups of stimuli: split
-    ``i`` trains on the run's other groups and validates on group ``i``, rows are the
-    run's ``m`` stimuli.
+    training run (two runs in all) split ``i`` trains on the training run's stimuli
+    outside group ``i`` and validates on group ``i`` of the held-out run: rows
+    ``[0, m)`` hold the training run, rows ``[m, 2m)`` the held-out run's training
+    stimuli (centred over them), never its test stimuli. Validating across runs as the
+    outer fold tests keeps the noise that trials of one run share out of the choice.
 
     Returns
     -------
-    row_stimuli : ndarray of shape (2 * k * m,) (``m`` with one training run)
+    row_stimuli : ndarray of shape (2 * k * m,) (``2 * m`` with one training run)
         Position, among the training stimuli, of each row's stimulus.
-    rows : ndarray of shape (2 * k * m, n_voxels) (``(m, n_voxels)``, one training run)
+    rows : ndarray of shape (2 * k * m, n_voxels) (``(2 * m, n_voxels)``, one training run)
     splits : list of (train_rows, validation_rows)
     mean : ndarray of shape (m, n_voxels)
         The mean of the centred training runs: the target of the refit.
@@ -162,14 +164,20 @@ def inner_rows(y: np.ndarray, fold: Fold):
     runs = y[np.ix_(list(fold.train_runs), fold.train_stimuli)]
     runs = runs - runs.mean(axis=1, keepdims=True)
     mean = runs.mean(axis=0)
-    if k == 1:  # one training run: its groups of stimuli held out in turn
+    if k == 1:
+        # one training run: split i trains on its stimuli outside group i and validates
+        # on group i of the held-out run (its other stimuli than the fold's test group)
         labels = fold.train_groups
         if labels is None:
             raise ValueError("one training run needs groups of stimuli to hold out")
+        other = y[fold.test_run, fold.train_stimuli]
+        other = other - other.mean(axis=0, keepdims=True)
+        rows = np.concatenate([mean, other])
         splits = [
-            (np.flatnonzero(labels != g), np.flatnonzero(labels == g)) for g in np.unique(labels)
+            (np.flatnonzero(labels != g), m + np.flatnonzero(labels == g))
+            for g in np.unique(labels)
         ]
-        return np.arange(m), mean, splits, mean
+        return np.tile(np.arange(m), 2), rows, splits, mean
     others = (k * mean[None] - runs) / (k - 1)
     rows = np.concatenate([others.reshape(k * m, -1), runs.reshape(k * m, -1)])
     row_stimuli = np.tile(np.arange(m), 2 * k)

@@ -296,7 +296,8 @@ def encoding_folds(n_runs: int, n_stimuli: int, stimulus_folds=None) -> list[Enc
     ----------
     n_runs, n_stimuli : int
         At least 2 runs; 2 runs need ``stimulus_folds`` (the penalties are then chosen
-        on the groups of stimuli of the one training run).
+        on the groups of training stimuli, left out of the training run and scored in
+        the held-out run).
     stimulus_folds : None, int or array-like of shape (n_stimuli,)
         None: leave one run out, every stimulus in training and test (at least 3
         runs). An int ``G``
@@ -940,8 +941,9 @@ def fit_encoding(
     *Penalties.* Chosen per voxel and per fold by an inner leave-one-run-out over the
     training runs: for each training run in turn, a ridge is fitted on the mean of the
     other training runs and scored (mean squared error) on that run. With 2 runs (one
-    training run), the ridge is fitted on the run's other groups of stimuli and scored
-    on each group in turn. With several
+    training run), the ridge is fitted on the training run's stimuli outside one group
+    of training stimuli and scored on that group in the held-out run, each group in
+    turn (the fold's test stimuli never reach the fit). With several
     bands, himalaya's random search over band weightings and penalties (the solver of
     :class:`~himalaya.kernel_ridge.MultipleKernelRidgeCV`) runs on one linear kernel
     per band: a fold has far fewer samples (stimuli) than features, so the dual

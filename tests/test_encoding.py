@@ -235,10 +235,11 @@ def test_penalty_selection_equals_himalaya_ridgecv():
     assert len(np.unique(result.alphas)) > 2
 
 
-def test_two_runs_choose_penalties_on_the_training_runs_groups_as_himalaya_ridgecv():
-    """With 2 runs, each fold's penalties are those himalaya's RidgeCV picks on the one
-    training run, its groups of training stimuli held out in turn; the predictions are
-    sklearn's Ridge with them."""
+def test_two_runs_choose_penalties_across_runs_as_himalaya_ridgecv():
+    """With 2 runs, each fold's penalties are those himalaya's RidgeCV picks when each
+    group of the training stimuli in turn is left out of the training run and scored on
+    the held-out run (the other stimuli than the fold's test group); the predictions
+    are sklearn's Ridge with them, fitted on the training run."""
     rng = np.random.default_rng(12)
     activations, parts, patterns = _one_band(rng, n_runs=2, n_voxels=8)
     result = fit_encoding(
@@ -260,12 +261,15 @@ def test_two_runs_choose_penalties_on_the_training_runs_groups_as_himalaya_ridge
         assert fold.train_runs == (1 - fold.test_run,)
         z = _sklearn_features(x, train)
         target = _centred_runs(patterns, fold.train_runs, train)[0]
-        labels = groups[train]
+        held = _centred_runs(patterns, [fold.test_run], train)[0]
+        labels, m = groups[train], len(train)
         splits = [
-            (np.flatnonzero(labels != g), np.flatnonzero(labels == g)) for g in np.unique(labels)
+            (np.flatnonzero(labels != g), m + np.flatnonzero(labels == g))
+            for g in np.unique(labels)
         ]
         assert len(splits) == 3
-        peer = RidgeCV(alphas=DEFAULT_ALPHAS, cv=splits).fit(z[train], target)
+        peer = RidgeCV(alphas=DEFAULT_ALPHAS, cv=splits)
+        peer.fit(np.vstack([z[train], z[train]]), np.vstack([target, held]))
         np.testing.assert_allclose(result.alphas[i, 0], peer.best_alphas_, rtol=1e-12)
         for v in range(patterns.shape[2]):
             model = Ridge(alpha=result.alphas[i, 0, v], fit_intercept=False, solver="svd")
@@ -274,6 +278,32 @@ def test_two_runs_choose_penalties_on_the_training_runs_groups_as_himalaya_ridge
                 result.predictions[fold.test_run, test, v], expected, rtol=0, atol=1e-8
             )
     assert len(np.unique(result.alphas)) > 2
+
+
+def test_two_runs_never_fit_the_tested_stimuli_of_the_held_out_run():
+    """With 2 runs the held-out run's other stimuli choose the penalties, but the
+    stimuli it is tested on (in both runs) never reach the fit."""
+    rng = np.random.default_rng(5)
+    activations, parts, patterns = _one_band(rng, n_stimuli=30, n_runs=2, n_voxels=5)
+    kwargs = dict(
+        n_components=3,
+        stimulus_folds=3,
+        layer_maps=False,
+        device="cpu",
+        n_jobs=1,
+        return_predictions=True,
+    )
+    before = fit_encoding(activations, parts, patterns, **kwargs)
+    fold = before.folds[0]
+    changed = patterns.copy()
+    changed[:, fold.test_stimuli] = -20.0 * rng.standard_normal(changed[:, fold.test_stimuli].shape)
+    after = fit_encoding(activations, parts, changed, **kwargs)
+    cell = np.ix_([fold.test_run], fold.test_stimuli)
+    np.testing.assert_allclose(after.predictions[cell], before.predictions[cell], atol=1e-10)
+    # the other folds trained on the changed stimuli: their predictions moved
+    other = before.folds[1]
+    moved = after.predictions[other.test_run, other.test_stimuli]
+    assert np.abs(moved - before.predictions[other.test_run, other.test_stimuli]).max() > 1e-2
 
 
 def test_two_runs_recover_the_band_of_each_voxel_group(planted):
