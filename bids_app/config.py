@@ -71,6 +71,7 @@ class RunConfig:
     encoding_stimulus_folds: int = DEFAULT_ENCODING_STIMULUS_FOLDS  # 0: runs only
     encoding_layer_maps: bool = False
     encoding_mask: str = "brain"  # the voxels fitted: brain, or rois (the union of the regions)
+    encoding_networks: list = field(default_factory=list)  # model labels; empty: every network
     # regions of interest
     rois: tuple[tuple[str, Path], ...] = ()  # (NAME, mask file) of --roi
     roi_atlas: str | None = None
@@ -154,6 +155,7 @@ _LEFT_OUT_AT_DEFAULT = {
     "encoding_stimulus_folds": DEFAULT_ENCODING_STIMULUS_FOLDS,
     "encoding_layer_maps": False,
     "encoding_mask": "brain",
+    "encoding_networks": [],
 }
 
 

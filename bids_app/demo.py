@@ -7,13 +7,16 @@ From nothing to a group report, on the built-in demo data set:
    representational geometry in visual, auditory and superior temporal regions);
 2. train the cross-channel network to recognise emotion on the training clips;
 3. run the BIDS App at participant level (per-stimulus patterns, layer RDMs,
-   searchlight RSA of all 29 layers, the RDMs of the ground-truth regions and of a
-   negative-control region) and at group level (permutation inference, cluster
-   tables, the evaluation of every layer in each region, reports);
+   searchlight RSA of all 29 layers of each trained network and of every layer of an
+   untrained standard network, :data:`DEMO_NETWORK`, the RDMs of the ground-truth
+   regions and of a negative-control region, the emotion network's encoding model in
+   those regions) and at group level (permutation inference, cluster tables, the
+   evaluation of every layer in each region, reports);
 4. score the group maps against the planted ground truth with
    :func:`dnnrsa.demo.evaluate_groundtruth` (area under the ROC curve of each
    part's layers within its planted region), check the region evaluations with
-   :func:`dnnrsa.demo.roi_acceptance`, and print where the group report is.
+   :func:`dnnrsa.demo.roi_acceptance` and the encoding models' variance partition
+   with :func:`dnnrsa.demo.encoding_partition`, and print where the group report is.
 
 Each step is skipped when its result is already there, so a rerun resumes.
 """
@@ -299,6 +302,26 @@ def _roi_args(paths: DemoPaths) -> list[str]:
     return [arg for name, path in masks.items() for arg in ("--roi", f"{name}={path}")]
 
 
+#: The standard network the demo compares with the study's: an untrained spectrogram
+#: CNN (the usual untrained control; no weights to fetch), labelled so in every report.
+DEMO_NETWORK = "torchvision/resnet18_logmel=random"
+#: The encoding models of the emotion network (the study's; the one the planted partition
+#: is scored on), fitted in the planted regions and the control.
+DEMO_ENCODING = ["--encoding", "--encoding-mask", "rois", "--encoding-networks", "emotion"]
+
+
+def _encoding_partition(deriv: Path, paths: DemoPaths):
+    """The planted variance partition (:func:`dnnrsa.demo.scoring.encoding_partition`),
+    saved as TSV."""
+    from dnnrsa.demo.scoring import encoding_partition
+
+    from .collect import DEFAULT_DERIV_SPACE
+
+    table = encoding_partition(deriv, task=paths.task, space=DEFAULT_DERIV_SPACE)
+    table.to_csv(deriv / "demo_encoding_partition.tsv", sep="\t", index=False, float_format="%.4g")
+    return table
+
+
 def _roi_acceptance(deriv: Path, paths: DemoPaths):
     """The ROI acceptance checks (:func:`dnnrsa.demo.scoring.roi_acceptance`), saved as TSV."""
     from dnnrsa.demo.scoring import roi_acceptance
@@ -350,8 +373,13 @@ def run_demo(
     common += ["--device", device, "--seed", str(seed)]
     radius_mm = 2.0 * _voxel_size_mm(paths.fmriprep_dir)  # spheres of 33 voxels on any grid
     t = time.perf_counter()
-    _step("3/4 participant level: patterns, layer RDMs, searchlight RSA of every layer", start)
+    _step(
+        "3/4 participant level: patterns, layer RDMs, searchlight RSA of every layer, "
+        "encoding models",
+        start,
+    )
     participant = ["-d", str(paths.fmriprep_dir), "--checkpoint", *map(str, ckpts)]
+    participant += ["--network", DEMO_NETWORK, *DEMO_ENCODING]
     _run_app(
         "participant",
         paths,
@@ -369,6 +397,7 @@ def run_demo(
 
     auc = _score(deriv, paths)
     acceptance = _roi_acceptance(deriv, paths)
+    partition = _encoding_partition(deriv, paths)
     findings = _findings(deriv, paths.task)
     timings["total_s"] = time.perf_counter() - start
     report = deriv / "group.html"
@@ -381,6 +410,12 @@ def run_demo(
     print("Regions of interest (demo_roi_acceptance.tsv):")
     print(acceptance.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print()
+    print(
+        "Encoding models of the emotion network, variance partition in each region "
+        "(R², mean over participants; demo_encoding_partition.tsv):"
+    )
+    print(partition.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print()
     if findings is not None:
         print("The study's findings on the demo (task-*_desc-findings_stats.tsv):")
         cols = ["finding", "verdict", "value", "p_value", "p_holm"]
@@ -392,6 +427,7 @@ def run_demo(
         "report": report,
         "auc": auc,
         "roi_acceptance": acceptance,
+        "encoding_partition": partition,
         "findings": findings,
         "timings": timings,
         "derivatives": deriv,

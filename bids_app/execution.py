@@ -543,4 +543,6 @@ def run_workflow(wf, config: RunConfig, label: str | None = None) -> None:
             raise full from exc
         raise RuntimeError(f"the workflow failed ({exc.__class__.__name__}){detail}") from exc
     if isinstance(plugin, str):
-        logger.info("%s: done in %s", progress.label, format_duration(time.monotonic() - progress.t0))
+        logger.info(
+            "%s: done in %s", progress.label, format_duration(time.monotonic() - progress.t0)
+        )

@@ -186,6 +186,8 @@ def analysis_record(config: RunConfig) -> dict:
         }
         if config.encoding_mask != "brain":  # absent at the default, as in earlier records
             record["encoding"]["mask"] = config.encoding_mask
+        if config.encoding_networks:  # absent at the default (every network)
+            record["encoding"]["networks"] = sorted(config.encoding_networks)
     record["model_rdms"] = {name: _digest(path) for name, path in config.model_rdms}
     record["rois"] = {name: _digest(path) for name, path in config.rois}
     crop = config.face_crop

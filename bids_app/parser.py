@@ -445,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
         "model per layer) (default: off)",
     )
     g.add_argument(
+        "--encoding-networks",
+        nargs="+",
+        metavar="LABEL",
+        help="fit the encoding models of these networks only, by model label (a "
+        "checkpoint's regime or file name, a standard network's label as in the file names; "
+        "default: every network)",
+    )
+    g.add_argument(
         "--encoding-mask",
         choices=["brain", "rois"],
         default="brain",

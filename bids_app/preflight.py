@@ -207,6 +207,7 @@ def _check_encoding(config: RunConfig, subjects) -> None:
             "--encoding fits the layers of the networks of --checkpoint and --network: "
             "give at least one --checkpoint or --network"
         )
+    encoding_labels(config)  # every label of --encoding-networks is a network's (64)
     folds = config.encoding_stimulus_folds
     for s, inputs in subjects.items():
         n_runs = len(inputs.runs)
@@ -348,6 +349,23 @@ def _check_rois(rois: dict[str, Path], subjects) -> None:
 
 
 # --------------------------------------------------------------------------- networks
+def encoding_labels(config) -> list[str]:
+    """The model labels of the networks ``--encoding`` fits: every checkpoint's
+    (:func:`checkpoint_label`), then every standard network's (:func:`network_label`);
+    with ``--encoding-networks`` those it names (64 for a label no network has)."""
+    labels = [checkpoint_label(c) for c in config.checkpoints]
+    labels += [network_label(text) for text in config.networks]
+    chosen = list(getattr(config, "encoding_networks", None) or [])
+    unknown = [label for label in chosen if label not in labels]
+    if unknown:
+        raise UsageError(
+            f"--encoding-networks {' '.join(unknown)}: no network of this run has "
+            f"{'these labels' if len(unknown) > 1 else 'this label'}; the model labels are "
+            f"{', '.join(labels) or 'none'}"
+        )
+    return [label for label in labels if not chosen or label in chosen]
+
+
 def checkpoint_label(path: Path) -> str:
     """Model label of a checkpoint in file names: its regime if recorded, else its file name."""
     from dnnrsa.bidsnames import to_label

@@ -81,6 +81,11 @@ def config_from_options(opts) -> RunConfig:
                 "give at least one --roi NAME=MASK.nii.gz (or --roi-atlas with --roi-labels), "
                 "or leave out --encoding-mask rois to fit the whole brain mask"
             )
+        if opts.encoding_networks and not opts.encoding:
+            raise UsageError(
+                "--encoding-networks chooses the networks of --encoding: give --encoding too, "
+                "or leave out --encoding-networks"
+            )
         if opts.checkpoint or opts.layers:
             _check_model_and_layers(opts.model, opts.layers)
         _check_checkpoints(opts.checkpoint, opts.model)
@@ -129,6 +134,7 @@ def config_from_options(opts) -> RunConfig:
         encoding_stimulus_folds=opts.encoding_stimulus_folds,
         encoding_layer_maps=opts.encoding_layer_maps,
         encoding_mask=opts.encoding_mask,
+        encoding_networks=list(opts.encoding_networks or []),
         rois=tuple((n, p.resolve()) for n, p in opts.roi),
         roi_atlas=opts.roi_atlas,
         roi_labels=tuple(opts.roi_labels),

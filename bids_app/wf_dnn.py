@@ -81,6 +81,7 @@ def init_dnn_wf(
     wf.connect(merge_list, "out", merge, "bank_files")
     wf.connect(merge, "bank_file", outputnode, "bank_file")
     labels = _checkpoint_labels(config)
+    fitted = encoding_labels(config) if config.encoding else []
     cross_list = None
     if n_nets >= 2:
         cross_list = pe.Node(niu.Merge(n_nets), name="merge_regimes")
@@ -94,7 +95,7 @@ def init_dnn_wf(
     }
     for k, (ckpt, label) in enumerate(zip(config.checkpoints, labels, strict=True)):
         rdms = _add_checkpoint_rdms(wf, config, ckpt, label, task=task, **stimuli)
-        if config.encoding:
+        if label in fitted:
             wf.connect(
                 wf.get_node(f"extract_{label}"), "features_file", outputnode, f"features_{label}"
             )
@@ -131,7 +132,7 @@ def init_dnn_wf(
         )
     for k, network in enumerate(networks, start=len(config.checkpoints)):
         rdms = _add_network_rdms(wf, config, network, task=task, **stimuli)
-        if config.encoding:
+        if network.label in fitted:
             wf.connect(
                 wf.get_node(f"extract_{network.label}"),
                 "features_file",
@@ -194,12 +195,12 @@ def _checkpoint_labels(config) -> list[str]:
 
 
 def encoding_labels(config) -> list[str]:
-    """The model labels of the networks ``--encoding`` fits: every checkpoint's, then
-    every standard network's (:func:`~.preflight.network_label`), each the name of a
-    ``features_<label>`` output."""
-    from .preflight import network_label
+    """The model labels of the networks ``--encoding`` fits
+    (:func:`~.preflight.encoding_labels`), two checkpoints of one label refused (64)."""
+    from .preflight import encoding_labels as fitted
 
-    return _checkpoint_labels(config) + [network_label(text) for text in config.networks]
+    _checkpoint_labels(config)
+    return fitted(config)
 
 
 def _add_checkpoint_rdms(

@@ -480,7 +480,8 @@ def _add_encoding(
         (network.label, {**network.sidecar(), **runs}, {"band": ENCODING_NETWORK_BAND})
         for network in (resolve_networks(config) if config.networks else [])
     ]
-    for label, sidecar, band in models:
+    fitted = encoding_labels(config)
+    for label, sidecar, band in [m for m in models if m[0] in fitted]:
         node = pe.Node(
             EncodingModel(
                 **regions,

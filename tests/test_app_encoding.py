@@ -430,3 +430,38 @@ def test_the_participant_report_has_the_encoding_section(encoding_run, tmp_path)
     assert "bands: network: maxpool, layer1" in section  # the network's one band
     assert "unique:network" in section and "unique:crossmodal" in section  # the numbers
     assert "searchlight" in page.lower()  # the other sections stay
+
+
+def test_encoding_networks_chooses_the_networks_fitted(
+    three_runs, crosschannel_checkpoint, tmp_path, capsys
+):
+    """``--encoding-networks LABEL``: only the named networks get encoding nodes (and
+    their features reach the participant's workflow); a label no network has, or the
+    option without ``--encoding``, is refused (64) before anything is written."""
+    both = _workflow(three_runs, crosschannel_checkpoint, tmp_path, "--encoding", *NETWORK)
+    assert {"encoding_net", f"encoding_{NETWORK_LABEL}"} <= set(both.list_node_names())
+    one = _workflow(
+        three_runs,
+        crosschannel_checkpoint,
+        tmp_path,
+        "--encoding",
+        *NETWORK,
+        "--encoding-networks",
+        NETWORK_LABEL,
+    )
+    names = set(one.list_node_names())
+    assert f"encoding_{NETWORK_LABEL}" in names and "encoding_net" not in names
+    fields = one.get_node("inputnode").inputs.copyable_trait_names()
+    assert fields == ["bank_file", f"features_{NETWORK_LABEL}"]
+    common = ["--checkpoint", str(crosschannel_checkpoint), *LAYERS, *SL]
+    common += ["--skip-bids-validation", "--no-reports", "-w", str(tmp_path / "w")]
+    out = tmp_path / "out"
+    argv = [str(three_runs.root), str(out), "participant", "--encoding", *common]
+    assert main([*argv, "--encoding-networks", "other"]) == 64
+    assert "--encoding-networks other: no network of this run has this label" in (
+        capsys.readouterr().err
+    )
+    argv = [str(three_runs.root), str(out), "participant", *common]
+    assert main([*argv, "--encoding-networks", "net"]) == 64
+    assert "give --encoding too" in capsys.readouterr().err
+    assert not list(out.glob("sub-*/func/*"))

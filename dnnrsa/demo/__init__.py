@@ -33,7 +33,13 @@ The command line ``dnnrsa-demo-data`` lives in :mod:`dnnrsa.bids_app.demo_data`.
 
 from .dataset import GENERATOR_REVISION, DemoPaths, make_demo_dataset
 from .design import EMOTIONS, IDENTITIES, REGIONS, SENTENCES, SETTINGS, stimulus_table
-from .scoring import evaluate_groundtruth, groundtruth_auc, region_auc, roi_acceptance
+from .scoring import (
+    encoding_partition,
+    evaluate_groundtruth,
+    groundtruth_auc,
+    region_auc,
+    roi_acceptance,
+)
 
 __all__ = [
     "GENERATOR_REVISION",
@@ -43,6 +49,7 @@ __all__ = [
     "SENTENCES",
     "SETTINGS",
     "DemoPaths",
+    "encoding_partition",
     "evaluate_groundtruth",
     "groundtruth_auc",
     "make_demo_dataset",

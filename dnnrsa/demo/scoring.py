@@ -1,7 +1,8 @@
 """Scoring searchlight maps against the planted ground truth of the demo data set.
 
 The group-mean map of a part of the network (visual, auditory, crossmodal) is
-the mean over participants and over that part's layers of the Fisher z of the
+the mean over participants and over that part's layers (of the study's network:
+standard networks of ``--network`` are left out) of the Fisher z of the
 participants' searchlight scores; it should single out the region planted with
 that part's kind of features. How well it does is the area under the ROC curve
 (scikit-learn's :func:`~sklearn.metrics.roc_auc_score`) of the map's values for
@@ -95,7 +96,7 @@ def part_mean_maps(derivatives: Path, *, task: str, space: str):
     for path in sorted(Path(derivatives).glob(pattern)):
         side = read_json(sidecar_path(path))
         part = side.get("Part")
-        if part not in PARTS:
+        if part not in PARTS or side.get("Network"):  # the study's network only
             continue
         img = nib.load(path)
         affine = img.affine
@@ -181,11 +182,14 @@ def _roi_table(derivatives: Path, task: str, space: str, roi: str, desc: str):
 
 
 def _model_parts(derivatives: Path, task: str, names) -> list[str]:
-    """The ``Part`` of each model RDM (``task-<t>_<name>_rdm.json``); ``model`` when none."""
+    """The ``Part`` of each model RDM (``task-<t>_<name>_rdm.json``); ``model`` when none,
+    ``network`` for a layer of a standard network (``--network``: a control beside the
+    study's network, not part of its checks)."""
     parts = []
     for name in names:
         side = sidecar_path(Path(derivatives) / f"task-{task}_{name}_rdm.tsv")
-        parts.append(str(read_json(side).get("Part", "model")) if side.is_file() else "model")
+        meta = read_json(side) if side.is_file() else {}
+        parts.append("network" if meta.get("Network") else str(meta.get("Part", "model")))
     return parts
 
 
@@ -216,7 +220,8 @@ def roi_acceptance(
     From the tables the group level writes per region (``desc-evaluation``,
     ``desc-noiseceiling``, ``desc-pairwise``), with every layer's part read from its
     RDM's sidecar and the best layer of a part the one with the highest bootstrap mean
-    (over every network's layers of that part):
+    (over every trained network's layers of that part; the layers of a standard network
+    of ``--network``, a control beside them, take no part in the checks):
 
     * in ``target`` (the planted STS/TPJ region): the best cross-modal layer beats the
       best visual and the best auditory layer (pairwise test, difference > 0 and
@@ -346,3 +351,111 @@ def _control_rows(roi, ev, part_of, alpha) -> list[dict]:
             holds=bool(np.all(p_holm > alpha)),
         )
     ]
+
+
+# --------------------------------------------------------------------------- encoding partition
+#: The planted variance partition: the components expected to dominate each region
+#: (unique variance of a band, or the variance the bands share).
+EXPECTED_PARTITION = {
+    "visual": ("unique_visual",),
+    "auditory": ("unique_auditory",),
+    "crossmodal": ("unique_crossmodal", "shared"),
+}
+#: The components of the partition, columns of :func:`encoding_partition`.
+COMPONENTS = ("unique_visual", "unique_auditory", "unique_crossmodal", "shared")
+#: The largest joint R² the negative control may have.
+CONTROL_MAX_R2 = 0.01
+
+
+def _partition_rows(derivatives: Path, task: str, space: str):
+    """Every participant's region table of the encoding models whose bands are the
+    network's parts (the checkpoints; a standard network has one band, ``network``),
+    as rows of (participant, model, roi, component, mean)."""
+    import pandas as pd
+
+    rows = []
+    pattern = f"sub-*/func/sub-*_task-{task}_space-{space}_model-*_desc-encodingroi_stats.tsv"
+    for path in sorted(Path(derivatives).glob(pattern)):
+        table = pd.read_csv(path, sep="\t")
+        table = table[(table["stat"] == "r2") & table["layer"].isna()]
+        if not set(PARTS) <= set(table["band"].dropna()):
+            continue
+        subject = path.name.split("_")[0]
+        model = path.name.split("_model-")[1].split("_")[0]
+        for r in table.itertuples(index=False):
+            if r.quantity == "encodingunique" and r.band in PARTS:
+                component = f"unique_{r.band}"
+            elif r.quantity in ("encoding", "encodingshared", "encodingceiling"):
+                component = {"encoding": "joint", "encodingshared": "shared"}.get(
+                    r.quantity, "ceiling"
+                )
+            else:
+                continue
+            rows.append((subject, model, r.roi, component, float(r.mean)))
+    return pd.DataFrame(rows, columns=["participant", "model", "roi", "component", "mean"])
+
+
+def encoding_partition(
+    derivatives: Path,
+    *,
+    task: str,
+    space: str,
+    model: str | None = "emotion",
+    control: str = "control",
+):
+    """The demo's planted variance partition, read from the encoding models' region
+    tables (``desc-encodingroi_stats.tsv``, ``--encoding`` with ``--roi``).
+
+    Each region's joint R², each band's unique variance and the shared variance, as
+    means over participants, of the network ``model`` (default: the emotion network,
+    the study's; the planted STS/TPJ code is the emotion, which only it was trained
+    to carry), or with ``model=None`` over every network whose bands are the parts
+    (visual, auditory, crossmodal); and the check of each planted region
+    (:data:`EXPECTED_PARTITION`): the expected component is the largest of the four
+    (:data:`COMPONENTS`; for STS/TPJ, the larger of the cross-modal band's unique
+    variance and the shared variance beats both arms' unique variance) and is above 0.
+    The negative control holds when its joint R² is at most :data:`CONTROL_MAX_R2` and
+    below every planted region's.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per region: ``roi``, ``joint``, the :data:`COMPONENTS`, ``ceiling``,
+        ``expected`` (what the planted truth predicts) and ``holds`` (None for a region
+        without a check).
+    """
+    import pandas as pd
+
+    rows = _partition_rows(derivatives, task, space)
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    if rows.empty:
+        raise FileNotFoundError(
+            f"no encoding region table (desc-encodingroi_stats.tsv) of "
+            f"{'the network ' + model if model else 'a network'} with the bands "
+            f"{list(PARTS)} in {derivatives}"
+        )
+    means = rows.pivot_table(index="roi", columns="component", values="mean", aggfunc="mean")
+    table = pd.DataFrame(
+        {c: means[c] for c in ("joint", *COMPONENTS, "ceiling") if c in means}
+    ).reset_index()
+    expected, holds = [], []
+    planted = table[table["roi"].isin(list(EXPECTED_PARTITION))]
+    for r in table.itertuples(index=False):
+        values = {c: float(getattr(r, c)) for c in COMPONENTS}
+        if r.roi in EXPECTED_PARTITION:
+            want = EXPECTED_PARTITION[r.roi]
+            best = max(values[c] for c in want)
+            rest = max(v for c, v in values.items() if c not in want)
+            expected.append(" or ".join(want) + " largest, above 0")
+            holds.append(bool(best > rest and best > 0))
+        elif r.roi == control:
+            expected.append(f"joint R² at most {CONTROL_MAX_R2:g}, below every planted region's")
+            joint = float(r.joint)
+            holds.append(bool(joint <= CONTROL_MAX_R2 and (joint < planted["joint"]).all()))
+        else:
+            expected.append("")
+            holds.append(None)
+    table["expected"] = expected
+    table["holds"] = holds
+    return table
