@@ -154,11 +154,10 @@ def test_fast_demo_recovers_the_planted_variance_partition(fast_demo):
     or the shared variance in STS/TPJ, and nothing in the negative control; the table
     the demo saved and printed is the one recomputed from the derivatives.
 
-    Measured on the fast setting (seed 0, mean of the two participants): unique visual
-    0.124 in early visual cortex, unique auditory 0.046 in auditory cortex, shared 0.032
-    and cross-modal unique 0.024 in STS/TPJ (the arms' unique at most 0.000), joint R²
-    -0.021 in the control. The networks trained on identity, gender or sentence carry
-    no emotion code and leave STS/TPJ unexplained (joint R² -0.017 to -0.006)."""
+    Measured on the fast setting (seed 0, mean of the two participants, 3 groups of
+    stimuli): unique visual 0.106 in early visual cortex, unique auditory 0.030 in
+    auditory cortex (shared 0.006), shared 0.032 in STS/TPJ (the arms' unique at most
+    -0.001), joint R² -0.045 in the control (docs/demo_dataset.md)."""
     import pandas as pd
 
     from dnnrsa.bids_app.collect import DEFAULT_DERIV_SPACE
