@@ -197,7 +197,7 @@ def _check_runs_for_metric(config: RunConfig, subjects) -> None:
 def _check_encoding(config: RunConfig, subjects) -> None:
     """``--encoding`` fits the networks of ``--checkpoint`` (and, beside them, those of
     ``--network``), cross-validated over runs with an inner cross-validation over the
-    training runs (two runs: over the groups of stimuli of the training run): every
+    training runs (two runs: over groups of training stimuli, scored in the other run): every
     participant needs two runs, three with ``--encoding-stimulus-folds 0``, and
     ``--encoding-stimulus-folds`` no more groups than conditions."""
     if not config.encoding:
@@ -222,7 +222,8 @@ def _check_encoding(config: RunConfig, subjects) -> None:
                 f"--encoding with --encoding-stimulus-folds 0 needs at least 3 runs per "
                 f"participant (leave one run out, the penalties chosen on the other runs left "
                 f"out in turn); sub-{s} has {n_runs}: give --encoding-stimulus-folds 3 or more "
-                f"(with 2 runs, the penalties are chosen on groups of stimuli), or leave sub-{s} "
+                f"(with 2 runs, the penalties are chosen on groups of stimuli scored across the "
+                f"runs), or leave sub-{s} "
                 "out with --participant-label"
             )
         if folds and folds > len(inputs.conditions):
@@ -355,7 +356,7 @@ def encoding_labels(config) -> list[str]:
     with ``--encoding-networks`` those it names (64 for a label no network has)."""
     labels = [checkpoint_label(c) for c in config.checkpoints]
     labels += [network_label(text) for text in config.networks]
-    chosen = list(getattr(config, "encoding_networks", None) or [])
+    chosen = list(config.encoding_networks)
     unknown = [label for label in chosen if label not in labels]
     if unknown:
         raise UsageError(
