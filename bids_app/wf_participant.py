@@ -16,7 +16,7 @@ from dnnrsa.bidsnames import build_name, subject_dir
 from ..interfaces.bids import CopyDerivatives, WriteDerivative, WriteSubjectMaps
 from ..interfaces.encoding import EncodingModel
 from ..interfaces.glm import EstimatePatterns
-from ..interfaces.roi import RoiRDM
+from ..interfaces.roi import RoiRDMs
 from ..interfaces.searchlight import SearchlightRSA
 from .collect import SubjectInputs
 from .errors import DatasetInvalid
@@ -405,38 +405,36 @@ def _add_searchlight(
 
 
 def _add_roi_rdms(wf, config, inputs: SubjectInputs, patterns, rois: dict) -> None:
-    """Add one :class:`RoiRDM` node per region (``roi_rdm_<name>``, ROI name -> mask
-    file) and its sink (``write_roi_rdm_<name>``), which writes the participant's
-    ``roi-<name>_rdm.tsv``, to ``wf``."""
+    """Add the participant's region RDMs (``roi_rdms``, :class:`RoiRDMs` of every region,
+    ROI name -> mask file, from one opening of the patterns) and their sink
+    (``write_roi_rdms``), which writes each ``roi-<name>_rdm.tsv`` and its sidecar, to
+    ``wf`` (nothing without regions)."""
+    if not rois:
+        return
     s = inputs.subject
-    for roi_name, roi_file in rois.items():
-        roi_ents = {"sub": s, "task": inputs.task, "space": inputs.space, "roi": roi_name}
-        roi = pe.Node(
-            RoiRDM(
-                roi_file=str(roi_file),
-                roi_name=roi_name,
-                metric=config.metric,
-                sidecar={"Sources": [str(r.bold) for r in inputs.runs]},
-            ),
-            name=f"roi_rdm_{roi_name}",
-        )
-        roi.overwrite = True
-        write = pe.Node(
-            WriteDerivative(
-                out_path=str(
-                    subject_dir(config.output_dir, s) / build_name(roi_ents, "rdm", ".tsv")
-                )
-            ),
-            name=f"write_roi_rdm_{roi_name}",
-        )
-        write.overwrite = True
-        fields = ("patterns_file", "conditions_file", "mask_file")
-        wf.connect(
-            [
-                (patterns, roi, [(f, f) for f in fields]),
-                (roi, write, [("out_file", "in_file"), ("out_sidecar", "sidecar")]),
-            ]
-        )
+    node = pe.Node(
+        RoiRDMs(
+            roi_files=[str(f) for f in rois.values()],
+            roi_names=list(rois),
+            entities={"sub": s, "task": inputs.task, "space": inputs.space},
+            metric=config.metric,
+            sidecar={"Sources": [str(r.bold) for r in inputs.runs]},
+        ),
+        name="roi_rdms",
+    )
+    node.overwrite = True
+    write = pe.Node(
+        CopyDerivatives(output_dir=str(subject_dir(config.output_dir, s))),
+        name="write_roi_rdms",
+    )
+    write.overwrite = True
+    fields = ("patterns_file", "conditions_file", "mask_file")
+    wf.connect(
+        [
+            (patterns, node, [(f, f) for f in fields]),
+            (node, write, [("out_files", "in_files")]),
+        ]
+    )
 
 
 #: The band of a standard network's encoding model: every layer it records.

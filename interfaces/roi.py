@@ -33,6 +33,42 @@ class _TableOutputSpec(TraitedSpec):
     out_sidecar = traits.Dict(desc="its sidecar's fields (its sink adds the software versions)")
 
 
+def _region_rdm(name, roi_file, patterns, brain, table, metric, sidecar):
+    """The RDM (vector), its labels and its sidecar's fields of one region."""
+    from dnnrsa.roi import check_roi, roi_rdm
+
+    region = check_roi(name, roi_file, patterns, brain)
+    rdm, labels, n_voxels = roi_rdm(
+        patterns,
+        region.mask,
+        conditions=table["condition"].to_numpy(),
+        runs=table["run"].to_numpy() if metric == "crossnobis" else None,
+        metric=metric,
+    )
+    fields = {
+        "ROI": name,
+        "ROIMask": roi_file,
+        "Metric": metric,
+        "NumberOfVoxels": n_voxels,
+        "VoxelsOnGrid": region.n_grid,
+        "Resampling": "nearest neighbour to the BOLD grid, then within the brain mask",
+        "Conditions": labels,
+        **dict(sidecar),
+    }
+    return rdm, labels, fields
+
+
+def _patterns_brain_table(inputs):
+    import nibabel as nib
+    import numpy as np
+    import pandas as pd
+
+    patterns = nib.load(inputs.patterns_file)
+    brain = np.asarray(nib.load(inputs.mask_file).dataobj) > 0
+    table = pd.read_csv(inputs.conditions_file, sep="\t", dtype={"condition": str})
+    return patterns, brain, table
+
+
 class RoiRDM(SimpleInterface):
     """The RDM of one region from the patterns of its voxels (:func:`dnnrsa.roi.roi_rdm`),
     written into the node's folder as ``rdm.tsv``, with its sidecar's fields."""
@@ -41,38 +77,84 @@ class RoiRDM(SimpleInterface):
     output_spec = _TableOutputSpec
 
     def _run_interface(self, runtime):
-        import nibabel as nib
-        import numpy as np
-        import pandas as pd
-
         from dnnrsa.rdm import write_rdm_tsv
-        from dnnrsa.roi import check_roi, roi_rdm
 
-        patterns = nib.load(self.inputs.patterns_file)
-        brain = np.asarray(nib.load(self.inputs.mask_file).dataobj) > 0
-        region = check_roi(self.inputs.roi_name, self.inputs.roi_file, patterns, brain)
-        table = pd.read_csv(self.inputs.conditions_file, sep="\t", dtype={"condition": str})
-        metric = self.inputs.metric
-        rdm, labels, n_voxels = roi_rdm(
+        patterns, brain, table = _patterns_brain_table(self.inputs)
+        rdm, labels, fields = _region_rdm(
+            self.inputs.roi_name,
+            self.inputs.roi_file,
             patterns,
-            region.mask,
-            conditions=table["condition"].to_numpy(),
-            runs=table["run"].to_numpy() if metric == "crossnobis" else None,
-            metric=metric,
+            brain,
+            table,
+            self.inputs.metric,
+            self.inputs.sidecar,
         )
         out = os.path.join(runtime.cwd, "rdm.tsv")
         write_rdm_tsv(out, rdm, labels)
         self._results["out_file"] = out
-        self._results["out_sidecar"] = {
-            "ROI": self.inputs.roi_name,
-            "ROIMask": self.inputs.roi_file,
-            "Metric": metric,
-            "NumberOfVoxels": n_voxels,
-            "VoxelsOnGrid": region.n_grid,
-            "Resampling": "nearest neighbour to the BOLD grid, then within the brain mask",
-            "Conditions": labels,
-            **dict(self.inputs.sidecar),
-        }
+        self._results["out_sidecar"] = fields
+        return runtime
+
+
+class _RoiRDMsInputSpec(BaseInterfaceInputSpec):
+    patterns_file = File(exists=True, mandatory=True, desc="4D patterns, one volume per row")
+    conditions_file = File(
+        exists=True, mandatory=True, desc="TSV with run and condition per volume"
+    )
+    mask_file = File(exists=True, mandatory=True, desc="brain mask of the patterns")
+    roi_files = traits.List(File(exists=True), mandatory=True, desc="masks of the regions")
+    roi_names = traits.List(traits.Str, mandatory=True, desc="their names (the roi entity)")
+    entities = traits.Dict(
+        mandatory=True, desc="the BIDS entities of the RDMs' names besides roi (sub, task, space)"
+    )
+    metric = traits.Enum("correlation", "euclidean", "crossnobis", usedefault=True)
+    sidecar = traits.Dict(usedefault=True, desc="extra sidecar fields")
+
+
+class _RoiRDMsOutputSpec(TraitedSpec):
+    out_files = traits.List(
+        File(exists=True),
+        desc="each region's ``..._roi-<name>_rdm.tsv`` and its JSON sidecar, named as derivatives",
+    )
+
+
+class RoiRDMs(SimpleInterface):
+    """The RDMs of several regions of one participant, each as :class:`RoiRDM` computes
+    it, from one opening of the patterns, brain mask and condition table; written into
+    the node's folder under their derivative names (``..._roi-<name>_rdm.tsv`` and the
+    JSON sidecar, with the software versions), for
+    :class:`~dnnrsa.interfaces.bids.CopyDerivatives`. One node per participant instead
+    of one per region: the participant level of the demo (8 participants, 5 regions)
+    runs 64 steps fewer."""
+
+    input_spec = _RoiRDMsInputSpec
+    output_spec = _RoiRDMsOutputSpec
+
+    def _run_interface(self, runtime):
+        from dnnrsa.bidsnames import build_name, write_json
+        from dnnrsa.rdm import write_rdm_tsv
+
+        from .bids import software_versions
+
+        if len(self.inputs.roi_files) != len(self.inputs.roi_names):
+            raise ValueError(
+                f"roi_files ({len(self.inputs.roi_files)}) and roi_names "
+                f"({len(self.inputs.roi_names)}) must have the same length"
+            )
+        patterns, brain, table = _patterns_brain_table(self.inputs)
+        versions = software_versions()
+        files = []
+        for name, roi_file in zip(self.inputs.roi_names, self.inputs.roi_files, strict=True):
+            rdm, labels, fields = _region_rdm(
+                name, roi_file, patterns, brain, table, self.inputs.metric, self.inputs.sidecar
+            )
+            ents = {**dict(self.inputs.entities), "roi": name}
+            out = os.path.join(runtime.cwd, build_name(ents, "rdm", ".tsv"))
+            write_rdm_tsv(out, rdm, labels)
+            side = os.path.join(runtime.cwd, build_name(ents, "rdm", ".json"))
+            write_json(side, {**fields, "SoftwareVersions": versions})
+            files += [out, side]
+        self._results["out_files"] = files
         return runtime
 
 

@@ -283,6 +283,86 @@ def test_participant_roi_rdm_equals_the_core(small, roi_run):
     assert side["NumberOfVoxels"] == int(voxels.sum())
 
 
+def test_regions_of_one_node_equal_one_node_per_region(small, roi_run, tmp_path):
+    """RoiRDMs (the participant level's one node for every region) writes for each
+    region the bytes RoiRDM computes for it alone and WriteDerivative writes: the RDM
+    table, and the sidecar with its fields and the software versions; a region that
+    cannot be used is refused by name, as by RoiRDM."""
+    import os
+
+    from dnnrsa.interfaces.bids import WriteDerivative
+    from dnnrsa.interfaces.roi import RoiRDM, RoiRDMs
+
+    _rc, out = roi_run
+    func = out / "sub-01" / "func"
+    inputs = {
+        "patterns_file": str(
+            func / "sub-01_task-cat_space-native_desc-lsa_stat-effect_statmap.nii.gz"
+        ),
+        "conditions_file": str(tmp_path / "conditions.tsv"),
+        "mask_file": str(func / "sub-01_task-cat_space-native_desc-brain_mask.nii.gz"),
+    }
+    pside = json.loads(Path(inputs["patterns_file"].replace(".nii.gz", ".json")).read_text())
+    n_runs, conditions = len(pside["Runs"]), pside["Conditions"]
+    pd.DataFrame(
+        {
+            "run": np.repeat(np.arange(1, n_runs + 1), len(conditions)),
+            "condition": np.tile(conditions, n_runs),
+        }
+    ).to_csv(inputs["conditions_file"], sep="\t", index=False)
+    brain = np.asarray(nib.load(inputs["mask_file"]).dataobj) > 0
+    half = brain.copy()
+    half[: brain.shape[0] // 2] = False
+    masks = {
+        "centre": _mask_file(small, small.region_mask, tmp_path / "centre.nii.gz"),
+        "half": _mask_file(small, half, tmp_path / "half.nii.gz"),
+    }
+    entities = {"sub": "01", "task": "cat", "space": "native"}
+    sidecar = {"Sources": ["a.nii.gz", "b.nii.gz"]}
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        together = RoiRDMs(
+            roi_files=[str(f) for f in masks.values()],
+            roi_names=list(masks),
+            entities=entities,
+            sidecar=sidecar,
+            **inputs,
+        ).run()
+        files = together.outputs.out_files
+        assert [Path(f).name for f in files] == [
+            f"sub-01_task-cat_space-native_roi-{name}_rdm{ext}"
+            for name in masks
+            for ext in (".tsv", ".json")
+        ]
+        for name, mask in masks.items():
+            alone = RoiRDM(roi_file=str(mask), roi_name=name, sidecar=sidecar, **inputs).run()
+            written = tmp_path / "alone" / f"sub-01_task-cat_space-native_roi-{name}_rdm.tsv"
+            written.parent.mkdir(exist_ok=True)
+            WriteDerivative(
+                in_file=alone.outputs.out_file,
+                out_path=str(written),
+                sidecar=alone.outputs.out_sidecar,
+            ).run()
+            for ext in (".tsv", ".json"):
+                ours = next(f for f in files if f.endswith(f"roi-{name}_rdm{ext}"))
+                assert Path(ours).read_bytes() == written.with_suffix(ext).read_bytes(), name
+        side = json.loads(Path(files[3]).read_text())
+        assert side["ROI"] == "half" and side["NumberOfVoxels"] == int(half.sum())
+        off = np.zeros_like(brain)
+        off[0, 0, 0] = True
+        empty = _mask_file(small, off & ~brain, tmp_path / "empty.nii.gz")
+        with pytest.raises(Exception, match="ROI nowhere: no voxel"):
+            RoiRDMs(
+                roi_files=[str(masks["centre"]), str(empty)],
+                roi_names=["centre", "nowhere"],
+                entities=entities,
+                **inputs,
+            ).run()
+    finally:
+        os.chdir(cwd)
+
+
 def test_group_roi_tables_equal_a_direct_inference_call(small, roi_run):
     from dnnrsa.inference import evaluate_models
     from dnnrsa.modelbank import reorder_rdm
