@@ -733,3 +733,36 @@ def test_reliability_page_names_tests_that_exist():
     assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"
     for test in ("test_kill9_leaves_no_process", "test_failing_step_ends_the_run"):
         assert any(m == "test_reliability.py" and t.startswith(test) for m, t in named), test
+
+
+def test_the_scheduler_runs_with_the_heap_frozen_and_gives_it_back():
+    """frozen_heap (run_workflow's wrapper of the scheduler): inside it the objects
+    alive at its start are out of the garbage collections (what makes nipype's
+    collections before each round of submissions cheap), garbage made before it
+    was collected first, and the heap is given back on the way out, also when the
+    workflow raises."""
+    import gc
+    import weakref
+
+    from dnnrsa.bids_app.execution import frozen_heap
+
+    class Cycle:
+        pass
+
+    def garbage():
+        a, b = Cycle(), Cycle()
+        a.other, b.other = b, a
+        return weakref.ref(a)
+
+    assert gc.get_freeze_count() == 0
+    lost = garbage()
+    with frozen_heap():
+        assert lost() is None  # collected before freezing, not kept for the whole run
+        assert gc.get_freeze_count() > 10_000
+        inside = garbage()
+        gc.collect()
+        assert inside() is None  # collections still reclaim what the run leaves
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), frozen_heap():
+        raise RuntimeError("a step failed")
+    assert gc.get_freeze_count() == 0
