@@ -15,7 +15,7 @@ from nipype.pipeline import engine as pe
 from dnnrsa._registries import GROUP_MAP_STATISTICS, comparator_names
 from dnnrsa.bidsnames import build_name, to_label
 
-from ..interfaces.bids import CopyDerivatives, WriteDerivative
+from ..interfaces.bids import CopyDerivatives, WriteDerivative, WriteDerivatives
 from ..interfaces.dnn import StudyFindings
 from ..interfaces.roi import RoiEvaluation, RoiWeightedModels
 from ..interfaces.stats import GroupModelTest, LayerWinner, statistic_entities
@@ -272,19 +272,17 @@ def _add_layer_winners(wf, config, groups: list[MapGroup]) -> None:
         }
         ents = {"task": task, "space": space, "model": model}
         sinks = [
-            ("winner_file", build_name({**ents, "desc": "winner"}, "statmap", ".nii.gz")),
-            ("margin_file", build_name({**ents, "desc": "winnermargin"}, "statmap", ".nii.gz")),
+            build_name({**ents, "desc": "winner"}, "statmap", ".nii.gz"),
+            build_name({**ents, "desc": "winnermargin"}, "statmap", ".nii.gz"),
         ]
         if len(common) >= 4:  # the best-vs-second test splits the subjects in two
-            p_name = build_name({**ents, "desc": "winner", "stat": "p"}, "statmap", ".nii.gz")
-            sinks.append(("p_file", p_name))
-        for field, fname in sinks:
-            sink = pe.Node(
-                WriteDerivative(out_path=str(out / fname), sidecar=side),
-                name=f"write_{field}_{tag}",
-            )
-            sink.overwrite = True
-            wf.connect(winner, field, sink, "in_file")
+            sinks.append(build_name({**ents, "desc": "winner", "stat": "p"}, "statmap", ".nii.gz"))
+        sink = pe.Node(
+            WriteDerivatives(out_paths=[str(out / fname) for fname in sinks], sidecar=side),
+            name=f"write_winner_{tag}",
+        )
+        sink.overwrite = True
+        wf.connect(winner, "out_files", sink, "in_files")
 
 
 def _add_roi_evaluations(wf, config, roi_sets) -> None:
@@ -311,8 +309,17 @@ def _add_roi_evaluations(wf, config, roi_sets) -> None:
             name=f"roi_evaluation_{to_label(rs.task + rs.space + rs.roi)}",
         )
         ev.overwrite = True
-        for table in ("evaluation", "noiseceiling", "pairwise"):
-            _sink(wf, ev, f"{table}_file", out / rs.name(table), name=f"write_{table}_{ev.name}")
+        tables = pe.Node(
+            WriteDerivatives(
+                out_paths=[
+                    str(out / rs.name(table))
+                    for table in ("evaluation", "noiseceiling", "pairwise")
+                ]
+            ),
+            name=f"write_{ev.name}",
+        )
+        tables.overwrite = True
+        wf.connect([(ev, tables, [("out_files", "in_files"), ("out_sidecar", "sidecar")])])
         weighted = pe.Node(
             RoiWeightedModels(
                 subject_files=[str(f) for f in rs.files],

@@ -86,15 +86,51 @@ class WriteDerivative(SimpleInterface):
                 "nothing to write for %s: the step before produced no file", out.name
             )
             return runtime
-        if out.name.endswith(".nii.gz") and str(self.inputs.in_file).endswith(".nii"):
-            gzip_nifti_atomic(self.inputs.in_file, out)
-        else:
-            copy_atomic(self.inputs.in_file, out)
-        if self.inputs.sidecar:
-            write_json(
-                sidecar_path(out), {**self.inputs.sidecar, "SoftwareVersions": software_versions()}
-            )
+        _write_derivative(self.inputs.in_file, out, self.inputs.sidecar)
         self._results["out_file"] = str(out)
+        return runtime
+
+
+def _write_derivative(src, out: Path, sidecar: dict) -> None:
+    """Copy ``src`` onto ``out`` (gzipping an uncompressed NIfTI written as ``.nii.gz``),
+    then its sidecar with the software versions, when ``sidecar`` has fields."""
+    if out.name.endswith(".nii.gz") and str(src).endswith(".nii"):
+        gzip_nifti_atomic(src, out)
+    else:
+        copy_atomic(src, out)
+    if sidecar:
+        write_json(sidecar_path(out), {**sidecar, "SoftwareVersions": software_versions()})
+
+
+class _MultiOutputSpec(TraitedSpec):
+    out_files = OutputMultiObject(File(exists=True))
+
+
+class _WriteDerivativesInputSpec(BaseInterfaceInputSpec):
+    in_files = traits.List(File(exists=True), mandatory=True, desc="the files to copy")
+    out_paths = traits.List(traits.Str, mandatory=True, desc="their destinations, in order")
+    sidecar = traits.Dict(usedefault=True, desc="JSON sidecar written next to each file")
+
+
+class WriteDerivatives(SimpleInterface):
+    """Copy several files of one step into the derivatives, each as
+    :class:`WriteDerivative` writes one (atomically, an uncompressed NIfTI gzipped on
+    the way), all with the same sidecar fields: one sink for a step's tables or maps
+    instead of one per file."""
+
+    input_spec = _WriteDerivativesInputSpec
+    output_spec = _MultiOutputSpec
+
+    def _run_interface(self, runtime):
+        files, paths = list(self.inputs.in_files), list(self.inputs.out_paths)
+        if len(files) != len(paths):
+            raise ValueError(
+                f"WriteDerivatives: {len(files)} file(s) for {len(paths)} destination(s): "
+                + ", ".join(Path(p).name for p in paths)
+            )
+        for src, dst in zip(files, paths, strict=True):
+            _write_derivative(src, Path(dst), self.inputs.sidecar)
+        self._results["out_files"] = paths
         return runtime
 
 
@@ -118,10 +154,6 @@ class _WriteLayerRDMsInputSpec(BaseInterfaceInputSpec):
     reductions = traits.Dict(
         desc="layer name -> how its features were reduced before its RDM (FeatureReduction)"
     )
-
-
-class _MultiOutputSpec(TraitedSpec):
-    out_files = OutputMultiObject(File(exists=True))
 
 
 class WriteLayerRDMs(SimpleInterface):
@@ -263,6 +295,7 @@ class CopyDerivatives(SimpleInterface):
 __all__ = [
     "CopyDerivatives",
     "WriteDerivative",
+    "WriteDerivatives",
     "WriteLayerRDMs",
     "WriteSubjectMaps",
     "copy_atomic",

@@ -223,6 +223,7 @@ class _WinnerOutputSpec(TraitedSpec):
     winner_file = File(exists=True, desc="index of the best layer (-1 outside)")
     margin_file = File(exists=True, desc="group-mean margin of the best over the second layer")
     p_file = File(desc="FWE p of best > second-best (independent subjects chose the layers)")
+    out_files = traits.List(File(exists=True), desc="the maps written, in the order above")
 
 
 class LayerWinner(SimpleInterface):
@@ -250,4 +251,5 @@ class LayerWinner(SimpleInterface):
             if name in images:
                 self._results[key] = os.path.join(runtime.cwd, f"{fname}.nii.gz")
                 atomic_save_nifti(images[name], self._results[key])
+                self._results.setdefault("out_files", []).append(self._results[key])
         return runtime

@@ -244,9 +244,7 @@ def test_without_encoding_maps_the_group_workflow_is_the_same(planted, tmp_path)
             f"test_{tag}",
             f"write_test_{tag}",
             f"winner_{tag}",
-            f"write_winner_file_{tag}",
-            f"write_margin_file_{tag}",
-            f"write_p_file_{tag}",
+            f"write_winner_{tag}",
         ]
     )
     config = _config(out, tmp_path)

@@ -101,6 +101,48 @@ def test_write_derivative_gzips_an_uncompressed_nifti_as_nibabel_would(tmp_path)
     assert again.read_bytes() == expected.read_bytes()
 
 
+def test_write_derivatives_writes_each_file_as_write_derivative_does(tmp_path):
+    """The one sink of a step's several files (the group level's ROI tables and winner
+    maps): each destination gets the bytes, and the sidecar, that WriteDerivative
+    writes for that file alone (an uncompressed NIfTI gzipped, a table copied); a
+    list of files that does not match the destinations is refused, naming them."""
+    from dnnrsa._io import atomic_save_nifti
+    from dnnrsa.interfaces.bids import WriteDerivative, WriteDerivatives
+
+    table = tmp_path / "table.tsv"
+    table.write_text("a\tb\n1\t2\n")
+    image = atomic_save_nifti(
+        nib.Nifti1Image(np.arange(24.0).reshape(2, 3, 4), np.eye(4)), tmp_path / "map.nii"
+    )
+    names = ["task-x_desc-a_stats.tsv", "task-x_desc-b_statmap.nii.gz"]
+    out = _run(
+        WriteDerivatives(
+            in_files=[str(table), str(image)],
+            out_paths=[str(tmp_path / "many" / n) for n in names],
+            sidecar={"K": 1},
+        ),
+        tmp_path,
+    )
+    assert out.out_files == [str(tmp_path / "many" / n) for n in names]
+    for src, name in zip([table, image], names, strict=True):
+        _run(
+            WriteDerivative(
+                in_file=str(src), out_path=str(tmp_path / "one" / name), sidecar={"K": 1}
+            ),
+            tmp_path,
+        )
+        for f in (name, name.replace(".tsv", ".json").replace(".nii.gz", ".json")):
+            assert (tmp_path / "many" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
+    with pytest.raises(Exception, match=r"1 file\(s\) for 2 destination\(s\): task-x_desc-a"):
+        _run(
+            WriteDerivatives(
+                in_files=[str(table)], out_paths=[str(tmp_path / "bad" / n) for n in names]
+            ),
+            tmp_path,
+        )
+    assert not (tmp_path / "bad").exists()
+
+
 def test_write_layer_rdms(tmp_path):
     from dnnrsa.interfaces.bids import WriteLayerRDMs
 
