@@ -16,16 +16,21 @@ from nipype.interfaces.base import (
 from dnnrsa._registries import comparator_names
 
 
-class _RoiRDMInputSpec(BaseInterfaceInputSpec):
+class _PatternsInputSpec(BaseInterfaceInputSpec):
+    """The inputs of a participant's region RDMs besides the regions."""
+
     patterns_file = File(exists=True, mandatory=True, desc="4D patterns, one volume per row")
     conditions_file = File(
         exists=True, mandatory=True, desc="TSV with run and condition per volume"
     )
     mask_file = File(exists=True, mandatory=True, desc="brain mask of the patterns")
-    roi_file = File(exists=True, mandatory=True, desc="mask of the region (any grid)")
-    roi_name = traits.Str(mandatory=True)
     metric = traits.Enum("correlation", "euclidean", "crossnobis", usedefault=True)
     sidecar = traits.Dict(usedefault=True, desc="extra sidecar fields")
+
+
+class _RoiRDMInputSpec(_PatternsInputSpec):
+    roi_file = File(exists=True, mandatory=True, desc="mask of the region (any grid)")
+    roi_name = traits.Str(mandatory=True)
 
 
 class _TableOutputSpec(TraitedSpec):
@@ -96,19 +101,12 @@ class RoiRDM(SimpleInterface):
         return runtime
 
 
-class _RoiRDMsInputSpec(BaseInterfaceInputSpec):
-    patterns_file = File(exists=True, mandatory=True, desc="4D patterns, one volume per row")
-    conditions_file = File(
-        exists=True, mandatory=True, desc="TSV with run and condition per volume"
-    )
-    mask_file = File(exists=True, mandatory=True, desc="brain mask of the patterns")
+class _RoiRDMsInputSpec(_PatternsInputSpec):
     roi_files = traits.List(File(exists=True), mandatory=True, desc="masks of the regions")
     roi_names = traits.List(traits.Str, mandatory=True, desc="their names (the roi entity)")
     entities = traits.Dict(
         mandatory=True, desc="the BIDS entities of the RDMs' names besides roi (sub, task, space)"
     )
-    metric = traits.Enum("correlation", "euclidean", "crossnobis", usedefault=True)
-    sidecar = traits.Dict(usedefault=True, desc="extra sidecar fields")
 
 
 class _RoiRDMsOutputSpec(TraitedSpec):
